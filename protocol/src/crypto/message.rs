@@ -1,0 +1,225 @@
+//! Message boxes (DESIGN §4): the plaintext JSON, `crypto_box_easy` to one recipient with
+//! ed25519→X25519 keys, and fan-out to every recipient member of a multicast.
+
+use std::collections::BTreeMap;
+
+use dryoc::classic::crypto_box::{crypto_box_easy, crypto_box_open_easy};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::keys::{ed25519_pk_to_x25519, random_bytes};
+use super::{CryptoError, MemberKeypair, PublicKey};
+use crate::codec::{from_b64, from_b64_array, to_b64};
+use crate::frames::Envelope;
+use crate::limits::MAX_BODY_BYTES;
+
+pub const PLAINTEXT_VERSION: u32 = 1;
+const MAC_BYTES: usize = 16;
+
+/// What is inside every box: the sender's session and name are authenticated with the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePlaintext {
+    pub v: u32,
+    pub from_session: String,
+    pub from_name: String,
+    pub body: String,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+}
+
+impl MessagePlaintext {
+    pub fn new(
+        from_session: impl Into<String>,
+        from_name: impl Into<String>,
+        body: impl Into<String>,
+    ) -> Self {
+        Self {
+            v: PLAINTEXT_VERSION,
+            from_session: from_session.into(),
+            from_name: from_name.into(),
+            body: body.into(),
+            reply_to: None,
+            meta: BTreeMap::new(),
+        }
+    }
+}
+
+/// One sealed box as it travels: nonce and ciphertext in standard base64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedEnvelope {
+    pub nonce: String,
+    pub ciphertext: String,
+}
+
+fn encode_plaintext(p: &MessagePlaintext) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if p.body.len() > MAX_BODY_BYTES {
+        return Err(CryptoError::BodyTooLarge { got: p.body.len(), max: MAX_BODY_BYTES });
+    }
+    serde_json::to_vec(p).map(Zeroizing::new).map_err(|e| CryptoError::Encrypt(e.to_string()))
+}
+
+fn box_bytes(
+    plain: &[u8],
+    nonce: &[u8; 24],
+    recipient_x_pk: &PublicKey,
+    sender_x_sk: &[u8; 32],
+) -> Result<Vec<u8>, CryptoError> {
+    let mut ct = vec![0u8; plain.len() + MAC_BYTES];
+    crypto_box_easy(&mut ct, plain, nonce, recipient_x_pk, sender_x_sk)
+        .map_err(|e| CryptoError::Encrypt(e.to_string()))?;
+    Ok(ct)
+}
+
+/// Seals `plaintext` from `sender` to the member whose ed25519 public key is `recipient`.
+pub fn seal_message(
+    plaintext: &MessagePlaintext,
+    recipient: &PublicKey,
+    sender: &MemberKeypair,
+) -> Result<SealedEnvelope, CryptoError> {
+    seal_message_with_nonce(plaintext, recipient, sender, &random_bytes())
+}
+
+/// [`seal_message`] with a caller-chosen nonce. Only for reproducible test vectors: reusing
+/// a nonce with the same key pair breaks confidentiality.
+pub fn seal_message_with_nonce(
+    plaintext: &MessagePlaintext,
+    recipient: &PublicKey,
+    sender: &MemberKeypair,
+    nonce: &[u8; 24],
+) -> Result<SealedEnvelope, CryptoError> {
+    let plain = encode_plaintext(plaintext)?;
+    let ct = box_bytes(&plain, nonce, &ed25519_pk_to_x25519(recipient)?, &sender.x25519_secret())?;
+    Ok(SealedEnvelope { nonce: to_b64(nonce), ciphertext: to_b64(&ct) })
+}
+
+/// Opens a box addressed to `recipient`, sent by the member whose ed25519 key is `sender`.
+/// Wrong keys and tampering give [`CryptoError::Decrypt`].
+pub fn open_message(
+    nonce_b64: &str,
+    ciphertext_b64: &str,
+    sender: &PublicKey,
+    recipient: &MemberKeypair,
+) -> Result<MessagePlaintext, CryptoError> {
+    let nonce: [u8; 24] = from_b64_array("nonce", nonce_b64)?;
+    let ct = from_b64("ciphertext", ciphertext_b64)?;
+    if ct.len() < MAC_BYTES {
+        return Err(CryptoError::Decrypt);
+    }
+    let mut plain = Zeroizing::new(vec![0u8; ct.len() - MAC_BYTES]);
+    crypto_box_open_easy(&mut plain, &ct, &nonce, &ed25519_pk_to_x25519(sender)?, &recipient.x25519_secret())
+        .map_err(|_| CryptoError::Decrypt)?;
+    let msg: MessagePlaintext =
+        serde_json::from_slice(&plain).map_err(|e| CryptoError::BadPlaintext(e.to_string()))?;
+    if msg.v != PLAINTEXT_VERSION {
+        return Err(CryptoError::BadPlaintext(format!("unsupported plaintext version {}", msg.v)));
+    }
+    Ok(msg)
+}
+
+/// Encrypts one plaintext once per recipient member (DESIGN §4: multicast is fan-out by the
+/// sender; the broker never sees plaintext). `recipients` are `(member_id, ed25519 pubkey)`.
+/// The plaintext is serialized once and each box gets its own random nonce.
+pub fn fan_out(
+    plaintext: &MessagePlaintext,
+    recipients: &[(String, PublicKey)],
+    sender: &MemberKeypair,
+) -> Result<Vec<Envelope>, CryptoError> {
+    let plain = encode_plaintext(plaintext)?;
+    let sender_sk = sender.x25519_secret();
+    recipients
+        .iter()
+        .map(|(member_id, pk)| {
+            let nonce: [u8; 24] = random_bytes();
+            let ct = box_bytes(&plain, &nonce, &ed25519_pk_to_x25519(pk)?, &sender_sk)?;
+            Ok(Envelope { member_id: member_id.clone(), nonce: to_b64(&nonce), ciphertext: to_b64(&ct) })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip() {
+        let alice = MemberKeypair::generate();
+        let bob = MemberKeypair::generate();
+        let mut m = MessagePlaintext::new("s1", "alice", "hello bob");
+        m.meta.insert("k".into(), "v".into());
+        m.reply_to = Some("m0".into());
+        let env = seal_message(&m, bob.public(), &alice).unwrap();
+        assert_eq!(open_message(&env.nonce, &env.ciphertext, alice.public(), &bob).unwrap(), m);
+    }
+
+    #[test]
+    fn wrong_key_fails() {
+        let alice = MemberKeypair::generate();
+        let bob = MemberKeypair::generate();
+        let eve = MemberKeypair::generate();
+        let env = seal_message(&MessagePlaintext::new("s", "a", "secret"), bob.public(), &alice).unwrap();
+        assert_eq!(
+            open_message(&env.nonce, &env.ciphertext, alice.public(), &eve),
+            Err(CryptoError::Decrypt)
+        );
+        // Right recipient, but claimed sender is someone else.
+        assert_eq!(open_message(&env.nonce, &env.ciphertext, eve.public(), &bob), Err(CryptoError::Decrypt));
+    }
+
+    #[test]
+    fn tampered_ciphertext_and_nonce_fail() {
+        let alice = MemberKeypair::generate();
+        let bob = MemberKeypair::generate();
+        let env = seal_message(&MessagePlaintext::new("s", "a", "secret"), bob.public(), &alice).unwrap();
+        let mut ct = from_b64("c", &env.ciphertext).unwrap();
+        for i in [0, MAC_BYTES, ct.len() - 1] {
+            ct[i] ^= 1;
+            assert_eq!(
+                open_message(&env.nonce, &to_b64(&ct), alice.public(), &bob),
+                Err(CryptoError::Decrypt)
+            );
+            ct[i] ^= 1;
+        }
+        let mut nonce = from_b64("n", &env.nonce).unwrap();
+        nonce[0] ^= 1;
+        assert_eq!(
+            open_message(&to_b64(&nonce), &env.ciphertext, alice.public(), &bob),
+            Err(CryptoError::Decrypt)
+        );
+        assert_eq!(open_message(&env.nonce, "AAAA", alice.public(), &bob), Err(CryptoError::Decrypt));
+        assert!(matches!(
+            open_message("short", &env.ciphertext, alice.public(), &bob),
+            Err(CryptoError::Codec(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_body_refused() {
+        let alice = MemberKeypair::generate();
+        let m = MessagePlaintext::new("s", "a", "x".repeat(MAX_BODY_BYTES + 1));
+        assert!(matches!(seal_message(&m, alice.public(), &alice), Err(CryptoError::BodyTooLarge { .. })));
+        let ok = MessagePlaintext::new("s", "a", "x".repeat(MAX_BODY_BYTES));
+        assert!(seal_message(&ok, alice.public(), &alice).is_ok());
+    }
+
+    #[test]
+    fn fan_out_one_box_per_recipient() {
+        let sender = MemberKeypair::generate();
+        let rs: Vec<MemberKeypair> = (0..3).map(|_| MemberKeypair::generate()).collect();
+        let list: Vec<(String, PublicKey)> =
+            rs.iter().enumerate().map(|(i, k)| (format!("m{i}"), *k.public())).collect();
+        let m = MessagePlaintext::new("s", "sender", "to all");
+        let envs = fan_out(&m, &list, &sender).unwrap();
+        assert_eq!(envs.len(), 3);
+        let nonces: std::collections::HashSet<_> = envs.iter().map(|e| e.nonce.clone()).collect();
+        assert_eq!(nonces.len(), 3, "each box has its own nonce");
+        for (i, env) in envs.iter().enumerate() {
+            assert_eq!(env.member_id, format!("m{i}"));
+            assert_eq!(open_message(&env.nonce, &env.ciphertext, sender.public(), &rs[i]).unwrap(), m);
+            // No recipient can open another's box.
+            let other = &rs[(i + 1) % 3];
+            assert!(open_message(&env.nonce, &env.ciphertext, sender.public(), other).is_err());
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Frames an agent (or admin tool) sends to a broker. One enum, tagged by `type`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::services::{SealedSecret, ServiceSource, Skill, ToolInfo, VaultKind};
+use super::types::{
+    Envelope, GroupRole, Priority, ReceiptState, Role, Secret, SessionInfo, SessionPatch, Target,
+};
+use crate::scope::Scope;
+
+/// `hello`: authenticate an enrolled member by signing the broker's challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub mesh_id: String,
+    pub member_id: String,
+    /// ed25519 public key, hex.
+    pub pubkey: String,
+    /// Signature over [`crate::crypto::hello_transcript`], hex.
+    pub signature: String,
+}
+
+/// `enroll`: join a mesh with a signed invite and a fresh key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enroll {
+    /// The invite token (or URL).
+    pub invite: String,
+    pub pubkey: String,
+    pub display_name: String,
+    /// Signature over [`crate::crypto::enroll_transcript`] by the new key, hex.
+    pub signature: String,
+}
+
+/// `send`: one message, boxed once per recipient member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Send {
+    pub req: u64,
+    /// Idempotency key chosen by the sending agent (a uuid).
+    pub client_msg_id: String,
+    pub from_session: String,
+    pub target: Target,
+    #[serde(default)]
+    pub priority: Priority,
+    pub envelopes: Vec<Envelope>,
+}
+
+/// `mcp_deploy`: start a shared MCP server on the broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpDeploy {
+    pub req: u64,
+    pub name: String,
+    pub source: ServiceSource,
+    #[serde(default)]
+    pub description: String,
+    /// Extra arguments passed to the server's command.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Explicit entry command for git/bundle sources, overriding runtime detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<Vec<String>>,
+    /// Environment; values may reference `$vault:<key>` or `$vault:<key>:file:<path>`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Referenced vault values, sealed to the runner key.
+    #[serde(default)]
+    pub secrets: Vec<SealedSecret>,
+    #[serde(default)]
+    pub scope: Scope,
+}
+
+/// `mcp_update`: change a deployed service; absent fields stay as they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpUpdate {
+    pub req: u64,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ServiceSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<Vec<SealedSecret>>,
+}
+
+/// Everything a client may send to a broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    // Connection
+    Hello(Hello),
+    Enroll(Enroll),
+
+    // Sessions
+    SessionOpen {
+        req: u64,
+        #[serde(flatten)]
+        session: SessionInfo,
+    },
+    SessionUpdate {
+        req: u64,
+        session_id: String,
+        #[serde(flatten)]
+        patch: SessionPatch,
+    },
+    SessionClose {
+        req: u64,
+        session_id: String,
+    },
+
+    // Messaging
+    Send(Send),
+    ClientAck {
+        msg_ids: Vec<String>,
+    },
+    Receipt {
+        msg_ids: Vec<String>,
+        state: ReceiptState,
+    },
+    MessageStatus {
+        req: u64,
+        msg_id: String,
+    },
+    ListPeers {
+        req: u64,
+    },
+    ListMembers {
+        req: u64,
+    },
+
+    // Admin
+    MeshCreate {
+        req: u64,
+        slug: String,
+        admin_token: Secret,
+        pubkey: String,
+        display_name: String,
+    },
+    InviteRegister {
+        req: u64,
+        invite: String,
+    },
+    InviteRevoke {
+        req: u64,
+        invite_id: String,
+    },
+    InviteList {
+        req: u64,
+    },
+    MemberRemove {
+        req: u64,
+        member_id: String,
+    },
+    MemberSet {
+        req: u64,
+        member_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        groups: Option<Vec<GroupRole>>,
+    },
+    MeshInfo {
+        req: u64,
+    },
+
+    // Services
+    McpDeploy(McpDeploy),
+    McpUndeploy {
+        req: u64,
+        name: String,
+    },
+    McpUpdate(McpUpdate),
+    McpLogs {
+        req: u64,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lines: Option<u32>,
+    },
+    McpScope {
+        req: u64,
+        name: String,
+        scope: Scope,
+    },
+    McpSchema {
+        req: u64,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool: Option<String>,
+    },
+    McpCatalog {
+        req: u64,
+    },
+    McpCall {
+        req: u64,
+        service: String,
+        tool: String,
+        #[serde(default)]
+        arguments: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+    /// Expose one of this agent's local MCP servers to the mesh (peer-hosted).
+    McpRegister {
+        req: u64,
+        name: String,
+        #[serde(default)]
+        description: String,
+        tools: Vec<ToolInfo>,
+        #[serde(default)]
+        scope: Scope,
+    },
+    McpUnregister {
+        req: u64,
+        name: String,
+    },
+    /// The host agent's answer to an `mcp_call_forward`.
+    McpCallResponse {
+        call_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Start a bundle upload; binary WebSocket frames carry the bytes, then `upload_end`.
+    UploadBegin {
+        req: u64,
+        name: String,
+        size: u64,
+        sha256: String,
+    },
+    UploadEnd {
+        req: u64,
+        upload_id: String,
+    },
+
+    // Vault
+    VaultSet {
+        req: u64,
+        key: String,
+        ciphertext: String,
+        nonce: String,
+        sealed_key: String,
+        #[serde(default)]
+        kind: VaultKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mount_path: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+    },
+    VaultGet {
+        req: u64,
+        key: String,
+    },
+    VaultList {
+        req: u64,
+    },
+    VaultDelete {
+        req: u64,
+        key: String,
+    },
+
+    // Skills
+    SkillShare {
+        req: u64,
+        #[serde(flatten)]
+        skill: Skill,
+    },
+    SkillGet {
+        req: u64,
+        name: String,
+    },
+    SkillList {
+        req: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
+    },
+    SkillRemove {
+        req: u64,
+        name: String,
+    },
+}
+
+impl ClientFrame {
+    /// The wire `type` of this frame, for metrics and logs.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientFrame::Hello(_) => "hello",
+            ClientFrame::Enroll(_) => "enroll",
+            ClientFrame::SessionOpen { .. } => "session_open",
+            ClientFrame::SessionUpdate { .. } => "session_update",
+            ClientFrame::SessionClose { .. } => "session_close",
+            ClientFrame::Send(_) => "send",
+            ClientFrame::ClientAck { .. } => "client_ack",
+            ClientFrame::Receipt { .. } => "receipt",
+            ClientFrame::MessageStatus { .. } => "message_status",
+            ClientFrame::ListPeers { .. } => "list_peers",
+            ClientFrame::ListMembers { .. } => "list_members",
+            ClientFrame::MeshCreate { .. } => "mesh_create",
+            ClientFrame::InviteRegister { .. } => "invite_register",
+            ClientFrame::InviteRevoke { .. } => "invite_revoke",
+            ClientFrame::InviteList { .. } => "invite_list",
+            ClientFrame::MemberRemove { .. } => "member_remove",
+            ClientFrame::MemberSet { .. } => "member_set",
+            ClientFrame::MeshInfo { .. } => "mesh_info",
+            ClientFrame::McpDeploy(_) => "mcp_deploy",
+            ClientFrame::McpUndeploy { .. } => "mcp_undeploy",
+            ClientFrame::McpUpdate(_) => "mcp_update",
+            ClientFrame::McpLogs { .. } => "mcp_logs",
+            ClientFrame::McpScope { .. } => "mcp_scope",
+            ClientFrame::McpSchema { .. } => "mcp_schema",
+            ClientFrame::McpCatalog { .. } => "mcp_catalog",
+            ClientFrame::McpCall { .. } => "mcp_call",
+            ClientFrame::McpRegister { .. } => "mcp_register",
+            ClientFrame::McpUnregister { .. } => "mcp_unregister",
+            ClientFrame::McpCallResponse { .. } => "mcp_call_response",
+            ClientFrame::UploadBegin { .. } => "upload_begin",
+            ClientFrame::UploadEnd { .. } => "upload_end",
+            ClientFrame::VaultSet { .. } => "vault_set",
+            ClientFrame::VaultGet { .. } => "vault_get",
+            ClientFrame::VaultList { .. } => "vault_list",
+            ClientFrame::VaultDelete { .. } => "vault_delete",
+            ClientFrame::SkillShare { .. } => "skill_share",
+            ClientFrame::SkillGet { .. } => "skill_get",
+            ClientFrame::SkillList { .. } => "skill_list",
+            ClientFrame::SkillRemove { .. } => "skill_remove",
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! claudemesh-protocol: everything agents and brokers must agree on, with no I/O — wire
+//! frames, agent-socket frames, crypto, invites, scopes, names and limits.
+
+pub mod codec;
+pub mod crypto;
+pub mod frames;
+pub mod invite;
+pub mod limits;
+pub mod local;
+pub mod names;
+pub mod scope;
+
+pub use frames::{ClientFrame, ServerFrame, decode_client, decode_server, encode};

@@ -1,0 +1,64 @@
+//! The numeric limits of DESIGN §13 and §5–§7, named once so both sides agree on them.
+
+/// Wire protocol version spoken between agents and brokers.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the agent's local socket protocol (DESIGN §10).
+pub const AGENT_PROTOCOL_VERSION: u32 = 1;
+
+/// Largest WebSocket frame either side accepts.
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+/// Largest message body (plaintext, UTF-8 bytes) a sender may put in a box.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Sum of all envelopes' ciphertext in one `send`.
+pub const MAX_SEND_ENVELOPE_BYTES: usize = MAX_FRAME_BYTES;
+/// Longest name (mesh slug, service, group): see [`crate::names`].
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest vault key.
+pub const MAX_VAULT_KEY_LEN: usize = 128;
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+/// Longest session summary, in characters.
+pub const MAX_SUMMARY_CHARS: usize = 512;
+/// Longest free-text field such as a cwd, hostname, model or channel, in bytes.
+pub const MAX_SHORT_TEXT_BYTES: usize = 1024;
+/// Most groups a member or session may declare.
+pub const MAX_GROUPS: usize = 64;
+/// Most recipients' envelopes in one send.
+pub const MAX_ENVELOPES: usize = 10_000;
+/// Most message ids in one `client_ack` or `receipt`.
+pub const MAX_IDS_PER_ACK: usize = 4096;
+
+/// How long the broker queues an undelivered message before marking it expired.
+pub const QUEUE_TTL_SECS: u64 = 7 * 24 * 3600;
+/// A reconnect within this window with the same session ids is the same peer.
+pub const RECONNECT_GRACE_SECS: u64 = 90;
+/// Interval of WebSocket pings from either side.
+pub const PING_INTERVAL_SECS: u64 = 30;
+/// A connection silent for this long is closed.
+pub const IDLE_TIMEOUT_SECS: u64 = 75;
+/// Presence events per connection are flushed at most this often.
+pub const PRESENCE_BATCH_MILLIS: u64 = 100;
+
+/// Services a mesh may host (configurable on the broker; this is the default).
+pub const DEFAULT_MAX_SERVICES_PER_MESH: usize = 20;
+/// Largest uploaded bundle.
+pub const MAX_BUNDLE_BYTES: u64 = 50 * 1024 * 1024;
+/// Address-space limit of a service child, by default.
+pub const DEFAULT_CHILD_ADDRESS_SPACE_BYTES: u64 = 512 * 1024 * 1024;
+/// Default and maximum `mcp_call` timeouts.
+pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 30_000;
+pub const MAX_CALL_TIMEOUT_MS: u64 = 300_000;
+/// Call results larger than this are truncated with a notice.
+pub const MAX_CALL_RESULT_BYTES: usize = 1024 * 1024;
+/// Lines kept per service in its log ring.
+pub const SERVICE_LOG_RING_LINES: usize = 1000;
+
+/// Largest single line on the agent socket.
+pub const MAX_AGENT_LINE_BYTES: usize = MAX_FRAME_BYTES;
+
+/// Close code sent to a connection replaced by a newer hello of the same member.
+pub const CLOSE_REPLACED: u16 = 4000;
+/// Close code for a policy violation (failed hello or enroll).
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close code on broker shutdown.
+pub const CLOSE_GOING_AWAY: u16 = 1001;

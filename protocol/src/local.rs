@@ -1,0 +1,239 @@
+//! Agent-socket frames (DESIGN §10): JSON lines between local clients (CLI, `claudemesh mcp`,
+//! hooks, TUI) and the agent — hello, request/response envelope, subscriptions and events.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::frames::{ErrorCode, Event, Priority, SessionInfo, SessionPatch};
+
+/// A line a local client writes to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientLine {
+    /// First line: the client's protocol version and a name for logs.
+    Hello {
+        protocol: u32,
+        client: String,
+    },
+    Request {
+        id: u64,
+        #[serde(flatten)]
+        call: AgentCall,
+    },
+    /// Start a stream of events; they carry this `id` as `sub`.
+    Subscribe {
+        id: u64,
+        topics: Vec<Topic>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    Unsubscribe {
+        id: u64,
+    },
+}
+
+/// What a request asks the agent to do: `{"method": "...", "params": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum AgentCall {
+    Status,
+    Meshes,
+    Peers {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    Members {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    Send(SendParams),
+    Inbox(InboxParams),
+    MarkSeen {
+        msg_ids: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+    },
+    MessageStatus {
+        msg_id: String,
+    },
+    SessionRegister(SessionRegister),
+    SessionUpdate {
+        session_id: String,
+        #[serde(flatten)]
+        patch: SessionPatch,
+    },
+    SessionClose {
+        session_id: String,
+    },
+    /// Ask the agent to exit cleanly.
+    Shutdown,
+}
+
+/// `send`: the agent resolves `to`, encrypts per recipient, stores, and returns at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendParams {
+    /// A session or member name or id, `@group`, or `*`.
+    pub to: String,
+    pub message: String,
+    #[serde(default)]
+    pub priority: Priority,
+    /// Mesh slug; required when the client is in several meshes and `to` is ambiguous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
+    /// The sending session; absent for the CLI (sent as the member itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+}
+
+/// `inbox`: messages for a session (or all of this user's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InboxParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
+    /// Include messages already seen.
+    #[serde(default)]
+    pub all: bool,
+    /// Mark the returned messages seen by `session`.
+    #[serde(default)]
+    pub mark_seen: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `session_register`: a Claude Code session (or other local peer) comes online.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRegister {
+    /// Mesh slugs to open the session on; empty means every joined mesh.
+    #[serde(default)]
+    pub meshes: Vec<String>,
+    #[serde(flatten)]
+    pub session: SessionInfo,
+    /// pid of the `claude` process the session belongs to, to tie hooks to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude_pid: Option<u32>,
+}
+
+/// Streams a client can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    Messages,
+    Presence,
+    Links,
+    Services,
+    Vault,
+}
+
+/// A line the agent writes to a local client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentLine {
+    Hello {
+        protocol: u32,
+        agent_version: String,
+    },
+    Response {
+        id: u64,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<LocalError>,
+    },
+    Event {
+        sub: u64,
+        #[serde(flatten)]
+        event: Box<LocalEvent>,
+    },
+}
+
+impl AgentLine {
+    pub fn ok(id: u64, result: serde_json::Value) -> Self {
+        AgentLine::Response { id, ok: true, result: Some(result), error: None }
+    }
+
+    pub fn err(id: u64, code: ErrorCode, message: impl Into<String>) -> Self {
+        AgentLine::Response {
+            id,
+            ok: false,
+            result: None,
+            error: Some(LocalError { code, message: message.into() }),
+        }
+    }
+}
+
+/// An error reply from the agent, with the same stable codes as the broker's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// State of one mesh's broker link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    Connecting,
+    Connected,
+    Disconnected,
+    /// The broker refused this member (removed, bad key): no retry until config changes.
+    Refused,
+}
+
+/// An event on a subscription: `{"topic": "...", "data": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "topic", content = "data", rename_all = "snake_case")]
+pub enum LocalEvent {
+    Messages(InboxMessage),
+    Presence {
+        mesh: String,
+        event: Event,
+    },
+    Links {
+        mesh: String,
+        state: LinkState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    Services {
+        mesh: String,
+        event: Event,
+    },
+    Vault {
+        mesh: String,
+        key: String,
+        action: String,
+    },
+}
+
+/// A received message as the agent stores and serves it (decrypted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxMessage {
+    pub msg_id: String,
+    pub mesh: String,
+    pub from_member: String,
+    pub from_session: String,
+    pub from_name: String,
+    pub target: String,
+    pub priority: Priority,
+    /// Empty when the message could not be decrypted; see `error`.
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+    pub sent_at: u64,
+    pub received_at: u64,
+    #[serde(default)]
+    pub seen: bool,
+    /// Why the message could not be opened, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

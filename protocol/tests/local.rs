@@ -1,0 +1,123 @@
+//! Agent-socket lines (DESIGN §10): every client line and agent line round-trips, and the
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! request envelope has the documented shape.
+
+use claudemesh_protocol::frames::{ErrorCode, Event, Priority, SessionInfo, SessionPatch, SessionStatus};
+use claudemesh_protocol::local::*;
+use serde_json::{Value, json};
+
+fn rt<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(v: &T) -> Value {
+    let text = serde_json::to_string(v).unwrap();
+    let back: T = serde_json::from_str(&text).unwrap();
+    assert_eq!(&back, v, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn client_lines_round_trip() {
+    let calls = vec![
+        AgentCall::Status,
+        AgentCall::Meshes,
+        AgentCall::Peers { mesh: Some("team".into()) },
+        AgentCall::Members { mesh: None },
+        AgentCall::Send(SendParams {
+            to: "@ops".into(),
+            message: "hi".into(),
+            priority: Priority::Low,
+            mesh: None,
+            from_session: Some("s".into()),
+            reply_to: None,
+        }),
+        AgentCall::Inbox(InboxParams { session: Some("s".into()), all: true, ..Default::default() }),
+        AgentCall::MarkSeen { msg_ids: vec!["a".into()], session: Some("s".into()) },
+        AgentCall::MessageStatus { msg_id: "a".into() },
+        AgentCall::SessionRegister(SessionRegister {
+            meshes: vec!["team".into()],
+            session: SessionInfo { session_id: "s".into(), display_name: "n".into(), ..Default::default() },
+            claude_pid: Some(9),
+        }),
+        AgentCall::SessionUpdate {
+            session_id: "s".into(),
+            patch: SessionPatch { status: Some(SessionStatus::Dnd), ..Default::default() },
+        },
+        AgentCall::SessionClose { session_id: "s".into() },
+        AgentCall::Shutdown,
+    ];
+    for (i, call) in calls.into_iter().enumerate() {
+        let v = rt(&ClientLine::Request { id: i as u64, call });
+        assert_eq!(v["type"], "request");
+        assert_eq!(v["id"], i as u64);
+        assert!(v["method"].is_string(), "{v}");
+    }
+    rt(&ClientLine::Hello { protocol: 1, client: "cli".into() });
+    let v = rt(&ClientLine::Subscribe {
+        id: 3,
+        topics: vec![Topic::Messages, Topic::Presence, Topic::Links, Topic::Services, Topic::Vault],
+        session: Some("s".into()),
+        mesh: None,
+    });
+    assert_eq!(v["topics"], json!(["messages", "presence", "links", "services", "vault"]));
+    rt(&ClientLine::Unsubscribe { id: 3 });
+}
+
+#[test]
+fn request_envelope_shape() {
+    let line = r#"{"type":"request","id":5,"method":"send","params":{"to":"bob","message":"hi"}}"#;
+    let parsed: ClientLine = serde_json::from_str(line).unwrap();
+    match parsed {
+        ClientLine::Request { id: 5, call: AgentCall::Send(p) } => {
+            assert_eq!(p.to, "bob");
+            assert_eq!(p.priority, Priority::Next, "priority defaults to next");
+        }
+        other => panic!("{other:?}"),
+    }
+    let status: ClientLine = serde_json::from_str(r#"{"type":"request","id":1,"method":"status"}"#).unwrap();
+    assert_eq!(status, ClientLine::Request { id: 1, call: AgentCall::Status });
+    assert!(
+        serde_json::from_str::<ClientLine>(r#"{"type":"request","id":1,"method":"format_disk"}"#).is_err()
+    );
+}
+
+#[test]
+fn agent_lines_round_trip() {
+    rt(&AgentLine::Hello { protocol: 1, agent_version: "0.1.0".into() });
+    let v = rt(&AgentLine::ok(1, json!({"x": 1})));
+    assert_eq!(v["ok"], true);
+    let v = rt(&AgentLine::err(2, ErrorCode::NotFound, "no such peer \"bob\"; peers: alice, carol"));
+    assert_eq!(v["error"]["code"], "not_found");
+    let msg = InboxMessage {
+        msg_id: "m".into(),
+        mesh: "team".into(),
+        from_member: "m_1".into(),
+        from_session: "s".into(),
+        from_name: "alice".into(),
+        target: "*".into(),
+        priority: Priority::Now,
+        body: "hi".into(),
+        reply_to: None,
+        meta: Default::default(),
+        sent_at: 1,
+        received_at: 2,
+        seen: false,
+        error: None,
+    };
+    for event in [
+        LocalEvent::Messages(msg),
+        LocalEvent::Presence {
+            mesh: "team".into(),
+            event: Event::PeerLeft { member_id: "m".into(), session_id: "s".into() },
+        },
+        LocalEvent::Links {
+            mesh: "team".into(),
+            state: LinkState::Disconnected,
+            detail: Some("retry in 2s".into()),
+        },
+        LocalEvent::Services { mesh: "team".into(), event: Event::McpUndeployed { name: "x".into() } },
+        LocalEvent::Vault { mesh: "team".into(), key: "k".into(), action: "set".into() },
+    ] {
+        let v = rt(&AgentLine::Event { sub: 4, event: Box::new(event) });
+        assert_eq!(v["type"], "event");
+        assert_eq!(v["sub"], 4);
+        assert!(v["topic"].is_string() && v.get("data").is_some(), "{v}");
+    }
+}

@@ -1,0 +1,33 @@
+//! The command-line surface of `claudemesh` (DESIGN §12), declared with clap.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Claude Code sessions on different machines talk to each other through a mesh.
+#[derive(Debug, Parser)]
+#[command(name = "claudemesh", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with invite links.
+    #[command(subcommand)]
+    Invite(InviteCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Verify an invite link's signature and expiry and show what it grants.
+    Inspect(InviteInspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InviteInspectArgs {
+    /// The invite: claudemesh://join/<token>, https://<host>/join/<token>, or the bare token.
+    pub link: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,17 @@
+//! The `claudemesh` binary: parse the command line, dispatch to a verb, map errors to an exit code.
+
+mod cli;
+mod cmd;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cmd::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
