@@ -1,2 +1,18 @@
 //! claudemesh-broker: the server that authenticates members, keeps presence, routes
-//! end-to-end encrypted messages, and hosts services, vaults and skills (DESIGN §2).
+//! end-to-end encrypted messages with durable at-least-once delivery (DESIGN §2, §5, §6).
+
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod handlers;
+pub mod hub;
+pub mod ids;
+pub mod metrics;
+pub mod rate;
+pub mod server;
+pub mod store;
+pub mod testkit;
+pub mod tls;
+
+pub use config::BrokerConfig;
+pub use server::{BrokerError, TlsFiles, serve};

@@ -1,0 +1,73 @@
+//! Broker configuration: paths, public URL and every tunable limit, with the defaults of
+//! DESIGN §5–§13. Tests and the CLI build one and hand it to [`crate::serve`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use claudemesh_protocol::limits;
+
+/// Everything the broker needs besides its listener and shutdown signal.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Directory holding `broker.redb` (and, later, services).
+    pub data_dir: PathBuf,
+    /// File holding the broker admin token (created 0600 when missing).
+    pub admin_token_file: PathBuf,
+    /// URL members use to reach this broker (for invites and logs).
+    pub public_url: Option<String>,
+    /// How long undelivered messages are kept.
+    pub queue_ttl: Duration,
+    /// Most undelivered messages queued for one member before sends to it are refused.
+    pub max_queue_per_member: u32,
+    /// Sends per second per member, and the burst allowed.
+    pub send_rate_per_sec: f64,
+    pub send_burst: f64,
+    /// Connections per mesh.
+    pub max_connections_per_mesh: usize,
+    /// Sessions per mesh, and per member.
+    pub max_sessions_per_mesh: usize,
+    pub max_sessions_per_member: usize,
+    /// Reconnect grace: sessions of a dropped connection stay present this long.
+    pub reconnect_grace: Duration,
+    /// Ping interval and idle timeout of connections.
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    /// Presence batching interval per connection.
+    pub presence_batch: Duration,
+    /// How often sessions past their grace are swept.
+    pub sweep_interval: Duration,
+    /// How often expired messages are swept.
+    pub expiry_interval: Duration,
+    /// Largest write batch committed at once.
+    pub max_commit_batch: usize,
+}
+
+impl BrokerConfig {
+    /// Defaults for a broker whose state lives in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            admin_token_file: data_dir.join("admin.token"),
+            data_dir,
+            public_url: None,
+            queue_ttl: Duration::from_secs(limits::QUEUE_TTL_SECS),
+            max_queue_per_member: 10_000,
+            send_rate_per_sec: 50.0,
+            send_burst: 200.0,
+            max_connections_per_mesh: 20_000,
+            max_sessions_per_mesh: 50_000,
+            max_sessions_per_member: 64,
+            reconnect_grace: Duration::from_secs(limits::RECONNECT_GRACE_SECS),
+            ping_interval: Duration::from_secs(limits::PING_INTERVAL_SECS),
+            idle_timeout: Duration::from_secs(limits::IDLE_TIMEOUT_SECS),
+            presence_batch: Duration::from_millis(limits::PRESENCE_BATCH_MILLIS),
+            sweep_interval: Duration::from_secs(5),
+            expiry_interval: Duration::from_secs(60),
+            max_commit_batch: 1024,
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("broker.redb")
+    }
+}

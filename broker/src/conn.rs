@@ -1,0 +1,303 @@
+//! One WebSocket connection: welcome and authentication, the reader loop that dispatches
+//! frames to the handler families, and the writer task that batches presence, pings, and
+//! coalesces flushes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use claudemesh_protocol::codec::to_hex;
+use claudemesh_protocol::crypto::random_bytes;
+use claudemesh_protocol::frames::{ClientFrame, ErrorCode, Event, ServerFrame, decode_client, encode};
+use claudemesh_protocol::limits::{CLOSE_POLICY, PROTOCOL_VERSION};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::handlers;
+use crate::hub::{ConnHandle, Hub, Mesh, Outgoing};
+use crate::store::{QUEUE, key, read_scan};
+
+/// Outgoing queue per connection. A connection this far behind is dropped (nothing is lost:
+/// undelivered messages stay queued durably and are re-pushed on reconnect).
+const OUT_QUEUE: usize = 4096;
+
+/// The authenticated identity of a connection.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    pub mesh: Arc<Mesh>,
+    pub member_id: String,
+}
+
+/// Per-connection context handed to handlers.
+#[derive(Debug)]
+pub struct Conn {
+    pub hub: Arc<Hub>,
+    pub out: ConnHandle,
+    pub challenge: String,
+    pub auth: Option<Authed>,
+}
+
+impl Conn {
+    /// Sends a frame to this connection.
+    pub fn reply(&self, frame: &ServerFrame) {
+        if let ServerFrame::Error(e) = frame {
+            self.hub.metrics.error(e.code);
+        }
+        self.out.send(Outgoing::Frame(encode(frame), frame.type_name()));
+    }
+
+    pub fn error(&self, req: Option<u64>, code: ErrorCode, message: impl Into<String>) {
+        self.reply(&ServerFrame::error(req, code, message));
+    }
+
+    /// Sends an error, then closes with 1008 (failed hello or enroll).
+    pub fn refuse(&self, code: ErrorCode, message: impl Into<String>) {
+        let message = message.into();
+        self.error(None, code, message.clone());
+        self.out.send(Outgoing::Close(CLOSE_POLICY, truncate_reason(&message)));
+    }
+
+    /// Binds this connection to a member: registers it with the mesh (replacing an older
+    /// connection of the same member, closed with 4000) and replays its queue.
+    pub fn bind(&mut self, mesh: Arc<Mesh>, member_id: String) -> Result<(), (ErrorCode, String)> {
+        let online_event = {
+            let mut st = mesh.lock();
+            let replacing = st.conns.contains_key(&member_id);
+            if !replacing && st.conns.len() >= self.hub.config.max_connections_per_mesh {
+                return Err((
+                    ErrorCode::Limit,
+                    format!(
+                        "mesh {} has its maximum of {} connections",
+                        mesh.slug, self.hub.config.max_connections_per_mesh
+                    ),
+                ));
+            }
+            if let Some(old) = st.conns.insert(member_id.clone(), self.out.clone()) {
+                old.send(Outgoing::Close(
+                    claudemesh_protocol::limits::CLOSE_REPLACED,
+                    "replaced by a newer connection of this member".into(),
+                ));
+            } else {
+                self.hub.metrics.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            (!replacing)
+                .then(|| st.members.get(&member_id).map(|m| Event::MemberUpdated(st.member_info(m))))
+                .flatten()
+        };
+        if let Some(ev) = online_event {
+            mesh.lock().presence(&ev);
+        }
+        self.auth = Some(Authed { mesh: mesh.clone(), member_id: member_id.clone() });
+        self.spawn_replay(mesh, member_id);
+        Ok(())
+    }
+
+    /// Re-pushes every queued message of the member, in send order, with backpressure.
+    fn spawn_replay(&self, mesh: Arc<Mesh>, member_id: String) {
+        let db = self.hub.store.db.clone();
+        let tx = self.out.tx.clone();
+        let kill = self.out.kill.clone();
+        tokio::spawn(async move {
+            let prefix = key(&[&mesh.id, &member_id]);
+            let rows = match tokio::task::spawn_blocking(move || read_scan(&db, QUEUE, &prefix)).await {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
+                    tracing::error!(mesh = %mesh.slug, member = %member_id, error = %e, "cannot read queue for replay; dropping connection so the agent retries");
+                    kill.cancel();
+                    return;
+                }
+                Err(_) => return,
+            };
+            for (_, v) in rows {
+                let text = String::from_utf8_lossy(&v).into_owned();
+                tokio::select! {
+                    _ = kill.cancelled() => return,
+                    r = tx.send(Outgoing::Frame(text, "push")) => if r.is_err() { return },
+                }
+            }
+        });
+    }
+
+    fn unbind(&mut self) {
+        let Some(a) = self.auth.take() else { return };
+        let mut st = a.mesh.lock();
+        if st.conns.get(&a.member_id).is_some_and(|c| c.id == self.out.id) {
+            st.conns.remove(&a.member_id);
+            self.hub.metrics.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            let now = std::time::Instant::now();
+            for s in st.sessions.values_mut().filter(|s| s.member_id == a.member_id) {
+                s.offline_since.get_or_insert(now);
+            }
+            if let Some(m) = st.members.get(&a.member_id) {
+                let ev = Event::MemberUpdated(st.member_info(m));
+                st.presence(&ev);
+            }
+        }
+    }
+}
+
+fn truncate_reason(s: &str) -> String {
+    // Close reasons are limited to 123 bytes.
+    let mut end = s.len().min(120);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// Runs a connection to completion.
+pub async fn run(hub: Arc<Hub>, socket: WebSocket) {
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel(OUT_QUEUE);
+    let kill = hub.shutdown.child_token();
+    let out = ConnHandle { id: hub.next_conn_id(), tx, kill: kill.clone() };
+    let writer = tokio::spawn(write_loop(sink, rx, kill.clone(), hub.clone()));
+    let challenge = to_hex(&random_bytes::<32>());
+    let mut conn = Conn { hub: hub.clone(), out, challenge: challenge.clone(), auth: None };
+    conn.reply(&ServerFrame::Welcome {
+        protocol: PROTOCOL_VERSION,
+        challenge,
+        broker_version: env!("CARGO_PKG_VERSION").to_string(),
+    });
+
+    let idle = hub.config.idle_timeout;
+    let mut deadline = Instant::now() + idle;
+    loop {
+        tokio::select! {
+            _ = kill.cancelled() => break,
+            _ = sleep_until(deadline) => {
+                conn.out.send(Outgoing::Close(1000, "idle: no frame or pong for too long".into()));
+                break;
+            }
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                deadline = Instant::now() + idle;
+                match msg {
+                    Message::Text(t) => handle_text(&mut conn, t.as_str()).await,
+                    Message::Binary(_) => conn.error(None, ErrorCode::Invalid, "binary frames are only accepted during a bundle upload"),
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+        }
+    }
+    conn.unbind();
+    drop(conn);
+    // Let the writer flush a final close; it ends when every sender is gone or it is killed.
+    if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
+        kill.cancel();
+    }
+}
+
+async fn handle_text(conn: &mut Conn, text: &str) {
+    let frame = match decode_client(text) {
+        Ok(f) => f,
+        Err(e) => {
+            conn.reply(&e.to_error_frame());
+            return;
+        }
+    };
+    conn.hub.metrics.frame_in(frame.type_name());
+    if conn.auth.is_none() {
+        match frame {
+            ClientFrame::Hello(h) => handlers::auth::hello(conn, h).await,
+            ClientFrame::Enroll(e) => handlers::auth::enroll(conn, e).await,
+            ClientFrame::MeshCreate { req, slug, admin_token, pubkey, display_name } => {
+                handlers::admin::mesh_create(conn, req, slug, admin_token, pubkey, display_name).await
+            }
+            other => conn.error(
+                request_id(&other),
+                ErrorCode::Unauthorized,
+                format!("{} before hello: authenticate with hello or enroll first", other.type_name()),
+            ),
+        }
+        return;
+    }
+    handlers::dispatch(conn, frame).await;
+}
+
+/// The `req` of a request frame, for error replies.
+pub fn request_id(f: &ClientFrame) -> Option<u64> {
+    let v = serde_json::to_value(f).ok()?;
+    v.get("req").and_then(serde_json::Value::as_u64)
+}
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    kill: CancellationToken,
+    hub: Arc<Hub>,
+) {
+    let metrics = hub.metrics.clone();
+    let mut pending: Vec<Event> = Vec::new();
+    let mut flush_at: Option<Instant> = None;
+    let mut ping = tokio::time::interval(hub.config.ping_interval);
+    ping.tick().await;
+    let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
+    loop {
+        let result: Result<bool, axum::Error> = tokio::select! {
+            _ = kill.cancelled() => break,
+            _ = ping.tick() => sink.send(Message::Ping(Default::default())).await.map(|_| true),
+            _ = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
+                flush_at = None;
+                send_events(&mut sink, &mut pending, &metrics).await.map(|_| true)
+            }
+            m = rx.recv() => {
+                let Some(m) = m else { break };
+                let mut next = Some(m);
+                let mut r = Ok(true);
+                // Feed everything already waiting, then flush once.
+                while let Some(m) = next.take() {
+                    match m {
+                        Outgoing::Frame(text, ty) => {
+                            metrics.frame_out(ty);
+                            if let Err(e) = sink.feed(Message::Text(Utf8Bytes::from(text))).await {
+                                r = Err(e);
+                                break;
+                            }
+                        }
+                        Outgoing::Presence(ev) => {
+                            pending.push(ev);
+                            flush_at.get_or_insert_with(|| Instant::now() + hub.config.presence_batch);
+                        }
+                        Outgoing::Close(code, reason) => {
+                            let _ = send_events(&mut sink, &mut pending, &metrics).await;
+                            let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }))).await;
+                            r = Ok(false);
+                            break;
+                        }
+                    }
+                    next = rx.try_recv().ok();
+                }
+                match r {
+                    Ok(true) => sink.flush().await.map(|_| true),
+                    other => other,
+                }
+            }
+        };
+        match result {
+            Ok(true) => {}
+            Ok(false) | Err(_) => break,
+        }
+    }
+    kill.cancel();
+}
+
+async fn send_events(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    pending: &mut Vec<Event>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(), axum::Error> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let frame = if pending.len() == 1 {
+        ServerFrame::Event(pending.remove(0))
+    } else {
+        ServerFrame::Events { events: std::mem::take(pending) }
+    };
+    metrics.frame_out(frame.type_name());
+    sink.send(Message::Text(Utf8Bytes::from(encode(&frame)))).await
+}

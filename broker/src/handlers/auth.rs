@@ -1,0 +1,204 @@
+//! `hello` (challenge-signed login of an enrolled member) and `enroll` (joining with an
+//! admin-signed invite, uses counted atomically in the store writer).
+
+use std::sync::Arc;
+
+use claudemesh_protocol::codec::from_hex_array;
+use claudemesh_protocol::crypto::{ed25519_pk_to_x25519, verify_enroll, verify_hello};
+use claudemesh_protocol::frames::{Enroll, ErrorCode, Event, Hello, MeshRef, Role, ServerFrame};
+use claudemesh_protocol::invite::{InviteError, parse_invite};
+use claudemesh_protocol::names::validate_display_name;
+
+use crate::conn::Conn;
+use crate::hub::Mesh;
+use crate::ids::{now_ms, prefixed};
+use crate::store::{INVITES, InviteRecord, MEMBERS, MemberRecord, StoreError, key};
+
+pub async fn hello(conn: &mut Conn, h: Hello) {
+    let Some(mesh) = conn.hub.mesh(&h.mesh_id) else {
+        return conn.refuse(
+            ErrorCode::Unauthorized,
+            format!("unknown mesh {}: join it again with a new invite", h.mesh_id),
+        );
+    };
+    let member = mesh.lock().members.get(&h.member_id).cloned();
+    let Some(member) = member else {
+        return conn.refuse(
+            ErrorCode::Unauthorized,
+            format!("unknown member {} in mesh {}", h.member_id, mesh.slug),
+        );
+    };
+    if member.removed {
+        return conn.refuse(
+            ErrorCode::Revoked,
+            format!("member {} was removed from mesh {}", member.member_id, mesh.slug),
+        );
+    }
+    if !member.pubkey.eq_ignore_ascii_case(&h.pubkey) {
+        return conn.refuse(ErrorCode::Unauthorized, "this key is not the key enrolled for that member");
+    }
+    if verify_hello(&h.mesh_id, &h.member_id, &h.pubkey, &conn.challenge, &h.signature).is_err() {
+        return conn.refuse(ErrorCode::BadSignature, "hello signature does not verify against the challenge");
+    }
+    if let Err((code, msg)) = conn.bind(mesh.clone(), member.member_id.clone()) {
+        return conn.refuse(code, msg);
+    }
+    conn.reply(&ServerFrame::HelloAck {
+        member_id: member.member_id,
+        role: member.role,
+        mesh: MeshRef { id: mesh.id.clone(), slug: mesh.slug.clone() },
+        services: vec![],
+        runner_pubkey: None,
+    });
+}
+
+/// Why an enrollment was refused inside the store transaction.
+enum Refusal {
+    Code(ErrorCode, String),
+}
+
+pub async fn enroll(conn: &mut Conn, e: Enroll) {
+    let invite = match parse_invite(&e.invite) {
+        Ok(i) => i,
+        Err(InviteError::BadSignature) => {
+            return conn.refuse(ErrorCode::BadSignature, InviteError::BadSignature.to_string());
+        }
+        Err(err) => return conn.refuse(ErrorCode::Invalid, err.to_string()),
+    };
+    let p = invite.payload.clone();
+    if let Err(err) = validate_display_name(&e.display_name) {
+        return conn.refuse(ErrorCode::Invalid, err.to_string());
+    }
+    let valid_key =
+        from_hex_array::<32>("pubkey", &e.pubkey).ok().is_some_and(|k| ed25519_pk_to_x25519(&k).is_ok());
+    if !valid_key {
+        return conn
+            .refuse(ErrorCode::Invalid, "pubkey is not a valid ed25519 public key (64 hex characters)");
+    }
+    if verify_enroll(&p.invite_id, &e.pubkey, &conn.challenge, &e.signature).is_err() {
+        return conn
+            .refuse(ErrorCode::BadSignature, "enroll signature does not verify against the challenge");
+    }
+    let Some(mesh) = conn.hub.mesh(&p.mesh_id) else {
+        return conn.refuse(
+            ErrorCode::NotFound,
+            format!("mesh {} ({}) does not exist on this broker", p.mesh_slug, p.mesh_id),
+        );
+    };
+    let now = now_ms();
+    let pubkey = e.pubkey.to_ascii_lowercase();
+    let pubkey_for_rollback = pubkey.clone();
+    let display_name = e.display_name.clone();
+    let mesh2: Arc<Mesh> = mesh.clone();
+    let result = conn
+        .hub
+        .store
+        .write(move |tx, _| -> Result<Result<(MemberRecord, bool), Refusal>, StoreError> {
+            // Idempotent: the same key enrolling again gets its member back, burning no use.
+            let existing = {
+                let st = mesh2.lock();
+                st.members.values().find(|m| m.pubkey == pubkey).cloned()
+            };
+            if let Some(m) = existing {
+                if m.removed {
+                    return Ok(Err(Refusal::Code(
+                        ErrorCode::Revoked,
+                        "this key was removed from the mesh".into(),
+                    )));
+                }
+                return Ok(Ok((m, false)));
+            }
+            let ikey = key(&[&p.mesh_id, &p.invite_id]);
+            let Some(mut rec) = tx.get::<InviteRecord>(INVITES, &ikey)? else {
+                return Ok(Err(Refusal::Code(
+                    ErrorCode::Forbidden,
+                    "invite is not registered with the broker; ask the admin to create it again".into(),
+                )));
+            };
+            if rec.payload != p {
+                return Ok(Err(Refusal::Code(
+                    ErrorCode::Forbidden,
+                    "invite does not match the one the admin registered".into(),
+                )));
+            }
+            if rec.revoked {
+                return Ok(Err(Refusal::Code(
+                    ErrorCode::Revoked,
+                    "invite was revoked; ask an admin for a new one".into(),
+                )));
+            }
+            let issuer_is_admin = {
+                let st = mesh2.lock();
+                st.members
+                    .values()
+                    .any(|m| !m.removed && m.role == Role::Admin && m.pubkey == p.issuer_pubkey)
+            };
+            if !issuer_is_admin {
+                return Ok(Err(Refusal::Code(
+                    ErrorCode::Forbidden,
+                    "invite was not signed by a current admin of this mesh".into(),
+                )));
+            }
+            if now / 1000 >= p.expires_at {
+                return Ok(Err(Refusal::Code(
+                    ErrorCode::Expired,
+                    InviteError::Expired { expires_at: p.expires_at }.to_string(),
+                )));
+            }
+            if rec.uses >= p.max_uses {
+                return Ok(Err(Refusal::Code(
+                    ErrorCode::Limit,
+                    format!(
+                        "invite has been used {} of {} times; ask an admin for a new one",
+                        rec.uses, p.max_uses
+                    ),
+                )));
+            }
+            rec.uses += 1;
+            let member = MemberRecord {
+                mesh_id: p.mesh_id.clone(),
+                member_id: prefixed("m"),
+                pubkey,
+                display_name,
+                role: p.role,
+                groups: p.groups.clone(),
+                declared_groups: vec![],
+                removed: false,
+                created_at: now,
+            };
+            tx.put(INVITES, &ikey, &rec)?;
+            tx.put(MEMBERS, &key(&[&member.mesh_id, &member.member_id]), &member)?;
+            // Insert into the cache inside the writer so a concurrent enroll of the same key in
+            // this batch sees it.
+            mesh2.lock().members.insert(member.member_id.clone(), member.clone());
+            Ok(Ok((member, true)))
+        })
+        .await;
+    let (member, new) = match result {
+        Ok(Ok(v)) => v,
+        Ok(Err(Refusal::Code(code, msg))) => return conn.refuse(code, msg),
+        Err(err) => {
+            // The cache insert above ran ahead of a commit that failed: drop it again.
+            mesh.lock().members.retain(|_, m| !(m.pubkey == pubkey_for_rollback && m.created_at == now));
+            tracing::error!(error = %err, "enroll could not be stored");
+            return conn
+                .refuse(ErrorCode::Internal, format!("enrollment could not be stored: {err}; try again"));
+        }
+    };
+    if new {
+        let ev = {
+            let st = mesh.lock();
+            Event::MemberJoined(st.member_info(&member))
+        };
+        mesh.lock().presence(&ev);
+        tracing::info!(mesh = %mesh.slug, member = %member.member_id, "member enrolled");
+    }
+    if let Err((code, msg)) = conn.bind(mesh.clone(), member.member_id.clone()) {
+        return conn.refuse(code, msg);
+    }
+    conn.reply(&ServerFrame::Enrolled {
+        member_id: member.member_id,
+        role: member.role,
+        mesh: MeshRef { id: mesh.id.clone(), slug: mesh.slug.clone() },
+    });
+}

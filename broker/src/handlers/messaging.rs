@@ -1,0 +1,456 @@
+//! `send` (validate, persist with group commit, ack, push), `client_ack`, `receipt`,
+//! `message_status`, `list_peers`, `list_members`, and the expiry sweep.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use claudemesh_protocol::frames::{
+    DeliveryState, ErrorCode, Event, Push, PushFrom, ReceiptState, RecipientStatus, Send, ServerFrame,
+    Target, encode,
+};
+use claudemesh_protocol::limits::{MAX_ENVELOPES, MAX_IDS_PER_ACK, MAX_SEND_ENVELOPE_BYTES};
+
+use crate::conn::Conn;
+use crate::hub::{Hub, Mesh};
+use crate::ids::{msg_id, now_ms};
+use crate::metrics::Metrics;
+use crate::store::writer::job;
+use crate::store::{
+    IDEMPOTENCY, IdemRecord, MESSAGES, MessageRecord, QUEUE, RECIPIENTS, RecipientState, SEP, StoreError, key,
+};
+
+/// Outcome of the persist step of a send.
+enum Persisted {
+    New { pushes: Vec<(String, String)>, ack: IdemRecord },
+    Duplicate(IdemRecord),
+    QueueFull(String),
+}
+
+/// The members a target addresses, as the broker sees the mesh now.
+fn recipients(mesh: &Mesh, sender: &str, target: &Target) -> Result<BTreeSet<String>, (ErrorCode, String)> {
+    let st = mesh.lock();
+    let set: BTreeSet<String> = match target {
+        Target::Session(sid) => {
+            let owner = st.sessions.get(sid).map(|s| &s.member_id).or_else(|| st.session_owner.get(sid));
+            match owner {
+                Some(m) if st.members.get(m).is_some_and(|r| !r.removed) => BTreeSet::from([m.clone()]),
+                _ => return Err((ErrorCode::NotFound, format!("no session {sid} in this mesh"))),
+            }
+        }
+        Target::Member(m) => {
+            if !st.members.get(m).is_some_and(|r| !r.removed) {
+                return Err((ErrorCode::NotFound, format!("no member {m} in this mesh")));
+            }
+            BTreeSet::from([m.clone()])
+        }
+        Target::Group(g) => st
+            .active_members()
+            .filter(|m| m.member_id != sender && m.in_group(g))
+            .map(|m| m.member_id.clone())
+            .collect(),
+        Target::Broadcast => {
+            st.active_members().filter(|m| m.member_id != sender).map(|m| m.member_id.clone()).collect()
+        }
+    };
+    if set.is_empty() {
+        return Err((ErrorCode::NotFound, format!("{target} has no other member to deliver to")));
+    }
+    Ok(set)
+}
+
+fn check_envelopes(s: &Send, want: &BTreeSet<String>) -> Result<(), (ErrorCode, String)> {
+    if s.envelopes.len() > MAX_ENVELOPES {
+        return Err((ErrorCode::TooLarge, format!("at most {MAX_ENVELOPES} envelopes per send")));
+    }
+    let total: usize = s.envelopes.iter().map(|e| e.ciphertext.len() + e.nonce.len()).sum();
+    if total > MAX_SEND_ENVELOPE_BYTES {
+        return Err((
+            ErrorCode::TooLarge,
+            format!("envelopes total {total} bytes, at most {MAX_SEND_ENVELOPE_BYTES}"),
+        ));
+    }
+    let got: BTreeSet<String> = s.envelopes.iter().map(|e| e.member_id.clone()).collect();
+    if got.len() != s.envelopes.len() {
+        return Err((ErrorCode::Invalid, "two envelopes for the same member".into()));
+    }
+    if &got != want {
+        let missing: Vec<_> = want.difference(&got).cloned().collect();
+        let extra: Vec<_> = got.difference(want).cloned().collect();
+        return Err((
+            ErrorCode::Invalid,
+            format!(
+                "envelopes must be exactly the recipients of {}: missing {missing:?}, not recipients {extra:?}; refresh the member list and retry",
+                s.target
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn send(conn: &mut Conn, s: Send) {
+    let Some(a) = conn.auth.clone() else { return };
+    let req = s.req;
+    if s.client_msg_id.is_empty() || s.client_msg_id.len() > 128 || s.client_msg_id.contains(SEP) {
+        return conn.error(Some(req), ErrorCode::Invalid, "client_msg_id must be 1-128 characters");
+    }
+    // Rate limit per member (the bucket outlives reconnects).
+    let limited = {
+        let mut st = a.mesh.lock();
+        let cfg = &conn.hub.config;
+        if !s.from_session.is_empty()
+            && !st.sessions.get(&s.from_session).is_some_and(|x| x.member_id == a.member_id)
+        {
+            drop(st);
+            return conn.error(
+                Some(req),
+                ErrorCode::Invalid,
+                format!("from_session {} is not an open session of yours", s.from_session),
+            );
+        }
+        st.buckets
+            .entry(a.member_id.clone())
+            .or_insert_with(|| crate::rate::TokenBucket::new(cfg.send_rate_per_sec, cfg.send_burst))
+            .take()
+            .err()
+    };
+    if let Some(wait) = limited {
+        conn.hub.metrics.error(ErrorCode::RateLimited);
+        return conn.reply(&ServerFrame::Error(claudemesh_protocol::frames::ErrorFrame {
+            req: Some(req),
+            code: ErrorCode::RateLimited,
+            message: format!("sending too fast; retry in {wait} ms"),
+            retry_after_ms: Some(wait),
+        }));
+    }
+    let want = match recipients(&a.mesh, &a.member_id, &s.target) {
+        Ok(w) => w,
+        Err((code, msg)) => return conn.error(Some(req), code, msg),
+    };
+    if let Err((code, msg)) = check_envelopes(&s, &want) {
+        return conn.error(Some(req), code, msg);
+    }
+    let online = {
+        let st = a.mesh.lock();
+        want.iter().filter(|m| st.conns.contains_key(*m)).count() as u32
+    };
+
+    let mesh = a.mesh.clone();
+    let sender = a.member_id.clone();
+    let max_queue = conn.hub.config.max_queue_per_member;
+    let metrics = conn.hub.metrics.clone();
+    let reply = conn.out.clone();
+    let apply = move |tx: &crate::store::Tx<'_>,
+                      state: &mut crate::store::WriterState|
+          -> Result<Persisted, StoreError> {
+        let ikey = key(&[&mesh.id, &sender, &s.client_msg_id]);
+        if let Some(prev) = tx.get::<IdemRecord>(IDEMPOTENCY, &ikey)? {
+            return Ok(Persisted::Duplicate(prev));
+        }
+        if let Some(full) = s.envelopes.iter().find(|e| state.depth(&mesh.id, &e.member_id) >= max_queue) {
+            return Ok(Persisted::QueueFull(full.member_id.clone()));
+        }
+        let id = msg_id();
+        let now = now_ms();
+        let rec = MessageRecord {
+            msg_id: id.clone(),
+            client_msg_id: s.client_msg_id.clone(),
+            from_member: sender.clone(),
+            from_session: s.from_session.clone(),
+            target: s.target.to_string(),
+            priority: s.priority,
+            sent_at: now,
+        };
+        tx.put(MESSAGES, &key(&[&mesh.id, &id]), &rec)?;
+        let queued = RecipientState { state: DeliveryState::Queued, at: now };
+        let mut pushes = Vec::with_capacity(s.envelopes.len());
+        for e in &s.envelopes {
+            let push = ServerFrame::Push(Push {
+                msg_id: id.clone(),
+                client_msg_id: s.client_msg_id.clone(),
+                from: PushFrom { member_id: sender.clone(), session_id: s.from_session.clone() },
+                target: s.target.clone(),
+                priority: s.priority,
+                nonce: e.nonce.clone(),
+                ciphertext: e.ciphertext.clone(),
+                sent_at: now,
+            });
+            let text = encode(&push);
+            tx.put_raw(QUEUE, &key(&[&mesh.id, &e.member_id, &id]), text.as_bytes())?;
+            tx.put(RECIPIENTS, &key(&[&mesh.id, &id, &e.member_id]), &queued)?;
+            state.add_depth(&mesh.id, &e.member_id, 1);
+            pushes.push((e.member_id.clone(), text));
+        }
+        let ack = IdemRecord { msg_id: id, recipients: pushes.len() as u32, online, at: now };
+        tx.put(IDEMPOTENCY, &ikey, &ack)?;
+        Ok(Persisted::New { pushes, ack })
+    };
+    let mesh = a.mesh.clone();
+    let finish = move |r: Result<Persisted, String>| {
+        let frame = match r {
+            Ok(Persisted::New { pushes, ack }) => {
+                let n = pushes.len() as u64;
+                metrics.messages_queued.fetch_add(n, Relaxed);
+                metrics.queue_depth.fetch_add(n as i64, Relaxed);
+                let st = mesh.lock();
+                for (member, text) in pushes {
+                    if st.send_to(&member, text, "push") {
+                        metrics.messages_routed.fetch_add(1, Relaxed);
+                    }
+                }
+                drop(st);
+                ServerFrame::Ack { req, msg_id: ack.msg_id, recipients: ack.recipients, online: ack.online }
+            }
+            Ok(Persisted::Duplicate(ack)) => {
+                ServerFrame::Ack { req, msg_id: ack.msg_id, recipients: ack.recipients, online: ack.online }
+            }
+            Ok(Persisted::QueueFull(member)) => {
+                metrics.error(ErrorCode::Limit);
+                ServerFrame::error(
+                    Some(req),
+                    ErrorCode::Limit,
+                    format!(
+                        "the queue of member {member} is full (it has been offline a long time); the message was not accepted"
+                    ),
+                )
+            }
+            Err(e) => {
+                metrics.error(ErrorCode::Internal);
+                ServerFrame::error(
+                    Some(req),
+                    ErrorCode::Internal,
+                    format!("{e}; the message was not accepted, send it again"),
+                )
+            }
+        };
+        reply.send(crate::hub::Outgoing::Frame(encode(&frame), frame.type_name()));
+    };
+    if conn.hub.store.submit(job(apply, finish)).await.is_err() {
+        conn.error(
+            Some(req),
+            ErrorCode::Unavailable,
+            "the broker is shutting down; the message was not accepted",
+        );
+    }
+}
+
+/// Moves recipient rows forward; returns the (msg_id, sender member) pairs that changed.
+fn advance(
+    tx: &crate::store::Tx<'_>,
+    mesh_id: &str,
+    member: &str,
+    ids: &[String],
+    next: DeliveryState,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let now = now_ms();
+    let mut changed = Vec::new();
+    for id in ids {
+        let k = key(&[mesh_id, id, member]);
+        let Some(cur) = tx.get::<RecipientState>(RECIPIENTS, &k)? else { continue };
+        if cur.can_become(next) {
+            tx.put(RECIPIENTS, &k, &RecipientState { state: next, at: now })?;
+            if let Some(m) = tx.get::<MessageRecord>(MESSAGES, &key(&[mesh_id, id]))? {
+                changed.push((id.clone(), m.from_member));
+            }
+        }
+    }
+    Ok(changed)
+}
+
+pub async fn client_ack(conn: &mut Conn, msg_ids: Vec<String>) {
+    let Some(a) = conn.auth.clone() else { return };
+    if msg_ids.len() > MAX_IDS_PER_ACK {
+        return conn.error(
+            None,
+            ErrorCode::TooLarge,
+            format!("at most {MAX_IDS_PER_ACK} ids per client_ack"),
+        );
+    }
+    let (mesh_id, member) = (a.mesh.id.clone(), a.member_id.clone());
+    let metrics = conn.hub.metrics.clone();
+    let out = conn.out.clone();
+    let apply = move |tx: &crate::store::Tx<'_>, state: &mut crate::store::WriterState| {
+        let mut removed = 0i64;
+        for id in &msg_ids {
+            if tx.remove(QUEUE, &key(&[&mesh_id, &member, id]))? {
+                removed += 1;
+            }
+        }
+        state.add_depth(&mesh_id, &member, -removed);
+        advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Delivered)?;
+        Ok(removed)
+    };
+    let finish = move |r: Result<i64, String>| match r {
+        Ok(n) => {
+            metrics.messages_acked.fetch_add(n as u64, Relaxed);
+            metrics.queue_depth.fetch_sub(n, Relaxed);
+        }
+        Err(e) => {
+            // The messages stay queued and will be pushed again: at-least-once holds.
+            let f = ServerFrame::error(None, ErrorCode::Internal, format!("client_ack not stored: {e}"));
+            out.send(crate::hub::Outgoing::Frame(encode(&f), "error"));
+        }
+    };
+    let _ = conn.hub.store.submit(job(apply, finish)).await;
+}
+
+pub async fn receipt(conn: &mut Conn, msg_ids: Vec<String>, state: ReceiptState) {
+    let Some(a) = conn.auth.clone() else { return };
+    if msg_ids.len() > MAX_IDS_PER_ACK {
+        return conn.error(None, ErrorCode::TooLarge, format!("at most {MAX_IDS_PER_ACK} ids per receipt"));
+    }
+    let ReceiptState::Seen = state;
+    let (mesh_id, member) = (a.mesh.id.clone(), a.member_id.clone());
+    let mesh = a.mesh.clone();
+    let apply = move |tx: &crate::store::Tx<'_>, _: &mut crate::store::WriterState| {
+        advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Seen).map(|c| (c, member))
+    };
+    let finish = move |r: Result<(Vec<(String, String)>, String), String>| {
+        let Ok((changed, member)) = r else { return };
+        let mut by_sender: HashMap<String, Vec<String>> = HashMap::new();
+        for (id, sender) in changed {
+            by_sender.entry(sender).or_default().push(id);
+        }
+        let st = mesh.lock();
+        for (sender, ids) in by_sender {
+            let ev = ServerFrame::Event(Event::Receipt {
+                msg_ids: ids,
+                member_id: member.clone(),
+                state: ReceiptState::Seen,
+            });
+            st.send_to(&sender, encode(&ev), "event");
+        }
+    };
+    let _ = conn.hub.store.submit(job(apply, finish)).await;
+}
+
+pub async fn message_status(conn: &mut Conn, req: u64, id: String) {
+    let Some(a) = conn.auth.clone() else { return };
+    let db = conn.hub.store.db.clone();
+    let mesh_id = a.mesh.id.clone();
+    let id2 = id.clone();
+    let r = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        let rec: Option<MessageRecord> = crate::store::read_get(&db, MESSAGES, &key(&[&mesh_id, &id2]))?;
+        let rows = crate::store::read_scan(&db, RECIPIENTS, &key(&[&mesh_id, &id2]))?;
+        Ok((rec, rows))
+    })
+    .await;
+    let (rec, rows) = match r {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            return conn.error(Some(req), ErrorCode::Internal, format!("status could not be read: {e}"));
+        }
+        Err(e) => {
+            return conn.error(Some(req), ErrorCode::Internal, format!("status could not be read: {e}"));
+        }
+    };
+    // Only the sender may see who received a message; others learn nothing, not even existence.
+    let Some(rec) = rec.filter(|r| r.from_member == a.member_id) else {
+        return conn.error(
+            Some(req),
+            ErrorCode::NotFound,
+            format!("no message {id} sent by you (it may have expired)"),
+        );
+    };
+    let recipients = rows
+        .iter()
+        .filter_map(|(k, v)| {
+            let member = k.rsplit(SEP).next()?.to_string();
+            let s: RecipientState = serde_json::from_slice(v).ok()?;
+            Some(RecipientStatus { member_id: member, state: s.state, at: s.at })
+        })
+        .collect();
+    conn.reply(&ServerFrame::MessageStatus { req, msg_id: rec.msg_id, sent_at: rec.sent_at, recipients });
+}
+
+pub fn list_peers(conn: &mut Conn, req: u64) {
+    let Some(a) = conn.auth.clone() else { return };
+    let sessions = a.mesh.lock().sessions.values().map(crate::hub::SessionEntry::peer).collect();
+    conn.reply(&ServerFrame::Peers { req, sessions });
+}
+
+pub fn list_members(conn: &mut Conn, req: u64) {
+    let Some(a) = conn.auth.clone() else { return };
+    let st = a.mesh.lock();
+    let members = st.active_members().map(|m| st.member_info(m)).collect();
+    drop(st);
+    conn.reply(&ServerFrame::Members { req, members });
+}
+
+/// Expires queued copies older than the TTL: removes them, marks the recipient `expired`, tells
+/// online senders, and drops message records and idempotency keys past the TTL.
+pub async fn sweep_expired(hub: &Arc<Hub>) {
+    let ttl_ms = hub.config.queue_ttl.as_millis() as u64;
+    let cutoff = now_ms().saturating_sub(ttl_ms);
+    let apply = move |tx: &crate::store::Tx<'_>, state: &mut crate::store::WriterState| {
+        let ms_of = |id: &str| u64::from_str_radix(id.get(..12).unwrap_or("0"), 16).unwrap_or(0);
+        let mut expired: Vec<(String, String, String)> = Vec::new(); // mesh, recipient, msg
+        let queue = tx.scan_all(QUEUE)?;
+        for (k, _) in queue {
+            let parts: Vec<&str> = k.split(SEP).collect();
+            if let [mesh, member, id] = parts[..] {
+                if ms_of(id) < cutoff {
+                    tx.remove(QUEUE, &k)?;
+                    state.add_depth(mesh, member, -1);
+                    tx.put(
+                        RECIPIENTS,
+                        &key(&[mesh, id, member]),
+                        &RecipientState { state: DeliveryState::Expired, at: now_ms() },
+                    )?;
+                    expired.push((mesh.into(), member.into(), id.into()));
+                }
+            }
+        }
+        // Records and idempotency keys live as long as the queue TTL.
+        let mut senders = Vec::new();
+        for (k, v) in tx.scan_all(MESSAGES)? {
+            if let Some((mesh, id)) = k.split_once(SEP) {
+                if ms_of(id) < cutoff {
+                    if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v) {
+                        tx.remove(IDEMPOTENCY, &key(&[mesh, &rec.from_member, &rec.client_msg_id]))?;
+                        senders.push((mesh.to_string(), id.to_string(), rec.from_member));
+                    }
+                    tx.remove(MESSAGES, &k)?;
+                    for (rk, _) in tx.scan(RECIPIENTS, &key(&[mesh, id]))? {
+                        tx.remove(RECIPIENTS, &rk)?;
+                    }
+                }
+            }
+        }
+        Ok((expired, senders))
+    };
+    let metrics = hub.metrics.clone();
+    let hub2 = hub.clone();
+    let r = hub.store.write(apply).await;
+    match r {
+        Ok((expired, senders)) if !expired.is_empty() => {
+            expired_events(&hub2, &metrics, &expired, &senders);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "expiry sweep failed; will retry"),
+    }
+}
+
+fn expired_events(
+    hub: &Hub,
+    metrics: &Metrics,
+    expired: &[(String, String, String)],
+    senders: &[(String, String, String)],
+) {
+    metrics.messages_expired.fetch_add(expired.len() as u64, Relaxed);
+    metrics.queue_depth.fetch_sub(expired.len() as i64, Relaxed);
+    let sender_of: HashMap<(&str, &str), &str> =
+        senders.iter().map(|(m, id, s)| ((m.as_str(), id.as_str()), s.as_str())).collect();
+    let mut per: HashMap<(String, String, String), Vec<String>> = HashMap::new();
+    for (mesh, member, id) in expired {
+        if let Some(sender) = sender_of.get(&(mesh.as_str(), id.as_str())) {
+            per.entry((mesh.clone(), sender.to_string(), member.clone())).or_default().push(id.clone());
+        }
+    }
+    for ((mesh_id, sender, member), ids) in per {
+        if let Some(mesh) = hub.mesh(&mesh_id) {
+            let ev = ServerFrame::Event(Event::Expired { msg_ids: ids, member_id: member });
+            mesh.lock().send_to(&sender, encode(&ev), "event");
+        }
+    }
+}

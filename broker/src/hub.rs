@@ -1,0 +1,242 @@
+//! The broker's in-memory state: meshes, their members (a cache of the store), live
+//! connections and presence. Each mesh has its own mutex, never held across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use claudemesh_protocol::frames::{Event, MemberInfo, PeerSession, SessionInfo};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BrokerConfig;
+use crate::metrics::Metrics;
+use crate::rate::TokenBucket;
+use crate::store::{MemberRecord, MeshRecord, Snapshot, StoreHandle};
+
+/// What a connection's writer task sends.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// An encoded frame and its type (for metrics).
+    Frame(String, &'static str),
+    /// A presence event, batched with others before it goes out.
+    Presence(Event),
+    /// Close the connection with this code and reason.
+    Close(u16, String),
+}
+
+/// How the hub reaches one connection.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub tx: mpsc::Sender<Outgoing>,
+    /// Cancelled to drop the connection at once (it fell too far behind, or was removed).
+    pub kill: CancellationToken,
+}
+
+impl ConnHandle {
+    /// Queues a frame. A connection whose queue is full is dropped rather than blocking the
+    /// broker; what it missed is durable and re-pushed when it reconnects.
+    pub fn send(&self, out: Outgoing) -> bool {
+        match self.tx.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(conn = self.id, "connection fell behind its outgoing queue; dropping it");
+                self.kill.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// A session in presence.
+#[derive(Debug, Clone)]
+pub struct SessionEntry {
+    pub member_id: String,
+    pub info: SessionInfo,
+    pub connected_since: u64,
+    /// Set while the owning connection is gone (reconnect grace).
+    pub offline_since: Option<Instant>,
+}
+
+impl SessionEntry {
+    pub fn peer(&self) -> PeerSession {
+        PeerSession {
+            member_id: self.member_id.clone(),
+            session: self.info.clone(),
+            connected_since: self.connected_since,
+        }
+    }
+}
+
+/// Mutable state of one mesh.
+#[derive(Debug, Default)]
+pub struct MeshState {
+    pub members: HashMap<String, MemberRecord>,
+    pub conns: HashMap<String, ConnHandle>,
+    pub sessions: HashMap<String, SessionEntry>,
+    /// Last known owner of every session id ever opened (for `session:` targets while offline).
+    pub session_owner: HashMap<String, String>,
+    pub buckets: HashMap<String, TokenBucket>,
+}
+
+impl MeshState {
+    pub fn member_info(&self, m: &MemberRecord) -> MemberInfo {
+        MemberInfo {
+            member_id: m.member_id.clone(),
+            pubkey: m.pubkey.clone(),
+            display_name: m.display_name.clone(),
+            role: m.role,
+            groups: m.groups.clone(),
+            online: self.conns.contains_key(&m.member_id),
+        }
+    }
+
+    /// Active (not removed) members.
+    pub fn active_members(&self) -> impl Iterator<Item = &MemberRecord> {
+        self.members.values().filter(|m| !m.removed)
+    }
+
+    /// Queues a presence event for every connection of the mesh.
+    pub fn presence(&self, event: &Event) {
+        for c in self.conns.values() {
+            c.send(Outgoing::Presence(event.clone()));
+        }
+    }
+
+    /// Sends an encoded frame to one member if it is connected. Returns whether it was queued.
+    pub fn send_to(&self, member: &str, frame: String, ty: &'static str) -> bool {
+        self.conns.get(member).is_some_and(|c| c.send(Outgoing::Frame(frame, ty)))
+    }
+
+    /// Recomputes the member's declared messaging groups from its present sessions. Returns
+    /// the new set when it changed (it is then persisted), keeping the last set when the
+    /// member has no session left (remembered while offline).
+    pub fn refresh_declared_groups(&mut self, member: &str) -> Option<Vec<String>> {
+        let mut groups: Vec<String> = self
+            .sessions
+            .values()
+            .filter(|s| s.member_id == member)
+            .flat_map(|s| s.info.groups.iter().map(|g| g.name.clone()))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        let has_sessions = self.sessions.values().any(|s| s.member_id == member);
+        let rec = self.members.get_mut(member)?;
+        if !has_sessions || rec.declared_groups == groups {
+            return None;
+        }
+        rec.declared_groups = groups.clone();
+        Some(groups)
+    }
+}
+
+/// One mesh: identity and its locked state.
+#[derive(Debug)]
+pub struct Mesh {
+    pub id: String,
+    pub slug: String,
+    pub created_at: u64,
+    state: Mutex<MeshState>,
+}
+
+impl Mesh {
+    pub fn new(rec: &MeshRecord) -> Self {
+        Self {
+            id: rec.id.clone(),
+            slug: rec.slug.clone(),
+            created_at: rec.created_at,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Locks the mesh state. A poisoned lock (a panic while holding it) is recovered: the
+    /// state is plain data and every mutation is a complete assignment.
+    pub fn lock(&self) -> MutexGuard<'_, MeshState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Everything shared by the broker's tasks.
+#[derive(Debug)]
+pub struct Hub {
+    pub config: BrokerConfig,
+    pub metrics: Arc<Metrics>,
+    pub store: StoreHandle,
+    pub admin_token: String,
+    pub started: Instant,
+    pub shutdown: CancellationToken,
+    meshes: RwLock<HashMap<String, Arc<Mesh>>>,
+    next_conn: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(
+        config: BrokerConfig,
+        metrics: Arc<Metrics>,
+        store: StoreHandle,
+        admin_token: String,
+        snapshot: Snapshot,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let mut meshes: HashMap<String, Arc<Mesh>> = HashMap::new();
+        for m in &snapshot.meshes {
+            meshes.insert(m.id.clone(), Arc::new(Mesh::new(m)));
+        }
+        for rec in snapshot.members {
+            if let Some(mesh) = meshes.get(&rec.mesh_id) {
+                mesh.lock().members.insert(rec.member_id.clone(), rec);
+            }
+        }
+        for (mesh_id, session, member) in snapshot.session_owners {
+            if let Some(mesh) = meshes.get(&mesh_id) {
+                mesh.lock().session_owner.insert(session, member);
+            }
+        }
+        let depth: u64 = snapshot.queue_depth.values().map(|d| u64::from(*d)).sum();
+        metrics.queue_depth.store(depth as i64, Relaxed);
+        Self {
+            config,
+            metrics,
+            store,
+            admin_token,
+            started: Instant::now(),
+            shutdown,
+            meshes: RwLock::new(meshes),
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Relaxed)
+    }
+
+    pub fn mesh(&self, id: &str) -> Option<Arc<Mesh>> {
+        self.meshes.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned()
+    }
+
+    pub fn meshes(&self) -> Vec<Arc<Mesh>> {
+        self.meshes.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+    }
+
+    pub fn add_mesh(&self, mesh: Arc<Mesh>) {
+        self.meshes.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(mesh.id.clone(), mesh);
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.meshes().iter().map(|m| m.lock().conns.len()).sum()
+    }
+
+    /// Closes every connection with `code` (broker shutdown: 1001).
+    pub fn close_all(&self, code: u16, reason: &str) {
+        for mesh in self.meshes() {
+            for c in mesh.lock().conns.values() {
+                if !c.send(Outgoing::Close(code, reason.to_string())) {
+                    c.kill.cancel();
+                }
+            }
+        }
+    }
+}

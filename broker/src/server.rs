@@ -1,0 +1,204 @@
+//! Serving: opens the store, builds the hub, and serves WebSocket, `/health` and `/metrics`
+//! on one listener until the shutdown signal, then closes every socket with 1001 and lets the
+//! store writer commit what it holds.
+
+use std::future::Future;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use claudemesh_protocol::codec::to_hex;
+use claudemesh_protocol::crypto::random_bytes;
+use claudemesh_protocol::limits::{CLOSE_GOING_AWAY, MAX_FRAME_BYTES};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::BrokerConfig;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::store::{self, WriterState};
+use crate::{conn, handlers};
+
+/// Why the broker could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("admin token file {path}: {source}")]
+    AdminToken { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot start store writer: {0}")]
+    Writer(std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Reads the admin token, creating a random one (0600) if the file does not exist.
+pub fn ensure_admin_token(path: &Path) -> Result<String, BrokerError> {
+    let err = |source| BrokerError::AdminToken { path: path.display().to_string(), source };
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let token = to_hex(&random_bytes::<32>());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(token.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    tracing::info!(path = %path.display(), "generated broker admin token");
+    Ok(token)
+}
+
+/// TLS files, when the broker terminates TLS itself.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Serves until `shutdown` completes. Everything acknowledged is durable when this returns.
+pub async fn serve(
+    listener: TcpListener,
+    config: BrokerConfig,
+    tls: Option<TlsFiles>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BrokerError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| BrokerError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    let admin_token = ensure_admin_token(&config.admin_token_file)?;
+    let db = Arc::new(store::open(&config.db_path())?);
+    let snapshot = store::load(&db)?;
+    let metrics = Arc::new(Metrics::default());
+    let (store, writer) = store::writer::start(
+        db,
+        WriterState { queue_depth: snapshot.queue_depth.clone() },
+        metrics.clone(),
+        config.max_commit_batch,
+    )
+    .map_err(BrokerError::Writer)?;
+    let stop = CancellationToken::new();
+    let hub = Arc::new(Hub::new(config, metrics, store, admin_token, snapshot, stop.child_token()));
+    let tracker = TaskTracker::new();
+
+    tracker.spawn(sweeper(hub.clone(), stop.clone()));
+    let app = Router::new()
+        .route("/", get(ws_handler))
+        .route("/ws", get(ws_handler))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_handler))
+        .with_state(AppState { hub: hub.clone(), tracker: tracker.clone() });
+
+    let local = listener.local_addr().map_err(BrokerError::Serve)?;
+    tracing::info!(%local, tls = tls.is_some(), "broker listening");
+    let graceful = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
+    };
+    let served = match tls {
+        Some(files) => {
+            let cfg = crate::tls::server_config(&files.cert, &files.key)?;
+            let l = crate::tls::TlsListener::new(listener, cfg, stop.clone()).map_err(BrokerError::Serve)?;
+            axum::serve(l, app).with_graceful_shutdown(graceful).await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(graceful).await,
+    };
+    stop.cancel();
+    tracing::info!("shutting down: closing connections with 1001");
+    hub.close_all(CLOSE_GOING_AWAY, "broker shutting down");
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+        tracing::warn!("connections did not close in 5 s; dropping them");
+        hub.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    }
+    hub.shutdown.cancel();
+    drop(hub);
+    // The writer commits what it took and exits once the last store handle is gone.
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    served.map_err(BrokerError::Serve)
+}
+
+#[derive(Clone)]
+struct AppState {
+    hub: Arc<Hub>,
+    tracker: TaskTracker,
+}
+
+async fn ws_handler(
+    State(s): State<AppState>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else {
+        return (
+            axum::http::StatusCode::OK,
+            "claudemesh broker: connect with a WebSocket client (claudemesh join <invite>)\n",
+        )
+            .into_response();
+    };
+    if s.hub.shutdown.is_cancelled() {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let hub = s.hub.clone();
+    let tracker = s.tracker.clone();
+    // Frames up to twice the protocol limit are read and answered with `too_large`; beyond
+    // that the socket is closed (1009) without buffering more.
+    ws.max_message_size(2 * MAX_FRAME_BYTES)
+        .max_frame_size(2 * MAX_FRAME_BYTES)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .on_upgrade(move |socket| tracker.track_future(conn::run(hub, socket)))
+}
+
+async fn health(State(s): State<AppState>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "ok": true,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": s.hub.started.elapsed().as_secs(),
+        "meshes": s.hub.meshes().len(),
+        "connections": s.hub.connection_count(),
+    }))
+}
+
+async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.hub.metrics.render())
+}
+
+/// Periodic work: end sessions past their reconnect grace, expire old messages.
+async fn sweeper(hub: Arc<Hub>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(hub.config.sweep_interval);
+    let mut last_expiry = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        handlers::sessions::sweep_gone_sessions(&hub);
+        if last_expiry.elapsed() >= hub.config.expiry_interval {
+            last_expiry = tokio::time::Instant::now();
+            handlers::messaging::sweep_expired(&hub).await;
+        }
+    }
+}

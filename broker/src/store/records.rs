@@ -1,0 +1,93 @@
+//! Durable records the broker keeps in redb, one JSON value per key.
+
+use claudemesh_protocol::frames::{DeliveryState, GroupRole, Priority, Role};
+use claudemesh_protocol::invite::InvitePayload;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshRecord {
+    pub id: String,
+    pub slug: String,
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub mesh_id: String,
+    pub member_id: String,
+    /// ed25519 public key, hex.
+    pub pubkey: String,
+    pub display_name: String,
+    pub role: Role,
+    /// Groups granted by invite or admin (these count for service scopes).
+    #[serde(default)]
+    pub groups: Vec<GroupRole>,
+    /// Groups the member's sessions last declared (messaging only), remembered offline.
+    #[serde(default)]
+    pub declared_groups: Vec<String>,
+    #[serde(default)]
+    pub removed: bool,
+    pub created_at: u64,
+}
+
+impl MemberRecord {
+    /// Whether the member is in messaging group `g` (granted, or declared by a session).
+    pub fn in_group(&self, g: &str) -> bool {
+        self.groups.iter().any(|x| x.name == g) || self.declared_groups.iter().any(|x| x == g)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    pub payload: InvitePayload,
+    pub uses: u32,
+    pub revoked: bool,
+    /// Member id of the admin who signed it.
+    pub issuer: String,
+    pub registered_at: u64,
+}
+
+/// A message's metadata, kept for `message_status` until it expires. Per-recipient state
+/// lives in its own rows ([`RecipientState`]) so an ack rewrites one small row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub msg_id: String,
+    pub client_msg_id: String,
+    pub from_member: String,
+    pub from_session: String,
+    pub target: String,
+    pub priority: Priority,
+    pub sent_at: u64,
+}
+
+/// One recipient's delivery state of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientState {
+    pub state: DeliveryState,
+    pub at: u64,
+}
+
+impl RecipientState {
+    fn rank(s: DeliveryState) -> u8 {
+        match s {
+            DeliveryState::Queued => 0,
+            DeliveryState::Delivered => 1,
+            DeliveryState::Seen => 2,
+            DeliveryState::Expired => 3,
+        }
+    }
+
+    /// States only move forward (queued → delivered → seen); expired is final.
+    pub fn can_become(&self, next: DeliveryState) -> bool {
+        self.state != DeliveryState::Expired && Self::rank(next) > Self::rank(self.state)
+    }
+}
+
+/// What a `send` returned, kept so a repeated `client_msg_id` gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdemRecord {
+    pub msg_id: String,
+    pub recipients: u32,
+    pub online: u32,
+    pub at: u64,
+}

@@ -1,0 +1,186 @@
+//! Group commit: one thread owns every write. Jobs queue on a bounded channel; the thread
+//! applies as many as are waiting inside one redb write transaction, commits once (fsync), then
+//! runs each job's completion in submission order. A failed commit fails every job in the
+//! batch, so nothing is acknowledged that is not durable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use redb::{Database, Durability};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{StoreError, Tx};
+use crate::metrics::Metrics;
+
+/// State only the writer thread touches, kept consistent with committed data.
+#[derive(Debug, Default)]
+pub struct WriterState {
+    /// Undelivered messages per (mesh, member).
+    pub queue_depth: HashMap<(String, String), u32>,
+}
+
+impl WriterState {
+    pub fn depth(&self, mesh: &str, member: &str) -> u32 {
+        self.queue_depth.get(&(mesh.to_string(), member.to_string())).copied().unwrap_or(0)
+    }
+
+    pub fn add_depth(&mut self, mesh: &str, member: &str, delta: i64) {
+        let e = self.queue_depth.entry((mesh.to_string(), member.to_string())).or_default();
+        *e = (i64::from(*e) + delta).max(0) as u32;
+    }
+}
+
+/// One unit of work for the writer.
+pub trait Job: Send {
+    /// Runs inside the batch's write transaction. Domain refusals are part of the job's own
+    /// outcome and must write nothing; an `Err` is a storage failure that aborts the batch.
+    fn apply(&mut self, tx: &Tx<'_>, state: &mut WriterState) -> Result<(), StoreError>;
+    /// Runs after the commit (or with the error that failed the batch).
+    fn finish(self: Box<Self>, committed: Result<(), &StoreError>);
+}
+
+struct FnJob<T, A, F> {
+    apply: Option<A>,
+    out: Option<T>,
+    finish: F,
+}
+
+impl<T, A, F> Job for FnJob<T, A, F>
+where
+    T: Send,
+    A: FnOnce(&Tx<'_>, &mut WriterState) -> Result<T, StoreError> + Send,
+    F: FnOnce(Result<T, String>) + Send,
+{
+    fn apply(&mut self, tx: &Tx<'_>, state: &mut WriterState) -> Result<(), StoreError> {
+        if let Some(f) = self.apply.take() {
+            self.out = Some(f(tx, state)?);
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), &StoreError>) {
+        let r = match (committed, self.out) {
+            (Ok(()), Some(v)) => Ok(v),
+            (Err(e), _) => Err(e.to_string()),
+            (Ok(()), None) => Err("job was not applied".to_string()),
+        };
+        (self.finish)(r)
+    }
+}
+
+/// A job from two closures: `apply` in the transaction, `finish` after the commit with its
+/// output (or the storage error, as text).
+pub fn job<T, A, F>(apply: A, finish: F) -> Box<dyn Job>
+where
+    T: Send + 'static,
+    A: FnOnce(&Tx<'_>, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
+    F: FnOnce(Result<T, String>) + Send + 'static,
+{
+    Box::new(FnJob { apply: Some(apply), out: None, finish })
+}
+
+/// Cheap handle to the store: submit jobs, or read directly.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Box<dyn Job>>,
+    pub db: Arc<Database>,
+}
+
+impl std::fmt::Debug for dyn Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+impl StoreHandle {
+    /// Queues a job; waits only when the queue is full (backpressure).
+    pub async fn submit(&self, job: Box<dyn Job>) -> Result<(), StoreError> {
+        self.tx.send(job).await.map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs `apply` in the next batch and waits for its commit.
+    pub async fn write<T, A>(&self, apply: A) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        A: FnOnce(&Tx<'_>, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        self.submit(job(apply, move |r| {
+            let _ = done.send(r);
+        }))
+        .await?;
+        match wait.await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(msg)) => Err(StoreError::Failed(msg)),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+}
+
+/// Starts the writer thread. It stops, after committing what it already took, once every
+/// [`StoreHandle`] is dropped.
+pub fn start(
+    db: Arc<Database>,
+    state: WriterState,
+    metrics: Arc<Metrics>,
+    max_batch: usize,
+) -> std::io::Result<(StoreHandle, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<Box<dyn Job>>(max_batch * 4);
+    let db2 = db.clone();
+    let handle = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || run(&db2, state, rx, &metrics, max_batch))?;
+    Ok((StoreHandle { tx, db }, handle))
+}
+
+fn run(
+    db: &Database,
+    mut state: WriterState,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    metrics: &Metrics,
+    max_batch: usize,
+) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let t0 = Instant::now();
+        let result = commit_batch(db, &mut state, &mut batch);
+        metrics.commit_latency.observe(t0.elapsed());
+        metrics.commit_batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, jobs = batch.len(), "store batch failed; nothing in it was acknowledged");
+            // Depth counters may include the aborted batch: recount from what is committed.
+            if let Ok(snap) = super::load(db) {
+                state.queue_depth = snap.queue_depth;
+            }
+        }
+        for j in batch.drain(..) {
+            j.finish(result.as_ref().map(|_| ()));
+        }
+    }
+}
+
+fn commit_batch(
+    db: &Database,
+    state: &mut WriterState,
+    batch: &mut [Box<dyn Job>],
+) -> Result<(), StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Failed(e.to_string()))?;
+    {
+        let tx = Tx { txn: &txn };
+        for j in batch.iter_mut() {
+            j.apply(&tx, state)?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
