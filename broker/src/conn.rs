@@ -231,7 +231,7 @@ async fn write_loop(
     hub: Arc<Hub>,
 ) {
     let metrics = hub.metrics.clone();
-    let mut pending: Vec<Event> = Vec::new();
+    let mut pending: Vec<Arc<str>> = Vec::new();
     let mut flush_at: Option<Instant> = None;
     let mut ping = tokio::time::interval(hub.config.ping_interval);
     ping.tick().await;
@@ -285,19 +285,54 @@ async fn write_loop(
     kill.cancel();
 }
 
+/// Sends the pending presence events as one `event` frame, or one `events` frame when there
+/// are several. Events arrive already encoded as `{"kind":…,"data":…}` objects.
 async fn send_events(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    pending: &mut Vec<Event>,
+    pending: &mut Vec<Arc<str>>,
     metrics: &crate::metrics::Metrics,
 ) -> Result<(), axum::Error> {
     if pending.is_empty() {
         return Ok(());
     }
-    let frame = if pending.len() == 1 {
-        ServerFrame::Event(pending.remove(0))
-    } else {
-        ServerFrame::Events { events: std::mem::take(pending) }
-    };
-    metrics.frame_out(frame.type_name());
-    sink.send(Message::Text(Utf8Bytes::from(encode(&frame)))).await
+    let text = batch_frame(pending);
+    pending.clear();
+    metrics.frame_out(if text.starts_with(r#"{"type":"events""#) { "events" } else { "event" });
+    sink.send(Message::Text(Utf8Bytes::from(text))).await
+}
+
+/// The frame text for encoded events: `{"type":"event",kind,data}` or `{"type":"events",…}`.
+fn batch_frame(events: &[Arc<str>]) -> String {
+    if let [one] = events {
+        // `{"kind":…}` becomes `{"type":"event","kind":…}`.
+        return format!(r#"{{"type":"event",{}"#, one.strip_prefix('{').unwrap_or(one));
+    }
+    let mut s = String::with_capacity(32 + events.iter().map(|e| e.len() + 1).sum::<usize>());
+    s.push_str(r#"{"type":"events","events":["#);
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(e);
+    }
+    s.push_str("]}");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claudemesh_protocol::frames::decode_server;
+
+    #[test]
+    fn batched_event_text_decodes_as_frames() {
+        let a = Event::PeerLeft { member_id: "m".into(), session_id: "s".into() };
+        let b = Event::MemberRemoved { member_id: "m".into() };
+        let enc = |e: &Event| -> Arc<str> { encode(e).into() };
+        assert_eq!(decode_server(&batch_frame(&[enc(&a)])).unwrap(), ServerFrame::Event(a.clone()));
+        assert_eq!(
+            decode_server(&batch_frame(&[enc(&a), enc(&b)])).unwrap(),
+            ServerFrame::Events { events: vec![a, b] }
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-use claudemesh_protocol::frames::{Event, MemberInfo, PeerSession, SessionInfo};
+use claudemesh_protocol::frames::{Event, MemberInfo, PeerSession, SessionInfo, encode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -20,8 +20,9 @@ use crate::store::{MemberRecord, MeshRecord, Snapshot, StoreHandle};
 pub enum Outgoing {
     /// An encoded frame and its type (for metrics).
     Frame(String, &'static str),
-    /// A presence event, batched with others before it goes out.
-    Presence(Event),
+    /// A presence event's JSON (`{"kind":…,"data":…}`), encoded once for every connection
+    /// and batched with others before it goes out.
+    Presence(Arc<str>),
     /// Close the connection with this code and reason.
     Close(u16, String),
 }
@@ -99,10 +100,14 @@ impl MeshState {
         self.members.values().filter(|m| !m.removed)
     }
 
-    /// Queues a presence event for every connection of the mesh.
+    /// Queues a presence event for every connection of the mesh, encoded once.
     pub fn presence(&self, event: &Event) {
+        if self.conns.is_empty() {
+            return;
+        }
+        let json: Arc<str> = encode(event).into();
         for c in self.conns.values() {
-            c.send(Outgoing::Presence(event.clone()));
+            c.send(Outgoing::Presence(json.clone()));
         }
     }
 

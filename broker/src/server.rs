@@ -97,7 +97,9 @@ pub async fn serve(
     )
     .map_err(BrokerError::Writer)?;
     let stop = CancellationToken::new();
-    let hub = Arc::new(Hub::new(config, metrics, store, admin_token, snapshot, stop.child_token()));
+    // Connections have their own token: on shutdown they first get a 1001 close, and are
+    // only killed if they do not finish in time.
+    let hub = Arc::new(Hub::new(config, metrics, store, admin_token, snapshot, CancellationToken::new()));
     let tracker = TaskTracker::new();
 
     tracker.spawn(sweeper(hub.clone(), stop.clone()));
@@ -106,7 +108,7 @@ pub async fn serve(
         .route("/ws", get(ws_handler))
         .route("/health", get(health))
         .route("/metrics", get(metrics_handler))
-        .with_state(AppState { hub: hub.clone(), tracker: tracker.clone() });
+        .with_state(AppState { hub: hub.clone(), tracker: tracker.clone(), stop: stop.clone() });
 
     let local = listener.local_addr().map_err(BrokerError::Serve)?;
     tracing::info!(%local, tls = tls.is_some(), "broker listening");
@@ -145,6 +147,7 @@ pub async fn serve(
 struct AppState {
     hub: Arc<Hub>,
     tracker: TaskTracker,
+    stop: CancellationToken,
 }
 
 async fn ws_handler(
@@ -158,7 +161,7 @@ async fn ws_handler(
         )
             .into_response();
     };
-    if s.hub.shutdown.is_cancelled() {
+    if s.stop.is_cancelled() {
         return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let hub = s.hub.clone();

@@ -64,6 +64,30 @@ impl Client {
     /// Connects and reads the `welcome`.
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        Self::from_stream(ws).await
+    }
+
+    /// Connects over `wss://` trusting `root` (a PEM certificate) in addition to nothing else.
+    pub async fn connect_tls(url: &str, root_pem: &[u8]) -> Result<Self, ClientError> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(root_pem) {
+            let cert = cert.map_err(|e| ClientError::Unexpected(format!("bad root certificate: {e}")))?;
+            roots.add(cert).map_err(|e| ClientError::Unexpected(format!("bad root certificate: {e}")))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Unexpected(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(cfg));
+        let (ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector)).await?;
+        Self::from_stream(ws).await
+    }
+
+    async fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Result<Self, ClientError> {
         let mut c = Self {
             ws,
             challenge: String::new(),
@@ -112,9 +136,15 @@ impl Client {
 
     /// The next frame off the socket (not the inbox), skipping pings.
     async fn next_frame(&mut self) -> Result<ServerFrame, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.next_frame_by(deadline).await
+    }
+
+    /// The next frame off the socket before `deadline`: pings do not extend the wait.
+    async fn next_frame_by(&mut self, deadline: tokio::time::Instant) -> Result<ServerFrame, ClientError> {
         loop {
             let msg =
-                tokio::time::timeout(self.timeout, self.ws.next()).await.map_err(|_| ClientError::Timeout)?;
+                tokio::time::timeout_at(deadline, self.ws.next()).await.map_err(|_| ClientError::Timeout)?;
             match msg {
                 None => return Err(ClientError::Closed(None)),
                 Some(Err(e)) => return Err(e.into()),
@@ -145,8 +175,10 @@ impl Client {
         if let Some(i) = self.inbox.iter().position(&pred) {
             return self.inbox.remove(i).ok_or(ClientError::Timeout);
         }
+        // One deadline for the whole wait, however many other frames arrive meanwhile.
+        let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let f = self.next_frame().await?;
+            let f = self.next_frame_by(deadline).await?;
             if pred(&f) {
                 return Ok(f);
             }
@@ -215,6 +247,11 @@ impl Client {
         }
     }
 
+    /// Sends a binary frame (only uploads use them).
+    pub async fn ws_binary(&mut self, data: Vec<u8>) {
+        let _ = self.ws.send(Message::Binary(data.into())).await;
+    }
+
     /// Sends a WebSocket close and waits for the socket to end.
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
@@ -243,15 +280,25 @@ pub struct RunningBroker {
 impl RunningBroker {
     /// Starts a broker on `addr` (use port 0 for any) with `config`.
     pub async fn start(addr: &str, config: BrokerConfig) -> std::io::Result<Self> {
+        Self::start_with_tls(addr, config, None).await
+    }
+
+    /// Starts a broker serving `wss://` with the given certificate and key.
+    pub async fn start_with_tls(
+        addr: &str,
+        config: BrokerConfig,
+        tls: Option<crate::TlsFiles>,
+    ) -> std::io::Result<Self> {
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let data_dir = config.data_dir.clone();
         let token_file = config.admin_token_file.clone();
         let stop = CancellationToken::new();
         let s2 = stop.clone();
-        let handle = tokio::spawn(crate::serve(listener, config, None, async move { s2.cancelled().await }));
+        let handle = tokio::spawn(crate::serve(listener, config, tls, async move { s2.cancelled().await }));
         let admin_token = wait_for_token(&token_file).await?;
-        Ok(Self { addr, url: format!("ws://{addr}/ws"), data_dir, admin_token, stop, handle })
+        Ok(Self { addr, url: format!("{scheme}://{addr}/ws"), data_dir, admin_token, stop, handle })
     }
 
     /// Stops the broker gracefully and waits until its store is closed.
@@ -263,11 +310,10 @@ impl RunningBroker {
 
 async fn wait_for_token(path: &Path) -> std::io::Result<String> {
     for _ in 0..500 {
-        if let Ok(t) = std::fs::read_to_string(path) {
-            if !t.trim().is_empty() {
+        if let Ok(t) = std::fs::read_to_string(path)
+            && !t.trim().is_empty() {
                 return Ok(t.trim().to_string());
             }
-        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Err(std::io::Error::other(format!("broker did not write {}", path.display())))

@@ -104,7 +104,7 @@ fn malformed_frames_are_typed_errors() {
 fn oversized_frames_are_refused_before_parsing() {
     let big = format!(r#"{{"type":"list_peers","req":1,"pad":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES));
     let e = decode_client(&big).unwrap_err();
-    assert!(matches!(e, DecodeError::TooLarge { .. }));
+    assert!(matches!(e, DecodeError::TooLarge { req: Some(1), .. }));
     assert_eq!(e.code(), ErrorCode::TooLarge);
 }
 

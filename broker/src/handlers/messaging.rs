@@ -39,7 +39,7 @@ fn recipients(mesh: &Mesh, sender: &str, target: &Target) -> Result<BTreeSet<Str
             }
         }
         Target::Member(m) => {
-            if !st.members.get(m).is_some_and(|r| !r.removed) {
+            if st.members.get(m).is_none_or(|r| r.removed) {
                 return Err((ErrorCode::NotFound, format!("no member {m} in this mesh")));
             }
             BTreeSet::from([m.clone()])
@@ -99,7 +99,7 @@ pub async fn send(conn: &mut Conn, s: Send) {
         let mut st = a.mesh.lock();
         let cfg = &conn.hub.config;
         if !s.from_session.is_empty()
-            && !st.sessions.get(&s.from_session).is_some_and(|x| x.member_id == a.member_id)
+            && st.sessions.get(&s.from_session).is_none_or(|x| x.member_id != a.member_id)
         {
             drop(st);
             return conn.error(
@@ -388,8 +388,8 @@ pub async fn sweep_expired(hub: &Arc<Hub>) {
         let queue = tx.scan_all(QUEUE)?;
         for (k, _) in queue {
             let parts: Vec<&str> = k.split(SEP).collect();
-            if let [mesh, member, id] = parts[..] {
-                if ms_of(id) < cutoff {
+            if let [mesh, member, id] = parts[..]
+                && ms_of(id) < cutoff {
                     tx.remove(QUEUE, &k)?;
                     state.add_depth(mesh, member, -1);
                     tx.put(
@@ -399,13 +399,12 @@ pub async fn sweep_expired(hub: &Arc<Hub>) {
                     )?;
                     expired.push((mesh.into(), member.into(), id.into()));
                 }
-            }
         }
         // Records and idempotency keys live as long as the queue TTL.
         let mut senders = Vec::new();
         for (k, v) in tx.scan_all(MESSAGES)? {
-            if let Some((mesh, id)) = k.split_once(SEP) {
-                if ms_of(id) < cutoff {
+            if let Some((mesh, id)) = k.split_once(SEP)
+                && ms_of(id) < cutoff {
                     if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v) {
                         tx.remove(IDEMPOTENCY, &key(&[mesh, &rec.from_member, &rec.client_msg_id]))?;
                         senders.push((mesh.to_string(), id.to_string(), rec.from_member));
@@ -415,7 +414,6 @@ pub async fn sweep_expired(hub: &Arc<Hub>) {
                         tx.remove(RECIPIENTS, &rk)?;
                     }
                 }
-            }
         }
         Ok((expired, senders))
     };

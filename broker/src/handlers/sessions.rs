@@ -27,11 +27,10 @@ fn validate_patch(p: &SessionPatch) -> Result<(), String> {
     for (f, v) in [("cwd", &p.cwd), ("channel", &p.channel), ("model", &p.model)] {
         check_text(f, v, MAX_SHORT_TEXT_BYTES)?;
     }
-    if let Some(s) = &p.summary {
-        if s.chars().count() > MAX_SUMMARY_CHARS {
+    if let Some(s) = &p.summary
+        && s.chars().count() > MAX_SUMMARY_CHARS {
             return Err(format!("summary is longer than {MAX_SUMMARY_CHARS} characters"));
         }
-    }
     if let Some(gs) = &p.groups {
         if gs.len() > MAX_GROUPS {
             return Err(format!("at most {MAX_GROUPS} groups"));
@@ -198,7 +197,7 @@ pub async fn update(conn: &mut Conn, req: u64, session_id: String, patch: Sessio
 pub async fn close(conn: &mut Conn, req: u64, session_id: String) {
     let Some(a) = conn.auth.clone() else { return };
     let mut st = a.mesh.lock();
-    if !st.sessions.get(&session_id).is_some_and(|e| e.member_id == a.member_id) {
+    if st.sessions.get(&session_id).is_none_or(|e| e.member_id != a.member_id) {
         drop(st);
         return conn.error(Some(req), ErrorCode::NotFound, format!("no open session {session_id} of yours"));
     }

@@ -29,7 +29,7 @@ use crate::limits::MAX_FRAME_BYTES;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("frame is {size} bytes, at most {max} allowed")]
-    TooLarge { size: usize, max: usize },
+    TooLarge { size: usize, max: usize, req: Option<u64> },
     #[error("frame is not valid JSON: {0}")]
     NotJson(String),
     #[error("frame must be a JSON object with a \"type\" field")]
@@ -44,7 +44,9 @@ impl DecodeError {
     /// The request id of the offending frame, when it had a readable one.
     pub fn req(&self) -> Option<u64> {
         match self {
-            DecodeError::UnknownType { req, .. } | DecodeError::Invalid { req, .. } => *req,
+            DecodeError::UnknownType { req, .. }
+            | DecodeError::Invalid { req, .. }
+            | DecodeError::TooLarge { req, .. } => *req,
             _ => None,
         }
     }
@@ -73,7 +75,9 @@ struct Probe {
 
 fn decode<T: DeserializeOwned>(text: &str, known: &dyn Fn(&str) -> bool) -> Result<T, DecodeError> {
     if text.len() > MAX_FRAME_BYTES {
-        return Err(DecodeError::TooLarge { size: text.len(), max: MAX_FRAME_BYTES });
+        // Not decoded, only scanned for its `req` so the error reaches the right request.
+        let req = serde_json::from_str::<Probe>(text).ok().and_then(|p| p.req).and_then(|r| r.as_u64());
+        return Err(DecodeError::TooLarge { size: text.len(), max: MAX_FRAME_BYTES, req });
     }
     match serde_json::from_str::<T>(text) {
         Ok(f) => Ok(f),
