@@ -113,6 +113,30 @@ async fn bad_input_leaves_other_members_unaffected() {
         .await
         .unwrap();
     assert!(matches!(error_code(&r), ErrorCode::TooLarge | ErrorCode::Invalid), "{r:?}");
+    // One box bigger than a 64 KiB body can make is refused as too large; the largest legal
+    // body goes through.
+    let body = "x".repeat(claudemesh_protocol::limits::MAX_BODY_BYTES);
+    let plain = claudemesh_protocol::crypto::MessagePlaintext::new("", "alice", body);
+    let to = [(bob_id.member_id.clone(), *bob_id.key.public())];
+    let mut envelopes = claudemesh_protocol::crypto::fan_out(&plain, &to, &alice_id.key).unwrap();
+    let target = Target::Member(bob_id.member_id.clone());
+    let mk = |req, id: &str, envelopes| {
+        ClientFrame::Send(Send {
+            req,
+            client_msg_id: id.into(),
+            from_session: String::new(),
+            target: target.clone(),
+            priority: Priority::Low,
+            envelopes,
+        })
+    };
+    let req = alice.next_req();
+    let ok = alice.request(&mk(req, "max-body", envelopes.clone())).await.unwrap();
+    assert!(matches!(ok, ServerFrame::Ack { .. }), "{ok:?}");
+    envelopes[0].ciphertext.push_str(&"A".repeat(64 * 1024));
+    let req = alice.next_req();
+    let r = alice.request(&mk(req, "too-big", envelopes)).await.unwrap();
+    assert_eq!(error_code(&r), ErrorCode::TooLarge);
     let req = alice.next_req();
     let r = alice
         .request(&ClientFrame::Send(Send {

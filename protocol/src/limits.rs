@@ -9,6 +9,10 @@ pub const AGENT_PROTOCOL_VERSION: u32 = 1;
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 /// Largest message body (plaintext, UTF-8 bytes) a sender may put in a box.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest base64 ciphertext of one envelope: a 64 KiB body, up to 16 KiB of other plaintext
+/// fields (session, name, reply_to, meta) and the 16-byte MAC, base64-encoded. The broker
+/// cannot see the body, so this is how it enforces the body limit.
+pub const MAX_ENVELOPE_CIPHERTEXT_B64: usize = (MAX_BODY_BYTES + 16 * 1024 + 16).div_ceil(3) * 4;
 /// Sum of all envelopes' ciphertext in one `send`.
 pub const MAX_SEND_ENVELOPE_BYTES: usize = MAX_FRAME_BYTES;
 /// Longest name (mesh slug, service, group): see [`crate::names`].

@@ -9,7 +9,9 @@ use claudemesh_protocol::frames::{
     DeliveryState, ErrorCode, Event, Push, PushFrom, ReceiptState, RecipientStatus, Send, ServerFrame,
     Target, encode,
 };
-use claudemesh_protocol::limits::{MAX_ENVELOPES, MAX_IDS_PER_ACK, MAX_SEND_ENVELOPE_BYTES};
+use claudemesh_protocol::limits::{
+    MAX_ENVELOPE_CIPHERTEXT_B64, MAX_ENVELOPES, MAX_IDS_PER_ACK, MAX_SEND_ENVELOPE_BYTES,
+};
 
 use crate::conn::Conn;
 use crate::hub::{Hub, Mesh};
@@ -62,6 +64,17 @@ fn recipients(mesh: &Mesh, sender: &str, target: &Target) -> Result<BTreeSet<Str
 fn check_envelopes(s: &Send, want: &BTreeSet<String>) -> Result<(), (ErrorCode, String)> {
     if s.envelopes.len() > MAX_ENVELOPES {
         return Err((ErrorCode::TooLarge, format!("at most {MAX_ENVELOPES} envelopes per send")));
+    }
+    if let Some(big) = s.envelopes.iter().find(|e| e.ciphertext.len() > MAX_ENVELOPE_CIPHERTEXT_B64) {
+        return Err((
+            ErrorCode::TooLarge,
+            format!(
+                "the box for {} is {} bytes; a message body is at most {} KiB",
+                big.member_id,
+                big.ciphertext.len(),
+                claudemesh_protocol::limits::MAX_BODY_BYTES / 1024
+            ),
+        ));
     }
     let total: usize = s.envelopes.iter().map(|e| e.ciphertext.len() + e.nonce.len()).sum();
     if total > MAX_SEND_ENVELOPE_BYTES {
@@ -389,31 +402,33 @@ pub async fn sweep_expired(hub: &Arc<Hub>) {
         for (k, _) in queue {
             let parts: Vec<&str> = k.split(SEP).collect();
             if let [mesh, member, id] = parts[..]
-                && ms_of(id) < cutoff {
-                    tx.remove(QUEUE, &k)?;
-                    state.add_depth(mesh, member, -1);
-                    tx.put(
-                        RECIPIENTS,
-                        &key(&[mesh, id, member]),
-                        &RecipientState { state: DeliveryState::Expired, at: now_ms() },
-                    )?;
-                    expired.push((mesh.into(), member.into(), id.into()));
-                }
+                && ms_of(id) < cutoff
+            {
+                tx.remove(QUEUE, &k)?;
+                state.add_depth(mesh, member, -1);
+                tx.put(
+                    RECIPIENTS,
+                    &key(&[mesh, id, member]),
+                    &RecipientState { state: DeliveryState::Expired, at: now_ms() },
+                )?;
+                expired.push((mesh.into(), member.into(), id.into()));
+            }
         }
         // Records and idempotency keys live as long as the queue TTL.
         let mut senders = Vec::new();
         for (k, v) in tx.scan_all(MESSAGES)? {
             if let Some((mesh, id)) = k.split_once(SEP)
-                && ms_of(id) < cutoff {
-                    if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v) {
-                        tx.remove(IDEMPOTENCY, &key(&[mesh, &rec.from_member, &rec.client_msg_id]))?;
-                        senders.push((mesh.to_string(), id.to_string(), rec.from_member));
-                    }
-                    tx.remove(MESSAGES, &k)?;
-                    for (rk, _) in tx.scan(RECIPIENTS, &key(&[mesh, id]))? {
-                        tx.remove(RECIPIENTS, &rk)?;
-                    }
+                && ms_of(id) < cutoff
+            {
+                if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v) {
+                    tx.remove(IDEMPOTENCY, &key(&[mesh, &rec.from_member, &rec.client_msg_id]))?;
+                    senders.push((mesh.to_string(), id.to_string(), rec.from_member));
                 }
+                tx.remove(MESSAGES, &k)?;
+                for (rk, _) in tx.scan(RECIPIENTS, &key(&[mesh, id]))? {
+                    tx.remove(RECIPIENTS, &rk)?;
+                }
+            }
         }
         Ok((expired, senders))
     };
