@@ -1,0 +1,204 @@
+//! The broker under test: a `claudemesh-broker serve` child process on 127.0.0.1:0 with a
+//! fresh data directory, its URL and admin token, its RSS, and a summary of its warning log.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+/// A running broker child. Killed (and its data directory removed) when dropped.
+#[derive(Debug)]
+pub struct Broker {
+    child: Child,
+    pub pid: u32,
+    pub url: String,
+    pub token: String,
+    dir: PathBuf,
+}
+
+/// Resident memory of the broker, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rss {
+    /// VmRSS, kB.
+    pub now_kb: u64,
+    /// VmHWM (peak RSS so far), kB.
+    pub peak_kb: u64,
+}
+
+/// What the broker logged at warn level or above during a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct LogSummary {
+    pub warnings: usize,
+    pub errors: usize,
+    /// "connection fell behind its outgoing queue; dropping it" lines.
+    pub fell_behind: usize,
+    pub first: Option<String>,
+}
+
+/// Store counters from the broker's `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreStats {
+    /// Write transactions committed (each one fsync).
+    pub commits: f64,
+    /// Sum of commit durations, seconds.
+    pub commit_secs: f64,
+}
+
+impl StoreStats {
+    /// Commits per second and mean commit duration (ms) between two snapshots.
+    pub fn rate_since(&self, earlier: &StoreStats, secs: f64) -> (f64, f64) {
+        let n = self.commits - earlier.commits;
+        let mean_ms = if n > 0.0 { (self.commit_secs - earlier.commit_secs) / n * 1e3 } else { 0.0 };
+        (n / secs, mean_ms)
+    }
+}
+
+/// The broker binary next to this executable (both are built into `target/release`).
+pub fn default_broker_path() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find this executable's path")?;
+    let dir = me.parent().context("this executable has no parent directory")?;
+    Ok(dir.join("claudemesh-broker"))
+}
+
+impl Broker {
+    /// Starts `exe serve` with limits opened up (rate, burst, queue) so the bench measures
+    /// throughput rather than the per-member policy, and waits until it listens.
+    pub async fn start(exe: &Path, root: &Path) -> anyhow::Result<Self> {
+        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+        let dir = root.join(format!("claudemesh-bench-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let data = dir.join("data");
+        let log = std::fs::File::create(dir.join("broker.log")).context("cannot create the broker log")?;
+        let mut child = Command::new(exe)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .args(["--rate", "1000000000", "--burst", "1000000000"])
+            .args(["--max-queue", "10000000", "--max-connections", "20000"])
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {}; build it with `cargo build --release -p claudemesh-broker --bins` or pass --broker",
+                    exe.display()
+                )
+            })?;
+        let pid = child.id().context("the broker exited at once")?;
+        let stdout = child.stdout.take().context("the broker's stdout was not captured")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .context("the broker did not print its address within 20 s")?
+            .context("cannot read the broker's stdout")?
+            .context("the broker exited before printing its address (see its log)")?;
+        let url = line
+            .strip_prefix("listening on ")
+            .with_context(|| format!("unexpected first line from the broker: {line:?}"))?
+            .trim()
+            .to_string();
+        if !url.starts_with("ws://127.0.0.1:") {
+            bail!("the broker listens on {url}, expected ws://127.0.0.1:<port>");
+        }
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let token = wait_for_token(&data.join("admin.token")).await?;
+        Ok(Self { child, pid, url, token, dir })
+    }
+
+    /// The broker's current and peak resident memory.
+    pub fn rss(&self) -> anyhow::Result<Rss> {
+        let path = format!("/proc/{}/status", self.pid);
+        let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(Rss { now_kb: field("VmRSS:"), peak_kb: field("VmHWM:") })
+    }
+
+    /// Reads `/metrics` over plain HTTP on the broker's port.
+    pub async fn store_stats(&self) -> anyhow::Result<StoreStats> {
+        let addr = self.url.trim_start_matches("ws://").trim_end_matches("/ws");
+        let fetch = async {
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await?;
+            let mut text = String::new();
+            s.read_to_string(&mut text).await?;
+            anyhow::Ok(text)
+        };
+        let text =
+            tokio::time::timeout(Duration::from_secs(5), fetch).await.context("/metrics timed out")??;
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(StoreStats {
+            commits: value("claudemesh_commit_batches_total"),
+            commit_secs: value("claudemesh_store_commit_seconds_sum"),
+        })
+    }
+
+    /// Whether the broker process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Counts warnings and errors in the broker's log so far.
+    pub fn log_summary(&self) -> LogSummary {
+        let text = std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
+        let mut s = LogSummary::default();
+        for line in text.lines() {
+            let warn = line.contains(" WARN ");
+            let error = line.contains(" ERROR ");
+            s.warnings += usize::from(warn);
+            s.errors += usize::from(error);
+            s.fell_behind += usize::from(line.contains("fell behind"));
+            if (warn || error) && s.first.is_none() {
+                s.first = Some(line.chars().take(200).collect());
+            }
+        }
+        s
+    }
+
+    /// Kills the broker and waits for it to exit.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn wait_for_token(path: &Path) -> anyhow::Result<String> {
+    for _ in 0..500 {
+        if let Ok(t) = std::fs::read_to_string(path)
+            && !t.trim().is_empty()
+        {
+            return Ok(t.trim().to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("the broker did not write {} within 5 s", path.display())
+}

@@ -1,0 +1,272 @@
+//! The four scenarios, each against its own fresh broker: idle connections and RSS, DM
+//! latency at a fixed rate, DM throughput with 50 pairs, and broadcast fan-out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use claudemesh_protocol::frames::Target;
+use futures_util::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::broker::{Broker, LogSummary, Rss};
+use super::setup::{MeshSetup, SendTemplate, body, connect, connect_all, envelopes, mesh_with};
+use super::stats::Percentiles;
+use super::traffic::{Counters, LatencyLog, drain, pipelined_sender, rate_sender, receiver};
+use crate::Opts;
+
+/// Result of `connections --n N`.
+#[derive(Debug, Clone)]
+pub struct ConnResult {
+    pub n: usize,
+    pub enroll: Duration,
+    pub connect: Duration,
+    /// Broker RSS with every member enrolled and nobody connected.
+    pub before: Rss,
+    /// Right after the last `hello_ack`.
+    pub connected: Rss,
+    /// Once presence traffic to the connections has stopped.
+    pub settled: Rss,
+    pub settle: Duration,
+    /// Bytes the broker sent to the idle connections (presence) after their `hello_ack`.
+    pub presence_bytes: u64,
+    /// Connections the broker closed while they were held open.
+    pub dropped: u64,
+    pub log: LogSummary,
+}
+
+pub async fn connections(o: &Opts, n: usize) -> anyhow::Result<ConnResult> {
+    let broker = Broker::start(&o.broker, &o.data_root).await?;
+    let t0 = Instant::now();
+    let mesh = mesh_with(&broker.url, &broker.token, "bench-conns", n, 64).await?;
+    let enroll = t0.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = broker.rss()?;
+    let bytes = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicU64::new(0));
+    let mut held = JoinSet::new();
+    let t1 = Instant::now();
+    let mut pending =
+        futures_util::stream::iter(&mesh.members).map(|id| connect(&broker.url, id)).buffer_unordered(128);
+    while let Some(ws) = pending.next().await {
+        held.spawn(drain(ws?, bytes.clone(), closed.clone()));
+    }
+    drop(pending);
+    let connect = t1.elapsed();
+    let connected = broker.rss()?;
+    // Settle: wait until no presence bytes arrived for a full second (at most 120 s).
+    let t2 = Instant::now();
+    let mut last = bytes.load(Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = bytes.load(Relaxed);
+        if now == last || t2.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        last = now;
+    }
+    let settle = t2.elapsed();
+    let settled = broker.rss()?;
+    let log = broker.log_summary();
+    let dropped = closed.load(Relaxed);
+    // Kill the broker first so the teardown is not a presence storm of its own.
+    broker.stop().await;
+    held.shutdown().await;
+    Ok(ConnResult {
+        n,
+        enroll,
+        connect,
+        before,
+        connected,
+        settled,
+        settle,
+        presence_bytes: bytes.load(Relaxed),
+        dropped,
+        log,
+    })
+}
+
+/// Result of one latency run.
+#[derive(Debug, Clone)]
+pub struct LatencyResult {
+    pub one_way: Percentiles,
+    pub round_trip: Percentiles,
+    pub sent: u64,
+    pub delivered: u64,
+    pub errors: u64,
+    pub achieved_rate: f64,
+    pub commits_per_s: f64,
+    pub mean_commit_ms: f64,
+    pub log: LogSummary,
+}
+
+pub async fn latency(o: &Opts) -> anyhow::Result<LatencyResult> {
+    let broker = Broker::start(&o.broker, &o.data_root).await?;
+    let mesh = mesh_with(&broker.url, &broker.token, "bench-latency", 2, 2).await?;
+    let (a, b) = (&mesh.members[0], &mesh.members[1]);
+    let c = Arc::new(Counters::default());
+    let total = (f64::from(o.rate) * (o.warmup + o.secs)).round() as u64;
+    let lat = Arc::new(LatencyLog::new(Duration::from_secs_f64(o.warmup), total as usize));
+    let mut tasks = JoinSet::new();
+    let ws_b = connect(&broker.url, b).await?;
+    tasks.spawn(receiver(
+        ws_b,
+        c.clone(),
+        None,
+        Some(lat.clone()),
+        256,
+        Duration::from_millis(o.ack_ms.max(1)),
+    ));
+    let ws_a = connect(&broker.url, a).await?;
+    let tpl = SendTemplate::new(Target::Member(b.member_id.clone()), envelopes(a, &[b], &body(o.body))?)?;
+    let s0 = broker.store_stats().await?;
+    let t0 = Instant::now();
+    let budget = Duration::from_secs_f64(o.warmup + o.secs + 30.0);
+    match tokio::time::timeout(budget, rate_sender(ws_a, tpl, o.rate, total, lat.clone(), c.clone())).await {
+        Ok(r) => r?,
+        Err(_) => bail!("the latency sender did not finish within {budget:?}"),
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let (commits_per_s, mean_commit_ms) = broker.store_stats().await?.rate_since(&s0, elapsed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.delivered.load(Relaxed) < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let log = broker.log_summary();
+    broker.stop().await;
+    tasks.shutdown().await;
+    let take =
+        |m: &std::sync::Mutex<Vec<u64>>| m.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    Ok(LatencyResult {
+        one_way: Percentiles::of(take(&lat.one_way)),
+        round_trip: Percentiles::of(take(&lat.round_trip)),
+        sent: c.sent.load(Relaxed),
+        delivered: c.delivered.load(Relaxed),
+        errors: c.errors.load(Relaxed),
+        achieved_rate: total as f64 / elapsed,
+        commits_per_s,
+        mean_commit_ms,
+        log,
+    })
+}
+
+/// Result of one throughput run (DM or broadcast).
+#[derive(Debug, Clone)]
+pub struct ThroughputResult {
+    /// Pushes received by receivers per second.
+    pub delivered_per_s: f64,
+    /// Sends acknowledged by the broker per second.
+    pub acked_per_s: f64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Tasks that ended early (a connection closed or failed), with the first reason.
+    pub failed_tasks: usize,
+    pub first_failure: Option<String>,
+    pub rss_under_load: Rss,
+    /// Store commits (fsyncs) per second and their mean duration, over the measured window.
+    pub commits_per_s: f64,
+    pub mean_commit_ms: f64,
+    pub log: LogSummary,
+}
+
+pub async fn dm_throughput(o: &Opts) -> anyhow::Result<ThroughputResult> {
+    let broker = Broker::start(&o.broker, &o.data_root).await?;
+    let mesh = mesh_with(&broker.url, &broker.token, "bench-dm", 2 * o.pairs, 32).await?;
+    let c = Arc::new(Counters::default());
+    let mut tasks = JoinSet::new();
+    let text = body(o.body);
+    let mut senders = Vec::with_capacity(o.pairs);
+    let receivers: Vec<_> = mesh.members.iter().skip(1).step_by(2).collect();
+    let ws_r = connect_all(&broker.url, &receivers, 32).await?;
+    for (p, ws) in ws_r.into_iter().enumerate() {
+        let (s, r) = (&mesh.members[2 * p], &mesh.members[2 * p + 1]);
+        let win = Arc::new(Semaphore::new(o.window));
+        tasks.spawn(receiver(
+            ws,
+            c.clone(),
+            Some(win.clone()),
+            None,
+            256,
+            Duration::from_millis(o.ack_ms.max(1)),
+        ));
+        let tpl = SendTemplate::new(Target::Member(r.member_id.clone()), envelopes(s, &[r], &text)?)?;
+        senders.push((connect(&broker.url, s).await?, tpl, win, format!("d{p}")));
+    }
+    for (ws, tpl, win, tag) in senders {
+        tasks.spawn(pipelined_sender(ws, tpl, vec![win], c.clone(), tag, 64));
+    }
+    measure(o, broker, c, tasks).await
+}
+
+pub async fn broadcast(o: &Opts) -> anyhow::Result<ThroughputResult> {
+    let broker = Broker::start(&o.broker, &o.data_root).await?;
+    let MeshSetup { admin, members } =
+        mesh_with(&broker.url, &broker.token, "bench-broadcast", o.receivers, 32).await?;
+    let c = Arc::new(Counters::default());
+    let mut tasks = JoinSet::new();
+    let mut windows = Vec::with_capacity(members.len());
+    let recipients: Vec<_> = members.iter().collect();
+    for ws in connect_all(&broker.url, &recipients, 32).await? {
+        let win = Arc::new(Semaphore::new(o.broadcast_window));
+        tasks.spawn(receiver(
+            ws,
+            c.clone(),
+            Some(win.clone()),
+            None,
+            256,
+            Duration::from_millis(o.ack_ms.max(1)),
+        ));
+        windows.push(win);
+    }
+    let tpl = SendTemplate::new(Target::Broadcast, envelopes(&admin, &recipients, &body(o.body))?)?;
+    let ws = connect(&broker.url, &admin).await?;
+    tasks.spawn(pipelined_sender(ws, tpl, windows, c.clone(), "b".into(), 8));
+    measure(o, broker, c, tasks).await
+}
+
+/// Warm-up, then counts deliveries and acks over the measured window.
+async fn measure(
+    o: &Opts,
+    mut broker: Broker,
+    c: Arc<Counters>,
+    mut tasks: JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<ThroughputResult> {
+    tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
+    let s0 = broker.store_stats().await?;
+    let (d0, a0, t0) = (c.delivered.load(Relaxed), c.acked.load(Relaxed), Instant::now());
+    tokio::time::sleep(Duration::from_secs_f64(o.secs)).await;
+    let (d1, a1, secs) = (c.delivered.load(Relaxed), c.acked.load(Relaxed), t0.elapsed().as_secs_f64());
+    let (commits_per_s, mean_commit_ms) = broker.store_stats().await?.rate_since(&s0, secs);
+    if !broker.alive() {
+        bail!("the broker process exited during the run: {:?}", broker.log_summary().first);
+    }
+    let rss_under_load = broker.rss()?;
+    let mut failed_tasks = 0;
+    let mut first_failure = None;
+    while let Some(r) = tasks.try_join_next() {
+        failed_tasks += 1;
+        let why = match r {
+            Ok(Ok(())) => "ended".to_string(),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(e) => e.to_string(),
+        };
+        first_failure.get_or_insert(why);
+    }
+    let log = broker.log_summary();
+    broker.stop().await;
+    tasks.shutdown().await;
+    Ok(ThroughputResult {
+        delivered_per_s: (d1 - d0) as f64 / secs,
+        acked_per_s: (a1 - a0) as f64 / secs,
+        errors: c.errors.load(Relaxed),
+        first_error: c.first_error(),
+        failed_tasks,
+        first_failure,
+        rss_under_load,
+        commits_per_s,
+        mean_commit_ms,
+        log,
+    })
+}

@@ -1,0 +1,235 @@
+//! Mesh set-up for the scenarios: a mesh with a signed invite and concurrently enrolled
+//! members, raw authenticated WebSocket connections, pre-encrypted send frames, and a light
+//! parse of the frames the bench reads on its hot paths.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow, bail};
+use claudemesh_broker::testkit::{Client, Identity};
+use claudemesh_protocol::crypto::{MemberKeypair, MessagePlaintext, fan_out, sign_hello};
+use claudemesh_protocol::frames::{
+    ClientFrame, Envelope, Hello, Priority, Role, Send, ServerFrame, Target, decode_server, encode,
+};
+use claudemesh_protocol::invite::InvitePayload;
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A raw client WebSocket.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A mesh: its admin and the members enrolled with one invite.
+#[derive(Debug)]
+pub struct MeshSetup {
+    pub admin: Identity,
+    pub members: Vec<Identity>,
+}
+
+/// Creates mesh `slug` and enrolls `n` members, `concurrency` enrollments at a time. Every
+/// set-up connection is dropped again, so the mesh starts with nobody online.
+pub async fn mesh_with(
+    url: &str,
+    token: &str,
+    slug: &str,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<MeshSetup> {
+    let mut c = Client::connect(url).await?;
+    let admin = c
+        .mesh_create(token, slug, "admin")
+        .await?
+        .map_err(|f| anyhow!("mesh_create was refused: {}", encode(&f)))?;
+    c.abort();
+    let (mut ac, ack) = Client::connect_as(url, &admin).await?;
+    if !matches!(ack, ServerFrame::HelloAck { .. }) {
+        bail!("admin hello was refused: {}", encode(&ack));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let payload = InvitePayload {
+        v: 1,
+        broker_url: url.to_string(),
+        mesh_id: admin.mesh_id.clone(),
+        mesh_slug: slug.to_string(),
+        invite_id: "bench-all".into(),
+        role: Role::Member,
+        groups: vec![],
+        expires_at: now + 3600,
+        max_uses: u32::try_from(n.max(1))?,
+        issuer_pubkey: admin.key.public_hex(),
+    };
+    let invite = payload.sign(&admin.key)?;
+    let req = ac.next_req();
+    let r = ac.request(&ClientFrame::InviteRegister { req, invite: invite.token().into() }).await?;
+    if r != (ServerFrame::Ok { req }) {
+        bail!("invite_register was refused: {}", encode(&r));
+    }
+    ac.abort();
+    let members = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let token = invite.token().to_string();
+            let invite_id = invite.payload.invite_id.clone();
+            async move { enroll(url, &token, &invite_id, &format!("bench{i}")).await }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(MeshSetup { admin, members })
+}
+
+async fn enroll(url: &str, invite: &str, invite_id: &str, name: &str) -> anyhow::Result<Identity> {
+    let key = MemberKeypair::generate();
+    let mut c = Client::connect(url).await?;
+    let r = c.enroll(invite, &key, invite_id, name).await?;
+    c.abort();
+    match r {
+        ServerFrame::Enrolled { member_id, mesh, .. } => Ok(Identity { mesh_id: mesh.id, member_id, key }),
+        other => bail!("enroll was refused: {}", encode(&other)),
+    }
+}
+
+/// Connects and authenticates with `hello`; returns the socket right after `hello_ack`.
+pub async fn connect(url: &str, id: &Identity) -> anyhow::Result<Ws> {
+    tokio::time::timeout(IO_TIMEOUT, connect_inner(url, id)).await.context("connect + hello timed out")?
+}
+
+async fn connect_inner(url: &str, id: &Identity) -> anyhow::Result<Ws> {
+    // TCP_NODELAY, as a latency-minded client would set it.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+    let challenge = match next_frame(&mut ws).await? {
+        ServerFrame::Welcome { challenge, .. } => challenge,
+        other => bail!("expected welcome, got {}", encode(&other)),
+    };
+    let hello = ClientFrame::Hello(Hello {
+        mesh_id: id.mesh_id.clone(),
+        member_id: id.member_id.clone(),
+        pubkey: id.key.public_hex(),
+        signature: sign_hello(&id.key, &id.mesh_id, &id.member_id, &challenge),
+    });
+    ws.send(Message::Text(encode(&hello).into())).await?;
+    loop {
+        match next_frame(&mut ws).await? {
+            ServerFrame::HelloAck { .. } => return Ok(ws),
+            ServerFrame::Error(e) => bail!("hello was refused: {:?} {}", e.code, e.message),
+            _ => continue,
+        }
+    }
+}
+
+async fn next_frame(ws: &mut Ws) -> anyhow::Result<ServerFrame> {
+    loop {
+        match ws.next().await {
+            None => bail!("the broker closed the connection"),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(Message::Text(t))) => return Ok(decode_server(t.as_str())?),
+            Some(Ok(Message::Close(c))) => bail!("the broker closed the connection: {c:?}"),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Connects every identity, `concurrency` handshakes at a time, keeping their order.
+pub async fn connect_all(url: &str, ids: &[&Identity], concurrency: usize) -> anyhow::Result<Vec<Ws>> {
+    futures_util::stream::iter(ids)
+        .map(|id| connect(url, id))
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// Just the fields the hot paths look at; everything else in the frame is skipped.
+#[derive(Debug, Deserialize)]
+pub struct Lite {
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(default)]
+    pub req: Option<u64>,
+    #[serde(default)]
+    pub msg_id: Option<String>,
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+}
+
+/// A 512-byte (or `len`-byte) ASCII body.
+pub fn body(len: usize) -> String {
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789 ";
+    (0..len).map(|i| char::from(alphabet[(i * 7 + i / 37) % alphabet.len()])).collect()
+}
+
+/// Real boxes of `body` from `sender` to each recipient (encrypted once; reused per send).
+pub fn envelopes(sender: &Identity, recipients: &[&Identity], body: &str) -> anyhow::Result<Vec<Envelope>> {
+    let plain = MessagePlaintext::new("", "bench", body);
+    let list: Vec<(String, [u8; 32])> =
+        recipients.iter().map(|r| (r.member_id.clone(), *r.key.public())).collect();
+    Ok(fan_out(&plain, &list, &sender.key)?)
+}
+
+const REQ_MARK: u64 = 918_273_645_546_372_819;
+const CMID_MARK: &str = "@@bench-client-msg-id@@";
+
+/// A `send` frame encoded once, with `req` and `client_msg_id` filled in per send, so the
+/// bench spends its CPU on the broker rather than on serializing 512-byte boxes.
+#[derive(Debug, Clone)]
+pub struct SendTemplate {
+    pieces: [String; 3],
+    req_first: bool,
+}
+
+impl SendTemplate {
+    pub fn new(target: Target, envelopes: Vec<Envelope>) -> anyhow::Result<Self> {
+        let text = encode(&ClientFrame::Send(Send {
+            req: REQ_MARK,
+            client_msg_id: CMID_MARK.into(),
+            from_session: String::new(),
+            target,
+            priority: Priority::Next,
+            envelopes,
+        }));
+        let req_mark = REQ_MARK.to_string();
+        let (Some(r), Some(c)) = (text.find(&req_mark), text.find(CMID_MARK)) else {
+            bail!("cannot find the placeholders in the encoded send frame");
+        };
+        let (first, first_len, second, second_len) = if r < c {
+            (r, req_mark.len(), c, CMID_MARK.len())
+        } else {
+            (c, CMID_MARK.len(), r, req_mark.len())
+        };
+        let pieces = [
+            text[..first].to_string(),
+            text[first + first_len..second].to_string(),
+            text[second + second_len..].to_string(),
+        ];
+        Ok(Self { pieces, req_first: r < c })
+    }
+
+    /// The frame text with this `req` and `client_msg_id` (which must need no JSON escaping).
+    pub fn render(&self, req: u64, client_msg_id: &str) -> String {
+        let req = req.to_string();
+        let (a, b) =
+            if self.req_first { (req.as_str(), client_msg_id) } else { (client_msg_id, req.as_str()) };
+        let mut s = String::with_capacity(self.pieces.iter().map(String::len).sum::<usize>() + 64);
+        s.push_str(&self.pieces[0]);
+        s.push_str(a);
+        s.push_str(&self.pieces[1]);
+        s.push_str(b);
+        s.push_str(&self.pieces[2]);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claudemesh_protocol::frames::decode_client;
+
+    #[test]
+    fn template_renders_a_valid_send() {
+        let env = vec![Envelope { member_id: "m1".into(), nonce: "n".into(), ciphertext: "c".into() }];
+        let t = SendTemplate::new(Target::Member("m1".into()), env).unwrap();
+        let ClientFrame::Send(s) = decode_client(&t.render(42, "x-1")).unwrap() else { panic!() };
+        assert_eq!((s.req, s.client_msg_id.as_str()), (42, "x-1"));
+    }
+}
