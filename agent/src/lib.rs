@@ -1,2 +1,19 @@
-//! claudemesh-agent: the long-lived local daemon that holds broker connections and keys and
-//! serves the Unix socket every local client talks to (DESIGN §2, §10).
+//! claudemesh-agent: the long-lived local daemon that holds broker connections and keys, keeps
+//! the inbox and outbox, and serves the Unix socket every local client talks to (DESIGN §2, §10).
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod inbox;
+pub mod paths;
+pub mod resolve;
+pub mod socket;
+pub mod state;
+pub mod store;
+pub mod uplink;
+
+pub use client::{AgentClient, ClientError, connect_or_start};
+pub use config::{Config, MeshConfig};
+pub use daemon::{DaemonError, run};
+pub use paths::Paths;

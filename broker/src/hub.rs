@@ -91,6 +91,7 @@ impl MeshState {
             display_name: m.display_name.clone(),
             role: m.role,
             groups: m.groups.clone(),
+            declared_groups: m.declared_groups.clone(),
             online: self.conns.contains_key(&m.member_id),
         }
     }

@@ -28,9 +28,10 @@ fn validate_patch(p: &SessionPatch) -> Result<(), String> {
         check_text(f, v, MAX_SHORT_TEXT_BYTES)?;
     }
     if let Some(s) = &p.summary
-        && s.chars().count() > MAX_SUMMARY_CHARS {
-            return Err(format!("summary is longer than {MAX_SUMMARY_CHARS} characters"));
-        }
+        && s.chars().count() > MAX_SUMMARY_CHARS
+    {
+        return Err(format!("summary is longer than {MAX_SUMMARY_CHARS} characters"));
+    }
     if let Some(gs) = &p.groups {
         if gs.len() > MAX_GROUPS {
             return Err(format!("at most {MAX_GROUPS} groups"));
@@ -58,9 +59,15 @@ fn validate_session(s: &SessionInfo) -> Result<(), String> {
     })
 }
 
-/// Persists a member's declared groups (remembered while it is offline) in the background.
+/// Persists a member's declared groups (remembered while it is offline) in the background,
+/// and tells the mesh: senders encrypt `@group` messages against this directory.
 fn persist_declared(conn: &Conn, mesh: &Mesh, member: &str) {
-    let Some(rec) = mesh.lock().members.get(member).cloned() else { return };
+    let rec = {
+        let st = mesh.lock();
+        let Some(rec) = st.members.get(member).cloned() else { return };
+        st.presence(&Event::MemberUpdated(st.member_info(&rec)));
+        rec
+    };
     let store = conn.hub.store.clone();
     let k = key(&[&mesh.id, member]);
     tokio::spawn(async move {

@@ -225,10 +225,21 @@ pub struct MemberInfo {
     pub pubkey: String,
     pub display_name: String,
     pub role: Role,
+    /// Groups granted by invite or admin (these also count for service scopes).
     #[serde(default)]
     pub groups: Vec<GroupRole>,
+    /// Messaging groups its sessions declared (remembered while it is offline).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declared_groups: Vec<String>,
     #[serde(default)]
     pub online: bool,
+}
+
+impl MemberInfo {
+    /// Whether `@group` sends reach this member: granted or declared.
+    pub fn in_group(&self, g: &str) -> bool {
+        self.groups.iter().any(|x| x.name == g) || self.declared_groups.iter().any(|x| x == g)
+    }
 }
 
 /// One recipient member's box inside a `send`.

@@ -35,6 +35,7 @@ pub fn member() -> MemberInfo {
         display_name: "alice".into(),
         role: Role::Admin,
         groups: vec![GroupRole::new("ops")],
+        declared_groups: vec!["backend".into()],
         online: true,
     }
 }

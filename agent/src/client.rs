@@ -1,0 +1,226 @@
+//! A client of the agent's socket, used by the CLI, `claudemesh mcp`, hooks and the TUI; and
+//! auto-start: a client that finds no agent starts one and waits for its socket.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Duration;
+
+use claudemesh_protocol::limits::AGENT_PROTOCOL_VERSION;
+use claudemesh_protocol::local::{AgentCall, AgentLine, ClientLine, LocalError, LocalEvent, Topic};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::paths::Paths;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no agent is running for {0}")]
+    NotRunning(String),
+    #[error("the agent speaks protocol {agent}, this client {ours}")]
+    VersionMismatch { agent: u32, ours: u32 },
+    #[error("the agent did not start within {secs} s; see its log {log}{tail}")]
+    StartFailed { secs: u64, log: String, tail: String },
+    #[error("agent socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("agent sent something unreadable: {0}")]
+    Protocol(String),
+    #[error("{}", .0.message)]
+    Api(LocalError),
+}
+
+/// One connection to the agent.
+#[derive(Debug)]
+pub struct AgentClient {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    next_id: u64,
+    pub agent_version: String,
+    events: VecDeque<(u64, LocalEvent)>,
+}
+
+impl AgentClient {
+    /// Connects and exchanges hellos.
+    pub async fn connect(paths: &Paths, client: &str) -> Result<Self, ClientError> {
+        let stream = match UnixStream::connect(paths.socket()).await {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Err(ClientError::NotRunning(paths.dir.display().to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (r, w) = stream.into_split();
+        let mut c = Self {
+            reader: BufReader::new(r),
+            writer: w,
+            next_id: 0,
+            agent_version: String::new(),
+            events: VecDeque::new(),
+        };
+        c.write(&ClientLine::Hello { protocol: AGENT_PROTOCOL_VERSION, client: client.into() }).await?;
+        match c.read().await? {
+            AgentLine::Hello { protocol, agent_version } => {
+                c.agent_version = agent_version;
+                if protocol != AGENT_PROTOCOL_VERSION {
+                    return Err(ClientError::VersionMismatch {
+                        agent: protocol,
+                        ours: AGENT_PROTOCOL_VERSION,
+                    });
+                }
+            }
+            AgentLine::Response { error: Some(e), .. } => return Err(ClientError::Api(e)),
+            other => return Err(ClientError::Protocol(format!("expected hello, got {other:?}"))),
+        }
+        Ok(c)
+    }
+
+    async fn write(&mut self, l: &ClientLine) -> Result<(), ClientError> {
+        let mut s = serde_json::to_string(l).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        s.push('\n');
+        self.writer.write_all(s.as_bytes()).await?;
+        Ok(())
+    }
+
+    async fn read(&mut self) -> Result<AgentLine, ClientError> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).await? == 0 {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the agent closed the connection",
+            )));
+        }
+        serde_json::from_str(&line).map_err(|e| ClientError::Protocol(format!("{e}: {line}")))
+    }
+
+    /// Waits for the response to request `id`, keeping events that arrive meanwhile.
+    async fn response(&mut self, id: u64) -> Result<Value, ClientError> {
+        loop {
+            match self.read().await? {
+                AgentLine::Response { id: rid, ok, result, error } if rid == id || rid == 0 => {
+                    return if ok {
+                        Ok(result.unwrap_or(Value::Null))
+                    } else {
+                        Err(ClientError::Api(error.unwrap_or(LocalError {
+                            code: claudemesh_protocol::frames::ErrorCode::Internal,
+                            message: "error without detail".into(),
+                        })))
+                    };
+                }
+                AgentLine::Event { sub, event } => self.events.push_back((sub, *event)),
+                _ => {}
+            }
+        }
+    }
+
+    pub async fn call(&mut self, call: AgentCall) -> Result<Value, ClientError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.write(&ClientLine::Request { id, call }).await?;
+        self.response(id).await
+    }
+
+    /// Subscribes; events then come from [`AgentClient::next_event`].
+    pub async fn subscribe(
+        &mut self,
+        topics: Vec<Topic>,
+        session: Option<String>,
+        mesh: Option<String>,
+    ) -> Result<u64, ClientError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.write(&ClientLine::Subscribe { id, topics, session, mesh }).await?;
+        self.response(id).await?;
+        Ok(id)
+    }
+
+    pub async fn next_event(&mut self) -> Result<(u64, LocalEvent), ClientError> {
+        if let Some(e) = self.events.pop_front() {
+            return Ok(e);
+        }
+        loop {
+            if let AgentLine::Event { sub, event } = self.read().await? {
+                return Ok((sub, *event));
+            }
+        }
+    }
+}
+
+/// Connects to the agent, starting it (as `exe agent run`) when none is running, and
+/// restarting it when it speaks another protocol version.
+pub async fn connect_or_start(paths: &Paths, client: &str, exe: &Path) -> Result<AgentClient, ClientError> {
+    match AgentClient::connect(paths, client).await {
+        Ok(c) => return Ok(c),
+        Err(ClientError::NotRunning(_)) => {}
+        Err(ClientError::VersionMismatch { .. }) => {
+            if let Ok(mut old) = AgentClient::connect_any(paths).await {
+                let _ = old.call(AgentCall::Shutdown).await;
+            }
+            for _ in 0..100 {
+                if !paths.socket().exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    spawn_agent(paths, exe)?;
+    let secs = 10;
+    for _ in 0..(secs * 20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        match AgentClient::connect(paths, client).await {
+            Ok(c) => return Ok(c),
+            Err(ClientError::NotRunning(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let log = paths.log();
+    let tail = std::fs::read_to_string(&log)
+        .map(|s| {
+            let lines: Vec<&str> = s.lines().rev().take(5).collect();
+            format!(":\n  {}", lines.into_iter().rev().collect::<Vec<_>>().join("\n  "))
+        })
+        .unwrap_or_default();
+    Err(ClientError::StartFailed { secs, log: log.display().to_string(), tail })
+}
+
+impl AgentClient {
+    /// Connects without insisting on a matching protocol (to stop an old agent).
+    async fn connect_any(paths: &Paths) -> Result<Self, ClientError> {
+        let stream = UnixStream::connect(paths.socket()).await?;
+        let (r, w) = stream.into_split();
+        let mut c = Self {
+            reader: BufReader::new(r),
+            writer: w,
+            next_id: 0,
+            agent_version: String::new(),
+            events: VecDeque::new(),
+        };
+        c.write(&ClientLine::Hello { protocol: AGENT_PROTOCOL_VERSION, client: "restart".into() }).await?;
+        c.read().await?;
+        Ok(c)
+    }
+}
+
+/// Starts `exe agent run` detached (own process group, output appended to `agent.log`).
+pub fn spawn_agent(paths: &Paths, exe: &Path) -> Result<(), ClientError> {
+    use std::os::unix::process::CommandExt;
+    paths.ensure_dir()?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(paths.log())?;
+    let log2 = log.try_clone()?;
+    std::process::Command::new(exe)
+        .args(["agent", "run"])
+        .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0)
+        .spawn()?;
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The agent process: a singleton (pid-file lock), its socket (0600 in a 0700 dir, stale ones
+//! removed), one uplink per joined mesh, and a watch on the config dir so joins and leaves made
+//! by other processes take effect without a restart.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use claudemesh_protocol::local::LinkState;
+use notify::Watcher;
+use tokio::net::UnixListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ConfigError, MeshConfig};
+use crate::paths::Paths;
+use crate::state::{Agent, MeshView};
+use crate::store::{Store, StoreError};
+use crate::{socket, uplink};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("an agent is already running (pid {pid}) for {dir}")]
+    AlreadyRunning { pid: String, dir: String },
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: String, source: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DaemonError + use<> {
+    let path = path.display().to_string();
+    move |source| DaemonError::Io { what, path, source }
+}
+
+/// Holds the pid-file lock for the agent's lifetime.
+#[derive(Debug)]
+pub struct PidLock {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl PidLock {
+    /// Takes the singleton lock, or says which agent holds it. A pid file left by a crashed
+    /// agent is not locked, so it is simply taken over.
+    pub fn acquire(paths: &Paths) -> Result<Self, DaemonError> {
+        let path = paths.pid();
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io("cannot open pid file", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default().trim().to_string();
+                return Err(DaemonError::AlreadyRunning { pid, dir: paths.dir.display().to_string() });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("cannot lock pid file", &path)(e)),
+        }
+        file.set_len(0).map_err(io("cannot write pid file", &path))?;
+        write!(file, "{}", std::process::id()).map_err(io("cannot write pid file", &path))?;
+        file.sync_all().map_err(io("cannot write pid file", &path))?;
+        Ok(Self { file, path })
+    }
+}
+
+impl Drop for PidLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// Starts (or restarts) the uplink of one mesh.
+fn start_uplink(agent: &Arc<Agent>, tracker: &TaskTracker, mesh: MeshConfig) -> Result<(), ConfigError> {
+    let key = Arc::new(mesh.keypair()?);
+    let (tx, rx) = mpsc::channel(256);
+    let cancel = agent.shutdown.child_token();
+    let id = mesh.id.clone();
+    agent.meshes().insert(
+        id.clone(),
+        MeshView {
+            config: mesh,
+            key,
+            link: LinkState::Connecting,
+            link_detail: None,
+            connected_since: None,
+            members: Default::default(),
+            peers: Default::default(),
+            uplink: tx,
+            cancel: cancel.clone(),
+        },
+    );
+    tracker.spawn(uplink::run(agent.clone(), id, rx, cancel));
+    Ok(())
+}
+
+/// Brings the running uplinks in line with the config: new meshes connect, removed ones drop,
+/// changed ones (new key or URL) reconnect.
+pub fn reconcile(agent: &Arc<Agent>, tracker: &TaskTracker, config: &Config) {
+    let wanted: HashSet<&str> = config.meshes.iter().map(|m| m.id.as_str()).collect();
+    let stale: Vec<String> = {
+        let meshes = agent.meshes();
+        meshes
+            .iter()
+            .filter(|(id, v)| {
+                !wanted.contains(id.as_str())
+                    || config.meshes.iter().any(|m| {
+                        &m.id == *id
+                            && (m.secret_key != v.config.secret_key || m.broker_url != v.config.broker_url)
+                    })
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    for id in &stale {
+        if let Some(v) = agent.meshes().remove(id) {
+            tracing::info!(mesh = %v.config.slug, "dropping uplink");
+            v.cancel.cancel();
+        }
+    }
+    for m in &config.meshes {
+        if agent.meshes().contains_key(&m.id) {
+            continue;
+        }
+        let slug = m.slug.clone();
+        match start_uplink(agent, tracker, m.clone()) {
+            Ok(()) => tracing::info!(mesh = %slug, "uplink started"),
+            Err(e) => tracing::error!(mesh = %slug, error = %e, "cannot start uplink"),
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` (or a `shutdown` request).
+pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    paths.ensure_dir().map_err(io("cannot create", &paths.dir))?;
+    let _lock = PidLock::acquire(&paths)?;
+    // We hold the lock, so any socket file is a leftover of a crashed agent.
+    let sock = paths.socket();
+    if sock.exists() {
+        std::fs::remove_file(&sock).map_err(io("cannot remove stale socket", &sock))?;
+    }
+    let store = Store::open(&paths.db())?;
+    let config = Config::load(&paths)?;
+    let agent = Arc::new(Agent::new(paths.clone(), store, shutdown.clone()));
+    let tracker = TaskTracker::new();
+    reconcile(&agent, &tracker, &config);
+
+    let listener = UnixListener::bind(&sock).map_err(io("cannot listen on", &sock))?;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("cannot chmod", &sock))?;
+    tracker.spawn(socket::serve(agent.clone(), listener, shutdown.clone(), tracker.clone()));
+    let _watcher = watch_config(&agent, &tracker, &shutdown);
+    tracing::info!(dir = %paths.dir.display(), pid = std::process::id(), meshes = config.meshes.len(), "agent running");
+
+    shutdown.cancelled().await;
+    tracing::info!("agent stopping");
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+/// Watches the config dir; a changed `config.json` is reloaded and reconciled (debounced).
+fn watch_config(
+    agent: &Arc<Agent>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Option<notify::RecommendedWatcher> {
+    let (tx, mut rx) = mpsc::channel::<()>(16);
+    let config_name = agent.paths.config().file_name().map(|n| n.to_os_string());
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev
+            && ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == config_name) {
+                let _ = tx.try_send(());
+            }
+    })
+    .map_err(
+        |e| tracing::warn!(error = %e, "config watch unavailable; restart the agent after joining a mesh"),
+    )
+    .ok()?;
+    if let Err(e) = watcher.watch(&agent.paths.dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(error = %e, "config watch unavailable");
+        return None;
+    }
+    let (agent, tracker2, shutdown) = (agent.clone(), tracker.clone(), shutdown.clone());
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = rx.recv() => if r.is_none() { return },
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while rx.try_recv().is_ok() {}
+            match Config::load(&agent.paths) {
+                Ok(c) => reconcile(&agent, &tracker2, &c),
+                Err(e) => tracing::error!(error = %e, "config changed but cannot be read; keeping the current meshes"),
+            }
+        }
+    });
+    Some(watcher)
+}

@@ -1,0 +1,174 @@
+//! Receiving: decrypt a push, store it durably (deduplicated by msg_id), route it to local
+//! sessions (DESIGN §6), and push what priority × status allows to subscribed sessions.
+
+use std::time::Instant;
+
+use claudemesh_protocol::codec::from_hex_array;
+use claudemesh_protocol::crypto::open_message;
+use claudemesh_protocol::frames::{Push, Target};
+use claudemesh_protocol::local::{InboxMessage, LocalEvent, Topic};
+
+use crate::state::{Agent, LocalSession, deliverable};
+use crate::store::{Delivery, InboxRecord, StoreError};
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Whether `target` addresses local session `s` (of our member) on `mesh_id`.
+fn addresses(target: &str, s: &LocalSession, mesh_id: &str) -> bool {
+    if !s.meshes.iter().any(|m| m == mesh_id) {
+        return false;
+    }
+    match target.parse::<Target>() {
+        Ok(Target::Session(id)) => id == s.info.session_id,
+        Ok(Target::Group(g)) => s.info.groups.iter().any(|x| x.name == g),
+        Ok(Target::Member(_)) | Ok(Target::Broadcast) => true,
+        Err(_) => false,
+    }
+}
+
+/// The local sessions a message goes to now: `session:` that session; `@g` sessions in `g`;
+/// `*` all; `member:` the most recently active one. Empty means it waits in the inbox.
+pub fn route(agent: &Agent, mesh_id: &str, target: &str) -> Vec<String> {
+    let sessions = agent.sessions();
+    let mut matching: Vec<&LocalSession> =
+        sessions.values().filter(|s| addresses(target, s, mesh_id)).collect();
+    if target.starts_with("member:") {
+        matching.sort_by_key(|s| std::cmp::Reverse(s.last_active));
+        matching.truncate(1);
+    }
+    matching.iter().map(|s| s.info.session_id.clone()).collect()
+}
+
+/// Decrypts and stores one push. Returns `Ok(true)` when it was new. Undecryptable messages are
+/// stored with the reason, never dropped.
+pub fn receive(agent: &Agent, mesh_id: &str, push: &Push) -> Result<bool, StoreError> {
+    let (slug, sender_pk, key, own_member) = {
+        let meshes = agent.meshes();
+        let Some(m) = meshes.get(mesh_id) else { return Ok(false) };
+        let pk = m.members.get(&push.from.member_id).map(|x| x.pubkey.clone());
+        (m.config.slug.clone(), pk, m.key.clone(), m.config.member_id.clone())
+    };
+    let sender_name = agent
+        .meshes()
+        .get(mesh_id)
+        .and_then(|m| m.members.get(&push.from.member_id).map(|x| x.display_name.clone()))
+        .unwrap_or_else(|| push.from.member_id.clone());
+    let opened = match sender_pk.as_deref().map(|h| from_hex_array::<32>("pubkey", h)) {
+        None => Err(format!("sender {} is not in the member directory", push.from.member_id)),
+        Some(Err(e)) => Err(e.to_string()),
+        Some(Ok(pk)) => open_message(&push.nonce, &push.ciphertext, &pk, &key).map_err(|e| e.to_string()),
+    };
+    // A box authenticates the key pair, not the direction: a box we sealed ourselves, sent
+    // back to us as if from the peer, opens too. Our own sessions never send us such mail.
+    let opened = opened.and_then(|p| {
+        let own_session = agent.sessions().contains_key(&p.from_session) && !p.from_session.is_empty();
+        if own_session && push.from.member_id != own_member {
+            Err("refused: the box claims one of this agent's own sessions as sender (reflected message)"
+                .into())
+        } else {
+            Ok(p)
+        }
+    });
+    let now = now_ms();
+    let message = match opened {
+        Ok(p) => InboxMessage {
+            msg_id: push.msg_id.clone(),
+            mesh: slug,
+            from_member: push.from.member_id.clone(),
+            from_session: push.from.session_id.clone(),
+            from_name: p.from_name,
+            target: push.target.to_string(),
+            priority: push.priority,
+            body: p.body,
+            reply_to: p.reply_to,
+            meta: p.meta,
+            sent_at: push.sent_at,
+            received_at: now,
+            seen: false,
+            error: None,
+        },
+        Err(reason) => {
+            tracing::warn!(msg_id = %push.msg_id, %reason, "message could not be opened; stored with the reason");
+            InboxMessage {
+                msg_id: push.msg_id.clone(),
+                mesh: slug,
+                from_member: push.from.member_id.clone(),
+                from_session: push.from.session_id.clone(),
+                from_name: sender_name,
+                target: push.target.to_string(),
+                priority: push.priority,
+                body: String::new(),
+                reply_to: None,
+                meta: Default::default(),
+                sent_at: push.sent_at,
+                received_at: now,
+                seen: false,
+                error: Some(reason),
+            }
+        }
+    };
+    let targets = route(agent, mesh_id, &message.target);
+    let rec = InboxRecord {
+        pending: targets.is_empty(),
+        deliveries: targets.iter().map(|s| (s.clone(), Delivery::default())).collect(),
+        mesh_id: mesh_id.to_string(),
+        message,
+    };
+    let new = agent.store.inbox_insert(&rec)?;
+    if new {
+        for s in &targets {
+            push_deliverable(agent, s)?;
+        }
+    }
+    Ok(new)
+}
+
+/// Pushes (as `messages` events) the unseen, not-yet-pushed messages of `session` that
+/// priority × status allow, if a client subscribed to that session's messages.
+pub fn push_deliverable(agent: &Agent, session: &str) -> Result<usize, StoreError> {
+    let Some(status) = agent.sessions().get(session).map(|s| s.info.status) else { return Ok(0) };
+    if !agent.has_message_subscriber(session) {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for mut rec in agent.store.inbox_all()? {
+        let Some(d) = rec.deliveries.get(session).copied() else { continue };
+        if d.seen || d.pushed || !deliverable(rec.message.priority, status) {
+            continue;
+        }
+        let ev = LocalEvent::Messages(rec.message.clone());
+        if agent.publish(Topic::Messages, Some(&rec.mesh_id), Some(session), &ev) > 0 {
+            rec.deliveries.insert(session.to_string(), Delivery { pushed: true, seen: false });
+            agent.store.inbox_update(&rec)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Gives a newly registered session the waiting messages addressed to it.
+pub fn adopt_pending(agent: &Agent, session: &str) -> Result<usize, StoreError> {
+    let Some(s) = agent.sessions().get(session).cloned() else { return Ok(0) };
+    let mut n = 0;
+    for mut rec in agent.store.inbox_all()? {
+        if rec.pending && addresses(&rec.message.target, &s, &rec.mesh_id) {
+            rec.pending = false;
+            rec.deliveries.insert(session.to_string(), Delivery::default());
+            agent.store.inbox_update(&rec)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Marks a session as active now (for `member:` routing).
+pub fn touch(agent: &Agent, session: &str) {
+    if let Some(s) = agent.sessions().get_mut(session) {
+        s.last_active = Instant::now();
+    }
+}

@@ -1,0 +1,226 @@
+//! The agent's in-memory state shared by its tasks: per-mesh views (link, member directory,
+//! presence), the local sessions clients registered, and event subscriptions. Locks are std
+//! mutexes, never held across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use claudemesh_protocol::crypto::MemberKeypair;
+use claudemesh_protocol::frames::{MemberInfo, PeerSession, Priority, SessionInfo, SessionStatus};
+use claudemesh_protocol::local::{AgentLine, LinkState, LocalEvent, Topic};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MeshConfig;
+use crate::paths::Paths;
+use crate::store::Store;
+use crate::uplink::UplinkCmd;
+
+/// What the agent knows of one joined mesh.
+#[derive(Debug)]
+pub struct MeshView {
+    pub config: MeshConfig,
+    pub key: Arc<MemberKeypair>,
+    pub link: LinkState,
+    pub link_detail: Option<String>,
+    pub connected_since: Option<Instant>,
+    pub members: HashMap<String, MemberInfo>,
+    pub peers: HashMap<String, PeerSession>,
+    pub uplink: mpsc::Sender<UplinkCmd>,
+    pub cancel: CancellationToken,
+}
+
+/// A session registered by a local client (a Claude Code session's MCP server, usually).
+#[derive(Debug, Clone)]
+pub struct LocalSession {
+    pub info: SessionInfo,
+    /// Mesh ids it is open on.
+    pub meshes: Vec<String>,
+    pub claude_pid: Option<u32>,
+    pub last_active: Instant,
+    /// Registered clients holding it open; it closes when the last one goes.
+    pub holders: u32,
+}
+
+/// One event subscription of a socket client.
+#[derive(Debug)]
+pub struct Subscription {
+    pub conn: u64,
+    pub id: u64,
+    pub topics: Vec<Topic>,
+    pub session: Option<String>,
+    pub mesh: Option<String>,
+    pub tx: mpsc::Sender<AgentLine>,
+}
+
+/// Everything the agent's tasks share.
+#[derive(Debug)]
+pub struct Agent {
+    pub paths: Paths,
+    pub store: Store,
+    pub started: Instant,
+    pub shutdown: CancellationToken,
+    meshes: Mutex<HashMap<String, MeshView>>,
+    sessions: Mutex<HashMap<String, LocalSession>>,
+    subs: Mutex<Vec<Subscription>>,
+    next_id: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // State is plain data updated by whole assignments; a panic elsewhere leaves it usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether a message of `priority` may be pushed to a session in `status` now (DESIGN §6):
+/// `now` always; `next` when the session is idle; `low` never (the model asks for it); `dnd`
+/// holds everything but `now`.
+pub fn deliverable(priority: Priority, status: SessionStatus) -> bool {
+    match (priority, status) {
+        (Priority::Now, _) => true,
+        (Priority::Next, SessionStatus::Idle) => true,
+        (Priority::Next, _) | (Priority::Low, _) => false,
+    }
+}
+
+impl Agent {
+    pub fn new(paths: Paths, store: Store, shutdown: CancellationToken) -> Self {
+        Self {
+            paths,
+            store,
+            started: Instant::now(),
+            shutdown,
+            meshes: Mutex::default(),
+            sessions: Mutex::default(),
+            subs: Mutex::default(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Relaxed)
+    }
+
+    pub fn meshes(&self) -> MutexGuard<'_, HashMap<String, MeshView>> {
+        lock(&self.meshes)
+    }
+
+    pub fn sessions(&self) -> MutexGuard<'_, HashMap<String, LocalSession>> {
+        lock(&self.sessions)
+    }
+
+    /// Finds a joined mesh by slug or id; with `None`, the only mesh if there is exactly one.
+    pub fn resolve_mesh(&self, slug_or_id: Option<&str>) -> Result<String, String> {
+        let meshes = self.meshes();
+        match slug_or_id {
+            Some(s) => meshes
+                .values()
+                .find(|m| m.config.slug == s || m.config.id == s)
+                .map(|m| m.config.id.clone())
+                .ok_or_else(|| format!("not a member of mesh {s}; joined: {}", slugs(&meshes))),
+            None if meshes.len() == 1 => Ok(meshes.keys().next().cloned().unwrap_or_default()),
+            None if meshes.is_empty() => Err("no mesh joined yet: run `claudemesh join <invite>`".into()),
+            None => Err(format!("you are in several meshes; say which with --mesh ({})", slugs(&meshes))),
+        }
+    }
+
+    pub fn subscribe(&self, s: Subscription) {
+        lock(&self.subs).push(s);
+    }
+
+    pub fn unsubscribe(&self, conn: u64, id: Option<u64>) {
+        lock(&self.subs).retain(|s| !(s.conn == conn && id.is_none_or(|i| i == s.id)));
+    }
+
+    /// Whether any subscriber listens to messages for `session`.
+    pub fn has_message_subscriber(&self, session: &str) -> bool {
+        lock(&self.subs)
+            .iter()
+            .any(|s| s.topics.contains(&Topic::Messages) && s.session.as_deref() == Some(session))
+    }
+
+    /// Sends an event to every matching subscription. `session` narrows `messages` events;
+    /// `mesh` (id) narrows the rest. Returns how many subscribers got it.
+    pub fn publish(
+        &self,
+        topic: Topic,
+        mesh_id: Option<&str>,
+        session: Option<&str>,
+        event: &LocalEvent,
+    ) -> usize {
+        let mut subs = lock(&self.subs);
+        let mut n = 0;
+        subs.retain(|s| {
+            if !s.topics.contains(&topic) {
+                return true;
+            }
+            if topic == Topic::Messages && s.session.is_some() && s.session.as_deref() != session {
+                return true;
+            }
+            if let (Some(want), Some(m)) = (&s.mesh, mesh_id)
+                && want != m {
+                    return true;
+                }
+            match s.tx.try_send(AgentLine::Event { sub: s.id, event: Box::new(event.clone()) }) {
+                Ok(()) => {
+                    n += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(conn = s.conn, "subscriber is not reading; dropping its subscription");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        n
+    }
+
+    pub fn set_link(&self, mesh_id: &str, state: LinkState, detail: Option<String>) {
+        let slug = {
+            let mut meshes = self.meshes();
+            let Some(m) = meshes.get_mut(mesh_id) else { return };
+            if m.link == state && m.link_detail == detail {
+                return;
+            }
+            m.link = state;
+            m.link_detail.clone_from(&detail);
+            m.connected_since = (state == LinkState::Connected).then(Instant::now);
+            m.config.slug.clone()
+        };
+        tracing::info!(mesh = %slug, ?state, detail = detail.as_deref().unwrap_or(""), "link");
+        self.publish(Topic::Links, Some(mesh_id), None, &LocalEvent::Links { mesh: slug, state, detail });
+    }
+}
+
+fn slugs(m: &HashMap<String, MeshView>) -> String {
+    let mut v: Vec<&str> = m.values().map(|m| m.config.slug.as_str()).collect();
+    v.sort();
+    v.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_by_status() {
+        use Priority::*;
+        use SessionStatus::*;
+        let table = [
+            (Now, Idle, true),
+            (Now, Working, true),
+            (Now, Dnd, true),
+            (Next, Idle, true),
+            (Next, Working, false),
+            (Next, Dnd, false),
+            (Low, Idle, false),
+            (Low, Working, false),
+            (Low, Dnd, false),
+        ];
+        for (p, s, want) in table {
+            assert_eq!(deliverable(p, s), want, "{p:?} {s:?}");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Set-up for agent tests: a real broker on 127.0.0.1:0 with a real redb file, members enrolled
+//! through it, and real agents (each in its own temp config dir) serving real Unix sockets.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use claudemesh_agent::{AgentClient, Config, MeshConfig, Paths};
+use claudemesh_broker::BrokerConfig;
+use claudemesh_broker::testkit::{Client, Identity, RunningBroker};
+use claudemesh_protocol::crypto::MemberKeypair;
+use claudemesh_protocol::frames::{ClientFrame, Role, ServerFrame};
+use claudemesh_protocol::invite::InvitePayload;
+use claudemesh_protocol::local::AgentCall;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct World {
+    pub broker: Option<RunningBroker>,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    pub mesh_id: String,
+    pub admin: Identity,
+}
+
+pub fn broker_config(dir: &std::path::Path) -> BrokerConfig {
+    let mut c = BrokerConfig::new(dir.join("broker"));
+    c.send_rate_per_sec = 1000.0;
+    c.send_burst = 1000.0;
+    c
+}
+
+impl World {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = RunningBroker::start("127.0.0.1:0", broker_config(dir.path())).await.unwrap();
+        let mut c = Client::connect(&broker.url).await.unwrap();
+        let admin = c.mesh_create(&broker.admin_token, "team", "admin").await.unwrap().unwrap();
+        Self {
+            addr: broker.addr.to_string(),
+            mesh_id: admin.mesh_id.clone(),
+            broker: Some(broker),
+            dir,
+            admin,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub async fn stop_broker(&mut self) {
+        if let Some(b) = self.broker.take() {
+            b.stop().await.unwrap();
+        }
+    }
+
+    pub async fn start_broker(&mut self) {
+        let b = RunningBroker::start(&self.addr, broker_config(self.dir.path())).await.unwrap();
+        self.broker = Some(b);
+    }
+
+    /// Enrolls a new member and writes its agent config dir; returns the paths.
+    pub async fn member(&self, name: &str) -> Paths {
+        let (mut ac, _) = Client::connect_as(&self.url(), &self.admin).await.unwrap();
+        let invite_id = format!("inv-{name}");
+        let p = InvitePayload {
+            v: 1,
+            broker_url: self.url(),
+            mesh_id: self.mesh_id.clone(),
+            mesh_slug: "team".into(),
+            invite_id: invite_id.clone(),
+            role: Role::Member,
+            groups: vec![],
+            expires_at: 4_000_000_000,
+            max_uses: 1,
+            issuer_pubkey: self.admin.key.public_hex(),
+        };
+        let inv = p.sign(&self.admin.key).unwrap();
+        let req = ac.next_req();
+        assert_eq!(
+            ac.request(&ClientFrame::InviteRegister { req, invite: inv.token().into() }).await.unwrap(),
+            ServerFrame::Ok { req }
+        );
+        let key = MemberKeypair::generate();
+        let mut c = Client::connect(&self.url()).await.unwrap();
+        let ServerFrame::Enrolled { member_id, .. } =
+            c.enroll(inv.token(), &key, &invite_id, name).await.unwrap()
+        else {
+            panic!()
+        };
+        c.close().await;
+        let paths = Paths::new(self.dir.path().join(format!("agent-{name}")));
+        let cfg = Config {
+            display_name: Some(name.into()),
+            meshes: vec![MeshConfig {
+                id: self.mesh_id.clone(),
+                slug: "team".into(),
+                broker_url: self.url(),
+                member_id,
+                role: Role::Member,
+                secret_key: key.secret_hex().to_string(),
+                display_name: name.into(),
+                joined_at: 0,
+                extra: Default::default(),
+            }],
+            extra: Default::default(),
+        };
+        cfg.save(&paths).unwrap();
+        paths
+    }
+}
+
+/// An agent running in this process on its own config dir.
+pub struct RunningAgent {
+    pub paths: Paths,
+    pub stop: CancellationToken,
+    pub handle: JoinHandle<()>,
+}
+
+impl RunningAgent {
+    pub async fn start(paths: &Paths) -> Self {
+        let stop = CancellationToken::new();
+        let (p, s) = (paths.clone(), stop.clone());
+        let handle = tokio::spawn(async move {
+            if let Err(e) = claudemesh_agent::run(p, s).await {
+                panic!("agent failed: {e}");
+            }
+        });
+        for _ in 0..200 {
+            if AgentClient::connect(paths, "test").await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Self { paths: paths.clone(), stop, handle }
+    }
+
+    pub async fn client(&self) -> AgentClient {
+        AgentClient::connect(&self.paths, "test").await.unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.handle.await;
+    }
+}
+
+pub async fn link_state(c: &mut AgentClient) -> String {
+    let s = c.call(AgentCall::Status).await.unwrap();
+    s["meshes"][0]["link"].as_str().unwrap_or("").to_string()
+}
+
+pub async fn wait_connected(c: &mut AgentClient) {
+    for _ in 0..400 {
+        if link_state(c).await == "connected" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("agent never connected");
+}
+
+/// Registers a session on every mesh.
+pub async fn register(c: &mut AgentClient, id: &str, name: &str, groups: &[&str]) {
+    use claudemesh_protocol::frames::{GroupRole, SessionInfo};
+    use claudemesh_protocol::local::SessionRegister;
+    let session = SessionInfo {
+        session_id: id.into(),
+        display_name: name.into(),
+        groups: groups.iter().map(|g| GroupRole::new(*g)).collect(),
+        ..Default::default()
+    };
+    c.call(AgentCall::SessionRegister(SessionRegister { meshes: vec![], session, claude_pid: None }))
+        .await
+        .unwrap();
+}
+
+/// Waits until `c` sees a peer session named `name`.
+pub async fn wait_peer(c: &mut AgentClient, name: &str) {
+    for _ in 0..400 {
+        let peers = c.call(AgentCall::Peers { mesh: None }).await.unwrap();
+        if peers.as_array().unwrap().iter().any(|p| p["display_name"] == name) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("peer {name} never appeared");
+}
+
+/// Waits until `session`'s unseen inbox has `n` messages; returns them.
+pub async fn wait_inbox(c: &mut AgentClient, session: Option<&str>, n: usize) -> Value {
+    use claudemesh_protocol::local::InboxParams;
+    for _ in 0..400 {
+        let v = c
+            .call(AgentCall::Inbox(InboxParams { session: session.map(Into::into), ..Default::default() }))
+            .await
+            .unwrap();
+        if v.as_array().unwrap().len() >= n {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("inbox never reached {n} messages");
+}
+
+pub fn bodies(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_string()).collect()
+}

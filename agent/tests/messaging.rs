@@ -1,0 +1,197 @@
+//! Two and three agents on one real broker: DMs, groups and broadcasts end to end, sends while
+//! the broker is down, sessions surviving a broker restart, and the config watch.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use claudemesh_protocol::frames::Priority;
+use claudemesh_protocol::local::{AgentCall, InboxParams, SendParams, Topic};
+use common::*;
+
+fn send(to: &str, message: &str, from: &str) -> AgentCall {
+    AgentCall::Send(SendParams {
+        to: to.into(),
+        message: message.into(),
+        priority: Priority::Next,
+        mesh: None,
+        from_session: Some(from.into()),
+        reply_to: None,
+    })
+}
+
+#[tokio::test]
+async fn dm_between_two_agents_end_to_end() {
+    let w = World::start().await;
+    let alice = RunningAgent::start(&w.member("alice").await).await;
+    let bob = RunningAgent::start(&w.member("bob").await).await;
+    let (mut a, mut b) = (alice.client().await, bob.client().await);
+    wait_connected(&mut a).await;
+    wait_connected(&mut b).await;
+    register(&mut a, "s-alice", "alice-laptop", &[]).await;
+    register(&mut b, "s-bob", "bob-desktop", &[]).await;
+    wait_peer(&mut a, "bob-desktop").await;
+
+    let r = a.call(send("bob-desktop", "hello from alice", "s-alice")).await.unwrap();
+    assert_eq!(r["target"], "session:s-bob");
+    let id = r["id"].as_str().unwrap().to_string();
+    let inbox = wait_inbox(&mut b, Some("s-bob"), 1).await;
+    let m = &inbox[0];
+    assert_eq!(m["body"], "hello from alice");
+    assert_eq!(m["from_name"], "alice-laptop");
+    assert_eq!(m["from_session"], "s-alice");
+    assert!(m["error"].is_null());
+
+    // Reading marks it seen, the sender learns: accepted by the broker, seen by bob.
+    b.call(AgentCall::Inbox(InboxParams {
+        session: Some("s-bob".into()),
+        mark_seen: true,
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    let mut seen = false;
+    for _ in 0..200 {
+        let st = a.call(AgentCall::MessageStatus { msg_id: id.clone() }).await.unwrap();
+        if st["state"] == "accepted" && st["recipients"][0]["state"] == "seen" {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(seen, "message_status never showed seen");
+    let unseen = b
+        .call(AgentCall::Inbox(InboxParams { session: Some("s-bob".into()), ..Default::default() }))
+        .await
+        .unwrap();
+    assert!(unseen.as_array().unwrap().is_empty(), "seen messages are not shown again");
+
+    // Unknown and ambiguous targets say what would work.
+    let e = a.call(send("nobody", "x", "s-alice")).await.unwrap_err().to_string();
+    assert!(e.contains("bob-desktop"), "{e}");
+}
+
+#[tokio::test]
+async fn group_and_broadcast_between_three_agents() {
+    let w = World::start().await;
+    let agents = [
+        RunningAgent::start(&w.member("a").await).await,
+        RunningAgent::start(&w.member("b").await).await,
+        RunningAgent::start(&w.member("c").await).await,
+    ];
+    let mut cs = Vec::new();
+    for ag in &agents {
+        let mut c = ag.client().await;
+        wait_connected(&mut c).await;
+        cs.push(c);
+    }
+    register(&mut cs[0], "sa", "sa", &[]).await;
+    register(&mut cs[1], "sb", "sb", &["backend"]).await;
+    register(&mut cs[2], "sc", "sc", &["frontend"]).await;
+    wait_peer(&mut cs[0], "sb").await;
+    wait_peer(&mut cs[0], "sc").await;
+    // The broker's directory learns declared groups; wait until ours does too.
+    for _ in 0..200 {
+        let m = cs[0].call(AgentCall::Members { mesh: None }).await.unwrap();
+        if m.as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["declared_groups"].as_array().is_some_and(|g| g.contains(&"backend".into())))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let r = cs[0].call(send("@backend", "backend only", "sa")).await.unwrap();
+    assert_eq!(r["recipients"], 1);
+    assert_eq!(bodies(&wait_inbox(&mut cs[1], Some("sb"), 1).await), ["backend only"]);
+    let r = cs[0].call(send("*", "everyone", "sa")).await.unwrap();
+    assert_eq!(r["recipients"], 3, "b, c and the admin member");
+    assert_eq!(bodies(&wait_inbox(&mut cs[2], Some("sc"), 1).await), ["everyone"]);
+    assert_eq!(bodies(&wait_inbox(&mut cs[1], Some("sb"), 2).await), ["backend only", "everyone"]);
+}
+
+#[tokio::test]
+async fn sends_while_the_broker_is_down_arrive_after_it_returns() {
+    let mut w = World::start().await;
+    let alice = RunningAgent::start(&w.member("alice").await).await;
+    let bob = RunningAgent::start(&w.member("bob").await).await;
+    let (mut a, mut b) = (alice.client().await, bob.client().await);
+    wait_connected(&mut a).await;
+    wait_connected(&mut b).await;
+    register(&mut b, "s-bob", "bob", &[]).await;
+    wait_peer(&mut a, "bob").await;
+    w.stop_broker().await;
+    for _ in 0..100 {
+        if link_state(&mut a).await != "connected" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Accepted locally at once, though the broker is gone.
+    let r = a
+        .call(AgentCall::Send(SendParams {
+            to: "bob".into(),
+            message: "while you were out".into(),
+            priority: Priority::Now,
+            mesh: None,
+            from_session: None,
+            reply_to: None,
+        }))
+        .await
+        .unwrap();
+    let st = a.call(AgentCall::MessageStatus { msg_id: r["id"].as_str().unwrap().into() }).await.unwrap();
+    assert_eq!(st["state"], "pending");
+    w.start_broker().await;
+    let inbox = wait_inbox(&mut b, Some("s-bob"), 1).await;
+    assert_eq!(bodies(&inbox), ["while you were out"]);
+}
+
+#[tokio::test]
+async fn a_session_survives_a_short_broker_restart_without_leaving() {
+    let mut w = World::start().await;
+    let alice = RunningAgent::start(&w.member("alice").await).await;
+    let bob = RunningAgent::start(&w.member("bob").await).await;
+    let (mut a, mut b) = (alice.client().await, bob.client().await);
+    wait_connected(&mut a).await;
+    wait_connected(&mut b).await;
+    register(&mut a, "s-alice", "alice", &[]).await;
+    wait_peer(&mut b, "alice").await;
+    let mut watch = bob.client().await;
+    watch.subscribe(vec![Topic::Presence], None, None).await.unwrap();
+    w.stop_broker().await;
+    w.start_broker().await;
+    wait_connected(&mut a).await;
+    wait_connected(&mut b).await;
+    wait_peer(&mut b, "alice").await;
+    // Drain presence for a moment: alice's session never left.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(Ok((_, ev))) = tokio::time::timeout_at(deadline, watch.next_event()).await {
+        let s = serde_json::to_string(&ev).unwrap();
+        assert!(!(s.contains("peer_left") && s.contains("s-alice")), "alice flapped: {s}");
+    }
+}
+
+#[tokio::test]
+async fn joining_a_mesh_in_the_config_connects_it_live() {
+    let w = World::start().await;
+    let paths = w.member("alice").await;
+    let cfg = claudemesh_agent::Config::load(&paths).unwrap();
+    // Start with no mesh, then write the mesh in as `claudemesh join` would.
+    claudemesh_agent::Config { meshes: vec![], ..cfg.clone() }.save(&paths).unwrap();
+    let alice = RunningAgent::start(&paths).await;
+    let mut a = alice.client().await;
+    assert_eq!(a.call(AgentCall::Meshes).await.unwrap().as_array().unwrap().len(), 0);
+    cfg.save(&paths).unwrap();
+    wait_connected(&mut a).await;
+    // And leaving drops it.
+    claudemesh_agent::Config { meshes: vec![], ..cfg }.save(&paths).unwrap();
+    for _ in 0..200 {
+        if a.call(AgentCall::Meshes).await.unwrap().as_array().unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("mesh was not dropped after leaving");
+}
