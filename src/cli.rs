@@ -12,9 +12,31 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run and manage the local agent that holds broker connections and keys.
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Work with invite links.
     #[command(subcommand)]
     Invite(InviteCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Run the agent in the foreground (what the service unit and auto-start run).
+    Run,
+    /// Start the agent in the background (logs to agent.log in the config dir).
+    Start(JsonArg),
+    /// Stop the running agent.
+    Stop(JsonArg),
+    /// Show the agent, its meshes, links, sessions, inbox and outbox.
+    Status(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -170,14 +170,22 @@ pub async fn connect_or_start(paths: &Paths, client: &str, exe: &Path) -> Result
         }
         Err(e) => return Err(e),
     }
-    spawn_agent(paths, exe)?;
+    let mut child = spawn_agent(paths, exe)?;
     let secs = 10;
     for _ in 0..(secs * 20) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         match AgentClient::connect(paths, client).await {
             Ok(c) => return Ok(c),
-            Err(ClientError::NotRunning(_)) => continue,
+            Err(ClientError::NotRunning(_)) => {}
             Err(e) => return Err(e),
+        }
+        // An agent that already exited will not come up: say why now, not after the timeout.
+        // (Exit code 1 with "already running" means another client raced us and won.)
+        if let Ok(Some(status)) = child.try_wait() {
+            if status.success() || AgentClient::connect(paths, client).await.is_ok() {
+                continue;
+            }
+            break;
         }
     }
     let log = paths.log();
@@ -209,7 +217,7 @@ impl AgentClient {
 }
 
 /// Starts `exe agent run` detached (own process group, output appended to `agent.log`).
-pub fn spawn_agent(paths: &Paths, exe: &Path) -> Result<(), ClientError> {
+pub fn spawn_agent(paths: &Paths, exe: &Path) -> Result<std::process::Child, ClientError> {
     use std::os::unix::process::CommandExt;
     paths.ensure_dir()?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(paths.log())?;
@@ -221,6 +229,6 @@ pub fn spawn_agent(paths: &Paths, exe: &Path) -> Result<(), ClientError> {
         .stdout(log)
         .stderr(log2)
         .process_group(0)
-        .spawn()?;
-    Ok(())
+        .spawn()
+        .map_err(Into::into)
 }

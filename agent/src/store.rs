@@ -252,3 +252,44 @@ impl Store {
             .find(|s| matches!(&s.state, SendState::Accepted { msg_id, .. } if msg_id == id)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claudemesh_protocol::frames::Priority;
+
+    fn rec(id: &str) -> InboxRecord {
+        InboxRecord {
+            message: InboxMessage {
+                msg_id: id.into(),
+                mesh: "team".into(),
+                from_member: "m".into(),
+                from_session: "s".into(),
+                from_name: "n".into(),
+                target: "*".into(),
+                priority: Priority::Next,
+                body: "b".into(),
+                reply_to: None,
+                meta: Default::default(),
+                sent_at: 1,
+                received_at: 2,
+                seen: false,
+                error: None,
+            },
+            mesh_id: "mesh".into(),
+            deliveries: Default::default(),
+            pending: true,
+        }
+    }
+
+    #[test]
+    fn inbox_dedupes_by_msg_id_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a.redb")).unwrap();
+        assert!(s.inbox_insert(&rec("x")).unwrap());
+        assert!(!s.inbox_insert(&rec("x")).unwrap(), "a redelivered push is not stored twice");
+        drop(s);
+        let s = Store::open(&dir.path().join("a.redb")).unwrap();
+        assert_eq!(s.inbox_all().unwrap().len(), 1);
+    }
+}

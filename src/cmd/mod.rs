@@ -1,15 +1,34 @@
-//! Verb dispatch: one module per CLI verb.
+//! Verb dispatch: one module per CLI verb, and what verbs share (runtime, agent connection).
 
+mod agent_run;
+mod agent_start;
+mod agent_status;
+mod agent_stop;
 mod invite_inspect;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, InviteCommand};
+use claudemesh_agent::Paths;
+
+use crate::cli::{AgentCommand, Cli, Command, InviteCommand};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Agent(AgentCommand::Run) => agent_run::run(),
+        Command::Agent(AgentCommand::Start(a)) => block_on(agent_start::run(a.json)),
+        Command::Agent(AgentCommand::Stop(a)) => block_on(agent_stop::run(a.json)),
+        Command::Agent(AgentCommand::Status(a)) => block_on(agent_status::run(a.json)),
         Command::Invite(InviteCommand::Inspect(args)) => invite_inspect::run(&args),
     }
+}
+
+/// Runs a verb on a small runtime.
+fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
+}
+
+pub fn paths() -> Paths {
+    Paths::from_env()
 }
 
 /// Seconds since the Unix epoch.

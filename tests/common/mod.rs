@@ -207,3 +207,63 @@ pub async fn wait_inbox(c: &mut AgentClient, session: Option<&str>, n: usize) ->
 pub fn bodies(v: &Value) -> Vec<String> {
     v.as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_string()).collect()
 }
+
+/// The `claudemesh` binary under test.
+pub const EXE: &str = env!("CARGO_BIN_EXE_claudemesh");
+
+/// `claudemesh <args>` with this agent's config dir; returns (exit code, stdout, stderr).
+pub fn cli(paths: &Paths, args: &[&str]) -> (i32, String, String) {
+    let out =
+        std::process::Command::new(EXE).args(args).env("CLAUDEMESH_CONFIG_DIR", &paths.dir).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// An agent running as a real `claudemesh agent run` process (killed on drop).
+pub struct AgentProcess {
+    pub paths: Paths,
+    pub child: std::process::Child,
+}
+
+impl AgentProcess {
+    pub async fn start(paths: &Paths) -> Self {
+        let log = std::fs::File::create(paths.dir.join("test-agent.log")).unwrap();
+        let child = std::process::Command::new(EXE)
+            .args(["agent", "run"])
+            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        for _ in 0..400 {
+            if AgentClient::connect(paths, "test").await.is_ok() {
+                return Self { paths: paths.clone(), child };
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "agent process did not come up; log:\n{}",
+            std::fs::read_to_string(paths.dir.join("test-agent.log")).unwrap_or_default()
+        );
+    }
+
+    pub async fn client(&self) -> AgentClient {
+        AgentClient::connect(&self.paths, "test").await.unwrap()
+    }
+
+    /// SIGKILL: no cleanup at all, as in a crash.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,213 @@
+//! The agent as a real process: `claudemesh agent run/start/stop/status`, the singleton lock,
+//! stale files from a crash, SIGKILL with work in flight, socket permissions, bad requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use claudemesh_protocol::frames::Priority;
+use claudemesh_protocol::local::{AgentCall, SendParams};
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[tokio::test]
+async fn start_status_stop_and_the_singleton() {
+    let w = World::start().await;
+    let paths = w.member("alice").await;
+    let (code, out, _) = cli(&paths, &["agent", "status"]);
+    assert_eq!(code, 3, "not running: {out}");
+    assert!(out.contains("not running"));
+    let (code, out, err) = cli(&paths, &["agent", "start"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("agent started"), "{out}");
+    let (code, out, _) = cli(&paths, &["agent", "start"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already running"), "a second start reports the running one: {out}");
+    // A second foreground agent refuses, naming the running one.
+    let (code, _, err) = cli(&paths, &["agent", "run"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already running"), "{err}");
+    for _ in 0..200 {
+        let (_, out, _) = cli(&paths, &["agent", "status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if v["meshes"][0]["link"] == "connected" {
+            assert_eq!(v["meshes"][0]["slug"], "team");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (_, out, _) = cli(&paths, &["agent", "status"]);
+    assert!(out.contains("team") && out.contains("connected"), "{out}");
+    let (code, out, _) = cli(&paths, &["agent", "stop"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("agent stopped"), "{out}");
+    assert!(!paths.socket().exists() && !paths.pid().exists());
+}
+
+#[tokio::test]
+async fn files_left_by_a_crashed_agent_are_cleaned_up() {
+    let w = World::start().await;
+    let paths = w.member("alice").await;
+    let a = AgentProcess::start(&paths).await;
+    a.kill9();
+    assert!(paths.socket().exists(), "SIGKILL leaves the socket behind");
+    assert!(paths.pid().exists(), "and the pid file");
+    let a = AgentProcess::start(&paths).await;
+    let mut c = a.client().await;
+    wait_connected(&mut c).await;
+}
+
+#[tokio::test]
+async fn a_send_accepted_before_sigkill_is_delivered_after_restart() {
+    let mut w = World::start().await;
+    let alice_paths = w.member("alice").await;
+    let bob = RunningAgent::start(&w.member("bob").await).await;
+    let mut b = bob.client().await;
+    wait_connected(&mut b).await;
+    register(&mut b, "s-bob", "bob", &[]).await;
+    let alice = AgentProcess::start(&alice_paths).await;
+    let mut a = alice.client().await;
+    wait_connected(&mut a).await;
+    wait_peer(&mut a, "bob").await;
+    // The broker is down, so the send can only be in alice's outbox when she dies.
+    w.stop_broker().await;
+    let r = a
+        .call(AgentCall::Send(SendParams {
+            to: "bob".into(),
+            message: "survives a crash".into(),
+            priority: Priority::Now,
+            mesh: None,
+            from_session: None,
+            reply_to: None,
+        }))
+        .await
+        .unwrap();
+    assert!(r["id"].is_string());
+    drop(a);
+    alice.kill9();
+    w.start_broker().await;
+    let _alice = AgentProcess::start(&alice_paths).await;
+    let inbox = wait_inbox(&mut b, Some("s-bob"), 1).await;
+    assert_eq!(bodies(&inbox), ["survives a crash"]);
+}
+
+#[tokio::test]
+async fn pushes_interrupted_by_sigkill_come_back_and_show_once() {
+    let w = World::start().await;
+    let alice = RunningAgent::start(&w.member("alice").await).await;
+    let bob_paths = w.member("bob").await;
+    let bob = AgentProcess::start(&bob_paths).await;
+    let mut a = alice.client().await;
+    let mut b = bob.client().await;
+    wait_connected(&mut a).await;
+    wait_connected(&mut b).await;
+    register(&mut b, "s-bob", "bob", &[]).await;
+    wait_peer(&mut a, "bob").await;
+    for i in 0..40 {
+        a.call(AgentCall::Send(SendParams {
+            to: "bob".into(),
+            message: format!("m{i:02}"),
+            priority: Priority::Next,
+            mesh: None,
+            from_session: None,
+            reply_to: None,
+        }))
+        .await
+        .unwrap();
+    }
+    // Kill bob while messages are arriving: some are stored but not yet acknowledged.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    drop(b);
+    bob.kill9();
+    let bob = AgentProcess::start(&bob_paths).await;
+    let mut b = bob.client().await;
+    register(&mut b, "s-bob", "bob", &[]).await;
+    let all = wait_inbox(&mut b, None, 40).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = {
+        let again = b.call(AgentCall::Inbox(Default::default())).await.unwrap();
+        assert_eq!(again.as_array().unwrap().len(), all.as_array().unwrap().len());
+        again
+    };
+    let mut got = bodies(&all);
+    got.sort();
+    let want: Vec<String> = (0..40).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(got, want, "every message exactly once");
+}
+
+#[tokio::test]
+async fn socket_is_private_and_bad_requests_do_not_disturb_others() {
+    let w = World::start().await;
+    let paths = w.member("alice").await;
+    let a = AgentProcess::start(&paths).await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&paths.socket()), 0o600);
+    assert_eq!(mode(&paths.dir), 0o700);
+    assert_eq!(mode(&paths.config()), 0o600);
+
+    let mut good = a.client().await;
+    let raw = tokio::net::UnixStream::connect(paths.socket()).await.unwrap();
+    let (r, mut wr) = raw.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    // Before hello: refused.
+    wr.write_all(b"{\"type\":\"request\",\"id\":1,\"method\":\"status\"}\n").await.unwrap();
+    r.read_line(&mut line).await.unwrap();
+    assert!(line.contains("\"ok\":false") && line.contains("unauthorized"), "{line}");
+    wr.write_all(b"{\"type\":\"hello\",\"protocol\":1,\"client\":\"probe\"}\n").await.unwrap();
+    line.clear();
+    r.read_line(&mut line).await.unwrap();
+    assert!(line.contains("agent_version"), "{line}");
+    for (bad, want) in [
+        ("not json\n", "invalid"),
+        ("{\"type\":\"request\",\"id\":7,\"method\":\"format_disk\"}\n", "invalid"),
+        ("{\"type\":\"request\",\"id\":8,\"method\":\"send\",\"params\":{\"to\":\"x\"}}\n", "invalid"),
+        (
+            "{\"type\":\"request\",\"id\":9,\"method\":\"send\",\"params\":{\"to\":\"x\",\"message\":\"hi\",\"mesh\":\"nope\"}}\n",
+            "not_found",
+        ),
+    ] {
+        wr.write_all(bad.as_bytes()).await.unwrap();
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        assert!(line.contains("\"ok\":false") && line.contains(want), "{bad} -> {line}");
+    }
+    // The probe's id comes back so it can match the error.
+    assert!(line.contains("\"id\":9"), "{line}");
+    // An oversized line closes only that connection.
+    let big = vec![b'x'; claudemesh_protocol::limits::MAX_AGENT_LINE_BYTES + 10];
+    let _ = wr.write_all(&big).await;
+    let _ = wr.write_all(b"\n").await;
+    line.clear();
+    let _ = r.read_line(&mut line).await;
+    assert!(line.contains("too_large"), "{line}");
+    // The other client never noticed.
+    let st = good.call(AgentCall::Status).await.unwrap();
+    assert!(st["pid"].is_u64());
+}
+
+#[tokio::test]
+async fn a_client_that_finds_no_agent_starts_one() {
+    let w = World::start().await;
+    let paths = w.member("alice").await;
+    assert!(!paths.socket().exists());
+    let exe = std::path::Path::new(EXE);
+    let mut c = claudemesh_agent::connect_or_start(&paths, "test", exe).await.unwrap();
+    wait_connected(&mut c).await;
+    let st = c.call(AgentCall::Status).await.unwrap();
+    assert!(st["pid"].as_u64().unwrap() != u64::from(std::process::id()), "a separate agent process");
+    c.call(AgentCall::Shutdown).await.unwrap();
+    // A failed start names the log: an unusable config makes the agent exit at once.
+    for _ in 0..200 {
+        if !paths.socket().exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    std::fs::write(paths.config(), "{ broken").unwrap();
+    let e = claudemesh_agent::connect_or_start(&paths, "test", exe).await.unwrap_err().to_string();
+    assert!(e.contains("agent.log"), "{e}");
+    assert!(e.contains("not valid"), "the log tail says why: {e}");
+}
