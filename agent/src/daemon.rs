@@ -179,9 +179,10 @@ fn watch_config(
     let config_name = agent.paths.config().file_name().map(|n| n.to_os_string());
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev
-            && ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == config_name) {
-                let _ = tx.try_send(());
-            }
+            && ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == config_name)
+        {
+            let _ = tx.try_send(());
+        }
     })
     .map_err(
         |e| tracing::warn!(error = %e, "config watch unavailable; restart the agent after joining a mesh"),

@@ -161,9 +161,10 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
                 });
                 let _ = tx.send(AgentLine::ok(id, serde_json::json!({ "subscribed": id }))).await;
                 if let (true, Some(s)) = (wants_messages, session)
-                    && let Err(e) = push_deliverable(&agent, &s) {
-                        tracing::warn!(error = %e, "cannot push waiting messages");
-                    }
+                    && let Err(e) = push_deliverable(&agent, &s)
+                {
+                    tracing::warn!(error = %e, "cannot push waiting messages");
+                }
             }
             ClientLine::Unsubscribe { id } => {
                 agent.unsubscribe(conn, Some(id));

@@ -159,9 +159,10 @@ impl Agent {
                 return true;
             }
             if let (Some(want), Some(m)) = (&s.mesh, mesh_id)
-                && want != m {
-                    return true;
-                }
+                && want != m
+            {
+                return true;
+            }
             match s.tx.try_send(AgentLine::Event { sub: s.id, event: Box::new(event.clone()) }) {
                 Ok(()) => {
                     n += 1;

@@ -370,9 +370,10 @@ impl Link<'_> {
                     Some(Pending::Outbox(id)) => self.outbox_reply(id, other).await,
                     Some(Pending::Members) => {
                         if let ServerFrame::Members { members, .. } = other
-                            && let Some(v) = self.agent.meshes().get_mut(self.mesh_id) {
-                                v.members = members.into_iter().map(|m| (m.member_id.clone(), m)).collect();
-                            }
+                            && let Some(v) = self.agent.meshes().get_mut(self.mesh_id)
+                        {
+                            v.members = members.into_iter().map(|m| (m.member_id.clone(), m)).collect();
+                        }
                         let parked = std::mem::take(&mut self.parked);
                         for p in parked {
                             self.store_and_ack(p).await?;
@@ -381,10 +382,11 @@ impl Link<'_> {
                     }
                     Some(Pending::Peers) => {
                         if let ServerFrame::Peers { sessions, .. } = other
-                            && let Some(v) = self.agent.meshes().get_mut(self.mesh_id) {
-                                v.peers =
-                                    sessions.into_iter().map(|p| (p.session.session_id.clone(), p)).collect();
-                            }
+                            && let Some(v) = self.agent.meshes().get_mut(self.mesh_id)
+                        {
+                            v.peers =
+                                sessions.into_iter().map(|p| (p.session.session_id.clone(), p)).collect();
+                        }
                         Ok(())
                     }
                     Some(Pending::Ignore) => {
@@ -509,10 +511,11 @@ impl Link<'_> {
         let members = loop {
             let f = self.next_frame(Duration::from_secs(15)).await?;
             if let ServerFrame::Members { req, members } = &f
-                && self.pending.get(req).is_some_and(|p| matches!(p, Pending::Reply(_))) {
-                    self.pending.remove(req);
-                    break members.clone();
-                }
+                && self.pending.get(req).is_some_and(|p| matches!(p, Pending::Reply(_)))
+            {
+                self.pending.remove(req);
+                break members.clone();
+            }
             Box::pin(self.frame(f)).await?;
         };
         drop(rx);

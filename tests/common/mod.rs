@@ -231,7 +231,7 @@ pub struct AgentProcess {
 impl AgentProcess {
     pub async fn start(paths: &Paths) -> Self {
         let log = std::fs::File::create(paths.dir.join("test-agent.log")).unwrap();
-        let child = std::process::Command::new(EXE)
+        let mut child = std::process::Command::new(EXE)
             .args(["agent", "run"])
             .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
             .stdout(log.try_clone().unwrap())
@@ -244,6 +244,8 @@ impl AgentProcess {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!(
             "agent process did not come up; log:\n{}",
             std::fs::read_to_string(paths.dir.join("test-agent.log")).unwrap_or_default()
