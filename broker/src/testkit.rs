@@ -311,9 +311,10 @@ impl RunningBroker {
 async fn wait_for_token(path: &Path) -> std::io::Result<String> {
     for _ in 0..500 {
         if let Ok(t) = std::fs::read_to_string(path)
-            && !t.trim().is_empty() {
-                return Ok(t.trim().to_string());
-            }
+            && !t.trim().is_empty()
+        {
+            return Ok(t.trim().to_string());
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Err(std::io::Error::other(format!("broker did not write {}", path.display())))
