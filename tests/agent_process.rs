@@ -201,7 +201,7 @@ async fn a_client_that_finds_no_agent_starts_one() {
     c.call(AgentCall::Shutdown).await.unwrap();
     // A failed start names the log: an unusable config makes the agent exit at once.
     for _ in 0..200 {
-        if !paths.socket().exists() {
+        if !paths.socket().exists() && !paths.pid().exists() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
