@@ -195,3 +195,140 @@ async fn joining_a_mesh_in_the_config_connects_it_live() {
     }
     panic!("mesh was not dropped after leaving");
 }
+
+fn send_p(to: &str, message: &str, priority: Priority) -> AgentCall {
+    AgentCall::Send(SendParams {
+        to: to.into(),
+        message: message.into(),
+        priority,
+        mesh: None,
+        from_session: None,
+        reply_to: None,
+    })
+}
+
+/// Bodies pushed on a `messages` subscription within `ms`.
+async fn pushed(c: &mut claudemesh_agent::AgentClient, ms: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    while let Ok(Ok((_, ev))) = tokio::time::timeout_at(deadline, c.next_event()).await {
+        if let claudemesh_protocol::local::LocalEvent::Messages(m) = ev {
+            out.push(m.body);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn pushes_to_a_session_follow_priority_and_status() {
+    use claudemesh_protocol::frames::{SessionPatch, SessionStatus};
+    let w = World::start().await;
+    let alice = RunningAgent::start(&w.member("alice").await).await;
+    let bob = RunningAgent::start(&w.member("bob").await).await;
+    let (mut a, mut b) = (alice.client().await, bob.client().await);
+    wait_connected(&mut a).await;
+    wait_connected(&mut b).await;
+    register(&mut b, "s-bob", "bob", &[]).await;
+    b.call(AgentCall::SessionUpdate {
+        session_id: "s-bob".into(),
+        patch: SessionPatch { status: Some(SessionStatus::Working), ..Default::default() },
+    })
+    .await
+    .unwrap();
+    let mut sub = bob.client().await;
+    sub.subscribe(vec![Topic::Messages], Some("s-bob".into()), None).await.unwrap();
+    wait_peer(&mut a, "bob").await;
+    a.call(send_p("bob", "urgent", Priority::Now)).await.unwrap();
+    a.call(send_p("bob", "when idle", Priority::Next)).await.unwrap();
+    a.call(send_p("bob", "whenever", Priority::Low)).await.unwrap();
+    wait_inbox(&mut b, Some("s-bob"), 3).await;
+    assert_eq!(pushed(&mut sub, 400).await, ["urgent"], "working: only `now` interrupts");
+    b.call(AgentCall::SessionUpdate {
+        session_id: "s-bob".into(),
+        patch: SessionPatch { status: Some(SessionStatus::Idle), ..Default::default() },
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        pushed(&mut sub, 400).await,
+        ["when idle"],
+        "idle: `next` arrives; `low` waits to be asked for"
+    );
+    // dnd holds everything but now.
+    b.call(AgentCall::SessionUpdate {
+        session_id: "s-bob".into(),
+        patch: SessionPatch { status: Some(SessionStatus::Dnd), ..Default::default() },
+    })
+    .await
+    .unwrap();
+    a.call(send_p("bob", "later please", Priority::Next)).await.unwrap();
+    a.call(send_p("bob", "fire", Priority::Now)).await.unwrap();
+    assert_eq!(pushed(&mut sub, 600).await, ["fire"]);
+    // Nothing was lost: the inbox holds every unseen message, pushed or not.
+    let all = wait_inbox(&mut b, Some("s-bob"), 5).await;
+    let mut got = bodies(&all);
+    got.sort();
+    assert_eq!(got, ["fire", "later please", "urgent", "when idle", "whenever"]);
+}
+
+#[tokio::test]
+async fn undecryptable_messages_are_kept_with_the_reason() {
+    use claudemesh_broker::testkit::{Client, Identity};
+    use claudemesh_protocol::frames::{ClientFrame, Envelope, Send, Target};
+    let w = World::start().await;
+    let mallory_paths = w.member("mallory").await;
+    let bob = RunningAgent::start(&w.member("bob").await).await;
+    let mut b = bob.client().await;
+    wait_connected(&mut b).await;
+    register(&mut b, "s-bob", "bob", &[]).await;
+    let bob_id = b.call(AgentCall::Meshes).await.unwrap()[0]["member_id"].as_str().unwrap().to_string();
+    let cfg = claudemesh_agent::Config::load(&mallory_paths).unwrap();
+    let m = &cfg.meshes[0];
+    let me = Identity { mesh_id: m.id.clone(), member_id: m.member_id.clone(), key: m.keypair().unwrap() };
+    let (mut raw, _) = Client::connect_as(&w.url(), &me).await.unwrap();
+    let req = raw.next_req();
+    let garbage = Envelope {
+        member_id: bob_id.clone(),
+        nonce: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+        ciphertext: "bm90IGEgYm94IGF0IGFsbA==".into(),
+    };
+    let r = raw
+        .request(&ClientFrame::Send(Send {
+            req,
+            client_msg_id: "bad-1".into(),
+            from_session: String::new(),
+            target: Target::Member(bob_id),
+            priority: Priority::Now,
+            envelopes: vec![garbage],
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(r, claudemesh_protocol::frames::ServerFrame::Ack { .. }), "{r:?}");
+    let inbox = wait_inbox(&mut b, Some("s-bob"), 1).await;
+    let msg = &inbox[0];
+    assert_eq!(msg["body"], "");
+    assert!(msg["error"].as_str().unwrap().contains("wrong key or tampered"), "{msg}");
+    assert_eq!(msg["from_member"], me.member_id.as_str());
+}
+
+#[tokio::test]
+async fn ambiguous_names_list_the_candidates() {
+    let w = World::start().await;
+    let alice = RunningAgent::start(&w.member("alice").await).await;
+    let bob = RunningAgent::start(&w.member("bob").await).await;
+    let carol = RunningAgent::start(&w.member("carol").await).await;
+    let mut a = alice.client().await;
+    let (mut b, mut c) = (bob.client().await, carol.client().await);
+    for x in [&mut a, &mut b, &mut c] {
+        wait_connected(x).await;
+    }
+    register(&mut b, "s-b", "reviewer", &[]).await;
+    register(&mut c, "s-c", "Reviewer", &[]).await;
+    wait_peer(&mut a, "reviewer").await;
+    wait_peer(&mut a, "Reviewer").await;
+    let e = a.call(send_p("reviewer", "x", Priority::Next)).await.unwrap_err().to_string();
+    assert!(e.contains("ambiguous") && e.contains("session:s-b") && e.contains("session:s-c"), "{e}");
+    // An id always works.
+    a.call(send_p("s-c", "to carol", Priority::Next)).await.unwrap();
+    assert_eq!(bodies(&wait_inbox(&mut c, Some("s-c"), 1).await), ["to carol"]);
+}

@@ -211,3 +211,35 @@ async fn a_client_that_finds_no_agent_starts_one() {
     assert!(e.contains("agent.log"), "{e}");
     assert!(e.contains("not valid"), "the log tail says why: {e}");
 }
+
+#[tokio::test]
+async fn an_agent_of_another_protocol_version_is_restarted() {
+    let w = World::start().await;
+    let paths = w.member("alice").await;
+    // A stand-in for an older agent: answers hello with protocol 99 and exits on shutdown.
+    let listener = tokio::net::UnixListener::bind(paths.socket()).unwrap();
+    let sock = paths.socket();
+    let old = tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            let (r, mut wr) = s.into_split();
+            let mut r = BufReader::new(r);
+            let mut line = String::new();
+            r.read_line(&mut line).await.unwrap();
+            wr.write_all(b"{\"type\":\"hello\",\"protocol\":99,\"agent_version\":\"0.0.1\"}\n")
+                .await
+                .unwrap();
+            line.clear();
+            if r.read_line(&mut line).await.unwrap_or(0) > 0 && line.contains("shutdown") {
+                wr.write_all(b"{\"type\":\"response\",\"id\":1,\"ok\":true,\"result\":{}}\n").await.unwrap();
+                std::fs::remove_file(&sock).unwrap();
+                return;
+            }
+        }
+    });
+    let mut c = claudemesh_agent::connect_or_start(&paths, "test", std::path::Path::new(EXE)).await.unwrap();
+    old.await.unwrap();
+    let st = c.call(AgentCall::Status).await.unwrap();
+    assert_eq!(st["agent_version"], env!("CARGO_PKG_VERSION"), "the current agent replaced the old one");
+    c.call(AgentCall::Shutdown).await.unwrap();
+}
