@@ -30,6 +30,10 @@ pub enum AgentCommand {
     Stop(JsonArg),
     /// Show the agent, its meshes, links, sessions, inbox and outbox.
     Status(JsonArg),
+    /// Install a systemd user unit (Linux) or launchd agent (macOS) that keeps the agent running.
+    Install(JsonArg),
+    /// Remove what `agent install` installed.
+    Uninstall(JsonArg),
 }
 
 #[derive(Debug, Args)]

@@ -243,3 +243,32 @@ async fn an_agent_of_another_protocol_version_is_restarted() {
     assert_eq!(st["agent_version"], env!("CARGO_PKG_VERSION"), "the current agent replaced the old one");
     c.call(AgentCall::Shutdown).await.unwrap();
 }
+
+#[test]
+fn agent_install_explains_the_fallback_where_systemd_is_unavailable() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(EXE)
+            .args(args)
+            .env("HOME", home.path())
+            .env("CLAUDEMESH_CONFIG_DIR", home.path().join(".claudemesh"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = run(&["agent", "install", "--json"]);
+    let unit = std::path::PathBuf::from(v["unit"].as_str().unwrap());
+    assert!(unit.ends_with(".config/systemd/user/claudemesh-agent.service"), "{unit:?}");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("agent run") && text.contains("Restart=on-failure"), "{text}");
+    assert!(text.contains(EXE), "absolute path of the running binary: {text}");
+    if v["activated"] == false {
+        assert!(v["note"].as_str().unwrap().contains("auto-start"), "{v}");
+    }
+    let v = run(&["agent", "uninstall", "--json"]);
+    assert_eq!(v["removed"], true);
+    assert!(!unit.exists());
+    let v = run(&["agent", "uninstall", "--json"]);
+    assert_eq!(v["removed"], false, "idempotent");
+}

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod inbox;
 pub mod paths;
 pub mod resolve;
+pub mod service_unit;
 pub mod socket;
 pub mod state;
 pub mod store;

@@ -1,9 +1,11 @@
 //! Verb dispatch: one module per CLI verb, and what verbs share (runtime, agent connection).
 
+mod agent_install;
 mod agent_run;
 mod agent_start;
 mod agent_status;
 mod agent_stop;
+mod agent_uninstall;
 mod invite_inspect;
 
 use std::process::ExitCode;
@@ -18,6 +20,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(AgentCommand::Start(a)) => block_on(agent_start::run(a.json)),
         Command::Agent(AgentCommand::Stop(a)) => block_on(agent_stop::run(a.json)),
         Command::Agent(AgentCommand::Status(a)) => block_on(agent_status::run(a.json)),
+        Command::Agent(AgentCommand::Install(a)) => agent_install::run(a.json),
+        Command::Agent(AgentCommand::Uninstall(a)) => agent_uninstall::run(a.json),
         Command::Invite(InviteCommand::Inspect(args)) => invite_inspect::run(&args),
     }
 }
