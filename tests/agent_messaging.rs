@@ -332,3 +332,62 @@ async fn ambiguous_names_list_the_candidates() {
     a.call(send_p("s-c", "to carol", Priority::Next)).await.unwrap();
     assert_eq!(bodies(&wait_inbox(&mut c, Some("s-c"), 1).await), ["to carol"]);
 }
+
+#[tokio::test]
+async fn agents_speak_wss_to_a_broker_with_a_private_ca() {
+    use claudemesh_broker::testkit::{Client, RunningBroker};
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let tls = claudemesh_broker::TlsFiles { cert: cert.clone(), key };
+    let b = RunningBroker::start_with_tls("127.0.0.1:0", broker_config(dir.path()), Some(tls)).await.unwrap();
+    let url = format!("wss://localhost:{}/ws", b.addr.port());
+    let mut c = Client::connect_tls(&url, ck.cert.pem().as_bytes()).await.unwrap();
+    let admin = c.mesh_create(&b.admin_token, "team", "admin").await.unwrap().unwrap();
+    let paths = claudemesh_agent::Paths::new(dir.path().join("agent"));
+    claudemesh_agent::Config {
+        display_name: None,
+        meshes: vec![claudemesh_agent::MeshConfig {
+            id: admin.mesh_id.clone(),
+            slug: "team".into(),
+            broker_url: url,
+            member_id: admin.member_id.clone(),
+            role: claudemesh_protocol::frames::Role::Admin,
+            secret_key: admin.key.secret_hex().to_string(),
+            display_name: "admin".into(),
+            joined_at: 0,
+            extra: Default::default(),
+        }],
+        extra: Default::default(),
+    }
+    .save(&paths)
+    .unwrap();
+    // The agent reads CLAUDEMESH_CA_FILE; run it as a process so the variable is its own.
+    let log = std::fs::File::create(dir.path().join("agent.out")).unwrap();
+    let mut child = std::process::Command::new(EXE)
+        .args(["agent", "run"])
+        .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+        .env("CLAUDEMESH_CA_FILE", &cert)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut connected = false;
+    for _ in 0..400 {
+        if let Ok(mut a) = claudemesh_agent::AgentClient::connect(&paths, "t").await {
+            if link_state(&mut a).await == "connected" {
+                connected = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        connected,
+        "agent never connected over wss: {}",
+        std::fs::read_to_string(dir.path().join("agent.out")).unwrap_or_default()
+    );
+}

@@ -12,6 +12,7 @@ pub mod service_unit;
 pub mod socket;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod uplink;
 
 pub use client::{AgentClient, ClientError, connect_or_start};

@@ -132,8 +132,15 @@ async fn serve(
         let Some(v) = m.get(mesh_id) else { return End::Shutdown };
         (v.config.broker_url.clone(), v.config.member_id.clone(), v.key.clone())
     };
-    let connect =
-        tokio::time::timeout(Duration::from_secs(15), tokio_tungstenite::connect_async(url.as_str()));
+    let connector = match crate::tls::connector_from_env() {
+        Ok(c) => c,
+        Err(e) => return End::Refused(e),
+    };
+    // Nagle off: messages are small and latency matters.
+    let connect = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector),
+    );
     let ws = tokio::select! {
         _ = cancel.cancelled() => return End::Shutdown,
         r = connect => match r {
