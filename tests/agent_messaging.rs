@@ -375,11 +375,11 @@ async fn agents_speak_wss_to_a_broker_with_a_private_ca() {
         .unwrap();
     let mut connected = false;
     for _ in 0..400 {
-        if let Ok(mut a) = claudemesh_agent::AgentClient::connect(&paths, "t").await {
-            if link_state(&mut a).await == "connected" {
-                connected = true;
-                break;
-            }
+        if let Ok(mut a) = claudemesh_agent::AgentClient::connect(&paths, "t").await
+            && link_state(&mut a).await == "connected"
+        {
+            connected = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
