@@ -61,7 +61,7 @@ pub fn mesh_create(
     let (mesh, member) =
         create_mesh_records(slug, pubkey, display_name).map_err(|(_, m)| anyhow::anyhow!(m))?;
     let txn = db.begin_write()?;
-    let created = store_mesh(&Tx { txn: &txn }, &mesh, &member)?;
+    let created = store_mesh(&Tx::new(&txn), &mesh, &member)?;
     if !created {
         anyhow::bail!("a mesh named {slug} already exists");
     }

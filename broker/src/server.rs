@@ -91,7 +91,7 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let (store, writer) = store::writer::start(
         db,
-        WriterState { queue_depth: snapshot.queue_depth.clone() },
+        WriterState::new(snapshot.queue_depth.clone()),
         metrics.clone(),
         config.max_commit_batch,
     )
@@ -125,7 +125,13 @@ pub async fn serve(
             let l = crate::tls::TlsListener::new(listener, cfg, stop.clone()).map_err(BrokerError::Serve)?;
             axum::serve(l, app).with_graceful_shutdown(graceful).await
         }
-        None => axum::serve(listener, app).with_graceful_shutdown(graceful).await,
+        None => {
+            // Nagle would hold small pushes back for an ACK round trip.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |t| {
+                let _ = t.set_nodelay(true);
+            });
+            axum::serve(listener, app).with_graceful_shutdown(graceful).await
+        }
     };
     stop.cancel();
     tracing::info!("shutting down: closing connections with 1001");

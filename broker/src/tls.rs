@@ -78,6 +78,8 @@ impl TlsListener {
                         }
                     },
                 };
+                // Nagle would hold small pushes back for an ACK round trip.
+                let _ = stream.set_nodelay(true);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {

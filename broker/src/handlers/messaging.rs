@@ -22,6 +22,20 @@ use crate::store::{
     IDEMPOTENCY, IdemRecord, MESSAGES, MessageRecord, QUEUE, RECIPIENTS, RecipientState, SEP, StoreError, key,
 };
 
+/// One recipient's copy of a send, prepared before it reaches the writer.
+struct QueuedPush {
+    member: String,
+    queue_key: String,
+    recipient_key: String,
+    /// The encoded `push` frame: stored as the queue value and sent as is.
+    text: String,
+}
+
+/// JSON of a record stored under `key`.
+fn to_json<T: serde::Serialize>(key: &str, v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|source| StoreError::Decode { key: key.into(), source })
+}
+
 /// Outcome of the persist step of a send.
 enum Persisted {
     New { pushes: Vec<(String, String)>, ack: IdemRecord },
@@ -148,54 +162,80 @@ pub async fn send(conn: &mut Conn, s: Send) {
         want.iter().filter(|m| st.conns.contains_key(*m)).count() as u32
     };
 
-    let mesh = a.mesh.clone();
+    // Everything but the idempotency and queue-cap checks is prepared here, outside the single
+    // writer thread: the id and timestamp, the records and every push frame. A duplicate
+    // `client_msg_id` discards them and answers with the first send's ack.
+    let id = msg_id();
+    let now = now_ms();
+    let mesh_id = a.mesh.id.clone();
     let sender = a.member_id.clone();
+    let ikey = key(&[&mesh_id, &sender, &s.client_msg_id]);
+    let rec = MessageRecord {
+        msg_id: id.clone(),
+        client_msg_id: s.client_msg_id.clone(),
+        from_member: sender.clone(),
+        from_session: s.from_session.clone(),
+        target: s.target.to_string(),
+        priority: s.priority,
+        sent_at: now,
+    };
+    let rec_key = key(&[&mesh_id, &id]);
+    let ack = IdemRecord { msg_id: id.clone(), recipients: s.envelopes.len() as u32, online, at: now };
+    let encoded = (
+        to_json(&rec_key, &rec),
+        to_json(&rec_key, &RecipientState { state: DeliveryState::Queued, at: now }),
+        to_json(&ikey, &ack),
+    );
+    let (Ok(rec_json), Ok(queued_json), Ok(ack_json)) = encoded else {
+        return conn.error(
+            Some(req),
+            ErrorCode::Internal,
+            "the message could not be encoded; it was not accepted",
+        );
+    };
+    let Send { client_msg_id, from_session, target, priority, envelopes, .. } = s;
+    let pushes: Vec<QueuedPush> = envelopes
+        .into_iter()
+        .map(|e| {
+            let text = encode(&ServerFrame::Push(Push {
+                msg_id: id.clone(),
+                client_msg_id: client_msg_id.clone(),
+                from: PushFrom { member_id: sender.clone(), session_id: from_session.clone() },
+                target: target.clone(),
+                priority,
+                nonce: e.nonce,
+                ciphertext: e.ciphertext,
+                sent_at: now,
+            }));
+            QueuedPush {
+                queue_key: key(&[&mesh_id, &e.member_id, &id]),
+                recipient_key: key(&[&mesh_id, &id, &e.member_id]),
+                member: e.member_id,
+                text,
+            }
+        })
+        .collect();
+
     let max_queue = conn.hub.config.max_queue_per_member;
     let metrics = conn.hub.metrics.clone();
     let reply = conn.out.clone();
     let apply = move |tx: &crate::store::Tx<'_>,
                       state: &mut crate::store::WriterState|
           -> Result<Persisted, StoreError> {
-        let ikey = key(&[&mesh.id, &sender, &s.client_msg_id]);
         if let Some(prev) = tx.get::<IdemRecord>(IDEMPOTENCY, &ikey)? {
             return Ok(Persisted::Duplicate(prev));
         }
-        if let Some(full) = s.envelopes.iter().find(|e| state.depth(&mesh.id, &e.member_id) >= max_queue) {
-            return Ok(Persisted::QueueFull(full.member_id.clone()));
+        if let Some(full) = pushes.iter().find(|p| state.depth(&mesh_id, &p.member) >= max_queue) {
+            return Ok(Persisted::QueueFull(full.member.clone()));
         }
-        let id = msg_id();
-        let now = now_ms();
-        let rec = MessageRecord {
-            msg_id: id.clone(),
-            client_msg_id: s.client_msg_id.clone(),
-            from_member: sender.clone(),
-            from_session: s.from_session.clone(),
-            target: s.target.to_string(),
-            priority: s.priority,
-            sent_at: now,
-        };
-        tx.put(MESSAGES, &key(&[&mesh.id, &id]), &rec)?;
-        let queued = RecipientState { state: DeliveryState::Queued, at: now };
-        let mut pushes = Vec::with_capacity(s.envelopes.len());
-        for e in &s.envelopes {
-            let push = ServerFrame::Push(Push {
-                msg_id: id.clone(),
-                client_msg_id: s.client_msg_id.clone(),
-                from: PushFrom { member_id: sender.clone(), session_id: s.from_session.clone() },
-                target: s.target.clone(),
-                priority: s.priority,
-                nonce: e.nonce.clone(),
-                ciphertext: e.ciphertext.clone(),
-                sent_at: now,
-            });
-            let text = encode(&push);
-            tx.put_raw(QUEUE, &key(&[&mesh.id, &e.member_id, &id]), text.as_bytes())?;
-            tx.put(RECIPIENTS, &key(&[&mesh.id, &id, &e.member_id]), &queued)?;
-            state.add_depth(&mesh.id, &e.member_id, 1);
-            pushes.push((e.member_id.clone(), text));
+        tx.put_raw(MESSAGES, &rec_key, &rec_json)?;
+        for p in &pushes {
+            tx.put_raw(QUEUE, &p.queue_key, p.text.as_bytes())?;
+            tx.put_raw(RECIPIENTS, &p.recipient_key, &queued_json)?;
+            state.add_depth(&mesh_id, &p.member, 1);
         }
-        let ack = IdemRecord { msg_id: id, recipients: pushes.len() as u32, online, at: now };
-        tx.put(IDEMPOTENCY, &ikey, &ack)?;
+        tx.put_raw(IDEMPOTENCY, &ikey, &ack_json)?;
+        let pushes = pushes.into_iter().map(|p| (p.member, p.text)).collect();
         Ok(Persisted::New { pushes, ack })
     };
     let mesh = a.mesh.clone();
@@ -247,22 +287,24 @@ pub async fn send(conn: &mut Conn, s: Send) {
     }
 }
 
-/// Moves recipient rows forward; returns the (msg_id, sender member) pairs that changed.
+/// Moves recipient rows forward. With `senders`, returns the (msg_id, sender member) pairs that
+/// changed (reading each message record); without, returns nothing and reads no record.
 fn advance(
     tx: &crate::store::Tx<'_>,
     mesh_id: &str,
     member: &str,
     ids: &[String],
     next: DeliveryState,
+    senders: bool,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let now = now_ms();
+    let row = to_json(mesh_id, &RecipientState { state: next, at: now_ms() })?;
     let mut changed = Vec::new();
     for id in ids {
         let k = key(&[mesh_id, id, member]);
         let Some(cur) = tx.get::<RecipientState>(RECIPIENTS, &k)? else { continue };
         if cur.can_become(next) {
-            tx.put(RECIPIENTS, &k, &RecipientState { state: next, at: now })?;
-            if let Some(m) = tx.get::<MessageRecord>(MESSAGES, &key(&[mesh_id, id]))? {
+            tx.put_raw(RECIPIENTS, &k, &row)?;
+            if senders && let Some(m) = tx.get::<MessageRecord>(MESSAGES, &key(&[mesh_id, id]))? {
                 changed.push((id.clone(), m.from_member));
             }
         }
@@ -290,7 +332,7 @@ pub async fn client_ack(conn: &mut Conn, msg_ids: Vec<String>) {
             }
         }
         state.add_depth(&mesh_id, &member, -removed);
-        advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Delivered)?;
+        advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Delivered, false)?;
         Ok(removed)
     };
     let finish = move |r: Result<i64, String>| match r {
@@ -316,7 +358,7 @@ pub async fn receipt(conn: &mut Conn, msg_ids: Vec<String>, state: ReceiptState)
     let (mesh_id, member) = (a.mesh.id.clone(), a.member_id.clone());
     let mesh = a.mesh.clone();
     let apply = move |tx: &crate::store::Tx<'_>, _: &mut crate::store::WriterState| {
-        advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Seen).map(|c| (c, member))
+        advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Seen, true).map(|c| (c, member))
     };
     let finish = move |r: Result<(Vec<(String, String)>, String), String>| {
         let Ok((changed, member)) = r else { return };

@@ -4,17 +4,20 @@
 pub mod records;
 pub mod writer;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use records::{IdemRecord, InviteRecord, MemberRecord, MeshRecord, MessageRecord, RecipientState};
 pub use writer::{StoreHandle, WriterState};
 
-pub type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+/// Keys are `a␟b␟c` strings stored as bytes: byte order is the strings' order, and redb
+/// compares byte keys without re-validating UTF-8.
+pub type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
 pub const MESHES: Table = TableDefinition::new("meshes");
 pub const SLUGS: Table = TableDefinition::new("slugs");
@@ -76,9 +79,15 @@ macro_rules! boxed_from {
 }
 boxed_from!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
-/// Typed access to tables inside one write transaction.
+/// A table as opened inside a write transaction.
+type RawTable<'a> = redb::Table<'a, &'static [u8], &'static [u8]>;
+
+/// Typed access to tables inside one write transaction. Each table is opened on first use
+/// and kept open until the `Tx` is dropped (before the commit), so a batch of jobs opens every
+/// table at most once instead of once per access.
 pub struct Tx<'a> {
-    pub(crate) txn: &'a WriteTransaction,
+    txn: &'a WriteTransaction,
+    open: [RefCell<Option<RawTable<'a>>>; ALL_TABLES.len()],
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -88,16 +97,34 @@ impl std::fmt::Debug for Tx<'_> {
 }
 
 impl<'a> Tx<'a> {
+    pub fn new(txn: &'a WriteTransaction) -> Self {
+        Self { txn, open: Default::default() }
+    }
+
+    /// Runs `f` on the open table, opening it first if this transaction has not yet.
+    fn with<R>(
+        &self,
+        table: Table,
+        f: impl FnOnce(&mut RawTable<'a>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let i = table_index(table)?;
+        let mut slot = self.open[i].borrow_mut();
+        let t = match &mut *slot {
+            Some(t) => t,
+            None => slot.insert(self.txn.open_table(table)?),
+        };
+        f(t)
+    }
+
     pub fn get<T: DeserializeOwned>(&self, table: Table, k: &str) -> Result<Option<T>, StoreError> {
-        let t = self.txn.open_table(table)?;
-        let Some(v) = t.get(k)? else { return Ok(None) };
-        serde_json::from_slice(v.value())
-            .map(Some)
-            .map_err(|source| StoreError::Decode { key: k.into(), source })
+        self.with(table, |t| {
+            let Some(v) = t.get(k.as_bytes())? else { return Ok(None) };
+            decode(k, v.value()).map(Some)
+        })
     }
 
     pub fn exists(&self, table: Table, k: &str) -> Result<bool, StoreError> {
-        Ok(self.txn.open_table(table)?.get(k)?.is_some())
+        self.with(table, |t| Ok(t.get(k.as_bytes())?.is_some()))
     }
 
     pub fn put<T: Serialize>(&self, table: Table, k: &str, v: &T) -> Result<(), StoreError> {
@@ -106,49 +133,68 @@ impl<'a> Tx<'a> {
     }
 
     pub fn put_raw(&self, table: Table, k: &str, v: &[u8]) -> Result<(), StoreError> {
-        self.txn.open_table(table)?.insert(k, v)?;
-        Ok(())
+        self.with(table, |t| {
+            t.insert(k.as_bytes(), v)?;
+            Ok(())
+        })
     }
 
     pub fn remove(&self, table: Table, k: &str) -> Result<bool, StoreError> {
-        Ok(self.txn.open_table(table)?.remove(k)?.is_some())
+        self.with(table, |t| Ok(t.remove(k.as_bytes())?.is_some()))
     }
 
     /// Every key and value of a table, in key order.
     pub fn scan_all(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let t = self.txn.open_table(table)?;
-        let mut out = Vec::new();
-        for item in t.iter()? {
-            let (k, v) = item?;
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
+        self.with(table, |t| {
+            let mut out = Vec::new();
+            for item in t.iter()? {
+                let (k, v) = item?;
+                out.push((key_string(k.value()), v.value().to_vec()));
+            }
+            Ok(out)
+        })
     }
 
     /// Keys and values under `prefix␟`, in key order.
     pub fn scan(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let t = self.txn.open_table(table)?;
-        scan_table(&t, prefix)
+        self.with(table, |t| scan_table(t, prefix))
     }
 }
 
-fn prefix_range(prefix: &str) -> (String, String) {
-    let mut lo = prefix.to_string();
-    lo.push(SEP);
-    let mut hi = prefix.to_string();
-    hi.push(char::from_u32(SEP as u32 + 1).unwrap_or(SEP));
+/// Position of `table` in [`ALL_TABLES`] (tables are told apart by name).
+fn table_index(table: Table) -> Result<usize, StoreError> {
+    let name = table.name();
+    ALL_TABLES
+        .iter()
+        .position(|t| t.name() == name)
+        .ok_or_else(|| StoreError::Failed(format!("table {name} is not in ALL_TABLES")))
+}
+
+/// Keys are written from `&str`, so they are UTF-8.
+fn key_string(k: &[u8]) -> String {
+    String::from_utf8_lossy(k).into_owned()
+}
+
+fn prefix_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    // SEP is one byte (0x1f) in UTF-8; keys under `prefix␟` sort between `prefix␟` and `prefix\x20`.
+    let mut lo = Vec::with_capacity(prefix.len() + 1);
+    lo.extend_from_slice(prefix.as_bytes());
+    lo.push(SEP as u8);
+    let mut hi = Vec::with_capacity(prefix.len() + 1);
+    hi.extend_from_slice(prefix.as_bytes());
+    hi.push(SEP as u8 + 1);
     (lo, hi)
 }
 
 fn scan_table(
-    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
     prefix: &str,
 ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     let (lo, hi) = prefix_range(prefix);
     let mut out = Vec::new();
-    for item in t.range(lo.as_str()..hi.as_str())? {
+    for item in t.range(lo.as_slice()..hi.as_slice())? {
         let (k, v) = item?;
-        out.push((k.value().to_string(), v.value().to_vec()));
+        out.push((key_string(k.value()), v.value().to_vec()));
     }
     Ok(out)
 }
@@ -184,22 +230,23 @@ pub fn load(db: &Database) -> Result<Snapshot, StoreError> {
     let mut snap = Snapshot::default();
     for item in r.open_table(MESHES)?.iter()? {
         let (k, v) = item?;
-        snap.meshes.push(decode(k.value(), v.value())?);
+        snap.meshes.push(decode(&key_string(k.value()), v.value())?);
     }
     for item in r.open_table(MEMBERS)?.iter()? {
         let (k, v) = item?;
-        snap.members.push(decode(k.value(), v.value())?);
+        snap.members.push(decode(&key_string(k.value()), v.value())?);
     }
     for item in r.open_table(QUEUE)?.iter()? {
         let (k, _) = item?;
-        let mut parts = k.value().split(SEP);
+        let k = key_string(k.value());
+        let mut parts = k.split(SEP);
         if let (Some(m), Some(mem)) = (parts.next(), parts.next()) {
             *snap.queue_depth.entry((m.to_string(), mem.to_string())).or_default() += 1;
         }
     }
     for item in r.open_table(SESSION_OWNERS)?.iter()? {
         let (k, v) = item?;
-        if let Some((mesh, session)) = k.value().split_once(SEP) {
+        if let Some((mesh, session)) = key_string(k.value()).split_once(SEP) {
             snap.session_owners.push((
                 mesh.into(),
                 session.into(),
@@ -220,6 +267,6 @@ pub fn read_scan(db: &Database, table: Table, prefix: &str) -> Result<Vec<(Strin
 pub fn read_get<T: DeserializeOwned>(db: &Database, table: Table, k: &str) -> Result<Option<T>, StoreError> {
     let r = db.begin_read()?;
     let t = r.open_table(table)?;
-    let Some(v) = t.get(k)? else { return Ok(None) };
+    let Some(v) = t.get(k.as_bytes())? else { return Ok(None) };
     decode(k, v.value()).map(Some)
 }

@@ -17,17 +17,33 @@ use crate::metrics::Metrics;
 /// State only the writer thread touches, kept consistent with committed data.
 #[derive(Debug, Default)]
 pub struct WriterState {
-    /// Undelivered messages per (mesh, member).
-    pub queue_depth: HashMap<(String, String), u32>,
+    /// Undelivered messages per mesh, then per member (looked up without allocating).
+    queue_depth: HashMap<String, HashMap<String, u32>>,
 }
 
 impl WriterState {
+    /// State from the committed queue depths per (mesh, member).
+    pub fn new(depths: HashMap<(String, String), u32>) -> Self {
+        let mut queue_depth: HashMap<String, HashMap<String, u32>> = HashMap::new();
+        for ((mesh, member), d) in depths {
+            queue_depth.entry(mesh).or_default().insert(member, d);
+        }
+        Self { queue_depth }
+    }
+
     pub fn depth(&self, mesh: &str, member: &str) -> u32 {
-        self.queue_depth.get(&(mesh.to_string(), member.to_string())).copied().unwrap_or(0)
+        self.queue_depth.get(mesh).and_then(|m| m.get(member)).copied().unwrap_or(0)
     }
 
     pub fn add_depth(&mut self, mesh: &str, member: &str, delta: i64) {
-        let e = self.queue_depth.entry((mesh.to_string(), member.to_string())).or_default();
+        let per = match self.queue_depth.get_mut(mesh) {
+            Some(per) => per,
+            None => self.queue_depth.entry(mesh.to_string()).or_default(),
+        };
+        let e = match per.get_mut(member) {
+            Some(e) => e,
+            None => per.entry(member.to_string()).or_default(),
+        };
         *e = (i64::from(*e) + delta).max(0) as u32;
     }
 }
@@ -159,7 +175,7 @@ fn run(
             tracing::error!(error = %e, jobs = batch.len(), "store batch failed; nothing in it was acknowledged");
             // Depth counters may include the aborted batch: recount from what is committed.
             if let Ok(snap) = super::load(db) {
-                state.queue_depth = snap.queue_depth;
+                state = WriterState::new(snap.queue_depth);
             }
         }
         for j in batch.drain(..) {
@@ -176,7 +192,7 @@ fn commit_batch(
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Failed(e.to_string()))?;
     {
-        let tx = Tx { txn: &txn };
+        let tx = Tx::new(&txn);
         for j in batch.iter_mut() {
             j.apply(&tx, state)?;
         }
