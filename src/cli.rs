@@ -18,6 +18,78 @@ pub enum Command {
     /// Work with invite links.
     #[command(subcommand)]
     Invite(InviteCommand),
+    /// Join a mesh with an invite link.
+    Join(JoinArgs),
+    /// Show the meshes you joined.
+    List(JsonArg),
+    /// Leave a mesh: drop its link and delete your key for it.
+    Leave(LeaveArgs),
+    /// Show who is online in your meshes.
+    Peers(MeshArgs),
+    /// Send a message to a peer (name or id), a member, `@group`, or `*`.
+    Send(SendArgs),
+    /// Show received messages (unseen ones, or all with --all).
+    Inbox(InboxArgs),
+    /// The agent, your meshes, their links, and unread messages.
+    Status(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// claudemesh://join/<token>, https://<host>/join/<token>, or the bare token.
+    pub invite: String,
+    /// How others see you (default: your configured name, else user@host).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaveArgs {
+    /// The mesh's slug.
+    pub slug: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    /// Only this mesh (slug).
+    #[arg(long)]
+    pub mesh: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// A session or member name or id, `@group`, or `*`.
+    pub to: String,
+    /// The message text.
+    pub message: String,
+    /// now (interrupts), next (at the next turn boundary), low (when the model asks).
+    #[arg(long, default_value = "next", value_parser = ["now", "next", "low"])]
+    pub priority: String,
+    /// The mesh (slug), when you are in several.
+    #[arg(long)]
+    pub mesh: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Include messages already seen.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub mesh: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

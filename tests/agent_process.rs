@@ -12,7 +12,7 @@ use claudemesh_protocol::local::{AgentCall, SendParams};
 use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_status_stop_and_the_singleton() {
     let w = World::start().await;
     let paths = w.member("alice").await;
@@ -46,7 +46,7 @@ async fn start_status_stop_and_the_singleton() {
     assert!(!paths.socket().exists() && !paths.pid().exists());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_left_by_a_crashed_agent_are_cleaned_up() {
     let w = World::start().await;
     let paths = w.member("alice").await;
@@ -59,7 +59,7 @@ async fn files_left_by_a_crashed_agent_are_cleaned_up() {
     wait_connected(&mut c).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_accepted_before_sigkill_is_delivered_after_restart() {
     let mut w = World::start().await;
     let alice_paths = w.member("alice").await;
@@ -93,7 +93,7 @@ async fn a_send_accepted_before_sigkill_is_delivered_after_restart() {
     assert_eq!(bodies(&inbox), ["survives a crash"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_interrupted_by_sigkill_come_back_and_show_once() {
     let w = World::start().await;
     let alice = RunningAgent::start(&w.member("alice").await).await;
@@ -137,7 +137,7 @@ async fn pushes_interrupted_by_sigkill_come_back_and_show_once() {
     assert_eq!(got, want, "every message exactly once");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_is_private_and_bad_requests_do_not_disturb_others() {
     let w = World::start().await;
     let paths = w.member("alice").await;
@@ -188,7 +188,7 @@ async fn socket_is_private_and_bad_requests_do_not_disturb_others() {
     assert!(st["pid"].is_u64());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_finds_no_agent_starts_one() {
     let w = World::start().await;
     let paths = w.member("alice").await;
@@ -212,7 +212,7 @@ async fn a_client_that_finds_no_agent_starts_one() {
     assert!(e.contains("not valid"), "the log tail says why: {e}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_of_another_protocol_version_is_restarted() {
     let w = World::start().await;
     let paths = w.member("alice").await;

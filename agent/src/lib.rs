@@ -5,6 +5,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod enroll;
 pub mod inbox;
 pub mod paths;
 pub mod resolve;

@@ -6,7 +6,14 @@ mod agent_start;
 mod agent_status;
 mod agent_stop;
 mod agent_uninstall;
+mod inbox;
 mod invite_inspect;
+mod join;
+mod leave;
+mod list;
+mod peers;
+mod send;
+mod status;
 
 use std::process::ExitCode;
 
@@ -23,7 +30,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(AgentCommand::Install(a)) => agent_install::run(a.json),
         Command::Agent(AgentCommand::Uninstall(a)) => agent_uninstall::run(a.json),
         Command::Invite(InviteCommand::Inspect(args)) => invite_inspect::run(&args),
+        Command::Join(a) => block_on(join::run(a)),
+        Command::List(a) => list::run(a.json),
+        Command::Leave(a) => leave::run(a),
+        Command::Peers(a) => block_on(peers::run(a)),
+        Command::Send(a) => block_on(send::run(a)),
+        Command::Inbox(a) => block_on(inbox::run(a)),
+        Command::Status(a) => block_on(status::run(a.json)),
     }
+}
+
+/// Connects to the agent, starting it if none runs.
+pub async fn agent() -> anyhow::Result<claudemesh_agent::AgentClient> {
+    let exe = std::env::current_exe()?;
+    Ok(claudemesh_agent::connect_or_start(&paths(), "cli", &exe).await?)
 }
 
 /// Runs a verb on a small runtime.

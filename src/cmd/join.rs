@@ -1,0 +1,38 @@
+//! `claudemesh join <invite>`: verify the invite, make a key, enroll, save the mesh (0600).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use claudemesh_agent::Config;
+use claudemesh_protocol::invite::parse_invite;
+
+use crate::cli::JoinArgs;
+
+fn default_name(paths: &claudemesh_agent::Paths) -> String {
+    if let Ok(Some(n)) = Config::load(paths).map(|c| c.display_name) {
+        return n;
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "me".into());
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    if host.is_empty() { user } else { format!("{user}@{host}") }
+}
+
+pub async fn run(a: JoinArgs) -> anyhow::Result<ExitCode> {
+    let invite = parse_invite(&a.invite).context("this invite cannot be used")?;
+    invite.check_expiry(super::now_unix()).context("this invite cannot be used")?;
+    let paths = super::paths();
+    let name = a.name.unwrap_or_else(|| default_name(&paths));
+    claudemesh_protocol::names::validate_display_name(&name).context("choose another --name")?;
+    let joined = claudemesh_agent::enroll::join(&paths, &invite, &name).await?;
+    let m = joined.mesh;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"mesh": m.slug, "mesh_id": m.id, "member_id": m.member_id, "role": m.role, "broker_url": m.broker_url})
+        );
+    } else {
+        println!("joined mesh {} as {} (role {}, member {})", m.slug, name, m.role.as_str(), m.member_id);
+        println!("key saved in {} (0600); the agent connects to {}", paths.config().display(), m.broker_url);
+    }
+    Ok(ExitCode::SUCCESS)
+}
