@@ -15,7 +15,10 @@ pub enum Command {
     /// Run and manage the local agent that holds broker connections and keys.
     #[command(subcommand)]
     Agent(AgentCommand),
-    /// Work with invite links.
+    /// Create meshes on a broker.
+    #[command(subcommand)]
+    Mesh(MeshCommand),
+    /// Create, list, revoke and inspect invite links.
     #[command(subcommand)]
     Invite(InviteCommand),
     /// Join a mesh with an invite link.
@@ -117,8 +120,67 @@ pub struct JsonArg {
 
 #[derive(Debug, Subcommand)]
 pub enum InviteCommand {
+    /// Create an invite link (admins): who may join, how often, for how long.
+    Create(InviteCreateArgs),
+    /// List this mesh's invites and their uses (admins).
+    List(MeshArgs),
+    /// Revoke an invite so nobody else can join with it (admins).
+    Revoke(InviteRevokeArgs),
     /// Verify an invite link's signature and expiry and show what it grants.
     Inspect(InviteInspectArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MeshCommand {
+    /// Create a mesh on a broker and become its first admin.
+    Create(MeshCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MeshCreateArgs {
+    /// The mesh's name: lowercase letters, digits, '-' and '_'.
+    pub slug: String,
+    /// The broker's WebSocket URL.
+    #[arg(long, env = "CLAUDEMESH_BROKER_URL")]
+    pub broker: String,
+    /// File holding the broker admin token (on the broker host: <data>/admin.token). The token
+    /// can also come from $CLAUDEMESH_ADMIN_TOKEN; it is never taken on the command line.
+    #[arg(long)]
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// How others see you.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InviteCreateArgs {
+    /// admin or member.
+    #[arg(long, default_value = "member", value_parser = ["admin", "member"])]
+    pub role: String,
+    /// How many people may join with it.
+    #[arg(long, default_value_t = 1)]
+    pub uses: u32,
+    /// Lifetime: e.g. 30m, 24h, 7d.
+    #[arg(long, default_value = "7d")]
+    pub expires: String,
+    /// Grant a group, as name or name:role (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    #[arg(long)]
+    pub mesh: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InviteRevokeArgs {
+    pub invite_id: String,
+    #[arg(long)]
+    pub mesh: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -49,6 +49,11 @@ pub async fn handle(
             close_session(agent, &session_id);
             Ok(json!({ "closed": session_id }))
         }
+        AgentCall::InviteCreate(p) => crate::admin::invite_create(agent, p).await,
+        AgentCall::InviteList { mesh } => crate::admin::invite_list(agent, mesh.as_deref()).await,
+        AgentCall::InviteRevoke { invite_id, mesh } => {
+            crate::admin::invite_revoke(agent, mesh.as_deref(), invite_id).await
+        }
         AgentCall::Shutdown => {
             agent.shutdown.cancel();
             Ok(json!({ "stopping": true }))

@@ -114,3 +114,63 @@ pub async fn join(paths: &Paths, invite: &SignedInvite, display_name: &str) -> R
     config.save(paths)?;
     Ok(Joined { mesh: mc })
 }
+
+/// Creates a mesh on `broker_url` with the broker admin token and joins it as its first admin.
+pub async fn create_mesh(
+    paths: &Paths,
+    broker_url: &str,
+    slug: &str,
+    display_name: &str,
+    admin_token: &str,
+) -> Result<Joined, JoinError> {
+    let url = broker_url.to_string();
+    let connector = crate::tls::connector_from_env()
+        .map_err(|reason| JoinError::Unreachable { url: url.clone(), reason })?;
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector),
+    )
+    .await
+    .map_err(|_| JoinError::Unreachable { url: url.clone(), reason: "timed out".into() })?
+    .map_err(|e| JoinError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+    match next(&mut ws, &url).await? {
+        ServerFrame::Welcome { .. } => {}
+        other => return Err(JoinError::Protocol(other.type_name().into())),
+    }
+    let key = MemberKeypair::generate();
+    let frame = ClientFrame::MeshCreate {
+        req: 1,
+        slug: slug.into(),
+        admin_token: claudemesh_protocol::frames::Secret(admin_token.into()),
+        pubkey: key.public_hex(),
+        display_name: display_name.into(),
+    };
+    ws.send(Message::Text(encode(&frame).into()))
+        .await
+        .map_err(|e| JoinError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+    let (mesh, member_id, role) = match next(&mut ws, &url).await? {
+        ServerFrame::MeshCreated { mesh, member_id, role, .. } => (mesh, member_id, role),
+        ServerFrame::Error(e) => {
+            return Err(JoinError::Refused { code: e.code.as_str().into(), message: e.message });
+        }
+        other => return Err(JoinError::Protocol(other.type_name().into())),
+    };
+    let _ = ws.close(None).await;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mc = MeshConfig {
+        id: mesh.id,
+        slug: mesh.slug,
+        broker_url: url,
+        member_id,
+        role,
+        secret_key: key.secret_hex().to_string(),
+        display_name: display_name.into(),
+        joined_at: now,
+        extra: Default::default(),
+    };
+    let mut config = Config::load(paths)?;
+    config.meshes.push(mc.clone());
+    config.save(paths)?;
+    Ok(Joined { mesh: mc })
+}

@@ -1,6 +1,7 @@
 //! claudemesh-agent: the long-lived local daemon that holds broker connections and keys, keeps
 //! the inbox and outbox, and serves the Unix socket every local client talks to (DESIGN §2, §10).
 
+pub mod admin;
 pub mod api;
 pub mod client;
 pub mod config;

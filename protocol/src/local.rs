@@ -68,8 +68,34 @@ pub enum AgentCall {
     SessionClose {
         session_id: String,
     },
+    /// Sign an invite with this member's (admin) key and register it with the broker.
+    InviteCreate(InviteCreate),
+    InviteList {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    InviteRevoke {
+        invite_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
     /// Ask the agent to exit cleanly.
     Shutdown,
+}
+
+/// `invite_create`: what the invite grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteCreate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
+    #[serde(default)]
+    pub role: crate::frames::Role,
+    #[serde(default)]
+    pub groups: Vec<crate::frames::GroupRole>,
+    /// How many people may join with it.
+    pub max_uses: u32,
+    /// Lifetime in seconds.
+    pub expires_in_secs: u64,
 }
 
 /// `send`: the agent resolves `to`, encrypts per recipient, stores, and returns at once.

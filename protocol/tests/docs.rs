@@ -56,6 +56,9 @@ fn every_agent_method_is_documented() {
         "session_register",
         "session_update",
         "session_close",
+        "invite_create",
+        "invite_list",
+        "invite_revoke",
         "shutdown",
     ] {
         assert!(doc.contains(&format!("#### `{m}`")), "docs/protocol.md lacks agent method `{m}`");

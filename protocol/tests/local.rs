@@ -41,6 +41,15 @@ fn client_lines_round_trip() {
             patch: SessionPatch { status: Some(SessionStatus::Dnd), ..Default::default() },
         },
         AgentCall::SessionClose { session_id: "s".into() },
+        AgentCall::InviteCreate(InviteCreate {
+            mesh: None,
+            role: claudemesh_protocol::frames::Role::Member,
+            groups: vec![],
+            max_uses: 3,
+            expires_in_secs: 3600,
+        }),
+        AgentCall::InviteList { mesh: Some("team".into()) },
+        AgentCall::InviteRevoke { invite_id: "i".into(), mesh: None },
         AgentCall::Shutdown,
     ];
     for (i, call) in calls.into_iter().enumerate() {

@@ -7,10 +7,14 @@ mod agent_status;
 mod agent_stop;
 mod agent_uninstall;
 mod inbox;
+mod invite_create;
 mod invite_inspect;
+mod invite_list;
+mod invite_revoke;
 mod join;
 mod leave;
 mod list;
+mod mesh_create;
 mod peers;
 mod send;
 mod status;
@@ -19,7 +23,7 @@ use std::process::ExitCode;
 
 use claudemesh_agent::Paths;
 
-use crate::cli::{AgentCommand, Cli, Command, InviteCommand};
+use crate::cli::{AgentCommand, Cli, Command, InviteCommand, MeshCommand};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -30,6 +34,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(AgentCommand::Install(a)) => agent_install::run(a.json),
         Command::Agent(AgentCommand::Uninstall(a)) => agent_uninstall::run(a.json),
         Command::Invite(InviteCommand::Inspect(args)) => invite_inspect::run(&args),
+        Command::Invite(InviteCommand::Create(a)) => block_on(invite_create::run(a)),
+        Command::Invite(InviteCommand::List(a)) => block_on(invite_list::run(a)),
+        Command::Invite(InviteCommand::Revoke(a)) => block_on(invite_revoke::run(a)),
+        Command::Mesh(MeshCommand::Create(a)) => block_on(mesh_create::run(a)),
         Command::Join(a) => block_on(join::run(a)),
         Command::List(a) => list::run(a.json),
         Command::Leave(a) => leave::run(a),

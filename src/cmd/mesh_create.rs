@@ -1,0 +1,41 @@
+//! `claudemesh mesh create <slug> --broker URL`: create a mesh with the broker admin token and
+//! become its first admin. The token comes from a file or the environment, never argv.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::MeshCreateArgs;
+
+fn admin_token(a: &MeshCreateArgs) -> anyhow::Result<String> {
+    if let Some(f) = &a.admin_token_file {
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the admin token file {}", f.display()))?;
+        return Ok(t.trim().to_string());
+    }
+    match std::env::var("CLAUDEMESH_ADMIN_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => anyhow::bail!(
+            "creating a mesh needs the broker admin token: pass --admin-token-file <file> (the broker writes <data>/admin.token) or set CLAUDEMESH_ADMIN_TOKEN"
+        ),
+    }
+}
+
+pub async fn run(a: MeshCreateArgs) -> anyhow::Result<ExitCode> {
+    claudemesh_protocol::names::validate_mesh_slug(&a.slug)?;
+    let token = admin_token(&a)?;
+    let paths = super::paths();
+    let name = a.name.clone().unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "admin".into()));
+    let joined = claudemesh_agent::enroll::create_mesh(&paths, &a.broker, &a.slug, &name, &token).await?;
+    let m = joined.mesh;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"mesh": m.slug, "mesh_id": m.id, "member_id": m.member_id, "role": "admin"})
+        );
+    } else {
+        println!("created mesh {} on {}; you are its admin ({})", m.slug, m.broker_url, m.member_id);
+        println!("next: `claudemesh invite create --uses 5` and share the link");
+    }
+    Ok(ExitCode::SUCCESS)
+}
