@@ -43,6 +43,15 @@ pub struct AgentClient {
 impl AgentClient {
     /// Connects and exchanges hellos.
     pub async fn connect(paths: &Paths, client: &str) -> Result<Self, ClientError> {
+        let (c, protocol) = Self::handshake(paths, client).await?;
+        if protocol != AGENT_PROTOCOL_VERSION {
+            return Err(ClientError::VersionMismatch { agent: protocol, ours: AGENT_PROTOCOL_VERSION });
+        }
+        Ok(c)
+    }
+
+    /// Connects and exchanges hellos; returns the agent's protocol version, whatever it is.
+    async fn handshake(paths: &Paths, client: &str) -> Result<(Self, u32), ClientError> {
         let stream = match UnixStream::connect(paths.socket()).await {
             Ok(s) => s,
             Err(e)
@@ -67,17 +76,11 @@ impl AgentClient {
         match c.read().await? {
             AgentLine::Hello { protocol, agent_version } => {
                 c.agent_version = agent_version;
-                if protocol != AGENT_PROTOCOL_VERSION {
-                    return Err(ClientError::VersionMismatch {
-                        agent: protocol,
-                        ours: AGENT_PROTOCOL_VERSION,
-                    });
-                }
+                Ok((c, protocol))
             }
-            AgentLine::Response { error: Some(e), .. } => return Err(ClientError::Api(e)),
-            other => return Err(ClientError::Protocol(format!("expected hello, got {other:?}"))),
+            AgentLine::Response { error: Some(e), .. } => Err(ClientError::Api(e)),
+            other => Err(ClientError::Protocol(format!("expected hello, got {other:?}"))),
         }
-        Ok(c)
     }
 
     async fn write(&mut self, l: &ClientLine) -> Result<(), ClientError> {
@@ -158,7 +161,8 @@ pub async fn connect_or_start(paths: &Paths, client: &str, exe: &Path) -> Result
         Ok(c) => return Ok(c),
         Err(ClientError::NotRunning(_)) => {}
         Err(ClientError::VersionMismatch { .. }) => {
-            if let Ok(mut old) = AgentClient::connect_any(paths).await {
+            // Connect without insisting on our protocol, only to ask the old agent to stop.
+            if let Ok((mut old, _)) = AgentClient::handshake(paths, "restart").await {
                 let _ = old.call(AgentCall::Shutdown).await;
             }
             for _ in 0..100 {
@@ -196,24 +200,6 @@ pub async fn connect_or_start(paths: &Paths, client: &str, exe: &Path) -> Result
         })
         .unwrap_or_default();
     Err(ClientError::StartFailed { secs, log: log.display().to_string(), tail })
-}
-
-impl AgentClient {
-    /// Connects without insisting on a matching protocol (to stop an old agent).
-    async fn connect_any(paths: &Paths) -> Result<Self, ClientError> {
-        let stream = UnixStream::connect(paths.socket()).await?;
-        let (r, w) = stream.into_split();
-        let mut c = Self {
-            reader: BufReader::new(r),
-            writer: w,
-            next_id: 0,
-            agent_version: String::new(),
-            events: VecDeque::new(),
-        };
-        c.write(&ClientLine::Hello { protocol: AGENT_PROTOCOL_VERSION, client: "restart".into() }).await?;
-        c.read().await?;
-        Ok(c)
-    }
 }
 
 /// Starts `exe agent run` detached (own process group, output appended to `agent.log`).

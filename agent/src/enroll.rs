@@ -32,69 +32,94 @@ pub struct Joined {
     pub mesh: MeshConfig,
 }
 
-async fn next(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    url: &str,
-) -> Result<ServerFrame, JoinError> {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A one-shot broker connection used before a member has an agent link: connect, read the
+/// welcome, ask one question.
+struct OneShot {
+    ws: Ws,
+    url: String,
+    challenge: String,
+}
+
+impl OneShot {
+    async fn open(url: &str) -> Result<Self, JoinError> {
+        let unreachable = |reason: String| JoinError::Unreachable { url: url.into(), reason };
+        let connector = crate::tls::connector_from_env().map_err(unreachable)?;
+        let connect = tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector);
+        let (ws, _) = tokio::time::timeout(Duration::from_secs(15), connect)
             .await
-            .map_err(|_| JoinError::Unreachable { url: url.into(), reason: "no answer in 15 s".into() })?;
-        match m {
-            Some(Ok(Message::Text(t))) => {
-                return decode_server(t.as_str()).map_err(|e| JoinError::Protocol(e.to_string()));
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut c = Self { ws, url: url.into(), challenge: String::new() };
+        match c.next().await? {
+            ServerFrame::Welcome { challenge, .. } => c.challenge = challenge,
+            other => return Err(JoinError::Protocol(other.type_name().into())),
+        }
+        Ok(c)
+    }
+
+    async fn next(&mut self) -> Result<ServerFrame, JoinError> {
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(15), self.ws.next()).await.map_err(|_| {
+                JoinError::Unreachable { url: self.url.clone(), reason: "no answer in 15 s".into() }
+            })?;
+            match m {
+                Some(Ok(Message::Text(t))) => {
+                    return decode_server(t.as_str()).map_err(|e| JoinError::Protocol(e.to_string()));
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    return Err(JoinError::Protocol("connection closed before an answer".into()));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    return Err(JoinError::Unreachable { url: self.url.clone(), reason: e.to_string() });
+                }
             }
-            Some(Ok(Message::Close(_))) | None => {
-                return Err(JoinError::Protocol("connection closed before an answer".into()));
+        }
+    }
+
+    /// Sends `frame`, returns the answer (a broker `error` becomes [`JoinError::Refused`]), and
+    /// closes the connection.
+    async fn ask(mut self, frame: &ClientFrame) -> Result<ServerFrame, JoinError> {
+        self.ws
+            .send(Message::Text(encode(frame).into()))
+            .await
+            .map_err(|e| JoinError::Unreachable { url: self.url.clone(), reason: e.to_string() })?;
+        let answer = self.next().await?;
+        let _ = self.ws.close(None).await;
+        match answer {
+            ServerFrame::Error(e) => {
+                Err(JoinError::Refused { code: e.code.as_str().into(), message: e.message })
             }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(JoinError::Unreachable { url: url.into(), reason: e.to_string() }),
+            other => Ok(other),
         }
     }
 }
 
-/// Enrolls with `invite` under `display_name` and saves the mesh with its new key.
-pub async fn join(paths: &Paths, invite: &SignedInvite, display_name: &str) -> Result<Joined, JoinError> {
-    let p = &invite.payload;
+/// Adds a newly enrolled mesh to config.json, re-reading it right before writing so a
+/// concurrent join by another process is not lost.
+fn save_mesh(paths: &Paths, mc: MeshConfig) -> Result<Joined, JoinError> {
     let mut config = Config::load(paths)?;
-    if config.meshes.iter().any(|m| m.id == p.mesh_id) {
-        return Err(JoinError::AlreadyJoined(p.mesh_slug.clone()));
+    if config.meshes.iter().any(|m| m.id == mc.id) {
+        return Err(JoinError::AlreadyJoined(mc.slug));
     }
-    let url = p.broker_url.clone();
-    let connector = crate::tls::connector_from_env()
-        .map_err(|reason| JoinError::Unreachable { url: url.clone(), reason })?;
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(15),
-        tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector),
-    )
-    .await
-    .map_err(|_| JoinError::Unreachable { url: url.clone(), reason: "timed out".into() })?
-    .map_err(|e| JoinError::Unreachable { url: url.clone(), reason: e.to_string() })?;
-    let challenge = match next(&mut ws, &url).await? {
-        ServerFrame::Welcome { challenge, .. } => challenge,
-        other => return Err(JoinError::Protocol(other.type_name().into())),
-    };
-    let key = MemberKeypair::generate();
-    let frame = ClientFrame::Enroll(Enroll {
-        invite: invite.token().into(),
-        pubkey: key.public_hex(),
-        display_name: display_name.into(),
-        signature: sign_enroll(&key, &p.invite_id, &challenge),
-    });
-    ws.send(Message::Text(encode(&frame).into()))
-        .await
-        .map_err(|e| JoinError::Unreachable { url: url.clone(), reason: e.to_string() })?;
-    let (member_id, role, mesh) = match next(&mut ws, &url).await? {
-        ServerFrame::Enrolled { member_id, role, mesh } => (member_id, role, mesh),
-        ServerFrame::Error(e) => {
-            return Err(JoinError::Refused { code: e.code.as_str().into(), message: e.message });
-        }
-        other => return Err(JoinError::Protocol(other.type_name().into())),
-    };
-    let _ = ws.close(None).await;
+    config.meshes.push(mc.clone());
+    config.save(paths)?;
+    Ok(Joined { mesh: mc })
+}
+
+fn mesh_config(
+    mesh: claudemesh_protocol::frames::MeshRef,
+    url: String,
+    member_id: String,
+    role: claudemesh_protocol::frames::Role,
+    key: &MemberKeypair,
+    display_name: &str,
+) -> MeshConfig {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mc = MeshConfig {
+    MeshConfig {
         id: mesh.id,
         slug: mesh.slug,
         broker_url: url,
@@ -104,15 +129,29 @@ pub async fn join(paths: &Paths, invite: &SignedInvite, display_name: &str) -> R
         display_name: display_name.into(),
         joined_at: now,
         extra: Default::default(),
-    };
-    // Re-read right before writing so a concurrent join by another process is not lost.
-    config = Config::load(paths)?;
-    if config.meshes.iter().any(|m| m.id == mc.id) {
-        return Err(JoinError::AlreadyJoined(mc.slug));
     }
-    config.meshes.push(mc.clone());
-    config.save(paths)?;
-    Ok(Joined { mesh: mc })
+}
+
+/// Enrolls with `invite` under `display_name` and saves the mesh with its new key.
+pub async fn join(paths: &Paths, invite: &SignedInvite, display_name: &str) -> Result<Joined, JoinError> {
+    let p = &invite.payload;
+    if Config::load(paths)?.meshes.iter().any(|m| m.id == p.mesh_id) {
+        return Err(JoinError::AlreadyJoined(p.mesh_slug.clone()));
+    }
+    let conn = OneShot::open(&p.broker_url).await?;
+    let key = MemberKeypair::generate();
+    let frame = ClientFrame::Enroll(Enroll {
+        invite: invite.token().into(),
+        pubkey: key.public_hex(),
+        display_name: display_name.into(),
+        signature: sign_enroll(&key, &p.invite_id, &conn.challenge),
+    });
+    match conn.ask(&frame).await? {
+        ServerFrame::Enrolled { member_id, role, mesh } => {
+            save_mesh(paths, mesh_config(mesh, p.broker_url.clone(), member_id, role, &key, display_name))
+        }
+        other => Err(JoinError::Protocol(other.type_name().into())),
+    }
 }
 
 /// Creates a mesh on `broker_url` with the broker admin token and joins it as its first admin.
@@ -123,20 +162,7 @@ pub async fn create_mesh(
     display_name: &str,
     admin_token: &str,
 ) -> Result<Joined, JoinError> {
-    let url = broker_url.to_string();
-    let connector = crate::tls::connector_from_env()
-        .map_err(|reason| JoinError::Unreachable { url: url.clone(), reason })?;
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(15),
-        tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector),
-    )
-    .await
-    .map_err(|_| JoinError::Unreachable { url: url.clone(), reason: "timed out".into() })?
-    .map_err(|e| JoinError::Unreachable { url: url.clone(), reason: e.to_string() })?;
-    match next(&mut ws, &url).await? {
-        ServerFrame::Welcome { .. } => {}
-        other => return Err(JoinError::Protocol(other.type_name().into())),
-    }
+    let conn = OneShot::open(broker_url).await?;
     let key = MemberKeypair::generate();
     let frame = ClientFrame::MeshCreate {
         req: 1,
@@ -145,32 +171,10 @@ pub async fn create_mesh(
         pubkey: key.public_hex(),
         display_name: display_name.into(),
     };
-    ws.send(Message::Text(encode(&frame).into()))
-        .await
-        .map_err(|e| JoinError::Unreachable { url: url.clone(), reason: e.to_string() })?;
-    let (mesh, member_id, role) = match next(&mut ws, &url).await? {
-        ServerFrame::MeshCreated { mesh, member_id, role, .. } => (mesh, member_id, role),
-        ServerFrame::Error(e) => {
-            return Err(JoinError::Refused { code: e.code.as_str().into(), message: e.message });
+    match conn.ask(&frame).await? {
+        ServerFrame::MeshCreated { mesh, member_id, role, .. } => {
+            save_mesh(paths, mesh_config(mesh, broker_url.into(), member_id, role, &key, display_name))
         }
-        other => return Err(JoinError::Protocol(other.type_name().into())),
-    };
-    let _ = ws.close(None).await;
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mc = MeshConfig {
-        id: mesh.id,
-        slug: mesh.slug,
-        broker_url: url,
-        member_id,
-        role,
-        secret_key: key.secret_hex().to_string(),
-        display_name: display_name.into(),
-        joined_at: now,
-        extra: Default::default(),
-    };
-    let mut config = Config::load(paths)?;
-    config.meshes.push(mc.clone());
-    config.save(paths)?;
-    Ok(Joined { mesh: mc })
+        other => Err(JoinError::Protocol(other.type_name().into())),
+    }
 }
