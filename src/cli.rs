@@ -35,6 +35,8 @@ pub enum Command {
     Inbox(InboxArgs),
     /// The agent, your meshes, their links, and unread messages.
     Status(JsonArg),
+    /// Check the set-up and say how to fix what is wrong.
+    Doctor(JsonArg),
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ mod list;
 mod mesh_create;
 mod peers;
 mod send;
+mod doctor;
 mod status;
 
 use std::process::ExitCode;
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(a) => block_on(send::run(a)),
         Command::Inbox(a) => block_on(inbox::run(a)),
         Command::Status(a) => block_on(status::run(a.json)),
+        Command::Doctor(a) => block_on(doctor::run(a.json)),
     }
 }
 

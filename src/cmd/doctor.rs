@@ -1,0 +1,208 @@
+//! `claudemesh doctor`: each check with its result and the fix — config permissions, keys,
+//! agent, broker links, `claude` on PATH, the MCP entry and hooks in Claude Code's settings.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use claudemesh_agent::Config;
+use claudemesh_protocol::local::AgentCall;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Check {
+    name: String,
+    level: Level,
+    detail: String,
+    fix: String,
+}
+
+fn check(name: impl Into<String>, level: Level, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check { name: name.into(), level, detail: detail.into(), fix: fix.into() }
+}
+
+fn mode(p: &Path) -> Option<u32> {
+    std::fs::metadata(p).ok().map(|m| m.permissions().mode() & 0o777)
+}
+
+fn on_path(cmd: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(cmd)).find(|p| p.is_file()))
+}
+
+fn read_json(p: &Path) -> Option<Value> {
+    std::fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
+    let paths = super::paths();
+    let mut checks = Vec::new();
+
+    match (mode(&paths.dir), mode(&paths.config())) {
+        (Some(0o700), Some(0o600)) => checks.push(check(
+            "config permissions",
+            Level::Ok,
+            format!("{} is 0700, config.json 0600", paths.dir.display()),
+            "",
+        )),
+        (None, _) | (_, None) => checks.push(check(
+            "config permissions",
+            Level::Warn,
+            "no config yet",
+            "`claudemesh join <invite>`",
+        )),
+        (d, c) => checks.push(check(
+            "config permissions",
+            Level::Fail,
+            format!(
+                "dir {:o}, config.json {:o}: other users may read your keys",
+                d.unwrap_or(0),
+                c.unwrap_or(0)
+            ),
+            format!("chmod 700 {} && chmod 600 {}", paths.dir.display(), paths.config().display()),
+        )),
+    }
+
+    let config = Config::load(&paths);
+    match &config {
+        Err(e) => checks.push(check(
+            "config",
+            Level::Fail,
+            e.to_string(),
+            "fix or move config.json aside, then join again",
+        )),
+        Ok(c) if c.meshes.is_empty() => {
+            checks.push(check("meshes", Level::Warn, "no mesh joined", "`claudemesh join <invite>`"))
+        }
+        Ok(c) => {
+            for m in &c.meshes {
+                match m.keypair() {
+                    Ok(_) => {
+                        checks.push(check(format!("key for {}", m.slug), Level::Ok, "valid ed25519 key", ""))
+                    }
+                    Err(e) => checks.push(check(
+                        format!("key for {}", m.slug),
+                        Level::Fail,
+                        e.to_string(),
+                        format!("`claudemesh leave {} --yes`, then join with a new invite", m.slug),
+                    )),
+                }
+            }
+        }
+    }
+
+    match super::agent().await {
+        Err(e) => checks.push(check(
+            "agent",
+            Level::Fail,
+            format!("{e:#}"),
+            format!("read {}", paths.log().display()),
+        )),
+        Ok(mut c) => {
+            let st = c.call(AgentCall::Status).await?;
+            checks.push(check(
+                "agent",
+                Level::Ok,
+                format!(
+                    "running, pid {}, version {}",
+                    st["pid"],
+                    st["agent_version"].as_str().unwrap_or("?")
+                ),
+                "",
+            ));
+            for m in st["meshes"].as_array().cloned().unwrap_or_default() {
+                let slug = m["slug"].as_str().unwrap_or("?");
+                let link = m["link"].as_str().unwrap_or("?");
+                let url = m["broker_url"].as_str().unwrap_or("?");
+                let detail = m["detail"].as_str().unwrap_or("");
+                let (level, fix) = match link {
+                    "connected" => (Level::Ok, String::new()),
+                    "refused" => (
+                        Level::Fail,
+                        format!(
+                            "the broker refused this member ({detail}); ask an admin, or leave and join {slug} again"
+                        ),
+                    ),
+                    _ => (
+                        Level::Fail,
+                        format!(
+                            "is the broker at {url} up? try `curl {}`",
+                            url.replace("wss://", "https://")
+                                .replace("ws://", "http://")
+                                .replace("/ws", "/health")
+                        ),
+                    ),
+                };
+                checks.push(check(
+                    format!("broker link {slug}"),
+                    level,
+                    format!("{link} {url} {detail}").trim().to_string(),
+                    fix,
+                ));
+            }
+        }
+    }
+
+    match on_path("claude") {
+        Some(p) => checks.push(check("claude on PATH", Level::Ok, p.display().to_string(), "")),
+        None => checks.push(check(
+            "claude on PATH",
+            Level::Warn,
+            "not found",
+            "npm install -g @anthropic-ai/claude-code",
+        )),
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    let claude_json = home.join(".claude.json");
+    let has_mcp = read_json(&claude_json).is_some_and(|v| v["mcpServers"]["claudemesh"].is_object());
+    checks.push(if has_mcp {
+        check("MCP entry", Level::Ok, format!("claudemesh in {}", claude_json.display()), "")
+    } else {
+        check(
+            "MCP entry",
+            Level::Warn,
+            format!("no claudemesh server in {}", claude_json.display()),
+            "claude mcp add --scope user claudemesh -- claudemesh mcp",
+        )
+    });
+    let settings = home.join(".claude").join("settings.json");
+    let has_hooks = read_json(&settings).is_some_and(|v| v["hooks"].to_string().contains("claudemesh hook"));
+    checks.push(if has_hooks {
+        check("hooks", Level::Ok, format!("claudemesh hooks in {}", settings.display()), "")
+    } else {
+        check(
+            "hooks",
+            Level::Warn,
+            format!("no claudemesh hooks in {}", settings.display()),
+            "messages then arrive only when the model calls check_messages",
+        )
+    });
+
+    let failed = checks.iter().any(|c| c.level == Level::Fail);
+    if json_out {
+        let v: Vec<Value> = checks
+            .iter()
+            .map(|c| json!({"check": c.name, "status": match c.level { Level::Ok => "ok", Level::Warn => "warn", Level::Fail => "fail" }, "detail": c.detail, "fix": c.fix}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for c in &checks {
+            let tag = match c.level {
+                Level::Ok => "ok  ",
+                Level::Warn => "warn",
+                Level::Fail => "FAIL",
+            };
+            println!("[{tag}] {}: {}", c.name, c.detail);
+            if !c.fix.is_empty() && c.level != Level::Ok {
+                println!("       fix: {}", c.fix);
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
