@@ -6,6 +6,7 @@ mod agent_start;
 mod agent_status;
 mod agent_stop;
 mod agent_uninstall;
+mod doctor;
 mod inbox;
 mod invite_create;
 mod invite_inspect;
@@ -17,7 +18,6 @@ mod list;
 mod mesh_create;
 mod peers;
 mod send;
-mod doctor;
 mod status;
 
 use std::process::ExitCode;
