@@ -24,11 +24,8 @@ fn send(to: &str, message: &str, from: &str) -> AgentCall {
 #[tokio::test]
 async fn dm_between_two_agents_end_to_end() {
     let w = World::start().await;
-    let alice = RunningAgent::start(&w.member("alice").await).await;
-    let bob = RunningAgent::start(&w.member("bob").await).await;
-    let (mut a, mut b) = (alice.client().await, bob.client().await);
-    wait_connected(&mut a).await;
-    wait_connected(&mut b).await;
+    let (_alice, mut a) = connected_agent(&w, "alice").await;
+    let (_bob, mut b) = connected_agent(&w, "bob").await;
     register(&mut a, "s-alice", "alice-laptop", &[]).await;
     register(&mut b, "s-bob", "bob-desktop", &[]).await;
     wait_peer(&mut a, "bob-desktop").await;
@@ -115,11 +112,8 @@ async fn group_and_broadcast_between_three_agents() {
 #[tokio::test]
 async fn sends_while_the_broker_is_down_arrive_after_it_returns() {
     let mut w = World::start().await;
-    let alice = RunningAgent::start(&w.member("alice").await).await;
-    let bob = RunningAgent::start(&w.member("bob").await).await;
-    let (mut a, mut b) = (alice.client().await, bob.client().await);
-    wait_connected(&mut a).await;
-    wait_connected(&mut b).await;
+    let (_alice, mut a) = connected_agent(&w, "alice").await;
+    let (_bob, mut b) = connected_agent(&w, "bob").await;
     register(&mut b, "s-bob", "bob", &[]).await;
     wait_peer(&mut a, "bob").await;
     w.stop_broker().await;
@@ -151,11 +145,8 @@ async fn sends_while_the_broker_is_down_arrive_after_it_returns() {
 #[tokio::test]
 async fn a_session_survives_a_short_broker_restart_without_leaving() {
     let mut w = World::start().await;
-    let alice = RunningAgent::start(&w.member("alice").await).await;
-    let bob = RunningAgent::start(&w.member("bob").await).await;
-    let (mut a, mut b) = (alice.client().await, bob.client().await);
-    wait_connected(&mut a).await;
-    wait_connected(&mut b).await;
+    let (_alice, mut a) = connected_agent(&w, "alice").await;
+    let (bob, mut b) = connected_agent(&w, "bob").await;
     register(&mut a, "s-alice", "alice", &[]).await;
     wait_peer(&mut b, "alice").await;
     let mut watch = bob.client().await;
@@ -223,11 +214,8 @@ async fn pushed(c: &mut claudemesh_agent::AgentClient, ms: u64) -> Vec<String> {
 async fn pushes_to_a_session_follow_priority_and_status() {
     use claudemesh_protocol::frames::{SessionPatch, SessionStatus};
     let w = World::start().await;
-    let alice = RunningAgent::start(&w.member("alice").await).await;
-    let bob = RunningAgent::start(&w.member("bob").await).await;
-    let (mut a, mut b) = (alice.client().await, bob.client().await);
-    wait_connected(&mut a).await;
-    wait_connected(&mut b).await;
+    let (_alice, mut a) = connected_agent(&w, "alice").await;
+    let (bob, mut b) = connected_agent(&w, "bob").await;
     register(&mut b, "s-bob", "bob", &[]).await;
     b.call(AgentCall::SessionUpdate {
         session_id: "s-bob".into(),

@@ -161,6 +161,14 @@ pub async fn wait_connected(c: &mut AgentClient) {
     panic!("agent never connected");
 }
 
+/// A member's agent running in-process, with a connected client.
+pub async fn connected_agent(w: &World, name: &str) -> (RunningAgent, AgentClient) {
+    let agent = RunningAgent::start(&w.member(name).await).await;
+    let mut c = agent.client().await;
+    wait_connected(&mut c).await;
+    (agent, c)
+}
+
 /// Registers a session on every mesh.
 pub async fn register(c: &mut AgentClient, id: &str, name: &str, groups: &[&str]) {
     use claudemesh_protocol::frames::{GroupRole, SessionInfo};
