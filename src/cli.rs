@@ -37,6 +37,8 @@ pub enum Command {
     Status(JsonArg),
     /// Check the set-up and say how to fix what is wrong.
     Doctor(JsonArg),
+    /// Serve MCP over stdio for Claude Code (started by Claude Code, not by hand).
+    Mcp,
 }
 
 #[derive(Debug, Args)]

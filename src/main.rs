@@ -2,6 +2,7 @@
 
 mod cli;
 mod cmd;
+mod mcp;
 
 use clap::Parser;
 

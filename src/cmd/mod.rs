@@ -15,6 +15,7 @@ mod invite_revoke;
 mod join;
 mod leave;
 mod list;
+mod mcp;
 mod mesh_create;
 mod peers;
 mod send;
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inbox(a) => block_on(inbox::run(a)),
         Command::Status(a) => block_on(status::run(a.json)),
         Command::Doctor(a) => block_on(doctor::run(a.json)),
+        Command::Mcp => mcp::run(),
     }
 }
 

@@ -1,0 +1,191 @@
+//! `claudemesh mcp`: the stdio MCP server Claude Code starts (DESIGN §6, §10). It registers one
+//! session with the local agent, serves the mesh tools and prompts, pushes inbound messages as
+//! `notifications/claude/channel` when push mode is on, and closes the session when stdin closes.
+//!
+//! stdout is the MCP channel: nothing else is ever written there. Logs go to stderr, and only
+//! with `CLAUDEMESH_DEBUG=1`.
+
+mod channel;
+mod server;
+mod tools;
+
+use std::sync::Arc;
+
+use claudemesh_agent::{AgentClient, ClientError, Paths};
+use claudemesh_protocol::frames::{PeerType, SessionInfo, SessionPatch, SessionStatus};
+use claudemesh_protocol::local::{AgentCall, SessionRegister};
+use rmcp::ServiceExt;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub use server::MeshServer;
+
+/// The `channel` this server declares for its session.
+const CHANNEL: &str = "claudemesh";
+
+/// The connection to the agent for request/response calls, and the session it registered.
+///
+/// The connection is made lazily and remade after the agent went away; every (re)connection
+/// registers the session again with its current state (summary, status, groups).
+#[derive(Debug)]
+pub struct Link {
+    paths: Paths,
+    session: SessionInfo,
+    claude_pid: Option<u32>,
+    client: Option<AgentClient>,
+}
+
+/// The link, shared by the tool handlers and the push task.
+pub type Shared = Arc<tokio::sync::Mutex<Link>>;
+
+impl Link {
+    pub fn new(paths: Paths, session: SessionInfo, claude_pid: Option<u32>) -> Self {
+        Self { paths, session, claude_pid, client: None }
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session.session_id
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// The session as this server last described it to the agent.
+    pub fn session(&self) -> &SessionInfo {
+        &self.session
+    }
+
+    /// The connected client, connecting (starting the agent if needed) and registering first.
+    async fn client(&mut self) -> Result<&mut AgentClient, ClientError> {
+        if self.client.is_none() {
+            let exe = std::env::current_exe()?;
+            let mut c = claudemesh_agent::connect_or_start(&self.paths, "mcp", &exe).await?;
+            c.call(AgentCall::SessionRegister(SessionRegister {
+                meshes: vec![],
+                session: self.session.clone(),
+                claude_pid: self.claude_pid,
+            }))
+            .await?;
+            debug(&format!("registered session {}", self.session.session_id));
+            self.client = Some(c);
+        }
+        match self.client.as_mut() {
+            Some(c) => Ok(c),
+            None => Err(ClientError::Protocol("no agent connection".into())),
+        }
+    }
+
+    /// One call; a broken connection is dropped so the next call reconnects and re-registers.
+    pub async fn call(&mut self, call: AgentCall) -> Result<Value, ClientError> {
+        let r = self.client().await?.call(call).await;
+        if matches!(r, Err(ClientError::Io(_) | ClientError::Protocol(_))) {
+            self.client = None;
+        }
+        r
+    }
+
+    /// Makes sure a live, registered connection exists (one retry after a dead one).
+    pub async fn ensure(&mut self) -> Result<(), ClientError> {
+        match self.call(AgentCall::Status).await {
+            Ok(_) => Ok(()),
+            Err(ClientError::Io(_) | ClientError::Protocol(_)) => {
+                self.call(AgentCall::Status).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies `patch` at the agent, then to the local copy (kept for re-registration).
+    pub async fn update(&mut self, patch: SessionPatch) -> Result<Value, ClientError> {
+        let session_id = self.session.session_id.clone();
+        let v = self.call(AgentCall::SessionUpdate { session_id, patch: patch.clone() }).await?;
+        patch.apply(&mut self.session);
+        Ok(v)
+    }
+
+    /// Closes the session at the agent and drops the connection.
+    pub async fn close(&mut self) {
+        if let Some(mut c) = self.client.take() {
+            let session_id = self.session.session_id.clone();
+            if let Err(e) = c.call(AgentCall::SessionClose { session_id }).await {
+                debug(&format!("session close failed: {e}"));
+            }
+        }
+    }
+}
+
+/// Writes a log line to stderr when `CLAUDEMESH_DEBUG` is set (never to stdout).
+pub fn debug(msg: &str) {
+    if std::env::var("CLAUDEMESH_DEBUG").is_ok_and(|v| !v.is_empty() && v != "0") {
+        eprintln!("claudemesh mcp: {msg}");
+    }
+}
+
+/// The session id: `CLAUDEMESH_SESSION_ID` (set by `claudemesh launch`), else Claude Code's own
+/// session id when it is in the environment, else a fresh one.
+fn session_id() -> String {
+    ["CLAUDEMESH_SESSION_ID", "CLAUDE_SESSION_ID", "CLAUDE_CODE_SESSION_ID"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty() && v.len() <= 128)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// How others see this session: `CLAUDEMESH_NAME`, else the configured name, else the
+/// working directory's name.
+fn display_name(paths: &Paths, cwd: Option<&str>) -> String {
+    if let Ok(n) = std::env::var("CLAUDEMESH_NAME")
+        && !n.trim().is_empty()
+    {
+        return n.trim().to_string();
+    }
+    if let Ok(cfg) = claudemesh_agent::Config::load(paths)
+        && let Some(n) = cfg.display_name.filter(|n| !n.is_empty())
+    {
+        return n;
+    }
+    cwd.and_then(|c| std::path::Path::new(c).file_name().map(|f| f.to_string_lossy().into_owned()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "claude".into())
+}
+
+/// The session this process registers.
+fn session_info(paths: &Paths) -> SessionInfo {
+    let cwd = std::env::current_dir().ok().map(|d| d.display().to_string());
+    let hostname =
+        std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty());
+    SessionInfo {
+        session_id: session_id(),
+        display_name: display_name(paths, cwd.as_deref()),
+        cwd,
+        pid: Some(std::process::id()),
+        hostname,
+        peer_type: PeerType::Ai,
+        channel: Some(CHANNEL.into()),
+        status: SessionStatus::Idle,
+        ..Default::default()
+    }
+}
+
+/// Serves MCP on stdin/stdout until the client closes stdin.
+pub async fn serve() -> anyhow::Result<()> {
+    let paths = Paths::from_env();
+    let info = session_info(&paths);
+    let claude_pid = Some(std::os::unix::process::parent_id());
+    let link: Shared = Arc::new(tokio::sync::Mutex::new(Link::new(paths, info, claude_pid)));
+    // Register at once so peers see the session before the first tool call; a missing agent is
+    // not fatal here: tools report it, and the next call retries.
+    if let Err(e) = link.lock().await.ensure().await {
+        debug(&format!("agent not reachable yet: {e}"));
+    }
+    let stop = CancellationToken::new();
+    let server = MeshServer::new(link.clone(), stop.clone());
+    let running = server.serve(rmcp::transport::stdio()).await?;
+    let reason = running.waiting().await;
+    debug(&format!("stdio closed: {reason:?}"));
+    stop.cancel();
+    link.lock().await.close().await;
+    Ok(())
+}

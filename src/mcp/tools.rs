@@ -1,0 +1,301 @@
+//! The mesh tools: their descriptions and JSON schemas, and what each call asks of the agent.
+//! Failures come back as `isError: true` results that say what to do next.
+
+use std::sync::Arc;
+
+use claudemesh_agent::ClientError;
+use claudemesh_protocol::frames::{ErrorCode, GroupRole, Priority, SessionPatch, SessionStatus};
+use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, SendParams};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool};
+use serde_json::{Value, json};
+
+use super::Shared;
+use super::channel::{content, priority_str};
+
+fn tool(name: &'static str, description: &'static str, schema: Value) -> Tool {
+    let schema = match schema {
+        Value::Object(o) => o,
+        _ => JsonObject::new(),
+    };
+    Tool::new(name, description, Arc::new(schema))
+}
+
+fn object(props: Value, required: &[&str]) -> Value {
+    json!({ "type": "object", "properties": props, "required": required, "additionalProperties": false })
+}
+
+/// Every tool this server offers.
+pub fn all() -> Vec<Tool> {
+    vec![
+        tool(
+            "send_message",
+            "Send a message to other Claude Code sessions or people in your mesh. `to` is a peer \
+             session's name or id (from list_peers), a member's name, `@group` for everyone in a \
+             group, or `*` for everyone. Returns the message id; use message_status(id) to see \
+             whether it was delivered and seen. To reply to a message, send to its `from_id`.",
+            object(
+                json!({
+                    "to": {"type": "string", "description": "Session or member name or id, @group, or *"},
+                    "message": {"type": "string", "description": "The message text"},
+                    "priority": {"type": "string", "enum": ["now", "next", "low"], "default": "next",
+                        "description": "now: interrupts the recipient; next: at its next turn boundary (default); low: only when it checks messages"}
+                }),
+                &["to", "message"],
+            ),
+        ),
+        tool(
+            "list_peers",
+            "List the sessions online in your meshes: name, id, status (idle/working/dnd), \
+             summary of what each is doing, groups, host and mesh. Your own session is marked.",
+            object(json!({}), &[]),
+        ),
+        tool(
+            "check_messages",
+            "Return the mesh messages for this session that you have not seen yet, and mark them \
+             seen (a message is never returned twice). Set include_seen to also get earlier ones.",
+            object(
+                json!({"include_seen": {"type": "boolean", "default": false,
+                    "description": "Also return messages already seen (history)"}}),
+                &[],
+            ),
+        ),
+        tool(
+            "message_status",
+            "Show the delivery state of a message you sent (by the id send_message returned): \
+             queued, delivered to the recipient's machine, or seen, per recipient.",
+            object(json!({"id": {"type": "string", "description": "The id send_message returned"}}), &["id"]),
+        ),
+        tool(
+            "set_summary",
+            "Tell your peers in one line what you are working on; list_peers shows it to them.",
+            object(
+                json!({"summary": {"type": "string", "description": "One line, e.g. 'fixing the login bug in auth.rs'"}}),
+                &["summary"],
+            ),
+        ),
+        tool(
+            "set_status",
+            "Set your availability: idle (messages arrive at once), working (`next` messages wait \
+             for a turn boundary), dnd (only `now` messages interrupt; the rest wait).",
+            object(json!({"status": {"type": "string", "enum": ["idle", "working", "dnd"]}}), &["status"]),
+        ),
+        tool(
+            "join_group",
+            "Join a group so messages sent to `@name` reach you, optionally with a role in it \
+             (e.g. lead, reviewer).",
+            object(
+                json!({"name": {"type": "string", "description": "Group name, without the @"},
+                       "role": {"type": "string", "description": "Your role in the group (optional)"}}),
+                &["name"],
+            ),
+        ),
+        tool(
+            "leave_group",
+            "Leave a group you joined; messages to `@name` stop reaching you.",
+            object(
+                json!({"name": {"type": "string", "description": "Group name, without the @"}}),
+                &["name"],
+            ),
+        ),
+    ]
+}
+
+fn ok(text: impl Into<String>) -> CallToolResult {
+    CallToolResult::success(vec![ContentBlock::text(text)])
+}
+
+fn fail(text: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+/// An agent error as a result the model can act on.
+fn agent_error(e: &ClientError) -> CallToolResult {
+    match e {
+        ClientError::Api(le) => {
+            let hint = match le.code {
+                ErrorCode::NotFound => " Call list_peers to see who is online and the exact names.",
+                ErrorCode::Conflict => " Use a session id from list_peers instead of a name.",
+                ErrorCode::TooLarge => " Shorten the message or split it.",
+                ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::Timeout => " Try again shortly.",
+                _ => "",
+            };
+            fail(format!("{}{hint}", le.message))
+        }
+        other => fail(format!(
+            "The claudemesh agent is not reachable ({other}). Ask the user to run `claudemesh status` \
+             or `claudemesh agent start`, then try again."
+        )),
+    }
+}
+
+type Args = JsonObject;
+
+fn str_arg(args: &Args, key: &str) -> Result<String, CallToolResult> {
+    match args.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        _ => Err(fail(format!("`{key}` is required and must be a non-empty string."))),
+    }
+}
+
+fn opt_str(args: &Args, key: &str) -> Option<String> {
+    args.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(String::from)
+}
+
+/// Runs tool `name`; `None` when there is no such tool.
+pub async fn call(link: &Shared, name: &str, args: &Args) -> Option<CallToolResult> {
+    let r = match name {
+        "send_message" => send_message(link, args).await,
+        "list_peers" => list_peers(link).await,
+        "check_messages" => check_messages(link, args).await,
+        "message_status" => message_status(link, args).await,
+        "set_summary" => set_summary(link, args).await,
+        "set_status" => set_status(link, args).await,
+        "join_group" => join_group(link, args).await,
+        "leave_group" => leave_group(link, args).await,
+        _ => return None,
+    };
+    Some(r.unwrap_or_else(|e| e))
+}
+
+type ToolResult = Result<CallToolResult, CallToolResult>;
+
+async fn send_message(link: &Shared, args: &Args) -> ToolResult {
+    let (to, message) = (str_arg(args, "to")?, str_arg(args, "message")?);
+    let priority = match opt_str(args, "priority").as_deref() {
+        None | Some("next") => Priority::Next,
+        Some("now") => Priority::Now,
+        Some("low") => Priority::Low,
+        Some(p) => return Err(fail(format!("priority {p:?} is not one of now, next, low."))),
+    };
+    let mut l = link.lock().await;
+    let from_session = Some(l.session_id().to_string());
+    let p = SendParams { to, message, priority, mesh: None, from_session, reply_to: None };
+    let v = l.call(AgentCall::Send(p)).await.map_err(|e| agent_error(&e))?;
+    let id = v["id"].as_str().unwrap_or("?");
+    Ok(ok(format!(
+        "Sent to {} ({} recipient(s)) on mesh {}. Message id: {id} — message_status(\"{id}\") tells \
+         whether it was seen.",
+        v["target"].as_str().unwrap_or("?"),
+        v["recipients"].as_u64().unwrap_or(0),
+        v["mesh"].as_str().unwrap_or("?"),
+    )))
+}
+
+async fn list_peers(link: &Shared) -> ToolResult {
+    let v = link.lock().await.call(AgentCall::Peers { mesh: None }).await.map_err(|e| agent_error(&e))?;
+    let peers = v.as_array().cloned().unwrap_or_default();
+    if peers.is_empty() {
+        return Ok(ok("Nobody is online in your meshes right now."));
+    }
+    let s = |p: &Value, k: &str| p[k].as_str().unwrap_or("").to_string();
+    let lines: Vec<String> = peers
+        .iter()
+        .map(|p| {
+            let groups: Vec<String> = p["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g["name"].as_str())
+                .map(|g| format!("@{g}"))
+                .collect();
+            let me = if p["me"] == true { " (you)" } else { "" };
+            let summary = p["summary"].as_str().map(|x| format!(" — {x}")).unwrap_or_default();
+            let groups = if groups.is_empty() { String::new() } else { format!(" [{}]", groups.join(" ")) };
+            format!(
+                "- {}{me} (id {}, {}, mesh {}, host {}){groups}{summary}",
+                s(p, "display_name"),
+                s(p, "session_id"),
+                s(p, "status"),
+                s(p, "mesh"),
+                p["hostname"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    Ok(ok(lines.join("\n")))
+}
+
+fn format_message(m: &InboxMessage) -> String {
+    let from_id = if m.from_session.is_empty() { &m.from_member } else { &m.from_session };
+    let seen = if m.seen { ", seen before" } else { "" };
+    format!(
+        "[{}] from {} (from_id {from_id}, mesh {}, priority {}{seen}):\n{}",
+        m.msg_id,
+        m.from_name,
+        m.mesh,
+        priority_str(m.priority),
+        content(m).split_once(": ").map(|(_, b)| b).unwrap_or(""),
+    )
+}
+
+async fn check_messages(link: &Shared, args: &Args) -> ToolResult {
+    let all = args.get("include_seen").and_then(Value::as_bool).unwrap_or(false);
+    let mut l = link.lock().await;
+    let session = Some(l.session_id().to_string());
+    let p = InboxParams { session, all, mark_seen: true, ..Default::default() };
+    let v = l.call(AgentCall::Inbox(p)).await.map_err(|e| agent_error(&e))?;
+    let msgs: Vec<InboxMessage> =
+        serde_json::from_value(v).map_err(|e| fail(format!("unreadable inbox: {e}")))?;
+    if msgs.is_empty() {
+        return Ok(ok("No new messages."));
+    }
+    let text: Vec<String> = msgs.iter().map(format_message).collect();
+    Ok(ok(format!("{} message(s):\n\n{}", msgs.len(), text.join("\n\n"))))
+}
+
+async fn message_status(link: &Shared, args: &Args) -> ToolResult {
+    let msg_id = str_arg(args, "id")?;
+    let v = link.lock().await.call(AgentCall::MessageStatus { msg_id }).await.map_err(|e| agent_error(&e))?;
+    Ok(ok(serde_json::to_string_pretty(&v).unwrap_or_default()))
+}
+
+async fn set_summary(link: &Shared, args: &Args) -> ToolResult {
+    let summary = str_arg(args, "summary")?;
+    let patch = SessionPatch { summary: Some(summary), ..Default::default() };
+    link.lock().await.update(patch).await.map_err(|e| agent_error(&e))?;
+    Ok(ok("Summary set; peers see it in list_peers."))
+}
+
+async fn set_status(link: &Shared, args: &Args) -> ToolResult {
+    let status = match str_arg(args, "status")?.as_str() {
+        "idle" => SessionStatus::Idle,
+        "working" => SessionStatus::Working,
+        "dnd" => SessionStatus::Dnd,
+        s => return Err(fail(format!("status {s:?} is not one of idle, working, dnd."))),
+    };
+    let patch = SessionPatch { status: Some(status), ..Default::default() };
+    link.lock().await.update(patch).await.map_err(|e| agent_error(&e))?;
+    Ok(ok("Status set."))
+}
+
+async fn join_group(link: &Shared, args: &Args) -> ToolResult {
+    let name = str_arg(args, "name")?;
+    let name = name.trim_start_matches('@').to_string();
+    if let Err(e) = claudemesh_protocol::names::validate_group_name(&name) {
+        return Err(fail(format!("{name:?} is not a valid group name: {e}")));
+    }
+    let mut l = link.lock().await;
+    let mut groups = l.session().groups.clone();
+    groups.retain(|g| g.name != name);
+    groups.push(GroupRole { name: name.clone(), role: opt_str(args, "role") });
+    let patch = SessionPatch { groups: Some(groups), ..Default::default() };
+    l.update(patch).await.map_err(|e| agent_error(&e))?;
+    Ok(ok(format!("Joined @{name}; messages to @{name} now reach you.")))
+}
+
+async fn leave_group(link: &Shared, args: &Args) -> ToolResult {
+    let name = str_arg(args, "name")?.trim_start_matches('@').to_string();
+    let mut l = link.lock().await;
+    let mut groups = l.session().groups.clone();
+    let before = groups.len();
+    groups.retain(|g| g.name != name);
+    if groups.len() == before {
+        let current: Vec<String> = groups.iter().map(|g| format!("@{}", g.name)).collect();
+        return Err(fail(format!(
+            "You are not in @{name}. Your groups: {}.",
+            if current.is_empty() { "none".to_string() } else { current.join(", ") }
+        )));
+    }
+    let patch = SessionPatch { groups: Some(groups), ..Default::default() };
+    l.update(patch).await.map_err(|e| agent_error(&e))?;
+    Ok(ok(format!("Left @{name}.")))
+}

@@ -1,0 +1,279 @@
+//! `claudemesh mcp` as Claude Code uses it: a child process driven over stdio by an rmcp client,
+//! against real agents and a real broker.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use claudemesh_agent::Paths;
+use common::*;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, CustomNotification,
+    Implementation, JsonObject, ProtocolVersion,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// A client that records custom notifications; declares `claude/channel` when `channel`.
+struct Claude {
+    channel: bool,
+    tx: mpsc::UnboundedSender<CustomNotification>,
+}
+
+impl ClientHandler for Claude {
+    fn get_info(&self) -> ClientConfig {
+        let mut caps = ClientCapabilities::default();
+        if self.channel {
+            caps.experimental =
+                Some([("claude/channel".to_string(), JsonObject::new())].into_iter().collect());
+        }
+        ClientConfig::new(caps, Implementation::new("test-claude", "0"))
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+    }
+
+    async fn on_custom_notification(&self, n: CustomNotification, _: NotificationContext<RoleClient>) {
+        let _ = self.tx.send(n);
+    }
+}
+
+type Mcp = RunningService<RoleClient, Claude>;
+
+/// Starts `claudemesh mcp` for `paths` as session `sid` named `name`.
+async fn mcp(
+    paths: &Paths,
+    sid: &str,
+    name: &str,
+    channel: bool,
+) -> (Mcp, mpsc::UnboundedReceiver<CustomNotification>) {
+    let cmd = tokio::process::Command::new(EXE).configure(|c| {
+        c.arg("mcp")
+            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+            .env("CLAUDEMESH_SESSION_ID", sid)
+            .env("CLAUDEMESH_NAME", name)
+            .env_remove("CLAUDEMESH_PUSH");
+    });
+    let transport = TokioChildProcess::new(cmd).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = Claude { channel, tx }.serve(transport).await.unwrap();
+    (client, rx)
+}
+
+async fn call(c: &Mcp, name: &'static str, args: Value) -> CallToolResult {
+    let Value::Object(args) = args else { panic!("args must be an object") };
+    c.call_tool(CallToolRequestParams::new(name).with_arguments(args)).await.unwrap()
+}
+
+fn text(r: &CallToolResult) -> String {
+    r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n")
+}
+
+fn is_error(r: &CallToolResult) -> bool {
+    r.is_error == Some(true)
+}
+
+async fn next_channel(rx: &mut mpsc::UnboundedReceiver<CustomNotification>) -> Value {
+    let n = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+        .await
+        .expect("no channel notification")
+        .unwrap();
+    assert_eq!(n.method, "notifications/claude/channel");
+    let p = n.params.unwrap();
+    let meta = p["meta"].as_object().expect("meta is an object");
+    for (k, v) in meta {
+        assert!(!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "meta key {k:?}");
+        assert!(!k.starts_with(|c: char| c.is_ascii_digit()), "meta key {k:?}");
+        assert!(v.is_string(), "meta value for {k} is not a string: {v}");
+    }
+    for k in ["from", "from_id", "mesh", "priority", "msg_id", "kind"] {
+        assert!(meta.contains_key(k), "meta lacks {k}: {p}");
+    }
+    p
+}
+
+async fn agent(w: &World, name: &str) -> RunningAgent {
+    let paths = w.member(name).await;
+    let a = RunningAgent::start(&paths).await;
+    wait_connected(&mut a.client().await).await;
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_and_handshake() {
+    let w = World::start().await;
+    let a = agent(&w, "alice").await;
+    let (c, _rx) = mcp(&a.paths, "s-alice", "alice-1", true).await;
+
+    let info = c.peer_info().unwrap();
+    assert_eq!(info.protocol_version, ProtocolVersion::V_2025_11_25);
+    assert_eq!(info.capabilities.tools.as_ref().unwrap().list_changed, Some(true));
+    assert!(info.capabilities.prompts.is_some());
+    assert!(info.capabilities.experimental.as_ref().unwrap().contains_key("claude/channel"));
+    assert!(info.instructions.as_deref().unwrap().contains("send_message"));
+
+    let mut names: Vec<String> =
+        c.list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "check_messages",
+            "join_group",
+            "leave_group",
+            "list_peers",
+            "message_status",
+            "send_message",
+            "set_status",
+            "set_summary"
+        ]
+    );
+    let prompts = c.list_all_prompts().await.unwrap();
+    assert!(prompts.iter().any(|p| p.name == "inbox"));
+
+    // The session is registered under the given id and name.
+    wait_peer(&mut a.client().await, "alice-1").await;
+    let r = call(&c, "list_peers", json!({})).await;
+    assert!(!is_error(&r));
+    assert!(text(&r).contains("alice-1 (you) (id s-alice"), "{}", text(&r));
+
+    // Failures are results the model can act on.
+    let r = call(&c, "send_message", json!({"to": "nobody-here", "message": "hi"})).await;
+    assert!(is_error(&r), "{}", text(&r));
+    assert!(text(&r).contains("list_peers"), "{}", text(&r));
+    let r = call(&c, "send_message", json!({"to": "alice-1"})).await;
+    assert!(is_error(&r) && text(&r).contains("`message` is required"), "{}", text(&r));
+    let r = call(&c, "leave_group", json!({"name": "nope"})).await;
+    assert!(is_error(&r) && text(&r).contains("not in @nope"), "{}", text(&r));
+    let r = call(&c, "set_status", json!({"status": "asleep"})).await;
+    assert!(is_error(&r));
+
+    // Closing stdin ends the server and closes its session.
+    c.cancel().await.unwrap();
+    let mut ac = a.client().await;
+    for _ in 0..200 {
+        let peers = ac.call(claudemesh_protocol::local::AgentCall::Peers { mesh: None }).await.unwrap();
+        if !peers.as_array().unwrap().iter().any(|p| p["display_name"] == "alice-1") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("session still listed after the MCP server exited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_between_sessions_on_two_agents() {
+    let w = World::start().await;
+    let a = agent(&w, "alice").await;
+    let b = agent(&w, "bob").await;
+    let (ca, mut rx_a) = mcp(&a.paths, "s-a", "alice-1", true).await;
+    let (cb, mut rx_b) = mcp(&b.paths, "s-b", "bob-1", true).await;
+    wait_peer(&mut a.client().await, "bob-1").await;
+    wait_peer(&mut b.client().await, "alice-1").await;
+
+    // alice → bob: pushed as a channel notification with string-only meta.
+    let r = call(&ca, "send_message", json!({"to": "bob-1", "message": "hi bob", "priority": "now"})).await;
+    assert!(!is_error(&r), "{}", text(&r));
+    let p = next_channel(&mut rx_b).await;
+    assert_eq!(p["content"], "alice-1: hi bob");
+    assert_eq!(p["meta"]["from"], "alice-1");
+    assert_eq!(p["meta"]["from_id"], "s-a");
+    assert_eq!(p["meta"]["priority"], "now");
+    assert_eq!(p["meta"]["kind"], "message");
+
+    // check_messages returns the pushed-but-unseen message once, then never again.
+    let r = call(&cb, "check_messages", json!({})).await;
+    assert!(!is_error(&r));
+    assert!(text(&r).contains("hi bob") && text(&r).contains("from_id s-a"), "{}", text(&r));
+    let r = call(&cb, "check_messages", json!({})).await;
+    assert_eq!(text(&r), "No new messages.");
+    let r = call(&cb, "check_messages", json!({"include_seen": true})).await;
+    assert!(text(&r).contains("hi bob") && text(&r).contains("seen before"), "{}", text(&r));
+    let r = call(&cb, "check_messages", json!({})).await;
+    assert_eq!(text(&r), "No new messages.");
+
+    // bob replies to from_id; alice gets it pushed.
+    let r = call(&cb, "send_message", json!({"to": "s-a", "message": "hi alice"})).await;
+    assert!(!is_error(&r), "{}", text(&r));
+    let p = next_channel(&mut rx_a).await;
+    assert_eq!(p["content"], "bob-1: hi alice");
+    assert_eq!(p["meta"]["priority"], "next");
+
+    // Groups: bob joins @reviewers; alice's message to the group reaches him.
+    let r = call(&cb, "join_group", json!({"name": "reviewers", "role": "lead"})).await;
+    assert!(!is_error(&r), "{}", text(&r));
+    let mut ac = a.client().await;
+    let mut sent = false;
+    for _ in 0..200 {
+        let r = call(&ca, "send_message", json!({"to": "@reviewers", "message": "please review"})).await;
+        if !is_error(&r) {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(sent, "alice never saw bob in @reviewers");
+    let p = next_channel(&mut rx_b).await;
+    assert_eq!(p["content"], "alice-1: please review");
+    let r = call(&cb, "leave_group", json!({"name": "reviewers"})).await;
+    assert!(!is_error(&r), "{}", text(&r));
+
+    // Summary and status reach the other agent.
+    let r = call(&cb, "set_summary", json!({"summary": "reviewing auth.rs"})).await;
+    assert!(!is_error(&r));
+    let r = call(&cb, "set_status", json!({"status": "working"})).await;
+    assert!(!is_error(&r));
+    let mut ok = false;
+    for _ in 0..200 {
+        let peers = ac.call(claudemesh_protocol::local::AgentCall::Peers { mesh: None }).await.unwrap();
+        if peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["summary"] == "reviewing auth.rs" && p["status"] == "working")
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ok, "summary/status never reached alice's agent");
+
+    // message_status answers for a message alice sent.
+    let r = call(&ca, "send_message", json!({"to": "bob-1", "message": "status?", "priority": "low"})).await;
+    let id = text(&r).split("Message id: ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    let r = call(&ca, "message_status", json!({"id": id})).await;
+    assert!(!is_error(&r), "{}", text(&r));
+
+    ca.cancel().await.unwrap();
+    cb.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_channel_messages_wait_for_check_messages() {
+    let w = World::start().await;
+    let a = agent(&w, "alice").await;
+    let b = agent(&w, "bob").await;
+    let (ca, _rx_a) = mcp(&a.paths, "s-a", "alice-1", true).await;
+    let (cb, mut rx_b) = mcp(&b.paths, "s-b", "bob-1", false).await;
+    wait_peer(&mut a.client().await, "bob-1").await;
+
+    let r =
+        call(&ca, "send_message", json!({"to": "bob-1", "message": "quiet one", "priority": "now"})).await;
+    assert!(!is_error(&r), "{}", text(&r));
+    let mut got = String::new();
+    for _ in 0..400 {
+        got = text(&call(&cb, "check_messages", json!({})).await);
+        if got.contains("quiet one") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(got.contains("quiet one"), "{got}");
+    assert!(rx_b.try_recv().is_err(), "pushed although the client declared no channel");
+    assert_eq!(text(&call(&cb, "check_messages", json!({})).await), "No new messages.");
+    ca.cancel().await.unwrap();
+    cb.cancel().await.unwrap();
+}
