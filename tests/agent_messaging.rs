@@ -379,3 +379,27 @@ async fn agents_speak_wss_to_a_broker_with_a_private_ca() {
         std::fs::read_to_string(dir.path().join("agent.out")).unwrap_or_default()
     );
 }
+
+#[tokio::test]
+async fn link_state_changes_stream_to_subscribers() {
+    let mut w = World::start().await;
+    let (alice, _a) = connected_agent(&w, "alice").await;
+    let mut watch = alice.client().await;
+    watch.subscribe(vec![Topic::Links], None, None).await.unwrap();
+    w.stop_broker().await;
+    w.start_broker().await;
+    let mut states = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Ok(Ok((_, ev))) = tokio::time::timeout_at(deadline, watch.next_event()).await {
+        if let claudemesh_protocol::local::LocalEvent::Links { state, mesh, .. } = ev {
+            assert_eq!(mesh, "team");
+            states.push(state);
+            if state == claudemesh_protocol::local::LinkState::Connected && states.len() > 1 {
+                break;
+            }
+        }
+    }
+    use claudemesh_protocol::local::LinkState::*;
+    assert!(states.contains(&Disconnected), "{states:?}");
+    assert_eq!(states.last(), Some(&Connected), "{states:?}");
+}

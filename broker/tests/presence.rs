@@ -252,3 +252,31 @@ async fn presence_is_batched_not_one_frame_per_event() {
     assert_eq!(joined, 40);
     assert!(frames < 10, "40 joins arrived in {frames} frames");
 }
+
+#[tokio::test]
+async fn session_and_connection_caps_refuse_with_limit() {
+    let h = Harness::start_with(|c| {
+        c.max_sessions_per_member = 2;
+        c.max_connections_per_mesh = 2;
+    })
+    .await;
+    // admin + one member = 2 connections: the cap.
+    let mut m = mesh_with(&h, "team", 1).await;
+    let (mut alice, _) = m.members.pop().unwrap();
+    open_session(&mut alice, "s1", "a1", &[]).await;
+    open_session(&mut alice, "s2", "a2", &[]).await;
+    let req = alice.next_req();
+    let third = SessionInfo { session_id: "s3".into(), display_name: "a3".into(), ..Default::default() };
+    let r = alice.request(&ClientFrame::SessionOpen { req, session: third }).await.unwrap();
+    assert_eq!(error_code(&r), ErrorCode::Limit);
+    // A third member cannot connect while two are connected...
+    let inv = register(&mut m.admin_conn, &m.admin, invite_payload(&m.admin, "team", "cap", 5)).await;
+    let key = claudemesh_protocol::crypto::MemberKeypair::generate();
+    let mut c = Client::connect(h.url()).await.unwrap();
+    let f = c.enroll(inv.token(), &key, "cap", "third").await.unwrap();
+    assert_eq!(error_code(&f), ErrorCode::Limit, "{f:?}");
+    // ...but a member reconnecting replaces its own connection and is not counted twice.
+    let admin = m.admin;
+    let (_again, ack) = Client::connect_as(h.url(), &admin).await.unwrap();
+    assert!(matches!(ack, ServerFrame::HelloAck { .. }), "{ack:?}");
+}
