@@ -403,3 +403,41 @@ async fn link_state_changes_stream_to_subscribers() {
     assert!(states.contains(&Disconnected), "{states:?}");
     assert_eq!(states.last(), Some(&Connected), "{states:?}");
 }
+
+#[tokio::test]
+async fn group_and_broadcast_reach_the_senders_other_sessions_too() {
+    let w = World::start().await;
+    let (_alice, mut a) = connected_agent(&w, "alice").await;
+    let (_bob, mut b) = connected_agent(&w, "bob").await;
+    register(&mut a, "a1", "alice-1", &["backend"]).await;
+    register(&mut a, "a2", "alice-2", &["backend"]).await;
+    register(&mut a, "a3", "alice-3", &[]).await;
+    register(&mut b, "b1", "bob-1", &["backend"]).await;
+    wait_peer(&mut a, "bob-1").await;
+    for _ in 0..200 {
+        let m = a.call(AgentCall::Members { mesh: None }).await.unwrap();
+        if m.as_array().unwrap().iter().any(|x| {
+            x["declared_groups"].as_array().is_some_and(|g| g.contains(&"backend".into())) && x["me"] == false
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let r = a.call(send("@backend", "standup in 5", "a1")).await.unwrap();
+    assert_eq!((r["recipients"].as_u64(), r["local"].as_u64()), (Some(1), Some(1)), "{r}");
+    assert_eq!(bodies(&wait_inbox(&mut b, Some("b1"), 1).await), ["standup in 5"]);
+    assert_eq!(bodies(&wait_inbox(&mut a, Some("a2"), 1).await), ["standup in 5"], "sibling in the group");
+    let none = a
+        .call(AgentCall::Inbox(InboxParams { session: Some("a3".into()), ..Default::default() }))
+        .await
+        .unwrap();
+    assert!(none.as_array().unwrap().is_empty(), "a3 is not in @backend");
+    let mine = a
+        .call(AgentCall::Inbox(InboxParams { session: Some("a1".into()), ..Default::default() }))
+        .await
+        .unwrap();
+    assert!(mine.as_array().unwrap().is_empty(), "the sender does not get its own message");
+    let r = a.call(send("*", "lunch?", "a1")).await.unwrap();
+    assert_eq!(r["local"], 2, "{r}");
+    assert_eq!(bodies(&wait_inbox(&mut a, Some("a3"), 1).await), ["lunch?"]);
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use claudemesh_protocol::crypto::{MessagePlaintext, fan_out};
-use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ServerFrame, SessionPatch};
+use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ServerFrame, SessionPatch, Target};
 use claudemesh_protocol::limits::MAX_BODY_BYTES;
 use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, SendParams, SessionRegister};
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use crate::inbox::{adopt_pending, now_ms, push_deliverable, touch};
 use crate::resolve::{ResolveError, recipients, resolve_target};
 use crate::state::{Agent, LocalSession};
-use crate::store::{OutboxRecord, SendState};
+use crate::store::{InboxRecord, OutboxRecord, SendState};
 use crate::uplink::UplinkCmd;
 
 pub type ApiError = (ErrorCode, String);
@@ -205,11 +205,18 @@ fn send(agent: &Agent, p: SendParams) -> Result<Value, ApiError> {
     };
     let from_session = p.from_session.clone().unwrap_or_default();
     let session_name = agent.sessions().get(&from_session).map(|s| s.info.display_name.clone());
-    let (target, to, key, from_name, uplink) = {
+    let (target, to, key, from_name, uplink, own_member) = {
         let meshes = agent.meshes();
         let v = meshes.get(&mesh_id).ok_or_else(|| (ErrorCode::NotFound, "mesh disappeared".to_string()))?;
         let target = resolve_target(v, &p.to).map_err(resolve_err)?;
-        let to = recipients(v, &target).map_err(resolve_err)?;
+        // The broker never sends `@g`/`*` back to the sending member; its other local sessions
+        // get the message here, so "nobody else in the mesh" is fine when a sibling takes it.
+        let siblings = !local_siblings(agent, &mesh_id, &from_session, &target).is_empty();
+        let to = match recipients(v, &target) {
+            Ok(to) => to,
+            Err(ResolveError::Empty(_)) if siblings => Vec::new(),
+            Err(e) => return Err(resolve_err(e)),
+        };
         let name = session_name.unwrap_or_else(|| {
             if v.config.display_name.is_empty() {
                 v.config.member_id.clone()
@@ -217,10 +224,17 @@ fn send(agent: &Agent, p: SendParams) -> Result<Value, ApiError> {
                 v.config.display_name.clone()
             }
         });
-        (target, to, v.key.clone(), name, v.uplink.clone())
+        (target, to, v.key.clone(), name, v.uplink.clone(), v.config.member_id.clone())
     };
     let mut plaintext = MessagePlaintext::new(from_session.clone(), from_name, p.message);
     plaintext.reply_to = p.reply_to;
+    let local = deliver_to_siblings(agent, &mesh_id, &own_member, &target, p.priority, &plaintext)?;
+    let slug = agent.meshes().get(&mesh_id).map(|v| v.config.slug.clone()).unwrap_or_default();
+    if to.is_empty() {
+        return Ok(
+            json!({ "id": Value::Null, "mesh": slug, "target": target.to_string(), "recipients": 0, "local": local }),
+        );
+    }
     let envelopes = fan_out(&plaintext, &to, &key).map_err(|e| (ErrorCode::Invalid, e.to_string()))?;
     let rec = OutboxRecord {
         client_msg_id: uuid::Uuid::new_v4().to_string(),
@@ -238,8 +252,67 @@ fn send(agent: &Agent, p: SendParams) -> Result<Value, ApiError> {
     if !from_session.is_empty() {
         touch(agent, &from_session);
     }
-    let slug = agent.meshes().get(&mesh_id).map(|v| v.config.slug.clone()).unwrap_or_default();
-    Ok(json!({ "id": rec.client_msg_id, "mesh": slug, "target": rec.target, "recipients": to.len() }))
+    Ok(
+        json!({ "id": rec.client_msg_id, "mesh": slug, "target": rec.target, "recipients": to.len(), "local": local }),
+    )
+}
+
+/// This agent's other sessions that a `@g` or `*` send reaches.
+fn local_siblings(agent: &Agent, mesh_id: &str, from_session: &str, target: &Target) -> Vec<String> {
+    let wants = |s: &LocalSession| match target {
+        Target::Broadcast => true,
+        Target::Group(g) => s.info.groups.iter().any(|x| &x.name == g),
+        Target::Member(_) | Target::Session(_) => false,
+    };
+    agent
+        .sessions()
+        .values()
+        .filter(|s| s.info.session_id != from_session && s.meshes.iter().any(|m| m == mesh_id) && wants(s))
+        .map(|s| s.info.session_id.clone())
+        .collect()
+}
+
+/// Puts a `@g`/`*` message straight into the inbox of this agent's other matching sessions.
+fn deliver_to_siblings(
+    agent: &Agent,
+    mesh_id: &str,
+    own_member: &str,
+    target: &Target,
+    priority: claudemesh_protocol::frames::Priority,
+    plaintext: &MessagePlaintext,
+) -> Result<usize, ApiError> {
+    let siblings = local_siblings(agent, mesh_id, &plaintext.from_session, target);
+    if siblings.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    let slug = agent.meshes().get(mesh_id).map(|v| v.config.slug.clone()).unwrap_or_default();
+    let rec = InboxRecord {
+        message: InboxMessage {
+            msg_id: format!("local-{}", uuid::Uuid::new_v4()),
+            mesh: slug,
+            from_member: own_member.to_string(),
+            from_session: plaintext.from_session.clone(),
+            from_name: plaintext.from_name.clone(),
+            target: target.to_string(),
+            priority,
+            body: plaintext.body.clone(),
+            reply_to: plaintext.reply_to.clone(),
+            meta: plaintext.meta.clone(),
+            sent_at: now,
+            received_at: now,
+            seen: false,
+            error: None,
+        },
+        mesh_id: mesh_id.to_string(),
+        deliveries: siblings.iter().map(|s| (s.clone(), Default::default())).collect(),
+        pending: false,
+    };
+    agent.store.inbox_insert(&rec).map_err(internal)?;
+    for s in &siblings {
+        push_deliverable(agent, s).map_err(internal)?;
+    }
+    Ok(siblings.len())
 }
 
 fn inbox(agent: &Agent, p: InboxParams) -> Result<Value, ApiError> {
