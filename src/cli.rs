@@ -39,6 +39,10 @@ pub enum Command {
     Doctor(JsonArg),
     /// Serve MCP over stdio for Claude Code (started by Claude Code, not by hand).
     Mcp,
+    /// Register claudemesh's MCP server with Claude Code (user scope).
+    Install(JsonArg),
+    /// Remove what `claudemesh install` added.
+    Uninstall(JsonArg),
 }
 
 #[derive(Debug, Args)]

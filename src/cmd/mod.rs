@@ -8,6 +8,7 @@ mod agent_stop;
 mod agent_uninstall;
 mod doctor;
 mod inbox;
+mod install;
 mod invite_create;
 mod invite_inspect;
 mod invite_list;
@@ -20,6 +21,7 @@ mod mesh_create;
 mod peers;
 mod send;
 mod status;
+mod uninstall;
 
 use std::process::ExitCode;
 
@@ -49,6 +51,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(a) => block_on(status::run(a.json)),
         Command::Doctor(a) => block_on(doctor::run(a.json)),
         Command::Mcp => mcp::run(),
+        Command::Install(a) => install::run(a.json),
+        Command::Uninstall(a) => uninstall::run(a.json),
     }
 }
 

@@ -130,6 +130,8 @@ fn agent_error(e: &ClientError) -> CallToolResult {
 
 type Args = JsonObject;
 
+// `CallToolResult` is large once serde_json keeps key order (`preserve_order`); this is a cold path.
+#[allow(clippy::result_large_err)]
 fn str_arg(args: &Args, key: &str) -> Result<String, CallToolResult> {
     match args.get(key) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
