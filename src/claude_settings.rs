@@ -1,7 +1,6 @@
 //! Safe edits of Claude Code's JSON files (`~/.claude.json`): lock, read, modify, back up, atomic replace.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -88,7 +87,8 @@ pub fn edit<T>(
     let backup = match &old {
         Some(bytes) => {
             let b = backup_path(path);
-            write_replace(&b, bytes, mode).with_context(|| format!("cannot write backup {}", b.display()))?;
+            claudemesh_agent::paths::write_atomic(&b, bytes, mode)
+                .with_context(|| format!("cannot write backup {}", b.display()))?;
             Some(b)
         }
         None => None,
@@ -97,7 +97,8 @@ pub fn edit<T>(
     if old.as_ref().is_none_or(|b| b.ends_with(b"\n")) {
         text.push('\n');
     }
-    write_replace(path, text.as_bytes(), mode).with_context(|| format!("cannot write {}", path.display()))?;
+    claudemesh_agent::paths::write_atomic(path, text.as_bytes(), mode)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Outcome { value, changed, backup })
 }
 
@@ -129,26 +130,4 @@ fn lock(path: &Path) -> anyhow::Result<File> {
             }
         }
     }
-}
-
-/// Writes `bytes` to a temp file next to `path` with `mode`, fsyncs it, renames it over `path`,
-/// and fsyncs the directory.
-fn write_replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let tmp = sibling(path, &format!(".claudemesh-tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        // The umask may have narrowed `mode` at creation; set it exactly.
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
