@@ -208,7 +208,7 @@ async fn handle_text(conn: &mut Conn, text: &str) {
                 handlers::admin::mesh_create(conn, req, slug, admin_token, pubkey, display_name).await
             }
             other => conn.error(
-                request_id(&other),
+                other.req(),
                 ErrorCode::Unauthorized,
                 format!("{} before hello: authenticate with hello or enroll first", other.type_name()),
             ),
@@ -216,12 +216,6 @@ async fn handle_text(conn: &mut Conn, text: &str) {
         return;
     }
     handlers::dispatch(conn, frame).await;
-}
-
-/// The `req` of a request frame, for error replies.
-pub fn request_id(f: &ClientFrame) -> Option<u64> {
-    let v = serde_json::to_value(f).ok()?;
-    v.get("req").and_then(serde_json::Value::as_u64)
 }
 
 async fn write_loop(

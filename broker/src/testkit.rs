@@ -188,7 +188,7 @@ impl Client {
 
     /// Sends a request and waits for the reply with its `req`.
     pub async fn request(&mut self, f: &ClientFrame) -> Result<ServerFrame, ClientError> {
-        let req = crate::conn::request_id(f);
+        let req = f.req();
         self.send(f).await?;
         self.recv_match(|r| r.req() == req).await
     }

@@ -20,6 +20,7 @@ fn every_client_frame_round_trips() {
         let text = encode(&f);
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["type"], f.type_name(), "tag of {text}");
+        assert_eq!(f.req(), v.get("req").and_then(Value::as_u64), "req() of {text}");
         assert_eq!(decode_client(&text).unwrap(), f, "round trip of {text}");
     }
 }

@@ -7,7 +7,7 @@ pub mod sessions;
 
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode};
 
-use crate::conn::{Conn, request_id};
+use crate::conn::Conn;
 
 /// Handles a frame on an authenticated connection.
 pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) {
@@ -40,7 +40,7 @@ pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) {
             // Services, vault, skills and uploads are defined by the protocol but served by a
             // later broker version; say so plainly instead of pretending.
             conn.error(
-                request_id(&other),
+                other.req(),
                 ErrorCode::Unavailable,
                 format!(
                     "{} is not supported by this broker version ({})",

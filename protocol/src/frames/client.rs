@@ -328,4 +328,50 @@ impl ClientFrame {
             ClientFrame::SkillRemove { .. } => "skill_remove",
         }
     }
+
+    /// The request id, for frames that carry one (every request; not `hello`, `enroll`,
+    /// `client_ack`, `receipt` or `mcp_call_response`).
+    pub fn req(&self) -> Option<u64> {
+        match self {
+            ClientFrame::SessionOpen { req, .. } => Some(*req),
+            ClientFrame::SessionUpdate { req, .. } => Some(*req),
+            ClientFrame::SessionClose { req, .. } => Some(*req),
+            ClientFrame::Send(f) => Some(f.req),
+            ClientFrame::MessageStatus { req, .. } => Some(*req),
+            ClientFrame::ListPeers { req, .. } => Some(*req),
+            ClientFrame::ListMembers { req, .. } => Some(*req),
+            ClientFrame::MeshCreate { req, .. } => Some(*req),
+            ClientFrame::InviteRegister { req, .. } => Some(*req),
+            ClientFrame::InviteRevoke { req, .. } => Some(*req),
+            ClientFrame::InviteList { req, .. } => Some(*req),
+            ClientFrame::MemberRemove { req, .. } => Some(*req),
+            ClientFrame::MemberSet { req, .. } => Some(*req),
+            ClientFrame::MeshInfo { req, .. } => Some(*req),
+            ClientFrame::McpDeploy(f) => Some(f.req),
+            ClientFrame::McpUndeploy { req, .. } => Some(*req),
+            ClientFrame::McpUpdate(f) => Some(f.req),
+            ClientFrame::McpLogs { req, .. } => Some(*req),
+            ClientFrame::McpScope { req, .. } => Some(*req),
+            ClientFrame::McpSchema { req, .. } => Some(*req),
+            ClientFrame::McpCatalog { req, .. } => Some(*req),
+            ClientFrame::McpCall { req, .. } => Some(*req),
+            ClientFrame::McpRegister { req, .. } => Some(*req),
+            ClientFrame::McpUnregister { req, .. } => Some(*req),
+            ClientFrame::UploadBegin { req, .. } => Some(*req),
+            ClientFrame::UploadEnd { req, .. } => Some(*req),
+            ClientFrame::VaultSet { req, .. } => Some(*req),
+            ClientFrame::VaultGet { req, .. } => Some(*req),
+            ClientFrame::VaultList { req, .. } => Some(*req),
+            ClientFrame::VaultDelete { req, .. } => Some(*req),
+            ClientFrame::SkillShare { req, .. } => Some(*req),
+            ClientFrame::SkillGet { req, .. } => Some(*req),
+            ClientFrame::SkillList { req, .. } => Some(*req),
+            ClientFrame::SkillRemove { req, .. } => Some(*req),
+            ClientFrame::ClientAck { .. }
+            | ClientFrame::Enroll(_)
+            | ClientFrame::Hello(_)
+            | ClientFrame::McpCallResponse { .. }
+            | ClientFrame::Receipt { .. } => None,
+        }
+    }
 }
