@@ -36,7 +36,8 @@ struct ServeArgs {
     /// Directory for broker.redb and the admin token.
     #[arg(long)]
     data: PathBuf,
-    /// URL members use to reach this broker (printed in logs, used in invites).
+    /// URL members use to reach this broker (e.g. behind a TLS proxy); reported in the startup
+    /// log and in /health so operators can check what invites should carry.
     #[arg(long)]
     public_url: Option<String>,
     /// PEM certificate chain: serve wss:// directly.

@@ -111,7 +111,8 @@ pub async fn serve(
         .with_state(AppState { hub: hub.clone(), tracker: tracker.clone(), stop: stop.clone() });
 
     let local = listener.local_addr().map_err(BrokerError::Serve)?;
-    tracing::info!(%local, tls = tls.is_some(), "broker listening");
+    let public_url = hub.config.public_url.as_deref().unwrap_or("(not set: --public-url)");
+    tracing::info!(%local, tls = tls.is_some(), public_url, "broker listening");
     let graceful = {
         let stop = stop.clone();
         async move {
@@ -188,6 +189,7 @@ async fn health(State(s): State<AppState>) -> impl IntoResponse {
         "uptime_secs": s.hub.started.elapsed().as_secs(),
         "meshes": s.hub.meshes().len(),
         "connections": s.hub.connection_count(),
+        "public_url": s.hub.config.public_url,
     }))
 }
 

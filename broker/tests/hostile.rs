@@ -252,3 +252,12 @@ async fn broker_binary_reports_a_missing_tls_file_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/cert.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn health_reports_the_public_url() {
+    let h = Harness::start_with(|c| c.public_url = Some("wss://mesh.example.com/ws".into())).await;
+    let (status, body) = http_get(h.broker.addr, "/health").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["public_url"], "wss://mesh.example.com/ws");
+}
