@@ -47,17 +47,14 @@ pub fn route(agent: &Agent, mesh_id: &str, target: &str) -> Vec<String> {
 /// Decrypts and stores one push. Returns `Ok(true)` when it was new. Undecryptable messages are
 /// stored with the reason, never dropped.
 pub fn receive(agent: &Agent, mesh_id: &str, push: &Push) -> Result<bool, StoreError> {
-    let (slug, sender_pk, key, own_member) = {
+    let (slug, sender_pk, sender_name, key, own_member) = {
         let meshes = agent.meshes();
         let Some(m) = meshes.get(mesh_id) else { return Ok(false) };
-        let pk = m.members.get(&push.from.member_id).map(|x| x.pubkey.clone());
-        (m.config.slug.clone(), pk, m.key.clone(), m.config.member_id.clone())
+        let sender = m.members.get(&push.from.member_id);
+        let pk = sender.map(|x| x.pubkey.clone());
+        let name = sender.map_or_else(|| push.from.member_id.clone(), |x| x.display_name.clone());
+        (m.config.slug.clone(), pk, name, m.key.clone(), m.config.member_id.clone())
     };
-    let sender_name = agent
-        .meshes()
-        .get(mesh_id)
-        .and_then(|m| m.members.get(&push.from.member_id).map(|x| x.display_name.clone()))
-        .unwrap_or_else(|| push.from.member_id.clone());
     let opened = match sender_pk.as_deref().map(|h| from_hex_array::<32>("pubkey", h)) {
         None => Err(format!("sender {} is not in the member directory", push.from.member_id)),
         Some(Err(e)) => Err(e.to_string()),
