@@ -309,9 +309,7 @@ fn deliver_to_siblings(
         pending: false,
     };
     agent.store.inbox_insert(&rec).map_err(internal)?;
-    for s in &siblings {
-        push_deliverable(agent, s).map_err(internal)?;
-    }
+    crate::inbox::push_new(agent, rec).map_err(internal)?;
     Ok(siblings.len())
 }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use claudemesh_protocol::codec::from_hex_array;
 use claudemesh_protocol::crypto::open_message;
-use claudemesh_protocol::frames::{Push, Target};
+use claudemesh_protocol::frames::{Push, SessionStatus, Target};
 use claudemesh_protocol::local::{InboxMessage, LocalEvent, Topic};
 
 use crate::state::{Agent, LocalSession, deliverable};
@@ -118,9 +118,7 @@ pub fn receive(agent: &Agent, mesh_id: &str, push: &Push) -> Result<bool, StoreE
     };
     let new = agent.store.inbox_insert(&rec)?;
     if new {
-        for s in &targets {
-            push_deliverable(agent, s)?;
-        }
+        push_new(agent, rec)?;
     }
     Ok(new)
 }
@@ -134,18 +132,43 @@ pub fn push_deliverable(agent: &Agent, session: &str) -> Result<usize, StoreErro
     }
     let mut n = 0;
     for mut rec in agent.store.inbox_all()? {
-        let Some(d) = rec.deliveries.get(session).copied() else { continue };
-        if d.seen || d.pushed || !deliverable(rec.message.priority, status) {
-            continue;
-        }
-        let ev = LocalEvent::Messages(rec.message.clone());
-        if agent.publish(Topic::Messages, Some(&rec.mesh_id), Some(session), &ev) > 0 {
-            rec.deliveries.insert(session.to_string(), Delivery { pushed: true, seen: false });
-            agent.store.inbox_update(&rec)?;
+        if push_one(agent, &mut rec, session, status)? {
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// Pushes a message just stored to the sessions it was routed to: only this record can have
+/// become deliverable, so the inbox is not rescanned.
+pub fn push_new(agent: &Agent, mut rec: InboxRecord) -> Result<(), StoreError> {
+    let sessions: Vec<String> = rec.deliveries.keys().cloned().collect();
+    for s in sessions {
+        let Some(status) = agent.sessions().get(&s).map(|x| x.info.status) else { continue };
+        push_one(agent, &mut rec, &s, status)?;
+    }
+    Ok(())
+}
+
+/// Publishes `rec` to `session`'s subscribers if it is unseen, not yet pushed, and priority ×
+/// status allow it; marks it pushed when someone received it.
+fn push_one(
+    agent: &Agent,
+    rec: &mut InboxRecord,
+    session: &str,
+    status: SessionStatus,
+) -> Result<bool, StoreError> {
+    let Some(d) = rec.deliveries.get(session).copied() else { return Ok(false) };
+    if d.seen || d.pushed || !deliverable(rec.message.priority, status) {
+        return Ok(false);
+    }
+    let ev = LocalEvent::Messages(rec.message.clone());
+    if agent.publish(Topic::Messages, Some(&rec.mesh_id), Some(session), &ev) == 0 {
+        return Ok(false);
+    }
+    rec.deliveries.insert(session.to_string(), Delivery { pushed: true, seen: false });
+    agent.store.inbox_update(rec)?;
+    Ok(true)
 }
 
 /// Gives a newly registered session the waiting messages addressed to it.
