@@ -39,10 +39,22 @@ pub enum Command {
     Doctor(JsonArg),
     /// Serve MCP over stdio for Claude Code (started by Claude Code, not by hand).
     Mcp,
+    /// Handle a Claude Code hook (run by Claude Code with the hook JSON on stdin; never fails).
+    Hook(HookArgs),
     /// Register claudemesh's MCP server with Claude Code (user scope).
     Install(JsonArg),
     /// Remove what `claudemesh install` added.
     Uninstall(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// SessionStart, UserPromptSubmit, PostToolUse or Stop (default: the input's hook_event_name).
+    #[arg(allow_hyphen_values = true)]
+    pub event: Option<String>,
+    /// Ignored, so that no argument can make a hook fail.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
 }
 
 #[derive(Debug, Args)]

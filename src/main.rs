@@ -3,6 +3,7 @@
 mod claude_settings;
 mod cli;
 mod cmd;
+mod hook;
 mod mcp;
 
 use clap::Parser;

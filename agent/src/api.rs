@@ -54,6 +54,10 @@ pub async fn handle(
         AgentCall::InviteRevoke { invite_id, mesh } => {
             crate::admin::invite_revoke(agent, mesh.as_deref(), invite_id).await
         }
+        AgentCall::Hook(call) => crate::hooks::hook(agent, &call),
+        AgentCall::HookWait { session_id, timeout_ms } => {
+            crate::hooks::wait(agent, &session_id, timeout_ms).await
+        }
         AgentCall::Shutdown => {
             agent.shutdown.cancel();
             Ok(json!({ "stopping": true }))
@@ -89,12 +93,28 @@ fn status(agent: &Agent) -> Value {
         })
         .collect();
     list.sort_by(|a, b| a["slug"].as_str().cmp(&b["slug"].as_str()));
+    let mut local: Vec<Value> = sessions
+        .values()
+        .map(|s| {
+            json!({
+                "session_id": s.info.session_id,
+                "display_name": s.info.display_name,
+                "status": s.info.status,
+                "claude_pid": s.claude_pid,
+                "claude_session": s.claude_session,
+                "stop_hook_waiting": s.waiting,
+                "idle_secs": s.last_active.elapsed().as_secs(),
+            })
+        })
+        .collect();
+    local.sort_by(|a, b| a["display_name"].as_str().cmp(&b["display_name"].as_str()));
     json!({
         "agent_version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
         "uptime_secs": agent.started.elapsed().as_secs(),
         "config_dir": agent.paths.dir,
         "sessions": sessions.len(),
+        "local_sessions": local,
         "meshes": list,
     })
 }
@@ -318,7 +338,10 @@ fn inbox(agent: &Agent, p: InboxParams) -> Result<Value, ApiError> {
         Some(m) => Some(agent.resolve_mesh(Some(m)).map_err(|e| (ErrorCode::NotFound, e))?),
         None => None,
     };
+    // Reading and marking happen under one lock, so a hook cannot show the same message too.
+    let _held = p.mark_seen.then(|| agent.delivery_lock());
     let mut out = Vec::new();
+    let mut shown = Vec::new();
     for rec in agent.store.inbox_all().map_err(internal)? {
         if mesh.as_ref().is_some_and(|m| m != &rec.mesh_id) {
             continue;
@@ -336,26 +359,42 @@ fn inbox(agent: &Agent, p: InboxParams) -> Result<Value, ApiError> {
         let mut m = rec.message.clone();
         m.seen = seen;
         out.push(m);
+        shown.push((!seen).then_some(rec));
     }
     if let Some(limit) = p.limit {
         let skip = out.len().saturating_sub(limit as usize);
         out.drain(..skip);
+        shown.drain(..skip);
     }
     if p.mark_seen {
-        let ids: Vec<String> = out.iter().filter(|m| !m.seen).map(|m| m.msg_id.clone()).collect();
-        mark_seen(agent, &ids, p.session.as_deref())?;
+        mark_records_seen(agent, shown.into_iter().flatten().collect(), p.session.as_deref())?;
     }
     serde_json::to_value(out).map_err(internal)
 }
 
 /// Marks messages seen (by `session`, or by the user at the CLI), and reports receipts.
 pub fn mark_seen(agent: &Agent, ids: &[String], session: Option<&str>) -> Result<usize, ApiError> {
+    let _held = agent.delivery_lock();
+    let recs: Vec<InboxRecord> = agent
+        .store
+        .inbox_all()
+        .map_err(internal)?
+        .into_iter()
+        .filter(|r| ids.contains(&r.message.msg_id))
+        .collect();
+    mark_records_seen(agent, recs, session)
+}
+
+/// Records that `recs` were shown (to `session`, or to the user), and sends the receipts.
+/// Callers hold [`Agent::delivery_lock`].
+pub fn mark_records_seen(
+    agent: &Agent,
+    recs: Vec<InboxRecord>,
+    session: Option<&str>,
+) -> Result<usize, ApiError> {
     let mut receipts: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut n = 0;
-    for mut rec in agent.store.inbox_all().map_err(internal)? {
-        if !ids.contains(&rec.message.msg_id) {
-            continue;
-        }
+    for mut rec in recs {
         let was_seen = rec.message.seen;
         match session {
             Some(s) => rec.deliveries.entry(s.to_string()).or_default().seen = true,
@@ -419,13 +458,20 @@ fn register(agent: &Agent, r: SessionRegister, registered: &mut Vec<String>) -> 
     let sid = r.session.session_id.clone();
     {
         let mut sessions = agent.sessions();
-        let holders = sessions.get(&sid).map_or(0, |s| s.holders);
+        let old = sessions.get(&sid);
+        let holders = old.map_or(0, |s| s.holders);
+        let claude_session = old.and_then(|s| s.claude_session.clone());
+        let waiter = old.map_or(0, |s| s.waiter);
+        let waiting = old.is_some_and(|s| s.waiting);
         sessions.insert(
             sid.clone(),
             LocalSession {
                 info: r.session.clone(),
                 meshes: mesh_ids.clone(),
                 claude_pid: r.claude_pid,
+                claude_session,
+                waiter,
+                waiting,
                 last_active: Instant::now(),
                 holders: holders + 1,
             },
@@ -442,10 +488,11 @@ fn register(agent: &Agent, r: SessionRegister, registered: &mut Vec<String>) -> 
     }
     drop(meshes);
     let adopted = adopt_pending(agent, &sid).map_err(internal)?;
+    agent.bump();
     Ok(json!({ "session_id": sid, "meshes": slugs, "waiting": adopted }))
 }
 
-fn update(agent: &Agent, sid: &str, patch: SessionPatch) -> Result<Value, ApiError> {
+pub(crate) fn update(agent: &Agent, sid: &str, patch: SessionPatch) -> Result<Value, ApiError> {
     let mesh_ids = {
         let mut sessions = agent.sessions();
         let s = sessions
@@ -464,6 +511,7 @@ fn update(agent: &Agent, sid: &str, patch: SessionPatch) -> Result<Value, ApiErr
     drop(meshes);
     // A session turning idle may now take `next` messages.
     let pushed = push_deliverable(agent, sid).map_err(internal)?;
+    agent.bump();
     Ok(json!({ "session_id": sid, "pushed": pushed }))
 }
 
@@ -481,6 +529,7 @@ pub fn close_session(agent: &Agent, sid: &str) {
         }
     };
     if let Some(s) = gone {
+        agent.bump();
         let meshes = agent.meshes();
         for id in &s.meshes {
             if let Some(v) = meshes.get(id) {

@@ -130,6 +130,7 @@ pub fn push_deliverable(agent: &Agent, session: &str) -> Result<usize, StoreErro
     if !agent.has_message_subscriber(session) {
         return Ok(0);
     }
+    let _held = agent.delivery_lock();
     let mut n = 0;
     for mut rec in agent.store.inbox_all()? {
         if push_one(agent, &mut rec, session, status)? {
@@ -143,10 +144,18 @@ pub fn push_deliverable(agent: &Agent, session: &str) -> Result<usize, StoreErro
 /// become deliverable, so the inbox is not rescanned.
 pub fn push_new(agent: &Agent, mut rec: InboxRecord) -> Result<(), StoreError> {
     let sessions: Vec<String> = rec.deliveries.keys().cloned().collect();
-    for s in sessions {
-        let Some(status) = agent.sessions().get(&s).map(|x| x.info.status) else { continue };
-        push_one(agent, &mut rec, &s, status)?;
+    {
+        let _held = agent.delivery_lock();
+        // Re-read under the lock: a hook may have shown it since it was stored.
+        if let Some(fresh) = agent.store.inbox_get(&rec.mesh_id, &rec.message.msg_id)? {
+            rec = fresh;
+        }
+        for s in sessions {
+            let Some(status) = agent.sessions().get(&s).map(|x| x.info.status) else { continue };
+            push_one(agent, &mut rec, &s, status)?;
+        }
     }
+    agent.bump();
     Ok(())
 }
 

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod enroll;
+pub mod hooks;
 pub mod inbox;
 pub mod paths;
 pub mod resolve;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use claudemesh_protocol::frames::ErrorCode;
 use claudemesh_protocol::limits::{AGENT_PROTOCOL_VERSION, MAX_AGENT_LINE_BYTES};
-use claudemesh_protocol::local::{AgentLine, ClientLine, Topic};
+use claudemesh_protocol::local::{AgentCall, AgentLine, ClientLine, Topic};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -131,7 +131,22 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
                 let _ = tx.send(AgentLine::err(0, ErrorCode::Unauthorized, "send hello first")).await;
             }
             ClientLine::Request { id, call } => {
-                let reply = match api::handle(&agent, call, &mut registered).await {
+                let long = matches!(call, AgentCall::HookWait { .. });
+                let result = {
+                    let work = api::handle(&agent, call, &mut registered);
+                    tokio::pin!(work);
+                    if long {
+                        // A waiting hook may be killed: stop waiting for a client that is gone.
+                        tokio::select! {
+                            r = &mut work => Some(r),
+                            gone = client_gone(&mut reader) => if gone { None } else { Some(work.await) },
+                        }
+                    } else {
+                        Some(work.await)
+                    }
+                };
+                let Some(result) = result else { break };
+                let reply = match result {
                     Ok(v) => AgentLine::ok(id, v),
                     Err((code, msg)) => AgentLine::err(id, code, msg),
                 };
@@ -172,10 +187,19 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
             }
         }
     }
+    tracing::debug!(conn, "client disconnected");
     agent.unsubscribe(conn, None);
     for s in registered {
         api::close_session(&agent, &s);
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Resolves when the client closed its end (`true`) or sent another line (`false`, left unread).
+async fn client_gone(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> bool {
+    match reader.fill_buf().await {
+        Ok(buf) => buf.is_empty(),
+        Err(_) => true,
+    }
 }

@@ -39,6 +39,12 @@ pub struct LocalSession {
     /// Mesh ids it is open on.
     pub meshes: Vec<String>,
     pub claude_pid: Option<u32>,
+    /// Claude Code's own `session_id`, once a hook reported it.
+    pub claude_session: Option<String>,
+    /// Generation of the newest `hook_wait` for this session; older waiters give way.
+    pub waiter: u64,
+    /// Whether a `Stop` hook is waiting to wake this session.
+    pub waiting: bool,
     pub last_active: Instant,
     /// Registered clients holding it open; it closes when the last one goes.
     pub holders: u32,
@@ -66,6 +72,12 @@ pub struct Agent {
     sessions: Mutex<HashMap<String, LocalSession>>,
     subs: Mutex<Vec<Subscription>>,
     next_id: AtomicU64,
+    /// Held while deciding and recording that a message went to a session (pushed or shown),
+    /// so a push and a hook never both take the same message.
+    delivery: Mutex<()>,
+    /// Bumped whenever a session could have a new message due (stored, status changed,
+    /// session closed); `hook_wait` watches it.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -95,7 +107,24 @@ impl Agent {
             sessions: Mutex::default(),
             subs: Mutex::default(),
             next_id: AtomicU64::new(1),
+            delivery: Mutex::default(),
+            changed: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// See [`Agent::delivery`]. Never held across an `.await`.
+    pub fn delivery_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.delivery)
+    }
+
+    /// Wakes `hook_wait`ers to look again.
+    pub fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that sees every later [`Agent::bump`].
+    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     pub fn next_id(&self) -> u64 {

@@ -169,6 +169,10 @@ impl Store {
         Ok(new)
     }
 
+    pub fn inbox_get(&self, mesh_id: &str, msg_id: &str) -> Result<Option<InboxRecord>, StoreError> {
+        self.get(INBOX, &key(mesh_id, msg_id))
+    }
+
     pub fn inbox_update(&self, rec: &InboxRecord) -> Result<(), StoreError> {
         self.put(INBOX, &key(&rec.mesh_id, &rec.message.msg_id), rec)
     }

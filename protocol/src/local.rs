@@ -79,9 +79,79 @@ pub enum AgentCall {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mesh: Option<String>,
     },
+    /// A Claude Code hook fired: find its session, apply the status change, and take the
+    /// messages the hook may show (marked seen).
+    Hook(HookCall),
+    /// Wait until `session_id` has a message a hook may show now (nothing is taken), or until
+    /// the timeout, a newer waiter for the same session, or the session closes.
+    HookWait {
+        session_id: String,
+        timeout_ms: u64,
+    },
     /// Ask the agent to exit cleanly.
     Shutdown,
 }
+
+/// The Claude Code hook events claudemesh handles, plus `rewake` (the `Stop` hook taking what
+/// became due while it waited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookEvent {
+    SessionStart,
+    UserPromptSubmit,
+    PostToolUse,
+    Stop,
+    Rewake,
+}
+
+/// `hook`: which session the hook belongs to, in order of preference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookCall {
+    pub event: HookEvent,
+    /// `CLAUDEMESH_SESSION_ID` when `claudemesh launch` set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Claude Code's `session_id` from the hook input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude_session_id: Option<String>,
+    /// The hook's ancestor pids, nearest first: one of them is the `claude` process.
+    #[serde(default)]
+    pub pids: Vec<u32>,
+}
+
+/// Why a `hook_wait` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitOutcome {
+    /// A message is due: take it with `hook {event: "rewake"}`.
+    Ready,
+    Timeout,
+    /// A newer `hook_wait` for the same session took over.
+    Superseded,
+    /// The session closed (its Claude Code exited).
+    Closed,
+}
+
+/// Every `method` an [`AgentCall`] can carry (the protocol tests check this list is complete).
+pub const AGENT_METHODS: &[&str] = &[
+    "status",
+    "meshes",
+    "peers",
+    "members",
+    "send",
+    "inbox",
+    "mark_seen",
+    "message_status",
+    "session_register",
+    "session_update",
+    "session_close",
+    "invite_create",
+    "invite_list",
+    "invite_revoke",
+    "hook",
+    "hook_wait",
+    "shutdown",
+];
 
 /// `invite_create`: what the invite grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -44,23 +44,7 @@ fn every_error_code_is_documented() {
 #[test]
 fn every_agent_method_is_documented() {
     let doc = doc();
-    for m in [
-        "status",
-        "meshes",
-        "peers",
-        "members",
-        "send",
-        "inbox",
-        "mark_seen",
-        "message_status",
-        "session_register",
-        "session_update",
-        "session_close",
-        "invite_create",
-        "invite_list",
-        "invite_revoke",
-        "shutdown",
-    ] {
+    for m in claudemesh_protocol::local::AGENT_METHODS {
         assert!(doc.contains(&format!("#### `{m}`")), "docs/protocol.md lacks agent method `{m}`");
     }
 }

@@ -50,14 +50,28 @@ fn client_lines_round_trip() {
         }),
         AgentCall::InviteList { mesh: Some("team".into()) },
         AgentCall::InviteRevoke { invite_id: "i".into(), mesh: None },
+        AgentCall::Hook(HookCall {
+            event: HookEvent::UserPromptSubmit,
+            session_id: None,
+            claude_session_id: Some("c-1".into()),
+            pids: vec![10, 1],
+        }),
+        AgentCall::HookWait { session_id: "s".into(), timeout_ms: 1000 },
         AgentCall::Shutdown,
     ];
+    let mut methods = Vec::new();
     for (i, call) in calls.into_iter().enumerate() {
         let v = rt(&ClientLine::Request { id: i as u64, call });
         assert_eq!(v["type"], "request");
         assert_eq!(v["id"], i as u64);
-        assert!(v["method"].is_string(), "{v}");
+        let m = v["method"].as_str().unwrap_or_else(|| panic!("{v}")).to_string();
+        assert!(AGENT_METHODS.contains(&m.as_str()), "{m} missing from AGENT_METHODS");
+        methods.push(m);
     }
+    assert_eq!(methods.len(), AGENT_METHODS.len(), "every method has a sample here");
+    let v = rt(&HookEvent::PostToolUse);
+    assert_eq!(v, json!("post_tool_use"));
+    assert_eq!(rt(&WaitOutcome::Superseded), json!("superseded"));
     rt(&ClientLine::Hello { protocol: 1, client: "cli".into() });
     let v = rt(&ClientLine::Subscribe {
         id: 3,

@@ -7,6 +7,7 @@ mod agent_status;
 mod agent_stop;
 mod agent_uninstall;
 mod doctor;
+mod hook;
 mod inbox;
 mod install;
 mod invite_create;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(a) => block_on(status::run(a.json)),
         Command::Doctor(a) => block_on(doctor::run(a.json)),
         Command::Mcp => mcp::run(),
+        Command::Hook(a) => Ok(hook::run(a)),
         Command::Install(a) => install::run(a.json),
         Command::Uninstall(a) => uninstall::run(a.json),
     }

@@ -1,0 +1,251 @@
+//! `claudemesh hook <event>`: the hook rung of the delivery ladder (DESIGN §6). Claude Code runs
+//! it with the hook's JSON on stdin. `SessionStart`, `UserPromptSubmit` and `PostToolUse` print
+//! the messages due as `additionalContext`; `Stop` (installed with `asyncRewake`) marks the
+//! session idle, then waits on the agent for a `now`/`next` message and wakes the session with it
+//! (stderr, exit 2). Every hook also tells the agent whether the session is working or idle.
+//!
+//! A hook never fails the user's session: any error, panic or timeout ends with exit 0 and
+//! nothing printed (details on stderr only with `CLAUDEMESH_DEBUG=1`).
+
+mod ancestry;
+mod format;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use claudemesh_agent::{AgentClient, Paths};
+use claudemesh_protocol::local::{AgentCall, HookCall, HookEvent, InboxMessage, WaitOutcome};
+use tokio::io::AsyncReadExt;
+use tokio::time::{Instant, timeout};
+
+pub use format::{additional_context, messages_text};
+
+/// Time budget of the hooks Claude Code waits for (they are installed with a 10 s timeout).
+const SYNC_BUDGET: Duration = Duration::from_secs(5);
+
+/// How long reading the hook input may take.
+const INPUT_BUDGET: Duration = Duration::from_secs(2);
+
+/// How long the `Stop` hook waits for a message: under its installed 24 h timeout.
+const STOP_WAIT: Duration = Duration::from_secs(24 * 3600 - 600);
+
+/// Hook input beyond this is read and dropped (a `PostToolUse` input carries the tool's output).
+const MAX_INPUT: usize = 4 << 20;
+
+/// What the hook ends with.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Exit 0, print nothing.
+    Nothing,
+    /// Exit 0 with this hook JSON on stdout.
+    Context(serde_json::Value),
+    /// Exit 2 with this text on stderr: an `asyncRewake` hook wakes the model with it.
+    Wake(String),
+}
+
+/// The fields of Claude Code's hook input that claudemesh reads.
+#[derive(Debug, Default)]
+struct Input {
+    session_id: Option<String>,
+    hook_event_name: Option<String>,
+}
+
+impl Input {
+    fn parse(bytes: &[u8]) -> Self {
+        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        Input { session_id: field("session_id"), hook_event_name: field("hook_event_name") }
+    }
+}
+
+/// Runs the hook and maps its outcome to output and exit code; never fails.
+pub fn run(event: Option<&str>) -> ExitCode {
+    // This process exists only for this hook: a panic must print nothing and exit 0.
+    std::panic::set_hook(Box::new(|info| debug(&format!("panic: {info}"))));
+    let outcome = std::panic::catch_unwind(|| {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let r = rt.block_on(handle(event));
+        // A stdin read may still block a runtime thread (a writer that never closes): leave it.
+        rt.shutdown_background();
+        r
+    });
+    match outcome {
+        Ok(Ok(Outcome::Context(v))) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(Outcome::Wake(text))) => {
+            eprint!("{text}");
+            ExitCode::from(2)
+        }
+        Ok(Ok(Outcome::Nothing)) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            debug(&e);
+            ExitCode::SUCCESS
+        }
+        Err(_) => ExitCode::SUCCESS,
+    }
+}
+
+fn debug(msg: &str) {
+    if std::env::var("CLAUDEMESH_DEBUG").is_ok_and(|v| !v.is_empty() && v != "0") {
+        eprintln!("claudemesh hook: {msg}");
+    }
+}
+
+/// Maps a Claude Code hook event name (or its snake_case form) to ours.
+pub fn parse_event(name: &str) -> Option<HookEvent> {
+    let squashed: String = name.chars().filter(|c| *c != '_' && *c != '-').collect();
+    match squashed.to_ascii_lowercase().as_str() {
+        "sessionstart" => Some(HookEvent::SessionStart),
+        "userpromptsubmit" => Some(HookEvent::UserPromptSubmit),
+        "posttooluse" => Some(HookEvent::PostToolUse),
+        "stop" => Some(HookEvent::Stop),
+        _ => None,
+    }
+}
+
+/// Claude Code's name for `event`, as `hookSpecificOutput.hookEventName` must say it.
+fn claude_name(event: HookEvent) -> &'static str {
+    match event {
+        HookEvent::SessionStart => "SessionStart",
+        HookEvent::UserPromptSubmit => "UserPromptSubmit",
+        HookEvent::PostToolUse => "PostToolUse",
+        HookEvent::Stop | HookEvent::Rewake => "Stop",
+    }
+}
+
+/// Whether the `Stop` hook should wait for messages: only in an interactive session. In print
+/// or SDK mode Claude Code would hold its exit for a waiting `asyncRewake` hook.
+fn interactive() -> bool {
+    if std::env::var("CLAUDEMESH_HOOK_WAIT").is_ok_and(|v| v == "0") {
+        return false;
+    }
+    match std::env::var("CLAUDE_CODE_ENTRYPOINT") {
+        Ok(e) => !(e.starts_with("sdk") || e == "mcp" || e.contains("github-action")),
+        Err(_) => true,
+    }
+}
+
+/// Reads the hook input to its end (so Claude Code never writes into a closed pipe), keeping
+/// at most [`MAX_INPUT`] bytes; unreadable or oversized input yields an empty one.
+async fn read_input() -> Input {
+    let mut stdin = tokio::io::stdin();
+    let mut kept = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut overflow = false;
+    let read = async {
+        loop {
+            match stdin.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) if kept.len() + n <= MAX_INPUT => kept.extend_from_slice(&chunk[..n]),
+                Ok(_) => overflow = true,
+            }
+        }
+    };
+    if timeout(INPUT_BUDGET, read).await.is_err() {
+        debug("hook input not closed in time; going on without it");
+    }
+    if overflow {
+        debug("hook input too large; going on without it");
+        return Input::default();
+    }
+    Input::parse(&kept)
+}
+
+fn messages(v: &serde_json::Value) -> Vec<InboxMessage> {
+    serde_json::from_value(v["messages"].clone()).unwrap_or_default()
+}
+
+async fn handle(event_arg: Option<&str>) -> Result<Outcome, String> {
+    let input = read_input().await;
+    let name = event_arg.or(input.hook_event_name.as_deref()).ok_or("no hook event named")?;
+    let event = parse_event(name).ok_or_else(|| format!("not a hook claudemesh handles: {name}"))?;
+    let env_session =
+        std::env::var("CLAUDEMESH_SESSION_ID").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let call = HookCall {
+        event,
+        session_id: env_session,
+        claude_session_id: input.session_id.filter(|s| !s.is_empty() && s.len() <= 256),
+        pids: ancestry::ancestors(),
+    };
+    let paths = Paths::from_env();
+    // Hooks never start the agent: without one there is no session to serve.
+    let mut client = timeout(SYNC_BUDGET, AgentClient::connect(&paths, "hook"))
+        .await
+        .map_err(|_| "agent did not answer in time")?
+        .map_err(|e| e.to_string())?;
+    let reply = timeout(SYNC_BUDGET, client.call(AgentCall::Hook(call)))
+        .await
+        .map_err(|_| "agent did not answer in time")?
+        .map_err(|e| e.to_string())?;
+    let due = messages(&reply);
+    if event != HookEvent::Stop {
+        return Ok(if due.is_empty() {
+            Outcome::Nothing
+        } else {
+            Outcome::Context(additional_context(claude_name(event), &messages_text(&due)))
+        });
+    }
+    if !due.is_empty() {
+        return Ok(Outcome::Wake(messages_text(&due)));
+    }
+    if !interactive() {
+        return Ok(Outcome::Nothing);
+    }
+    let sid = reply["session_id"].as_str().ok_or("agent reply without session_id")?.to_string();
+    wait_for_wake(&mut client, sid).await
+}
+
+/// The idle half of `Stop`: wait for a due message, take it, and wake the session with it.
+async fn wait_for_wake(client: &mut AgentClient, sid: String) -> Result<Outcome, String> {
+    let deadline = Instant::now() + STOP_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Outcome::Nothing);
+        }
+        let call = AgentCall::HookWait { session_id: sid.clone(), timeout_ms: left.as_millis() as u64 };
+        let r = timeout(left + SYNC_BUDGET, client.call(call))
+            .await
+            .map_err(|_| "agent kept the wait past its deadline")?
+            .map_err(|e| e.to_string())?;
+        let outcome: WaitOutcome = serde_json::from_value(r["outcome"].clone()).map_err(|e| e.to_string())?;
+        if outcome != WaitOutcome::Ready {
+            debug(&format!("stopped waiting: {outcome:?}"));
+            return Ok(Outcome::Nothing);
+        }
+        let take = HookCall {
+            event: HookEvent::Rewake,
+            session_id: Some(sid.clone()),
+            claude_session_id: None,
+            pids: Vec::new(),
+        };
+        let reply = timeout(SYNC_BUDGET, client.call(AgentCall::Hook(take)))
+            .await
+            .map_err(|_| "agent did not answer in time")?
+            .map_err(|e| e.to_string())?;
+        let due = messages(&reply);
+        // Another hook may have shown it first; then wait again.
+        if !due.is_empty() {
+            return Ok(Outcome::Wake(messages_text(&due)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names() {
+        assert_eq!(parse_event("UserPromptSubmit"), Some(HookEvent::UserPromptSubmit));
+        assert_eq!(parse_event("user_prompt_submit"), Some(HookEvent::UserPromptSubmit));
+        assert_eq!(parse_event("PostToolUse"), Some(HookEvent::PostToolUse));
+        assert_eq!(parse_event("stop"), Some(HookEvent::Stop));
+        assert_eq!(parse_event("SessionStart"), Some(HookEvent::SessionStart));
+        assert_eq!(parse_event("PreToolUse"), None);
+        assert_eq!(parse_event("rewake"), None, "internal, not a hook");
+    }
+}

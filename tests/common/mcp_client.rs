@@ -1,0 +1,110 @@
+//! An rmcp client standing in for Claude Code: starts `claudemesh mcp` as a child process,
+//! records the custom notifications it receives, and calls tools.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use claudemesh_agent::Paths;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, CustomNotification,
+    Implementation, JsonObject, ProtocolVersion,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::EXE;
+
+/// A client that records custom notifications; declares `claude/channel` when `channel`.
+pub struct Claude {
+    pub channel: bool,
+    pub tx: mpsc::UnboundedSender<CustomNotification>,
+}
+
+impl ClientHandler for Claude {
+    fn get_info(&self) -> ClientConfig {
+        let mut caps = ClientCapabilities::default();
+        if self.channel {
+            caps.experimental =
+                Some([("claude/channel".to_string(), JsonObject::new())].into_iter().collect());
+        }
+        ClientConfig::new(caps, Implementation::new("test-claude", "0"))
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+    }
+
+    async fn on_custom_notification(&self, n: CustomNotification, _: NotificationContext<RoleClient>) {
+        let _ = self.tx.send(n);
+    }
+}
+
+pub type Mcp = RunningService<RoleClient, Claude>;
+
+/// Starts `claudemesh mcp` for `paths` as session `sid` named `name`.
+pub async fn mcp(
+    paths: &Paths,
+    sid: &str,
+    name: &str,
+    channel: bool,
+) -> (Mcp, mpsc::UnboundedReceiver<CustomNotification>) {
+    mcp_with(paths, Some(sid), name, channel).await
+}
+
+/// Starts `claudemesh mcp` as Claude Code does: a child of this process (which thus plays the
+/// `claude` process), with `CLAUDEMESH_SESSION_ID` only when `sid` is given.
+pub async fn mcp_with(
+    paths: &Paths,
+    sid: Option<&str>,
+    name: &str,
+    channel: bool,
+) -> (Mcp, mpsc::UnboundedReceiver<CustomNotification>) {
+    let cmd = tokio::process::Command::new(EXE).configure(|c| {
+        c.arg("mcp")
+            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+            .env("CLAUDEMESH_NAME", name)
+            .env_remove("CLAUDEMESH_PUSH")
+            .env_remove("CLAUDE_SESSION_ID")
+            .env_remove("CLAUDE_CODE_SESSION_ID");
+        match sid {
+            Some(sid) => c.env("CLAUDEMESH_SESSION_ID", sid),
+            None => c.env_remove("CLAUDEMESH_SESSION_ID"),
+        };
+    });
+    let transport = TokioChildProcess::new(cmd).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = Claude { channel, tx }.serve(transport).await.unwrap();
+    (client, rx)
+}
+
+pub async fn call(c: &Mcp, name: &'static str, args: Value) -> CallToolResult {
+    let Value::Object(args) = args else { panic!("args must be an object") };
+    c.call_tool(CallToolRequestParams::new(name).with_arguments(args)).await.unwrap()
+}
+
+pub fn text(r: &CallToolResult) -> String {
+    r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n")
+}
+
+pub fn is_error(r: &CallToolResult) -> bool {
+    r.is_error == Some(true)
+}
+
+pub async fn next_channel(rx: &mut mpsc::UnboundedReceiver<CustomNotification>) -> Value {
+    let n = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+        .await
+        .expect("no channel notification")
+        .unwrap();
+    assert_eq!(n.method, "notifications/claude/channel");
+    let p = n.params.unwrap();
+    let meta = p["meta"].as_object().expect("meta is an object");
+    for (k, v) in meta {
+        assert!(!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "meta key {k:?}");
+        assert!(!k.starts_with(|c: char| c.is_ascii_digit()), "meta key {k:?}");
+        assert!(v.is_string(), "meta value for {k} is not a string: {v}");
+    }
+    for k in ["from", "from_id", "mesh", "priority", "msg_id", "kind"] {
+        assert!(meta.contains_key(k), "meta lacks {k}: {p}");
+    }
+    p
+}
