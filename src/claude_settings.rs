@@ -1,4 +1,5 @@
-//! Safe edits of Claude Code's JSON files (`~/.claude.json`): lock, read, modify, back up, atomic replace.
+//! Safe edits of Claude Code's JSON files (`~/.claude.json`, `~/.claude/settings.json`): lock, read,
+//! modify, back up, atomic replace; and the read-only check that a file would be editable.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -18,6 +19,24 @@ const NEW_FILE_MODE: u32 = 0o600;
 pub fn claude_json() -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("HOME is not set")?;
     Ok(PathBuf::from(home).join(".claude.json"))
+}
+
+/// `~/.claude/settings.json` (Claude Code's user-scope settings, where hooks live), from `$HOME`.
+pub fn settings_json() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".claude").join("settings.json"))
+}
+
+/// Creates `dir` (Claude Code's `~/.claude/`) owner-only if it does not exist; an existing one is left as is.
+pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set permissions of {}", dir.display())),
+        // A concurrent install may have created it first.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
 }
 
 /// `<file>.claudemesh-backup`: the file as it was before our latest write.
@@ -62,19 +81,7 @@ pub fn edit<T>(
     };
     let mut map = match &old {
         None => Map::new(),
-        Some(bytes) => match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => bail!(
-                "{} is not a JSON object; fix or move it and run again (nothing was changed)",
-                path.display()
-            ),
-            Err(e) => {
-                bail!(
-                    "{} is not valid JSON ({e}); fix or move it and run again (nothing was changed)",
-                    path.display()
-                )
-            }
-        },
+        Some(bytes) => parse(path, bytes)?,
     };
     let (changed, value) = f(&mut map)?;
     if !changed {
@@ -100,6 +107,30 @@ pub fn edit<T>(
     claudemesh_agent::paths::write_atomic(path, text.as_bytes(), mode)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Outcome { value, changed, backup })
+}
+
+/// Reads `path` as a JSON object without locking or writing anything: `None` if the file is missing,
+/// the same error as [`edit`] if it is not a JSON object. Used to check a file before editing another.
+pub fn read_object(path: &Path) -> anyhow::Result<Option<Map<String, Value>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => parse(path, &bytes).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// `bytes` (the content of `path`) as a JSON object, or an error naming `path` and what to do.
+fn parse(path: &Path, bytes: &[u8]) -> anyhow::Result<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(malformed(path, "is not a JSON object")),
+        Err(e) => Err(malformed(path, &format!("is not valid JSON ({e})"))),
+    }
+}
+
+/// The error for a file we will not edit: names it, says what is wrong and what to do.
+pub fn malformed(path: &Path, what: &str) -> anyhow::Error {
+    anyhow::anyhow!("{} {what}; fix or move it and run again (nothing was changed)", path.display())
 }
 
 /// Takes an exclusive lock on `<path>.claudemesh-lock`, waiting up to [`LOCK_WAIT`].

@@ -45,6 +45,22 @@ async fn doctor_reports_each_problem_with_a_fix() {
     assert_eq!(status_of(&v, "key for team")["status"], "ok");
     assert_eq!(status_of(&v, "MCP entry")["status"], "warn");
     assert!(status_of(&v, "MCP entry")["fix"].as_str().unwrap().contains("claude mcp add"));
+    let hooks = status_of(&v, "hooks");
+    assert_eq!(hooks["status"], "warn");
+    assert!(hooks["detail"].as_str().unwrap().starts_with("no claudemesh hooks"), "{hooks}");
+    assert_eq!(hooks["fix"], "`claudemesh install`");
+
+    // Installed hooks are recognized; one removed by hand is named.
+    let out = std::process::Command::new(EXE).args(["install"]).env("HOME", home.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status_of(&doctor(&paths, home.path()).1, "hooks")["status"], "ok");
+    let settings = home.path().join(".claude/settings.json");
+    let mut s: serde_json::Value = serde_json::from_slice(&std::fs::read(&settings).unwrap()).unwrap();
+    s["hooks"].as_object_mut().unwrap().shift_remove("Stop");
+    std::fs::write(&settings, s.to_string()).unwrap();
+    let hooks = status_of(&doctor(&paths, home.path()).1, "hooks").clone();
+    assert_eq!(hooks["status"], "warn");
+    assert!(hooks["detail"].as_str().unwrap().starts_with("claudemesh hooks missing for Stop in"), "{hooks}");
 
     // Loose permissions on the key file fail, with the chmod to run.
     std::fs::set_permissions(paths.config(), std::fs::Permissions::from_mode(0o644)).unwrap();

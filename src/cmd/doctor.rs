@@ -9,6 +9,8 @@ use claudemesh_agent::Config;
 use claudemesh_protocol::local::AgentCall;
 use serde_json::{Value, json};
 
+use crate::claude_hooks;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
     Ok,
@@ -38,6 +40,50 @@ fn on_path(cmd: &str) -> Option<std::path::PathBuf> {
 
 fn read_json(p: &Path) -> Option<Value> {
     std::fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Which of our hooks `settings` holds (recognized as `claudemesh install` and `uninstall` do).
+fn hooks_check(settings: &Path) -> Check {
+    let fix = "`claudemesh install`";
+    let root = match std::fs::read(settings) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Map::new(),
+        Err(e) => {
+            return check("hooks", Level::Warn, format!("cannot read {}: {e}", settings.display()), fix);
+        }
+        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(root)) => root,
+            _ => {
+                let detail = format!("{} is not a valid JSON object", settings.display());
+                return check("hooks", Level::Warn, detail, format!("fix or move it, then {fix}"));
+            }
+        },
+    };
+    if let Err(e) = claude_hooks::validate(&root) {
+        return check(
+            "hooks",
+            Level::Warn,
+            format!("{} {e}", settings.display()),
+            format!("fix it, then {fix}"),
+        );
+    }
+    let missing = claude_hooks::missing(&root);
+    let path = settings.display();
+    if missing.is_empty() {
+        let all = claude_hooks::EVENTS.join(", ");
+        check("hooks", Level::Ok, format!("claudemesh hooks {all} in {path}"), "")
+    } else if missing.len() == claude_hooks::EVENTS.len() {
+        let detail = format!(
+            "no claudemesh hooks in {path}: messages arrive only when the model calls check_messages"
+        );
+        check("hooks", Level::Warn, detail, fix)
+    } else {
+        check(
+            "hooks",
+            Level::Warn,
+            format!("claudemesh hooks missing for {} in {path}", missing.join(", ")),
+            fix,
+        )
+    }
 }
 
 pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
@@ -171,18 +217,7 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
             "claude mcp add --scope user claudemesh -- claudemesh mcp",
         )
     });
-    let settings = home.join(".claude").join("settings.json");
-    let has_hooks = read_json(&settings).is_some_and(|v| v["hooks"].to_string().contains("claudemesh hook"));
-    checks.push(if has_hooks {
-        check("hooks", Level::Ok, format!("claudemesh hooks in {}", settings.display()), "")
-    } else {
-        check(
-            "hooks",
-            Level::Warn,
-            format!("no claudemesh hooks in {}", settings.display()),
-            "messages then arrive only when the model calls check_messages",
-        )
-    });
+    checks.push(hooks_check(&home.join(".claude").join("settings.json")));
 
     let failed = checks.iter().any(|c| c.level == Level::Fail);
     if json_out {

@@ -1,28 +1,112 @@
-//! `claudemesh install`: register claudemesh's MCP server in `~/.claude.json` (Claude Code user scope).
+//! `claudemesh install`: register claudemesh in Claude Code's user scope — the MCP server in
+//! `~/.claude.json`, the hooks in `~/.claude/settings.json` — each file edited safely and idempotently.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use serde_json::{Map, Value, json};
 
+use crate::claude_hooks::{self, Action};
 use crate::claude_settings;
 
 /// Name of our entry under `mcpServers`.
 pub const SERVER_NAME: &str = "claudemesh";
 
-/// The note printed by both verbs until the `claudemesh hook` verb exists.
-pub const HOOKS_NOTE: &str = "hooks: not installed by this version";
+/// What one verb did to one file.
+#[derive(Debug)]
+pub struct FileChange {
+    pub path: PathBuf,
+    /// `added`, `replaced`, `unchanged`, `removed`, `absent`, or `updated` (hooks: a mix).
+    pub action: &'static str,
+    pub changed: bool,
+    pub backup: Option<PathBuf>,
+}
+
+impl FileChange {
+    pub fn to_json(&self) -> Value {
+        json!({"path": self.path, "action": self.action, "backup": self.backup, "changed": self.changed})
+    }
+}
 
 pub fn run(json: bool) -> anyhow::Result<ExitCode> {
-    let path = claude_settings::claude_json()?;
+    let claude_json = claude_settings::claude_json()?;
+    let settings = claude_settings::settings_json()?;
     let exe = claudemesh_agent::service_unit::running_exe()?;
+    let exe_s = exe.to_str().with_context(|| {
+        format!("the path of this program, {}, is not valid UTF-8; hooks cannot name it", exe.display())
+    })?;
+    // Refuse before changing anything, so a settings.json we cannot edit leaves both files as they were.
+    check_settings(&settings)?;
     let entry = json!({"type": "stdio", "command": exe, "args": ["mcp"], "env": {}});
-    let outcome = claude_settings::edit(&path, |root| {
+    let (mcp, old) = install_mcp(&claude_json, &entry)?;
+    let (hooks, events) = install_hooks(&settings, exe_s)?;
+    let changed = mcp.changed || hooks.changed;
+    if json {
+        let out = json!({
+            "changed": changed, "path": mcp.path, "backup": mcp.backup, "action": mcp.action,
+            "mcp": mcp.to_json(), "hooks": hooks_json(&hooks, &events),
+        });
+        println!("{out}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path_s = mcp.path.display();
+    match mcp.action {
+        "unchanged" => {
+            println!("already installed: MCP server \"{SERVER_NAME}\" in {path_s} (nothing changed)")
+        }
+        "replaced" => {
+            let was = old.map(|o| o.to_string()).unwrap_or_default();
+            println!("replaced MCP server \"{SERVER_NAME}\" in {path_s}");
+            println!("  was: {was}");
+            println!("  now: {entry}");
+        }
+        _ => println!("added MCP server \"{SERVER_NAME}\" to {path_s}: {entry}"),
+    }
+    print_backup(&mcp);
+    let path_s = hooks.path.display();
+    let named =
+        |want: Action| -> Vec<&str> { events.iter().filter(|(_, a)| *a == want).map(|(e, _)| *e).collect() };
+    let (added, replaced, unchanged) =
+        (named(Action::Added), named(Action::Replaced), named(Action::Unchanged));
+    if !hooks.changed {
+        println!("already installed: hooks {} in {path_s} (nothing changed)", unchanged.join(", "));
+    } else {
+        if !added.is_empty() {
+            println!("added hooks {} to {path_s}", added.join(", "));
+        }
+        if !replaced.is_empty() {
+            println!("replaced hooks {} in {path_s} (an older or edited entry)", replaced.join(", "));
+        }
+        if !unchanged.is_empty() {
+            println!("hooks {} already in {path_s}", unchanged.join(", "));
+        }
+        println!("  each runs: {}", claude_hooks::command(exe_s, "<Event>"));
+    }
+    print_backup(&hooks);
+    if changed {
+        println!("restart Claude Code sessions to pick it up");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fails, naming the file, if `settings.json` exists but is not something we can edit. Reads only.
+pub fn check_settings(path: &Path) -> anyhow::Result<()> {
+    match claude_settings::read_object(path)? {
+        Some(root) => claude_hooks::validate(&root).map_err(|e| claude_settings::malformed(path, &e)),
+        None => Ok(()),
+    }
+}
+
+/// Adds or refreshes our entry under `mcpServers`; also returns the entry it replaced.
+fn install_mcp(path: &Path, entry: &Value) -> anyhow::Result<(FileChange, Option<Value>)> {
+    let outcome = claude_settings::edit(path, |root| {
         let servers = root.entry("mcpServers").or_insert_with(|| Value::Object(Map::new()));
         let Value::Object(servers) = servers else {
             anyhow::bail!("{}: \"mcpServers\" is not a JSON object; nothing was changed", path.display());
         };
         match servers.get(SERVER_NAME) {
-            Some(old) if *old == entry => Ok((false, ("unchanged", None))),
+            Some(old) if old == entry => Ok((false, ("unchanged", None))),
             Some(old) => {
                 let old = old.clone();
                 servers.insert(SERVER_NAME.to_owned(), entry.clone());
@@ -35,34 +119,53 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
         }
     })?;
     let (action, old) = outcome.value;
-    if json {
-        println!(
-            "{}",
-            json!({"changed": outcome.changed, "path": path, "backup": outcome.backup, "action": action, "hooks": "not installed"})
-        );
-        return Ok(ExitCode::SUCCESS);
+    let change =
+        FileChange { path: path.to_owned(), action, changed: outcome.changed, backup: outcome.backup };
+    Ok((change, old))
+}
+
+/// Makes `settings.json` hold exactly our hooks, creating `~/.claude/` (0700) if needed.
+fn install_hooks(path: &Path, exe: &str) -> anyhow::Result<(FileChange, Vec<(&'static str, Action)>)> {
+    if let Some(dir) = path.parent() {
+        claude_settings::ensure_private_dir(dir)?;
     }
-    let path_s = path.display();
-    match action {
-        "unchanged" => {
-            println!("already installed: MCP server \"{SERVER_NAME}\" in {path_s} (nothing changed)")
-        }
-        "replaced" => {
-            let was = old.map(|o| o.to_string()).unwrap_or_default();
-            println!("replaced MCP server \"{SERVER_NAME}\" in {path_s}");
-            println!("  was: {was}");
-            println!("  now: {entry}");
-        }
-        _ => println!("added MCP server \"{SERVER_NAME}\" to {path_s}: {entry}"),
+    let outcome = claude_settings::edit(path, |root| {
+        let events = claude_hooks::install(root, exe).map_err(|e| claude_settings::malformed(path, &e))?;
+        let changed = events.iter().any(|(_, a)| *a != Action::Unchanged);
+        Ok((changed, events))
+    })?;
+    let change = FileChange {
+        path: path.to_owned(),
+        action: overall(&outcome.value, "unchanged"),
+        changed: outcome.changed,
+        backup: outcome.backup,
+    };
+    Ok((change, outcome.value))
+}
+
+/// One word for what happened to all events: `none` if nothing changed, the common action, or `updated`.
+pub fn overall(events: &[(&'static str, Action)], none: &'static str) -> &'static str {
+    let mut acted =
+        events.iter().map(|(_, a)| *a).filter(|a| !matches!(a, Action::Unchanged | Action::Absent));
+    match acted.next() {
+        None => none,
+        Some(first) if acted.all(|a| a == first) => first.as_str(),
+        Some(_) => "updated",
     }
-    if let Some(b) = &outcome.backup {
-        println!("backup of the previous file: {}", b.display());
-    } else if outcome.changed {
-        println!("created {path_s} (no previous file to back up)");
+}
+
+/// The `hooks` part of `--json` output.
+pub fn hooks_json(change: &FileChange, events: &[(&'static str, Action)]) -> Value {
+    let mut v = change.to_json();
+    v["events"] = events.iter().map(|(e, a)| json!({"event": e, "action": a.as_str()})).collect();
+    v
+}
+
+/// Where the previous file went, or that there was none.
+pub fn print_backup(change: &FileChange) {
+    if let Some(b) = &change.backup {
+        println!("  backup of the previous file: {}", b.display());
+    } else if change.changed {
+        println!("  created {} (no previous file to back up)", change.path.display());
     }
-    if outcome.changed {
-        println!("restart Claude Code sessions to pick it up");
-    }
-    println!("{HOOKS_NOTE}");
-    Ok(ExitCode::SUCCESS)
 }

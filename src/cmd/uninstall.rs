@@ -1,46 +1,90 @@
-//! `claudemesh uninstall`: remove the MCP server entry that `claudemesh install` added to `~/.claude.json`.
+//! `claudemesh uninstall`: remove exactly what `claudemesh install` added — the MCP server entry in
+//! `~/.claude.json` and our hooks in `~/.claude/settings.json` — leaving everything else as it was.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use super::install::{HOOKS_NOTE, SERVER_NAME};
+use super::install::{FileChange, SERVER_NAME, check_settings, hooks_json, overall, print_backup};
+use crate::claude_hooks::{self, Action};
 use crate::claude_settings;
 
 pub fn run(json: bool) -> anyhow::Result<ExitCode> {
-    let path = claude_settings::claude_json()?;
-    let missing = !path.exists();
-    let outcome = if missing {
-        None
-    } else {
-        Some(claude_settings::edit(&path, |root| match root.get_mut("mcpServers") {
-            // `shift_remove` keeps the order of the other servers.
-            Some(Value::Object(servers)) => Ok(match servers.shift_remove(SERVER_NAME) {
-                Some(_) => (true, "removed"),
-                None => (false, "absent"),
-            }),
-            _ => Ok((false, "absent")),
-        })?)
-    };
-    let (changed, backup, action) = match outcome {
-        Some(o) => (o.changed, o.backup, o.value),
-        None => (false, None, "absent"),
-    };
+    let claude_json = claude_settings::claude_json()?;
+    let settings = claude_settings::settings_json()?;
+    // Refuse before changing anything, so a settings.json we cannot edit leaves both files as they were.
+    check_settings(&settings)?;
+    let mcp = uninstall_mcp(&claude_json)?;
+    let (hooks, events) = uninstall_hooks(&settings)?;
+    let changed = mcp.changed || hooks.changed;
     if json {
-        println!(
-            "{}",
-            json!({"changed": changed, "path": path, "backup": backup, "action": action, "hooks": "not installed"})
-        );
+        let out = json!({
+            "changed": changed, "path": mcp.path, "backup": mcp.backup, "action": mcp.action,
+            "mcp": mcp.to_json(), "hooks": hooks_json(&hooks, &events),
+        });
+        println!("{out}");
         return Ok(ExitCode::SUCCESS);
     }
-    if changed {
-        println!("removed MCP server \"{SERVER_NAME}\" from {}", path.display());
-        if let Some(b) = &backup {
-            println!("backup of the previous file: {}", b.display());
-        }
+    if mcp.changed {
+        println!("removed MCP server \"{SERVER_NAME}\" from {}", mcp.path.display());
     } else {
-        println!("nothing to remove: no MCP server \"{SERVER_NAME}\" in {}", path.display());
+        println!("nothing to remove: no MCP server \"{SERVER_NAME}\" in {}", mcp.path.display());
     }
-    println!("{HOOKS_NOTE}");
+    print_backup(&mcp);
+    let removed: Vec<&str> = events.iter().filter(|(_, a)| *a == Action::Removed).map(|(e, _)| *e).collect();
+    if hooks.changed {
+        println!("removed hooks {} from {}", removed.join(", "), hooks.path.display());
+    } else {
+        println!("nothing to remove: no claudemesh hooks in {}", hooks.path.display());
+    }
+    print_backup(&hooks);
+    if changed {
+        println!("restart Claude Code sessions to drop them");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes our entry under `mcpServers`; a missing file is left missing.
+fn uninstall_mcp(path: &Path) -> anyhow::Result<FileChange> {
+    if !path.exists() {
+        return Ok(FileChange { path: path.to_owned(), action: "absent", changed: false, backup: None });
+    }
+    let outcome = claude_settings::edit(path, |root| match root.get_mut("mcpServers") {
+        // `shift_remove` keeps the order of the other servers.
+        Some(Value::Object(servers)) => Ok(match servers.shift_remove(SERVER_NAME) {
+            Some(_) => (true, "removed"),
+            None => (false, "absent"),
+        }),
+        _ => Ok((false, "absent")),
+    })?;
+    Ok(FileChange {
+        path: path.to_owned(),
+        action: outcome.value,
+        changed: outcome.changed,
+        backup: outcome.backup,
+    })
+}
+
+/// Removes our hooks from `settings.json`; a missing file is left missing.
+fn uninstall_hooks(path: &Path) -> anyhow::Result<(FileChange, Vec<(&'static str, Action)>)> {
+    if !path.exists() {
+        let events = claude_hooks::EVENTS.into_iter().map(|e| (e, Action::Absent)).collect();
+        return Ok((
+            FileChange { path: path.to_owned(), action: "absent", changed: false, backup: None },
+            events,
+        ));
+    }
+    let outcome = claude_settings::edit(path, |root| {
+        let events = claude_hooks::uninstall(root).map_err(|e| claude_settings::malformed(path, &e))?;
+        let changed = events.iter().any(|(_, a)| *a == Action::Removed);
+        Ok((changed, events))
+    })?;
+    let change = FileChange {
+        path: path.to_owned(),
+        action: overall(&outcome.value, "absent"),
+        changed: outcome.changed,
+        backup: outcome.backup,
+    };
+    Ok((change, outcome.value))
 }
