@@ -1,0 +1,460 @@
+//! claudemesh against real clients that are not written in Rust: Claude Code's own CLI (npm
+//! `@anthropic-ai/claude-code`: `claude mcp list` after `claudemesh install`) and the official
+//! Python MCP SDK (PyPI `mcp`, driving `claudemesh mcp` from tests/clients/mcp_client.py), each
+//! against a real broker and real agents.
+//!
+//! The tools come from `.ci/install-external-clients` (under `.ci/tools/`), or from
+//! `CLAUDEMESH_TEST_CLAUDE` / `CLAUDEMESH_TEST_PYTHON`, or `claude` / `python3` on PATH. With
+//! `CLAUDEMESH_EXTERNAL_CLIENTS=required` (set by `.ci/run`) a missing tool fails the test;
+//! otherwise the test says why it is skipped and passes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use claudemesh_agent::Paths;
+use claudemesh_protocol::local::Topic;
+use common::*;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, CustomNotification,
+    Implementation, JsonObject, ProtocolVersion,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+const TOOLS: [&str; 8] = [
+    "check_messages",
+    "join_group",
+    "leave_group",
+    "list_peers",
+    "message_status",
+    "send_message",
+    "set_status",
+    "set_summary",
+];
+
+// ---- finding the external tools ----
+
+/// Whether a missing tool fails the test (CI) or skips it (a developer's machine).
+fn required() -> bool {
+    std::env::var("CLAUDEMESH_EXTERNAL_CLIENTS").is_ok_and(|v| v == "required")
+}
+
+/// The tool, or `None` after saying why the test is skipped; panics instead when required.
+fn tool_or_skip(test: &str, found: Result<PathBuf, String>) -> Option<PathBuf> {
+    match found {
+        Ok(p) => Some(p),
+        Err(why) if required() => panic!(
+            "{test}: {why}. CLAUDEMESH_EXTERNAL_CLIENTS=required, so this is a failure: run \
+             `bash .ci/install-external-clients` (what .ci/run does) or set the path"
+        ),
+        Err(why) => {
+            eprintln!(
+                "SKIPPED {test}: {why}. Run `bash .ci/install-external-clients` to test against it; \
+                 CI sets CLAUDEMESH_EXTERNAL_CLIENTS=required so that it never skips."
+            );
+            None
+        }
+    }
+}
+
+/// `env_var` if set, else `.ci/tools/<rel>` if present, else `name` on PATH.
+fn locate(env_var: &str, rel: &str, name: &str) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() { Ok(p) } else { Err(format!("{env_var}={} is not a file", p.display())) };
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/tools").join(rel);
+    if local.is_file() {
+        return Ok(local);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()).ok_or_else(|| {
+        format!("no {name}: {env_var} is unset, {} does not exist, and PATH has none", local.display())
+    })
+}
+
+/// Runs `cmd` (argv, no shell) with stdin closed; kills it and fails clearly after `limit`.
+async fn run(what: &str, cmd: &mut tokio::process::Command, limit: Duration) -> Output {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: could not start: {e}"));
+    match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(out) => out.unwrap_or_else(|e| panic!("{what}: {e}")),
+        Err(_) => panic!("{what}: no exit within {limit:?} (killed)"),
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The claude CLI, checked to run.
+async fn claude(test: &str) -> Option<PathBuf> {
+    let found = match locate("CLAUDEMESH_TEST_CLAUDE", "npm/node_modules/.bin/claude", "claude") {
+        Ok(p) => {
+            let out = run(
+                "claude --version",
+                tokio::process::Command::new(&p).arg("--version"),
+                Duration::from_secs(60),
+            )
+            .await;
+            if out.status.success() {
+                eprintln!("{test}: using {} ({})", p.display(), stdout(&out).trim());
+                Ok(p)
+            } else {
+                Err(format!("{} --version failed: {}", p.display(), stderr(&out)))
+            }
+        }
+        Err(e) => Err(e),
+    };
+    tool_or_skip(test, found)
+}
+
+/// A Python that can import the MCP SDK.
+async fn python_with_mcp(test: &str) -> Option<PathBuf> {
+    let found = match locate("CLAUDEMESH_TEST_PYTHON", "venv/bin/python", "python3") {
+        Ok(p) => {
+            let probe = "import importlib.metadata as m, mcp.client.stdio; print(m.version('mcp'))";
+            let out = run(
+                "python -c 'import mcp'",
+                tokio::process::Command::new(&p).args(["-c", probe]),
+                Duration::from_secs(60),
+            )
+            .await;
+            if out.status.success() {
+                eprintln!("{test}: using {} (mcp {})", p.display(), stdout(&out).trim());
+                Ok(p)
+            } else {
+                Err(format!(
+                    "{} cannot import the MCP SDK (pip install mcp): {}",
+                    p.display(),
+                    stderr(&out).trim().lines().last().unwrap_or("")
+                ))
+            }
+        }
+        Err(e) => Err(e),
+    };
+    tool_or_skip(test, found)
+}
+
+// ---- Claude Code: `claude mcp list` after `claudemesh install` ----
+
+/// `claude <args>` as a user whose home is `home` and whose claudemesh agent is `paths`, with
+/// a minimal environment (nothing of the developer's leaks in) and Claude Code kept offline.
+async fn claude_cmd(claude: &Path, home: &Path, paths: &Paths, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(claude);
+    cmd.args(args)
+        .current_dir(home)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+        .env("CLAUDEMESH_NAME", "claude-under-test")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+    let what = format!("claude {}", args.join(" "));
+    let out = run(&what, &mut cmd, Duration::from_secs(90)).await;
+    assert!(out.status.success(), "{what} failed ({}):\n{}\n{}", out.status, stdout(&out), stderr(&out));
+    out
+}
+
+/// `claudemesh <args>` with HOME = `home`.
+async fn claudemesh_in(home: &Path, paths: &Paths, args: &[&str]) -> String {
+    let mut cmd = tokio::process::Command::new(EXE);
+    cmd.args(args).env("HOME", home).env("CLAUDEMESH_CONFIG_DIR", &paths.dir);
+    let what = format!("claudemesh {}", args.join(" "));
+    let out = run(&what, &mut cmd, Duration::from_secs(30)).await;
+    assert!(out.status.success(), "{what} failed ({}):\n{}\n{}", out.status, stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+/// The ids of the sessions named `name` that joined, as `watch` (subscribed to presence) saw
+/// them, once every one of them has left again; fails after `limit` with what it saw.
+async fn sessions_that_came_and_went(
+    watch: &mut claudemesh_agent::AgentClient,
+    name: &str,
+    limit: Duration,
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let (mut joined, mut left, mut seen) = (Vec::new(), Vec::new(), Vec::new());
+    loop {
+        if !joined.is_empty() && joined.iter().all(|s| left.contains(s)) {
+            return joined;
+        }
+        let Ok(ev) = tokio::time::timeout_at(deadline, watch.next_event()).await else {
+            panic!(
+                "within {limit:?}: sessions named {name} joined {joined:?}, left {left:?}; \
+                 all presence events seen:\n{seen:#?}"
+            );
+        };
+        let v = serde_json::to_value(ev.unwrap().1).unwrap();
+        let e = &v["data"]["event"];
+        let sid = e["data"]["session_id"].as_str().unwrap_or_default().to_string();
+        match e["kind"].as_str() {
+            Some("peer_joined") if e["data"]["display_name"] == name => joined.push(sid),
+            Some("peer_left") => left.push(sid),
+            _ => {}
+        }
+        seen.push(v);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_lists_the_installed_server_as_connected() {
+    let test = "claude_code_lists_the_installed_server_as_connected";
+    let Some(claude) = claude(test).await else { return };
+    let w = World::start().await;
+    let alice = w.member("alice").await;
+    let alice_agent = RunningAgent::start(&alice).await;
+    wait_connected(&mut alice_agent.client().await).await;
+    // bob watches presence: the session Claude Code's health check opens must reach the mesh,
+    // which proves `claude` ran our server with the environment it was given.
+    let (bob, _b) = connected_agent(&w, "bob").await;
+    let mut watch = bob.client().await;
+    watch.subscribe(vec![Topic::Presence], None, None).await.unwrap();
+
+    let home = tempfile::tempdir().unwrap();
+    let out = claudemesh_in(home.path(), &alice, &["install"]).await;
+    assert!(out.contains("added MCP server \"claudemesh\""), "{out}");
+
+    let out = claude_cmd(&claude, home.path(), &alice, &["mcp", "list"]).await;
+    let text = stdout(&out);
+    eprintln!("claude mcp list:\n{text}\nstderr:\n{}", stderr(&out));
+    let exe = std::path::absolute(EXE).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("claudemesh: "))
+        .unwrap_or_else(|| panic!("no claudemesh line in `claude mcp list`:\n{text}\n{}", stderr(&out)));
+    assert!(line.contains(&format!("{} mcp", exe.display())), "command and args: {line}");
+    assert!(
+        line.ends_with("Connected") && !line.contains("Failed"),
+        "not connected: {line}\n{}",
+        stderr(&out)
+    );
+    // Claude Code reports config it skipped as "MCP config diagnostics" with the reason.
+    assert!(
+        !text.contains("diagnostics") && !text.contains("invalid") && !text.contains("Skipped"),
+        "Claude Code finds the installed config invalid:\n{text}"
+    );
+
+    // The scope and shape Claude Code read back.
+    let out = claude_cmd(&claude, home.path(), &alice, &["mcp", "get", "claudemesh"]).await;
+    let get = stdout(&out);
+    eprintln!("claude mcp get claudemesh:\n{get}");
+    for want in [
+        "Scope: User config".to_string(),
+        "Connected".to_string(),
+        "Type: stdio".to_string(),
+        format!("Command: {}", exe.display()),
+        "Args: mcp".to_string(),
+    ] {
+        assert!(get.contains(&want), "`claude mcp get claudemesh` lacks {want:?}:\n{get}");
+    }
+
+    // The health checks registered sessions named by the environment claude passed on, at
+    // alice's agent (not at an agent auto-started under the temp HOME), and closed them again.
+    let sessions =
+        sessions_that_came_and_went(&mut watch, "claude-under-test", Duration::from_secs(20)).await;
+    eprintln!("sessions of claude's health checks, seen joining and leaving at bob's agent: {sessions:?}");
+    assert!(!home.path().join(".claudemesh").exists(), "an agent was started under the temp HOME");
+
+    let out = claudemesh_in(home.path(), &alice, &["uninstall"]).await;
+    assert!(out.contains("removed"), "{out}");
+    let out = claude_cmd(&claude, home.path(), &alice, &["mcp", "list"]).await;
+    let text = stdout(&out);
+    eprintln!("claude mcp list after uninstall:\n{text}");
+    assert!(!text.contains("claudemesh"), "still listed after uninstall:\n{text}");
+    assert!(text.contains("No MCP servers configured"), "{text}");
+
+    alice_agent.stop().await;
+    bob.stop().await;
+}
+
+// ---- the Python MCP SDK driving `claudemesh mcp` ----
+
+/// The other side: an rmcp client (as in tests/mcp.rs) that declares `claude/channel` and
+/// records the channel notifications it gets.
+struct Peer {
+    tx: mpsc::UnboundedSender<CustomNotification>,
+}
+
+impl ClientHandler for Peer {
+    fn get_info(&self) -> ClientConfig {
+        let mut caps = ClientCapabilities::default();
+        caps.experimental = Some([("claude/channel".to_string(), JsonObject::new())].into_iter().collect());
+        ClientConfig::new(caps, Implementation::new("test-peer", "0"))
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+    }
+
+    async fn on_custom_notification(&self, n: CustomNotification, _: NotificationContext<RoleClient>) {
+        let _ = self.tx.send(n);
+    }
+}
+
+async fn rmcp_session(
+    paths: &Paths,
+    sid: &str,
+    name: &str,
+) -> (RunningService<RoleClient, Peer>, mpsc::UnboundedReceiver<CustomNotification>) {
+    let cmd = tokio::process::Command::new(EXE).configure(|c| {
+        c.arg("mcp")
+            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+            .env("CLAUDEMESH_SESSION_ID", sid)
+            .env("CLAUDEMESH_NAME", name)
+            .env_remove("CLAUDEMESH_PUSH");
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = Peer { tx }.serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    (client, rx)
+}
+
+async fn call(c: &RunningService<RoleClient, Peer>, name: &'static str, args: Value) -> CallToolResult {
+    let Value::Object(args) = args else { panic!("args must be an object") };
+    c.call_tool(CallToolRequestParams::new(name).with_arguments(args)).await.unwrap()
+}
+
+fn text(r: &CallToolResult) -> String {
+    r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n")
+}
+
+/// A step's result from the Python client's report, failing with the whole report if it errored.
+fn step<'a>(report: &'a Value, key: &str) -> &'a Value {
+    let v = &report["session"][key];
+    assert!(!v.is_null() && v.get("error").is_none(), "python step {key} failed: {v:#}\nreport: {report:#}");
+    v
+}
+
+fn ok_text<'a>(report: &'a Value, key: &str) -> &'a str {
+    let v = step(report, key);
+    assert_eq!(v["is_error"], false, "python step {key} is an error: {v:#}");
+    v["text"].as_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_mcp_sdk_lists_and_calls_the_tools() {
+    let test = "python_mcp_sdk_lists_and_calls_the_tools";
+    let Some(python) = python_with_mcp(test).await else { return };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/mcp_client.py");
+    let w = World::start().await;
+    let alice = w.member("alice").await;
+    let alice_agent = RunningAgent::start(&alice).await;
+    let mut a = alice_agent.client().await;
+    wait_connected(&mut a).await;
+    let bob = w.member("bob").await;
+    let bob_agent = RunningAgent::start(&bob).await;
+    wait_connected(&mut bob_agent.client().await).await;
+
+    // bob's session, driven by rmcp; the Python client is a session of alice's.
+    let (cb, mut rx_b) = rmcp_session(&bob, "s-bob", "bob-1").await;
+    wait_peer(&mut a, "bob-1").await;
+
+    let (body, reply) = ("hello from python", "hello back from rust");
+    let mut cmd = tokio::process::Command::new(&python);
+    cmd.arg(&script)
+        .args([OsStr::new(EXE), OsStr::new("bob-1"), OsStr::new(body), OsStr::new(reply)])
+        .env("CLAUDEMESH_CONFIG_DIR", &alice.dir)
+        .env("CLAUDEMESH_SESSION_ID", "s-py")
+        .env("CLAUDEMESH_NAME", "py-alice")
+        .env_remove("CLAUDEMESH_PUSH")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let python_run =
+        tokio::spawn(async move { run("python mcp_client.py", &mut cmd, Duration::from_secs(120)).await });
+
+    // The message the Python client sent arrives at bob's session from the right sender...
+    let n = tokio::time::timeout(Duration::from_secs(60), rx_b.recv())
+        .await
+        .expect("bob's session got no channel notification from the Python client's send_message within 60 s")
+        .unwrap();
+    assert_eq!(n.method, "notifications/claude/channel");
+    let p = n.params.unwrap();
+    assert_eq!(p["content"], format!("py-alice: {body}"), "{p:#}");
+    assert_eq!(p["meta"]["from"], "py-alice", "{p:#}");
+    assert_eq!(p["meta"]["from_id"], "s-py", "{p:#}");
+    assert_eq!(p["meta"]["priority"], "now", "{p:#}");
+    let r = call(&cb, "check_messages", json!({})).await;
+    assert!(text(&r).contains(body) && text(&r).contains("from py-alice (from_id s-py"), "{}", text(&r));
+    // ... and bob's answer to its from_id reaches the Python client's check_messages. The
+    // push can overtake the sender's `peer_joined` (the broker batches presence for up to
+    // 100 ms), and until that arrives bob's agent cannot resolve `s-py`: wait for it.
+    wait_peer(&mut bob_agent.client().await, "py-alice").await;
+    let r = call(&cb, "send_message", json!({"to": "s-py", "message": reply})).await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+
+    let out = python_run.await.unwrap();
+    let (so, se) = (stdout(&out), stderr(&out));
+    eprintln!("python mcp_client.py stdout:\n{so}\nstderr:\n{se}");
+    assert!(out.status.success(), "mcp_client.py failed ({}):\n{so}\n{se}", out.status);
+    let report: Value = serde_json::from_str(so.trim())
+        .unwrap_or_else(|e| panic!("mcp_client.py printed no JSON object ({e}):\n{so}\n{se}"));
+    assert!(report.get("timed_out_after_s").is_none(), "{report:#}");
+    assert!(report["session"].get("fatal").is_none(), "python session failed: {report:#}");
+
+    let init = &report["session"]["initialize"];
+    assert_eq!(init["protocol_version"], "2025-11-25", "{init:#}");
+    assert_eq!(init["server_info"]["name"], "claudemesh", "{init:#}");
+    assert_eq!(init["capabilities"]["tools"]["listChanged"], true, "{init:#}");
+    assert!(init["capabilities"]["experimental"].get("claude/channel").is_some(), "{init:#}");
+    assert_eq!(init["has_instructions"], true, "{init:#}");
+
+    let tools = step(&report, "tools").as_array().unwrap();
+    let mut names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, TOOLS);
+    for t in tools {
+        assert_eq!(t["inputSchema"]["type"], "object", "{t:#}");
+        assert!(t["inputSchema"]["properties"].is_object(), "{t:#}");
+        assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()), "{t:#}");
+    }
+    let prompts = step(&report, "prompts");
+    assert!(prompts.as_array().unwrap().iter().any(|p| p == "inbox"), "{prompts}");
+
+    // The caller's own session shows up only once the broker echoed its presence (batched, up
+    // to 100 ms), which a client this fast can beat; when it is there it is marked.
+    let peers = ok_text(&report, "list_peers");
+    assert!(peers.contains("bob-1 (id s-bob"), "{peers}");
+    assert!(!peers.contains("py-alice") || peers.contains("py-alice (you) (id s-py"), "{peers}");
+    let sent = ok_text(&report, "send_message");
+    assert!(sent.contains("Message id: "), "{sent}");
+    ok_text(&report, "message_status");
+    let got = ok_text(&report, "check_messages");
+    assert!(got.contains(reply) && got.contains("from bob-1 (from_id s-bob"), "{got}");
+    assert_eq!(ok_text(&report, "check_messages_again"), "No new messages.");
+
+    // Bad arguments are tool results with isError, which the model can read and act on.
+    let bad = step(&report, "bad_arguments");
+    assert_eq!(bad["is_error"], true, "{bad:#}");
+    assert!(bad["text"].as_str().unwrap().contains("`message` is required"), "{bad:#}");
+    assert_eq!(bad["raw"]["isError"], true, "{bad:#}");
+    let wrong = step(&report, "wrong_type");
+    assert_eq!(wrong["is_error"], true, "{wrong:#}");
+    // An unknown tool is a JSON-RPC error (invalid params), not a result.
+    let unknown = &report["session"]["unknown_tool"];
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown:#}");
+
+    // The SDK's high-level Client (default mode "auto": a `server/discover` probe, then the
+    // initialize handshake) connects and lists the same tools.
+    let auto = &report["auto_client"];
+    assert!(
+        auto.get("fatal").is_none(),
+        "the Python SDK's default Client could not use claudemesh mcp: {auto:#}"
+    );
+    assert_eq!(auto["protocol_version"], "2025-11-25", "{auto:#}");
+    assert_eq!(auto["tools"], json!(TOOLS), "{auto:#}");
+
+    cb.cancel().await.unwrap();
+    alice_agent.stop().await;
+    bob_agent.stop().await;
+}
