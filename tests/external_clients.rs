@@ -12,22 +12,16 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::Duration;
 
 use claudemesh_agent::Paths;
 use claudemesh_protocol::local::Topic;
+use common::external::*;
+use common::mcp_client::*;
 use common::*;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, CustomNotification,
-    Implementation, JsonObject, ProtocolVersion,
-};
-use rmcp::service::{NotificationContext, RunningService};
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
-use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 const TOOLS: [&str; 8] = [
     "check_messages",
@@ -39,114 +33,6 @@ const TOOLS: [&str; 8] = [
     "set_status",
     "set_summary",
 ];
-
-// ---- finding the external tools ----
-
-/// Whether a missing tool fails the test (CI) or skips it (a developer's machine).
-fn required() -> bool {
-    std::env::var("CLAUDEMESH_EXTERNAL_CLIENTS").is_ok_and(|v| v == "required")
-}
-
-/// The tool, or `None` after saying why the test is skipped; panics instead when required.
-fn tool_or_skip(test: &str, found: Result<PathBuf, String>) -> Option<PathBuf> {
-    match found {
-        Ok(p) => Some(p),
-        Err(why) if required() => panic!(
-            "{test}: {why}. CLAUDEMESH_EXTERNAL_CLIENTS=required, so this is a failure: run \
-             `bash .ci/install-external-clients` (what .ci/run does) or set the path"
-        ),
-        Err(why) => {
-            eprintln!(
-                "SKIPPED {test}: {why}. Run `bash .ci/install-external-clients` to test against it; \
-                 CI sets CLAUDEMESH_EXTERNAL_CLIENTS=required so that it never skips."
-            );
-            None
-        }
-    }
-}
-
-/// `env_var` if set, else `.ci/tools/<rel>` if present, else `name` on PATH.
-fn locate(env_var: &str, rel: &str, name: &str) -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        return if p.is_file() { Ok(p) } else { Err(format!("{env_var}={} is not a file", p.display())) };
-    }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/tools").join(rel);
-    if local.is_file() {
-        return Ok(local);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()).ok_or_else(|| {
-        format!("no {name}: {env_var} is unset, {} does not exist, and PATH has none", local.display())
-    })
-}
-
-/// Runs `cmd` (argv, no shell) with stdin closed; kills it and fails clearly after `limit`.
-async fn run(what: &str, cmd: &mut tokio::process::Command, limit: Duration) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: could not start: {e}"));
-    match tokio::time::timeout(limit, child.wait_with_output()).await {
-        Ok(out) => out.unwrap_or_else(|e| panic!("{what}: {e}")),
-        Err(_) => panic!("{what}: no exit within {limit:?} (killed)"),
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The claude CLI, checked to run.
-async fn claude(test: &str) -> Option<PathBuf> {
-    let found = match locate("CLAUDEMESH_TEST_CLAUDE", "npm/node_modules/.bin/claude", "claude") {
-        Ok(p) => {
-            let out = run(
-                "claude --version",
-                tokio::process::Command::new(&p).arg("--version"),
-                Duration::from_secs(60),
-            )
-            .await;
-            if out.status.success() {
-                eprintln!("{test}: using {} ({})", p.display(), stdout(&out).trim());
-                Ok(p)
-            } else {
-                Err(format!("{} --version failed: {}", p.display(), stderr(&out)))
-            }
-        }
-        Err(e) => Err(e),
-    };
-    tool_or_skip(test, found)
-}
-
-/// A Python that can import the MCP SDK.
-async fn python_with_mcp(test: &str) -> Option<PathBuf> {
-    let found = match locate("CLAUDEMESH_TEST_PYTHON", "venv/bin/python", "python3") {
-        Ok(p) => {
-            let probe = "import importlib.metadata as m, mcp.client.stdio; print(m.version('mcp'))";
-            let out = run(
-                "python -c 'import mcp'",
-                tokio::process::Command::new(&p).args(["-c", probe]),
-                Duration::from_secs(60),
-            )
-            .await;
-            if out.status.success() {
-                eprintln!("{test}: using {} (mcp {})", p.display(), stdout(&out).trim());
-                Ok(p)
-            } else {
-                Err(format!(
-                    "{} cannot import the MCP SDK (pip install mcp): {}",
-                    p.display(),
-                    stderr(&out).trim().lines().last().unwrap_or("")
-                ))
-            }
-        }
-        Err(e) => Err(e),
-    };
-    tool_or_skip(test, found)
-}
 
 // ---- Claude Code: `claude mcp list` after `claudemesh install` ----
 
@@ -285,51 +171,6 @@ async fn claude_code_lists_the_installed_server_as_connected() {
 
 // ---- the Python MCP SDK driving `claudemesh mcp` ----
 
-/// The other side: an rmcp client (as in tests/mcp.rs) that declares `claude/channel` and
-/// records the channel notifications it gets.
-struct Peer {
-    tx: mpsc::UnboundedSender<CustomNotification>,
-}
-
-impl ClientHandler for Peer {
-    fn get_info(&self) -> ClientConfig {
-        let mut caps = ClientCapabilities::default();
-        caps.experimental = Some([("claude/channel".to_string(), JsonObject::new())].into_iter().collect());
-        ClientConfig::new(caps, Implementation::new("test-peer", "0"))
-            .with_protocol_version(ProtocolVersion::V_2025_11_25)
-    }
-
-    async fn on_custom_notification(&self, n: CustomNotification, _: NotificationContext<RoleClient>) {
-        let _ = self.tx.send(n);
-    }
-}
-
-async fn rmcp_session(
-    paths: &Paths,
-    sid: &str,
-    name: &str,
-) -> (RunningService<RoleClient, Peer>, mpsc::UnboundedReceiver<CustomNotification>) {
-    let cmd = tokio::process::Command::new(EXE).configure(|c| {
-        c.arg("mcp")
-            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
-            .env("CLAUDEMESH_SESSION_ID", sid)
-            .env("CLAUDEMESH_NAME", name)
-            .env_remove("CLAUDEMESH_PUSH");
-    });
-    let (tx, rx) = mpsc::unbounded_channel();
-    let client = Peer { tx }.serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
-    (client, rx)
-}
-
-async fn call(c: &RunningService<RoleClient, Peer>, name: &'static str, args: Value) -> CallToolResult {
-    let Value::Object(args) = args else { panic!("args must be an object") };
-    c.call_tool(CallToolRequestParams::new(name).with_arguments(args)).await.unwrap()
-}
-
-fn text(r: &CallToolResult) -> String {
-    r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n")
-}
-
 /// A step's result from the Python client's report, failing with the whole report if it errored.
 fn step<'a>(report: &'a Value, key: &str) -> &'a Value {
     let v = &report["session"][key];
@@ -358,7 +199,7 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     wait_connected(&mut bob_agent.client().await).await;
 
     // bob's session, driven by rmcp; the Python client is a session of alice's.
-    let (cb, mut rx_b) = rmcp_session(&bob, "s-bob", "bob-1").await;
+    let (cb, mut rx_b) = mcp(&bob, "s-bob", "bob-1", true).await;
     wait_peer(&mut a, "bob-1").await;
 
     let (body, reply) = ("hello from python", "hello back from rust");
@@ -386,10 +227,9 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     assert_eq!(p["meta"]["priority"], "now", "{p:#}");
     let r = call(&cb, "check_messages", json!({})).await;
     assert!(text(&r).contains(body) && text(&r).contains("from py-alice (from_id s-py"), "{}", text(&r));
-    // ... and bob's answer to its from_id reaches the Python client's check_messages. The
-    // push can overtake the sender's `peer_joined` (the broker batches presence for up to
-    // 100 ms), and until that arrives bob's agent cannot resolve `s-py`: wait for it.
-    wait_peer(&mut bob_agent.client().await, "py-alice").await;
+    // ... and bob's answer to its from_id, sent at once, reaches the Python client's
+    // check_messages: the push may overtake the sender's batched `peer_joined`, but bob's agent
+    // remembers which member sent it.
     let r = call(&cb, "send_message", json!({"to": "s-py", "message": reply})).await;
     assert_ne!(r.is_error, Some(true), "{}", text(&r));
 

@@ -95,6 +95,7 @@ fn start_uplink(agent: &Arc<Agent>, tracker: &TaskTracker, mesh: MeshConfig) -> 
             connected_since: None,
             members: Default::default(),
             peers: Default::default(),
+            senders: Default::default(),
             uplink: tx,
             cancel: cancel.clone(),
         },

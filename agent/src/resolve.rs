@@ -30,7 +30,7 @@ pub fn resolve_target(view: &MeshView, to: &str) -> Result<Target, ResolveError>
     if ["session:", "member:", "@"].iter().any(|p| to.starts_with(p)) {
         return to.parse::<Target>().map_err(|e| ResolveError::Empty(e.to_string()));
     }
-    if view.peers.contains_key(to) {
+    if view.peers.contains_key(to) || view.senders.contains_key(to) {
         return Ok(Target::Session(to.to_string()));
     }
     if view.members.contains_key(to) {
@@ -102,7 +102,13 @@ pub fn recipients(view: &MeshView, target: &Target) -> Result<Vec<(String, [u8; 
                 .collect()
         }
         Target::Member(id) => view.members.get(id).map(|m| vec![&m.member_id]).unwrap_or_default(),
-        Target::Session(sid) => view.peers.get(sid).map(|p| vec![&p.member_id]).unwrap_or_default(),
+        Target::Session(sid) => view
+            .peers
+            .get(sid)
+            .map(|p| &p.member_id)
+            .or_else(|| view.senders.get(sid))
+            .map(|m| vec![m])
+            .unwrap_or_default(),
     };
     if ids.is_empty() {
         return Err(ResolveError::Empty(format!(

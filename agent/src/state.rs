@@ -28,6 +28,9 @@ pub struct MeshView {
     pub connected_since: Option<Instant>,
     pub members: HashMap<String, MemberInfo>,
     pub peers: HashMap<String, PeerSession>,
+    /// Sessions that sent us a message → their member: a reply to a message's `from_id` works
+    /// even before the sender's batched `peer_joined` arrived, or after it left.
+    pub senders: HashMap<String, String>,
     pub uplink: mpsc::Sender<UplinkCmd>,
     pub cancel: CancellationToken,
 }
@@ -221,6 +224,22 @@ impl Agent {
         };
         tracing::info!(mesh = %slug, ?state, detail = detail.as_deref().unwrap_or(""), "link");
         self.publish(Topic::Links, Some(mesh_id), None, &LocalEvent::Links { mesh: slug, state, detail });
+    }
+}
+
+/// How many recent senders a mesh view remembers (see [`MeshView::senders`]).
+pub const MAX_SENDERS: usize = 4096;
+
+impl MeshView {
+    /// Remembers that `session` of `member` sent us something.
+    pub fn remember_sender(&mut self, session: &str, member: &str) {
+        if session.is_empty() || self.senders.get(session).is_some_and(|m| m == member) {
+            return;
+        }
+        if self.senders.len() >= MAX_SENDERS {
+            self.senders.clear();
+        }
+        self.senders.insert(session.to_string(), member.to_string());
     }
 }
 

@@ -425,6 +425,9 @@ impl Link<'_> {
     }
 
     async fn store_and_ack(&mut self, p: Push) -> Result<(), End> {
+        if let Some(v) = self.agent.meshes().get_mut(self.mesh_id) {
+            v.remember_sender(&p.from.session_id, &p.from.member_id);
+        }
         match inbox::receive(self.agent, self.mesh_id, &p) {
             // Acknowledge only what is durably stored (new or a duplicate we already have).
             Ok(_) => self.send(&ClientFrame::ClientAck { msg_ids: vec![p.msg_id] }).await,
