@@ -39,12 +39,31 @@ pub enum Command {
     Doctor(JsonArg),
     /// Serve MCP over stdio for Claude Code (started by Claude Code, not by hand).
     Mcp,
+    /// Run `claude` as a mesh session: shared session id, a name, optionally one mesh and channels.
+    Launch(LaunchArgs),
     /// Handle a Claude Code hook (run by Claude Code with the hook JSON on stdin; never fails).
     Hook(HookArgs),
     /// Register claudemesh's MCP server with Claude Code (user scope).
     Install(JsonArg),
     /// Remove what `claudemesh install` added.
     Uninstall(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Open the session on this mesh only (default: every joined mesh).
+    #[arg(long)]
+    pub mesh: Option<String>,
+    /// How peers see this session (default: your configured name, else the directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Push messages into the session as channel events (Claude Code's research-preview
+    /// `--dangerously-load-development-channels server:claudemesh`); hooks deliver them otherwise.
+    #[arg(long)]
+    pub channels: bool,
+    /// Arguments for `claude`, after `--`.
+    #[arg(last = true)]
+    pub claude_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

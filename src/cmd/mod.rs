@@ -15,6 +15,7 @@ mod invite_inspect;
 mod invite_list;
 mod invite_revoke;
 mod join;
+mod launch;
 mod leave;
 mod list;
 mod mcp;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(a) => block_on(doctor::run(a.json)),
         Command::Mcp => mcp::run(),
         Command::Hook(a) => Ok(hook::run(a)),
+        Command::Launch(a) => block_on(launch::run(a)),
         Command::Install(a) => install::run(a.json),
         Command::Uninstall(a) => uninstall::run(a.json),
     }

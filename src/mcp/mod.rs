@@ -62,7 +62,7 @@ impl Link {
             let exe = std::env::current_exe()?;
             let mut c = claudemesh_agent::connect_or_start(&self.paths, "mcp", &exe).await?;
             c.call(AgentCall::SessionRegister(SessionRegister {
-                meshes: vec![],
+                meshes: launch_meshes(),
                 session: self.session.clone(),
                 claude_pid: self.claude_pid,
             }))
@@ -113,6 +113,18 @@ impl Link {
             }
         }
     }
+}
+
+/// The meshes to open the session on: `CLAUDEMESH_MESH` (set by `claudemesh launch --mesh`,
+/// comma-separated), else every joined mesh (empty).
+fn launch_meshes() -> Vec<String> {
+    std::env::var("CLAUDEMESH_MESH")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Writes a log line to stderr when `CLAUDEMESH_DEBUG` is set (never to stdout).

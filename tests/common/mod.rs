@@ -2,6 +2,7 @@
 //! through it, and real agents (each in its own temp config dir) serving real Unix sockets.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod external;
 pub mod mcp_client;
 
 use std::time::Duration;
