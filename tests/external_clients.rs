@@ -280,6 +280,7 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     assert_eq!(bad["raw"]["isError"], true, "{bad:#}");
     let wrong = step(&report, "wrong_type");
     assert_eq!(wrong["is_error"], true, "{wrong:#}");
+    assert!(wrong["text"].as_str().unwrap().contains("`status` must be a string, not 42"), "{wrong:#}");
     // An unknown tool is a JSON-RPC error (invalid params), not a result.
     let unknown = &report["session"]["unknown_tool"];
     assert_eq!(unknown["error"]["code"], -32602, "{unknown:#}");

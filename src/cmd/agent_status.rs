@@ -34,6 +34,16 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
         st["uptime_secs"],
         st["sessions"]
     );
+    for s in st["local_sessions"].as_array().into_iter().flatten() {
+        let waiting = if s["stop_hook_waiting"] == true { "; Stop hook waiting to wake it" } else { "" };
+        let pid = s["claude_pid"].as_u64().map(|p| format!(", claude pid {p}")).unwrap_or_default();
+        println!(
+            "  session {} ({}): {}{pid}{waiting}",
+            s["display_name"].as_str().unwrap_or("?"),
+            s["session_id"].as_str().unwrap_or("?"),
+            s["status"].as_str().unwrap_or("?"),
+        );
+    }
     let meshes = st["meshes"].as_array().cloned().unwrap_or_default();
     if meshes.is_empty() {
         println!("no mesh joined yet: `claudemesh join <invite>`");

@@ -194,7 +194,16 @@ pub async fn serve() -> anyhow::Result<()> {
     }
     let stop = CancellationToken::new();
     let server = MeshServer::new(link.clone(), stop.clone());
-    let running = server.serve(rmcp::transport::stdio()).await?;
+    let running = match server.serve(rmcp::transport::stdio()).await {
+        Ok(r) => r,
+        // The client went away before initializing (a probe, or Claude Code quitting early).
+        Err(rmcp::service::ServerInitializeError::ConnectionClosed(at)) => {
+            debug(&format!("stdin closed before initialization ({at})"));
+            link.lock().await.close().await;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let reason = running.waiting().await;
     debug(&format!("stdio closed: {reason:?}"));
     stop.cancel();

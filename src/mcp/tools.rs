@@ -119,7 +119,8 @@ fn agent_error(e: &ClientError) -> CallToolResult {
                 ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::Timeout => " Try again shortly.",
                 _ => "",
             };
-            fail(format!("{}{hint}", le.message))
+            let stop = if le.message.ends_with(['.', '!', '?']) { "" } else { "." };
+            fail(format!("{}{stop}{hint}", le.message))
         }
         other => fail(format!(
             "The claudemesh agent is not reachable ({other}). Ask the user to run `claudemesh status` \
@@ -135,7 +136,9 @@ type Args = JsonObject;
 fn str_arg(args: &Args, key: &str) -> Result<String, CallToolResult> {
     match args.get(key) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        _ => Err(fail(format!("`{key}` is required and must be a non-empty string."))),
+        None | Some(Value::Null) => Err(fail(format!("`{key}` is required (a non-empty string)."))),
+        Some(Value::String(_)) => Err(fail(format!("`{key}` must not be empty."))),
+        Some(other) => Err(fail(format!("`{key}` must be a string, not {other}."))),
     }
 }
 
