@@ -23,17 +23,6 @@ use common::mcp_client::*;
 use common::*;
 use serde_json::{Value, json};
 
-const TOOLS: [&str; 8] = [
-    "check_messages",
-    "join_group",
-    "leave_group",
-    "list_peers",
-    "message_status",
-    "send_message",
-    "set_status",
-    "set_summary",
-];
-
 // ---- Claude Code: `claude mcp list` after `claudemesh install` ----
 
 /// `claude <args>` as a user whose home is `home` and whose claudemesh agent is `paths`, with

@@ -34,19 +34,7 @@ async fn tools_list_and_handshake() {
     let mut names: Vec<String> =
         c.list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "check_messages",
-            "join_group",
-            "leave_group",
-            "list_peers",
-            "message_status",
-            "send_message",
-            "set_status",
-            "set_summary"
-        ]
-    );
+    assert_eq!(names, TOOLS);
     let prompts = c.list_all_prompts().await.unwrap();
     assert!(prompts.iter().any(|p| p.name == "inbox"));
 

@@ -374,15 +374,22 @@ fn inbox(agent: &Agent, p: InboxParams) -> Result<Value, ApiError> {
 
 /// Marks messages seen (by `session`, or by the user at the CLI), and reports receipts.
 pub fn mark_seen(agent: &Agent, ids: &[String], session: Option<&str>) -> Result<usize, ApiError> {
+    mark_seen_where(agent, session, |r| ids.contains(&r.message.msg_id)).map(|m| m.len())
+}
+
+/// Under the delivery lock, marks the inbox records `pick` selects seen (by `session`, or by
+/// the user) and returns their messages.
+pub fn mark_seen_where(
+    agent: &Agent,
+    session: Option<&str>,
+    pick: impl Fn(&InboxRecord) -> bool,
+) -> Result<Vec<InboxMessage>, ApiError> {
     let _held = agent.delivery_lock();
-    let recs: Vec<InboxRecord> = agent
-        .store
-        .inbox_all()
-        .map_err(internal)?
-        .into_iter()
-        .filter(|r| ids.contains(&r.message.msg_id))
-        .collect();
-    mark_records_seen(agent, recs, session)
+    let recs: Vec<InboxRecord> =
+        agent.store.inbox_all().map_err(internal)?.into_iter().filter(|r| pick(r)).collect();
+    let messages = recs.iter().map(|r| r.message.clone()).collect();
+    mark_records_seen(agent, recs, session)?;
+    Ok(messages)
 }
 
 /// Records that `recs` were shown (to `session`, or to the user), and sends the receipts.

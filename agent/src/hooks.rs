@@ -11,7 +11,7 @@ use claudemesh_protocol::frames::{ErrorCode, Priority, SessionPatch, SessionStat
 use claudemesh_protocol::local::{HookCall, HookEvent, InboxMessage, WaitOutcome};
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, mark_records_seen};
+use crate::api::{ApiError, mark_seen_where};
 use crate::inbox::touch;
 use crate::state::Agent;
 use crate::store::InboxRecord;
@@ -115,17 +115,7 @@ fn take(
     event: HookEvent,
     status: SessionStatus,
 ) -> Result<Vec<InboxMessage>, ApiError> {
-    let _held = agent.delivery_lock();
-    let recs: Vec<InboxRecord> = agent
-        .store
-        .inbox_all()
-        .map_err(internal)?
-        .into_iter()
-        .filter(|r| waiting_for(r, sid) && due(event, r.message.priority, status))
-        .collect();
-    let messages = recs.iter().map(|r| r.message.clone()).collect();
-    mark_records_seen(agent, recs, Some(sid))?;
-    Ok(messages)
+    mark_seen_where(agent, Some(sid), |r| waiting_for(r, sid) && due(event, r.message.priority, status))
 }
 
 /// Routed to `sid`, and neither shown to it nor pushed to it.

@@ -17,6 +17,18 @@ use tokio::sync::mpsc;
 
 use super::EXE;
 
+/// The tools `claudemesh mcp` serves, sorted.
+pub const TOOLS: [&str; 8] = [
+    "check_messages",
+    "join_group",
+    "leave_group",
+    "list_peers",
+    "message_status",
+    "send_message",
+    "set_status",
+    "set_summary",
+];
+
 /// A client that records custom notifications; declares `claude/channel` when `channel`.
 pub struct Claude {
     pub channel: bool,
