@@ -44,7 +44,7 @@ async fn doctor_reports_each_problem_with_a_fix() {
     assert_eq!(status_of(&v, "config permissions")["status"], "ok");
     assert_eq!(status_of(&v, "key for team")["status"], "ok");
     assert_eq!(status_of(&v, "MCP entry")["status"], "warn");
-    assert!(status_of(&v, "MCP entry")["fix"].as_str().unwrap().contains("claude mcp add"));
+    assert!(status_of(&v, "MCP entry")["fix"].as_str().unwrap().contains("claudemesh install"));
     let hooks = status_of(&v, "hooks");
     assert_eq!(hooks["status"], "warn");
     assert!(hooks["detail"].as_str().unwrap().starts_with("no claudemesh hooks"), "{hooks}");

@@ -250,11 +250,11 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     let prompts = step(&report, "prompts");
     assert!(prompts.as_array().unwrap().iter().any(|p| p == "inbox"), "{prompts}");
 
-    // The caller's own session shows up only once the broker echoed its presence (batched, up
-    // to 100 ms), which a client this fast can beat; when it is there it is marked.
+    // The caller's own session is listed and marked at once, before the broker's batched
+    // presence echoes it.
     let peers = ok_text(&report, "list_peers");
     assert!(peers.contains("bob-1 (id s-bob"), "{peers}");
-    assert!(!peers.contains("py-alice") || peers.contains("py-alice (you) (id s-py"), "{peers}");
+    assert!(peers.contains("py-alice (you) (id s-py"), "{peers}");
     let sent = ok_text(&report, "send_message");
     assert!(sent.contains("Message id: "), "{sent}");
     ok_text(&report, "message_status");

@@ -43,6 +43,12 @@ async fn tools_list_and_handshake() {
     let r = call(&c, "list_peers", json!({})).await;
     assert!(!is_error(&r));
     assert!(text(&r).contains("alice-1 (you) (id s-alice"), "{}", text(&r));
+    // Another session of the same user on this agent is listed at once, and told apart.
+    let mut other = a.client().await;
+    register(&mut other, "s-alice-2", "alice-2", &[]).await;
+    let r = call(&c, "list_peers", json!({})).await;
+    assert!(text(&r).contains("alice-2 (your other session) (id s-alice-2"), "{}", text(&r));
+    drop(other);
 
     // Failures are results the model can act on.
     let r = call(&c, "send_message", json!({"to": "nobody-here", "message": "hi"})).await;

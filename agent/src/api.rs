@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use claudemesh_protocol::crypto::{MessagePlaintext, fan_out};
-use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ServerFrame, SessionPatch, Target};
+use claudemesh_protocol::frames::{ClientFrame, ErrorCode, PeerSession, ServerFrame, SessionPatch, Target};
 use claudemesh_protocol::limits::MAX_BODY_BYTES;
 use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, SendParams, SessionRegister};
 use serde_json::{Value, json};
@@ -138,11 +138,23 @@ fn selected(agent: &Agent, mesh: Option<&str>) -> Result<Vec<String>, ApiError> 
 
 fn peers(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
     let ids = selected(agent, mesh)?;
+    let local: Vec<LocalSession> = agent.sessions().values().cloned().collect();
     let meshes = agent.meshes();
     let mut out = Vec::new();
     for id in ids {
         let Some(v) = meshes.get(&id) else { continue };
-        for p in v.peers.values() {
+        // This agent's own sessions are listed at once, before the broker's batched presence
+        // echoes them back.
+        let unechoed = local
+            .iter()
+            .filter(|s| s.meshes.contains(&id) && !v.peers.contains_key(&s.info.session_id))
+            .map(|s| PeerSession {
+                member_id: v.config.member_id.clone(),
+                session: s.info.clone(),
+                connected_since: 0,
+            })
+            .collect::<Vec<_>>();
+        for p in v.peers.values().chain(unechoed.iter()) {
             let mut j = serde_json::to_value(p).map_err(internal)?;
             j["mesh"] = json!(v.config.slug);
             j["member_name"] = json!(v.members.get(&p.member_id).map(|m| m.display_name.clone()));

@@ -214,7 +214,7 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
             "MCP entry",
             Level::Warn,
             format!("no claudemesh server in {}", claude_json.display()),
-            "claude mcp add --scope user claudemesh -- claudemesh mcp",
+            "`claudemesh install` (or: claude mcp add --scope user claudemesh -- claudemesh mcp)",
         )
     });
     checks.push(hooks_check(&home.join(".claude").join("settings.json")));

@@ -187,7 +187,11 @@ async fn send_message(link: &Shared, args: &Args) -> ToolResult {
 }
 
 async fn list_peers(link: &Shared) -> ToolResult {
-    let v = link.lock().await.call(AgentCall::Peers { mesh: None }).await.map_err(|e| agent_error(&e))?;
+    let (v, own) = {
+        let mut l = link.lock().await;
+        let v = l.call(AgentCall::Peers { mesh: None }).await.map_err(|e| agent_error(&e))?;
+        (v, l.session_id().to_string())
+    };
     let peers = v.as_array().cloned().unwrap_or_default();
     if peers.is_empty() {
         return Ok(ok("Nobody is online in your meshes right now."));
@@ -203,7 +207,11 @@ async fn list_peers(link: &Shared) -> ToolResult {
                 .filter_map(|g| g["name"].as_str())
                 .map(|g| format!("@{g}"))
                 .collect();
-            let me = if p["me"] == true { " (you)" } else { "" };
+            let me = match (p["session_id"].as_str() == Some(own.as_str()), p["me"] == true) {
+                (true, _) => " (you)",
+                (false, true) => " (your other session)",
+                _ => "",
+            };
             let summary = p["summary"].as_str().map(|x| format!(" — {x}")).unwrap_or_default();
             let groups = if groups.is_empty() { String::new() } else { format!(" [{}]", groups.join(" ")) };
             format!(
