@@ -1,26 +1,27 @@
-//! The socket API's methods (DESIGN §10): what each `request` does. Errors carry the broker's
-//! stable codes and a message that says what to do.
+//! The socket API (DESIGN §10): dispatch of each `request` to its handler, and the messaging
+//! methods themselves (send, inbox, mark seen, message status). Errors carry the broker's stable
+//! codes and a message that says what to do.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use claudemesh_protocol::crypto::{MessagePlaintext, fan_out};
-use claudemesh_protocol::frames::{ClientFrame, ErrorCode, PeerSession, ServerFrame, SessionPatch, Target};
+use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ServerFrame, Target};
 use claudemesh_protocol::limits::MAX_BODY_BYTES;
-use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, SendParams, SessionRegister};
+use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, SendParams};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::inbox::{adopt_pending, now_ms, push_deliverable, touch};
+use crate::inbox::{now_ms, touch};
 use crate::resolve::{ResolveError, recipients, resolve_target};
 use crate::state::{Agent, LocalSession};
 use crate::store::{InboxRecord, OutboxRecord, SendState};
 use crate::uplink::UplinkCmd;
+use crate::{sessions, views};
 
 pub type ApiError = (ErrorCode, String);
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     (ErrorCode::Internal, e.to_string())
 }
 
@@ -32,21 +33,21 @@ pub async fn handle(
     registered: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
     match call {
-        AgentCall::Status => Ok(status(agent)),
-        AgentCall::Meshes => Ok(meshes(agent)),
-        AgentCall::Peers { mesh } => peers(agent, mesh.as_deref()),
-        AgentCall::Members { mesh } => members(agent, mesh.as_deref()),
+        AgentCall::Status => Ok(views::status(agent)),
+        AgentCall::Meshes => Ok(views::meshes(agent)),
+        AgentCall::Peers { mesh } => views::peers(agent, mesh.as_deref()),
+        AgentCall::Members { mesh } => views::members(agent, mesh.as_deref()),
         AgentCall::Send(p) => send(agent, p),
         AgentCall::Inbox(p) => inbox(agent, p),
         AgentCall::MarkSeen { msg_ids, session } => {
             mark_seen(agent, &msg_ids, session.as_deref()).map(|n| json!({ "marked": n }))
         }
         AgentCall::MessageStatus { msg_id } => message_status(agent, &msg_id).await,
-        AgentCall::SessionRegister(r) => register(agent, r, registered),
-        AgentCall::SessionUpdate { session_id, patch } => update(agent, &session_id, patch),
+        AgentCall::SessionRegister(r) => sessions::register(agent, r, registered),
+        AgentCall::SessionUpdate { session_id, patch } => sessions::update(agent, &session_id, patch),
         AgentCall::SessionClose { session_id } => {
             registered.retain(|s| s != &session_id);
-            close_session(agent, &session_id);
+            sessions::close_session(agent, &session_id);
             Ok(json!({ "closed": session_id }))
         }
         AgentCall::InviteCreate(p) => crate::admin::invite_create(agent, p).await,
@@ -63,130 +64,6 @@ pub async fn handle(
             Ok(json!({ "stopping": true }))
         }
     }
-}
-
-fn status(agent: &Agent) -> Value {
-    let outbox = agent.store.outbox_count().unwrap_or_default();
-    let inbox = agent.store.inbox_all().unwrap_or_default();
-    let sessions = agent.sessions();
-    let meshes = agent.meshes();
-    let mut list: Vec<Value> = meshes
-        .values()
-        .map(|m| {
-            let id = &m.config.id;
-            let mine: Vec<&InboxMessage> =
-                inbox.iter().filter(|r| &r.mesh_id == id).map(|r| &r.message).collect();
-            json!({
-                "slug": m.config.slug,
-                "id": id,
-                "broker_url": m.config.broker_url,
-                "member_id": m.config.member_id,
-                "link": m.link,
-                "detail": m.link_detail,
-                "connected_secs": m.connected_since.map(|t| t.elapsed().as_secs()),
-                "sessions": sessions.values().filter(|s| s.meshes.contains(id)).count(),
-                "peers": m.peers.len(),
-                "inbox": mine.len(),
-                "unread": mine.iter().filter(|x| !x.seen).count(),
-                "outbox": outbox.get(id).copied().unwrap_or(0),
-            })
-        })
-        .collect();
-    list.sort_by(|a, b| a["slug"].as_str().cmp(&b["slug"].as_str()));
-    let mut local: Vec<Value> = sessions
-        .values()
-        .map(|s| {
-            json!({
-                "session_id": s.info.session_id,
-                "display_name": s.info.display_name,
-                "status": s.info.status,
-                "claude_pid": s.claude_pid,
-                "claude_session": s.claude_session,
-                "stop_hook_waiting": s.waiting,
-                "idle_secs": s.last_active.elapsed().as_secs(),
-            })
-        })
-        .collect();
-    local.sort_by(|a, b| a["display_name"].as_str().cmp(&b["display_name"].as_str()));
-    json!({
-        "agent_version": env!("CARGO_PKG_VERSION"),
-        "pid": std::process::id(),
-        "uptime_secs": agent.started.elapsed().as_secs(),
-        "config_dir": agent.paths.dir,
-        "sessions": sessions.len(),
-        "local_sessions": local,
-        "meshes": list,
-    })
-}
-
-fn meshes(agent: &Agent) -> Value {
-    let m = agent.meshes();
-    let mut v: Vec<Value> = m
-        .values()
-        .map(|m| json!({"slug": m.config.slug, "id": m.config.id, "broker_url": m.config.broker_url, "member_id": m.config.member_id, "role": m.config.role, "display_name": m.config.display_name, "link": m.link}))
-        .collect();
-    v.sort_by(|a, b| a["slug"].as_str().cmp(&b["slug"].as_str()));
-    Value::Array(v)
-}
-
-fn selected(agent: &Agent, mesh: Option<&str>) -> Result<Vec<String>, ApiError> {
-    match mesh {
-        Some(_) => agent.resolve_mesh(mesh).map(|m| vec![m]).map_err(|e| (ErrorCode::NotFound, e)),
-        None => Ok(agent.meshes().keys().cloned().collect()),
-    }
-}
-
-fn peers(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
-    let ids = selected(agent, mesh)?;
-    let local: Vec<LocalSession> = agent.sessions().values().cloned().collect();
-    let meshes = agent.meshes();
-    let mut out = Vec::new();
-    for id in ids {
-        let Some(v) = meshes.get(&id) else { continue };
-        // This agent's own sessions are listed at once, before the broker's batched presence
-        // echoes them back.
-        let unechoed = local
-            .iter()
-            .filter(|s| s.meshes.contains(&id) && !v.peers.contains_key(&s.info.session_id))
-            .map(|s| PeerSession {
-                member_id: v.config.member_id.clone(),
-                session: s.info.clone(),
-                connected_since: 0,
-            })
-            .collect::<Vec<_>>();
-        for p in v.peers.values().chain(unechoed.iter()) {
-            let mut j = serde_json::to_value(p).map_err(internal)?;
-            j["mesh"] = json!(v.config.slug);
-            j["member_name"] = json!(v.members.get(&p.member_id).map(|m| m.display_name.clone()));
-            j["me"] = json!(p.member_id == v.config.member_id);
-            out.push(j);
-        }
-    }
-    out.sort_by(|a, b| {
-        (a["mesh"].as_str(), a["display_name"].as_str())
-            .cmp(&(b["mesh"].as_str(), b["display_name"].as_str()))
-    });
-    Ok(Value::Array(out))
-}
-
-fn members(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
-    let ids = selected(agent, mesh)?;
-    let meshes = agent.meshes();
-    let mut out = Vec::new();
-    for id in ids {
-        let Some(v) = meshes.get(&id) else { continue };
-        for m in v.members.values() {
-            let mut j = serde_json::to_value(m).map_err(internal)?;
-            j["mesh"] = json!(v.config.slug);
-            j["me"] = json!(m.member_id == v.config.member_id);
-            out.push(j);
-        }
-    }
-    out.sort_by(|a, b| {
-        (a["mesh"].as_str(), a["display_name"].as_str())
-            .cmp(&(b["mesh"].as_str(), b["display_name"].as_str()))
-    });
-    Ok(Value::Array(out))
 }
 
 fn resolve_err(e: ResolveError) -> ApiError {
@@ -461,99 +338,4 @@ async fn message_status(agent: &Agent, id: &str) -> Result<Value, ApiError> {
         }
     }
     Ok(out)
-}
-
-fn register(agent: &Agent, r: SessionRegister, registered: &mut Vec<String>) -> Result<Value, ApiError> {
-    if r.session.session_id.is_empty() {
-        return Err((ErrorCode::Invalid, "session_id is required".into()));
-    }
-    let mut mesh_ids = Vec::new();
-    for m in &r.meshes {
-        mesh_ids.push(agent.resolve_mesh(Some(m)).map_err(|e| (ErrorCode::NotFound, e))?);
-    }
-    if mesh_ids.is_empty() {
-        mesh_ids = agent.meshes().keys().cloned().collect();
-    }
-    let sid = r.session.session_id.clone();
-    {
-        let mut sessions = agent.sessions();
-        let old = sessions.get(&sid);
-        let holders = old.map_or(0, |s| s.holders);
-        let claude_session = old.and_then(|s| s.claude_session.clone());
-        let waiter = old.map_or(0, |s| s.waiter);
-        let waiting = old.is_some_and(|s| s.waiting);
-        sessions.insert(
-            sid.clone(),
-            LocalSession {
-                info: r.session.clone(),
-                meshes: mesh_ids.clone(),
-                claude_pid: r.claude_pid,
-                claude_session,
-                waiter,
-                waiting,
-                last_active: Instant::now(),
-                holders: holders + 1,
-            },
-        );
-    }
-    registered.push(sid.clone());
-    let meshes = agent.meshes();
-    let mut slugs = Vec::new();
-    for id in &mesh_ids {
-        if let Some(v) = meshes.get(id) {
-            let _ = v.uplink.try_send(UplinkCmd::SessionOpen(r.session.clone()));
-            slugs.push(v.config.slug.clone());
-        }
-    }
-    drop(meshes);
-    let adopted = adopt_pending(agent, &sid).map_err(internal)?;
-    agent.bump();
-    Ok(json!({ "session_id": sid, "meshes": slugs, "waiting": adopted }))
-}
-
-pub(crate) fn update(agent: &Agent, sid: &str, patch: SessionPatch) -> Result<Value, ApiError> {
-    let mesh_ids = {
-        let mut sessions = agent.sessions();
-        let s = sessions
-            .get_mut(sid)
-            .ok_or_else(|| (ErrorCode::NotFound, format!("no session {sid} registered with this agent")))?;
-        patch.apply(&mut s.info);
-        s.last_active = Instant::now();
-        s.meshes.clone()
-    };
-    let meshes = agent.meshes();
-    for id in &mesh_ids {
-        if let Some(v) = meshes.get(id) {
-            let _ = v.uplink.try_send(UplinkCmd::SessionUpdate(sid.to_string(), patch.clone()));
-        }
-    }
-    drop(meshes);
-    // A session turning idle may now take `next` messages.
-    let pushed = push_deliverable(agent, sid).map_err(internal)?;
-    agent.bump();
-    Ok(json!({ "session_id": sid, "pushed": pushed }))
-}
-
-/// Drops one holder of a session; the last one closes it on every mesh.
-pub fn close_session(agent: &Agent, sid: &str) {
-    let gone = {
-        let mut sessions = agent.sessions();
-        match sessions.get_mut(sid) {
-            Some(s) if s.holders > 1 => {
-                s.holders -= 1;
-                None
-            }
-            Some(_) => sessions.remove(sid),
-            None => None,
-        }
-    };
-    if let Some(s) = gone {
-        agent.bump();
-        let meshes = agent.meshes();
-        for id in &s.meshes {
-            if let Some(v) = meshes.get(id) {
-                let _ = v.uplink.try_send(UplinkCmd::SessionClose(sid.to_string()));
-            }
-        }
-    }
 }

@@ -95,7 +95,7 @@ pub fn hook(agent: &Agent, call: &HookCall) -> Result<Value, ApiError> {
     let current = agent.sessions().get(&sid).map(|s| s.info.status).unwrap_or_default();
     let status = match implied_status(call.event, current) {
         Some(next) => {
-            crate::api::update(agent, &sid, SessionPatch { status: Some(next), ..Default::default() })?;
+            crate::sessions::update(agent, &sid, SessionPatch { status: Some(next), ..Default::default() })?;
             next
         }
         None => current,

@@ -12,11 +12,13 @@ pub mod inbox;
 pub mod paths;
 pub mod resolve;
 pub mod service_unit;
+pub mod sessions;
 pub mod socket;
 pub mod state;
 pub mod store;
 pub mod tls;
 pub mod uplink;
+pub mod views;
 
 pub use client::{AgentClient, ClientError, connect_or_start};
 pub use config::{Config, MeshConfig};

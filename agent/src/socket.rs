@@ -190,7 +190,7 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
     tracing::debug!(conn, "client disconnected");
     agent.unsubscribe(conn, None);
     for s in registered {
-        api::close_session(&agent, &s);
+        crate::sessions::close_session(&agent, &s);
     }
     drop(tx);
     let _ = writer.await;
