@@ -231,7 +231,11 @@ fn inbox(agent: &Agent, p: InboxParams) -> Result<Value, ApiError> {
     let _held = p.mark_seen.then(|| agent.delivery_lock());
     let mut out = Vec::new();
     let mut shown = Vec::new();
-    for rec in agent.store.inbox_all().map_err(internal)? {
+    let records = match (&p.session, p.all) {
+        (Some(s), false) => agent.store.inbox_unseen(s),
+        _ => agent.store.inbox_all(),
+    };
+    for rec in records.map_err(internal)? {
         if mesh.as_ref().is_some_and(|m| m != &rec.mesh_id) {
             continue;
         }
@@ -267,15 +271,19 @@ pub fn mark_seen(agent: &Agent, ids: &[String], session: Option<&str>) -> Result
 }
 
 /// Under the delivery lock, marks the inbox records `pick` selects seen (by `session`, or by
-/// the user) and returns their messages.
+/// the user) and returns their messages. With a session, only what it has not seen is looked
+/// at (through the store's index).
 pub fn mark_seen_where(
     agent: &Agent,
     session: Option<&str>,
     pick: impl Fn(&InboxRecord) -> bool,
 ) -> Result<Vec<InboxMessage>, ApiError> {
     let _held = agent.delivery_lock();
-    let recs: Vec<InboxRecord> =
-        agent.store.inbox_all().map_err(internal)?.into_iter().filter(|r| pick(r)).collect();
+    let candidates = match session {
+        Some(s) => agent.store.inbox_unseen(s),
+        None => agent.store.inbox_all(),
+    };
+    let recs: Vec<InboxRecord> = candidates.map_err(internal)?.into_iter().filter(|r| pick(r)).collect();
     let messages = recs.iter().map(|r| r.message.clone()).collect();
     mark_records_seen(agent, recs, session)?;
     Ok(messages)

@@ -126,7 +126,7 @@ fn waiting_for(r: &InboxRecord, sid: &str) -> bool {
 fn has_due(agent: &Agent, sid: &str, status: SessionStatus) -> Result<bool, ApiError> {
     Ok(agent
         .store
-        .inbox_all()
+        .inbox_unseen(sid)
         .map_err(internal)?
         .iter()
         .any(|r| waiting_for(r, sid) && due(HookEvent::Rewake, r.message.priority, status)))

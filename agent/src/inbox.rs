@@ -132,7 +132,7 @@ pub fn push_deliverable(agent: &Agent, session: &str) -> Result<usize, StoreErro
     }
     let _held = agent.delivery_lock();
     let mut n = 0;
-    for mut rec in agent.store.inbox_all()? {
+    for mut rec in agent.store.inbox_unseen(session)? {
         if push_one(agent, &mut rec, session, status)? {
             n += 1;
         }

@@ -17,6 +17,12 @@ type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 const INBOX: Table = TableDefinition::new("inbox");
 const OUTBOX: Table = TableDefinition::new("outbox");
 const SENT: Table = TableDefinition::new("sent");
+/// `session␟mesh_id␟msg_id` → nothing, for every delivery not yet seen by its session: what a
+/// hook, a push or `check_messages` of one session reads, without scanning the whole inbox.
+const UNSEEN: Table = TableDefinition::new("unseen");
+const META: Table = TableDefinition::new("meta");
+/// Set once UNSEEN covers the whole inbox (stores older than the index get it built at open).
+const UNSEEN_BUILT: &str = "unseen_index_v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -103,13 +109,46 @@ fn key(a: &str, b: &str) -> String {
     format!("{a}\u{1f}{b}")
 }
 
+/// Keeps UNSEEN in step with `rec`'s deliveries inside write transaction `w`. Deliveries are
+/// only ever added or marked, never removed, so each one decides its own key.
+fn index_unseen(w: &redb::WriteTransaction, rec: &InboxRecord) -> Result<(), StoreError> {
+    let mut t = w.open_table(UNSEEN).map_err(db_err)?;
+    for (session, d) in &rec.deliveries {
+        let k = key(session, &key(&rec.mesh_id, &rec.message.msg_id));
+        if d.seen {
+            t.remove(k.as_str()).map_err(db_err)?;
+        } else {
+            t.insert(k.as_str(), &[][..]).map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path)
             .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
         let w = db.begin_write().map_err(db_err)?;
-        for t in [INBOX, OUTBOX, SENT] {
+        for t in [INBOX, OUTBOX, SENT, UNSEEN, META] {
             w.open_table(t).map_err(db_err)?;
+        }
+        let built = w.open_table(META).map_err(db_err)?.get(UNSEEN_BUILT).map_err(db_err)?.is_some();
+        if !built {
+            let recs: Vec<InboxRecord> = {
+                let t = w.open_table(INBOX).map_err(db_err)?;
+                let mut v = Vec::new();
+                for item in t.iter().map_err(db_err)? {
+                    let (_, bytes) = item.map_err(db_err)?;
+                    if let Ok(r) = serde_json::from_slice(bytes.value()) {
+                        v.push(r);
+                    }
+                }
+                v
+            };
+            for r in &recs {
+                index_unseen(&w, r)?;
+            }
+            w.open_table(META).map_err(db_err)?.insert(UNSEEN_BUILT, &b"1"[..]).map_err(db_err)?;
         }
         w.commit().map_err(db_err)?;
         Ok(Self { db: Arc::new(db) })
@@ -165,6 +204,9 @@ impl Store {
             }
             !exists
         };
+        if new {
+            index_unseen(&w, rec)?;
+        }
         w.commit().map_err(db_err)?;
         Ok(new)
     }
@@ -174,7 +216,38 @@ impl Store {
     }
 
     pub fn inbox_update(&self, rec: &InboxRecord) -> Result<(), StoreError> {
-        self.put(INBOX, &key(&rec.mesh_id, &rec.message.msg_id), rec)
+        let bytes = serde_json::to_vec(rec).map_err(db_err)?;
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            let k = key(&rec.mesh_id, &rec.message.msg_id);
+            w.open_table(INBOX).map_err(db_err)?.insert(k.as_str(), bytes.as_slice()).map_err(db_err)?;
+            index_unseen(&w, rec)?;
+        }
+        w.commit().map_err(db_err)
+    }
+
+    /// The inbox records routed to `session` that it has not seen, oldest first: read through
+    /// the UNSEEN index, so the cost follows what is waiting, not the inbox's size.
+    pub fn inbox_unseen(&self, session: &str) -> Result<Vec<InboxRecord>, StoreError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let index = r.open_table(UNSEEN).map_err(db_err)?;
+        let inbox = r.open_table(INBOX).map_err(db_err)?;
+        // Keys of this session run from `session␟` up to (not including) `session` + U+0020.
+        let (from, to) = (format!("{session}\u{1f}"), format!("{session}\u{20}"));
+        let mut out = Vec::new();
+        for item in index.range(from.as_str()..to.as_str()).map_err(db_err)? {
+            let (k, _) = item.map_err(db_err)?;
+            let inbox_key = &k.value()[from.len()..];
+            let Some(v) = inbox.get(inbox_key).map_err(db_err)? else { continue };
+            match serde_json::from_slice::<InboxRecord>(v.value()) {
+                Ok(rec) => out.push(rec),
+                Err(e) => tracing::warn!(key = inbox_key, error = %e, "skipping corrupt agent record"),
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.message.received_at, &a.message.msg_id).cmp(&(b.message.received_at, &b.message.msg_id))
+        });
+        Ok(out)
     }
 
     /// Every inbox record, oldest first by receive time.
@@ -284,6 +357,63 @@ mod tests {
             deliveries: Default::default(),
             pending: true,
         }
+    }
+
+    fn delivered(id: &str, sessions: &[&str]) -> InboxRecord {
+        let mut r = rec(id);
+        r.pending = false;
+        r.deliveries = sessions.iter().map(|s| (s.to_string(), Delivery::default())).collect();
+        r
+    }
+
+    fn ids(v: Vec<InboxRecord>) -> Vec<String> {
+        v.into_iter().map(|r| r.message.msg_id).collect()
+    }
+
+    #[test]
+    fn the_unseen_index_follows_inserts_and_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a.redb")).unwrap();
+        s.inbox_insert(&delivered("m1", &["s1", "s2"])).unwrap();
+        s.inbox_insert(&delivered("m2", &["s1"])).unwrap();
+        s.inbox_insert(&rec("m3")).unwrap(); // pending: nobody's yet
+        // A session id that is a prefix of another does not see the other's keys.
+        s.inbox_insert(&delivered("m4", &["s10"])).unwrap();
+        assert_eq!(ids(s.inbox_unseen("s1").unwrap()), ["m1", "m2"]);
+        assert_eq!(ids(s.inbox_unseen("s2").unwrap()), ["m1"]);
+        assert_eq!(ids(s.inbox_unseen("s10").unwrap()), ["m4"]);
+        assert!(s.inbox_unseen("nobody").unwrap().is_empty());
+
+        let mut m1 = s.inbox_get("mesh", "m1").unwrap().unwrap();
+        m1.deliveries.get_mut("s1").unwrap().seen = true;
+        s.inbox_update(&m1).unwrap();
+        let mut m3 = s.inbox_get("mesh", "m3").unwrap().unwrap();
+        m3.deliveries.insert("s2".into(), Delivery { pushed: true, seen: false });
+        s.inbox_update(&m3).unwrap();
+        assert_eq!(ids(s.inbox_unseen("s1").unwrap()), ["m2"]);
+        assert_eq!(ids(s.inbox_unseen("s2").unwrap()), ["m1", "m3"]);
+        // A redelivered push changes nothing.
+        assert!(!s.inbox_insert(&delivered("m1", &["s1"])).unwrap());
+        assert_eq!(ids(s.inbox_unseen("s1").unwrap()), ["m2"]);
+    }
+
+    #[test]
+    fn a_store_from_before_the_index_gets_it_built_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.redb");
+        let s = Store::open(&path).unwrap();
+        s.inbox_insert(&delivered("m1", &["s1"])).unwrap();
+        let mut seen = delivered("m2", &["s1"]);
+        seen.deliveries.get_mut("s1").unwrap().seen = true;
+        s.inbox_insert(&seen).unwrap();
+        // What an older agent left: no index, no marker.
+        let w = s.db.begin_write().unwrap();
+        w.delete_table(UNSEEN).unwrap();
+        w.open_table(META).unwrap().remove(UNSEEN_BUILT).unwrap();
+        w.commit().unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(ids(s.inbox_unseen("s1").unwrap()), ["m1"]);
     }
 
     #[test]
