@@ -129,14 +129,24 @@ fn install_hooks(path: &Path, exe: &str) -> anyhow::Result<(FileChange, Vec<(&'s
     if let Some(dir) = path.parent() {
         claude_settings::ensure_private_dir(dir)?;
     }
+    edit_hooks(path, |root| claude_hooks::install(root, exe), "unchanged")
+}
+
+/// Applies `op` (install or uninstall of our hooks) to `settings.json` with the safe edit; `none`
+/// names the outcome when no event changed.
+pub fn edit_hooks(
+    path: &Path,
+    op: impl FnOnce(&mut Map<String, Value>) -> Result<Vec<(&'static str, Action)>, String>,
+    none: &'static str,
+) -> anyhow::Result<(FileChange, Vec<(&'static str, Action)>)> {
     let outcome = claude_settings::edit(path, |root| {
-        let events = claude_hooks::install(root, exe).map_err(|e| claude_settings::malformed(path, &e))?;
-        let changed = events.iter().any(|(_, a)| *a != Action::Unchanged);
+        let events = op(root).map_err(|e| claude_settings::malformed(path, &e))?;
+        let changed = events.iter().any(|(_, a)| !matches!(a, Action::Unchanged | Action::Absent));
         Ok((changed, events))
     })?;
     let change = FileChange {
         path: path.to_owned(),
-        action: overall(&outcome.value, "unchanged"),
+        action: overall(&outcome.value, none),
         changed: outcome.changed,
         backup: outcome.backup,
     };

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use super::install::{FileChange, SERVER_NAME, check_settings, hooks_json, overall, print_backup};
+use super::install::{FileChange, SERVER_NAME, check_settings, edit_hooks, hooks_json, print_backup};
 use crate::claude_hooks::{self, Action};
 use crate::claude_settings;
 
@@ -75,16 +75,5 @@ fn uninstall_hooks(path: &Path) -> anyhow::Result<(FileChange, Vec<(&'static str
             events,
         ));
     }
-    let outcome = claude_settings::edit(path, |root| {
-        let events = claude_hooks::uninstall(root).map_err(|e| claude_settings::malformed(path, &e))?;
-        let changed = events.iter().any(|(_, a)| *a == Action::Removed);
-        Ok((changed, events))
-    })?;
-    let change = FileChange {
-        path: path.to_owned(),
-        action: overall(&outcome.value, "absent"),
-        changed: outcome.changed,
-        backup: outcome.backup,
-    };
-    Ok((change, outcome.value))
+    edit_hooks(path, claude_hooks::uninstall, "absent")
 }
