@@ -188,6 +188,17 @@ async fn prompt_and_tool_hooks_show_what_is_due_once_and_set_status() {
     send(&mut ac, "bob-1", "fyi: lunch at noon", Priority::Low).await;
     wait_inbox(&mut b.client().await, None, 3).await;
 
+    // A tool call inside a subagent shows nothing: its context ends with its task.
+    let mut sub = input("PostToolUse", "claude-1");
+    sub["agent_id"] = json!("a1b2c3");
+    sub["agent_type"] = json!("general-purpose");
+    let r = finish(
+        spawn_hook(&b.paths, "PostToolUse", sub.to_string().as_bytes(), &[]).await,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(context(&r, "PostToolUse"), "");
+
     // Mid-turn, a tool call shows only `now`, and the session turns working.
     let r = hook(&b.paths, "PostToolUse", "claude-1").await;
     let ctx = context(&r, "PostToolUse");

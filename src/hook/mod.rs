@@ -3,6 +3,8 @@
 //! the messages due as `additionalContext`; `Stop` (installed with `asyncRewake`) marks the
 //! session idle, then waits on the agent for a `now`/`next` message and wakes the session with it
 //! (stderr, exit 2). Every hook also tells the agent whether the session is working or idle.
+//! Hooks fired inside a subagent (input with `agent_id`) show nothing: the subagent's context
+//! ends with its task, so messages wait for the main conversation.
 //!
 //! A hook never fails the user's session: any error, panic or timeout ends with exit 0 and
 //! nothing printed (details on stderr only with `CLAUDEMESH_DEBUG=1`).
@@ -48,13 +50,19 @@ pub enum Outcome {
 struct Input {
     session_id: Option<String>,
     hook_event_name: Option<String>,
+    /// Set when the hook fires inside a subagent (the Task tool), not the main conversation.
+    agent_id: Option<String>,
 }
 
 impl Input {
     fn parse(bytes: &[u8]) -> Self {
         let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
         let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        Input { session_id: field("session_id"), hook_event_name: field("hook_event_name") }
+        Input {
+            session_id: field("session_id"),
+            hook_event_name: field("hook_event_name"),
+            agent_id: field("agent_id").filter(|a| !a.is_empty()),
+        }
     }
 }
 
@@ -162,6 +170,10 @@ async fn handle(event_arg: Option<&str>) -> Result<Outcome, String> {
     let input = read_input().await;
     let name = event_arg.or(input.hook_event_name.as_deref()).ok_or("no hook event named")?;
     let event = parse_event(name).ok_or_else(|| format!("not a hook claudemesh handles: {name}"))?;
+    if input.agent_id.is_some() {
+        // A subagent's context ends with its task: messages wait for the main conversation.
+        return Ok(Outcome::Nothing);
+    }
     let env_session =
         std::env::var("CLAUDEMESH_SESSION_ID").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let call = HookCall {
