@@ -41,13 +41,8 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     let entry = json!({"type": "stdio", "command": exe, "args": ["mcp"], "env": {}});
     let (mcp, old) = install_mcp(&claude_json, &entry)?;
     let (hooks, events) = install_hooks(&settings, exe_s)?;
-    let changed = mcp.changed || hooks.changed;
     if json {
-        let out = json!({
-            "changed": changed, "path": mcp.path, "backup": mcp.backup, "action": mcp.action,
-            "mcp": mcp.to_json(), "hooks": hooks_json(&hooks, &events),
-        });
-        println!("{out}");
+        println!("{}", outcome_json(&mcp, &hooks, &events));
         return Ok(ExitCode::SUCCESS);
     }
     let path_s = mcp.path.display();
@@ -84,7 +79,7 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
         println!("  each runs: {}", claude_hooks::command(exe_s, "<Event>"));
     }
     print_backup(&hooks);
-    if changed {
+    if mcp.changed || hooks.changed {
         println!("restart Claude Code sessions to pick it up");
     }
     Ok(ExitCode::SUCCESS)
@@ -162,6 +157,15 @@ pub fn overall(events: &[(&'static str, Action)], none: &'static str) -> &'stati
         Some(first) if acted.all(|a| a == first) => first.as_str(),
         Some(_) => "updated",
     }
+}
+
+/// `--json` output of install and uninstall: the MCP entry's change at the top level (as before
+/// hooks existed), and both files' changes under `mcp` and `hooks`.
+pub fn outcome_json(mcp: &FileChange, hooks: &FileChange, events: &[(&'static str, Action)]) -> Value {
+    json!({
+        "changed": mcp.changed || hooks.changed, "path": mcp.path, "backup": mcp.backup,
+        "action": mcp.action, "mcp": mcp.to_json(), "hooks": hooks_json(hooks, events),
+    })
 }
 
 /// The `hooks` part of `--json` output.

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::install::{FileChange, SERVER_NAME, check_settings, edit_hooks, hooks_json, print_backup};
+use super::install::{FileChange, SERVER_NAME, check_settings, edit_hooks, outcome_json, print_backup};
 use crate::claude_hooks::{self, Action};
 use crate::claude_settings;
 
@@ -17,13 +17,8 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     check_settings(&settings)?;
     let mcp = uninstall_mcp(&claude_json)?;
     let (hooks, events) = uninstall_hooks(&settings)?;
-    let changed = mcp.changed || hooks.changed;
     if json {
-        let out = json!({
-            "changed": changed, "path": mcp.path, "backup": mcp.backup, "action": mcp.action,
-            "mcp": mcp.to_json(), "hooks": hooks_json(&hooks, &events),
-        });
-        println!("{out}");
+        println!("{}", outcome_json(&mcp, &hooks, &events));
         return Ok(ExitCode::SUCCESS);
     }
     if mcp.changed {
@@ -39,7 +34,7 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
         println!("nothing to remove: no claudemesh hooks in {}", hooks.path.display());
     }
     print_backup(&hooks);
-    if changed {
+    if mcp.changed || hooks.changed {
         println!("restart Claude Code sessions to drop them");
     }
     Ok(ExitCode::SUCCESS)

@@ -69,10 +69,11 @@ pub fn additional_context(event: &str, text: &str) -> Value {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn msg(body: &str) -> InboxMessage {
+    /// A message from alice's session `s-a` to bob's `s-b`, priority `now` (shared test data).
+    pub(crate) fn msg(body: &str) -> InboxMessage {
         InboxMessage {
             msg_id: "m1".into(),
             mesh: "team".into(),

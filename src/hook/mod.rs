@@ -20,6 +20,8 @@ use claudemesh_protocol::local::{AgentCall, HookCall, HookEvent, InboxMessage, W
 use tokio::io::AsyncReadExt;
 use tokio::time::{Instant, timeout};
 
+#[cfg(test)]
+pub(crate) use format::tests::msg as sample_message;
 pub use format::{additional_context, messages_text};
 
 /// Time budget of the hooks Claude Code waits for (they are installed with a 10 s timeout).

@@ -122,28 +122,12 @@ async fn subscribe(link: &Shared) -> Result<AgentClient, claudemesh_agent::Clien
 mod tests {
     use super::*;
 
-    fn msg() -> InboxMessage {
-        InboxMessage {
-            msg_id: "m1".into(),
-            mesh: "team".into(),
-            from_member: "mem".into(),
-            from_session: "s-a".into(),
-            from_name: "alice".into(),
-            target: "session:s-b".into(),
-            priority: Priority::Now,
-            body: "hello".into(),
-            reply_to: None,
-            meta: BTreeMap::new(),
-            sent_at: 1,
-            received_at: 2,
-            seen: false,
-            error: None,
-        }
-    }
-
     #[test]
     fn meta_is_strings_with_identifier_keys() {
-        let ServerNotification::CustomNotification(n) = notification(&msg()) else { panic!() };
+        let ServerNotification::CustomNotification(n) = notification(&crate::hook::sample_message("hello"))
+        else {
+            panic!()
+        };
         assert_eq!(n.method, METHOD);
         let p = n.params.unwrap();
         assert_eq!(p["content"], "alice: hello");
