@@ -307,6 +307,45 @@ async fn a_newer_stop_hook_takes_over_and_a_killed_one_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_print_mode_stop_takes_nothing_and_the_message_waits() {
+    let (_w, _a, b, cb, mut ac) = pair(false).await;
+    send(&mut ac, "bob-1", "for the next prompt", Priority::Next).await;
+    wait_inbox(&mut b.client().await, None, 1).await;
+    // `claude -p` exits after its Stop hooks: a wake could never reach the model.
+    let stdin = input("Stop", "claude-6").to_string();
+    let r = finish(
+        spawn_hook(&b.paths, "Stop", stdin.as_bytes(), &[("CLAUDE_CODE_ENTRYPOINT", "sdk-cli")]).await,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
+    wait_status(&mut ac, "bob-1", "idle").await;
+    let ctx = context(&hook(&b.paths, "UserPromptSubmit", "claude-6").await, "UserPromptSubmit");
+    assert!(ctx.contains("for the next prompt"), "{ctx}");
+    cb.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_closed_session_never_saw_goes_to_the_next_session() {
+    let (_w, _a, b, cb, mut ac) = pair(false).await;
+    // To the member: routed to its live session, bob-1.
+    send(&mut ac, "bob", "did you see this?", Priority::Low).await;
+    wait_inbox(&mut b.client().await, None, 1).await;
+    cb.cancel().await.unwrap(); // Claude Code exits; bob-1 never looked.
+    let (next, _rx) = mcp_with(&b.paths, None, "bob-2", false).await;
+    let mut got = String::new();
+    for _ in 0..200 {
+        got = text(&call(&next, "check_messages", json!({})).await);
+        if got.contains("did you see this?") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(got.contains("did you see this?"), "{got}");
+    next.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_messages_are_not_repeated_by_hooks() {
     let w = World::start().await;
     let a = agent(&w, "alice").await;

@@ -103,7 +103,7 @@ pub fn hook(agent: &Agent, call: &HookCall) -> Result<Value, ApiError> {
     if matches!(call.event, HookEvent::UserPromptSubmit | HookEvent::PostToolUse) {
         touch(agent, &sid);
     }
-    let messages = take(agent, &sid, call.event, status)?;
+    let messages = if call.status_only { Vec::new() } else { take(agent, &sid, call.event, status)? };
     Ok(json!({ "session_id": sid, "status": status, "messages": messages }))
 }
 

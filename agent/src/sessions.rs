@@ -98,6 +98,22 @@ pub fn close_session(agent: &Agent, sid: &str) {
         }
     };
     if let Some(s) = gone {
+        // What it never saw waits for the next matching session (DESIGN §6).
+        let released = {
+            let _held = agent.delivery_lock();
+            agent.store.inbox_release(sid)
+        };
+        match released {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                session = sid,
+                messages = n,
+                "closed with unseen messages; they wait for the next session"
+            ),
+            Err(e) => {
+                tracing::warn!(session = sid, error = %e, "cannot release the closed session's unseen messages")
+            }
+        }
         agent.bump();
         let meshes = agent.meshes();
         for id in &s.meshes {

@@ -226,6 +226,39 @@ impl Store {
         w.commit().map_err(db_err)
     }
 
+    /// A session closed: the messages routed to it that it never saw go back to waiting
+    /// (`pending`), for the next matching session to take. Returns how many.
+    pub fn inbox_release(&self, session: &str) -> Result<usize, StoreError> {
+        let (from, to) = (format!("{session}\u{1f}"), format!("{session}\u{20}"));
+        let w = self.db.begin_write().map_err(db_err)?;
+        let mut n = 0;
+        {
+            let mut index = w.open_table(UNSEEN).map_err(db_err)?;
+            let mut inbox = w.open_table(INBOX).map_err(db_err)?;
+            let keys: Vec<String> = index
+                .range(from.as_str()..to.as_str())
+                .map_err(db_err)?
+                .map(|item| item.map(|(k, _)| k.value().to_string()))
+                .collect::<Result<_, _>>()
+                .map_err(db_err)?;
+            for k in keys {
+                index.remove(k.as_str()).map_err(db_err)?;
+                let inbox_key = &k[from.len()..];
+                let Some(bytes) = inbox.get(inbox_key).map_err(db_err)?.map(|v| v.value().to_vec()) else {
+                    continue;
+                };
+                let Ok(mut rec) = serde_json::from_slice::<InboxRecord>(&bytes) else { continue };
+                rec.deliveries.remove(session);
+                rec.pending = true;
+                let bytes = serde_json::to_vec(&rec).map_err(db_err)?;
+                inbox.insert(inbox_key, bytes.as_slice()).map_err(db_err)?;
+                n += 1;
+            }
+        }
+        w.commit().map_err(db_err)?;
+        Ok(n)
+    }
+
     /// The inbox records routed to `session` that it has not seen, oldest first: read through
     /// the UNSEEN index, so the cost follows what is waiting, not the inbox's size.
     pub fn inbox_unseen(&self, session: &str) -> Result<Vec<InboxRecord>, StoreError> {
@@ -395,6 +428,23 @@ mod tests {
         // A redelivered push changes nothing.
         assert!(!s.inbox_insert(&delivered("m1", &["s1"])).unwrap());
         assert_eq!(ids(s.inbox_unseen("s1").unwrap()), ["m2"]);
+    }
+
+    #[test]
+    fn a_closed_sessions_unseen_messages_wait_for_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a.redb")).unwrap();
+        s.inbox_insert(&delivered("m1", &["s1", "s2"])).unwrap();
+        let mut seen = delivered("m2", &["s1"]);
+        seen.deliveries.get_mut("s1").unwrap().seen = true;
+        s.inbox_insert(&seen).unwrap();
+        assert_eq!(s.inbox_release("s1").unwrap(), 1, "only what s1 never saw");
+        assert!(s.inbox_unseen("s1").unwrap().is_empty());
+        let m1 = s.inbox_get("mesh", "m1").unwrap().unwrap();
+        assert!(m1.pending && !m1.deliveries.contains_key("s1"));
+        assert_eq!(ids(s.inbox_unseen("s2").unwrap()), ["m1"], "other sessions keep theirs");
+        assert!(!s.inbox_get("mesh", "m2").unwrap().unwrap().pending);
+        assert_eq!(s.inbox_release("s1").unwrap(), 0);
     }
 
     #[test]

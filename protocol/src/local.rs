@@ -117,6 +117,10 @@ pub struct HookCall {
     /// The hook's ancestor pids, nearest first: one of them is the `claude` process.
     #[serde(default)]
     pub pids: Vec<u32>,
+    /// Only apply the status change; take no message (a `Stop` in print mode, whose process
+    /// exits before anything it printed could reach the model).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status_only: bool,
 }
 
 /// Why a `hook_wait` returned.

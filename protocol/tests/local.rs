@@ -55,6 +55,7 @@ fn client_lines_round_trip() {
             session_id: None,
             claude_session_id: Some("c-1".into()),
             pids: vec![10, 1],
+            status_only: true,
         }),
         AgentCall::HookWait { session_id: "s".into(), timeout_ms: 1000 },
         AgentCall::Shutdown,

@@ -183,6 +183,8 @@ async fn handle(event_arg: Option<&str>) -> Result<Outcome, String> {
         session_id: env_session,
         claude_session_id: input.session_id.filter(|s| !s.is_empty() && s.len() <= 256),
         pids: ancestry::ancestors(),
+        // In print mode nothing a Stop hook prints reaches the model: leave messages waiting.
+        status_only: event == HookEvent::Stop && !interactive(),
     };
     let paths = Paths::from_env();
     // Hooks never start the agent: without one there is no session to serve.
@@ -235,6 +237,7 @@ async fn wait_for_wake(client: &mut AgentClient, sid: String) -> Result<Outcome,
             session_id: Some(sid.clone()),
             claude_session_id: None,
             pids: Vec::new(),
+            status_only: false,
         };
         let reply = timeout(SYNC_BUDGET, client.call(AgentCall::Hook(take)))
             .await
