@@ -138,6 +138,54 @@ async fn pushes_interrupted_by_sigkill_come_back_and_show_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_sessions_left_unseen_before_a_crash_goes_to_the_next_session() {
+    let w = World::start().await;
+    let alice = RunningAgent::start(&w.member("alice").await).await;
+    let bob_paths = w.member("bob").await;
+    let bob = AgentProcess::start(&bob_paths).await;
+    let mut a = alice.client().await;
+    let mut b = bob.client().await;
+    wait_connected(&mut a).await;
+    wait_connected(&mut b).await;
+    register(&mut b, "s-before", "bob-laptop", &[]).await;
+    wait_peer(&mut a, "bob-laptop").await;
+    // To the member, not to that session: any of bob's sessions may take it.
+    a.call(AgentCall::Send(SendParams {
+        to: "bob".into(),
+        message: "sent before the crash".into(),
+        priority: Priority::Next,
+        mesh: None,
+        from_session: None,
+        reply_to: None,
+    }))
+    .await
+    .unwrap();
+    wait_inbox(&mut b, Some("s-before"), 1).await;
+    drop(b);
+    bob.kill9();
+
+    // The session is gone with the agent; a new one (another Claude Code) gets the message.
+    let bob = AgentProcess::start(&bob_paths).await;
+    let mut b = bob.client().await;
+    register(&mut b, "s-after", "bob-laptop", &[]).await;
+    let got = wait_inbox(&mut b, Some("s-after"), 1).await;
+    assert_eq!(bodies(&got), ["sent before the crash"]);
+    // A session id with control characters is refused (ids are index keys).
+    let bad = b
+        .call(AgentCall::SessionRegister(claudemesh_protocol::local::SessionRegister {
+            meshes: vec![],
+            session: claudemesh_protocol::frames::SessionInfo {
+                session_id: "a\u{1f}b".into(),
+                display_name: "x".into(),
+                ..Default::default()
+            },
+            claude_pid: None,
+        }))
+        .await;
+    assert!(bad.is_err(), "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_is_private_and_bad_requests_do_not_disturb_others() {
     let w = World::start().await;
     let paths = w.member("alice").await;

@@ -150,6 +150,14 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
         std::fs::remove_file(&sock).map_err(io("cannot remove stale socket", &sock))?;
     }
     let store = Store::open(&paths.db())?;
+    // No session survives an agent restart: what they left unseen waits for the next ones.
+    match store.inbox_release(None) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(messages = n, "unseen messages of earlier sessions wait for the next session")
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot release earlier sessions' unseen messages"),
+    }
     let config = Config::load(&paths)?;
     let agent = Arc::new(Agent::new(paths.clone(), store, shutdown.clone()));
     let tracker = TaskTracker::new();

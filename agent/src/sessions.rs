@@ -17,6 +17,12 @@ pub fn register(agent: &Agent, r: SessionRegister, registered: &mut Vec<String>)
     if r.session.session_id.is_empty() {
         return Err((ErrorCode::Invalid, "session_id is required".into()));
     }
+    if r.session.session_id.len() > 256 || r.session.session_id.chars().any(char::is_control) {
+        return Err((
+            ErrorCode::Invalid,
+            "session_id must be at most 256 characters, none of them control characters".into(),
+        ));
+    }
     let mut mesh_ids = Vec::new();
     for m in &r.meshes {
         mesh_ids.push(agent.resolve_mesh(Some(m)).map_err(|e| (ErrorCode::NotFound, e))?);
@@ -101,7 +107,7 @@ pub fn close_session(agent: &Agent, sid: &str) {
         // What it never saw waits for the next matching session (DESIGN §6).
         let released = {
             let _held = agent.delivery_lock();
-            agent.store.inbox_release(sid)
+            agent.store.inbox_release(Some(sid))
         };
         match released {
             Ok(0) => {}

@@ -226,10 +226,14 @@ impl Store {
         w.commit().map_err(db_err)
     }
 
-    /// A session closed: the messages routed to it that it never saw go back to waiting
-    /// (`pending`), for the next matching session to take. Returns how many.
-    pub fn inbox_release(&self, session: &str) -> Result<usize, StoreError> {
-        let (from, to) = (format!("{session}\u{1f}"), format!("{session}\u{20}"));
+    /// A session closed (or, with `None`, every session: the agent starts with none): the
+    /// messages routed to it that it never saw go back to waiting (`pending`), for the next
+    /// matching session to take. Returns how many deliveries were released.
+    pub fn inbox_release(&self, session: Option<&str>) -> Result<usize, StoreError> {
+        let (from, to) = match session {
+            Some(s) => (format!("{s}\u{1f}"), format!("{s}\u{20}")),
+            None => (String::new(), "\u{10ffff}".to_string()),
+        };
         let w = self.db.begin_write().map_err(db_err)?;
         let mut n = 0;
         {
@@ -243,12 +247,13 @@ impl Store {
                 .map_err(db_err)?;
             for k in keys {
                 index.remove(k.as_str()).map_err(db_err)?;
-                let inbox_key = &k[from.len()..];
+                // `session␟mesh␟msg`: the session is everything before the first separator.
+                let Some((owner, inbox_key)) = k.split_once('\u{1f}') else { continue };
                 let Some(bytes) = inbox.get(inbox_key).map_err(db_err)?.map(|v| v.value().to_vec()) else {
                     continue;
                 };
                 let Ok(mut rec) = serde_json::from_slice::<InboxRecord>(&bytes) else { continue };
-                rec.deliveries.remove(session);
+                rec.deliveries.remove(owner);
                 rec.pending = true;
                 let bytes = serde_json::to_vec(&rec).map_err(db_err)?;
                 inbox.insert(inbox_key, bytes.as_slice()).map_err(db_err)?;
@@ -438,13 +443,17 @@ mod tests {
         let mut seen = delivered("m2", &["s1"]);
         seen.deliveries.get_mut("s1").unwrap().seen = true;
         s.inbox_insert(&seen).unwrap();
-        assert_eq!(s.inbox_release("s1").unwrap(), 1, "only what s1 never saw");
+        assert_eq!(s.inbox_release(Some("s1")).unwrap(), 1, "only what s1 never saw");
         assert!(s.inbox_unseen("s1").unwrap().is_empty());
         let m1 = s.inbox_get("mesh", "m1").unwrap().unwrap();
         assert!(m1.pending && !m1.deliveries.contains_key("s1"));
         assert_eq!(ids(s.inbox_unseen("s2").unwrap()), ["m1"], "other sessions keep theirs");
         assert!(!s.inbox_get("mesh", "m2").unwrap().unwrap().pending);
-        assert_eq!(s.inbox_release("s1").unwrap(), 0);
+        assert_eq!(s.inbox_release(Some("s1")).unwrap(), 0);
+        // At agent start every session is gone.
+        assert_eq!(s.inbox_release(None).unwrap(), 1);
+        assert!(s.inbox_unseen("s2").unwrap().is_empty());
+        assert!(s.inbox_get("mesh", "m1").unwrap().unwrap().deliveries.is_empty());
     }
 
     #[test]
