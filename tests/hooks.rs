@@ -346,6 +346,27 @@ async fn what_a_closed_session_never_saw_goes_to_the_next_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_closed_session_never_saw_goes_to_a_session_still_open() {
+    let (_w, _a, b, older, mut ac) = pair(false).await;
+    let (newer, _rx) = mcp_with(&b.paths, None, "bob-2", false).await;
+    wait_peer(&mut ac, "bob-2").await;
+    // To the member: routed to its most recently active session, bob-2.
+    send(&mut ac, "bob", "whoever is around", Priority::Low).await;
+    wait_inbox(&mut b.client().await, None, 1).await;
+    newer.cancel().await.unwrap();
+    let mut got = String::new();
+    for _ in 0..200 {
+        got = text(&call(&older, "check_messages", json!({})).await);
+        if got.contains("whoever is around") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(got.contains("whoever is around"), "{got}");
+    older.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_messages_are_not_repeated_by_hooks() {
     let w = World::start().await;
     let a = agent(&w, "alice").await;
