@@ -7,6 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use claudemesh_agent::AgentClient;
 use claudemesh_protocol::frames::Priority;
 use claudemesh_protocol::local::{AgentCall, SendParams};
 use common::*;
@@ -93,18 +94,29 @@ async fn a_send_accepted_before_sigkill_is_delivered_after_restart() {
     assert_eq!(bodies(&inbox), ["survives a crash"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushes_interrupted_by_sigkill_come_back_and_show_once() {
-    let w = World::start().await;
+/// alice's agent in-process and bob's as a real process (to be SIGKILLed), both connected, with
+/// a bob session `sid` named `name` that alice sees.
+async fn alice_and_bob_process(
+    w: &World,
+    sid: &str,
+    name: &str,
+) -> (RunningAgent, AgentClient, AgentProcess, AgentClient) {
     let alice = RunningAgent::start(&w.member("alice").await).await;
-    let bob_paths = w.member("bob").await;
-    let bob = AgentProcess::start(&bob_paths).await;
+    let bob = AgentProcess::start(&w.member("bob").await).await;
     let mut a = alice.client().await;
     let mut b = bob.client().await;
     wait_connected(&mut a).await;
     wait_connected(&mut b).await;
-    register(&mut b, "s-bob", "bob", &[]).await;
-    wait_peer(&mut a, "bob").await;
+    register(&mut b, sid, name, &[]).await;
+    wait_peer(&mut a, name).await;
+    (alice, a, bob, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_interrupted_by_sigkill_come_back_and_show_once() {
+    let w = World::start().await;
+    let (_alice, mut a, bob, b) = alice_and_bob_process(&w, "s-bob", "bob").await;
+    let bob_paths = bob.paths.clone();
     for i in 0..40 {
         a.call(AgentCall::Send(SendParams {
             to: "bob".into(),
@@ -140,15 +152,8 @@ async fn pushes_interrupted_by_sigkill_come_back_and_show_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_sessions_left_unseen_before_a_crash_goes_to_the_next_session() {
     let w = World::start().await;
-    let alice = RunningAgent::start(&w.member("alice").await).await;
-    let bob_paths = w.member("bob").await;
-    let bob = AgentProcess::start(&bob_paths).await;
-    let mut a = alice.client().await;
-    let mut b = bob.client().await;
-    wait_connected(&mut a).await;
-    wait_connected(&mut b).await;
-    register(&mut b, "s-before", "bob-laptop", &[]).await;
-    wait_peer(&mut a, "bob-laptop").await;
+    let (_alice, mut a, bob, mut b) = alice_and_bob_process(&w, "s-before", "bob-laptop").await;
+    let bob_paths = bob.paths.clone();
     // To the member, not to that session: any of bob's sessions may take it.
     a.call(AgentCall::Send(SendParams {
         to: "bob".into(),

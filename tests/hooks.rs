@@ -333,15 +333,7 @@ async fn what_a_closed_session_never_saw_goes_to_the_next_session() {
     wait_inbox(&mut b.client().await, None, 1).await;
     cb.cancel().await.unwrap(); // Claude Code exits; bob-1 never looked.
     let (next, _rx) = mcp_with(&b.paths, None, "bob-2", false).await;
-    let mut got = String::new();
-    for _ in 0..200 {
-        got = text(&call(&next, "check_messages", json!({})).await);
-        if got.contains("did you see this?") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(got.contains("did you see this?"), "{got}");
+    check_messages_until(&next, "did you see this?").await;
     next.cancel().await.unwrap();
 }
 
@@ -354,15 +346,7 @@ async fn what_a_closed_session_never_saw_goes_to_a_session_still_open() {
     send(&mut ac, "bob", "whoever is around", Priority::Low).await;
     wait_inbox(&mut b.client().await, None, 1).await;
     newer.cancel().await.unwrap();
-    let mut got = String::new();
-    for _ in 0..200 {
-        got = text(&call(&older, "check_messages", json!({})).await);
-        if got.contains("whoever is around") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(got.contains("whoever is around"), "{got}");
+    check_messages_until(&older, "whoever is around").await;
     older.cancel().await.unwrap();
 }
 

@@ -174,15 +174,7 @@ async fn without_channel_messages_wait_for_check_messages() {
     let r =
         call(&ca, "send_message", json!({"to": "bob-1", "message": "quiet one", "priority": "now"})).await;
     assert!(!is_error(&r), "{}", text(&r));
-    let mut got = String::new();
-    for _ in 0..400 {
-        got = text(&call(&cb, "check_messages", json!({})).await);
-        if got.contains("quiet one") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(got.contains("quiet one"), "{got}");
+    check_messages_until(&cb, "quiet one").await;
     assert!(rx_b.try_recv().is_err(), "pushed although the client declared no channel");
     assert_eq!(text(&call(&cb, "check_messages", json!({})).await), "No new messages.");
     ca.cancel().await.unwrap();

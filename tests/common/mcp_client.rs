@@ -94,6 +94,19 @@ pub async fn call(c: &Mcp, name: &'static str, args: Value) -> CallToolResult {
     c.call_tool(CallToolRequestParams::new(name).with_arguments(args)).await.unwrap()
 }
 
+/// Calls `check_messages` until its text contains `needle` (10 s at most); returns that text.
+pub async fn check_messages_until(c: &Mcp, needle: &str) -> String {
+    let mut got = String::new();
+    for _ in 0..400 {
+        got = text(&call(c, "check_messages", serde_json::json!({})).await);
+        if got.contains(needle) {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("check_messages never returned {needle:?}; last: {got}");
+}
+
 pub fn text(r: &CallToolResult) -> String {
     r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n")
 }
