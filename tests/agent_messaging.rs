@@ -7,18 +7,11 @@ mod common;
 use std::time::Duration;
 
 use claudemesh_protocol::frames::Priority;
-use claudemesh_protocol::local::{AgentCall, InboxParams, SendParams, Topic};
+use claudemesh_protocol::local::{AgentCall, InboxParams, Topic};
 use common::*;
 
 fn send(to: &str, message: &str, from: &str) -> AgentCall {
-    AgentCall::Send(SendParams {
-        to: to.into(),
-        message: message.into(),
-        priority: Priority::Next,
-        mesh: None,
-        from_session: Some(from.into()),
-        reply_to: None,
-    })
+    send_call(to, message, Priority::Next, Some(from))
 }
 
 #[tokio::test]
@@ -124,17 +117,7 @@ async fn sends_while_the_broker_is_down_arrive_after_it_returns() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Accepted locally at once, though the broker is gone.
-    let r = a
-        .call(AgentCall::Send(SendParams {
-            to: "bob".into(),
-            message: "while you were out".into(),
-            priority: Priority::Now,
-            mesh: None,
-            from_session: None,
-            reply_to: None,
-        }))
-        .await
-        .unwrap();
+    let r = a.call(send_p("bob", "while you were out", Priority::Now)).await.unwrap();
     let st = a.call(AgentCall::MessageStatus { msg_id: r["id"].as_str().unwrap().into() }).await.unwrap();
     assert_eq!(st["state"], "pending");
     w.start_broker().await;
@@ -188,14 +171,7 @@ async fn joining_a_mesh_in_the_config_connects_it_live() {
 }
 
 fn send_p(to: &str, message: &str, priority: Priority) -> AgentCall {
-    AgentCall::Send(SendParams {
-        to: to.into(),
-        message: message.into(),
-        priority,
-        mesh: None,
-        from_session: None,
-        reply_to: None,
-    })
+    send_call(to, message, priority, None)
 }
 
 /// Bodies pushed on a `messages` subscription within `ms`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use claudemesh_agent::AgentClient;
 use claudemesh_protocol::frames::Priority;
-use claudemesh_protocol::local::{AgentCall, SendParams};
+use claudemesh_protocol::local::AgentCall;
 use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -74,17 +74,7 @@ async fn a_send_accepted_before_sigkill_is_delivered_after_restart() {
     wait_peer(&mut a, "bob").await;
     // The broker is down, so the send can only be in alice's outbox when she dies.
     w.stop_broker().await;
-    let r = a
-        .call(AgentCall::Send(SendParams {
-            to: "bob".into(),
-            message: "survives a crash".into(),
-            priority: Priority::Now,
-            mesh: None,
-            from_session: None,
-            reply_to: None,
-        }))
-        .await
-        .unwrap();
+    let r = a.call(send_call("bob", "survives a crash", Priority::Now, None)).await.unwrap();
     assert!(r["id"].is_string());
     drop(a);
     alice.kill9();
@@ -118,16 +108,7 @@ async fn pushes_interrupted_by_sigkill_come_back_and_show_once() {
     let (_alice, mut a, bob, b) = alice_and_bob_process(&w, "s-bob", "bob").await;
     let bob_paths = bob.paths.clone();
     for i in 0..40 {
-        a.call(AgentCall::Send(SendParams {
-            to: "bob".into(),
-            message: format!("m{i:02}"),
-            priority: Priority::Next,
-            mesh: None,
-            from_session: None,
-            reply_to: None,
-        }))
-        .await
-        .unwrap();
+        a.call(send_call("bob", &format!("m{i:02}"), Priority::Next, None)).await.unwrap();
     }
     // Kill bob while messages are arriving: some are stored but not yet acknowledged.
     tokio::time::sleep(Duration::from_millis(30)).await;
@@ -155,16 +136,7 @@ async fn what_sessions_left_unseen_before_a_crash_goes_to_the_next_session() {
     let (_alice, mut a, bob, mut b) = alice_and_bob_process(&w, "s-before", "bob-laptop").await;
     let bob_paths = bob.paths.clone();
     // To the member, not to that session: any of bob's sessions may take it.
-    a.call(AgentCall::Send(SendParams {
-        to: "bob".into(),
-        message: "sent before the crash".into(),
-        priority: Priority::Next,
-        mesh: None,
-        from_session: None,
-        reply_to: None,
-    }))
-    .await
-    .unwrap();
+    a.call(send_call("bob", "sent before the crash", Priority::Next, None)).await.unwrap();
     wait_inbox(&mut b, Some("s-before"), 1).await;
     drop(b);
     bob.kill9();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use claudemesh_agent::AgentClient;
 use claudemesh_protocol::frames::Priority;
-use claudemesh_protocol::local::{AgentCall, SendParams};
+use claudemesh_protocol::local::AgentCall;
 use common::external::{claude, run, stderr, stdout};
 use common::*;
 use serde_json::Value;
@@ -99,14 +99,7 @@ fn seen(status: &Value) -> bool {
 
 /// alice sends `body` to bob's member with priority `now`; returns the message id.
 async fn send_to_bob(ac: &mut AgentClient, body: &str) -> String {
-    let send = AgentCall::Send(SendParams {
-        to: "bob".into(),
-        message: body.into(),
-        priority: Priority::Now,
-        mesh: None,
-        from_session: None,
-        reply_to: None,
-    });
+    let send = send_call("bob", body, Priority::Now, None);
     for _ in 0..400 {
         // alice's member directory learns of bob a moment after he enrolled.
         if let Ok(v) = ac.call(send.clone()).await {

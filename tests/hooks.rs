@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use claudemesh_agent::{AgentClient, Paths};
 use claudemesh_protocol::frames::Priority;
-use claudemesh_protocol::local::{AgentCall, SendParams};
+use claudemesh_protocol::local::AgentCall;
 use common::mcp_client::*;
 use common::*;
 use serde_json::{Value, json};
@@ -111,17 +111,7 @@ async fn agent(w: &World, name: &str) -> RunningAgent {
 
 /// Sends as the member (no session); returns the local message id.
 async fn send(c: &mut AgentClient, to: &str, message: &str, priority: Priority) -> String {
-    let v = c
-        .call(AgentCall::Send(SendParams {
-            to: to.into(),
-            message: message.into(),
-            priority,
-            mesh: None,
-            from_session: None,
-            reply_to: None,
-        }))
-        .await
-        .unwrap();
+    let v = c.call(send_call(to, message, priority, None)).await.unwrap();
     v["id"].as_str().unwrap().to_string()
 }
 

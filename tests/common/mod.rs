@@ -172,6 +172,23 @@ pub async fn connected_agent(w: &World, name: &str) -> (RunningAgent, AgentClien
     (agent, c)
 }
 
+/// A `send` request, from session `from_session` or (None) from the member itself.
+pub fn send_call(
+    to: &str,
+    message: &str,
+    priority: claudemesh_protocol::frames::Priority,
+    from_session: Option<&str>,
+) -> AgentCall {
+    AgentCall::Send(claudemesh_protocol::local::SendParams {
+        to: to.into(),
+        message: message.into(),
+        priority,
+        mesh: None,
+        from_session: from_session.map(Into::into),
+        reply_to: None,
+    })
+}
+
 /// Registers a session on every mesh.
 pub async fn register(c: &mut AgentClient, id: &str, name: &str, groups: &[&str]) {
     use claudemesh_protocol::frames::{GroupRole, SessionInfo};
