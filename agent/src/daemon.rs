@@ -151,7 +151,7 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
     }
     let store = Store::open(&paths.db())?;
     // No session survives an agent restart: what they left unseen waits for the next ones.
-    match store.inbox_release(None) {
+    match store.inbox_release(None).map(|r| r.len()) {
         Ok(0) => {}
         Ok(n) => {
             tracing::info!(messages = n, "unseen messages of earlier sessions wait for the next session")

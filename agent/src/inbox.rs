@@ -180,9 +180,37 @@ fn push_one(
     Ok(true)
 }
 
+/// Routes released messages (their session closed unseen) again, as a new message is routed:
+/// to the sessions open now, or, if none matches, they keep waiting for the next one.
+pub fn reroute(agent: &Agent, released: Vec<InboxRecord>) -> Result<(), StoreError> {
+    for old in released {
+        let rec = {
+            let _held = agent.delivery_lock();
+            // Re-read: a session registering meanwhile may have adopted it already.
+            let Some(mut rec) = agent.store.inbox_get(&old.mesh_id, &old.message.msg_id)? else { continue };
+            let targets: Vec<String> = route(agent, &rec.mesh_id, &rec.message.target)
+                .into_iter()
+                .filter(|s| !rec.deliveries.contains_key(s))
+                .collect();
+            if !rec.pending || targets.is_empty() {
+                continue;
+            }
+            rec.pending = false;
+            for s in targets {
+                rec.deliveries.insert(s, Delivery::default());
+            }
+            agent.store.inbox_update(&rec)?;
+            rec
+        };
+        push_new(agent, rec)?;
+    }
+    Ok(())
+}
+
 /// Gives a newly registered session the waiting messages addressed to it.
 pub fn adopt_pending(agent: &Agent, session: &str) -> Result<usize, StoreError> {
     let Some(s) = agent.sessions().get(session).cloned() else { return Ok(0) };
+    let _held = agent.delivery_lock();
     let mut n = 0;
     for mut rec in agent.store.inbox_all()? {
         if rec.pending && addresses(&rec.message.target, &s, &rec.mesh_id) {

@@ -9,7 +9,7 @@ use claudemesh_protocol::local::SessionRegister;
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, internal};
-use crate::inbox::{adopt_pending, push_deliverable};
+use crate::inbox::{adopt_pending, push_deliverable, reroute};
 use crate::state::{Agent, LocalSession};
 use crate::uplink::UplinkCmd;
 
@@ -90,29 +90,6 @@ pub fn update(agent: &Agent, sid: &str, patch: SessionPatch) -> Result<Value, Ap
     Ok(json!({ "session_id": sid, "pushed": pushed }))
 }
 
-/// Offers released messages to the sessions still open, most recently active first (the one a
-/// `member:` message would have gone to), and pushes what they may show now.
-fn readopt(agent: &Agent) {
-    let mut live: Vec<(std::time::Instant, String)> =
-        agent.sessions().values().map(|s| (s.last_active, s.info.session_id.clone())).collect();
-    live.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-    for (_, sid) in live {
-        let adopted = {
-            let _held = agent.delivery_lock();
-            adopt_pending(agent, &sid)
-        };
-        match adopted {
-            Ok(0) => {}
-            Ok(_) => {
-                if let Err(e) = push_deliverable(agent, &sid) {
-                    tracing::warn!(session = %sid, error = %e, "cannot push released messages");
-                }
-            }
-            Err(e) => tracing::warn!(session = %sid, error = %e, "cannot offer released messages"),
-        }
-    }
-}
-
 /// Drops one holder of a session; the last one closes it on every mesh.
 pub fn close_session(agent: &Agent, sid: &str) {
     let gone = {
@@ -133,14 +110,16 @@ pub fn close_session(agent: &Agent, sid: &str) {
             agent.store.inbox_release(Some(sid))
         };
         match released {
-            Ok(0) => {}
-            Ok(n) => {
+            Ok(recs) if recs.is_empty() => {}
+            Ok(recs) => {
                 tracing::info!(
                     session = sid,
-                    messages = n,
-                    "closed with unseen messages; they go to the next session"
+                    messages = recs.len(),
+                    "closed with unseen messages; routing them again"
                 );
-                readopt(agent);
+                if let Err(e) = reroute(agent, recs) {
+                    tracing::warn!(session = sid, error = %e, "cannot route the closed session's unseen messages");
+                }
             }
             Err(e) => {
                 tracing::warn!(session = sid, error = %e, "cannot release the closed session's unseen messages")

@@ -228,14 +228,14 @@ impl Store {
 
     /// A session closed (or, with `None`, every session: the agent starts with none): the
     /// messages routed to it that it never saw go back to waiting (`pending`), for the next
-    /// matching session to take. Returns how many deliveries were released.
-    pub fn inbox_release(&self, session: Option<&str>) -> Result<usize, StoreError> {
+    /// matching session to take. Returns the records released, as now stored.
+    pub fn inbox_release(&self, session: Option<&str>) -> Result<Vec<InboxRecord>, StoreError> {
         let (from, to) = match session {
             Some(s) => (format!("{s}\u{1f}"), format!("{s}\u{20}")),
             None => (String::new(), "\u{10ffff}".to_string()),
         };
         let w = self.db.begin_write().map_err(db_err)?;
-        let mut n = 0;
+        let mut released: BTreeMap<String, InboxRecord> = BTreeMap::new();
         {
             let mut index = w.open_table(UNSEEN).map_err(db_err)?;
             let mut inbox = w.open_table(INBOX).map_err(db_err)?;
@@ -257,11 +257,11 @@ impl Store {
                 rec.pending = true;
                 let bytes = serde_json::to_vec(&rec).map_err(db_err)?;
                 inbox.insert(inbox_key, bytes.as_slice()).map_err(db_err)?;
-                n += 1;
+                released.insert(inbox_key.to_string(), rec);
             }
         }
         w.commit().map_err(db_err)?;
-        Ok(n)
+        Ok(released.into_values().collect())
     }
 
     /// The inbox records routed to `session` that it has not seen, oldest first: read through
@@ -443,15 +443,15 @@ mod tests {
         let mut seen = delivered("m2", &["s1"]);
         seen.deliveries.get_mut("s1").unwrap().seen = true;
         s.inbox_insert(&seen).unwrap();
-        assert_eq!(s.inbox_release(Some("s1")).unwrap(), 1, "only what s1 never saw");
+        assert_eq!(s.inbox_release(Some("s1")).unwrap().len(), 1, "only what s1 never saw");
         assert!(s.inbox_unseen("s1").unwrap().is_empty());
         let m1 = s.inbox_get("mesh", "m1").unwrap().unwrap();
         assert!(m1.pending && !m1.deliveries.contains_key("s1"));
         assert_eq!(ids(s.inbox_unseen("s2").unwrap()), ["m1"], "other sessions keep theirs");
         assert!(!s.inbox_get("mesh", "m2").unwrap().unwrap().pending);
-        assert_eq!(s.inbox_release(Some("s1")).unwrap(), 0);
+        assert_eq!(s.inbox_release(Some("s1")).unwrap().len(), 0);
         // At agent start every session is gone.
-        assert_eq!(s.inbox_release(None).unwrap(), 1);
+        assert_eq!(s.inbox_release(None).unwrap().len(), 1);
         assert!(s.inbox_unseen("s2").unwrap().is_empty());
         assert!(s.inbox_get("mesh", "m1").unwrap().unwrap().deliveries.is_empty());
     }
