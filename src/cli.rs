@@ -47,6 +47,17 @@ pub enum Command {
     Install(JsonArg),
     /// Remove what `claudemesh install` added.
     Uninstall(JsonArg),
+    /// Run the broker (the same code as `claudemesh-broker`): `claudemesh broker serve …`,
+    /// `claudemesh broker mesh create …`; `claudemesh broker --help` lists them.
+    #[command(disable_help_flag = true)]
+    Broker(BrokerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// The broker's own subcommand and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

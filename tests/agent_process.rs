@@ -157,6 +157,7 @@ async fn what_sessions_left_unseen_before_a_crash_goes_to_the_next_session() {
                 ..Default::default()
             },
             claude_pid: None,
+            default_name: false,
         }))
         .await;
     assert!(bad.is_err(), "{bad:?}");

@@ -11,8 +11,9 @@ use crate::api::ApiError;
 use crate::state::Agent;
 use crate::uplink::UplinkCmd;
 
-/// Sends a request over a mesh's link and waits for its reply.
-async fn request(
+/// Sends a request over a mesh's link and waits for its reply (15 s; a broker `error` becomes
+/// its code and message, no answer becomes `unavailable`).
+pub(crate) async fn request(
     agent: &Agent,
     mesh_id: &str,
     build: Box<dyn FnOnce(u64) -> ClientFrame + Send>,

@@ -55,6 +55,13 @@ pub async fn handle(
         AgentCall::InviteRevoke { invite_id, mesh } => {
             crate::admin::invite_revoke(agent, mesh.as_deref(), invite_id).await
         }
+        AgentCall::MemberRemove { member, mesh } => {
+            crate::members::remove(agent, mesh.as_deref(), &member).await
+        }
+        AgentCall::MemberSet { member, mesh, role, groups } => {
+            crate::members::set(agent, mesh.as_deref(), &member, role, groups).await
+        }
+        AgentCall::Leave { mesh, local_only } => crate::members::leave(agent, &mesh, local_only).await,
         AgentCall::Hook(call) => crate::hooks::hook(agent, &call),
         AgentCall::HookWait { session_id, timeout_ms } => {
             crate::hooks::wait(agent, &session_id, timeout_ms).await

@@ -96,6 +96,7 @@ fn start_uplink(agent: &Arc<Agent>, tracker: &TaskTracker, mesh: MeshConfig) -> 
             members: Default::default(),
             peers: Default::default(),
             senders: Default::default(),
+            former: Default::default(),
             uplink: tx,
             cancel: cancel.clone(),
         },

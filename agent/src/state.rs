@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use claudemesh_protocol::crypto::MemberKeypair;
-use claudemesh_protocol::frames::{MemberInfo, PeerSession, Priority, SessionInfo, SessionStatus};
+use claudemesh_protocol::frames::{
+    FormerMember, MemberInfo, PeerSession, Priority, SessionInfo, SessionStatus,
+};
 use claudemesh_protocol::local::{AgentLine, LinkState, LocalEvent, Topic};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +33,8 @@ pub struct MeshView {
     /// Sessions that sent us a message → their member: a reply to a message's `from_id` works
     /// even before the sender's batched `peer_joined` arrived, or after it left.
     pub senders: HashMap<String, String>,
+    /// Members who left or were removed, by member id: a send to one says so.
+    pub former: HashMap<String, FormerMember>,
     pub uplink: mpsc::Sender<UplinkCmd>,
     pub cancel: CancellationToken,
 }

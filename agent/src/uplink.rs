@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use claudemesh_protocol::crypto::{fan_out, random_bytes, sign_hello};
 use claudemesh_protocol::frames::{
-    ClientFrame, ErrorCode, ErrorFrame, Event, Hello, Push, ReceiptState, Send, ServerFrame, SessionInfo,
-    SessionPatch, Target, decode_server, encode,
+    ClientFrame, ErrorCode, ErrorFrame, Event, FormerMember, Hello, Push, ReceiptState, Send, ServerFrame,
+    SessionInfo, SessionPatch, Target, decode_server, encode,
 };
 use claudemesh_protocol::limits::{IDLE_TIMEOUT_SECS, PING_INTERVAL_SECS};
 use claudemesh_protocol::local::{LinkState, LocalEvent, Topic};
@@ -171,6 +171,7 @@ async fn serve(
         member_id: member_id.clone(),
         pubkey: key.public_hex(),
         signature,
+        instance: None,
     });
     if let Err(e) = link.send(&hello).await {
         return e;
@@ -376,10 +377,11 @@ impl Link<'_> {
                     }
                     Some(Pending::Outbox(id)) => self.outbox_reply(id, other).await,
                     Some(Pending::Members) => {
-                        if let ServerFrame::Members { members, .. } = other
+                        if let ServerFrame::Members { members, former, .. } = other
                             && let Some(v) = self.agent.meshes().get_mut(self.mesh_id)
                         {
                             v.members = members.into_iter().map(|m| (m.member_id.clone(), m)).collect();
+                            v.former = former.into_iter().map(|f| (f.member_id.clone(), f)).collect();
                         }
                         let parked = std::mem::take(&mut self.parked);
                         for p in parked {
@@ -452,8 +454,21 @@ impl Link<'_> {
                     Event::MemberJoined(m) | Event::MemberUpdated(m) => {
                         v.members.insert(m.member_id.clone(), m.clone());
                     }
-                    Event::MemberRemoved { member_id } => {
-                        v.members.remove(member_id);
+                    Event::MemberRemoved { member_id, reason, display_name } => {
+                        let name = v
+                            .members
+                            .remove(member_id)
+                            .map(|m| m.display_name)
+                            .unwrap_or_else(|| display_name.clone());
+                        v.former.insert(
+                            member_id.clone(),
+                            FormerMember {
+                                member_id: member_id.clone(),
+                                display_name: name,
+                                reason: *reason,
+                                at: crate::inbox::now_ms(),
+                            },
+                        );
                         v.peers.retain(|_, p| &p.member_id != member_id);
                     }
                     _ => {}
@@ -520,7 +535,7 @@ impl Link<'_> {
         // Wait for the directory inline (other frames are handled when the loop resumes).
         let members = loop {
             let f = self.next_frame(Duration::from_secs(15)).await?;
-            if let ServerFrame::Members { req, members } = &f
+            if let ServerFrame::Members { req, members, .. } = &f
                 && self.pending.get(req).is_some_and(|p| matches!(p, Pending::Reply(_)))
             {
                 self.pending.remove(req);

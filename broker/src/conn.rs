@@ -160,6 +160,7 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket) {
         protocol: PROTOCOL_VERSION,
         challenge,
         broker_version: env!("CARGO_PKG_VERSION").to_string(),
+        public_url: hub.config.public_url.clone(),
     });
 
     let idle = hub.config.idle_timeout;
@@ -321,7 +322,11 @@ mod tests {
     #[test]
     fn batched_event_text_decodes_as_frames() {
         let a = Event::PeerLeft { member_id: "m".into(), session_id: "s".into() };
-        let b = Event::MemberRemoved { member_id: "m".into() };
+        let b = Event::MemberRemoved {
+            member_id: "m".into(),
+            reason: Default::default(),
+            display_name: "bob".into(),
+        };
         let enc = |e: &Event| -> Arc<str> { encode(e).into() };
         assert_eq!(decode_server(&batch_frame(&[enc(&a)])).unwrap(), ServerFrame::Event(a.clone()));
         assert_eq!(

@@ -200,6 +200,7 @@ impl Client {
             member_id: id.member_id.clone(),
             pubkey: id.key.public_hex(),
             signature,
+            instance: None,
         }))
         .await?;
         self.recv_match(|f| matches!(f, ServerFrame::HelloAck { .. } | ServerFrame::Error(_))).await

@@ -234,6 +234,7 @@ async fn hello_refusals() {
         member_id: admin.member_id.clone(),
         pubkey: admin.key.public_hex(),
         signature: sig,
+        instance: None,
     }))
     .await
     .unwrap();

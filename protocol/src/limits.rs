@@ -27,6 +27,8 @@ pub const MAX_SUMMARY_CHARS: usize = 512;
 pub const MAX_SHORT_TEXT_BYTES: usize = 1024;
 /// Most groups a member or session may declare.
 pub const MAX_GROUPS: usize = 64;
+/// Former members (left or removed) a `members` reply lists, newest first.
+pub const MAX_FORMER_MEMBERS: usize = 256;
 /// Most recipients' envelopes in one send.
 pub const MAX_ENVELOPES: usize = 10_000;
 /// Most message ids in one `client_ack` or `receipt`.

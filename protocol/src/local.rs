@@ -79,6 +79,30 @@ pub enum AgentCall {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mesh: Option<String>,
     },
+    /// Remove a member (admins): `member` is a display name, a member id or a unique prefix of
+    /// one.
+    MemberRemove {
+        member: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    /// Change a member's role and/or granted groups (admins). `groups` replaces the whole list.
+    MemberSet {
+        member: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<crate::frames::Role>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        groups: Option<Vec<crate::frames::GroupRole>>,
+    },
+    /// Leave a mesh: tell the broker (which removes the member), then drop the link and the key
+    /// from `config.json`. With `local_only` the broker is not asked (it is gone for good).
+    Leave {
+        mesh: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        local_only: bool,
+    },
     /// A Claude Code hook fired: find its session, apply the status change, and take the
     /// messages the hook may show (marked seen).
     Hook(HookCall),
@@ -152,6 +176,9 @@ pub const AGENT_METHODS: &[&str] = &[
     "invite_create",
     "invite_list",
     "invite_revoke",
+    "member_remove",
+    "member_set",
+    "leave",
     "hook",
     "hook_wait",
     "shutdown",
@@ -218,6 +245,10 @@ pub struct SessionRegister {
     /// pid of the `claude` process the session belongs to, to tie hooks to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claude_pid: Option<u32>,
+    /// The display name was derived (from the directory), not chosen: the agent makes it
+    /// distinct from this member's other open sessions (`repo`, `repo-2`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_name: bool,
 }
 
 /// Streams a client can subscribe to.
@@ -283,8 +314,12 @@ pub enum LinkState {
     Connecting,
     Connected,
     Disconnected,
-    /// The broker refused this member (removed, bad key): no retry until config changes.
+    /// The broker refused this member for good (removed from the mesh): no retry until the
+    /// config changes.
     Refused,
+    /// Another agent uses this member's key (a copied config dir): this agent, the one that
+    /// started later, stopped the link. No retry until the config changes or the agent restarts.
+    KeyInUse,
 }
 
 /// An event on a subscription: `{"topic": "...", "data": {...}}`.

@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! request envelope has the documented shape.
 
-use claudemesh_protocol::frames::{ErrorCode, Event, Priority, SessionInfo, SessionPatch, SessionStatus};
+use claudemesh_protocol::frames::{
+    ErrorCode, Event, GroupRole, Priority, Role, SessionInfo, SessionPatch, SessionStatus,
+};
 use claudemesh_protocol::local::*;
 use serde_json::{Value, json};
 
@@ -35,12 +37,21 @@ fn client_lines_round_trip() {
             meshes: vec!["team".into()],
             session: SessionInfo { session_id: "s".into(), display_name: "n".into(), ..Default::default() },
             claude_pid: Some(9),
+            default_name: true,
         }),
         AgentCall::SessionUpdate {
             session_id: "s".into(),
             patch: SessionPatch { status: Some(SessionStatus::Dnd), ..Default::default() },
         },
         AgentCall::SessionClose { session_id: "s".into() },
+        AgentCall::MemberRemove { member: "bob".into(), mesh: None },
+        AgentCall::MemberSet {
+            member: "m_1".into(),
+            mesh: Some("team".into()),
+            role: Some(Role::Admin),
+            groups: Some(vec![GroupRole { name: "backend".into(), role: None }]),
+        },
+        AgentCall::Leave { mesh: "team".into(), local_only: false },
         AgentCall::InviteCreate(InviteCreate {
             mesh: None,
             role: claudemesh_protocol::frames::Role::Member,

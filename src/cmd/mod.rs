@@ -57,6 +57,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Launch(a) => block_on(launch::run(a)),
         Command::Install(a) => install::run(a.json),
         Command::Uninstall(a) => uninstall::run(a.json),
+        Command::Broker(a) => Ok(claudemesh_broker::cli::main_with(
+            std::iter::once(std::ffi::OsString::from("claudemesh broker")).chain(a.args),
+        )),
     }
 }
 

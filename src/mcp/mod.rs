@@ -32,6 +32,8 @@ pub struct Link {
     paths: Paths,
     session: SessionInfo,
     claude_pid: Option<u32>,
+    /// The name was not chosen (no `CLAUDEMESH_NAME`): the agent may suffix it (`repo-2`).
+    default_name: bool,
     client: Option<AgentClient>,
 }
 
@@ -40,7 +42,8 @@ pub type Shared = Arc<tokio::sync::Mutex<Link>>;
 
 impl Link {
     pub fn new(paths: Paths, session: SessionInfo, claude_pid: Option<u32>) -> Self {
-        Self { paths, session, claude_pid, client: None }
+        let default_name = chosen_name().is_none();
+        Self { paths, session, claude_pid, default_name, client: None }
     }
 
     pub fn session_id(&self) -> &str {
@@ -65,6 +68,7 @@ impl Link {
                 meshes: launch_meshes(),
                 session: self.session.clone(),
                 claude_pid: self.claude_pid,
+                default_name: self.default_name,
             }))
             .await?;
             debug(&format!("registered session {}", self.session.session_id));
@@ -148,10 +152,8 @@ fn session_id() -> String {
 /// How others see this session: `CLAUDEMESH_NAME`, else the configured name, else the
 /// working directory's name.
 fn display_name(paths: &Paths, cwd: Option<&str>) -> String {
-    if let Ok(n) = std::env::var("CLAUDEMESH_NAME")
-        && !n.trim().is_empty()
-    {
-        return n.trim().to_string();
+    if let Some(n) = chosen_name() {
+        return n;
     }
     if let Ok(cfg) = claudemesh_agent::Config::load(paths)
         && let Some(n) = cfg.display_name.filter(|n| !n.is_empty())
@@ -161,6 +163,11 @@ fn display_name(paths: &Paths, cwd: Option<&str>) -> String {
     cwd.and_then(|c| std::path::Path::new(c).file_name().map(|f| f.to_string_lossy().into_owned()))
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "claude".into())
+}
+
+/// The name the user chose for this session (`CLAUDEMESH_NAME`, which `launch --name` sets).
+fn chosen_name() -> Option<String> {
+    std::env::var("CLAUDEMESH_NAME").ok().map(|n| n.trim().to_string()).filter(|n| !n.is_empty())
 }
 
 /// The session this process registers.

@@ -199,9 +199,14 @@ pub async fn register(c: &mut AgentClient, id: &str, name: &str, groups: &[&str]
         groups: groups.iter().map(|g| GroupRole::new(*g)).collect(),
         ..Default::default()
     };
-    c.call(AgentCall::SessionRegister(SessionRegister { meshes: vec![], session, claude_pid: None }))
-        .await
-        .unwrap();
+    c.call(AgentCall::SessionRegister(SessionRegister {
+        meshes: vec![],
+        session,
+        claude_pid: None,
+        default_name: false,
+    }))
+    .await
+    .unwrap();
 }
 
 /// Waits until `c` sees a peer session named `name`.

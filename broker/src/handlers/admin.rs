@@ -282,6 +282,7 @@ pub async fn member_remove(conn: &mut Conn, req: u64, member_id: String) {
         }
     };
     conn.hub.metrics.queue_depth.fetch_sub(dropped as i64, std::sync::atomic::Ordering::Relaxed);
+    let target_name = target.display_name.clone();
     let mut st = a.mesh.lock();
     st.members.insert(member_id.clone(), target);
     if let Some(c) = st.conns.remove(&member_id) {
@@ -297,7 +298,11 @@ pub async fn member_remove(conn: &mut Conn, req: u64, member_id: String) {
         conn.hub.metrics.sessions.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         st.presence(&Event::PeerLeft { member_id: member_id.clone(), session_id: sid });
     }
-    st.presence(&Event::MemberRemoved { member_id: member_id.clone() });
+    st.presence(&Event::MemberRemoved {
+        member_id: member_id.clone(),
+        reason: claudemesh_protocol::frames::RemovalReason::Removed,
+        display_name: target_name,
+    });
     drop(st);
     tracing::info!(mesh = %a.mesh.slug, member = %member_id, "member removed");
     conn.reply(&ServerFrame::Ok { req });

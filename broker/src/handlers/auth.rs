@@ -47,6 +47,7 @@ pub async fn hello(conn: &mut Conn, h: Hello) {
         member_id: member.member_id,
         role: member.role,
         mesh: MeshRef { id: mesh.id.clone(), slug: mesh.slug.clone() },
+        public_url: conn.hub.config.public_url.clone(),
         services: vec![],
         runner_pubkey: None,
     });

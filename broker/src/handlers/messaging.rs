@@ -429,7 +429,7 @@ pub fn list_members(conn: &mut Conn, req: u64) {
     let st = a.mesh.lock();
     let members = st.active_members().map(|m| st.member_info(m)).collect();
     drop(st);
-    conn.reply(&ServerFrame::Members { req, members });
+    conn.reply(&ServerFrame::Members { req, members, former: vec![] });
 }
 
 /// Expires queued copies older than the TTL: removes them, marks the recipient `expired`, tells

@@ -19,6 +19,19 @@ pub struct Hello {
     pub pubkey: String,
     /// Signature over [`crate::crypto::hello_transcript`], hex.
     pub signature: String,
+    /// Which agent process is connecting. The broker uses it to tell a reconnect of the same
+    /// agent from a second agent holding the same key (a copied config dir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<AgentInstance>,
+}
+
+/// An agent process: a random id drawn at start, and when it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInstance {
+    /// Random, 16 bytes hex; new for every agent process.
+    pub id: String,
+    /// Unix milliseconds when the agent process started.
+    pub started_at: u64,
 }
 
 /// `enroll`: join a mesh with a signed invite and a fresh key.
@@ -165,6 +178,12 @@ pub enum ClientFrame {
     MeshInfo {
         req: u64,
     },
+    /// The caller leaves its mesh: the broker marks the member as left (as `member_remove`
+    /// does, with reason `left`), drops its queue and closes its connection after `ok`. The
+    /// last admin cannot leave while other members remain.
+    Leave {
+        req: u64,
+    },
 
     // Services
     McpDeploy(McpDeploy),
@@ -305,6 +324,7 @@ impl ClientFrame {
             ClientFrame::MemberRemove { .. } => "member_remove",
             ClientFrame::MemberSet { .. } => "member_set",
             ClientFrame::MeshInfo { .. } => "mesh_info",
+            ClientFrame::Leave { .. } => "leave",
             ClientFrame::McpDeploy(_) => "mcp_deploy",
             ClientFrame::McpUndeploy { .. } => "mcp_undeploy",
             ClientFrame::McpUpdate(_) => "mcp_update",
@@ -347,6 +367,7 @@ impl ClientFrame {
             ClientFrame::MemberRemove { req, .. } => Some(*req),
             ClientFrame::MemberSet { req, .. } => Some(*req),
             ClientFrame::MeshInfo { req, .. } => Some(*req),
+            ClientFrame::Leave { req } => Some(*req),
             ClientFrame::McpDeploy(f) => Some(f.req),
             ClientFrame::McpUndeploy { req, .. } => Some(*req),
             ClientFrame::McpUpdate(f) => Some(f.req),

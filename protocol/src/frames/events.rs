@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::services::{CatalogEntry, ServiceStatus, SkillAction, ToolInfo};
-use super::types::{MemberInfo, PeerSession, ReceiptState};
+use super::types::{MemberInfo, PeerSession, ReceiptState, RemovalReason};
 use crate::scope::Scope;
 
 /// One event. On the wire: `{"kind":"peer_left","data":{…}}`.
@@ -20,6 +20,12 @@ pub enum Event {
     MemberUpdated(MemberInfo),
     MemberRemoved {
         member_id: String,
+        /// Removed by an admin, or left on its own (older brokers: absent, meaning removed).
+        #[serde(default)]
+        reason: RemovalReason,
+        /// Its display name, so peers can say "bob left the mesh" after forgetting it.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        display_name: String,
     },
     /// A recipient reported messages this member sent as seen.
     Receipt {

@@ -7,7 +7,7 @@ mod server;
 mod services;
 mod types;
 
-pub use client::{ClientFrame, Enroll, Hello, McpDeploy, McpUpdate, Send};
+pub use client::{AgentInstance, ClientFrame, Enroll, Hello, McpDeploy, McpUpdate, Send};
 pub use events::Event;
 pub use server::{ErrorCode, ErrorFrame, InviteInfo, Push, PushFrom, RecipientStatus, ServerFrame};
 pub use services::{
@@ -15,8 +15,8 @@ pub use services::{
     SkillSummary, ToolInfo, VaultEntry, VaultEntryMeta, VaultKind,
 };
 pub use types::{
-    DeliveryState, Envelope, GroupRole, MemberInfo, MeshRef, PeerSession, PeerType, Priority, ReceiptState,
-    Role, Secret, SessionInfo, SessionPatch, SessionStatus, Target, TargetError,
+    DeliveryState, Envelope, FormerMember, GroupRole, MemberInfo, MeshRef, PeerSession, PeerType, Priority,
+    ReceiptState, RemovalReason, Role, Secret, SessionInfo, SessionPatch, SessionStatus, Target, TargetError,
 };
 
 use serde::Deserialize;
@@ -120,6 +120,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "member_remove",
     "member_set",
     "mesh_info",
+    "leave",
     "mcp_deploy",
     "mcp_undeploy",
     "mcp_update",

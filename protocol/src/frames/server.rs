@@ -6,7 +6,9 @@ use super::events::Event;
 use super::services::{
     CatalogEntry, ServiceStatus, SkillRecord, SkillSummary, ToolInfo, VaultEntry, VaultEntryMeta,
 };
-use super::types::{DeliveryState, GroupRole, MemberInfo, MeshRef, PeerSession, Priority, Role, Target};
+use super::types::{
+    DeliveryState, FormerMember, GroupRole, MemberInfo, MeshRef, PeerSession, Priority, Role, Target,
+};
 
 /// Stable error codes (DESIGN §5). Clients branch on these, never on the message text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,6 +30,9 @@ pub enum ErrorCode {
     /// An invite an admin revoked, or a member removed from the mesh.
     Revoked,
     Internal,
+    /// Another agent holds a live connection with this member's key (a copied config dir):
+    /// the agent that started later gets this and stops that mesh's link.
+    KeyInUse,
 }
 
 impl ErrorCode {
@@ -47,10 +52,11 @@ impl ErrorCode {
             ErrorCode::Expired => "expired",
             ErrorCode::Revoked => "revoked",
             ErrorCode::Internal => "internal",
+            ErrorCode::KeyInUse => "key_in_use",
         }
     }
 
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadSignature,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -65,6 +71,7 @@ impl ErrorCode {
         ErrorCode::Expired,
         ErrorCode::Revoked,
         ErrorCode::Internal,
+        ErrorCode::KeyInUse,
     ];
 }
 
@@ -134,11 +141,18 @@ pub enum ServerFrame {
         protocol: u32,
         challenge: String,
         broker_version: String,
+        /// The URL members should use to reach this broker (`--public-url`), when the operator
+        /// set one: invites carry it instead of whatever address the inviter happened to use.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        public_url: Option<String>,
     },
     HelloAck {
         member_id: String,
         role: Role,
         mesh: MeshRef,
+        /// As in `welcome`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        public_url: Option<String>,
         #[serde(default)]
         services: Vec<CatalogEntry>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,6 +190,10 @@ pub enum ServerFrame {
     Members {
         req: u64,
         members: Vec<MemberInfo>,
+        /// Members who left or were removed (newest first, at most
+        /// [`crate::limits::MAX_FORMER_MEMBERS`]), so a send to one says why it cannot go.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        former: Vec<FormerMember>,
     },
     Event(Event),
     /// Several events at once (presence is batched per connection).

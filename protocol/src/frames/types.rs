@@ -235,6 +235,39 @@ pub struct MemberInfo {
     pub online: bool,
 }
 
+/// Why a member is no longer in a mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalReason {
+    /// An admin removed it (`member_remove`).
+    #[default]
+    Removed,
+    /// It left on its own (`leave`).
+    Left,
+}
+
+impl RemovalReason {
+    /// "left the mesh" / "was removed from the mesh", for messages like "bob left the mesh".
+    pub fn phrase(self) -> &'static str {
+        match self {
+            RemovalReason::Removed => "was removed from the mesh",
+            RemovalReason::Left => "left the mesh",
+        }
+    }
+}
+
+/// A member who left or was removed: enough to say so when someone addresses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormerMember {
+    pub member_id: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub reason: RemovalReason,
+    /// Unix milliseconds.
+    #[serde(default)]
+    pub at: u64,
+}
+
 impl MemberInfo {
     /// Whether `@group` sends reach this member: granted or declared.
     pub fn in_group(&self, g: &str) -> bool {

@@ -123,7 +123,11 @@ pub fn all_events() -> Vec<Event> {
         Event::PeerLeft { member_id: "m_1".into(), session_id: "s1".into() },
         Event::MemberJoined(member()),
         Event::MemberUpdated(member()),
-        Event::MemberRemoved { member_id: "m_9".into() },
+        Event::MemberRemoved {
+            member_id: "m_9".into(),
+            reason: RemovalReason::Left,
+            display_name: "bob".into(),
+        },
         Event::Receipt { msg_ids: vec!["x".into()], member_id: "m_2".into(), state: ReceiptState::Seen },
         Event::Expired { msg_ids: vec!["x".into()], member_id: "m_2".into() },
         Event::McpDeployed(catalog()),
@@ -149,6 +153,7 @@ pub fn all_client() -> Vec<ClientFrame> {
             member_id: "m_1".into(),
             pubkey: "ab".repeat(32),
             signature: "cd".repeat(64),
+            instance: Some(AgentInstance { id: "0f".repeat(16), started_at: 1_700_000_000_000 }),
         }),
         C::Enroll(Enroll {
             invite: "eyJ2IjoxfQ.c2ln".into(),
@@ -191,6 +196,7 @@ pub fn all_client() -> Vec<ClientFrame> {
             groups: Some(vec![GroupRole::new("ops")]),
         },
         C::MeshInfo { req: 14 },
+        C::Leave { req: 15 },
         C::McpDeploy(deploy()),
         C::McpUndeploy { req: 15, name: "github".into() },
         C::McpUpdate(McpUpdate {
@@ -248,11 +254,17 @@ pub fn all_server() -> Vec<ServerFrame> {
     use ServerFrame as S;
     let mesh = MeshRef { id: "mesh_1".into(), slug: "team".into() };
     vec![
-        S::Welcome { protocol: 1, challenge: "00".repeat(32), broker_version: "0.1.0".into() },
+        S::Welcome {
+            protocol: 1,
+            challenge: "00".repeat(32),
+            broker_version: "0.1.0".into(),
+            public_url: Some("wss://mesh.example.com/ws".into()),
+        },
         S::HelloAck {
             member_id: "m_1".into(),
             role: Role::Member,
             mesh: mesh.clone(),
+            public_url: None,
             services: vec![catalog()],
             runner_pubkey: Some("ef".repeat(32)),
         },
@@ -273,7 +285,16 @@ pub fn all_server() -> Vec<ServerFrame> {
             recipients: vec![RecipientStatus { member_id: "m_2".into(), state: DeliveryState::Seen, at: 2 }],
         },
         S::Peers { req: 5, sessions: vec![peer()] },
-        S::Members { req: 6, members: vec![member()] },
+        S::Members {
+            req: 6,
+            members: vec![member()],
+            former: vec![FormerMember {
+                member_id: "m_8".into(),
+                display_name: "carol".into(),
+                reason: RemovalReason::Left,
+                at: 1_700_000_000_000,
+            }],
+        },
         S::Event(Event::PeerLeft { member_id: "m_1".into(), session_id: "s1".into() }),
         S::Events { events: all_events() },
         S::MeshCreated { req: 8, mesh: mesh.clone(), member_id: "m_1".into(), role: Role::Admin },

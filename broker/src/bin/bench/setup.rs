@@ -108,6 +108,7 @@ async fn connect_inner(url: &str, id: &Identity) -> anyhow::Result<Ws> {
         member_id: id.member_id.clone(),
         pubkey: id.key.public_hex(),
         signature: sign_hello(&id.key, &id.mesh_id, &id.member_id, &challenge),
+        instance: None,
     });
     ws.send(Message::Text(encode(&hello).into())).await?;
     loop {

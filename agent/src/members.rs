@@ -1,0 +1,149 @@
+//! Membership through the agent: `member_remove` and `member_set` (admins), and `leave`, which
+//! tells the broker before the key is deleted so no ghost member stays behind.
+
+use claudemesh_protocol::frames::{ClientFrame, ErrorCode, GroupRole, MemberInfo, Role, ServerFrame};
+use serde_json::{Value, json};
+
+use crate::admin::request;
+use crate::api::ApiError;
+use crate::config::Config;
+use crate::state::Agent;
+
+/// The short form of a member id that lists and errors show (`m_1cf452`).
+pub fn short_id(member_id: &str) -> &str {
+    member_id.get(..8).unwrap_or(member_id)
+}
+
+/// Finds one current member of `mesh_id` by display name (case-insensitive), member id, or a
+/// unique prefix of a member id. Errors: not found (listing who is there) or ambiguous
+/// (listing name, short id and role of each candidate).
+pub fn find_member(agent: &Agent, mesh_id: &str, who: &str) -> Result<MemberInfo, ApiError> {
+    let meshes = agent.meshes();
+    let v = meshes.get(mesh_id).ok_or((ErrorCode::NotFound, "mesh not joined".to_string()))?;
+    let who = who.trim();
+    let by_id: Vec<&MemberInfo> = v.members.values().filter(|m| m.member_id == who).collect();
+    let matches: Vec<&MemberInfo> = if !by_id.is_empty() {
+        by_id
+    } else {
+        let by_name: Vec<&MemberInfo> =
+            v.members.values().filter(|m| m.display_name.eq_ignore_ascii_case(who)).collect();
+        if !by_name.is_empty() {
+            by_name
+        } else if who.len() >= 4 {
+            v.members.values().filter(|m| m.member_id.starts_with(who)).collect()
+        } else {
+            vec![]
+        }
+    };
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => {
+            if let Some(f) = v
+                .former
+                .get(who)
+                .or_else(|| v.former.values().find(|f| f.display_name.eq_ignore_ascii_case(who)))
+            {
+                return Err((ErrorCode::NotFound, format!("{} {}", f.display_name, f.reason.phrase())));
+            }
+            let mut names: Vec<&str> = v.members.values().map(|m| m.display_name.as_str()).collect();
+            names.sort_unstable();
+            Err((
+                ErrorCode::NotFound,
+                format!("no member {who} in {}; members: {}", v.config.slug, names.join(", ")),
+            ))
+        }
+        many => {
+            let list: Vec<String> = many
+                .iter()
+                .map(|m| {
+                    format!("{} ({}, {:?})", m.display_name, short_id(&m.member_id), m.role).to_lowercase()
+                })
+                .collect();
+            Err((
+                ErrorCode::Conflict,
+                format!("{who} matches several members: {}; use the member id", list.join(", ")),
+            ))
+        }
+    }
+}
+
+fn mesh_of(agent: &Agent, mesh: Option<&str>) -> Result<String, ApiError> {
+    agent.resolve_mesh(mesh).map_err(|e| (ErrorCode::NotFound, e))
+}
+
+/// `member_remove`: the broker checks the caller is an admin and that it is not the last one.
+pub async fn remove(agent: &Agent, mesh: Option<&str>, who: &str) -> Result<Value, ApiError> {
+    let mesh_id = mesh_of(agent, mesh)?;
+    let m = find_member(agent, &mesh_id, who)?;
+    let id = m.member_id.clone();
+    request(agent, &mesh_id, Box::new(move |req| ClientFrame::MemberRemove { req, member_id: id })).await?;
+    Ok(json!({ "removed": m.member_id, "display_name": m.display_name }))
+}
+
+/// `member_set`: a new role and/or a new list of granted groups.
+pub async fn set(
+    agent: &Agent,
+    mesh: Option<&str>,
+    who: &str,
+    role: Option<Role>,
+    groups: Option<Vec<GroupRole>>,
+) -> Result<Value, ApiError> {
+    if role.is_none() && groups.is_none() {
+        return Err((ErrorCode::Invalid, "nothing to change: give --role and/or --group".into()));
+    }
+    let mesh_id = mesh_of(agent, mesh)?;
+    let m = find_member(agent, &mesh_id, who)?;
+    let id = m.member_id.clone();
+    let (r2, g2) = (role, groups.clone());
+    request(
+        agent,
+        &mesh_id,
+        Box::new(move |req| ClientFrame::MemberSet { req, member_id: id, role: r2, groups: g2 }),
+    )
+    .await?;
+    Ok(json!({
+        "member_id": m.member_id,
+        "display_name": m.display_name,
+        "role": role.unwrap_or(m.role),
+        "groups": groups.unwrap_or(m.groups),
+    }))
+}
+
+/// `leave`: the broker removes the member (reason `left`), then the mesh and its key leave
+/// `config.json`; the config watch drops the link. A broker that already forgot the member
+/// (removed, unknown) does not block leaving; an unreachable one does unless `local_only`.
+pub async fn leave(agent: &Agent, mesh: &str, local_only: bool) -> Result<Value, ApiError> {
+    let mesh_id = mesh_of(agent, Some(mesh))?;
+    let told = if local_only {
+        false
+    } else {
+        match request(agent, &mesh_id, Box::new(|req| ClientFrame::Leave { req })).await {
+            Ok(ServerFrame::Ok { .. }) => true,
+            Ok(other) => {
+                return Err((ErrorCode::Internal, format!("unexpected reply {}", other.type_name())));
+            }
+            Err((ErrorCode::Revoked | ErrorCode::NotFound | ErrorCode::Unauthorized, _)) => false,
+            Err((ErrorCode::Unavailable, _)) => {
+                return Err((
+                    ErrorCode::Unavailable,
+                    format!(
+                        "the broker of {mesh} is not reachable, so it cannot be told you leave; try again \
+                         when `claudemesh status` shows it connected, or forget the mesh on this machine \
+                         only with `claudemesh leave {mesh} --local-only`"
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut cfg = Config::load(&agent.paths).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+    let before = cfg.meshes.len();
+    cfg.meshes.retain(|m| m.id != mesh_id);
+    if cfg.meshes.len() != before {
+        cfg.save(&agent.paths).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+    }
+    if let Some(v) = agent.meshes().remove(&mesh_id) {
+        v.cancel.cancel();
+    }
+    Ok(json!({ "left": mesh, "mesh_id": mesh_id, "broker_told": told }))
+}
