@@ -12,6 +12,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// First run in one command: a broker on this machine, the agent, a mesh with you as admin,
+    /// claudemesh added to Claude Code. Run again, it changes nothing and shows the mesh.
+    Up(UpArgs),
+    /// Stop what `up` started (the agent and the local broker); all data is kept.
+    Down(JsonArg),
     /// Run and manage the local agent that holds broker connections and keys.
     #[command(subcommand)]
     Agent(AgentCommand),
@@ -58,6 +63,34 @@ pub struct BrokerArgs {
     /// The broker's own subcommand and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the local broker listens: 127.0.0.1:7900 (this machine only) by default;
+    /// 0.0.0.0:7900 serves a team on your network (with --public-url). Port 0 picks a free one.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The URL teammates use to reach the broker, e.g. ws://HOST:7900/ws (invites carry it).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// The mesh to create (default: local).
+    #[arg(long)]
+    pub mesh: Option<String>,
+    /// How others see you (default: your configured name, else user@host).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Do not ask: add claudemesh to Claude Code when `claude` is installed.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Do not touch Claude Code's settings (no MCP entry, no hooks).
+    #[arg(long)]
+    pub no_claude: bool,
+    /// Do not open the dashboard afterwards.
+    #[arg(long)]
+    pub no_tui: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

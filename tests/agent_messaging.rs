@@ -324,6 +324,7 @@ async fn agents_speak_wss_to_a_broker_with_a_private_ca() {
             joined_at: 0,
             extra: Default::default(),
         }],
+        local_broker: None,
         extra: Default::default(),
     }
     .save(&paths)

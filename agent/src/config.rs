@@ -55,6 +55,9 @@ pub struct Config {
     pub display_name: Option<String>,
     #[serde(default)]
     pub meshes: Vec<MeshConfig>,
+    /// The broker `claudemesh up` runs on this machine, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_broker: Option<crate::local_broker::LocalBrokerConfig>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }

@@ -108,6 +108,11 @@ fn start_uplink(agent: &Arc<Agent>, tracker: &TaskTracker, mesh: MeshConfig) -> 
 /// Brings the running uplinks in line with the config: new meshes connect, removed ones drop,
 /// changed ones (new key or URL) reconnect.
 pub fn reconcile(agent: &Arc<Agent>, tracker: &TaskTracker, config: &Config) {
+    agent.local_broker_wanted.send_if_modified(|w| {
+        let changed = *w != config.local_broker;
+        w.clone_from(&config.local_broker);
+        changed
+    });
     let wanted: HashSet<&str> = config.meshes.iter().map(|m| m.id.as_str()).collect();
     let stale: Vec<String> = {
         let meshes = agent.meshes();
@@ -162,6 +167,19 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
     let config = Config::load(&paths)?;
     let agent = Arc::new(Agent::new(paths.clone(), store, shutdown.clone()));
     let tracker = TaskTracker::new();
+    // The local broker starts before the uplinks, which then find it (or retry until it is up).
+    match std::env::current_exe() {
+        Ok(exe) => {
+            tracker.spawn(crate::local_broker::supervise(
+                exe,
+                paths.clone(),
+                agent.local_broker_wanted.subscribe(),
+                agent.local_broker.clone(),
+                shutdown.clone(),
+            ));
+        }
+        Err(e) => tracing::error!(error = %e, "cannot find the agent's executable; no local broker"),
+    }
     reconcile(&agent, &tracker, &config);
 
     let listener = UnixListener::bind(&sock).map_err(io("cannot listen on", &sock))?;

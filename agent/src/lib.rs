@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod enroll;
 pub mod hooks;
 pub mod inbox;
+pub mod local_broker;
 pub mod members;
 pub mod paths;
 pub mod resolve;

@@ -82,6 +82,10 @@ pub struct Agent {
     /// Held while deciding and recording that a message went to a session (pushed or shown),
     /// so a push and a hook never both take the same message.
     delivery: Mutex<()>,
+    /// The local broker `claudemesh up` configured (what [`crate::local_broker::supervise`]
+    /// should run), and what it reports.
+    pub local_broker_wanted: tokio::sync::watch::Sender<Option<crate::local_broker::LocalBrokerConfig>>,
+    pub local_broker: tokio::sync::watch::Sender<Option<crate::local_broker::LocalBrokerStatus>>,
     /// Bumped whenever a session could have a new message due (stored, status changed,
     /// session closed); `hook_wait` watches it.
     changed: tokio::sync::watch::Sender<u64>,
@@ -115,6 +119,8 @@ impl Agent {
             subs: Mutex::default(),
             next_id: AtomicU64::new(1),
             delivery: Mutex::default(),
+            local_broker_wanted: tokio::sync::watch::Sender::new(None),
+            local_broker: tokio::sync::watch::Sender::new(None),
             changed: tokio::sync::watch::Sender::new(0),
         }
     }

@@ -58,6 +58,7 @@ pub fn status(agent: &Agent) -> Value {
         "sessions": sessions.len(),
         "local_sessions": local,
         "meshes": list,
+        "local_broker": *agent.local_broker.borrow(),
     })
 }
 

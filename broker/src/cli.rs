@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// Connections allowed per mesh.
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
+    /// Stop when standard input closes: for a broker run as the child of another process (the
+    /// claudemesh agent runs `claudemesh up`'s local broker so), which then cannot outlive it,
+    /// even if that process is killed.
+    #[arg(long)]
+    stop_on_stdin_eof: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,7 +124,7 @@ where
             cfg.send_burst = a.burst;
             cfg.max_connections_per_mesh = a.max_connections;
             let tls = a.tls_cert.zip(a.tls_key).map(|(cert, key)| TlsFiles { cert, key });
-            rt.block_on(serve(&a.listen, cfg, tls))
+            rt.block_on(serve(&a.listen, cfg, tls, a.stop_on_stdin_eof))
         }
         Command::Mesh(MeshCommand::Create { slug, pubkey, display_name, data, json }) => {
             mesh_create(&data, &slug, &pubkey, &display_name, json)
@@ -160,13 +165,44 @@ pub async fn shutdown_signal() {
     tracing::info!("signal received");
 }
 
-pub async fn serve(listen: &str, cfg: BrokerConfig, tls: Option<TlsFiles>) -> anyhow::Result<()> {
+/// Resolves when standard input reaches its end (or fails): the parent holding the other end
+/// exited or closed it.
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+    tracing::info!("standard input closed: the parent process is gone");
+}
+
+/// Binds `listen`, prints `listening on ws://ADDR/ws` (scripts and tests read it to learn the
+/// port) and serves until SIGINT/SIGTERM, or also until stdin closes with `stop_on_stdin_eof`.
+pub async fn serve(
+    listen: &str,
+    cfg: BrokerConfig,
+    tls: Option<TlsFiles>,
+    stop_on_stdin_eof: bool,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     // Tests and scripts read this line to learn the port when listening on :0.
     println!("listening on {scheme}://{addr}/ws");
-    crate::serve(listener, cfg, tls, shutdown_signal()).await?;
+    let stop = async move {
+        if stop_on_stdin_eof {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stdin_closed() => {}
+            }
+        } else {
+            shutdown_signal().await;
+        }
+    };
+    crate::serve(listener, cfg, tls, stop).await?;
     Ok(())
 }
 

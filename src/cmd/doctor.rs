@@ -33,7 +33,7 @@ fn mode(p: &Path) -> Option<u32> {
     std::fs::metadata(p).ok().map(|m| m.permissions().mode() & 0o777)
 }
 
-fn on_path(cmd: &str) -> Option<std::path::PathBuf> {
+pub(super) fn on_path(cmd: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(cmd)).find(|p| p.is_file()))
 }

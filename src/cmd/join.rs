@@ -8,7 +8,8 @@ use claudemesh_protocol::invite::parse_invite;
 
 use crate::cli::JoinArgs;
 
-fn default_name(paths: &claudemesh_agent::Paths) -> String {
+/// How others see this user when no `--name` is given: the configured name, else user@host.
+pub(super) fn default_name(paths: &claudemesh_agent::Paths) -> String {
     if let Ok(Some(n)) = Config::load(paths).map(|c| c.display_name) {
         return n;
     }

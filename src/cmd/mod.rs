@@ -7,6 +7,7 @@ mod agent_status;
 mod agent_stop;
 mod agent_uninstall;
 mod doctor;
+mod down;
 mod hook;
 mod inbox;
 mod install;
@@ -24,6 +25,7 @@ mod peers;
 mod send;
 mod status;
 mod uninstall;
+mod up;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,8 @@ use crate::cli::{AgentCommand, Cli, Command, InviteCommand, MeshCommand};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Up(a) => block_on(up::run(a)),
+        Command::Down(a) => block_on(down::run(a.json)),
         Command::Agent(AgentCommand::Run) => agent_run::run(),
         Command::Agent(AgentCommand::Start(a)) => block_on(agent_start::run(a.json)),
         Command::Agent(AgentCommand::Stop(a)) => block_on(agent_stop::run(a.json)),

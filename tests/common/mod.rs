@@ -107,6 +107,7 @@ impl World {
                 joined_at: 0,
                 extra: Default::default(),
             }],
+            local_broker: None,
             extra: Default::default(),
         };
         cfg.save(&paths).unwrap();

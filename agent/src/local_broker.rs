@@ -1,0 +1,225 @@
+//! The broker `claudemesh up` runs on this machine: its settings in `config.json`, and the
+//! agent task that keeps it running as a child process (`claudemesh broker serve …`), restarts
+//! it when it dies, and stops it with the agent.
+//!
+//! The child gets a pipe as stdin and `--stop-on-stdin-eof`: when the agent exits, even by
+//! SIGKILL, the pipe closes and the broker stops, so no orphan keeps the port or the data.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::paths::Paths;
+
+/// How long a stopping broker gets to finish its commits before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Restart backoff: starts at 1 s, doubles, at most 30 s; a run of a minute resets it.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+fn yes() -> bool {
+    true
+}
+
+/// `config.json` → `local_broker`: the broker this machine serves, written by `claudemesh up`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalBrokerConfig {
+    /// Address it listens on, e.g. `127.0.0.1:7900` or `0.0.0.0:7900`.
+    pub listen: String,
+    /// The URL teammates use to reach it (its `--public-url`), when it serves a team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Its data directory (redb file, admin token).
+    pub data: PathBuf,
+    /// `claudemesh down` sets this to false: the agent leaves the broker stopped until `up`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl LocalBrokerConfig {
+    /// The URL this machine uses to reach it: `ws://HOST:PORT/ws`, with a wildcard listen
+    /// address (`0.0.0.0`, `[::]`) replaced by the loopback address.
+    pub fn local_url(&self) -> String {
+        let listen = self.listen.trim();
+        let (host, port) = match listen.rsplit_once(':') {
+            Some((h, p)) => (h, p),
+            None => (listen, "7900"),
+        };
+        let host = match host {
+            "" | "0.0.0.0" => "127.0.0.1",
+            "[::]" | "::" => "[::1]",
+            h => h,
+        };
+        format!("ws://{host}:{port}/ws")
+    }
+
+    /// The broker's admin token file (the broker creates it at first start).
+    pub fn admin_token_file(&self) -> PathBuf {
+        self.data.join("admin.token")
+    }
+}
+
+/// What the supervisor reports (in `status` as `local_broker`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalBrokerStatus {
+    /// `running`, `restarting` (waiting to start again after an exit) or `stopped`.
+    pub state: String,
+    pub listen: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Restarts after an unexpected exit since the agent started.
+    pub restarts: u32,
+    /// How the last run ended, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+    /// Where its output goes.
+    pub log: PathBuf,
+}
+
+/// `<config dir>/broker.log`.
+pub fn log_path(paths: &Paths) -> PathBuf {
+    paths.dir.join("broker.log")
+}
+
+fn spawn(exe: &Path, cfg: &LocalBrokerConfig, log: &Path) -> std::io::Result<Child> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let out = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(log)?;
+    let err = out.try_clone()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("broker").arg("serve").arg("--listen").arg(&cfg.listen).arg("--data").arg(&cfg.data);
+    if let Some(u) = &cfg.public_url {
+        cmd.arg("--public-url").arg(u);
+    }
+    cmd.arg("--stop-on-stdin-eof")
+        .stdin(Stdio::piped())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        // Its own process group: a Ctrl-C meant for a foreground agent reaches the agent,
+        // which then stops the broker in order.
+        .process_group(0);
+    cmd.spawn()
+}
+
+/// Stops a running broker: close its stdin (it finishes and exits), kill it after the grace.
+async fn stop(mut child: Child, stdin: Option<ChildStdin>) -> String {
+    drop(stdin);
+    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(Ok(s)) => s.to_string(),
+        Ok(Err(e)) => format!("cannot wait for it: {e}"),
+        Err(_) => {
+            let _ = child.kill().await;
+            format!("killed after {} s", STOP_GRACE.as_secs())
+        }
+    }
+}
+
+/// Keeps the broker of `desired` running until `shutdown`; `None` (or a disabled config)
+/// means none. A change of `desired` restarts it with the new settings. Progress goes to
+/// `status`. `exe` is the `claudemesh` binary (the agent's own executable).
+pub async fn supervise(
+    exe: PathBuf,
+    paths: Paths,
+    mut desired: watch::Receiver<Option<LocalBrokerConfig>>,
+    status: watch::Sender<Option<LocalBrokerStatus>>,
+    shutdown: CancellationToken,
+) {
+    let log = log_path(&paths);
+    let mut restarts = 0u32;
+    let mut backoff = Duration::from_secs(1);
+    let mut last_exit: Option<String> = None;
+    loop {
+        let want = desired.borrow_and_update().clone().filter(|c| c.enabled);
+        let Some(cfg) = want else {
+            status.send_replace(None);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = desired.changed() => if r.is_err() { return } else { continue },
+            }
+        };
+        let report =
+            |state: &str, pid: Option<u32>, last_exit: &Option<String>, restarts: u32| LocalBrokerStatus {
+                state: state.into(),
+                listen: cfg.listen.clone(),
+                url: cfg.local_url(),
+                public_url: cfg.public_url.clone(),
+                pid,
+                restarts,
+                last_exit: last_exit.clone(),
+                log: log.clone(),
+            };
+        let started = Instant::now();
+        let ended = match spawn(&exe, &cfg, &log) {
+            Ok(mut child) => {
+                // Held until the broker should stop: `Child::wait` would otherwise close it.
+                let stdin = child.stdin.take();
+                tracing::info!(listen = %cfg.listen, pid = child.id(), "local broker started");
+                status.send_replace(Some(report("running", child.id(), &last_exit, restarts)));
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        let how = stop(child, stdin).await;
+                        tracing::info!(how = %how, "local broker stopped with the agent");
+                        return;
+                    }
+                    r = desired.changed() => {
+                        let how = stop(child, stdin).await;
+                        tracing::info!(how = %how, "local broker stopped: its settings changed");
+                        if r.is_err() { return }
+                        continue;
+                    }
+                    s = child.wait() => {
+                        drop(stdin);
+                        match s {
+                            Ok(s) => format!("exited ({s})"),
+                            Err(e) => format!("cannot wait for it: {e}"),
+                        }
+                    }
+                }
+            }
+            Err(e) => format!("cannot start {} broker serve: {e}", exe.display()),
+        };
+        tracing::error!(listen = %cfg.listen, why = %ended, log = %log.display(), "local broker ended; restarting");
+        last_exit = Some(ended);
+        restarts += 1;
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        status.send_replace(Some(report("restarting", None, &last_exit, restarts)));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+            r = desired.changed() => if r.is_err() { return },
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(listen: &str) -> LocalBrokerConfig {
+        LocalBrokerConfig { listen: listen.into(), public_url: None, data: "/d".into(), enabled: true }
+    }
+
+    #[test]
+    fn local_url_reaches_wildcard_listeners_over_loopback() {
+        assert_eq!(cfg("127.0.0.1:7900").local_url(), "ws://127.0.0.1:7900/ws");
+        assert_eq!(cfg("0.0.0.0:7912").local_url(), "ws://127.0.0.1:7912/ws");
+        assert_eq!(cfg("[::]:7900").local_url(), "ws://[::1]:7900/ws");
+        assert_eq!(cfg("localhost:80").local_url(), "ws://localhost:80/ws");
+    }
+
+    #[test]
+    fn enabled_defaults_to_true_in_older_files() {
+        let c: LocalBrokerConfig = serde_json::from_str(r#"{"listen":"127.0.0.1:1","data":"/x"}"#).unwrap();
+        assert!(c.enabled);
+    }
+}
