@@ -292,5 +292,8 @@ fn report(cfg: &Config, status: &Value, did: &[String], notes: &[String]) {
              `claudemesh up --listen 0.0.0.0:7900 --public-url ws://HOST:7900/ws`)"
         );
     }
+    if cfg.local_broker.is_some() {
+        println!("  claudemesh agent install           start the agent and this broker at login");
+    }
     println!("  claudemesh down                    stop the agent and the broker (data is kept)");
 }
