@@ -185,3 +185,38 @@ async fn up_says_which_address_is_taken() {
     let out = carol.ok(&["up", "--yes", "--no-tui", "--no-claude", "--listen", "127.0.0.1:0"]);
     assert!(out.contains("created mesh local"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_a_team_on_every_interface() {
+    let root = tempfile::tempdir().unwrap();
+    let dana = User::new(root.path(), "dana");
+    let erin = User::new(root.path(), "erin");
+    let port = free_port();
+    // 127.0.0.2 stands for this machine's LAN address: the broker listens on every interface,
+    // and the teammate reaches it by an address other than the one dana's agent uses.
+    let public = format!("ws://127.0.0.2:{port}/ws");
+    let listen = format!("0.0.0.0:{port}");
+    let out = dana.ok(&[
+        "up",
+        "--yes",
+        "--no-tui",
+        "--no-claude",
+        "--name",
+        "dana",
+        "--listen",
+        &listen,
+        "--public-url",
+        &public,
+    ]);
+    assert!(out.contains(&format!("teammates use {public}")), "{out}");
+    assert!(out.contains(&format!("mesh local: connected ws://127.0.0.1:{port}/ws")), "{out}");
+    let link = dana.ok(&["invite", "create"]);
+    let link = link.lines().find(|l| l.starts_with("claudemesh://join/")).unwrap().to_string();
+    let out = erin.ok(&["join", &link, "--name", "erin"]);
+    assert!(out.contains(&public), "erin's agent connects to the public URL: {out}");
+    erin.until(&["status"], "connected").await;
+    dana.send("erin", "hello over the LAN").await;
+    erin.until(&["inbox"], "hello over the LAN").await;
+    erin.send("dana", "hello back").await;
+    dana.until(&["inbox"], "hello back").await;
+}
