@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-use claudemesh_protocol::frames::{Event, MemberInfo, PeerSession, SessionInfo, encode};
+use claudemesh_protocol::frames::{Event, FormerMember, MemberInfo, PeerSession, SessionInfo, encode};
+use claudemesh_protocol::limits::MAX_FORMER_MEMBERS;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +100,26 @@ impl MeshState {
     /// Active (not removed) members.
     pub fn active_members(&self) -> impl Iterator<Item = &MemberRecord> {
         self.members.values().filter(|m| !m.removed)
+    }
+
+    /// Members who left or were removed, newest first, at most [`MAX_FORMER_MEMBERS`]: agents
+    /// use them to say "bob left the mesh" instead of "no such member".
+    pub fn former_members(&self) -> Vec<FormerMember> {
+        let mut former: Vec<FormerMember> = self
+            .members
+            .values()
+            .filter(|m| m.removed)
+            .map(|m| FormerMember {
+                member_id: m.member_id.clone(),
+                display_name: m.display_name.clone(),
+                reason: m.removed_reason.unwrap_or_default(),
+                at: m.removed_at,
+            })
+            .collect();
+        // Ties (records from before `removed_at` existed are all 0) in a stable order.
+        former.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.member_id.cmp(&b.member_id)));
+        former.truncate(MAX_FORMER_MEMBERS);
+        former
     }
 
     /// Queues a presence event for every connection of the mesh, encoded once.

@@ -55,6 +55,8 @@ pub fn create_mesh_records(
         groups: vec![],
         declared_groups: vec![],
         removed: false,
+        removed_reason: None,
+        removed_at: 0,
         created_at: now,
     };
     Ok((mesh, member))
@@ -258,6 +260,8 @@ pub async fn member_remove(conn: &mut Conn, req: u64, member_id: String) {
         );
     }
     target.removed = true;
+    target.removed_reason = Some(claudemesh_protocol::frames::RemovalReason::Removed);
+    target.removed_at = now_ms();
     let rec = target.clone();
     let mesh_id = a.mesh.id.clone();
     let r = conn

@@ -165,6 +165,8 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
                 groups: p.groups.clone(),
                 declared_groups: vec![],
                 removed: false,
+                removed_reason: None,
+                removed_at: 0,
                 created_at: now,
             };
             tx.put(INVITES, &ikey, &rec)?;

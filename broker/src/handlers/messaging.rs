@@ -428,8 +428,9 @@ pub fn list_members(conn: &mut Conn, req: u64) {
     let Some(a) = conn.auth.clone() else { return };
     let st = a.mesh.lock();
     let members = st.active_members().map(|m| st.member_info(m)).collect();
+    let former = st.former_members();
     drop(st);
-    conn.reply(&ServerFrame::Members { req, members, former: vec![] });
+    conn.reply(&ServerFrame::Members { req, members, former });
 }
 
 /// Expires queued copies older than the TTL: removes them, marks the recipient `expired`, tells

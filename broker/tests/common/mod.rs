@@ -143,6 +143,21 @@ pub async fn members(c: &mut Client) -> Vec<MemberInfo> {
     }
 }
 
+/// The member directory as seen by `c`, with the former members (left or removed).
+pub async fn directory(c: &mut Client) -> (Vec<MemberInfo>, Vec<FormerMember>) {
+    let req = c.next_req();
+    match c.request(&ClientFrame::ListMembers { req }).await.unwrap() {
+        ServerFrame::Members { members, former, .. } => (members, former),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// An admin's `member_remove`; returns the reply frame.
+pub async fn remove_member(admin_conn: &mut Client, member_id: &str) -> ServerFrame {
+    let req = admin_conn.next_req();
+    admin_conn.request(&ClientFrame::MemberRemove { req, member_id: member_id.into() }).await.unwrap()
+}
+
 /// Encrypts `body` for `recipients` and sends it; returns the reply frame.
 pub async fn send_to(
     c: &mut Client,
