@@ -64,6 +64,13 @@ impl Conn {
     pub fn bind(&mut self, mesh: Arc<Mesh>, member_id: String) -> Result<(), (ErrorCode, String)> {
         let online_event = {
             let mut st = mesh.lock();
+            // Removed while its hello was being checked: do not register it again.
+            if st.members.get(&member_id).is_none_or(|m| m.removed) {
+                return Err((
+                    ErrorCode::Revoked,
+                    format!("member {member_id} was removed from mesh {}", mesh.slug),
+                ));
+            }
             let replacing = st.conns.contains_key(&member_id);
             if !replacing && st.conns.len() >= self.hub.config.max_connections_per_mesh {
                 return Err((
