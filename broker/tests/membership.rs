@@ -5,6 +5,7 @@
 mod common;
 
 use claudemesh_broker::testkit::{Client, ClientError};
+use claudemesh_protocol::crypto::MemberKeypair;
 use claudemesh_protocol::frames::*;
 use common::*;
 
@@ -190,4 +191,102 @@ async fn two_admins_leaving_at_once_leave_one_admin_behind() {
     }
     let admins = directory(&mut bob).await.0.into_iter().filter(|x| x.role == Role::Admin).count();
     assert_eq!(admins, 1);
+}
+
+/// Enrolls `key` as `name` with `inv`; returns the reply (the connection is closed).
+async fn enroll_as(
+    h: &Harness,
+    inv: &claudemesh_protocol::invite::SignedInvite,
+    key: &MemberKeypair,
+    name: &str,
+) -> ServerFrame {
+    let mut c = Client::connect(h.url()).await.unwrap();
+    let f = c.enroll(inv.token(), key, &inv.payload.invite_id, name).await.unwrap();
+    c.close().await;
+    f
+}
+
+async fn invite_uses(admin_conn: &mut Client, invite_id: &str) -> u32 {
+    let req = admin_conn.next_req();
+    match admin_conn.request(&ClientFrame::InviteList { req }).await.unwrap() {
+        ServerFrame::Invites { invites, .. } => {
+            invites.into_iter().find(|i| i.invite_id == invite_id).unwrap().uses
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn display_names_are_unique_among_active_members() {
+    let h = Harness::start().await;
+    let admin = h.mesh("team").await;
+    let (mut ac, _) = Client::connect_as(h.url(), &admin).await.unwrap();
+    let inv = register(&mut ac, &admin, invite_payload(&admin, "team", "names", 10)).await;
+    let (bob_key, other) = (MemberKeypair::generate(), MemberKeypair::generate());
+    let first = enroll_as(&h, &inv, &bob_key, "bob").await;
+    let ServerFrame::Enrolled { member_id: bob_id, .. } = first else { panic!("{first:?}") };
+    assert!(matches!(
+        enroll_as(&h, &inv, &MemberKeypair::generate(), "bob-2").await,
+        ServerFrame::Enrolled { .. }
+    ));
+
+    // Another key asking for a held name, in any case, is refused with a free suggestion and
+    // burns no use of the invite.
+    let f = enroll_as(&h, &inv, &other, "Bob").await;
+    let ServerFrame::Error(e) = &f else { panic!("{f:?}") };
+    assert_eq!(e.code, ErrorCode::Conflict);
+    assert_eq!(e.message, "the name Bob is taken in mesh team; choose another with --name, e.g. Bob-3");
+    assert_eq!(invite_uses(&mut ac, "names").await, 2);
+    // The same key enrolling again is still idempotent: its member comes back.
+    let again = enroll_as(&h, &inv, &bob_key, "bob").await;
+    assert!(matches!(&again, ServerFrame::Enrolled { member_id, .. } if *member_id == bob_id), "{again:?}");
+
+    // Once bob is removed, his name is free: a new key takes it without meeting a ghost.
+    assert!(matches!(remove_member(&mut ac, &bob_id).await, ServerFrame::Ok { .. }));
+    let f = enroll_as(&h, &inv, &other, "bob").await;
+    let ServerFrame::Enrolled { member_id: new_bob, .. } = f else { panic!("{f:?}") };
+    let (members, former) = directory(&mut ac).await;
+    let bobs: Vec<&str> =
+        members.iter().filter(|m| m.display_name == "bob").map(|m| m.member_id.as_str()).collect();
+    assert_eq!(bobs, vec![new_bob.as_str()]);
+    assert_eq!(former.iter().map(|f| f.member_id.as_str()).collect::<Vec<_>>(), vec![bob_id.as_str()]);
+}
+
+#[tokio::test]
+async fn a_member_who_left_rejoins_under_the_same_name() {
+    let h = Harness::start().await;
+    let admin = h.mesh("team").await;
+    let (mut ac, _) = Client::connect_as(h.url(), &admin).await.unwrap();
+    let inv = register(&mut ac, &admin, invite_payload(&admin, "team", "back", 10)).await;
+    let (mut bob, bob_id) = enroll(h.url(), &inv, "bob").await;
+    assert!(matches!(leave(&mut bob).await, ServerFrame::Ok { .. }));
+    let (_bob2, bob2_id) = enroll(h.url(), &inv, "bob").await;
+    assert_ne!(bob2_id.member_id, bob_id.member_id);
+    let (members, _) = directory(&mut ac).await;
+    assert_eq!(members.iter().filter(|m| m.display_name == "bob").count(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_enrollments_with_one_name_have_one_winner() {
+    let h = Harness::start().await;
+    let admin = h.mesh("team").await;
+    let (mut ac, _) = Client::connect_as(h.url(), &admin).await.unwrap();
+    let inv = register(&mut ac, &admin, invite_payload(&admin, "team", "race", 100)).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (url, token) = (h.url().to_string(), inv.token().to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url).await.unwrap();
+            c.enroll(&token, &MemberKeypair::generate(), "race", "same-name").await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            ServerFrame::Enrolled { .. } => won += 1,
+            f => assert_eq!(error_code(&f), ErrorCode::Conflict, "{f:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(invite_uses(&mut ac, "race").await, 1);
 }

@@ -1,16 +1,18 @@
 //! `hello` (challenge-signed login of an enrolled member) and `enroll` (joining with an
 //! admin-signed invite, uses counted atomically in the store writer).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use claudemesh_protocol::codec::from_hex_array;
 use claudemesh_protocol::crypto::{ed25519_pk_to_x25519, verify_enroll, verify_hello};
 use claudemesh_protocol::frames::{Enroll, ErrorCode, Event, Hello, MeshRef, Role, ServerFrame};
 use claudemesh_protocol::invite::{InviteError, parse_invite};
+use claudemesh_protocol::limits::MAX_DISPLAY_NAME_CHARS;
 use claudemesh_protocol::names::validate_display_name;
 
 use crate::conn::Conn;
-use crate::hub::Mesh;
+use crate::hub::{Mesh, MeshState};
 use crate::ids::{now_ms, prefixed};
 use crate::store::{INVITES, InviteRecord, MEMBERS, MemberRecord, StoreError, key};
 
@@ -51,6 +53,22 @@ pub async fn hello(conn: &mut Conn, h: Hello) {
         services: vec![],
         runner_pubkey: None,
     });
+}
+
+/// `None` when no active member of the mesh holds `name` (compared case-insensitively);
+/// otherwise a free name to suggest instead: `bob-2`, `bob-3`, …, within the length limit.
+fn taken_name_suggestion(st: &MeshState, name: &str) -> Option<String> {
+    let taken: HashSet<String> = st.active_members().map(|m| m.display_name.to_lowercase()).collect();
+    if !taken.contains(&name.to_lowercase()) {
+        return None;
+    }
+    (2u32..)
+        .map(|n| {
+            let suffix = format!("-{n}");
+            let base: String = name.chars().take(MAX_DISPLAY_NAME_CHARS - suffix.len()).collect();
+            format!("{base}{suffix}")
+        })
+        .find(|candidate| !taken.contains(&candidate.to_lowercase()))
 }
 
 /// Why an enrollment was refused inside the store transaction.
@@ -155,6 +173,17 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
                     ),
                 )));
             }
+            // Checked here, against the cache the writer keeps current, so two enrollments with
+            // one name cannot both win. Removed and departed members do not hold their names.
+            if let Some(free) = taken_name_suggestion(&mesh2.lock(), &display_name) {
+                return Ok(Err(Refusal::Code(
+                    ErrorCode::Conflict,
+                    format!(
+                        "the name {display_name} is taken in mesh {}; choose another with --name, e.g. {free}",
+                        mesh2.slug
+                    ),
+                )));
+            }
             rec.uses += 1;
             let member = MemberRecord {
                 mesh_id: p.mesh_id.clone(),
@@ -204,4 +233,46 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
         role: member.role,
         mesh: MeshRef { id: mesh.id.clone(), slug: mesh.slug.clone() },
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(names: &[(&str, bool)]) -> MeshState {
+        let mut st = MeshState::default();
+        for (i, (name, removed)) in names.iter().enumerate() {
+            let member_id = format!("m_{i}");
+            st.members.insert(
+                member_id.clone(),
+                MemberRecord {
+                    mesh_id: "mesh_x".into(),
+                    member_id,
+                    pubkey: String::new(),
+                    display_name: (*name).into(),
+                    role: Role::Member,
+                    groups: vec![],
+                    declared_groups: vec![],
+                    removed: *removed,
+                    removed_reason: None,
+                    removed_at: 0,
+                    created_at: 0,
+                },
+            );
+        }
+        st
+    }
+
+    #[test]
+    fn taken_names_get_a_free_suggestion() {
+        let st = state(&[("Bob", false), ("bob-2", false), ("carol", true)]);
+        assert_eq!(taken_name_suggestion(&st, "alice"), None);
+        assert_eq!(taken_name_suggestion(&st, "carol"), None, "a removed member's name is free");
+        assert_eq!(taken_name_suggestion(&st, "BOB").as_deref(), Some("BOB-3"));
+        let long = "x".repeat(MAX_DISPLAY_NAME_CHARS);
+        let st = state(&[(&long, false)]);
+        let s = taken_name_suggestion(&st, &long).unwrap();
+        assert_eq!(s.chars().count(), MAX_DISPLAY_NAME_CHARS);
+        assert!(s.ends_with("x-2") && validate_display_name(&s).is_ok(), "{s}");
+    }
 }
