@@ -16,18 +16,29 @@ use crate::hub::{Mesh, MeshState};
 use crate::ids::{now_ms, prefixed};
 use crate::store::{INVITES, InviteRecord, MEMBERS, MemberRecord, StoreError, key};
 
+/// `hello`: an enrolled member logs in. An unknown mesh or member is `not_found`, which an agent
+/// may treat as transient (a broker restored from an older backup); a removed member is
+/// `revoked` and a key that is not the member's is `unauthorized`, both final.
 pub async fn hello(conn: &mut Conn, h: Hello) {
     let Some(mesh) = conn.hub.mesh(&h.mesh_id) else {
         return conn.refuse(
-            ErrorCode::Unauthorized,
-            format!("unknown mesh {}: join it again with a new invite", h.mesh_id),
+            ErrorCode::NotFound,
+            format!(
+                "this broker does not know mesh {}; if the broker was just restored from a backup this \
+                 may pass, otherwise join the mesh again with a new invite",
+                h.mesh_id
+            ),
         );
     };
     let member = mesh.lock().members.get(&h.member_id).cloned();
     let Some(member) = member else {
         return conn.refuse(
-            ErrorCode::Unauthorized,
-            format!("unknown member {} in mesh {}", h.member_id, mesh.slug),
+            ErrorCode::NotFound,
+            format!(
+                "mesh {} on this broker has no member {}; if the broker was just restored from a backup \
+                 this may pass, otherwise join again with a new invite",
+                mesh.slug, h.member_id
+            ),
         );
     };
     if member.removed {
