@@ -40,6 +40,10 @@ pub struct BrokerConfig {
     pub expiry_interval: Duration,
     /// Largest write batch committed at once.
     pub max_commit_batch: usize,
+    /// Two agents with one member key: this many replacements of the member's connection by a
+    /// different agent instance within `key_in_use_window` stop the one that started later.
+    pub key_in_use_replacements: usize,
+    pub key_in_use_window: Duration,
 }
 
 impl BrokerConfig {
@@ -64,7 +68,14 @@ impl BrokerConfig {
             sweep_interval: Duration::from_secs(5),
             expiry_interval: Duration::from_secs(60),
             max_commit_batch: 1024,
+            key_in_use_replacements: 3,
+            key_in_use_window: Duration::from_secs(120),
         }
+    }
+
+    /// The rule [`crate::keyuse::KeyUse`] judges replacements by.
+    pub fn key_use_rule(&self) -> crate::keyuse::KeyUseRule {
+        crate::keyuse::KeyUseRule { window: self.key_in_use_window, threshold: self.key_in_use_replacements }
     }
 
     pub fn db_path(&self) -> PathBuf {

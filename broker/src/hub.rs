@@ -6,12 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-use claudemesh_protocol::frames::{Event, FormerMember, MemberInfo, PeerSession, SessionInfo, encode};
+use claudemesh_protocol::frames::{
+    AgentInstance, Event, FormerMember, MemberInfo, PeerSession, SessionInfo, encode,
+};
 use claudemesh_protocol::limits::MAX_FORMER_MEMBERS;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
+use crate::keyuse::KeyUse;
 use crate::metrics::Metrics;
 use crate::rate::TokenBucket;
 use crate::store::{MemberRecord, MeshRecord, Snapshot, StoreHandle};
@@ -35,6 +38,8 @@ pub struct ConnHandle {
     pub tx: mpsc::Sender<Outgoing>,
     /// Cancelled to drop the connection at once (it fell too far behind, or was removed).
     pub kill: CancellationToken,
+    /// The agent process on the other end, when its hello said.
+    pub instance: Option<AgentInstance>,
 }
 
 impl ConnHandle {
@@ -82,6 +87,8 @@ pub struct MeshState {
     /// Last known owner of every session id ever opened (for `session:` targets while offline).
     pub session_owner: HashMap<String, String>,
     pub buckets: HashMap<String, TokenBucket>,
+    /// Per member: recent replacements of its connection by another agent instance.
+    pub key_use: HashMap<String, KeyUse>,
 }
 
 impl MeshState {

@@ -16,6 +16,9 @@ use crate::hub::{Mesh, MeshState};
 use crate::ids::{now_ms, prefixed};
 use crate::store::{INVITES, InviteRecord, MEMBERS, MemberRecord, StoreError, key};
 
+/// Longest agent instance id a hello may carry.
+const MAX_INSTANCE_ID_BYTES: usize = 128;
+
 /// `hello`: an enrolled member logs in. An unknown mesh or member is `not_found`, which an agent
 /// may treat as transient (a broker restored from an older backup); a removed member is
 /// `revoked` and a key that is not the member's is `unauthorized`, both final.
@@ -30,6 +33,16 @@ pub async fn hello(conn: &mut Conn, h: Hello) {
             ),
         );
     };
+    if let Some(i) = &h.instance
+        && (i.id.is_empty() || i.id.len() > MAX_INSTANCE_ID_BYTES)
+    {
+        return conn.refuse(
+            ErrorCode::Invalid,
+            format!(
+                "instance.id must be 1-{MAX_INSTANCE_ID_BYTES} bytes (the agent draws 32 hex characters)"
+            ),
+        );
+    }
     let member = mesh.lock().members.get(&h.member_id).cloned();
     let Some(member) = member else {
         return conn.refuse(
@@ -53,7 +66,7 @@ pub async fn hello(conn: &mut Conn, h: Hello) {
     if verify_hello(&h.mesh_id, &h.member_id, &h.pubkey, &conn.challenge, &h.signature).is_err() {
         return conn.refuse(ErrorCode::BadSignature, "hello signature does not verify against the challenge");
     }
-    if let Err((code, msg)) = conn.bind(mesh.clone(), member.member_id.clone()) {
+    if let Err((code, msg)) = conn.bind(mesh.clone(), member.member_id.clone(), h.instance) {
         return conn.refuse(code, msg);
     }
     conn.reply(&ServerFrame::HelloAck {
@@ -236,7 +249,7 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
         mesh.lock().presence(&ev);
         tracing::info!(mesh = %mesh.slug, member = %member.member_id, "member enrolled");
     }
-    if let Err((code, msg)) = conn.bind(mesh.clone(), member.member_id.clone()) {
+    if let Err((code, msg)) = conn.bind(mesh.clone(), member.member_id.clone(), None) {
         return conn.refuse(code, msg);
     }
     conn.reply(&ServerFrame::Enrolled {

@@ -150,6 +150,7 @@ pub async fn remove_member(
         st.presence(&Event::PeerLeft { member_id: member_id.to_string(), session_id: sid });
     }
     st.buckets.remove(member_id);
+    st.key_use.remove(member_id);
     st.presence(&Event::MemberRemoved {
         member_id: member_id.to_string(),
         reason,
