@@ -1,7 +1,7 @@
 //! Broker configuration: paths, public URL and every tunable limit, with the defaults of
 //! DESIGN §5–§13. Tests and the CLI build one and hand it to [`crate::serve`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use claudemesh_protocol::limits;
@@ -81,4 +81,11 @@ impl BrokerConfig {
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("broker.redb")
     }
+}
+
+/// Creates `dir` and any missing parents readable by the broker's user only (0700): it holds
+/// the store and the admin token. An existing directory keeps its mode.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
