@@ -43,6 +43,7 @@ pub struct BrokerConfig {
     /// Two agents with one member key: this many replacements of the member's connection by a
     /// different agent instance within `key_in_use_window` stop the one that started later.
     pub key_in_use_replacements: usize,
+    /// See `key_in_use_replacements` (120 s).
     pub key_in_use_window: Duration,
 }
 

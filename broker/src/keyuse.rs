@@ -31,7 +31,9 @@ pub struct KeyUse {
 /// How replacements are judged: `threshold` of them within `window` mean two agents.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyUseRule {
+    /// How far back replacements count.
     pub window: Duration,
+    /// Replacements within the window, this one included, that stop the later agent.
     pub threshold: usize,
 }
 
