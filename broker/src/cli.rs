@@ -139,12 +139,18 @@ where
     }
 }
 
-/// Logs to stderr; `RUST_LOG` (or `CLAUDEMESH_DEBUG=1`) sets the level.
+/// Logs to stderr; `RUST_LOG` (or `CLAUDEMESH_DEBUG=1`) sets the level. Colours only on a
+/// terminal: a service manager's journal or a log file gets plain text.
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     let default = if std::env::var("CLAUDEMESH_DEBUG").is_ok_and(|v| v != "0") { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -213,7 +219,7 @@ pub fn mesh_create(
     display_name: &str,
     json: bool,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    crate::config::create_private_dir(data).with_context(|| format!("cannot create {}", data.display()))?;
     let cfg = BrokerConfig::new(data);
     let db = store::open(&cfg.db_path()).context(
         "is the broker running? stop it, or create the mesh with `claudemesh mesh create` through it",

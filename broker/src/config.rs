@@ -1,7 +1,7 @@
 //! Broker configuration: paths, public URL and every tunable limit, with the defaults of
 //! DESIGN §5–§13. Tests and the CLI build one and hand it to [`crate::serve`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use claudemesh_protocol::limits;
@@ -40,6 +40,11 @@ pub struct BrokerConfig {
     pub expiry_interval: Duration,
     /// Largest write batch committed at once.
     pub max_commit_batch: usize,
+    /// Two agents with one member key: this many replacements of the member's connection by a
+    /// different agent instance within `key_in_use_window` stop the one that started later.
+    pub key_in_use_replacements: usize,
+    /// See `key_in_use_replacements` (120 s).
+    pub key_in_use_window: Duration,
 }
 
 impl BrokerConfig {
@@ -64,10 +69,24 @@ impl BrokerConfig {
             sweep_interval: Duration::from_secs(5),
             expiry_interval: Duration::from_secs(60),
             max_commit_batch: 1024,
+            key_in_use_replacements: 3,
+            key_in_use_window: Duration::from_secs(120),
         }
+    }
+
+    /// The rule [`crate::keyuse::KeyUse`] judges replacements by.
+    pub fn key_use_rule(&self) -> crate::keyuse::KeyUseRule {
+        crate::keyuse::KeyUseRule { window: self.key_in_use_window, threshold: self.key_in_use_replacements }
     }
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("broker.redb")
     }
+}
+
+/// Creates `dir` and any missing parents readable by the broker's user only (0700): it holds
+/// the store and the admin token. An existing directory keeps its mode.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use claudemesh_protocol::codec::to_hex;
 use claudemesh_protocol::crypto::random_bytes;
-use claudemesh_protocol::frames::{ClientFrame, ErrorCode, Event, ServerFrame, decode_client, encode};
-use claudemesh_protocol::limits::{CLOSE_POLICY, PROTOCOL_VERSION};
+use claudemesh_protocol::frames::{
+    AgentInstance, ClientFrame, ErrorCode, Event, ServerFrame, decode_client, encode,
+};
+use claudemesh_protocol::limits::{CLOSE_POLICY, CLOSE_REPLACED, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::handlers;
 use crate::hub::{ConnHandle, Hub, Mesh, Outgoing};
+use crate::keyuse::{Verdict, key_in_use_message};
 use crate::store::{QUEUE, key, read_scan};
 
 /// Outgoing queue per connection. A connection this far behind is dropped (nothing is lost:
@@ -60,11 +63,44 @@ impl Conn {
     }
 
     /// Binds this connection to a member: registers it with the mesh (replacing an older
-    /// connection of the same member, closed with 4000) and replays its queue.
-    pub fn bind(&mut self, mesh: Arc<Mesh>, member_id: String) -> Result<(), (ErrorCode, String)> {
+    /// connection of the same member, closed with 4000) and replays its queue. `instance` is
+    /// the agent process connecting, when it said; two different instances replacing each
+    /// other again and again are two agents with one key, and the one that started later is
+    /// stopped with `key_in_use` (see [`crate::keyuse`]).
+    pub fn bind(
+        &mut self,
+        mesh: Arc<Mesh>,
+        member_id: String,
+        instance: Option<AgentInstance>,
+    ) -> Result<(), (ErrorCode, String)> {
+        self.out.instance = instance;
         let online_event = {
-            let mut st = mesh.lock();
+            let mut guard = mesh.lock();
+            let st = &mut *guard;
+            // Removed while its hello was being checked: do not register it again.
+            let Some(name) =
+                st.members.get(&member_id).filter(|m| !m.removed).map(|m| m.display_name.clone())
+            else {
+                return Err((
+                    ErrorCode::Revoked,
+                    format!("member {member_id} was removed from mesh {}", mesh.slug),
+                ));
+            };
             let replacing = st.conns.contains_key(&member_id);
+            let current = st.conns.get(&member_id).and_then(|c| c.instance.clone());
+            let verdict = if replacing {
+                let rule = self.hub.config.key_use_rule();
+                let tracker = st.key_use.entry(member_id.clone()).or_default();
+                tracker.judge(current.as_ref(), self.out.instance.as_ref(), std::time::Instant::now(), rule)
+            } else {
+                Verdict::Replace
+            };
+            if verdict == Verdict::RefuseNewcomer
+                && let Some(other) = &current
+            {
+                tracing::warn!(mesh = %mesh.slug, member = %member_id, "two agents use one member key; refused the one that started later");
+                return Err((ErrorCode::KeyInUse, key_in_use_message(&name, &member_id, &mesh.slug, other)));
+            }
             if !replacing && st.conns.len() >= self.hub.config.max_connections_per_mesh {
                 return Err((
                     ErrorCode::Limit,
@@ -74,13 +110,29 @@ impl Conn {
                     ),
                 ));
             }
-            if let Some(old) = st.conns.insert(member_id.clone(), self.out.clone()) {
-                old.send(Outgoing::Close(
-                    claudemesh_protocol::limits::CLOSE_REPLACED,
-                    "replaced by a newer connection of this member".into(),
-                ));
-            } else {
-                self.hub.metrics.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match st.conns.insert(member_id.clone(), self.out.clone()) {
+                Some(old) if verdict == Verdict::CloseCurrent => {
+                    tracing::warn!(mesh = %mesh.slug, member = %member_id, "two agents use one member key; closed the one that started later");
+                    let other = self.out.instance.as_ref().map_or_else(
+                        || format!("the key of member {name} ({member_id}) is in use by another agent"),
+                        |i| key_in_use_message(&name, &member_id, &mesh.slug, i),
+                    );
+                    self.hub.metrics.error(ErrorCode::KeyInUse);
+                    old.send(Outgoing::Frame(
+                        encode(&ServerFrame::error(None, ErrorCode::KeyInUse, other)),
+                        "error",
+                    ));
+                    old.send(Outgoing::Close(CLOSE_POLICY, "key in use by another agent".into()));
+                }
+                Some(old) => {
+                    old.send(Outgoing::Close(
+                        CLOSE_REPLACED,
+                        "replaced by a newer connection of this member".into(),
+                    ));
+                }
+                None => {
+                    self.hub.metrics.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             (!replacing)
                 .then(|| st.members.get(&member_id).map(|m| Event::MemberUpdated(st.member_info(m))))
@@ -152,7 +204,7 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(OUT_QUEUE);
     let kill = hub.shutdown.child_token();
-    let out = ConnHandle { id: hub.next_conn_id(), tx, kill: kill.clone() };
+    let out = ConnHandle { id: hub.next_conn_id(), tx, kill: kill.clone(), instance: None };
     let writer = tokio::spawn(write_loop(sink, rx, kill.clone(), hub.clone()));
     let challenge = to_hex(&random_bytes::<32>());
     let mut conn = Conn { hub: hub.clone(), out, challenge: challenge.clone(), auth: None };

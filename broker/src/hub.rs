@@ -6,11 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-use claudemesh_protocol::frames::{Event, MemberInfo, PeerSession, SessionInfo, encode};
+use claudemesh_protocol::frames::{
+    AgentInstance, Event, FormerMember, MemberInfo, PeerSession, SessionInfo, encode,
+};
+use claudemesh_protocol::limits::MAX_FORMER_MEMBERS;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
+use crate::keyuse::KeyUse;
 use crate::metrics::Metrics;
 use crate::rate::TokenBucket;
 use crate::store::{MemberRecord, MeshRecord, Snapshot, StoreHandle};
@@ -34,6 +38,8 @@ pub struct ConnHandle {
     pub tx: mpsc::Sender<Outgoing>,
     /// Cancelled to drop the connection at once (it fell too far behind, or was removed).
     pub kill: CancellationToken,
+    /// The agent process on the other end, when its hello said.
+    pub instance: Option<AgentInstance>,
 }
 
 impl ConnHandle {
@@ -81,6 +87,8 @@ pub struct MeshState {
     /// Last known owner of every session id ever opened (for `session:` targets while offline).
     pub session_owner: HashMap<String, String>,
     pub buckets: HashMap<String, TokenBucket>,
+    /// Per member: recent replacements of its connection by another agent instance.
+    pub key_use: HashMap<String, KeyUse>,
 }
 
 impl MeshState {
@@ -99,6 +107,26 @@ impl MeshState {
     /// Active (not removed) members.
     pub fn active_members(&self) -> impl Iterator<Item = &MemberRecord> {
         self.members.values().filter(|m| !m.removed)
+    }
+
+    /// Members who left or were removed, newest first, at most [`MAX_FORMER_MEMBERS`]: agents
+    /// use them to say "bob left the mesh" instead of "no such member".
+    pub fn former_members(&self) -> Vec<FormerMember> {
+        let mut former: Vec<FormerMember> = self
+            .members
+            .values()
+            .filter(|m| m.removed)
+            .map(|m| FormerMember {
+                member_id: m.member_id.clone(),
+                display_name: m.display_name.clone(),
+                reason: m.removed_reason.unwrap_or_default(),
+                at: m.removed_at,
+            })
+            .collect();
+        // Ties (records from before `removed_at` existed are all 0) in a stable order.
+        former.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.member_id.cmp(&b.member_id)));
+        former.truncate(MAX_FORMER_MEMBERS);
+        former
     }
 
     /// Queues a presence event for every connection of the mesh, encoded once.

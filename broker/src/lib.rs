@@ -7,6 +7,7 @@ pub mod conn;
 pub mod handlers;
 pub mod hub;
 pub mod ids;
+pub mod keyuse;
 pub mod metrics;
 pub mod rate;
 pub mod server;

@@ -53,7 +53,7 @@ pub fn ensure_admin_token(path: &Path) -> Result<String, BrokerError> {
         Err(e) => return Err(err(e)),
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+        crate::config::create_private_dir(dir).map_err(err)?;
     }
     let token = to_hex(&random_bytes::<32>());
     let mut f = std::fs::OpenOptions::new()
@@ -83,7 +83,7 @@ pub async fn serve(
     tls: Option<TlsFiles>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
-    std::fs::create_dir_all(&config.data_dir)
+    crate::config::create_private_dir(&config.data_dir)
         .map_err(|source| BrokerError::DataDir { path: config.data_dir.display().to_string(), source })?;
     let admin_token = ensure_admin_token(&config.admin_token_file)?;
     let db = Arc::new(store::open(&config.db_path())?);

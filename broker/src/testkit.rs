@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use claudemesh_protocol::crypto::{MemberKeypair, sign_enroll, sign_hello};
 use claudemesh_protocol::frames::{
-    ClientFrame, DecodeError, Enroll, Hello, Secret, ServerFrame, decode_server, encode,
+    AgentInstance, ClientFrame, DecodeError, Enroll, Hello, Secret, ServerFrame, decode_server, encode,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -193,14 +193,24 @@ impl Client {
         self.recv_match(|r| r.req() == req).await
     }
 
+    /// Authenticates with `hello` naming no agent instance; returns `hello_ack` or the error.
     pub async fn hello(&mut self, id: &Identity) -> Result<ServerFrame, ClientError> {
+        self.hello_with(id, None).await
+    }
+
+    /// Authenticates with `hello` as the agent process `instance`.
+    pub async fn hello_with(
+        &mut self,
+        id: &Identity,
+        instance: Option<AgentInstance>,
+    ) -> Result<ServerFrame, ClientError> {
         let signature = sign_hello(&id.key, &id.mesh_id, &id.member_id, &self.challenge);
         self.send(&ClientFrame::Hello(Hello {
             mesh_id: id.mesh_id.clone(),
             member_id: id.member_id.clone(),
             pubkey: id.key.public_hex(),
             signature,
-            instance: None,
+            instance,
         }))
         .await?;
         self.recv_match(|f| matches!(f, ServerFrame::HelloAck { .. } | ServerFrame::Error(_))).await

@@ -88,3 +88,75 @@ async fn offline_mesh_create_then_serve_then_sigterm() {
     let mode = std::fs::metadata(dir.path().join("admin.token")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn logs_are_plain_text_off_a_terminal_and_every_file_is_private() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state").join("broker");
+    let mut child = Command::new(EXE)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut child = Child(child);
+    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line:?}")).to_string();
+    // Once a connection is welcomed, the broker has written its admin token.
+    let mut c = Client::connect(&url).await.unwrap();
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    assert!(c.mesh_create(token.trim(), "team", "admin").await.unwrap().is_ok());
+    c.close().await;
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(log.contains("broker listening") && log.contains("mesh created"), "{log}");
+    assert!(!log.contains("\x1b["), "ANSI escapes in a piped log:\n{log:?}");
+
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("broker.redb")), 0o600);
+    assert_eq!(mode(&data.join("admin.token")), 0o600);
+    // Offline `mesh create` into a fresh directory makes it private too.
+    let offline = dir.path().join("offline");
+    let out = Command::new(EXE)
+        .args(["mesh", "create", "team", "--pubkey", &MemberKeypair::generate().public_hex(), "--data"])
+        .arg(&offline)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&offline), 0o700);
+    assert_eq!(mode(&offline.join("broker.redb")), 0o600);
+}
+
+#[tokio::test]
+async fn a_store_left_readable_by_an_older_broker_is_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = MemberKeypair::generate().public_hex();
+    let create = |slug: &str| {
+        let out = Command::new(EXE)
+            .args(["mesh", "create", slug, "--pubkey", &key, "--data"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    create("one");
+    let db = dir.path().join("broker.redb");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    create("two");
+    assert_eq!(mode(&db), 0o600);
+}

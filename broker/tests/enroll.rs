@@ -204,8 +204,9 @@ async fn re_enrolling_the_same_key_is_idempotent_and_burns_no_use() {
     };
     let two = invites.iter().find(|i| i.invite_id == "two").unwrap();
     assert_eq!((two.uses, two.max_uses), (1, 2));
-    // The second use is still available to someone else.
-    let (_c, f3) = try_enroll(h.url(), inv.token(), "two", &MemberKeypair::generate()).await;
+    // The second use is still available to someone else (under another name).
+    let mut c = Client::connect(h.url()).await.unwrap();
+    let f3 = c.enroll(inv.token(), &MemberKeypair::generate(), "two", "someone-else").await.unwrap();
     assert!(matches!(f3, ServerFrame::Enrolled { .. }), "{f3:?}");
 }
 
@@ -240,14 +241,26 @@ async fn hello_refusals() {
     .unwrap();
     let f = c.recv().await.unwrap();
     expect_refusal(&mut c, f, ErrorCode::BadSignature).await;
-    // Unknown mesh and member.
+    // Unknown mesh, and unknown member of a known mesh: `not_found`, which an agent may retry
+    // (a broker restored from an older backup), unlike `unauthorized` and `revoked`.
     let ghost = Identity {
         mesh_id: "mesh_x".into(),
         member_id: admin.member_id.clone(),
         key: MemberKeypair::generate(),
     };
     let (mut c, f) = Client::connect_as(h.url(), &ghost).await.unwrap();
-    expect_refusal(&mut c, f, ErrorCode::Unauthorized).await;
+    let ServerFrame::Error(e) = &f else { panic!("{f:?}") };
+    assert!(e.message.contains("mesh_x") && e.message.contains("new invite"), "{}", e.message);
+    expect_refusal(&mut c, f, ErrorCode::NotFound).await;
+    let stranger = Identity {
+        mesh_id: admin.mesh_id.clone(),
+        member_id: "m_nobody".into(),
+        key: MemberKeypair::generate(),
+    };
+    let (mut c, f) = Client::connect_as(h.url(), &stranger).await.unwrap();
+    let ServerFrame::Error(e) = &f else { panic!("{f:?}") };
+    assert!(e.message.contains("m_nobody") && e.message.contains("team"), "{}", e.message);
+    expect_refusal(&mut c, f, ErrorCode::NotFound).await;
 }
 
 #[tokio::test]

@@ -130,5 +130,6 @@ async fn meshes_are_isolated() {
         key: claudemesh_protocol::crypto::MemberKeypair::from_secret_hex(&a1_id.key.secret_hex()).unwrap(),
     };
     let (_c, f) = claudemesh_broker::testkit::Client::connect_as(h.url(), &stolen).await.unwrap();
-    assert_eq!(error_code(&f), ErrorCode::Unauthorized);
+    // Mesh B has no such member: refused as unknown (`not_found`), never acknowledged.
+    assert_eq!(error_code(&f), ErrorCode::NotFound);
 }

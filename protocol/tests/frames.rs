@@ -136,6 +136,11 @@ fn golden_hello() {
     let f = ClientFrame::Hello(h.clone());
     assert_eq!(serde_json::to_value(&f).unwrap(), golden("hello"));
     assert_eq!(decode_client(&golden("hello").to_string()).unwrap(), f);
+    // Agents from before `instance` existed still say hello.
+    let mut old = golden("hello");
+    old.as_object_mut().unwrap().remove("instance");
+    let ClientFrame::Hello(h) = decode_client(&old.to_string()).unwrap() else { panic!() };
+    assert_eq!(h.instance, None);
 }
 
 #[test]

@@ -1,22 +1,20 @@
 //! Admin verbs: `mesh_create` (broker admin token), and for mesh admins `invite_register`,
-//! `invite_revoke`, `invite_list`, `member_remove`, `member_set`; `mesh_info` for members.
+//! `invite_revoke`, `invite_list`; `mesh_info` for members. Member changes are in
+//! [`super::membership`].
 
 use std::sync::Arc;
 
 use claudemesh_protocol::codec::from_hex_array;
 use claudemesh_protocol::crypto::ed25519_pk_to_x25519;
-use claudemesh_protocol::frames::{
-    ErrorCode, Event, GroupRole, InviteInfo, MeshRef, Role, Secret, ServerFrame,
-};
+use claudemesh_protocol::frames::{ErrorCode, InviteInfo, MeshRef, Role, Secret, ServerFrame};
 use claudemesh_protocol::invite::{InviteError, parse_invite};
-use claudemesh_protocol::limits::{CLOSE_POLICY, MAX_GROUPS};
-use claudemesh_protocol::names::{validate_display_name, validate_group_name, validate_mesh_slug};
+use claudemesh_protocol::names::{validate_display_name, validate_mesh_slug};
 
 use crate::conn::{Authed, Conn};
-use crate::hub::{Mesh, Outgoing};
+use crate::hub::Mesh;
 use crate::ids::{now_ms, prefixed};
 use crate::store::{
-    INVITES, InviteRecord, MEMBERS, MESHES, MemberRecord, MeshRecord, QUEUE, SLUGS, StoreError, key,
+    INVITES, InviteRecord, MEMBERS, MESHES, MemberRecord, MeshRecord, SLUGS, StoreError, key,
 };
 
 /// Constant-time comparison, so the admin token cannot be guessed byte by byte.
@@ -55,6 +53,8 @@ pub fn create_mesh_records(
         groups: vec![],
         declared_groups: vec![],
         removed: false,
+        removed_reason: None,
+        removed_at: 0,
         created_at: now,
     };
     Ok((mesh, member))
@@ -121,7 +121,7 @@ pub async fn mesh_create(
 }
 
 /// The caller's identity if it is an admin of its mesh; otherwise answers `forbidden`.
-fn require_admin(conn: &Conn, req: u64) -> Option<Authed> {
+pub(crate) fn require_admin(conn: &Conn, req: u64) -> Option<Authed> {
     let a = conn.auth.clone()?;
     let is_admin =
         a.mesh.lock().members.get(&a.member_id).is_some_and(|m| m.role == Role::Admin && !m.removed);
@@ -234,128 +234,6 @@ pub async fn invite_list(conn: &mut Conn, req: u64) {
         })
         .collect();
     conn.reply(&ServerFrame::Invites { req, invites });
-}
-
-/// Whether removing or demoting `member` would leave the mesh without an admin.
-fn is_last_admin(mesh: &Mesh, member: &str) -> bool {
-    let st = mesh.lock();
-    let admins: Vec<&str> =
-        st.active_members().filter(|m| m.role == Role::Admin).map(|m| m.member_id.as_str()).collect();
-    admins == [member]
-}
-
-pub async fn member_remove(conn: &mut Conn, req: u64, member_id: String) {
-    let Some(a) = require_admin(conn, req) else { return };
-    let target = a.mesh.lock().members.get(&member_id).cloned();
-    let Some(mut target) = target.filter(|m| !m.removed) else {
-        return conn.error(Some(req), ErrorCode::NotFound, format!("no member {member_id} in this mesh"));
-    };
-    if is_last_admin(&a.mesh, &member_id) {
-        return conn.error(
-            Some(req),
-            ErrorCode::Conflict,
-            "cannot remove the last admin; make another member admin first",
-        );
-    }
-    target.removed = true;
-    let rec = target.clone();
-    let mesh_id = a.mesh.id.clone();
-    let r = conn
-        .hub
-        .store
-        .write(move |tx, state| {
-            tx.put(MEMBERS, &key(&[&mesh_id, &rec.member_id]), &rec)?;
-            // Its queue can never be delivered: drop it so it does not hold space for 7 days.
-            let prefix = key(&[&mesh_id, &rec.member_id]);
-            let rows = tx.scan(QUEUE, &prefix)?;
-            for (k, _) in &rows {
-                tx.remove(QUEUE, k)?;
-            }
-            state.add_depth(&mesh_id, &rec.member_id, -(rows.len() as i64));
-            Ok(rows.len())
-        })
-        .await;
-    let dropped = match r {
-        Ok(n) => n,
-        Err(e) => {
-            return conn.error(Some(req), ErrorCode::Internal, format!("member could not be removed: {e}"));
-        }
-    };
-    conn.hub.metrics.queue_depth.fetch_sub(dropped as i64, std::sync::atomic::Ordering::Relaxed);
-    let target_name = target.display_name.clone();
-    let mut st = a.mesh.lock();
-    st.members.insert(member_id.clone(), target);
-    if let Some(c) = st.conns.remove(&member_id) {
-        conn.hub.metrics.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        let err = ServerFrame::error(None, ErrorCode::Revoked, "you were removed from this mesh by an admin");
-        c.send(Outgoing::Frame(claudemesh_protocol::frames::encode(&err), "error"));
-        c.send(Outgoing::Close(CLOSE_POLICY, "removed from mesh".into()));
-    }
-    let gone: Vec<String> =
-        st.sessions.iter().filter(|(_, s)| s.member_id == member_id).map(|(id, _)| id.clone()).collect();
-    for sid in gone {
-        st.sessions.remove(&sid);
-        conn.hub.metrics.sessions.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        st.presence(&Event::PeerLeft { member_id: member_id.clone(), session_id: sid });
-    }
-    st.presence(&Event::MemberRemoved {
-        member_id: member_id.clone(),
-        reason: claudemesh_protocol::frames::RemovalReason::Removed,
-        display_name: target_name,
-    });
-    drop(st);
-    tracing::info!(mesh = %a.mesh.slug, member = %member_id, "member removed");
-    conn.reply(&ServerFrame::Ok { req });
-}
-
-pub async fn member_set(
-    conn: &mut Conn,
-    req: u64,
-    member_id: String,
-    role: Option<Role>,
-    groups: Option<Vec<GroupRole>>,
-) {
-    let Some(a) = require_admin(conn, req) else { return };
-    if let Some(gs) = &groups {
-        if gs.len() > MAX_GROUPS {
-            return conn.error(Some(req), ErrorCode::TooLarge, format!("at most {MAX_GROUPS} groups"));
-        }
-        if let Some(e) = gs.iter().find_map(|g| validate_group_name(&g.name).err()) {
-            return conn.error(Some(req), ErrorCode::Invalid, e.to_string());
-        }
-    }
-    let target = a.mesh.lock().members.get(&member_id).cloned();
-    let Some(mut target) = target.filter(|m| !m.removed) else {
-        return conn.error(Some(req), ErrorCode::NotFound, format!("no member {member_id} in this mesh"));
-    };
-    if role == Some(Role::Member) && target.role == Role::Admin && is_last_admin(&a.mesh, &member_id) {
-        return conn.error(
-            Some(req),
-            ErrorCode::Conflict,
-            "cannot demote the last admin; make another member admin first",
-        );
-    }
-    if let Some(r) = role {
-        target.role = r;
-    }
-    if let Some(g) = groups {
-        target.groups = g;
-    }
-    let rec = target.clone();
-    let k = key(&[&a.mesh.id, &member_id]);
-    if let Err(e) = conn.hub.store.write(move |tx, _| tx.put(MEMBERS, &k, &rec)).await {
-        return conn.error(Some(req), ErrorCode::Internal, format!("member could not be updated: {e}"));
-    }
-    let mut st = a.mesh.lock();
-    // Keep the groups its sessions declared since the snapshot was taken.
-    if let Some(cur) = st.members.get(&member_id) {
-        target.declared_groups.clone_from(&cur.declared_groups);
-    }
-    let ev = Event::MemberUpdated(st.member_info(&target));
-    st.members.insert(member_id, target);
-    st.presence(&ev);
-    drop(st);
-    conn.reply(&ServerFrame::Ok { req });
 }
 
 pub fn mesh_info(conn: &mut Conn, req: u64) {

@@ -1,31 +1,57 @@
 //! `hello` (challenge-signed login of an enrolled member) and `enroll` (joining with an
 //! admin-signed invite, uses counted atomically in the store writer).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use claudemesh_protocol::codec::from_hex_array;
 use claudemesh_protocol::crypto::{ed25519_pk_to_x25519, verify_enroll, verify_hello};
 use claudemesh_protocol::frames::{Enroll, ErrorCode, Event, Hello, MeshRef, Role, ServerFrame};
 use claudemesh_protocol::invite::{InviteError, parse_invite};
+use claudemesh_protocol::limits::MAX_DISPLAY_NAME_CHARS;
 use claudemesh_protocol::names::validate_display_name;
 
 use crate::conn::Conn;
-use crate::hub::Mesh;
+use crate::hub::{Mesh, MeshState};
 use crate::ids::{now_ms, prefixed};
 use crate::store::{INVITES, InviteRecord, MEMBERS, MemberRecord, StoreError, key};
 
+/// Longest agent instance id a hello may carry.
+const MAX_INSTANCE_ID_BYTES: usize = 128;
+
+/// `hello`: an enrolled member logs in. An unknown mesh or member is `not_found`, which an agent
+/// may treat as transient (a broker restored from an older backup); a removed member is
+/// `revoked` and a key that is not the member's is `unauthorized`, both final.
 pub async fn hello(conn: &mut Conn, h: Hello) {
     let Some(mesh) = conn.hub.mesh(&h.mesh_id) else {
         return conn.refuse(
-            ErrorCode::Unauthorized,
-            format!("unknown mesh {}: join it again with a new invite", h.mesh_id),
+            ErrorCode::NotFound,
+            format!(
+                "this broker does not know mesh {}; if the broker was just restored from a backup this \
+                 may pass, otherwise join the mesh again with a new invite",
+                h.mesh_id
+            ),
         );
     };
+    if let Some(i) = &h.instance
+        && (i.id.is_empty() || i.id.len() > MAX_INSTANCE_ID_BYTES)
+    {
+        return conn.refuse(
+            ErrorCode::Invalid,
+            format!(
+                "instance.id must be 1-{MAX_INSTANCE_ID_BYTES} bytes (the agent draws 32 hex characters)"
+            ),
+        );
+    }
     let member = mesh.lock().members.get(&h.member_id).cloned();
     let Some(member) = member else {
         return conn.refuse(
-            ErrorCode::Unauthorized,
-            format!("unknown member {} in mesh {}", h.member_id, mesh.slug),
+            ErrorCode::NotFound,
+            format!(
+                "mesh {} on this broker has no member {}; if the broker was just restored from a backup \
+                 this may pass, otherwise join again with a new invite",
+                mesh.slug, h.member_id
+            ),
         );
     };
     if member.removed {
@@ -40,7 +66,7 @@ pub async fn hello(conn: &mut Conn, h: Hello) {
     if verify_hello(&h.mesh_id, &h.member_id, &h.pubkey, &conn.challenge, &h.signature).is_err() {
         return conn.refuse(ErrorCode::BadSignature, "hello signature does not verify against the challenge");
     }
-    if let Err((code, msg)) = conn.bind(mesh.clone(), member.member_id.clone()) {
+    if let Err((code, msg)) = conn.bind(mesh.clone(), member.member_id.clone(), h.instance) {
         return conn.refuse(code, msg);
     }
     conn.reply(&ServerFrame::HelloAck {
@@ -51,6 +77,22 @@ pub async fn hello(conn: &mut Conn, h: Hello) {
         services: vec![],
         runner_pubkey: None,
     });
+}
+
+/// `None` when no active member of the mesh holds `name` (compared case-insensitively);
+/// otherwise a free name to suggest instead: `bob-2`, `bob-3`, …, within the length limit.
+fn taken_name_suggestion(st: &MeshState, name: &str) -> Option<String> {
+    let taken: HashSet<String> = st.active_members().map(|m| m.display_name.to_lowercase()).collect();
+    if !taken.contains(&name.to_lowercase()) {
+        return None;
+    }
+    (2u32..)
+        .map(|n| {
+            let suffix = format!("-{n}");
+            let base: String = name.chars().take(MAX_DISPLAY_NAME_CHARS - suffix.len()).collect();
+            format!("{base}{suffix}")
+        })
+        .find(|candidate| !taken.contains(&candidate.to_lowercase()))
 }
 
 /// Why an enrollment was refused inside the store transaction.
@@ -155,6 +197,17 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
                     ),
                 )));
             }
+            // Checked here, against the cache the writer keeps current, so two enrollments with
+            // one name cannot both win. Removed and departed members do not hold their names.
+            if let Some(free) = taken_name_suggestion(&mesh2.lock(), &display_name) {
+                return Ok(Err(Refusal::Code(
+                    ErrorCode::Conflict,
+                    format!(
+                        "the name {display_name} is taken in mesh {}; choose another with --name, e.g. {free}",
+                        mesh2.slug
+                    ),
+                )));
+            }
             rec.uses += 1;
             let member = MemberRecord {
                 mesh_id: p.mesh_id.clone(),
@@ -165,6 +218,8 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
                 groups: p.groups.clone(),
                 declared_groups: vec![],
                 removed: false,
+                removed_reason: None,
+                removed_at: 0,
                 created_at: now,
             };
             tx.put(INVITES, &ikey, &rec)?;
@@ -194,7 +249,7 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
         mesh.lock().presence(&ev);
         tracing::info!(mesh = %mesh.slug, member = %member.member_id, "member enrolled");
     }
-    if let Err((code, msg)) = conn.bind(mesh.clone(), member.member_id.clone()) {
+    if let Err((code, msg)) = conn.bind(mesh.clone(), member.member_id.clone(), None) {
         return conn.refuse(code, msg);
     }
     conn.reply(&ServerFrame::Enrolled {
@@ -202,4 +257,46 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
         role: member.role,
         mesh: MeshRef { id: mesh.id.clone(), slug: mesh.slug.clone() },
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(names: &[(&str, bool)]) -> MeshState {
+        let mut st = MeshState::default();
+        for (i, (name, removed)) in names.iter().enumerate() {
+            let member_id = format!("m_{i}");
+            st.members.insert(
+                member_id.clone(),
+                MemberRecord {
+                    mesh_id: "mesh_x".into(),
+                    member_id,
+                    pubkey: String::new(),
+                    display_name: (*name).into(),
+                    role: Role::Member,
+                    groups: vec![],
+                    declared_groups: vec![],
+                    removed: *removed,
+                    removed_reason: None,
+                    removed_at: 0,
+                    created_at: 0,
+                },
+            );
+        }
+        st
+    }
+
+    #[test]
+    fn taken_names_get_a_free_suggestion() {
+        let st = state(&[("Bob", false), ("bob-2", false), ("carol", true)]);
+        assert_eq!(taken_name_suggestion(&st, "alice"), None);
+        assert_eq!(taken_name_suggestion(&st, "carol"), None, "a removed member's name is free");
+        assert_eq!(taken_name_suggestion(&st, "BOB").as_deref(), Some("BOB-3"));
+        let long = "x".repeat(MAX_DISPLAY_NAME_CHARS);
+        let st = state(&[(&long, false)]);
+        let s = taken_name_suggestion(&st, &long).unwrap();
+        assert_eq!(s.chars().count(), MAX_DISPLAY_NAME_CHARS);
+        assert!(s.ends_with("x-2") && validate_display_name(&s).is_ok(), "{s}");
+    }
 }

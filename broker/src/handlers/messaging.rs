@@ -1,5 +1,5 @@
 //! `send` (validate, persist with group commit, ack, push), `client_ack`, `receipt`,
-//! `message_status`, `list_peers`, `list_members`, and the expiry sweep.
+//! `message_status`, `list_peers`, and the expiry sweep.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -422,14 +422,6 @@ pub fn list_peers(conn: &mut Conn, req: u64) {
     let Some(a) = conn.auth.clone() else { return };
     let sessions = a.mesh.lock().sessions.values().map(crate::hub::SessionEntry::peer).collect();
     conn.reply(&ServerFrame::Peers { req, sessions });
-}
-
-pub fn list_members(conn: &mut Conn, req: u64) {
-    let Some(a) = conn.auth.clone() else { return };
-    let st = a.mesh.lock();
-    let members = st.active_members().map(|m| st.member_info(m)).collect();
-    drop(st);
-    conn.reply(&ServerFrame::Members { req, members, former: vec![] });
 }
 
 /// Expires queued copies older than the TTL: removes them, marks the recipient `expired`, tells

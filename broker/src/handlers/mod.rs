@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod membership;
 pub mod messaging;
 pub mod sessions;
 
@@ -24,17 +25,18 @@ pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) {
         C::Receipt { msg_ids, state } => messaging::receipt(conn, msg_ids, state).await,
         C::MessageStatus { req, msg_id } => messaging::message_status(conn, req, msg_id).await,
         C::ListPeers { req } => messaging::list_peers(conn, req),
-        C::ListMembers { req } => messaging::list_members(conn, req),
+        C::ListMembers { req } => membership::list_members(conn, req),
         C::MeshCreate { req, slug, admin_token, pubkey, display_name } => {
             admin::mesh_create(conn, req, slug, admin_token, pubkey, display_name).await
         }
         C::InviteRegister { req, invite } => admin::invite_register(conn, req, invite).await,
         C::InviteRevoke { req, invite_id } => admin::invite_revoke(conn, req, invite_id).await,
         C::InviteList { req } => admin::invite_list(conn, req).await,
-        C::MemberRemove { req, member_id } => admin::member_remove(conn, req, member_id).await,
+        C::MemberRemove { req, member_id } => membership::member_remove(conn, req, member_id).await,
         C::MemberSet { req, member_id, role, groups } => {
-            admin::member_set(conn, req, member_id, role, groups).await
+            membership::member_set(conn, req, member_id, role, groups).await
         }
+        C::Leave { req } => membership::leave(conn, req).await,
         C::MeshInfo { req } => admin::mesh_info(conn, req),
         other => {
             // Services, vault, skills and uploads are defined by the protocol but served by a

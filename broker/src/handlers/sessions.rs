@@ -1,6 +1,7 @@
 //! `session_open`, `session_update`, `session_close`: presence of a member's sessions,
 //! multiplexed on its connection, and the sweep that ends sessions whose reconnect grace ran out.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use claudemesh_protocol::frames::{ErrorCode, Event, ServerFrame, SessionInfo, SessionPatch};
@@ -61,17 +62,24 @@ fn validate_session(s: &SessionInfo) -> Result<(), String> {
 
 /// Persists a member's declared groups (remembered while it is offline) in the background,
 /// and tells the mesh: senders encrypt `@group` messages against this directory.
-fn persist_declared(conn: &Conn, mesh: &Mesh, member: &str) {
-    let rec = {
+fn persist_declared(conn: &Conn, mesh: &Arc<Mesh>, member: &str) {
+    {
         let st = mesh.lock();
-        let Some(rec) = st.members.get(member).cloned() else { return };
-        st.presence(&Event::MemberUpdated(st.member_info(&rec)));
-        rec
-    };
+        let Some(rec) = st.members.get(member) else { return };
+        st.presence(&Event::MemberUpdated(st.member_info(rec)));
+    }
     let store = conn.hub.store.clone();
-    let k = key(&[&mesh.id, member]);
+    let (mesh, member) = (mesh.clone(), member.to_string());
     tokio::spawn(async move {
-        if let Err(e) = store.write(move |tx, _| tx.put(MEMBERS, &k, &rec)).await {
+        let written = store
+            .write(move |tx, _| {
+                // The record as it is when the write runs, not when the groups changed: a removal
+                // or role change committed in between must not be overwritten by a stale copy.
+                let Some(rec) = mesh.lock().members.get(&member).cloned() else { return Ok(()) };
+                tx.put(MEMBERS, &key(&[&mesh.id, &member]), &rec)
+            })
+            .await;
+        if let Err(e) = written {
             tracing::warn!(error = %e, "declared groups not persisted");
         }
     });

@@ -68,6 +68,8 @@ pub enum StoreError {
     Closed,
     #[error("store write failed: {0}")]
     Failed(String),
+    #[error("cannot make store {path} private (0600): {source}")]
+    Private { path: PathBuf, source: std::io::Error },
 }
 
 macro_rules! boxed_from {
@@ -208,8 +210,25 @@ pub struct Snapshot {
     pub session_owners: Vec<(String, String, String)>,
 }
 
-/// Opens (creating if needed) the store and every table.
+/// Creates the store file 0600 if it is missing, and makes an existing one 0600 (older brokers
+/// left it to the umask): it holds every member's key, the invites and the queued messages.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |source| StoreError::Private { path: path.to_path_buf(), source };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(err)
+}
+
+/// Opens (creating if needed, 0600) the store and every table.
 pub fn open(path: &Path) -> Result<Database, StoreError> {
+    make_private(path)?;
     let db = Database::create(path)
         .map_err(|e| StoreError::Open { path: path.to_path_buf(), source: Box::new(e) })?;
     let txn = db.begin_write()?;

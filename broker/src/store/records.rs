@@ -1,6 +1,6 @@
 //! Durable records the broker keeps in redb, one JSON value per key.
 
-use claudemesh_protocol::frames::{DeliveryState, GroupRole, Priority, Role};
+use claudemesh_protocol::frames::{DeliveryState, GroupRole, Priority, RemovalReason, Role};
 use claudemesh_protocol::invite::InvitePayload;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,13 @@ pub struct MemberRecord {
     pub declared_groups: Vec<String>,
     #[serde(default)]
     pub removed: bool,
+    /// Why it is no longer a member (absent in records written before `leave` existed, and
+    /// while it is a member).
+    #[serde(default)]
+    pub removed_reason: Option<RemovalReason>,
+    /// When it was removed or left, Unix milliseconds (0: still a member, or unknown).
+    #[serde(default)]
+    pub removed_at: u64,
     pub created_at: u64,
 }
 

@@ -143,6 +143,52 @@ pub async fn members(c: &mut Client) -> Vec<MemberInfo> {
     }
 }
 
+/// The member directory as seen by `c`, with the former members (left or removed).
+pub async fn directory(c: &mut Client) -> (Vec<MemberInfo>, Vec<FormerMember>) {
+    let req = c.next_req();
+    match c.request(&ClientFrame::ListMembers { req }).await.unwrap() {
+        ServerFrame::Members { members, former, .. } => (members, former),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Waits for the first event matching `pred`, looking inside `events` batches too (the other
+/// events of a batch are dropped).
+pub async fn wait_event(c: &mut Client, pred: impl Fn(&Event) -> bool) -> Event {
+    loop {
+        let f =
+            c.recv_match(|f| matches!(f, ServerFrame::Event(_) | ServerFrame::Events { .. })).await.unwrap();
+        let events = match f {
+            ServerFrame::Event(e) => vec![e],
+            ServerFrame::Events { events } => events,
+            _ => vec![],
+        };
+        if let Some(e) = events.into_iter().find(|e| pred(e)) {
+            return e;
+        }
+    }
+}
+
+/// A plain HTTP GET against the broker: status and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// An admin's `member_remove`; returns the reply frame.
+pub async fn remove_member(admin_conn: &mut Client, member_id: &str) -> ServerFrame {
+    let req = admin_conn.next_req();
+    admin_conn.request(&ClientFrame::MemberRemove { req, member_id: member_id.into() }).await.unwrap()
+}
+
 /// Encrypts `body` for `recipients` and sends it; returns the reply frame.
 pub async fn send_to(
     c: &mut Client,
