@@ -6,16 +6,17 @@ mod cli;
 mod cmd;
 mod hook;
 mod mcp;
+mod out;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return out::clap_exit(&e),
+    };
     match cmd::run(cli) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => out::exit_for(&e),
     }
 }

@@ -10,6 +10,7 @@ use claudemesh_protocol::local::AgentCall;
 use serde_json::{Value, json};
 
 use crate::claude_hooks;
+use crate::out::outln;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -225,7 +226,7 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|c| json!({"check": c.name, "status": match c.level { Level::Ok => "ok", Level::Warn => "warn", Level::Fail => "fail" }, "detail": c.detail, "fix": c.fix}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         for c in &checks {
             let tag = match c.level {
@@ -233,9 +234,9 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
                 Level::Warn => "warn",
                 Level::Fail => "FAIL",
             };
-            println!("[{tag}] {}: {}", c.name, c.detail);
+            outln!("[{tag}] {}: {}", c.name, c.detail)?;
             if !c.fix.is_empty() && c.level != Level::Ok {
-                println!("       fix: {}", c.fix);
+                outln!("       fix: {}", c.fix)?;
             }
         }
     }

@@ -7,6 +7,7 @@ use claudemesh_protocol::frames::{GroupRole, Role};
 use claudemesh_protocol::local::{AgentCall, InviteCreate};
 
 use crate::cli::InviteCreateArgs;
+use crate::out::outln;
 
 /// `30m`, `24h`, `7d`, `90s` → seconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
@@ -49,9 +50,9 @@ pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
         }))
         .await?;
     if a.json {
-        println!("{r}");
+        outln!("{r}")?;
     } else {
-        println!("{}", r["url"].as_str().unwrap_or(""));
+        outln!("{}", r["url"].as_str().unwrap_or(""))?;
         eprintln!(
             "invite {} for {}: {} use(s), role {}, expires at {} (unix); share the link, it holds no secret",
             r["invite_id"].as_str().unwrap_or("?"),

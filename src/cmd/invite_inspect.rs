@@ -6,6 +6,7 @@ use anyhow::Context;
 use claudemesh_protocol::invite::parse_invite;
 
 use crate::cli::InviteInspectArgs;
+use crate::out::outln;
 
 pub fn run(args: &InviteInspectArgs) -> anyhow::Result<ExitCode> {
     let invite = parse_invite(&args.link).context("this invite cannot be used")?;
@@ -18,11 +19,11 @@ pub fn run(args: &InviteInspectArgs) -> anyhow::Result<ExitCode> {
             "expired": expired,
             "payload": p,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        println!("mesh:       {} ({})", p.mesh_slug, p.mesh_id);
-        println!("broker:     {}", p.broker_url);
-        println!("role:       {}", p.role.as_str());
+        outln!("mesh:       {} ({})", p.mesh_slug, p.mesh_id)?;
+        outln!("broker:     {}", p.broker_url)?;
+        outln!("role:       {}", p.role.as_str())?;
         let groups: Vec<String> = p
             .groups
             .iter()
@@ -31,10 +32,10 @@ pub fn run(args: &InviteInspectArgs) -> anyhow::Result<ExitCode> {
                 None => g.name.clone(),
             })
             .collect();
-        println!("groups:     {}", if groups.is_empty() { "-".into() } else { groups.join(", ") });
-        println!("max uses:   {}", p.max_uses);
+        outln!("groups:     {}", if groups.is_empty() { "-".into() } else { groups.join(", ") })?;
+        outln!("max uses:   {}", p.max_uses)?;
         let left = p.expires_at.saturating_sub(now);
-        println!(
+        outln!(
             "expires:    {} ({})",
             p.expires_at,
             if expired {
@@ -42,9 +43,9 @@ pub fn run(args: &InviteInspectArgs) -> anyhow::Result<ExitCode> {
             } else {
                 format!("in {}h {}m", left / 3600, (left % 3600) / 60)
             }
-        );
-        println!("issuer key: {}", p.issuer_pubkey);
-        println!("signature:  valid");
+        )?;
+        outln!("issuer key: {}", p.issuer_pubkey)?;
+        outln!("signature:  valid")?;
     }
     if expired {
         eprintln!("error: this invite has expired; ask an admin of {} for a new one", p.mesh_slug);

@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use claudemesh_protocol::local::AgentCall;
 
 use crate::cli::MeshArgs;
+use crate::out::outln;
 
 pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     let mut c = super::agent().await?;
     let v = c.call(AgentCall::InviteList { mesh: a.mesh }).await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let now = super::now_unix();
@@ -24,14 +25,14 @@ pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
         } else {
             "active"
         };
-        println!(
+        outln!(
             "{}  {:<7} {}/{} uses  {}",
             i["invite_id"].as_str().unwrap_or("?"),
             state,
             i["uses"],
             i["max_uses"],
             i["role"].as_str().unwrap_or("?")
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ use claudemesh_agent::Config;
 use claudemesh_protocol::invite::parse_invite;
 
 use crate::cli::JoinArgs;
+use crate::out::outln;
 
 fn default_name(paths: &claudemesh_agent::Paths) -> String {
     if let Ok(Some(n)) = Config::load(paths).map(|c| c.display_name) {
@@ -26,13 +27,13 @@ pub async fn run(a: JoinArgs) -> anyhow::Result<ExitCode> {
     let joined = claudemesh_agent::enroll::join(&paths, &invite, &name).await?;
     let m = joined.mesh;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"mesh": m.slug, "mesh_id": m.id, "member_id": m.member_id, "role": m.role, "broker_url": m.broker_url})
-        );
+        )?;
     } else {
-        println!("joined mesh {} as {} (role {}, member {})", m.slug, name, m.role.as_str(), m.member_id);
-        println!("key saved in {} (0600); the agent connects to {}", paths.config().display(), m.broker_url);
+        outln!("joined mesh {} as {} (role {}, member {})", m.slug, name, m.role.as_str(), m.member_id)?;
+        outln!("key saved in {} (0600); the agent connects to {}", paths.config().display(), m.broker_url)?;
     }
     Ok(ExitCode::SUCCESS)
 }

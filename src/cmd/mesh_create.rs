@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::MeshCreateArgs;
+use crate::out::outln;
 
 fn admin_token(a: &MeshCreateArgs) -> anyhow::Result<String> {
     if let Some(f) = &a.admin_token_file {
@@ -29,13 +30,13 @@ pub async fn run(a: MeshCreateArgs) -> anyhow::Result<ExitCode> {
     let joined = claudemesh_agent::enroll::create_mesh(&paths, &a.broker, &a.slug, &name, &token).await?;
     let m = joined.mesh;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"mesh": m.slug, "mesh_id": m.id, "member_id": m.member_id, "role": "admin"})
-        );
+        )?;
     } else {
-        println!("created mesh {} on {}; you are its admin ({})", m.slug, m.broker_url, m.member_id);
-        println!("next: `claudemesh invite create --uses 5` and share the link");
+        outln!("created mesh {} on {}; you are its admin ({})", m.slug, m.broker_url, m.member_id)?;
+        outln!("next: `claudemesh invite create --uses 5` and share the link")?;
     }
     Ok(ExitCode::SUCCESS)
 }

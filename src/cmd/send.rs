@@ -6,6 +6,7 @@ use claudemesh_protocol::frames::Priority;
 use claudemesh_protocol::local::{AgentCall, SendParams};
 
 use crate::cli::SendArgs;
+use crate::out::outln;
 
 pub async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     let priority = match a.priority.as_str() {
@@ -25,15 +26,15 @@ pub async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         }))
         .await?;
     if a.json {
-        println!("{r}");
+        outln!("{r}")?;
     } else {
-        println!(
+        outln!(
             "queued {} for {} in {} ({} recipient member(s)); `claudemesh` delivers it even if the broker is down now",
             r["id"].as_str().unwrap_or("?"),
             r["target"].as_str().unwrap_or("?"),
             r["mesh"].as_str().unwrap_or("?"),
             r["recipients"]
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
