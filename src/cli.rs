@@ -212,7 +212,7 @@ pub struct InviteCreateArgs {
     /// How many people may join with it.
     #[arg(long, default_value_t = 1)]
     pub uses: u32,
-    /// Lifetime: e.g. 30m, 24h, 7d.
+    /// Lifetime, with a unit: e.g. 30m, 24h, 7d, 1h30m (at most a year).
     #[arg(long, default_value = "7d")]
     pub expires: String,
     /// Grant a group, as name or name:role (repeatable).
