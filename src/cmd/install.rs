@@ -132,7 +132,7 @@ fn install_hooks(path: &Path, exe: &str) -> anyhow::Result<(FileChange, Vec<(&'s
 /// names the outcome when no event changed.
 pub fn edit_hooks(
     path: &Path,
-    op: impl FnOnce(&mut Map<String, Value>) -> Result<Vec<(&'static str, Action)>, String>,
+    mut op: impl FnMut(&mut Map<String, Value>) -> Result<Vec<(&'static str, Action)>, String>,
     none: &'static str,
 ) -> anyhow::Result<(FileChange, Vec<(&'static str, Action)>)> {
     let outcome = claude_settings::edit(path, |root| {
@@ -176,10 +176,10 @@ pub fn hooks_json(change: &FileChange, events: &[(&'static str, Action)]) -> Val
     v
 }
 
-/// Where the previous file went, or that there was none.
+/// Where the file as it was before claudemesh first changed it is kept, or that there was none.
 pub fn print_backup(change: &FileChange) -> anyhow::Result<()> {
     if let Some(b) = &change.backup {
-        outln!("  backup of the previous file: {}", b.display())?;
+        outln!("  the file as it was before claudemesh first changed it: {}", b.display())?;
     } else if change.changed {
         outln!("  created {} (no previous file to back up)", change.path.display())?;
     }
