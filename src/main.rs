@@ -1,5 +1,6 @@
 //! The `claudemesh` binary: parse the command line, dispatch to a verb, map errors to an exit code.
 
+mod broker_url;
 mod claude_hooks;
 mod claude_settings;
 mod cli;

@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use claudemesh_agent::Config;
+use claudemesh_agent::enroll::JoinError;
 use claudemesh_protocol::invite::parse_invite;
 
+use crate::broker_url::{self, Source};
 use crate::cli::JoinArgs;
 use crate::out::outln;
 
@@ -24,7 +26,17 @@ pub async fn run(a: JoinArgs) -> anyhow::Result<ExitCode> {
     let paths = super::paths();
     let name = a.name.unwrap_or_else(|| default_name(&paths));
     claudemesh_protocol::names::validate_display_name(&name).context("choose another --name")?;
-    let joined = claudemesh_agent::enroll::join(&paths, &invite, &name).await?;
+    let joined = match claudemesh_agent::enroll::join(&paths, &invite, &name).await {
+        Ok(joined) => joined,
+        Err(JoinError::Refused { code, message }) => {
+            let slug = &invite.payload.mesh_slug;
+            anyhow::bail!("the broker refused to let you join {slug} ({code}): {message}")
+        }
+        Err(e) => {
+            let p = &invite.payload;
+            return Err(broker_url::explain(&p.broker_url, Source::Invite { mesh: &p.mesh_slug }, e).await);
+        }
+    };
     let m = joined.mesh;
     if a.json {
         outln!(
