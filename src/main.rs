@@ -8,6 +8,7 @@ mod cmd;
 mod hook;
 mod mcp;
 mod out;
+mod when;
 
 use clap::Parser;
 

@@ -58,3 +58,41 @@ async fn output_into_a_closed_pipe_ends_quietly() {
     assert!(stderr.contains("--bogus"), "{stderr}");
     cli(&alice, &["agent", "stop"]);
 }
+
+/// Whether `s` is a time as `inbox` shows one: `15:04`, `Nov 29 15:04` or `2024-11-29 15:04`.
+fn is_time(s: &str) -> bool {
+    let hm = s.rsplit(' ').next().unwrap_or("");
+    hm.len() == 5 && hm.as_bytes()[2] == b':' && hm.chars().filter(char::is_ascii_digit).count() == 4
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_shows_when_and_how_each_message_was_addressed() {
+    use claudemesh_protocol::frames::Priority;
+    let w = World::start().await;
+    let (_alice, mut a) = connected_agent(&w, "alice").await;
+    let (bob, mut b) = connected_agent(&w, "bob").await;
+    register(&mut b, "s-bob", "bob", &["backend"]).await;
+    wait_peer(&mut a, "bob").await;
+    for (to, body) in [("bob", "just for you"), ("@backend", "for the backend"), ("*", "for everyone")] {
+        a.call(send_call(to, body, Priority::Next, None)).await.unwrap();
+    }
+    wait_inbox(&mut b, Some("s-bob"), 3).await;
+
+    let (code, out, err) = cli(&bob.paths, &["inbox"]);
+    assert_eq!(code, 0, "{err}");
+    for (body, to) in
+        [("just for you", "to you"), ("for the backend", "to @backend"), ("for everyone", "to everyone (*)")]
+    {
+        let line = out.lines().find(|l| l.ends_with(body)).unwrap_or_else(|| panic!("no {body:?} in {out}"));
+        let (head, _) = line.split_once(" [team] ").unwrap_or_else(|| panic!("{line}"));
+        assert!(is_time(head.trim_start_matches(['*', ' '])), "a readable time first: {line}");
+        assert!(line.contains(&format!("alice {to} (next): {body}")), "{line}");
+    }
+    // --json keeps the raw fields.
+    let (_, out, _) = cli(&bob.paths, &["inbox", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let targets: Vec<&str> = v.as_array().unwrap().iter().map(|m| m["target"].as_str().unwrap()).collect();
+    assert!(targets.contains(&"@backend") && targets.contains(&"*"), "{targets:?}");
+    assert!(targets.iter().any(|t| t.starts_with("session:") || t.starts_with("member:")), "{targets:?}");
+    assert!(v[0]["sent_at"].as_u64().unwrap() > 1_700_000_000_000, "Unix milliseconds");
+}

@@ -64,13 +64,14 @@ pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
         outln!("{r}")?;
     } else {
         outln!("{}", r["url"].as_str().unwrap_or(""))?;
+        let expires = r["expires_at"].as_u64().unwrap_or(0);
         eprintln!(
-            "invite {} for {}: {} use(s), role {}, expires at {} (unix); share the link, it holds no secret",
+            "invite {} for {}: {} use(s), role {}, expires {}; share the link, it holds no secret",
             r["invite_id"].as_str().unwrap_or("?"),
             r["mesh"].as_str().unwrap_or("?"),
             r["max_uses"],
             r["role"].as_str().unwrap_or("?"),
-            r["expires_at"]
+            crate::when::date_from_now(expires, super::now_unix())
         );
     }
     Ok(ExitCode::SUCCESS)
