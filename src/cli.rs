@@ -34,8 +34,10 @@ pub enum Command {
     Leave(LeaveArgs),
     /// Show who is online in your meshes.
     Peers(MeshArgs),
-    /// Send a message to a peer (name or id), a member, `@group`, or `*`.
+    /// Send a message to a peer (name or id), a member, `@group`, or `*`; prints its id.
     Send(SendArgs),
+    /// Where a message you sent stands, per recipient: queued, delivered, seen, expired or failed.
+    MessageStatus(MessageStatusArgs),
     /// Show received messages (unseen ones, or all with --all).
     Inbox(InboxArgs),
     /// The agent, your meshes, their links, and unread messages.
@@ -155,14 +157,26 @@ pub struct MeshArgs {
 pub struct SendArgs {
     /// A session or member name or id, `@group`, or `*`.
     pub to: String,
-    /// The message text.
-    pub message: String,
+    /// The message text; `-` reads it from stdin (`echo hi | claudemesh send bob -`).
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub message: Option<String>,
+    /// Read the message from this file.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<std::path::PathBuf>,
     /// now (interrupts), next (at the next turn boundary), low (when the model asks).
     #[arg(long, default_value = "next", value_parser = ["now", "next", "low"])]
     pub priority: String,
     /// The mesh (slug), when you are in several.
     #[arg(long)]
     pub mesh: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MessageStatusArgs {
+    /// The id `claudemesh send` printed.
+    pub id: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -245,7 +259,7 @@ pub struct InviteCreateArgs {
     /// How many people may join with it.
     #[arg(long, default_value_t = 1)]
     pub uses: u32,
-    /// Lifetime: e.g. 30m, 24h, 7d.
+    /// Lifetime, with a unit: e.g. 30m, 24h, 7d, 1h30m (at most a year).
     #[arg(long, default_value = "7d")]
     pub expires: String,
     /// Grant a group, as name or name:role (repeatable).

@@ -62,6 +62,25 @@ async fn doctor_reports_each_problem_with_a_fix() {
     assert_eq!(hooks["status"], "warn");
     assert!(hooks["detail"].as_str().unwrap().starts_with("claudemesh hooks missing for Stop in"), "{hooks}");
 
+    // Malformed JSON in either file is named as such, with where it breaks.
+    let claude_json = home.path().join(".claude.json");
+    let good = std::fs::read(&claude_json).unwrap();
+    std::fs::write(&claude_json, "{\n  \"mcpServers\": {},\n}\n").unwrap();
+    std::fs::write(&settings, "{\"hooks\": {\"Stop\": [}").unwrap();
+    let (code, v) = doctor(&paths, home.path());
+    assert_eq!(code, 1, "{v}");
+    for (check, path, place) in
+        [("MCP entry", &claude_json, "at line 3, column 1"), ("hooks", &settings, "at line 1, column 21")]
+    {
+        let c = status_of(&v, check);
+        let detail = c["detail"].as_str().unwrap();
+        assert_eq!(c["status"], "fail", "{c}");
+        assert!(detail.starts_with(path.to_str().unwrap()), "{c}");
+        assert!(detail.contains("is not valid JSON") && detail.contains(place), "{c}");
+        assert!(c["fix"].as_str().unwrap().contains("fix or move it"), "{c}");
+    }
+    std::fs::write(&claude_json, good).unwrap();
+
     // Loose permissions on the key file fail, with the chmod to run.
     std::fs::set_permissions(paths.config(), std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, v) = doctor(&paths, home.path());

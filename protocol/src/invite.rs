@@ -34,6 +34,8 @@ pub struct InvitePayload {
 pub enum InviteError {
     #[error("not an invite link: {0}; expected claudemesh://join/<token> or https://<host>/join/<token>")]
     Malformed(String),
+    #[error("this invite link looks cut short: copy all of it, to its very end, and try again")]
+    CutShort,
     #[error("invite signature does not verify: the link was altered or truncated; ask for a new one")]
     BadSignature,
     #[error("invite expired at {expires_at} (unix seconds); ask an admin for a new one")]
@@ -96,46 +98,122 @@ impl InvitePayload {
     }
 }
 
-/// Extracts the token from a `claudemesh://join/…` or `http(s)://host/…/join/…` link, or a
-/// bare token.
-fn extract_token(input: &str) -> Result<&str, InviteError> {
-    let s = input.trim();
-    let token = if let Some(rest) = s.strip_prefix(SCHEME_PREFIX) {
-        rest
-    } else if s.starts_with("https://") || s.starts_with("http://") {
-        let idx = s.rfind("/join/").ok_or_else(|| InviteError::Malformed("URL has no /join/ path".into()))?;
-        &s[idx + "/join/".len()..]
-    } else if s.contains("://") {
-        return Err(InviteError::Malformed("unknown URL scheme".into()));
-    } else {
-        s
-    };
-    let token = token.split(['?', '#']).next().unwrap_or_default().trim_end_matches('/');
-    if token.is_empty() {
-        return Err(InviteError::Malformed("empty token".into()));
+/// Length of the signature part of a token: 64 bytes of ed25519 signature in unpadded base64url.
+const SIG_B64_LEN: usize = 86;
+
+/// A character of unpadded base64url, the only characters a token's two parts hold.
+fn is_b64url(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// Whitespace and the invisible characters chat apps insert when they wrap or render a link.
+fn is_noise(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}')
+}
+
+/// The pasted text without what wrapping and quoting put into a link: whitespace and invisible
+/// characters anywhere, mail quote markers (`>`) at line starts, and quoted-printable soft line
+/// breaks (`=` at a line end). A token never holds any of them.
+fn unwrap_text(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut chars = input.chars().peekable();
+    let mut line_start = true;
+    while let Some(c) = chars.next() {
+        let soft_break = c == '=' && matches!(chars.peek(), Some('\r' | '\n'));
+        if c == '\n' {
+            line_start = true;
+        } else if !(is_noise(c) || soft_break || line_start && c == '>') {
+            line_start = false;
+            out.push(c);
+        }
     }
-    Ok(token)
+    out
+}
+
+/// Where the token starts in `text`: after `claudemesh://join/` (any case, as phone keyboards
+/// capitalize it) or a URL's `/join/`, or, for a bare token, after any quote or bracket before
+/// it. The flag says whether a link prefix was found.
+fn locate(text: &str) -> Result<(&str, bool), InviteError> {
+    // ASCII lowercasing keeps every byte offset, so offsets in `lower` are offsets in `text`.
+    let lower = text.to_ascii_lowercase();
+    if let Some(i) = lower.find(SCHEME_PREFIX) {
+        return Ok((&text[i + SCHEME_PREFIX.len()..], true));
+    }
+    for scheme in ["https://", "http://"] {
+        if let Some(i) = lower.find(scheme) {
+            let j = lower[i..]
+                .find("/join/")
+                .ok_or_else(|| InviteError::Malformed("URL has no /join/ path".into()))?;
+            return Ok((&text[i + j + "/join/".len()..], true));
+        }
+    }
+    if lower.contains("://") {
+        return Err(InviteError::Malformed("unknown URL scheme".into()));
+    }
+    Ok((text.trim_start_matches(|c: char| !is_b64url(c)), false))
+}
+
+/// The payload part and (after a `.`) the signature part of the token at the start of `rest`;
+/// whatever follows the signature's fixed length (a trailing `.` or `,`, `>`, a query, words
+/// glued on when spaces were removed) is not part of it.
+fn split_token(rest: &str) -> (&str, Option<&str>) {
+    let end = rest.find(|c: char| !is_b64url(c)).unwrap_or(rest.len());
+    let sig = rest[end..].strip_prefix('.').map(|s| {
+        let n = s.find(|c: char| !is_b64url(c)).unwrap_or(s.len());
+        &s[..n.min(SIG_B64_LEN)]
+    });
+    (&rest[..end], sig)
+}
+
+/// How every token starts: `{"v":1` in base64url (serde writes the fields in order).
+const TOKEN_START: &str = "eyJ2Ijox";
+
+/// Decodes the payload part. A part cut at any length decodes as far as its whole 4-character
+/// groups go (the flag says so), so that a cut link shows as a cut JSON object, not bad base64.
+fn decode_payload(p64: &str) -> Result<(Vec<u8>, bool), InviteError> {
+    if let Ok(bytes) = from_b64url("invite payload", p64) {
+        return Ok((bytes, false));
+    }
+    if p64.len() < 4 && TOKEN_START.starts_with(p64) {
+        return Ok((b"{".to_vec(), true));
+    }
+    Ok((from_b64url("invite payload", &p64[..p64.len() - p64.len() % 4])?, true))
 }
 
 /// Parses an invite link or token and checks its signature against the embedded issuer key.
-/// Expiry and whether the issuer is an admin are checked separately ([`SignedInvite::check_expiry`],
-/// [`SignedInvite::check_issuer`]): the CLI knows only the former, the broker both.
+/// Links mangled the way chat apps and mail clients mangle them still parse: wrapped over lines
+/// or with spaces inside, quoted, in `<…>`, with a trailing `.` or `,`, in a sentence. A link
+/// cut short is [`InviteError::CutShort`]. Expiry and whether the issuer is an admin are checked
+/// separately ([`SignedInvite::check_expiry`], [`SignedInvite::check_issuer`]): the CLI knows only
+/// the former, the broker both.
 pub fn parse_invite(input: &str) -> Result<SignedInvite, InviteError> {
-    let token = extract_token(input)?;
-    let (p64, s64) =
-        token.split_once('.').ok_or_else(|| InviteError::Malformed("token has no signature part".into()))?;
-    let bytes = from_b64url("invite payload", p64)?;
-    // A damaged signature part means the link was altered or truncated, like a bad signature.
-    let sig = from_b64url("invite signature", s64).map_err(|_| InviteError::BadSignature)?;
-    let payload: InvitePayload =
-        serde_json::from_slice(&bytes).map_err(|e| InviteError::Malformed(format!("payload: {e}")))?;
+    let text = unwrap_text(input);
+    let (rest, linked) = locate(&text)?;
+    let (p64, s64) = split_token(rest);
+    if p64.is_empty() {
+        return Err(if linked {
+            InviteError::CutShort
+        } else {
+            InviteError::Malformed("empty token".into())
+        });
+    }
+    let (bytes, cut) = decode_payload(p64)?;
+    let parsed = serde_json::from_slice::<InvitePayload>(&bytes);
+    // JSON that starts as an object and stops early: the link was cut inside its payload.
+    if bytes.starts_with(b"{") && (cut || matches!(&parsed, Err(e) if e.is_eof())) {
+        return Err(InviteError::CutShort);
+    }
+    let payload = parsed.map_err(|e| InviteError::Malformed(format!("payload: {e}")))?;
     payload.validate()?;
+    // A complete payload with a missing or short signature: the link ends too early.
+    let s64 = s64.filter(|s| s.len() == SIG_B64_LEN).ok_or(InviteError::CutShort)?;
+    let sig = from_b64url("invite signature", s64).map_err(|_| InviteError::BadSignature)?;
     verify_signature(&payload.issuer_pubkey, &bytes, &to_hex(&sig)).map_err(|e| match e {
         CryptoError::BadSignature => InviteError::BadSignature,
         CryptoError::Codec(_) => InviteError::BadSignature,
         other => InviteError::Malformed(other.to_string()),
     })?;
-    Ok(SignedInvite { payload, token: token.to_string() })
+    Ok(SignedInvite { payload, token: format!("{p64}.{s64}") })
 }
 
 impl SignedInvite {

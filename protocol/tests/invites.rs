@@ -57,8 +57,9 @@ fn tampered_payload_or_signature_is_refused() {
     let mut sig = from_b64url("s", s).unwrap();
     sig[10] ^= 1;
     assert_eq!(parse_invite(&format!("{p}.{}", to_b64url(&sig))), Err(InviteError::BadSignature));
-    // Truncated signature.
-    assert_eq!(parse_invite(&format!("{p}.{}", &s[..10])), Err(InviteError::BadSignature));
+    // A signature of the right length but altered characters.
+    let altered: String = s.chars().rev().collect();
+    assert_eq!(parse_invite(&format!("{p}.{altered}")), Err(InviteError::BadSignature));
 }
 
 #[test]
@@ -97,7 +98,6 @@ fn expiry_is_checked_against_the_given_clock() {
 fn malformed_links_are_refused_with_a_reason() {
     for bad in [
         "",
-        "claudemesh://join/",
         "https://example.com/nothing-here",
         "ftp://x/join/abc.def",
         "no-dot-token",
@@ -124,4 +124,71 @@ fn invalid_payload_fields_are_refused() {
     let mut p = payload(&admin);
     p.v = 2;
     assert_eq!(p.sign(&admin), Err(InviteError::UnsupportedVersion(2)));
+}
+
+/// `text` broken into lines of `width` characters, each ending with `eol` and the next starting
+/// with `indent`, as a mail client or chat app wraps a long link.
+fn wrap(text: &str, width: usize, eol: &str, indent: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .chunks(width)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(&format!("{eol}{indent}"))
+}
+
+#[test]
+fn links_mangled_by_chat_apps_and_mail_clients_still_parse() {
+    let admin = MemberKeypair::generate();
+    let inv = payload(&admin).sign(&admin).unwrap();
+    let url = inv.claudemesh_url();
+    let https = inv.https_url("mesh.example.com");
+    let (p, s) = inv.token().split_once('.').unwrap();
+    let shapes = [
+        ("wrapped at 60 columns", wrap(&url, 60, "\n", "")),
+        ("wrapped with CRLF and indentation", wrap(&url, 72, "\r\n", "    ")),
+        ("an https link wrapped", wrap(&https, 50, "\n", "")),
+        ("mail-quoted lines", format!("> {}", wrap(&url, 70, "\n", "> "))),
+        ("quoted-printable soft breaks", wrap(&url, 75, "=\n", "")),
+        ("spaces inside", format!("claudemesh://join/{} {} . {} {}", &p[..20], &p[20..], &s[..30], &s[30..])),
+        ("double quotes", format!("\"{url}\"")),
+        ("single quotes", format!("'{url}'")),
+        ("backticks", format!("`{url}`")),
+        ("typographic quotes", format!("\u{201C}{url}\u{201D}")),
+        ("angle brackets", format!("<{url}>")),
+        ("angle brackets around https", format!("<{https}>")),
+        ("a trailing period", format!("{url}.")),
+        ("a trailing comma", format!("{url},")),
+        ("in a sentence", format!("Join us: {url}. See you there!")),
+        ("in parentheses", format!("(the link: {https})")),
+        ("zero-width spaces", format!("{}\u{200B}{}", &url[..40], &url[40..])),
+        ("a capitalized scheme", format!("Claudemesh://join/{}", inv.token())),
+        ("a bare token, quoted, with a period", format!("\"{}\".", inv.token())),
+        ("a bare token wrapped", wrap(inv.token(), 64, "\n", "")),
+    ];
+    for (shape, text) in shapes {
+        let parsed = parse_invite(&text).unwrap_or_else(|e| panic!("{shape}: {e}\n{text}"));
+        assert_eq!(parsed, inv, "{shape}");
+        assert_eq!(parsed.token(), inv.token(), "{shape}: the clean token goes to the broker");
+    }
+}
+
+#[test]
+fn a_cut_link_says_it_looks_cut_short() {
+    let admin = MemberKeypair::generate();
+    let inv = payload(&admin).sign(&admin).unwrap();
+    let url = inv.claudemesh_url();
+    let dot = url.find('.').unwrap();
+    // Cut inside the payload at every length, at the dot, and inside the signature.
+    let mut cuts: Vec<usize> = ("claudemesh://join/".len()..dot).collect();
+    cuts.extend([dot, dot + 1, dot + 10, url.len() - 1]);
+    for cut in cuts {
+        let text = &url[..cut];
+        assert_eq!(parse_invite(text), Err(InviteError::CutShort), "cut at {cut}: {text}");
+        // The same cut with a trailing period, as in a sentence.
+        assert_eq!(parse_invite(&format!("{text}.")), Err(InviteError::CutShort), "cut at {cut}.");
+    }
+    let msg = InviteError::CutShort.to_string();
+    assert!(msg.contains("cut short") && msg.contains("copy all of it"), "{msg}");
+    assert!(!msg.contains("base64") && !msg.contains("JSON"), "{msg}");
 }

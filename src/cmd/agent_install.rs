@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use crate::out::outln;
 use claudemesh_agent::service_unit::{Platform, SystemRunner, install, plan_install, running_exe};
 
 pub fn run(json: bool) -> anyhow::Result<ExitCode> {
@@ -13,17 +14,17 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     let plan = plan_install(Platform::current(), &home, &running_exe()?, &paths.dir, &paths.log());
     let report = install(&plan, &SystemRunner)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"unit": report.unit_path, "written": report.unit_written, "activated": report.activated, "note": report.note})
-        );
+        )?;
     } else {
-        println!("wrote {}", report.unit_path.display());
+        outln!("wrote {}", report.unit_path.display())?;
         if report.activated {
-            println!("enabled and started: the agent now runs at login and restarts if it fails");
+            outln!("enabled and started: the agent now runs at login and restarts if it fails")?;
         }
         if !report.note.is_empty() {
-            println!("{}", report.note);
+            outln!("{}", report.note)?;
         }
     }
     Ok(ExitCode::SUCCESS)

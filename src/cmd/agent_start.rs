@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::out::outln;
 use claudemesh_agent::{AgentClient, ClientError, connect_or_start};
 use claudemesh_protocol::local::AgentCall;
 
@@ -17,14 +18,14 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
     let mut c = connect_or_start(&paths, "cli", &exe).await?;
     let st = c.call(AgentCall::Status).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "already_running": was_running, "pid": st["pid"], "log": paths.log() })
-        );
+        )?;
     } else if was_running {
-        println!("agent already running (pid {}), config {}", st["pid"], paths.dir.display());
+        outln!("agent already running (pid {}), config {}", st["pid"], paths.dir.display())?;
     } else {
-        println!("agent started (pid {}); log: {}", st["pid"], paths.log().display());
+        outln!("agent started (pid {}); log: {}", st["pid"], paths.log().display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use crate::out::outln;
 use claudemesh_agent::{AgentClient, ClientError};
 use claudemesh_protocol::local::AgentCall;
 
@@ -12,11 +13,9 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(ClientError::NotRunning(_)) => {
             if json {
-                println!("{}", serde_json::json!({ "running": false }));
+                outln!("{}", serde_json::json!({ "running": false }))?;
             } else {
-                println!(
-                    "agent: not running (any claudemesh command starts it; or `claudemesh agent start`)"
-                );
+                outln!("agent: not running (any claudemesh command starts it; or `claudemesh agent start`)")?;
             }
             return Ok(ExitCode::from(3));
         }
@@ -24,33 +23,33 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
     };
     let st = c.call(AgentCall::Status).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        outln!("{}", serde_json::to_string_pretty(&st)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "agent: running (pid {}, version {}, up {}s), {} local session(s)",
         st["pid"],
         st["agent_version"].as_str().unwrap_or("?"),
         st["uptime_secs"],
         st["sessions"]
-    );
+    )?;
     for s in st["local_sessions"].as_array().into_iter().flatten() {
         let waiting = if s["stop_hook_waiting"] == true { "; Stop hook waiting to wake it" } else { "" };
         let pid = s["claude_pid"].as_u64().map(|p| format!(", claude pid {p}")).unwrap_or_default();
-        println!(
+        outln!(
             "  session {} ({}): {}{pid}{waiting}",
             s["display_name"].as_str().unwrap_or("?"),
             s["session_id"].as_str().unwrap_or("?"),
             s["status"].as_str().unwrap_or("?"),
-        );
+        )?;
     }
     let meshes = st["meshes"].as_array().cloned().unwrap_or_default();
     if meshes.is_empty() {
-        println!("no mesh joined yet: `claudemesh join <invite>`");
+        outln!("no mesh joined yet: `claudemesh join <invite>`")?;
     }
     for m in meshes {
         let detail = m["detail"].as_str().map(|d| format!(" ({d})")).unwrap_or_default();
-        println!(
+        outln!(
             "  {:<16} {:<12}{} {}\n    sessions {}  peers {}  inbox {} ({} unread)  outbox {}",
             m["slug"].as_str().unwrap_or("?"),
             m["link"].as_str().unwrap_or("?"),
@@ -61,7 +60,7 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
             m["inbox"],
             m["unread"],
             m["outbox"]
-        );
+        )?;
     }
     print_local_broker(&paths, &st["local_broker"]);
     Ok(ExitCode::SUCCESS)

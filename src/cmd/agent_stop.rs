@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::out::outln;
 use claudemesh_agent::{AgentClient, ClientError};
 use claudemesh_protocol::local::AgentCall;
 
@@ -12,9 +13,9 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(ClientError::NotRunning(_)) => {
             if json {
-                println!("{}", serde_json::json!({ "stopped": false, "running": false }));
+                outln!("{}", serde_json::json!({ "stopped": false, "running": false }))?;
             } else {
-                println!("no agent running for {}", paths.dir.display());
+                outln!("no agent running for {}", paths.dir.display())?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -25,9 +26,9 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
     for _ in 0..100 {
         if !paths.socket().exists() && !paths.pid().exists() {
             if json {
-                println!("{}", serde_json::json!({ "stopped": true }));
+                outln!("{}", serde_json::json!({ "stopped": true }))?;
             } else {
-                println!("agent stopped");
+                outln!("agent stopped")?;
             }
             return Ok(ExitCode::SUCCESS);
         }

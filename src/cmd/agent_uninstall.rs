@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::out::outln;
 use claudemesh_agent::service_unit::{Platform, SystemRunner, plan_uninstall, uninstall};
 
 pub fn run(json: bool) -> anyhow::Result<ExitCode> {
@@ -10,18 +11,18 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| anyhow::anyhow!("HOME is not set"))?;
     let report = uninstall(&plan_uninstall(Platform::current(), &home), &SystemRunner)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"unit": report.unit_path, "removed": report.removed, "deactivated": report.deactivated, "note": report.note})
-        );
+        )?;
     } else {
         if report.removed {
-            println!("removed {}", report.unit_path.display());
+            outln!("removed {}", report.unit_path.display())?;
         } else {
-            println!("nothing to remove: {} does not exist", report.unit_path.display());
+            outln!("nothing to remove: {} does not exist", report.unit_path.display())?;
         }
         if !report.note.is_empty() {
-            println!("{}", report.note);
+            outln!("{}", report.note)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -9,7 +9,8 @@ use claudemesh_agent::Config;
 use claudemesh_protocol::local::AgentCall;
 use serde_json::{Value, json};
 
-use crate::claude_hooks;
+use crate::out::outln;
+use crate::{claude_hooks, claude_settings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -38,25 +39,49 @@ pub(super) fn on_path(cmd: &str) -> Option<std::path::PathBuf> {
         .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(cmd)).find(|p| p.is_file()))
 }
 
-fn read_json(p: &Path) -> Option<Value> {
-    std::fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok())
+/// Claude Code's JSON file at `path` as an object (None if there is none), or the failed check
+/// `name` saying what is wrong with it: not readable, not valid JSON (where), not an object.
+fn read_settings(name: &str, path: &Path) -> Result<Option<serde_json::Map<String, Value>>, Check> {
+    let fix = "fix or move it, then `claudemesh install`";
+    let bytes = match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(check(name, Level::Warn, format!("cannot read {}: {e}", path.display()), fix)),
+        Ok(bytes) => bytes,
+    };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(root)) => Ok(Some(root)),
+        Ok(_) => Err(check(name, Level::Fail, format!("{} is not a JSON object", path.display()), fix)),
+        Err(e) => {
+            let what = claude_settings::invalid_json(&e);
+            Err(check(name, Level::Fail, format!("{} {what}", path.display()), fix))
+        }
+    }
+}
+
+/// Whether `~/.claude.json` registers our MCP server.
+fn mcp_check(claude_json: &Path) -> Check {
+    let root = match read_settings("MCP entry", claude_json) {
+        Ok(root) => root.unwrap_or_default(),
+        Err(c) => return c,
+    };
+    if root.get("mcpServers").and_then(|s| s.get("claudemesh")).is_some_and(Value::is_object) {
+        check("MCP entry", Level::Ok, format!("claudemesh in {}", claude_json.display()), "")
+    } else {
+        check(
+            "MCP entry",
+            Level::Warn,
+            format!("no claudemesh server in {}", claude_json.display()),
+            "`claudemesh install` (or: claude mcp add --scope user claudemesh -- claudemesh mcp)",
+        )
+    }
 }
 
 /// Which of our hooks `settings` holds (recognized as `claudemesh install` and `uninstall` do).
 fn hooks_check(settings: &Path) -> Check {
     let fix = "`claudemesh install`";
-    let root = match std::fs::read(settings) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Map::new(),
-        Err(e) => {
-            return check("hooks", Level::Warn, format!("cannot read {}: {e}", settings.display()), fix);
-        }
-        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(root)) => root,
-            _ => {
-                let detail = format!("{} is not a valid JSON object", settings.display());
-                return check("hooks", Level::Warn, detail, format!("fix or move it, then {fix}"));
-            }
-        },
+    let root = match read_settings("hooks", settings) {
+        Ok(root) => root.unwrap_or_default(),
+        Err(c) => return c,
     };
     if let Err(e) = claude_hooks::validate(&root) {
         return check(
@@ -205,18 +230,7 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
         )),
     }
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
-    let claude_json = home.join(".claude.json");
-    let has_mcp = read_json(&claude_json).is_some_and(|v| v["mcpServers"]["claudemesh"].is_object());
-    checks.push(if has_mcp {
-        check("MCP entry", Level::Ok, format!("claudemesh in {}", claude_json.display()), "")
-    } else {
-        check(
-            "MCP entry",
-            Level::Warn,
-            format!("no claudemesh server in {}", claude_json.display()),
-            "`claudemesh install` (or: claude mcp add --scope user claudemesh -- claudemesh mcp)",
-        )
-    });
+    checks.push(mcp_check(&home.join(".claude.json")));
     checks.push(hooks_check(&home.join(".claude").join("settings.json")));
 
     let failed = checks.iter().any(|c| c.level == Level::Fail);
@@ -225,7 +239,7 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|c| json!({"check": c.name, "status": match c.level { Level::Ok => "ok", Level::Warn => "warn", Level::Fail => "fail" }, "detail": c.detail, "fix": c.fix}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         for c in &checks {
             let tag = match c.level {
@@ -233,9 +247,9 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
                 Level::Warn => "warn",
                 Level::Fail => "FAIL",
             };
-            println!("[{tag}] {}: {}", c.name, c.detail);
+            outln!("[{tag}] {}: {}", c.name, c.detail)?;
             if !c.fix.is_empty() && c.level != Level::Ok {
-                println!("       fix: {}", c.fix);
+                outln!("       fix: {}", c.fix)?;
             }
         }
     }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::claude_hooks::{self, Action};
 use crate::claude_settings;
+use crate::out::outln;
 
 /// Name of our entry under `mcpServers`.
 pub const SERVER_NAME: &str = "claudemesh";
@@ -42,45 +43,45 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     let (mcp, old) = install_mcp(&claude_json, &entry)?;
     let (hooks, events) = install_hooks(&settings, exe_s)?;
     if json {
-        println!("{}", outcome_json(&mcp, &hooks, &events));
+        outln!("{}", outcome_json(&mcp, &hooks, &events))?;
         return Ok(ExitCode::SUCCESS);
     }
     let path_s = mcp.path.display();
     match mcp.action {
         "unchanged" => {
-            println!("already installed: MCP server \"{SERVER_NAME}\" in {path_s} (nothing changed)")
+            outln!("already installed: MCP server \"{SERVER_NAME}\" in {path_s} (nothing changed)")?
         }
         "replaced" => {
             let was = old.map(|o| o.to_string()).unwrap_or_default();
-            println!("replaced MCP server \"{SERVER_NAME}\" in {path_s}");
-            println!("  was: {was}");
-            println!("  now: {entry}");
+            outln!("replaced MCP server \"{SERVER_NAME}\" in {path_s}")?;
+            outln!("  was: {was}")?;
+            outln!("  now: {entry}")?;
         }
-        _ => println!("added MCP server \"{SERVER_NAME}\" to {path_s}: {entry}"),
+        _ => outln!("added MCP server \"{SERVER_NAME}\" to {path_s}: {entry}")?,
     }
-    print_backup(&mcp);
+    print_backup(&mcp)?;
     let path_s = hooks.path.display();
     let named =
         |want: Action| -> Vec<&str> { events.iter().filter(|(_, a)| *a == want).map(|(e, _)| *e).collect() };
     let (added, replaced, unchanged) =
         (named(Action::Added), named(Action::Replaced), named(Action::Unchanged));
     if !hooks.changed {
-        println!("already installed: hooks {} in {path_s} (nothing changed)", unchanged.join(", "));
+        outln!("already installed: hooks {} in {path_s} (nothing changed)", unchanged.join(", "))?;
     } else {
         if !added.is_empty() {
-            println!("added hooks {} to {path_s}", added.join(", "));
+            outln!("added hooks {} to {path_s}", added.join(", "))?;
         }
         if !replaced.is_empty() {
-            println!("replaced hooks {} in {path_s} (an older or edited entry)", replaced.join(", "));
+            outln!("replaced hooks {} in {path_s} (an older or edited entry)", replaced.join(", "))?;
         }
         if !unchanged.is_empty() {
-            println!("hooks {} already in {path_s}", unchanged.join(", "));
+            outln!("hooks {} already in {path_s}", unchanged.join(", "))?;
         }
-        println!("  each runs: {}", claude_hooks::command(exe_s, "<Event>"));
+        outln!("  each runs: {}", claude_hooks::command(exe_s, "<Event>"))?;
     }
-    print_backup(&hooks);
+    print_backup(&hooks)?;
     if mcp.changed || hooks.changed {
-        println!("restart Claude Code sessions to pick it up");
+        outln!("restart Claude Code sessions to pick it up")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -131,7 +132,7 @@ fn install_hooks(path: &Path, exe: &str) -> anyhow::Result<(FileChange, Vec<(&'s
 /// names the outcome when no event changed.
 pub fn edit_hooks(
     path: &Path,
-    op: impl FnOnce(&mut Map<String, Value>) -> Result<Vec<(&'static str, Action)>, String>,
+    mut op: impl FnMut(&mut Map<String, Value>) -> Result<Vec<(&'static str, Action)>, String>,
     none: &'static str,
 ) -> anyhow::Result<(FileChange, Vec<(&'static str, Action)>)> {
     let outcome = claude_settings::edit(path, |root| {
@@ -175,11 +176,12 @@ pub fn hooks_json(change: &FileChange, events: &[(&'static str, Action)]) -> Val
     v
 }
 
-/// Where the previous file went, or that there was none.
-pub fn print_backup(change: &FileChange) {
+/// Where the file as it was before claudemesh first changed it is kept, or that there was none.
+pub fn print_backup(change: &FileChange) -> anyhow::Result<()> {
     if let Some(b) = &change.backup {
-        println!("  backup of the previous file: {}", b.display());
+        outln!("  the file as it was before claudemesh first changed it: {}", b.display())?;
     } else if change.changed {
-        println!("  created {} (no previous file to back up)", change.path.display());
+        outln!("  created {} (no previous file to back up)", change.path.display())?;
     }
+    Ok(())
 }

@@ -2,29 +2,41 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use claudemesh_protocol::frames::{GroupRole, Role};
 use claudemesh_protocol::local::{AgentCall, InviteCreate};
 
 use crate::cli::InviteCreateArgs;
+use crate::out::outln;
 
-/// `30m`, `24h`, `7d`, `90s` → seconds.
-pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| format!("{s:?} is not a duration like 30m, 24h or 7d"))?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" | "" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => anyhow::bail!("{s:?}: use s, m, h, d or w"),
+/// The longest an invite may last: a (leap) year.
+const MAX_LIFETIME_SECS: u64 = 366 * 86_400;
+
+/// `--expires`: a lifetime with units (`30m`, `24h`, `7d`, `1h30m`, `2w`; humantime's syntax) →
+/// seconds, between a minute and a year.
+pub fn parse_expires(s: &str) -> anyhow::Result<u64> {
+    use humantime::DurationError;
+    let secs = match humantime::parse_duration(s.trim()) {
+        Ok(d) => d.as_secs(),
+        Err(DurationError::UnknownUnit { unit, .. }) if unit.is_empty() => {
+            anyhow::bail!("--expires {s}: give a unit: 30m, 24h, 7d")
+        }
+        // Too many digits for any clock: longer than the longest allowed.
+        Err(DurationError::NumberOverflow) => u64::MAX,
+        Err(e) => anyhow::bail!("--expires {s} is not a lifetime like 30m, 24h, 7d or 1h30m ({e})"),
     };
-    Ok(n * mult)
+    if secs < 60 {
+        anyhow::bail!("--expires {s}: an invite must last at least a minute (e.g. 30m, 24h, 7d)");
+    }
+    if secs > MAX_LIFETIME_SECS {
+        anyhow::bail!(
+            "--expires {s}: an invite lasts at most a year (366d); create a new one when it runs out"
+        );
+    }
+    Ok(secs)
 }
 
 pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
+    let expires_in_secs = parse_expires(&a.expires)?;
     let groups = a
         .groups
         .iter()
@@ -45,20 +57,21 @@ pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
             role,
             groups,
             max_uses: a.uses,
-            expires_in_secs: parse_duration(&a.expires)?,
+            expires_in_secs,
         }))
         .await?;
     if a.json {
-        println!("{r}");
+        outln!("{r}")?;
     } else {
-        println!("{}", r["url"].as_str().unwrap_or(""));
+        outln!("{}", r["url"].as_str().unwrap_or(""))?;
+        let expires = r["expires_at"].as_u64().unwrap_or(0);
         eprintln!(
-            "invite {} for {}: {} use(s), role {}, expires at {} (unix); share the link, it holds no secret",
+            "invite {} for {}: {} use(s), role {}, expires {}; share the link, it holds no secret",
             r["invite_id"].as_str().unwrap_or("?"),
             r["mesh"].as_str().unwrap_or("?"),
             r["max_uses"],
             r["role"].as_str().unwrap_or("?"),
-            r["expires_at"]
+            crate::when::date_from_now(expires, super::now_unix())
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -66,16 +79,58 @@ pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::parse_expires;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s").unwrap(), 90);
-        assert_eq!(parse_duration("30m").unwrap(), 1800);
-        assert_eq!(parse_duration("24h").unwrap(), 86_400);
-        assert_eq!(parse_duration("7d").unwrap(), 604_800);
-        assert_eq!(parse_duration("2").unwrap(), 7200);
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5y").is_err());
+    fn lifetimes_with_units() {
+        for (s, secs) in [
+            ("30m", 1800),
+            ("24h", 86_400),
+            ("7d", 604_800),
+            ("2w", 1_209_600),
+            ("1h30m", 5400),
+            ("1h 30m", 5400),
+            (" 90s ", 90),
+            ("366d", 366 * 86_400),
+        ] {
+            assert_eq!(parse_expires(s).unwrap(), secs, "{s}");
+        }
+    }
+
+    #[test]
+    fn a_bare_number_asks_for_a_unit() {
+        for s in ["2", "30", "7"] {
+            let e = parse_expires(s).unwrap_err().to_string();
+            assert!(e.contains("give a unit: 30m, 24h, 7d"), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn more_than_a_year_is_refused_without_overflow() {
+        for s in [
+            "367d",
+            "2y",
+            "53w",
+            "18446744073709551615s",
+            "18446744073709551615d",
+            "99999999999999999999999h",
+        ] {
+            let e = parse_expires(s).unwrap_err().to_string();
+            assert!(e.contains("at most a year"), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn nonsense_and_too_short_are_refused() {
+        for (s, want) in [
+            ("soon", "not a lifetime"),
+            ("5q", "not a lifetime"),
+            ("", "not a lifetime"),
+            ("30s", "at least a minute"),
+            ("0", "at least a minute"),
+        ] {
+            let e = parse_expires(s).unwrap_err().to_string();
+            assert!(e.contains(want), "{s}: {e}");
+        }
     }
 }

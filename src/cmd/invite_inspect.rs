@@ -1,11 +1,26 @@
-//! `claudemesh invite inspect <link>`: verify an invite offline and show what it grants.
+//! `claudemesh invite inspect <link>`: verify an invite offline and show what it grants: its id
+//! (what `invite revoke` takes), role, groups, uses, and expiry as a date.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
+use claudemesh_protocol::frames::GroupRole;
 use claudemesh_protocol::invite::parse_invite;
 
 use crate::cli::InviteInspectArgs;
+use crate::out::outln;
+
+/// Granted groups as `name` or `name:role`, comma-separated; `-` for none.
+pub fn groups_text(groups: &[GroupRole]) -> String {
+    if groups.is_empty() {
+        return "-".into();
+    }
+    let each = groups.iter().map(|g| match &g.role {
+        Some(r) => format!("{}:{r}", g.name),
+        None => g.name.clone(),
+    });
+    each.collect::<Vec<_>>().join(", ")
+}
 
 pub fn run(args: &InviteInspectArgs) -> anyhow::Result<ExitCode> {
     let invite = parse_invite(&args.link).context("this invite cannot be used")?;
@@ -18,33 +33,18 @@ pub fn run(args: &InviteInspectArgs) -> anyhow::Result<ExitCode> {
             "expired": expired,
             "payload": p,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        println!("mesh:       {} ({})", p.mesh_slug, p.mesh_id);
-        println!("broker:     {}", p.broker_url);
-        println!("role:       {}", p.role.as_str());
-        let groups: Vec<String> = p
-            .groups
-            .iter()
-            .map(|g| match &g.role {
-                Some(r) => format!("{}:{r}", g.name),
-                None => g.name.clone(),
-            })
-            .collect();
-        println!("groups:     {}", if groups.is_empty() { "-".into() } else { groups.join(", ") });
-        println!("max uses:   {}", p.max_uses);
-        let left = p.expires_at.saturating_sub(now);
-        println!(
-            "expires:    {} ({})",
-            p.expires_at,
-            if expired {
-                "EXPIRED".to_string()
-            } else {
-                format!("in {}h {}m", left / 3600, (left % 3600) / 60)
-            }
-        );
-        println!("issuer key: {}", p.issuer_pubkey);
-        println!("signature:  valid");
+        outln!("mesh:       {} ({})", p.mesh_slug, p.mesh_id)?;
+        outln!("invite id:  {} (`claudemesh invite revoke {}` stops it)", p.invite_id, p.invite_id)?;
+        outln!("broker:     {}", p.broker_url)?;
+        outln!("role:       {}", p.role.as_str())?;
+        outln!("groups:     {}", groups_text(&p.groups))?;
+        outln!("max uses:   {}", p.max_uses)?;
+        let expiry = crate::when::date_from_now(p.expires_at, now);
+        outln!("expires:    {expiry}{}", if expired { ", EXPIRED" } else { "" })?;
+        outln!("issuer key: {}", p.issuer_pubkey)?;
+        outln!("signature:  valid")?;
     }
     if expired {
         eprintln!("error: this invite has expired; ask an admin of {} for a new one", p.mesh_slug);

@@ -4,9 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use claudemesh_agent::Config;
+use claudemesh_agent::enroll::JoinError;
 use claudemesh_protocol::invite::parse_invite;
 
+use crate::broker_url::{self, Source};
 use crate::cli::JoinArgs;
+use crate::out::outln;
 
 /// How others see this user when no `--name` is given: the configured name, else user@host.
 pub(super) fn default_name(paths: &claudemesh_agent::Paths) -> String {
@@ -24,16 +27,26 @@ pub async fn run(a: JoinArgs) -> anyhow::Result<ExitCode> {
     let paths = super::paths();
     let name = a.name.unwrap_or_else(|| default_name(&paths));
     claudemesh_protocol::names::validate_display_name(&name).context("choose another --name")?;
-    let joined = claudemesh_agent::enroll::join(&paths, &invite, &name).await?;
+    let joined = match claudemesh_agent::enroll::join(&paths, &invite, &name).await {
+        Ok(joined) => joined,
+        Err(JoinError::Refused { code, message }) => {
+            let slug = &invite.payload.mesh_slug;
+            anyhow::bail!("the broker refused to let you join {slug} ({code}): {message}")
+        }
+        Err(e) => {
+            let p = &invite.payload;
+            return Err(broker_url::explain(&p.broker_url, Source::Invite { mesh: &p.mesh_slug }, e).await);
+        }
+    };
     let m = joined.mesh;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"mesh": m.slug, "mesh_id": m.id, "member_id": m.member_id, "role": m.role, "broker_url": m.broker_url})
-        );
+        )?;
     } else {
-        println!("joined mesh {} as {} (role {}, member {})", m.slug, name, m.role.as_str(), m.member_id);
-        println!("key saved in {} (0600); the agent connects to {}", paths.config().display(), m.broker_url);
+        outln!("joined mesh {} as {} (role {}, member {})", m.slug, name, m.role.as_str(), m.member_id)?;
+        outln!("key saved in {} (0600); the agent connects to {}", paths.config().display(), m.broker_url)?;
     }
     Ok(ExitCode::SUCCESS)
 }

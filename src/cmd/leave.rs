@@ -1,12 +1,13 @@
 //! `claudemesh leave <slug>`: remove the mesh and its key from config.json after confirmation;
 //! the agent drops the link through its config watch.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use claudemesh_agent::Config;
 
 use crate::cli::LeaveArgs;
+use crate::out::{out, outln};
 
 pub fn run(a: LeaveArgs) -> anyhow::Result<ExitCode> {
     let paths = super::paths();
@@ -23,11 +24,10 @@ pub fn run(a: LeaveArgs) -> anyhow::Result<ExitCode> {
         if !std::io::stdin().is_terminal() {
             anyhow::bail!("leaving deletes your key for {}; pass --yes to confirm", a.slug);
         }
-        print!(
+        out!(
             "Leave {} and delete your key for it? You will need a new invite to come back. Type the slug to confirm: ",
             a.slug
-        );
-        std::io::stdout().flush()?;
+        )?;
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
         if line.trim() != cfg.meshes[pos].slug {
@@ -38,9 +38,9 @@ pub fn run(a: LeaveArgs) -> anyhow::Result<ExitCode> {
     let m = cfg.meshes.remove(pos);
     cfg.save(&paths)?;
     if a.json {
-        println!("{}", serde_json::json!({"left": m.slug}));
+        outln!("{}", serde_json::json!({"left": m.slug}))?;
     } else {
-        println!("left {}; its key was deleted", m.slug);
+        outln!("left {}; its key was deleted", m.slug)?;
     }
     Ok(ExitCode::SUCCESS)
 }

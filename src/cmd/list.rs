@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::out::outln;
 use claudemesh_agent::Config;
 
 pub fn run(json: bool) -> anyhow::Result<ExitCode> {
@@ -12,14 +13,14 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|m| serde_json::json!({"slug": m.slug, "id": m.id, "broker_url": m.broker_url, "member_id": m.member_id, "role": m.role, "display_name": m.display_name}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if cfg.meshes.is_empty() {
-        println!("no mesh joined yet: `claudemesh join <invite>`");
+        outln!("no mesh joined yet: `claudemesh join <invite>`")?;
     }
     for m in &cfg.meshes {
-        println!("{:<16} {:<8} {:<20} {}", m.slug, m.role.as_str(), m.display_name, m.broker_url);
+        outln!("{:<16} {:<8} {:<20} {}", m.slug, m.role.as_str(), m.display_name, m.broker_url)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,8 +4,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use claudemesh_agent::enroll::JoinError;
 
+use crate::broker_url::{self, Source};
 use crate::cli::MeshCreateArgs;
+use crate::out::outln;
 
 fn admin_token(a: &MeshCreateArgs) -> anyhow::Result<String> {
     if let Some(f) = &a.admin_token_file {
@@ -21,21 +24,45 @@ fn admin_token(a: &MeshCreateArgs) -> anyhow::Result<String> {
     }
 }
 
+/// Why the mesh was not created, said for this verb (the agent's own wording is about joining).
+async fn failure(a: &MeshCreateArgs, e: JoinError) -> anyhow::Error {
+    match e {
+        // Decided by the broker's stable error codes.
+        JoinError::Refused { code, message } => match code.as_str() {
+            "unauthorized" => anyhow::anyhow!(
+                "the broker refused the admin token: it is not the one the broker at {} uses; check \
+                 --admin-token-file (on the broker host: <data>/admin.token) or $CLAUDEMESH_ADMIN_TOKEN",
+                a.broker
+            ),
+            "conflict" => {
+                anyhow::anyhow!("a mesh named {} already exists on that broker; pick another name", a.slug)
+            }
+            _ => anyhow::anyhow!("the broker refused to create mesh {} ({code}): {message}", a.slug),
+        },
+        e => broker_url::explain(&a.broker, Source::Flag, e).await,
+    }
+}
+
 pub async fn run(a: MeshCreateArgs) -> anyhow::Result<ExitCode> {
     claudemesh_protocol::names::validate_mesh_slug(&a.slug)?;
+    broker_url::check(&a.broker)?;
     let token = admin_token(&a)?;
     let paths = super::paths();
     let name = a.name.clone().unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "admin".into()));
-    let joined = claudemesh_agent::enroll::create_mesh(&paths, &a.broker, &a.slug, &name, &token).await?;
+    let joined = match claudemesh_agent::enroll::create_mesh(&paths, &a.broker, &a.slug, &name, &token).await
+    {
+        Ok(joined) => joined,
+        Err(e) => return Err(failure(&a, e).await),
+    };
     let m = joined.mesh;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"mesh": m.slug, "mesh_id": m.id, "member_id": m.member_id, "role": "admin"})
-        );
+        )?;
     } else {
-        println!("created mesh {} on {}; you are its admin ({})", m.slug, m.broker_url, m.member_id);
-        println!("next: `claudemesh invite create --uses 5` and share the link");
+        outln!("created mesh {} on {}; you are its admin ({})", m.slug, m.broker_url, m.member_id)?;
+        outln!("next: `claudemesh invite create --uses 5` and share the link")?;
     }
     Ok(ExitCode::SUCCESS)
 }

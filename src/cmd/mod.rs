@@ -21,6 +21,7 @@ mod leave;
 mod list;
 mod mcp;
 mod mesh_create;
+mod message_status;
 mod peers;
 mod send;
 mod status;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Leave(a) => leave::run(a),
         Command::Peers(a) => block_on(peers::run(a)),
         Command::Send(a) => block_on(send::run(a)),
+        Command::MessageStatus(a) => block_on(message_status::run(a)),
         Command::Inbox(a) => block_on(inbox::run(a)),
         Command::Status(a) => block_on(status::run(a.json)),
         Command::Doctor(a) => block_on(doctor::run(a.json)),

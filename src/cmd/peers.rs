@@ -5,29 +5,30 @@ use std::process::ExitCode;
 use claudemesh_protocol::local::AgentCall;
 
 use crate::cli::MeshArgs;
+use crate::out::outln;
 
 pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     let mut c = super::agent().await?;
     let peers = c.call(AgentCall::Peers { mesh: a.mesh }).await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&peers)?);
+        outln!("{}", serde_json::to_string_pretty(&peers)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let list = peers.as_array().cloned().unwrap_or_default();
     if list.is_empty() {
-        println!("nobody online (check `claudemesh status` for the link state)");
+        outln!("nobody online (check `claudemesh status` for the link state)")?;
     }
     for p in list {
         let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
         let me = if p["me"] == true { " (you)" } else { "" };
         let summary = p["summary"].as_str().map(|x| format!(" — {x}")).unwrap_or_default();
-        println!(
+        outln!(
             "{:<12} {:<24} {:<8} {}{me}{summary}",
             s("mesh"),
             s("display_name"),
             s("status"),
             s("hostname")
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::install::{FileChange, SERVER_NAME, check_settings, edit_hooks, outcome_json, print_backup};
 use crate::claude_hooks::{self, Action};
 use crate::claude_settings;
+use crate::out::outln;
 
 pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     let claude_json = claude_settings::claude_json()?;
@@ -18,24 +19,24 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     let mcp = uninstall_mcp(&claude_json)?;
     let (hooks, events) = uninstall_hooks(&settings)?;
     if json {
-        println!("{}", outcome_json(&mcp, &hooks, &events));
+        outln!("{}", outcome_json(&mcp, &hooks, &events))?;
         return Ok(ExitCode::SUCCESS);
     }
     if mcp.changed {
-        println!("removed MCP server \"{SERVER_NAME}\" from {}", mcp.path.display());
+        outln!("removed MCP server \"{SERVER_NAME}\" from {}", mcp.path.display())?;
     } else {
-        println!("nothing to remove: no MCP server \"{SERVER_NAME}\" in {}", mcp.path.display());
+        outln!("nothing to remove: no MCP server \"{SERVER_NAME}\" in {}", mcp.path.display())?;
     }
-    print_backup(&mcp);
+    print_backup(&mcp)?;
     let removed: Vec<&str> = events.iter().filter(|(_, a)| *a == Action::Removed).map(|(e, _)| *e).collect();
     if hooks.changed {
-        println!("removed hooks {} from {}", removed.join(", "), hooks.path.display());
+        outln!("removed hooks {} from {}", removed.join(", "), hooks.path.display())?;
     } else {
-        println!("nothing to remove: no claudemesh hooks in {}", hooks.path.display());
+        outln!("nothing to remove: no claudemesh hooks in {}", hooks.path.display())?;
     }
-    print_backup(&hooks);
+    print_backup(&hooks)?;
     if mcp.changed || hooks.changed {
-        println!("restart Claude Code sessions to drop them");
+        outln!("restart Claude Code sessions to drop them")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -82,7 +82,8 @@ pub fn run(event: Option<&str>) -> ExitCode {
     });
     match outcome {
         Ok(Ok(Outcome::Context(v))) => {
-            println!("{v}");
+            // A reader that went away (Claude Code gave up on the hook) is no reason to fail.
+            let _ = crate::out::outln!("{v}");
             ExitCode::SUCCESS
         }
         Ok(Ok(Outcome::Wake(text))) => {
