@@ -62,17 +62,17 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
             m["outbox"]
         )?;
     }
-    print_local_broker(&paths, &st["local_broker"]);
+    print_local_broker(&paths, &st["local_broker"])?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The broker `claudemesh up` runs on this machine, if it configured one.
-fn print_local_broker(paths: &claudemesh_agent::Paths, b: &serde_json::Value) {
+fn print_local_broker(paths: &claudemesh_agent::Paths, b: &serde_json::Value) -> anyhow::Result<()> {
     let configured = claudemesh_agent::Config::load(paths).ok().and_then(|c| c.local_broker);
-    let Some(cfg) = configured else { return };
+    let Some(cfg) = configured else { return Ok(()) };
     if !cfg.enabled {
-        println!("  broker on this machine: stopped by `claudemesh down`; `claudemesh up` starts it");
-        return;
+        outln!("  broker on this machine: stopped by `claudemesh down`; `claudemesh up` starts it")?;
+        return Ok(());
     }
     let state = b["state"].as_str().unwrap_or("starting");
     let pid = b["pid"].as_u64().map(|p| format!(", pid {p}")).unwrap_or_default();
@@ -80,9 +80,10 @@ fn print_local_broker(paths: &claudemesh_agent::Paths, b: &serde_json::Value) {
         b["restarts"].as_u64().filter(|n| *n > 0).map(|n| format!(", {n} restart(s)")).unwrap_or_default();
     let last = b["last_exit"].as_str().map(|e| format!("; last exit: {e}")).unwrap_or_default();
     let public = cfg.public_url.as_deref().map(|u| format!(", public URL {u}")).unwrap_or_default();
-    println!(
+    outln!(
         "  broker on this machine: {state} on {}{public}{pid}{restarts}{last} (log {})",
         cfg.listen,
         claudemesh_agent::local_broker::log_path(paths).display()
-    );
+    )?;
+    Ok(())
 }

@@ -9,6 +9,8 @@ use claudemesh_agent::{AgentClient, ClientError, Config};
 use claudemesh_protocol::local::AgentCall;
 use serde_json::json;
 
+use crate::out::outln;
+
 pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
     let paths = super::paths();
     let mut cfg = Config::load(&paths)?;
@@ -49,22 +51,22 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"agent_stopped": agent_was_running, "broker_stopped": broker.is_some(), "data": broker.map(|b| b.data)})
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     match (&broker, agent_was_running) {
-        (Some(b), _) => println!(
+        (Some(b), _) => outln!(
             "stopped the agent and the broker on this machine; data kept in {} and {}; `claudemesh up` starts them again",
             b.data.display(),
             paths.dir.display()
-        ),
+        )?,
         (None, true) => {
-            println!("stopped the agent; `claudemesh up` (or any claudemesh command) starts it again")
+            outln!("stopped the agent; `claudemesh up` (or any claudemesh command) starts it again")?
         }
-        (None, false) => println!("nothing was running"),
+        (None, false) => outln!("nothing was running")?,
     }
     Ok(ExitCode::SUCCESS)
 }

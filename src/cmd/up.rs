@@ -16,6 +16,7 @@ use claudemesh_protocol::local::AgentCall;
 use serde_json::{Value, json};
 
 use crate::cli::UpArgs;
+use crate::out::{out, outln};
 
 /// The address a first `up` listens on: this machine only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7900";
@@ -52,13 +53,13 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&paths)?;
     let status = settled_status(&mut agent, &cfg).await?;
     if a.json {
-        println!("{}", json!({ "did": did, "notes": notes, "status": status, "config_dir": paths.dir }));
+        outln!("{}", json!({ "did": did, "notes": notes, "status": status, "config_dir": paths.dir }))?;
         return Ok(ExitCode::SUCCESS);
     }
-    report(&cfg, &status, &did, &notes);
+    report(&cfg, &status, &did, &notes)?;
     if !a.no_tui {
         // The dashboard (`claudemesh tui`) is not part of this build yet; `up` opens it once it is.
-        println!("\n(run `claudemesh status` any time to see this again)");
+        outln!("\n(run `claudemesh status` any time to see this again)")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -218,9 +219,9 @@ fn offer_install(yes: bool, did: &mut Vec<String>, notes: &mut Vec<String>) -> a
             notes.push("did not add claudemesh to Claude Code (no terminal to ask; pass --yes, or run `claudemesh install`)".into());
             return Ok(());
         }
-        print!(
+        out!(
             "Add claudemesh to Claude Code (an MCP server in ~/.claude.json, hooks in ~/.claude/settings.json)? [Y/n] "
-        );
+        )?;
         std::io::stdout().flush()?;
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
@@ -252,48 +253,49 @@ fn claude_already_set_up() -> bool {
 }
 
 /// What `up` did, where things are, and what to do next.
-fn report(cfg: &Config, status: &Value, did: &[String], notes: &[String]) {
+fn report(cfg: &Config, status: &Value, did: &[String], notes: &[String]) -> anyhow::Result<()> {
     if did.is_empty() {
-        println!("claudemesh is up; nothing needed changing");
+        outln!("claudemesh is up; nothing needed changing")?;
     }
     for d in did {
-        println!("- {d}");
+        outln!("- {d}")?;
     }
     for n in notes {
-        println!("note: {n}");
+        outln!("note: {n}")?;
     }
     if let Some(b) = &status["local_broker"].as_object() {
         let public = b.get("public_url").and_then(Value::as_str);
-        println!(
+        outln!(
             "broker: {} on {}{}",
             b.get("state").and_then(Value::as_str).unwrap_or("?"),
             b.get("listen").and_then(Value::as_str).unwrap_or("?"),
             public.map(|p| format!(", teammates use {p}")).unwrap_or_else(|| ", this machine only".into()),
-        );
+        )?;
     }
     for m in status["meshes"].as_array().into_iter().flatten() {
         let role = cfg.mesh(m["slug"].as_str().unwrap_or("")).map(|c| c.role.as_str()).unwrap_or("?");
-        println!(
+        outln!(
             "mesh {}: {} {} (you are {role} {})",
             m["slug"].as_str().unwrap_or("?"),
             m["link"].as_str().unwrap_or("?"),
             m["broker_url"].as_str().unwrap_or("?"),
             cfg.mesh(m["slug"].as_str().unwrap_or("")).map(|c| c.display_name.as_str()).unwrap_or("?"),
-        );
+        )?;
     }
-    println!("next:");
-    println!("  claudemesh launch                  start Claude Code as a session on the mesh");
+    outln!("next:")?;
+    outln!("  claudemesh launch                  start Claude Code as a session on the mesh")?;
     if cfg.meshes.iter().any(|m| m.role == claudemesh_protocol::frames::Role::Admin) {
-        println!("  claudemesh invite create --uses 5  make a link for teammates to join");
+        outln!("  claudemesh invite create --uses 5  make a link for teammates to join")?;
     }
     if cfg.local_broker.as_ref().is_some_and(|b| b.public_url.is_none()) {
-        println!(
+        outln!(
             "  (the broker listens on this machine only; for a team on your network run \
              `claudemesh up --listen 0.0.0.0:7900 --public-url ws://HOST:7900/ws`)"
-        );
+        )?;
     }
     if cfg.local_broker.is_some() {
-        println!("  claudemesh agent install           start the agent and this broker at login");
+        outln!("  claudemesh agent install           start the agent and this broker at login")?;
     }
-    println!("  claudemesh down                    stop the agent and the broker (data is kept)");
+    outln!("  claudemesh down                    stop the agent and the broker (data is kept)")?;
+    Ok(())
 }
