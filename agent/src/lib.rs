@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod enroll;
+pub mod fds;
 pub mod hooks;
 pub mod inbox;
 pub mod members;
