@@ -263,9 +263,15 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub async fn start(paths: &Paths) -> Self {
+        Self::start_with_env(paths, &[]).await
+    }
+
+    /// As [`AgentProcess::start`], with more environment (e.g. `CLAUDEMESH_DEBUG`).
+    pub async fn start_with_env(paths: &Paths, env: &[(&str, &str)]) -> Self {
         let log = std::fs::File::create(paths.dir.join("test-agent.log")).unwrap();
         let mut child = std::process::Command::new(EXE)
             .args(["agent", "run"])
+            .envs(env.iter().copied())
             .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
