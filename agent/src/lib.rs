@@ -10,6 +10,7 @@ pub mod enroll;
 pub mod fds;
 pub mod hooks;
 pub mod inbox;
+pub mod link;
 pub mod members;
 pub mod paths;
 pub mod resolve;

@@ -1,13 +1,35 @@
 //! Membership through the agent: `member_remove` and `member_set` (admins), and `leave`, which
 //! tells the broker before the key is deleted so no ghost member stays behind.
 
-use claudemesh_protocol::frames::{ClientFrame, ErrorCode, GroupRole, MemberInfo, Role, ServerFrame};
+use claudemesh_protocol::frames::{
+    ClientFrame, ErrorCode, FormerMember, GroupRole, MemberInfo, Role, ServerFrame,
+};
 use serde_json::{Value, json};
 
 use crate::admin::request;
 use crate::api::ApiError;
 use crate::config::Config;
-use crate::state::Agent;
+use crate::state::{Agent, MeshView};
+
+/// Most former members a mesh view remembers.
+const MAX_FORMER: usize = 1024;
+
+/// Takes the broker's list of former members into `v`, keeping those learnt from
+/// `member_removed` events (an older broker lists none); a member who is current is not former.
+pub fn merge_former(v: &mut MeshView, former: Vec<FormerMember>) {
+    for f in former {
+        v.former.insert(f.member_id.clone(), f);
+    }
+    let current = &v.members;
+    v.former.retain(|id, _| !current.contains_key(id));
+    if v.former.len() > MAX_FORMER {
+        let mut by_age: Vec<(u64, String)> = v.former.values().map(|f| (f.at, f.member_id.clone())).collect();
+        by_age.sort();
+        for (_, id) in by_age.into_iter().take(v.former.len() - MAX_FORMER) {
+            v.former.remove(&id);
+        }
+    }
+}
 
 /// The short form of a member id that lists and errors show (`m_1cf452`).
 pub fn short_id(member_id: &str) -> &str {

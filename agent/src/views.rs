@@ -1,7 +1,9 @@
 //! The agent's views of what it knows (DESIGN §10): `status`, `meshes`, `peers`, `members`.
 
+use std::time::Instant;
+
 use claudemesh_protocol::frames::{ErrorCode, PeerSession};
-use claudemesh_protocol::local::InboxMessage;
+use claudemesh_protocol::local::{InboxMessage, LinkState};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, internal};
@@ -18,13 +20,24 @@ pub fn status(agent: &Agent) -> Value {
             let id = &m.config.id;
             let mine: Vec<&InboxMessage> =
                 inbox.iter().filter(|r| &r.mesh_id == id).map(|r| &r.message).collect();
+            // A link retries unless the broker said the member is removed or its key is in use
+            // elsewhere; `retry_in_secs` counts down while it waits.
+            let retrying = matches!(m.link, LinkState::Connecting | LinkState::Disconnected);
+            let retry_in = m
+                .retry_at
+                .filter(|_| m.link == LinkState::Disconnected)
+                .map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64().ceil() as u64);
             json!({
                 "slug": m.config.slug,
                 "id": id,
                 "broker_url": m.config.broker_url,
+                "public_url": m.public_url,
                 "member_id": m.config.member_id,
                 "link": m.link,
                 "detail": m.link_detail,
+                "retrying": retrying,
+                "retry_in_secs": retry_in,
+                "refusal": m.refusal,
                 "connected_secs": m.connected_since.map(|t| t.elapsed().as_secs()),
                 "sessions": sessions.values().filter(|s| s.meshes.contains(id)).count(),
                 "peers": m.peers.len(),

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod external;
+pub mod fake_broker;
 pub mod mcp_client;
 
 use std::time::Duration;
@@ -112,6 +113,24 @@ impl World {
         cfg.save(&paths).unwrap();
         paths
     }
+}
+
+/// The `status` entry of the agent's first mesh.
+pub async fn mesh_status(c: &mut AgentClient) -> Value {
+    c.call(AgentCall::Status).await.unwrap()["meshes"][0].clone()
+}
+
+/// Polls the first mesh's `status` entry until `pred` holds (20 s at most); returns it.
+pub async fn wait_mesh_status(c: &mut AgentClient, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..800 {
+        last = mesh_status(c).await;
+        if pred(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("mesh status never showed {what}: {last}");
 }
 
 /// An agent running in this process on its own config dir.
