@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use claudemesh_broker::testkit::{Client, RunningBroker};
-use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use claudemesh_protocol::frames::{ClientFrame, ErrorCode, Priority, ServerFrame};
 use common::fake_broker::{Answer, FakeBroker};
 use common::*;
 use serde_json::Value;
@@ -126,4 +126,18 @@ async fn hellos_name_the_agent_process_and_only_key_in_use_stops_the_retries() {
     wait_connected(&mut c).await;
     let last = fake.hellos.lock().unwrap().last().cloned().unwrap();
     assert_ne!(last.instance.unwrap().id, first.id, "a new agent process draws a new instance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_by_name_while_the_link_is_down_says_the_link_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBroker::start(Answer::Refuse(ErrorCode::Unavailable, "broker is starting".into())).await;
+    let paths = fake.member_config(dir.path());
+    let agent = RunningAgent::start(&paths).await;
+    let mut c = agent.client().await;
+    wait_mesh_status(&mut c, "a refusal", |m| m["refusal"]["code"] == "unavailable").await;
+    let e = c.call(send_call("bob", "hi", Priority::Next, None)).await.unwrap_err().to_string();
+    assert!(e.contains("link") && e.contains("down") && e.contains("claudemesh status"), "{e}");
+    assert!(e.contains("broker is starting"), "it repeats what status shows: {e}");
+    assert!(!e.contains("no peer"), "{e}");
 }
