@@ -220,6 +220,11 @@ pub struct InviteCreateArgs {
     pub groups: Vec<String>,
     #[arg(long)]
     pub mesh: Option<String>,
+    /// The broker address the invite carries (ws://HOST:PORT/ws or wss://…), when teammates
+    /// reach the broker at another address than you (default: the broker's --public-url, else
+    /// the address you use).
+    #[arg(long)]
+    pub broker_url: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

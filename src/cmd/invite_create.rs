@@ -46,8 +46,13 @@ pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
             groups,
             max_uses: a.uses,
             expires_in_secs: parse_duration(&a.expires)?,
+            broker_url: a.broker_url,
         }))
         .await?;
+    // Also with --json: a warning belongs on stderr, where scripts do not parse it.
+    if let Some(w) = r["warning"].as_str() {
+        eprintln!("warning: {w}");
+    }
     if a.json {
         println!("{r}");
     } else {

@@ -115,6 +115,32 @@ impl World {
     }
 }
 
+impl World {
+    /// A config dir for the mesh's admin (its creator), for an agent that acts as the admin.
+    /// Start that agent after the last [`World::member`] call: those connect as the admin too.
+    pub fn admin_paths(&self) -> Paths {
+        let paths = Paths::new(self.dir.path().join("agent-admin"));
+        Config {
+            display_name: Some("admin".into()),
+            meshes: vec![MeshConfig {
+                id: self.mesh_id.clone(),
+                slug: "team".into(),
+                broker_url: self.url(),
+                member_id: self.admin.member_id.clone(),
+                role: Role::Admin,
+                secret_key: self.admin.key.secret_hex().to_string(),
+                display_name: "admin".into(),
+                joined_at: 0,
+                extra: Default::default(),
+            }],
+            extra: Default::default(),
+        }
+        .save(&paths)
+        .unwrap();
+        paths
+    }
+}
+
 /// The `status` entry of the agent's first mesh.
 pub async fn mesh_status(c: &mut AgentClient) -> Value {
     c.call(AgentCall::Status).await.unwrap()["meshes"][0].clone()
