@@ -76,6 +76,13 @@ async fn a_removed_member_stops_retrying_and_is_told_how_to_clear_it() {
     let d = doctor_link(&alice.paths);
     assert_eq!(d["status"], "fail");
     assert!(d["fix"].as_str().unwrap().contains("`claudemesh leave team`"), "{d}");
+    // Leaving works without the broker's help: it already forgot the member.
+    let (code, out, err) = cli(&alice.paths, &["leave", "team", "--yes", "--json"]);
+    assert_eq!(code, 0, "{out} {err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["broker_told"], false, "{v}");
+    let (_, out, _) = cli(&alice.paths, &["list", "--json"]);
+    assert_eq!(out.trim(), "[]");
 }
 
 fn alice_member_id(paths: &claudemesh_agent::Paths) -> String {

@@ -19,6 +19,19 @@ pub(crate) async fn request(
     mesh_id: &str,
     build: Box<dyn FnOnce(u64) -> ClientFrame + Send>,
 ) -> Result<ServerFrame, ApiError> {
+    match request_raw(agent, mesh_id, build).await? {
+        ServerFrame::Error(e) => Err((e.code, e.message)),
+        f => Ok(f),
+    }
+}
+
+/// As [`request`], but a broker `error` comes back as the frame it is, so that a caller can
+/// tell what the broker said from the broker not answering.
+pub(crate) async fn request_raw(
+    agent: &Agent,
+    mesh_id: &str,
+    build: Box<dyn FnOnce(u64) -> ClientFrame + Send>,
+) -> Result<ServerFrame, ApiError> {
     let uplink = agent
         .meshes()
         .get(mesh_id)
@@ -30,7 +43,6 @@ pub(crate) async fn request(
         .await
         .map_err(|_| (ErrorCode::Unavailable, "the mesh link is shutting down".to_string()))?;
     match tokio::time::timeout(std::time::Duration::from_secs(15), rx).await {
-        Ok(Ok(ServerFrame::Error(e))) => Err((e.code, e.message)),
         Ok(Ok(f)) => Ok(f),
         _ => Err((
             ErrorCode::Unavailable,

@@ -124,16 +124,39 @@ pub fn peers(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
     Ok(Value::Array(out))
 }
 
+/// Every current member of the selected meshes, with its short id, whether it is online, and
+/// the names of its open sessions (this agent's own included before the broker echoes them).
 pub fn members(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
     let ids = selected(agent, mesh)?;
+    let local: Vec<LocalSession> = agent.sessions().values().cloned().collect();
     let meshes = agent.meshes();
     let mut out = Vec::new();
     for id in ids {
         let Some(v) = meshes.get(&id) else { continue };
         for m in v.members.values() {
+            let me = m.member_id == v.config.member_id;
+            let mut sessions: Vec<String> = v
+                .peers
+                .values()
+                .filter(|p| p.member_id == m.member_id)
+                .map(|p| p.session.display_name.clone())
+                .collect();
+            if me {
+                sessions.extend(
+                    local
+                        .iter()
+                        .filter(|s| s.meshes.contains(&id) && !v.peers.contains_key(&s.info.session_id))
+                        .map(|s| s.info.display_name.clone()),
+                );
+            }
+            sessions.sort();
             let mut j = serde_json::to_value(m).map_err(internal)?;
             j["mesh"] = json!(v.config.slug);
-            j["me"] = json!(m.member_id == v.config.member_id);
+            j["me"] = json!(me);
+            j["short_id"] = json!(crate::members::short_id(&m.member_id));
+            // Our own member is online whenever our link is, whatever the cached directory says.
+            j["online"] = json!(m.online || !sessions.is_empty() || (me && v.link == LinkState::Connected));
+            j["sessions"] = json!(sessions);
             out.push(j);
         }
     }

@@ -24,9 +24,9 @@ pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
     Ok(n * mult)
 }
 
-pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
-    let groups = a
-        .groups
+/// `--group` values, `name` or `name:role`, checked.
+pub fn parse_groups(groups: &[String]) -> anyhow::Result<Vec<GroupRole>> {
+    groups
         .iter()
         .map(|g| {
             let (name, role) = match g.split_once(':') {
@@ -36,7 +36,11 @@ pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
             claudemesh_protocol::names::validate_group_name(name)?;
             Ok(GroupRole { name: name.into(), role })
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect()
+}
+
+pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
+    let groups = parse_groups(&a.groups)?;
     let role = if a.role == "admin" { Role::Admin } else { Role::Member };
     let mut c = super::agent().await?;
     let r = c

@@ -19,6 +19,9 @@ mod launch;
 mod leave;
 mod list;
 mod mcp;
+mod member_remove;
+mod member_set;
+mod members;
 mod mesh_create;
 mod peers;
 mod send;
@@ -29,7 +32,7 @@ use std::process::ExitCode;
 
 use claudemesh_agent::Paths;
 
-use crate::cli::{AgentCommand, Cli, Command, InviteCommand, MeshCommand};
+use crate::cli::{AgentCommand, Cli, Command, InviteCommand, MemberCommand, MeshCommand};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -46,7 +49,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mesh(MeshCommand::Create(a)) => block_on(mesh_create::run(a)),
         Command::Join(a) => block_on(join::run(a)),
         Command::List(a) => list::run(a.json),
-        Command::Leave(a) => leave::run(a),
+        Command::Leave(a) => block_on(leave::run(a)),
+        Command::Members(a) => block_on(members::run(a)),
+        Command::Member(MemberCommand::Remove(a)) => block_on(member_remove::run(a)),
+        Command::Member(MemberCommand::Set(a)) => block_on(member_set::run(a)),
         Command::Peers(a) => block_on(peers::run(a)),
         Command::Send(a) => block_on(send::run(a)),
         Command::Inbox(a) => block_on(inbox::run(a)),
@@ -76,6 +82,20 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> 
 
 pub fn paths() -> Paths {
     Paths::from_env()
+}
+
+/// Asks `question` on the terminal and whether the answer is `expected`. Without a terminal
+/// it refuses, naming `--yes`, since nobody can answer.
+pub fn confirm(question: &str, expected: &str, what: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("{what}; pass --yes to confirm");
+    }
+    print!("{question} ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == expected)
 }
 
 /// Seconds since the Unix epoch.
