@@ -204,7 +204,12 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
                         format!("key for {}", m.slug),
                         Level::Fail,
                         e.to_string(),
-                        format!("`claudemesh leave {} --yes`, then join with a new invite", m.slug),
+                        format!(
+                            "restore config.json from a backup; else this identity is lost: `claudemesh \
+                             leave {} --yes --local-only` (an unusable key cannot tell the broker), then \
+                             join with a new invite",
+                            m.slug
+                        ),
                     )),
                 }
             }
