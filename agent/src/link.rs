@@ -49,6 +49,7 @@ pub(crate) struct Link<'a> {
 }
 
 impl<'a> Link<'a> {
+    /// A link over `ws`, which has not said hello yet.
     pub(crate) fn new(agent: &'a Agent, mesh_id: &'a str, ws: Ws) -> Self {
         Self {
             agent,
@@ -67,6 +68,7 @@ impl<'a> Link<'a> {
         self.req
     }
 
+    /// Writes one frame; a failure ends the connection.
     pub(crate) async fn send(&mut self, f: &ClientFrame) -> Result<(), End> {
         self.ws
             .send(Message::Text(encode(f).into()))
@@ -80,6 +82,7 @@ impl<'a> Link<'a> {
         self.send(&build(req)).await
     }
 
+    /// The next frame from the broker, within `within` (pings and pongs skipped).
     pub(crate) async fn next_frame(&mut self, within: Duration) -> Result<ServerFrame, End> {
         let deadline = Instant::now() + within;
         loop {
@@ -116,6 +119,7 @@ impl<'a> Link<'a> {
         Ok(())
     }
 
+    /// Serves the connection (frames, commands, pings, outbox retries) until it ends.
     pub(crate) async fn main_loop(
         mut self,
         rx: &mut mpsc::Receiver<UplinkCmd>,
