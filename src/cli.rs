@@ -30,8 +30,13 @@ pub enum Command {
     Join(JoinArgs),
     /// Show the meshes you joined.
     List(JsonArg),
-    /// Leave a mesh: drop its link and delete your key for it.
+    /// Leave a mesh: tell its broker, drop the link and delete your key for it.
     Leave(LeaveArgs),
+    /// List the members of your meshes: name, short id, role, groups, online, sessions.
+    Members(MeshArgs),
+    /// Remove a member, or change its role and groups (admins).
+    #[command(subcommand)]
+    Member(MemberCommand),
     /// Show who is online in your meshes.
     Peers(MeshArgs),
     /// Send a message to a peer (name or id), a member, `@group`, or `*`; prints its id.
@@ -140,6 +145,49 @@ pub struct LeaveArgs {
     /// Do not ask for confirmation.
     #[arg(long, short)]
     pub yes: bool,
+    /// Forget the mesh on this machine only, without telling its broker (gone for good, or
+    /// this is a copy of another machine's identity).
+    #[arg(long)]
+    pub local_only: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Remove a member from the mesh (admins): its key stops working at once.
+    Remove(MemberRemoveArgs),
+    /// Change a member's role and/or granted groups (admins).
+    Set(MemberSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MemberRemoveArgs {
+    /// The member: display name, member id, or a unique prefix of the id.
+    pub member: String,
+    /// The mesh (slug), when you are in several.
+    #[arg(long)]
+    pub mesh: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MemberSetArgs {
+    /// The member: display name, member id, or a unique prefix of the id.
+    pub member: String,
+    /// The mesh (slug), when you are in several.
+    #[arg(long)]
+    pub mesh: Option<String>,
+    /// The new role.
+    #[arg(long, value_parser = ["admin", "member"])]
+    pub role: Option<String>,
+    /// The member's groups, as name or name:role (repeatable; replaces the whole list).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -267,6 +315,11 @@ pub struct InviteCreateArgs {
     pub groups: Vec<String>,
     #[arg(long)]
     pub mesh: Option<String>,
+    /// The broker address the invite carries (ws://HOST:PORT/ws or wss://…), when teammates
+    /// reach the broker at another address than you (default: the broker's --public-url, else
+    /// the address you use).
+    #[arg(long)]
+    pub broker_url: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

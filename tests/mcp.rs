@@ -180,3 +180,99 @@ async fn without_channel_messages_wait_for_check_messages() {
     ca.cancel().await.unwrap();
     cb.cancel().await.unwrap();
 }
+
+/// The local sessions' names, sorted, from the agent's status.
+async fn local_names(c: &mut claudemesh_agent::AgentClient) -> Vec<String> {
+    let st = c.call(claudemesh_protocol::local::AgentCall::Status).await.unwrap();
+    let mut v: Vec<String> = st["local_sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["display_name"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_started_in_the_same_directory_get_distinct_names() {
+    use claudemesh_protocol::frames::SessionInfo;
+    use claudemesh_protocol::local::{AgentCall, SessionRegister};
+    let w = World::start().await;
+    let a = agent(&w, "alice").await;
+    let repo = w.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let mut ac = a.client().await;
+    let c1 = mcp_unnamed(&a.paths, "s-1", &repo).await;
+    let c2 = mcp_unnamed(&a.paths, "s-2", &repo).await;
+    let mut names = Vec::new();
+    for _ in 0..400 {
+        names = local_names(&mut ac).await;
+        if names.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The default name is the configured one, "alice": the second session gets "alice-2".
+    assert_eq!(names, ["alice", "alice-2"]);
+    let me = |r: &rmcp::model::CallToolResult| {
+        text(r).lines().find(|l| l.contains("(you)")).unwrap_or_default().to_string()
+    };
+    let (l1, l2) =
+        (me(&call(&c1, "list_peers", json!({})).await), me(&call(&c2, "list_peers", json!({})).await));
+    assert_ne!(l1.split(" (you)").next(), l2.split(" (you)").next(), "{l1} / {l2}");
+
+    // At the socket: a third default-named session is alice-3; a bad chosen name is refused.
+    let reg = |sid: &str, name: &str, default_name: bool| {
+        AgentCall::SessionRegister(SessionRegister {
+            meshes: vec![],
+            session: SessionInfo { session_id: sid.into(), display_name: name.into(), ..Default::default() },
+            claude_pid: None,
+            default_name,
+        })
+    };
+    let r = ac.call(reg("s-3", "alice", true)).await.unwrap();
+    assert_eq!(r["display_name"], "alice-3");
+    let e = ac.call(reg("s-4", "alice\u{7}", false)).await.unwrap_err().to_string();
+    assert!(e.contains("session name") && e.contains("control"), "{e}");
+    // Once alice-2 closes, its name is free for the next session.
+    c2.cancel().await.unwrap();
+    for _ in 0..400 {
+        if !local_names(&mut ac).await.contains(&"alice-2".to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut other = a.client().await;
+    let r = other.call(reg("s-5", "alice", true)).await.unwrap();
+    assert_eq!(r["display_name"], "alice-2");
+    drop(c1);
+}
+
+#[test]
+fn launch_refuses_a_bad_session_name_before_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut c = std::process::Command::new(EXE);
+        c.args(args)
+            .env("HOME", dir.path())
+            .env("CLAUDEMESH_CONFIG_DIR", dir.path().join("cm"))
+            .env_remove("CLAUDEMESH_NAME");
+        if let Some(n) = env {
+            c.env("CLAUDEMESH_NAME", n);
+        }
+        let out = c.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    // (Nothing is installed in this HOME either: the name is what is reported, first.)
+    let (code, err) = run(&["launch", "--name", "tab\there"], None);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--name") && err.contains("cannot be a session name"), "{err}");
+    let long = "n".repeat(65);
+    let (code, err) = run(&["launch"], Some(&long));
+    assert_ne!(code, Some(0));
+    assert!(err.contains("CLAUDEMESH_NAME") && err.contains("at most 64"), "{err}");
+    let (code, err) = run(&["launch", "--name", "fine-name"], None);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("claudemesh install"), "a good name passes on to the next check: {err}");
+}

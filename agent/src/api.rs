@@ -76,6 +76,7 @@ pub async fn handle(
 fn resolve_err(e: ResolveError) -> ApiError {
     match e {
         ResolveError::Ambiguous { .. } => (ErrorCode::Conflict, e.to_string()),
+        ResolveError::LinkDown { .. } => (ErrorCode::Unavailable, e.to_string()),
         _ => (ErrorCode::NotFound, e.to_string()),
     }
 }

@@ -202,19 +202,20 @@ pub async fn connect_or_start(paths: &Paths, client: &str, exe: &Path) -> Result
     Err(ClientError::StartFailed { secs, log: log.display().to_string(), tail })
 }
 
-/// Starts `exe agent run` detached (own process group, output appended to `agent.log`).
+/// Starts `exe agent run` detached (own process group, output appended to `agent.log`),
+/// holding none of this process's other descriptors: a pipe the caller inherited must close
+/// when the caller exits, not when the agent does.
 pub fn spawn_agent(paths: &Paths, exe: &Path) -> Result<std::process::Child, ClientError> {
     use std::os::unix::process::CommandExt;
     paths.ensure_dir()?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(paths.log())?;
     let log2 = log.try_clone()?;
-    std::process::Command::new(exe)
-        .args(["agent", "run"])
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["agent", "run"])
         .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2)
-        .process_group(0)
-        .spawn()
-        .map_err(Into::into)
+        .process_group(0);
+    crate::fds::spawn_without_inherited(|| cmd.spawn()).map_err(Into::into)
 }

@@ -70,7 +70,10 @@ pub enum ConfigError {
     Parse { path: String, source: serde_json::Error },
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: std::io::Error },
-    #[error("the key stored for mesh {mesh} is unusable: {reason}; leave and re-join the mesh")]
+    #[error(
+        "the key stored for mesh {mesh} is unusable: {reason}; restore config.json from a backup, or \
+         forget the mesh with `claudemesh leave {mesh} --local-only` and join again with a new invite"
+    )]
     BadKey { mesh: String, reason: String },
 }
 

@@ -97,6 +97,9 @@ fn start_uplink(agent: &Arc<Agent>, tracker: &TaskTracker, mesh: MeshConfig) -> 
             peers: Default::default(),
             senders: Default::default(),
             former: Default::default(),
+            public_url: None,
+            retry_at: None,
+            refusal: None,
             uplink: tx,
             cancel: cancel.clone(),
         },
@@ -164,6 +167,7 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
         }
         Err(e) => tracing::warn!(error = %e, "cannot release earlier sessions' unseen messages"),
     }
+    let seen = fingerprint(&paths.config());
     let config = Config::load(&paths)?;
     let agent = Arc::new(Agent::new(paths.clone(), store, shutdown.clone()));
     let tracker = TaskTracker::new();
@@ -186,7 +190,7 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
         .map_err(io("cannot chmod", &sock))?;
     tracker.spawn(socket::serve(agent.clone(), listener, shutdown.clone(), tracker.clone()));
-    let _watcher = watch_config(&agent, &tracker, &shutdown);
+    let _watcher = watch_config(&agent, &tracker, &shutdown, seen);
     tracing::info!(dir = %paths.dir.display(), pid = std::process::id(), meshes = config.meshes.len(), "agent running");
 
     shutdown.cancelled().await;
@@ -197,16 +201,40 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
     Ok(())
 }
 
-/// Watches the config dir; a changed `config.json` is reloaded and reconciled (debounced).
+/// What `config.json` holds right now, as a hash (a missing file counts as its own state), so
+/// that the watch acts on each distinct content once.
+fn fingerprint(path: &std::path::Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match std::fs::read(path) {
+        Ok(bytes) => (1u8, bytes).hash(&mut h),
+        Err(e) => (0u8, e.kind().to_string()).hash(&mut h),
+    }
+    h.finish()
+}
+
+/// Whether a notify event can mean a file changed: created, written, renamed or removed.
+/// Never accesses or metadata-only changes: the watch's own reads cause those, and reacting
+/// to them made one edit start a reload several times a second, forever.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind as K;
+    use notify::event::ModifyKind as M;
+    matches!(kind, K::Create(_) | K::Remove(_) | K::Modify(M::Data(_) | M::Name(_) | M::Any) | K::Any)
+}
+
+/// Watches the config dir; each new content of `config.json` is reloaded and reconciled once
+/// (debounced), and an unreadable one is reported once, not on every event.
 fn watch_config(
     agent: &Arc<Agent>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
+    mut last: u64,
 ) -> Option<notify::RecommendedWatcher> {
     let (tx, mut rx) = mpsc::channel::<()>(16);
     let config_name = agent.paths.config().file_name().map(|n| n.to_os_string());
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev
+            && is_change(&ev.kind)
             && ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == config_name)
         {
             let _ = tx.try_send(());
@@ -222,6 +250,7 @@ fn watch_config(
     }
     let (agent, tracker2, shutdown) = (agent.clone(), tracker.clone(), shutdown.clone());
     tracker.spawn(async move {
+        let path = agent.paths.config();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -229,11 +258,64 @@ fn watch_config(
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
             while rx.try_recv().is_ok() {}
+            tracing::debug!("config watch woke");
+            let now = fingerprint(&path);
+            if now == last {
+                continue;
+            }
+            last = now;
             match Config::load(&agent.paths) {
-                Ok(c) => reconcile(&agent, &tracker2, &c),
+                Ok(c) => {
+                    tracing::info!(path = %path.display(), "config changed; reloading");
+                    reconcile(&agent, &tracker2, &c);
+                }
                 Err(e) => tracing::error!(error = %e, "config changed but cannot be read; keeping the current meshes"),
             }
         }
     });
     Some(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::EventKind as K;
+    use notify::event::{
+        AccessKind, CreateKind, DataChange, MetadataKind, ModifyKind, RemoveKind, RenameMode,
+    };
+
+    use super::*;
+
+    #[test]
+    fn only_changes_wake_the_config_watch() {
+        for k in [
+            K::Create(CreateKind::File),
+            K::Modify(ModifyKind::Data(DataChange::Any)),
+            K::Modify(ModifyKind::Name(RenameMode::To)),
+            K::Modify(ModifyKind::Any),
+            K::Remove(RemoveKind::File),
+        ] {
+            assert!(is_change(&k), "{k:?}");
+        }
+        for k in [
+            K::Access(AccessKind::Read),
+            K::Access(AccessKind::Any),
+            K::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+            K::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+        ] {
+            assert!(!is_change(&k), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        let missing = fingerprint(&p);
+        std::fs::write(&p, "{}").unwrap();
+        let a = fingerprint(&p);
+        assert_ne!(a, missing);
+        assert_eq!(fingerprint(&p), a, "reading does not change it");
+        std::fs::write(&p, "{ broken").unwrap();
+        assert_ne!(fingerprint(&p), a);
+    }
 }

@@ -1,13 +1,36 @@
 //! Membership through the agent: `member_remove` and `member_set` (admins), and `leave`, which
 //! tells the broker before the key is deleted so no ghost member stays behind.
 
-use claudemesh_protocol::frames::{ClientFrame, ErrorCode, GroupRole, MemberInfo, Role, ServerFrame};
+use claudemesh_protocol::frames::{
+    ClientFrame, ErrorCode, FormerMember, GroupRole, MemberInfo, Role, ServerFrame,
+};
+use claudemesh_protocol::local::LinkState;
 use serde_json::{Value, json};
 
-use crate::admin::request;
+use crate::admin::{request, request_raw};
 use crate::api::ApiError;
 use crate::config::Config;
-use crate::state::Agent;
+use crate::state::{Agent, MeshView};
+
+/// Most former members a mesh view remembers.
+const MAX_FORMER: usize = 1024;
+
+/// Takes the broker's list of former members into `v`, keeping those learnt from
+/// `member_removed` events (an older broker lists none); a member who is current is not former.
+pub fn merge_former(v: &mut MeshView, former: Vec<FormerMember>) {
+    for f in former {
+        v.former.insert(f.member_id.clone(), f);
+    }
+    let current = &v.members;
+    v.former.retain(|id, _| !current.contains_key(id));
+    if v.former.len() > MAX_FORMER {
+        let mut by_age: Vec<(u64, String)> = v.former.values().map(|f| (f.at, f.member_id.clone())).collect();
+        by_age.sort();
+        for (_, id) in by_age.into_iter().take(v.former.len() - MAX_FORMER) {
+            v.former.remove(&id);
+        }
+    }
+}
 
 /// The short form of a member id that lists and errors show (`m_1cf452`).
 pub fn short_id(member_id: &str) -> &str {
@@ -110,30 +133,46 @@ pub async fn set(
 }
 
 /// `leave`: the broker removes the member (reason `left`), then the mesh and its key leave
-/// `config.json`; the config watch drops the link. A broker that already forgot the member
-/// (removed, unknown) does not block leaving; an unreachable one does unless `local_only`.
+/// `config.json` and the link drops. A broker that already removed the member does not block
+/// leaving; one that cannot be asked (link down, key in use elsewhere, too old to know
+/// `leave`) does, unless `local_only`, so that no ghost member stays behind unknowingly.
 pub async fn leave(agent: &Agent, mesh: &str, local_only: bool) -> Result<Value, ApiError> {
-    let mesh_id = mesh_of(agent, Some(mesh))?;
-    let told = if local_only {
-        false
-    } else {
-        match request(agent, &mesh_id, Box::new(|req| ClientFrame::Leave { req })).await {
-            Ok(ServerFrame::Ok { .. }) => true,
-            Ok(other) => {
-                return Err((ErrorCode::Internal, format!("unexpected reply {}", other.type_name())));
-            }
-            Err((ErrorCode::Revoked | ErrorCode::NotFound | ErrorCode::Unauthorized, _)) => false,
-            Err((ErrorCode::Unavailable, _)) => {
+    let mesh_id = match agent.resolve_mesh(Some(mesh)) {
+        Ok(id) => id,
+        // In config.json but without a link (its key is unusable): only a local removal works.
+        Err(e) => match Config::load(&agent.paths).ok().and_then(|c| c.mesh(mesh).map(|m| m.id.clone())) {
+            Some(id) if local_only => id,
+            Some(_) => {
                 return Err((
                     ErrorCode::Unavailable,
                     format!(
-                        "the broker of {mesh} is not reachable, so it cannot be told you leave; try again \
-                         when `claudemesh status` shows it connected, or forget the mesh on this machine \
-                         only with `claudemesh leave {mesh} --local-only`"
+                        "the agent has no link for {mesh} (see `claudemesh doctor`), so its broker cannot \
+                         be told; `claudemesh leave {mesh} --local-only` forgets it on this machine only"
                     ),
                 ));
             }
-            Err(e) => return Err(e),
+            None => return Err((ErrorCode::NotFound, e)),
+        },
+    };
+    let link = agent.meshes().get(&mesh_id).map(|v| (v.link, v.link_detail.clone()));
+    let told = match link {
+        _ if local_only => false,
+        None => false,
+        // The broker refused us as removed: there is nobody left to tell.
+        Some((LinkState::Refused, _)) => false,
+        Some((LinkState::Connected, _)) => tell_broker(agent, &mesh_id, mesh).await?,
+        Some((state, detail)) => {
+            let state = serde_json::to_value(state).ok().and_then(|v| v.as_str().map(String::from));
+            return Err((
+                ErrorCode::Unavailable,
+                format!(
+                    "the broker of {mesh} cannot be told you leave: the link is {} ({}); try again when \
+                     `claudemesh status` shows it connected, or forget the mesh on this machine only \
+                     with `claudemesh leave {mesh} --local-only`",
+                    state.unwrap_or_default(),
+                    detail.unwrap_or_default()
+                ),
+            ));
         }
     };
     let mut cfg = Config::load(&agent.paths).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
@@ -145,5 +184,28 @@ pub async fn leave(agent: &Agent, mesh: &str, local_only: bool) -> Result<Value,
     if let Some(v) = agent.meshes().remove(&mesh_id) {
         v.cancel.cancel();
     }
+    tracing::info!(mesh, broker_told = told, "left mesh");
     Ok(json!({ "left": mesh, "mesh_id": mesh_id, "broker_told": told }))
+}
+
+/// Sends `leave`; whether the broker recorded it (false: it had already forgotten us).
+async fn tell_broker(agent: &Agent, mesh_id: &str, mesh: &str) -> Result<bool, ApiError> {
+    match request_raw(agent, mesh_id, Box::new(|req| ClientFrame::Leave { req })).await? {
+        ServerFrame::Ok { .. } => Ok(true),
+        ServerFrame::Error(e) => match e.code {
+            ErrorCode::Revoked | ErrorCode::NotFound | ErrorCode::Unauthorized => Ok(false),
+            // What a broker from before `leave` answers to a frame it does not serve.
+            ErrorCode::Unavailable => Err((
+                ErrorCode::Unavailable,
+                format!(
+                    "the broker of {mesh} cannot record that you leave ({}); ask an admin to remove you \
+                     (`claudemesh member remove NAME`), or forget the mesh on this machine only with \
+                     `claudemesh leave {mesh} --local-only`",
+                    e.message
+                ),
+            )),
+            code => Err((code, e.message)),
+        },
+        other => Err((ErrorCode::Internal, format!("unexpected reply {} to leave", other.type_name()))),
+    }
 }

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use claudemesh_protocol::crypto::MemberKeypair;
+use claudemesh_protocol::crypto::{MemberKeypair, random_bytes};
 use claudemesh_protocol::frames::{
-    FormerMember, MemberInfo, PeerSession, Priority, SessionInfo, SessionStatus,
+    AgentInstance, ErrorCode, FormerMember, MemberInfo, PeerSession, Priority, SessionInfo, SessionStatus,
 };
 use claudemesh_protocol::local::{AgentLine, LinkState, LocalEvent, Topic};
 use tokio::sync::mpsc;
@@ -35,8 +35,23 @@ pub struct MeshView {
     pub senders: HashMap<String, String>,
     /// Members who left or were removed, by member id: a send to one says so.
     pub former: HashMap<String, FormerMember>,
+    /// The address the broker says members should use (its `--public-url`), once it said so:
+    /// invites carry it.
+    pub public_url: Option<String>,
+    /// While the link waits to reconnect: when it tries next.
+    pub retry_at: Option<Instant>,
+    /// The broker's refusal of the last hello, while the link keeps retrying after it.
+    pub refusal: Option<Refusal>,
     pub uplink: mpsc::Sender<UplinkCmd>,
     pub cancel: CancellationToken,
+}
+
+/// Why the broker refused a hello that the link retries after (any refusal but a removal or
+/// a key in use elsewhere): shown by `status` and `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
 }
 
 /// A session registered by a local client (a Claude Code session's MCP server, usually).
@@ -74,6 +89,9 @@ pub struct Agent {
     pub paths: Paths,
     pub store: Store,
     pub started: Instant,
+    /// This agent process, as every hello names it: a broker tells a reconnect of the same
+    /// agent from a second agent using a copy of the same key.
+    pub instance: AgentInstance,
     pub shutdown: CancellationToken,
     meshes: Mutex<HashMap<String, MeshView>>,
     sessions: Mutex<HashMap<String, LocalSession>>,
@@ -113,6 +131,10 @@ impl Agent {
             paths,
             store,
             started: Instant::now(),
+            instance: AgentInstance {
+                id: claudemesh_protocol::codec::to_hex(&random_bytes::<16>()),
+                started_at: crate::inbox::now_ms(),
+            },
             shutdown,
             meshes: Mutex::default(),
             sessions: Mutex::default(),
@@ -234,6 +256,15 @@ impl Agent {
         };
         tracing::info!(mesh = %slug, ?state, detail = detail.as_deref().unwrap_or(""), "link");
         self.publish(Topic::Links, Some(mesh_id), None, &LocalEvent::Links { mesh: slug, state, detail });
+    }
+
+    /// Records when the link of `mesh_id` retries next (None: it does not wait) and the
+    /// broker refusal it retries after, if that is why.
+    pub fn set_retry(&self, mesh_id: &str, retry_at: Option<Instant>, refusal: Option<Refusal>) {
+        if let Some(m) = self.meshes().get_mut(mesh_id) {
+            m.retry_at = retry_at;
+            m.refusal = refusal;
+        }
     }
 }
 

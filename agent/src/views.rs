@@ -1,7 +1,9 @@
 //! The agent's views of what it knows (DESIGN §10): `status`, `meshes`, `peers`, `members`.
 
+use std::time::Instant;
+
 use claudemesh_protocol::frames::{ErrorCode, PeerSession};
-use claudemesh_protocol::local::InboxMessage;
+use claudemesh_protocol::local::{InboxMessage, LinkState};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, internal};
@@ -18,13 +20,24 @@ pub fn status(agent: &Agent) -> Value {
             let id = &m.config.id;
             let mine: Vec<&InboxMessage> =
                 inbox.iter().filter(|r| &r.mesh_id == id).map(|r| &r.message).collect();
+            // A link retries unless the broker said the member is removed or its key is in use
+            // elsewhere; `retry_in_secs` counts down while it waits.
+            let retrying = matches!(m.link, LinkState::Connecting | LinkState::Disconnected);
+            let retry_in = m
+                .retry_at
+                .filter(|_| m.link == LinkState::Disconnected)
+                .map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64().ceil() as u64);
             json!({
                 "slug": m.config.slug,
                 "id": id,
                 "broker_url": m.config.broker_url,
+                "public_url": m.public_url,
                 "member_id": m.config.member_id,
                 "link": m.link,
                 "detail": m.link_detail,
+                "retrying": retrying,
+                "retry_in_secs": retry_in,
+                "refusal": m.refusal,
                 "connected_secs": m.connected_since.map(|t| t.elapsed().as_secs()),
                 "sessions": sessions.values().filter(|s| s.meshes.contains(id)).count(),
                 "peers": m.peers.len(),
@@ -112,16 +125,39 @@ pub fn peers(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
     Ok(Value::Array(out))
 }
 
+/// Every current member of the selected meshes, with its short id, whether it is online, and
+/// the names of its open sessions (this agent's own included before the broker echoes them).
 pub fn members(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
     let ids = selected(agent, mesh)?;
+    let local: Vec<LocalSession> = agent.sessions().values().cloned().collect();
     let meshes = agent.meshes();
     let mut out = Vec::new();
     for id in ids {
         let Some(v) = meshes.get(&id) else { continue };
         for m in v.members.values() {
+            let me = m.member_id == v.config.member_id;
+            let mut sessions: Vec<String> = v
+                .peers
+                .values()
+                .filter(|p| p.member_id == m.member_id)
+                .map(|p| p.session.display_name.clone())
+                .collect();
+            if me {
+                sessions.extend(
+                    local
+                        .iter()
+                        .filter(|s| s.meshes.contains(&id) && !v.peers.contains_key(&s.info.session_id))
+                        .map(|s| s.info.display_name.clone()),
+                );
+            }
+            sessions.sort();
             let mut j = serde_json::to_value(m).map_err(internal)?;
             j["mesh"] = json!(v.config.slug);
-            j["me"] = json!(m.member_id == v.config.member_id);
+            j["me"] = json!(me);
+            j["short_id"] = json!(crate::members::short_id(&m.member_id));
+            // Our own member is online whenever our link is, whatever the cached directory says.
+            j["online"] = json!(m.online || !sessions.is_empty() || (me && v.link == LinkState::Connected));
+            j["sessions"] = json!(sessions);
             out.push(j);
         }
     }

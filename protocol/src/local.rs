@@ -197,6 +197,10 @@ pub struct InviteCreate {
     pub max_uses: u32,
     /// Lifetime in seconds.
     pub expires_in_secs: u64,
+    /// The broker address the invite carries (`ws://` or `wss://`), overriding the broker's
+    /// announced public URL and the address this member uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_url: Option<String>,
 }
 
 /// `send`: the agent resolves `to`, encrypts per recipient, stores, and returns at once.

@@ -58,6 +58,7 @@ fn client_lines_round_trip() {
             groups: vec![],
             max_uses: 3,
             expires_in_secs: 3600,
+            broker_url: Some("wss://mesh.example.com/ws".into()),
         }),
         AgentCall::InviteList { mesh: Some("team".into()) },
         AgentCall::InviteRevoke { invite_id: "i".into(), mesh: None },

@@ -49,10 +49,19 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
     }
     for m in meshes {
         let detail = m["detail"].as_str().map(|d| format!(" ({d})")).unwrap_or_default();
+        let link = m["link"].as_str().unwrap_or("?");
+        // Whether it keeps trying on its own: everything but a removal or a key in use does.
+        let retry = match (m["retrying"].as_bool(), m["retry_in_secs"].as_u64()) {
+            (Some(true), Some(n)) if link != "connected" => format!(" [retrying, next in {n}s]"),
+            (Some(true), _) if link != "connected" => " [retrying]".to_string(),
+            (Some(false), _) if link != "connected" => " [not retrying]".to_string(),
+            _ => String::new(),
+        };
         outln!(
-            "  {:<16} {:<12}{} {}\n    sessions {}  peers {}  inbox {} ({} unread)  outbox {}",
+            "  {:<16} {:<12}{}{} {}\n    sessions {}  peers {}  inbox {} ({} unread)  outbox {}",
             m["slug"].as_str().unwrap_or("?"),
-            m["link"].as_str().unwrap_or("?"),
+            link,
+            retry,
             detail,
             m["broker_url"].as_str().unwrap_or("?"),
             m["sessions"],

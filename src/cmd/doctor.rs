@@ -111,6 +111,74 @@ fn hooks_check(settings: &Path) -> Check {
     }
 }
 
+/// What to do when the broker refused this member with `code` and the link keeps retrying.
+fn refusal_fix(code: &str, slug: &str, url: &str) -> String {
+    match code {
+        "not_found" | "unauthorized" => format!(
+            "the broker at {url} does not know mesh {slug} or this member's key as config.json has \
+             them: check that broker_url points at the right broker and that its data was not reset \
+             (ask its operator); the agent keeps retrying and reconnects once the broker knows you again"
+        ),
+        "bad_signature" => format!(
+            "the key in config.json for {slug} does not sign as the broker expects: check the file was \
+             not edited by hand; the agent keeps retrying"
+        ),
+        _ => format!(
+            "the broker at {url} is busy or at a limit; the agent keeps retrying on its own; if this \
+             persists, ask the broker's operator to look at its log"
+        ),
+    }
+}
+
+/// One mesh's broker link from `status`: connected, removed, key in use elsewhere, retrying
+/// after a refusal, or unreachable — each with its fix.
+fn link_check(m: &Value) -> Check {
+    let slug = m["slug"].as_str().unwrap_or("?");
+    let link = m["link"].as_str().unwrap_or("?");
+    let url = m["broker_url"].as_str().unwrap_or("?");
+    let detail = m["detail"].as_str().unwrap_or("");
+    let name = format!("broker link {slug}");
+    let described = format!("{link} {url} {detail}").trim().to_string();
+    match link {
+        "connected" => check(name, Level::Ok, described, ""),
+        "refused" => check(
+            name,
+            Level::Fail,
+            described,
+            format!(
+                "this member was removed from {slug}: `claudemesh leave {slug}` clears it from this \
+                 machine; ask an admin for a new invite to come back"
+            ),
+        ),
+        "key_in_use" => check(
+            name,
+            Level::Fail,
+            described,
+            "another agent is connected with this member's key (a copied config dir?): run one agent \
+             per identity — stop the other one, or give this machine its own identity by joining with \
+             its own invite (CLAUDEMESH_CONFIG_DIR set to a fresh directory); then `claudemesh agent \
+             stop` here so the next command starts a fresh agent",
+        ),
+        _ => match m["refusal"]["code"].as_str() {
+            Some(code) => check(
+                name,
+                Level::Fail,
+                format!("{described} (retrying after the broker's refusal: {code})"),
+                refusal_fix(code, slug, url),
+            ),
+            None => check(
+                name,
+                Level::Fail,
+                described,
+                format!(
+                    "is the broker at {url} up? try `curl {}`; the agent keeps retrying",
+                    url.replace("wss://", "https://").replace("ws://", "http://").replace("/ws", "/health")
+                ),
+            ),
+        },
+    }
+}
+
 pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
     let paths = super::paths();
     let mut checks = Vec::new();
@@ -161,7 +229,12 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
                         format!("key for {}", m.slug),
                         Level::Fail,
                         e.to_string(),
-                        format!("`claudemesh leave {} --yes`, then join with a new invite", m.slug),
+                        format!(
+                            "restore config.json from a backup; else this identity is lost: `claudemesh \
+                             leave {} --yes --local-only` (an unusable key cannot tell the broker), then \
+                             join with a new invite",
+                            m.slug
+                        ),
                     )),
                 }
             }
@@ -188,34 +261,7 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
                 "",
             ));
             for m in st["meshes"].as_array().cloned().unwrap_or_default() {
-                let slug = m["slug"].as_str().unwrap_or("?");
-                let link = m["link"].as_str().unwrap_or("?");
-                let url = m["broker_url"].as_str().unwrap_or("?");
-                let detail = m["detail"].as_str().unwrap_or("");
-                let (level, fix) = match link {
-                    "connected" => (Level::Ok, String::new()),
-                    "refused" => (
-                        Level::Fail,
-                        format!(
-                            "the broker refused this member ({detail}); ask an admin, or leave and join {slug} again"
-                        ),
-                    ),
-                    _ => (
-                        Level::Fail,
-                        format!(
-                            "is the broker at {url} up? try `curl {}`",
-                            url.replace("wss://", "https://")
-                                .replace("ws://", "http://")
-                                .replace("/ws", "/health")
-                        ),
-                    ),
-                };
-                checks.push(check(
-                    format!("broker link {slug}"),
-                    level,
-                    format!("{link} {url} {detail}").trim().to_string(),
-                    fix,
-                ));
+                checks.push(link_check(&m));
             }
         }
     }

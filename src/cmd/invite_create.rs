@@ -35,10 +35,9 @@ pub fn parse_expires(s: &str) -> anyhow::Result<u64> {
     Ok(secs)
 }
 
-pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
-    let expires_in_secs = parse_expires(&a.expires)?;
-    let groups = a
-        .groups
+/// `--group` values, `name` or `name:role`, checked.
+pub fn parse_groups(groups: &[String]) -> anyhow::Result<Vec<GroupRole>> {
+    groups
         .iter()
         .map(|g| {
             let (name, role) = match g.split_once(':') {
@@ -48,7 +47,13 @@ pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
             claudemesh_protocol::names::validate_group_name(name)?;
             Ok(GroupRole { name: name.into(), role })
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect()
+}
+
+pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
+    // Checked before the agent is asked anything.
+    let expires_in_secs = parse_expires(&a.expires)?;
+    let groups = parse_groups(&a.groups)?;
     let role = if a.role == "admin" { Role::Admin } else { Role::Member };
     let mut c = super::agent().await?;
     let r = c
@@ -58,8 +63,13 @@ pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
             groups,
             max_uses: a.uses,
             expires_in_secs,
+            broker_url: a.broker_url,
         }))
         .await?;
+    // Also with --json: a warning belongs on stderr, where scripts do not parse it.
+    if let Some(w) = r["warning"].as_str() {
+        eprintln!("warning: {w}");
+    }
     if a.json {
         outln!("{r}")?;
     } else {

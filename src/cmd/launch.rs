@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use claudemesh_protocol::local::AgentCall;
+use claudemesh_protocol::names::validate_display_name;
 
 use crate::cli::LaunchArgs;
 use crate::cmd::install::SERVER_NAME;
@@ -58,7 +59,23 @@ fn mcp_installed() -> anyhow::Result<bool> {
     Ok(root.is_some_and(|r| r.get("mcpServers").and_then(|s| s.get(SERVER_NAME)).is_some()))
 }
 
+/// The session name this launch gives (`--name`, else an inherited `CLAUDEMESH_NAME`), checked
+/// as the agent checks it at register, so a bad one fails here rather than inside Claude Code.
+fn check_name(args: &LaunchArgs) -> anyhow::Result<()> {
+    let (name, from) = match &args.name {
+        Some(n) => (n.clone(), "--name"),
+        None => match std::env::var("CLAUDEMESH_NAME") {
+            Ok(n) if !n.trim().is_empty() => (n, "CLAUDEMESH_NAME"),
+            _ => return Ok(()),
+        },
+    };
+    // `claudemesh mcp` trims the name before registering it.
+    validate_display_name(name.trim())
+        .with_context(|| format!("{from} {name:?} cannot be a session name; choose another"))
+}
+
 pub async fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
+    check_name(&args)?;
     if !mcp_installed()? {
         bail!(
             "Claude Code does not know the claudemesh MCP server yet: run `claudemesh install` first \

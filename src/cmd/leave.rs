@@ -1,18 +1,18 @@
-//! `claudemesh leave <slug>`: remove the mesh and its key from config.json after confirmation;
-//! the agent drops the link through its config watch.
+//! `claudemesh leave <slug>`: after confirmation, the agent tells the broker (which removes the
+//! member, so no ghost stays behind), then deletes the key from config.json and drops the
+//! link. `--local-only` skips the broker, for one that is gone or a copied identity.
 
-use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use claudemesh_agent::Config;
+use claudemesh_protocol::local::AgentCall;
 
+use crate::out::outln;
 use crate::cli::LeaveArgs;
-use crate::out::{out, outln};
 
-pub fn run(a: LeaveArgs) -> anyhow::Result<ExitCode> {
-    let paths = super::paths();
-    let mut cfg = Config::load(&paths)?;
-    let Some(pos) = cfg.meshes.iter().position(|m| m.slug == a.slug || m.id == a.slug) else {
+pub async fn run(a: LeaveArgs) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(&super::paths())?;
+    let Some(mesh) = cfg.mesh(&a.slug) else {
         let known: Vec<&str> = cfg.meshes.iter().map(|m| m.slug.as_str()).collect();
         anyhow::bail!(
             "not a member of {}; joined: {}",
@@ -20,27 +20,30 @@ pub fn run(a: LeaveArgs) -> anyhow::Result<ExitCode> {
             if known.is_empty() { "none".into() } else { known.join(", ") }
         );
     };
+    let slug = mesh.slug.clone();
     if !a.yes {
-        if !std::io::stdin().is_terminal() {
-            anyhow::bail!("leaving deletes your key for {}; pass --yes to confirm", a.slug);
-        }
-        out!(
-            "Leave {} and delete your key for it? You will need a new invite to come back. Type the slug to confirm: ",
-            a.slug
-        )?;
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        if line.trim() != cfg.meshes[pos].slug {
+        let question = format!(
+            "Leave {slug} and delete your key for it? You will need a new invite to come back. Type the \
+             slug to confirm:"
+        );
+        if !super::confirm(&question, &slug, &format!("leaving deletes your key for {slug}"))? {
             eprintln!("not confirmed; nothing changed");
             return Ok(ExitCode::from(1));
         }
     }
-    let m = cfg.meshes.remove(pos);
-    cfg.save(&paths)?;
+    let mut c = super::agent().await?;
+    let r = c.call(AgentCall::Leave { mesh: slug.clone(), local_only: a.local_only }).await?;
     if a.json {
-        outln!("{}", serde_json::json!({"left": m.slug}))?;
+        outln!("{r}")?;
+    } else if r["broker_told"] == true {
+        outln!("left {slug}; the broker removed you and your key was deleted")?;
+    } else if a.local_only {
+        outln!(
+            "forgot {slug} on this machine; its broker was not told, so an admin may want to remove you \
+             there (`claudemesh member remove NAME`)"
+        )?;
     } else {
-        outln!("left {}; its key was deleted", m.slug)?;
+        outln!("left {slug}; the broker had already removed you, and your key was deleted")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,9 @@ mod launch;
 mod leave;
 mod list;
 mod mcp;
+mod member_remove;
+mod member_set;
+mod members;
 mod mesh_create;
 mod message_status;
 mod peers;
@@ -32,7 +35,7 @@ use std::process::ExitCode;
 
 use claudemesh_agent::Paths;
 
-use crate::cli::{AgentCommand, Cli, Command, InviteCommand, MeshCommand};
+use crate::cli::{AgentCommand, Cli, Command, InviteCommand, MemberCommand, MeshCommand};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -51,7 +54,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mesh(MeshCommand::Create(a)) => block_on(mesh_create::run(a)),
         Command::Join(a) => block_on(join::run(a)),
         Command::List(a) => list::run(a.json),
-        Command::Leave(a) => leave::run(a),
+        Command::Leave(a) => block_on(leave::run(a)),
+        Command::Members(a) => block_on(members::run(a)),
+        Command::Member(MemberCommand::Remove(a)) => block_on(member_remove::run(a)),
+        Command::Member(MemberCommand::Set(a)) => block_on(member_set::run(a)),
         Command::Peers(a) => block_on(peers::run(a)),
         Command::Send(a) => block_on(send::run(a)),
         Command::MessageStatus(a) => block_on(message_status::run(a)),
@@ -82,6 +88,19 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> 
 
 pub fn paths() -> Paths {
     Paths::from_env()
+}
+
+/// Asks `question` on the terminal and whether the answer is `expected`. Without a terminal
+/// it refuses, naming `--yes`, since nobody can answer.
+pub fn confirm(question: &str, expected: &str, what: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("{what}; pass --yes to confirm");
+    }
+    crate::out::out!("{question} ")?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == expected)
 }
 
 /// Seconds since the Unix epoch.

@@ -64,13 +64,18 @@ impl Link {
         if self.client.is_none() {
             let exe = std::env::current_exe()?;
             let mut c = claudemesh_agent::connect_or_start(&self.paths, "mcp", &exe).await?;
-            c.call(AgentCall::SessionRegister(SessionRegister {
-                meshes: launch_meshes(),
-                session: self.session.clone(),
-                claude_pid: self.claude_pid,
-                default_name: self.default_name,
-            }))
-            .await?;
+            let r = c
+                .call(AgentCall::SessionRegister(SessionRegister {
+                    meshes: launch_meshes(),
+                    session: self.session.clone(),
+                    claude_pid: self.claude_pid,
+                    default_name: self.default_name,
+                }))
+                .await?;
+            // A default name may come back made distinct (`repo-2`): keep it for re-registering.
+            if let Some(n) = r["display_name"].as_str() {
+                self.session.display_name = n.to_string();
+            }
             debug(&format!("registered session {}", self.session.session_id));
             self.client = Some(c);
         }

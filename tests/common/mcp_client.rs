@@ -89,6 +89,24 @@ pub async fn mcp_with(
     (client, rx)
 }
 
+/// Starts `claudemesh mcp` as session `sid` in directory `cwd` with no chosen name
+/// (`CLAUDEMESH_NAME` unset), as a Claude Code started there without `launch --name` does.
+pub async fn mcp_unnamed(paths: &Paths, sid: &str, cwd: &std::path::Path) -> Mcp {
+    let cmd = tokio::process::Command::new(EXE).configure(|c| {
+        c.arg("mcp")
+            .current_dir(cwd)
+            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+            .env("CLAUDEMESH_SESSION_ID", sid)
+            .env_remove("CLAUDEMESH_NAME")
+            .env_remove("CLAUDEMESH_PUSH")
+            .env_remove("CLAUDE_SESSION_ID")
+            .env_remove("CLAUDE_CODE_SESSION_ID");
+    });
+    let transport = TokioChildProcess::new(cmd).unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    Claude { channel: false, tx }.serve(transport).await.unwrap()
+}
+
 pub async fn call(c: &Mcp, name: &'static str, args: Value) -> CallToolResult {
     let Value::Object(args) = args else { panic!("args must be an object") };
     c.call_tool(CallToolRequestParams::new(name).with_arguments(args)).await.unwrap()

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod external;
+pub mod fake_broker;
 pub mod mcp_client;
 
 use std::time::Duration;
@@ -113,6 +114,51 @@ impl World {
         cfg.save(&paths).unwrap();
         paths
     }
+}
+
+impl World {
+    /// A config dir for the mesh's admin (its creator), for an agent that acts as the admin.
+    /// Start that agent after the last [`World::member`] call: those connect as the admin too.
+    pub fn admin_paths(&self) -> Paths {
+        let paths = Paths::new(self.dir.path().join("agent-admin"));
+        Config {
+            display_name: Some("admin".into()),
+            meshes: vec![MeshConfig {
+                id: self.mesh_id.clone(),
+                slug: "team".into(),
+                broker_url: self.url(),
+                member_id: self.admin.member_id.clone(),
+                role: Role::Admin,
+                secret_key: self.admin.key.secret_hex().to_string(),
+                display_name: "admin".into(),
+                joined_at: 0,
+                extra: Default::default(),
+            }],
+            local_broker: None,
+            extra: Default::default(),
+        }
+        .save(&paths)
+        .unwrap();
+        paths
+    }
+}
+
+/// The `status` entry of the agent's first mesh.
+pub async fn mesh_status(c: &mut AgentClient) -> Value {
+    c.call(AgentCall::Status).await.unwrap()["meshes"][0].clone()
+}
+
+/// Polls the first mesh's `status` entry until `pred` holds (20 s at most); returns it.
+pub async fn wait_mesh_status(c: &mut AgentClient, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..800 {
+        last = mesh_status(c).await;
+        if pred(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("mesh status never showed {what}: {last}");
 }
 
 /// An agent running in this process on its own config dir.
@@ -264,9 +310,15 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub async fn start(paths: &Paths) -> Self {
+        Self::start_with_env(paths, &[]).await
+    }
+
+    /// As [`AgentProcess::start`], with more environment (e.g. `CLAUDEMESH_DEBUG`).
+    pub async fn start_with_env(paths: &Paths, env: &[(&str, &str)]) -> Self {
         let log = std::fs::File::create(paths.dir.join("test-agent.log")).unwrap();
         let mut child = std::process::Command::new(EXE)
             .args(["agent", "run"])
+            .envs(env.iter().copied())
             .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)

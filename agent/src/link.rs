@@ -1,0 +1,336 @@
+//! One live connection of a mesh's link, after hello: re-open local sessions, keep the member
+//! directory and presence fresh, store and ack pushes, drain the outbox, and answer requests
+//! the rest of the agent sends through [`UplinkCmd`]. It returns how the connection ended.
+//! The outbox side is in `link/outbox.rs`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use claudemesh_protocol::frames::{
+    ClientFrame, ErrorCode, Event, FormerMember, Push, ReceiptState, ServerFrame, SessionInfo, decode_server,
+    encode,
+};
+use claudemesh_protocol::limits::{IDLE_TIMEOUT_SECS, PING_INTERVAL_SECS};
+use claudemesh_protocol::local::{LocalEvent, Topic};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::inbox;
+use crate::state::Agent;
+use crate::uplink::{End, UplinkCmd};
+
+mod outbox;
+
+/// The WebSocket of a link.
+pub(crate) type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+enum Pending {
+    Reply(oneshot::Sender<ServerFrame>),
+    Outbox(String),
+    Members,
+    Peers,
+    Ignore,
+}
+
+/// A connected link of one mesh.
+pub(crate) struct Link<'a> {
+    agent: &'a Agent,
+    mesh_id: &'a str,
+    ws: Ws,
+    req: u64,
+    pending: HashMap<u64, Pending>,
+    inflight: std::collections::HashSet<String>,
+    parked: Vec<Push>,
+    retry_at: Option<Instant>,
+}
+
+impl<'a> Link<'a> {
+    /// A link over `ws`, which has not said hello yet.
+    pub(crate) fn new(agent: &'a Agent, mesh_id: &'a str, ws: Ws) -> Self {
+        Self {
+            agent,
+            mesh_id,
+            ws,
+            req: 0,
+            pending: HashMap::new(),
+            inflight: Default::default(),
+            parked: vec![],
+            retry_at: None,
+        }
+    }
+
+    fn next_req(&mut self) -> u64 {
+        self.req += 1;
+        self.req
+    }
+
+    /// Writes one frame; a failure ends the connection.
+    pub(crate) async fn send(&mut self, f: &ClientFrame) -> Result<(), End> {
+        self.ws
+            .send(Message::Text(encode(f).into()))
+            .await
+            .map_err(|e| End::Lost(format!("send failed: {e}")))
+    }
+
+    async fn request(&mut self, build: impl FnOnce(u64) -> ClientFrame, p: Pending) -> Result<(), End> {
+        let req = self.next_req();
+        self.pending.insert(req, p);
+        self.send(&build(req)).await
+    }
+
+    /// The next frame from the broker, within `within` (pings and pongs skipped).
+    pub(crate) async fn next_frame(&mut self, within: Duration) -> Result<ServerFrame, End> {
+        let deadline = Instant::now() + within;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| End::Lost("broker did not answer".into()))?;
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    return decode_server(t.as_str()).map_err(|e| End::Lost(format!("bad frame: {e}")));
+                }
+                Some(Ok(Message::Close(c))) => return Err(End::Lost(close_reason(c))),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(End::Lost(e.to_string())),
+                None => return Err(End::Lost("connection closed".into())),
+            }
+        }
+    }
+
+    /// Re-opens every local session on this mesh (same ids: the same peers), refreshes the
+    /// directory and presence, and starts draining the outbox.
+    pub(crate) async fn after_hello(&mut self) -> Result<(), End> {
+        let sessions: Vec<SessionInfo> = self
+            .agent
+            .sessions()
+            .values()
+            .filter(|s| s.meshes.iter().any(|m| m == self.mesh_id))
+            .map(|s| s.info.clone())
+            .collect();
+        for s in sessions {
+            self.request(|req| ClientFrame::SessionOpen { req, session: s }, Pending::Ignore).await?;
+        }
+        self.request(|req| ClientFrame::ListMembers { req }, Pending::Members).await?;
+        self.request(|req| ClientFrame::ListPeers { req }, Pending::Peers).await?;
+        Ok(())
+    }
+
+    /// Serves the connection (frames, commands, pings, outbox retries) until it ends.
+    pub(crate) async fn main_loop(
+        mut self,
+        rx: &mut mpsc::Receiver<UplinkCmd>,
+        cancel: &CancellationToken,
+    ) -> End {
+        let mut ping = tokio::time::interval(Duration::from_secs(PING_INTERVAL_SECS));
+        ping.tick().await;
+        let idle = Duration::from_secs(IDLE_TIMEOUT_SECS);
+        let mut deadline = Instant::now() + idle;
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            let r: Result<(), End> = tokio::select! {
+                _ = cancel.cancelled() => {
+                    let _ = self.ws.close(None).await;
+                    return End::Shutdown;
+                }
+                _ = sleep_until(deadline) => Err(End::Lost("broker silent for 75 s".into())),
+                _ = ping.tick() => self.ws.send(Message::Ping(Default::default())).await.map_err(|e| End::Lost(e.to_string())),
+                _ = sleep_until(self.retry_at.unwrap_or(far)), if self.retry_at.is_some() => {
+                    self.retry_at = None;
+                    self.drain_outbox().await
+                }
+                cmd = rx.recv() => match cmd {
+                    None => return End::Shutdown,
+                    Some(c) => self.command(c).await,
+                },
+                msg = self.ws.next() => {
+                    deadline = Instant::now() + idle;
+                    match msg {
+                        Some(Ok(Message::Text(t))) => match decode_server(t.as_str()) {
+                            Ok(f) => self.frame(f).await,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "ignoring undecodable frame from broker");
+                                Ok(())
+                            }
+                        },
+                        Some(Ok(Message::Close(c))) => Err(End::Lost(close_reason(c))),
+                        Some(Ok(_)) => Ok(()),
+                        Some(Err(e)) => Err(End::Lost(e.to_string())),
+                        None => Err(End::Lost("connection closed".into())),
+                    }
+                }
+            };
+            if let Err(end) = r {
+                return end;
+            }
+        }
+    }
+
+    async fn command(&mut self, c: UplinkCmd) -> Result<(), End> {
+        match c {
+            UplinkCmd::Request { build, reply } => self.request(build, Pending::Reply(reply)).await,
+            UplinkCmd::Kick => self.drain_outbox().await,
+            UplinkCmd::SessionOpen(s) => {
+                self.request(|req| ClientFrame::SessionOpen { req, session: s }, Pending::Ignore).await
+            }
+            UplinkCmd::SessionUpdate(id, patch) => {
+                self.request(|req| ClientFrame::SessionUpdate { req, session_id: id, patch }, Pending::Ignore)
+                    .await
+            }
+            UplinkCmd::SessionClose(id) => {
+                self.request(|req| ClientFrame::SessionClose { req, session_id: id }, Pending::Ignore).await
+            }
+            UplinkCmd::Receipt(ids) => {
+                self.send(&ClientFrame::Receipt { msg_ids: ids, state: ReceiptState::Seen }).await
+            }
+        }
+    }
+
+    async fn frame(&mut self, f: ServerFrame) -> Result<(), End> {
+        match f {
+            ServerFrame::Push(p) => self.push(p).await,
+            ServerFrame::Event(e) => self.events(vec![e]).await,
+            ServerFrame::Events { events } => self.events(events).await,
+            ServerFrame::Error(e) if e.req.is_none() => {
+                if matches!(e.code, ErrorCode::Revoked | ErrorCode::KeyInUse) {
+                    return Err(End::from_error(e));
+                }
+                tracing::warn!(code = ?e.code, message = %e.message, "broker error");
+                Ok(())
+            }
+            other => {
+                let Some(req) = other.req() else { return Ok(()) };
+                match self.pending.remove(&req) {
+                    Some(Pending::Reply(tx)) => {
+                        let _ = tx.send(other);
+                        Ok(())
+                    }
+                    Some(Pending::Outbox(id)) => self.outbox_reply(id, other).await,
+                    Some(Pending::Members) => {
+                        if let ServerFrame::Members { members, former, .. } = other
+                            && let Some(v) = self.agent.meshes().get_mut(self.mesh_id)
+                        {
+                            v.members = members.into_iter().map(|m| (m.member_id.clone(), m)).collect();
+                            crate::members::merge_former(v, former);
+                        }
+                        let parked = std::mem::take(&mut self.parked);
+                        for p in parked {
+                            self.store_and_ack(p).await?;
+                        }
+                        self.drain_outbox().await
+                    }
+                    Some(Pending::Peers) => {
+                        if let ServerFrame::Peers { sessions, .. } = other
+                            && let Some(v) = self.agent.meshes().get_mut(self.mesh_id)
+                        {
+                            v.peers =
+                                sessions.into_iter().map(|p| (p.session.session_id.clone(), p)).collect();
+                        }
+                        Ok(())
+                    }
+                    Some(Pending::Ignore) => {
+                        if let ServerFrame::Error(e) = other {
+                            tracing::warn!(code = ?e.code, message = %e.message, "broker refused a session update");
+                        }
+                        Ok(())
+                    }
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn push(&mut self, p: Push) -> Result<(), End> {
+        let known =
+            self.agent.meshes().get(self.mesh_id).is_some_and(|v| v.members.contains_key(&p.from.member_id));
+        if !known {
+            // A brand-new member can send before its member_joined event arrives (presence is
+            // batched): refresh the directory first, then take the message.
+            let first = self.parked.is_empty();
+            self.parked.push(p);
+            if first {
+                self.request(|req| ClientFrame::ListMembers { req }, Pending::Members).await?;
+            }
+            return Ok(());
+        }
+        self.store_and_ack(p).await
+    }
+
+    async fn store_and_ack(&mut self, p: Push) -> Result<(), End> {
+        if let Some(v) = self.agent.meshes().get_mut(self.mesh_id) {
+            v.remember_sender(&p.from.session_id, &p.from.member_id);
+        }
+        match inbox::receive(self.agent, self.mesh_id, &p) {
+            // Acknowledge only what is durably stored (new or a duplicate we already have).
+            Ok(_) => self.send(&ClientFrame::ClientAck { msg_ids: vec![p.msg_id] }).await,
+            Err(e) => {
+                tracing::error!(error = %e, msg_id = %p.msg_id, "cannot store message; not acknowledging it so the broker keeps it");
+                Ok(())
+            }
+        }
+    }
+
+    async fn events(&mut self, events: Vec<Event>) -> Result<(), End> {
+        let slug = self.agent.meshes().get(self.mesh_id).map(|v| v.config.slug.clone()).unwrap_or_default();
+        for e in events {
+            if let Some(v) = self.agent.meshes().get_mut(self.mesh_id) {
+                match &e {
+                    Event::PeerJoined(p) | Event::PeerUpdated(p) => {
+                        v.peers.insert(p.session.session_id.clone(), p.clone());
+                    }
+                    Event::PeerLeft { session_id, .. } => {
+                        v.peers.remove(session_id);
+                    }
+                    // News of a member who left or was removed (its connection closing after
+                    // the removal, say) does not bring it back; only joining does.
+                    Event::MemberUpdated(m) if v.former.contains_key(&m.member_id) => {}
+                    Event::MemberJoined(m) | Event::MemberUpdated(m) => {
+                        if m.member_id == v.config.member_id {
+                            v.config.role = m.role;
+                        }
+                        v.former.remove(&m.member_id);
+                        v.members.insert(m.member_id.clone(), m.clone());
+                    }
+                    Event::MemberRemoved { member_id, reason, display_name } => {
+                        let name = v
+                            .members
+                            .remove(member_id)
+                            .map(|m| m.display_name)
+                            .unwrap_or_else(|| display_name.clone());
+                        v.former.insert(
+                            member_id.clone(),
+                            FormerMember {
+                                member_id: member_id.clone(),
+                                display_name: name,
+                                reason: *reason,
+                                at: crate::inbox::now_ms(),
+                            },
+                        );
+                        v.peers.retain(|_, p| &p.member_id != member_id);
+                    }
+                    _ => {}
+                }
+            }
+            // Presence, receipts and expiries go to `presence` subscribers; service events to
+            // `services`.
+            let (topic, ev) = if e.is_presence() || matches!(e, Event::Receipt { .. } | Event::Expired { .. })
+            {
+                (Topic::Presence, LocalEvent::Presence { mesh: slug.clone(), event: e })
+            } else {
+                (Topic::Services, LocalEvent::Services { mesh: slug.clone(), event: e })
+            };
+            self.agent.publish(topic, Some(self.mesh_id), None, &ev);
+        }
+        Ok(())
+    }
+}
+
+fn close_reason(c: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> String {
+    match c {
+        Some(c) => format!("broker closed the connection ({} {})", u16::from(c.code), c.reason),
+        None => "broker closed the connection".into(),
+    }
+}
