@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use claudemesh_agent::Config;
 use claudemesh_protocol::local::AgentCall;
 
-use crate::out::outln;
 use crate::cli::LeaveArgs;
+use crate::out::outln;
 
 pub async fn run(a: LeaveArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&super::paths())?;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use claudemesh_protocol::local::AgentCall;
 
-use crate::out::outln;
 use crate::cli::MemberRemoveArgs;
+use crate::out::outln;
 
 pub async fn run(a: MemberRemoveArgs) -> anyhow::Result<ExitCode> {
     if !a.yes {

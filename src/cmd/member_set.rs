@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use claudemesh_protocol::frames::Role;
 use claudemesh_protocol::local::AgentCall;
 
-use crate::out::outln;
 use crate::cli::MemberSetArgs;
+use crate::out::outln;
 
 pub async fn run(a: MemberSetArgs) -> anyhow::Result<ExitCode> {
     let role = a.role.as_deref().map(|r| if r == "admin" { Role::Admin } else { Role::Member });

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use claudemesh_protocol::local::AgentCall;
 use serde_json::Value;
 
-use crate::out::outln;
 use crate::cli::MeshArgs;
+use crate::out::outln;
 
 /// `ops`, `ops:lead`, … or `-`.
 fn groups(m: &Value) -> String {
