@@ -182,7 +182,8 @@ impl Conn {
             for s in st.sessions.values_mut().filter(|s| s.member_id == a.member_id) {
                 s.offline_since.get_or_insert(now);
             }
-            if let Some(m) = st.members.get(&a.member_id) {
+            // A member that just left or was removed is gone: `member_removed` said so already.
+            if let Some(m) = st.members.get(&a.member_id).filter(|m| !m.removed) {
                 let ev = Event::MemberUpdated(st.member_info(m));
                 st.presence(&ev);
             }

@@ -57,10 +57,9 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     report(&cfg, &status, &did, &notes)?;
-    if !a.no_tui {
-        // The dashboard (`claudemesh tui`) is not part of this build yet; `up` opens it once it is.
-        outln!("\n(run `claudemesh status` any time to see this again)")?;
-    }
+    // `--no-tui`: the dashboard (`claudemesh tui`) is not part of this build yet, so there is
+    // nothing to open; once it is, `up` opens it unless told not to.
+    let _ = a.no_tui;
     Ok(ExitCode::SUCCESS)
 }
 
