@@ -148,3 +148,30 @@ async fn a_send_by_name_while_the_link_is_down_says_the_link_is_down() {
     assert!(e.contains("broker is starting"), "it repeats what status shows: {e}");
     assert!(!e.contains("no peer"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_real_agents_with_one_key_end_with_the_later_one_stopped() {
+    let w = World::start().await;
+    let first = w.member("bob").await;
+    let a1 = AgentProcess::start(&first).await;
+    let mut c1 = a1.client().await;
+    wait_connected(&mut c1).await;
+    // The whole config dir copied to a second place (as to a second machine): the same key.
+    let copy = claudemesh_agent::Paths::new(w.dir.path().join("agent-bob-copy"));
+    copy.ensure_dir().unwrap();
+    std::fs::copy(first.config(), copy.config()).unwrap();
+    let a2 = AgentProcess::start(&copy).await;
+    let mut c2 = a2.client().await;
+    // The real broker counts the replacements and stops the agent that started later.
+    let st = wait_mesh_status(&mut c2, "key_in_use", |m| m["link"] == "key_in_use").await;
+    assert!(st["detail"].as_str().unwrap().contains("--local-only"), "{st}");
+    let check = doctor_link(&copy);
+    assert_eq!(check["status"], "fail", "{check}");
+    // The first agent keeps (or gets back) its link, and keeps it.
+    wait_mesh_status(&mut c1, "connected", |m| m["link"] == "connected").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(mesh_status(&mut c1).await["link"], "connected");
+    assert_eq!(mesh_status(&mut c2).await["link"], "key_in_use");
+    a2.kill9();
+    a1.kill9();
+}
