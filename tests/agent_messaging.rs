@@ -311,22 +311,15 @@ async fn agents_speak_wss_to_a_broker_with_a_private_ca() {
     let mut c = Client::connect_tls(&url, ck.cert.pem().as_bytes()).await.unwrap();
     let admin = c.mesh_create(&b.admin_token, "team", "admin").await.unwrap().unwrap();
     let paths = claudemesh_agent::Paths::new(dir.path().join("agent"));
-    claudemesh_agent::Config {
-        display_name: None,
-        meshes: vec![claudemesh_agent::MeshConfig {
-            id: admin.mesh_id.clone(),
-            slug: "team".into(),
-            broker_url: url,
-            member_id: admin.member_id.clone(),
-            role: claudemesh_protocol::frames::Role::Admin,
-            secret_key: admin.key.secret_hex().to_string(),
-            display_name: "admin".into(),
-            joined_at: 0,
-            extra: Default::default(),
-        }],
-        local_broker: None,
-        extra: Default::default(),
-    }
+    common::one_mesh_config(
+        None,
+        admin.mesh_id.clone(),
+        url,
+        admin.member_id.clone(),
+        claudemesh_protocol::frames::Role::Admin,
+        admin.key.secret_hex().to_string(),
+        "admin",
+    )
     .save(&paths)
     .unwrap();
     // The agent reads CLAUDEMESH_CA_FILE; run it as a process so the variable is its own.

@@ -185,22 +185,15 @@ async fn invites_carry_an_address_teammates_can_reach() {
     let mut c = Client::connect(&b.url).await.unwrap();
     let id = c.mesh_create(&b.admin_token, "team", "admin").await.unwrap().unwrap();
     let paths = Paths::new(dir.path().join("agent-admin"));
-    claudemesh_agent::Config {
-        display_name: None,
-        meshes: vec![claudemesh_agent::MeshConfig {
-            id: id.mesh_id.clone(),
-            slug: "team".into(),
-            broker_url: b.url.clone(),
-            member_id: id.member_id.clone(),
-            role: claudemesh_protocol::frames::Role::Admin,
-            secret_key: id.key.secret_hex().to_string(),
-            display_name: "admin".into(),
-            joined_at: 0,
-            extra: Default::default(),
-        }],
-        local_broker: None,
-        extra: Default::default(),
-    }
+    common::one_mesh_config(
+        None,
+        id.mesh_id.clone(),
+        b.url.clone(),
+        id.member_id.clone(),
+        claudemesh_protocol::frames::Role::Admin,
+        id.key.secret_hex().to_string(),
+        "admin",
+    )
     .save(&paths)
     .unwrap();
     let other = RunningAgent::start(&paths).await;

@@ -8,7 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use claudemesh_protocol::local::LinkState;
 use notify::Watcher;
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
@@ -85,25 +84,7 @@ fn start_uplink(agent: &Arc<Agent>, tracker: &TaskTracker, mesh: MeshConfig) -> 
     let (tx, rx) = mpsc::channel(256);
     let cancel = agent.shutdown.child_token();
     let id = mesh.id.clone();
-    agent.meshes().insert(
-        id.clone(),
-        MeshView {
-            config: mesh,
-            key,
-            link: LinkState::Connecting,
-            link_detail: None,
-            connected_since: None,
-            members: Default::default(),
-            peers: Default::default(),
-            senders: Default::default(),
-            former: Default::default(),
-            public_url: None,
-            retry_at: None,
-            refusal: None,
-            uplink: tx,
-            cancel: cancel.clone(),
-        },
-    );
+    agent.meshes().insert(id.clone(), MeshView::new(mesh, key, tx, cancel.clone()));
     tracker.spawn(uplink::run(agent.clone(), id, rx, cancel));
     Ok(())
 }

@@ -246,8 +246,8 @@ mod tests {
 
     fn view(link: LinkState) -> MeshView {
         let key = MemberKeypair::generate();
-        MeshView {
-            config: MeshConfig {
+        let mut v = MeshView::new(
+            MeshConfig {
                 id: "mesh_1".into(),
                 slug: "team".into(),
                 broker_url: "ws://127.0.0.1:1/ws".into(),
@@ -258,20 +258,13 @@ mod tests {
                 joined_at: 0,
                 extra: Default::default(),
             },
-            key: Arc::new(key),
-            link,
-            link_detail: Some("cannot reach ws://127.0.0.1:1/ws".into()),
-            connected_since: None,
-            members: Default::default(),
-            peers: Default::default(),
-            senders: Default::default(),
-            former: Default::default(),
-            public_url: None,
-            retry_at: None,
-            refusal: None,
-            uplink: tokio::sync::mpsc::channel(1).0,
-            cancel: Default::default(),
-        }
+            Arc::new(key),
+            tokio::sync::mpsc::channel(1).0,
+            Default::default(),
+        );
+        v.link = link;
+        v.link_detail = Some("cannot reach ws://127.0.0.1:1/ws".into());
+        v
     }
 
     fn member(id: &str, name: &str) -> MemberInfo {

@@ -272,6 +272,31 @@ impl Agent {
 pub const MAX_SENDERS: usize = 4096;
 
 impl MeshView {
+    /// A mesh about to connect: nothing known of its members or peers yet.
+    pub fn new(
+        config: MeshConfig,
+        key: Arc<MemberKeypair>,
+        uplink: mpsc::Sender<UplinkCmd>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            config,
+            key,
+            link: LinkState::Connecting,
+            link_detail: None,
+            connected_since: None,
+            members: Default::default(),
+            peers: Default::default(),
+            senders: Default::default(),
+            former: Default::default(),
+            public_url: None,
+            retry_at: None,
+            refusal: None,
+            uplink,
+            cancel,
+        }
+    }
+
     /// Remembers that `session` of `member` sent us something.
     pub fn remember_sender(&mut self, session: &str, member: &str) {
         if session.is_empty() || self.senders.get(session).is_some_and(|m| m == member) {

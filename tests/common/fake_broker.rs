@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use claudemesh_agent::{Config, MeshConfig, Paths};
+use claudemesh_agent::Paths;
 use claudemesh_protocol::crypto::MemberKeypair;
 use claudemesh_protocol::frames::{
     ClientFrame, ErrorCode, Hello, MeshRef, Role, ServerFrame, decode_client, encode,
@@ -114,22 +114,15 @@ impl FakeBroker {
     /// A config dir whose one mesh `team` points at this fake broker.
     pub fn member_config(&self, dir: &std::path::Path) -> Paths {
         let paths = Paths::new(dir.join("agent-fake"));
-        Config {
-            display_name: Some("alice".into()),
-            meshes: vec![MeshConfig {
-                id: "mesh_fake".into(),
-                slug: "team".into(),
-                broker_url: self.url.clone(),
-                member_id: "m_fake".into(),
-                role: Role::Member,
-                secret_key: MemberKeypair::generate().secret_hex().to_string(),
-                display_name: "alice".into(),
-                joined_at: 0,
-                extra: Default::default(),
-            }],
-            local_broker: None,
-            extra: Default::default(),
-        }
+        super::one_mesh_config(
+            Some("alice".into()),
+            "mesh_fake",
+            self.url.clone(),
+            "m_fake",
+            Role::Member,
+            MemberKeypair::generate().secret_hex().to_string(),
+            "alice",
+        )
         .save(&paths)
         .unwrap();
         paths

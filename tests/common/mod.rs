@@ -95,22 +95,15 @@ impl World {
         };
         c.close().await;
         let paths = Paths::new(self.dir.path().join(format!("agent-{name}")));
-        let cfg = Config {
-            display_name: Some(name.into()),
-            meshes: vec![MeshConfig {
-                id: self.mesh_id.clone(),
-                slug: "team".into(),
-                broker_url: self.url(),
-                member_id,
-                role: Role::Member,
-                secret_key: key.secret_hex().to_string(),
-                display_name: name.into(),
-                joined_at: 0,
-                extra: Default::default(),
-            }],
-            local_broker: None,
-            extra: Default::default(),
-        };
+        let cfg = one_mesh_config(
+            Some(name.into()),
+            self.mesh_id.clone(),
+            self.url(),
+            member_id,
+            Role::Member,
+            key.secret_hex().to_string(),
+            name,
+        );
         cfg.save(&paths).unwrap();
         paths
     }
@@ -121,22 +114,15 @@ impl World {
     /// Start that agent after the last [`World::member`] call: those connect as the admin too.
     pub fn admin_paths(&self) -> Paths {
         let paths = Paths::new(self.dir.path().join("agent-admin"));
-        Config {
-            display_name: Some("admin".into()),
-            meshes: vec![MeshConfig {
-                id: self.mesh_id.clone(),
-                slug: "team".into(),
-                broker_url: self.url(),
-                member_id: self.admin.member_id.clone(),
-                role: Role::Admin,
-                secret_key: self.admin.key.secret_hex().to_string(),
-                display_name: "admin".into(),
-                joined_at: 0,
-                extra: Default::default(),
-            }],
-            local_broker: None,
-            extra: Default::default(),
-        }
+        one_mesh_config(
+            Some("admin".into()),
+            self.mesh_id.clone(),
+            self.url(),
+            self.admin.member_id.clone(),
+            Role::Admin,
+            self.admin.key.secret_hex().to_string(),
+            "admin",
+        )
         .save(&paths)
         .unwrap();
         paths
@@ -353,5 +339,34 @@ impl Drop for AgentProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A `config.json` with one mesh, `team`, as `join` writes it: `display_name` is the user's
+/// default name, `name` the member's name in the mesh.
+pub fn one_mesh_config(
+    display_name: Option<String>,
+    mesh_id: impl Into<String>,
+    broker_url: impl Into<String>,
+    member_id: impl Into<String>,
+    role: Role,
+    secret_key: String,
+    name: impl Into<String>,
+) -> Config {
+    Config {
+        display_name,
+        meshes: vec![MeshConfig {
+            id: mesh_id.into(),
+            slug: "team".into(),
+            broker_url: broker_url.into(),
+            member_id: member_id.into(),
+            role,
+            secret_key,
+            display_name: name.into(),
+            joined_at: 0,
+            extra: Default::default(),
+        }],
+        local_broker: None,
+        extra: Default::default(),
     }
 }
