@@ -41,7 +41,7 @@ async fn a_refused_link_keeps_retrying_and_recovers_without_a_restart() {
     assert_eq!(st["retrying"], true, "{st}");
     assert!(st["retry_in_secs"].is_u64(), "{st}");
     let detail = st["detail"].as_str().unwrap();
-    assert!(detail.contains("refused") && detail.contains("retrying in"), "{st}");
+    assert!(detail.contains("refused"), "{st}");
     assert!(!detail.contains("leave"), "nothing advises leaving a mesh the member is still in: {st}");
     let (_, text, _) = cli(&alice.paths, &["status"]);
     assert!(text.contains("[retrying"), "{text}");

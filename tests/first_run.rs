@@ -134,9 +134,28 @@ async fn up_invite_join_message_reboot_down() {
 
     let out = bob.ok(&["join", &link, "--name", "bob"]);
     assert!(out.contains("joined mesh local as bob"), "{out}");
-    bob.until(&["status"], "connected").await;
+    // `join` started bob's agent: he is online for alice without running anything else, and a
+    // send by his name works at once (the agent asks the broker about a name it does not know).
+    let members = alice.until(&["members"], "bob").await;
+    assert!(members.contains("alice (you)"), "{members}");
+    let out = alice.ok(&["send", "bob", "the migration is done"]);
+    assert!(out.contains("queued message"), "{out}");
+    let bob_online =
+        |out: &str| out.lines().any(|l| l.trim_start().starts_with("bob ") && l.contains("online"));
+    for _ in 0..200 {
+        if bob_online(&alice.ok(&["members"])) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(bob_online(&alice.ok(&["members"])), "bob's agent runs after join");
+    // A role change and a group change in a row: each confirmation shows both, as they are now.
+    alice.ok(&["member", "set", "bob", "--role", "admin"]);
+    let out = alice.ok(&["member", "set", "bob", "--group", "backend:lead"]);
+    assert!(out.contains("admin") && out.contains("backend:lead"), "{out}");
+    let out = alice.ok(&["member", "set", "bob", "--role", "member"]);
+    assert!(out.contains("role member") && out.contains("backend:lead"), "{out}");
 
-    alice.send("bob", "the migration is done").await;
     let inbox = bob.until(&["inbox"], "the migration is done").await;
     assert!(inbox.contains("alice"), "{inbox}");
     bob.send("alice", "rebasing now").await;
@@ -219,4 +238,15 @@ async fn up_serves_a_team_on_every_interface() {
     erin.until(&["inbox"], "hello over the LAN").await;
     erin.send("dana", "hello back").await;
     dana.until(&["inbox"], "hello back").await;
+    // A second mesh on the broker `up` runs here needs no admin token file: it is dana's own.
+    let out = dana.ok(&[
+        "mesh",
+        "create",
+        "ops",
+        "--broker",
+        &format!("ws://127.0.0.1:{port}/ws"),
+        "--name",
+        "dana",
+    ]);
+    assert!(out.contains("created mesh ops"), "{out}");
 }

@@ -36,8 +36,19 @@ pub async fn handle(
         AgentCall::Status => Ok(views::status(agent)),
         AgentCall::Meshes => Ok(views::meshes(agent)),
         AgentCall::Peers { mesh } => views::peers(agent, mesh.as_deref()),
-        AgentCall::Members { mesh } => views::members(agent, mesh.as_deref()),
-        AgentCall::Send(p) => send(agent, p),
+        AgentCall::Members { mesh } => {
+            crate::members::refresh_directories(agent, mesh.as_deref()).await;
+            views::members(agent, mesh.as_deref())
+        }
+        AgentCall::Send(p) => match send(agent, p.clone()) {
+            // The name may belong to someone who joined (or rejoined) a moment ago, before the
+            // broker's batched presence said so: ask the broker, then try once more.
+            Err((ErrorCode::NotFound, _)) => {
+                crate::members::refresh_directories(agent, p.mesh.as_deref()).await;
+                send(agent, p)
+            }
+            r => r,
+        },
         AgentCall::Inbox(p) => inbox(agent, p),
         AgentCall::MarkSeen { msg_ids, session } => {
             mark_seen(agent, &msg_ids, session.as_deref()).map(|n| json!({ "marked": n }))

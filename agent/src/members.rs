@@ -90,6 +90,38 @@ pub fn find_member(agent: &Agent, mesh_id: &str, who: &str) -> Result<MemberInfo
     }
 }
 
+/// Asks the broker for the member directory of `mesh_id` now and stores it, so that a name
+/// given right after a join, a leave or a role change resolves against the broker's state, not
+/// against a view still waiting for batched presence. Only over a connected link (a down one
+/// keeps the cached view and answers at once); returns whether the view was refreshed.
+pub async fn refresh_directory(agent: &Agent, mesh_id: &str) -> bool {
+    let connected = agent.meshes().get(mesh_id).is_some_and(|v| v.link == LinkState::Connected);
+    if !connected {
+        return false;
+    }
+    match request(agent, mesh_id, Box::new(|req| ClientFrame::ListMembers { req })).await {
+        Ok(ServerFrame::Members { members, former, .. }) => {
+            if let Some(v) = agent.meshes().get_mut(mesh_id) {
+                v.members = members.into_iter().map(|m| (m.member_id.clone(), m)).collect();
+                v.former = former.into_iter().map(|f| (f.member_id.clone(), f)).collect();
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// [`refresh_directory`] for `mesh`, or for every joined mesh.
+pub async fn refresh_directories(agent: &Agent, mesh: Option<&str>) {
+    let ids: Vec<String> = match mesh {
+        Some(m) => agent.resolve_mesh(Some(m)).into_iter().collect(),
+        None => agent.meshes().keys().cloned().collect(),
+    };
+    for id in ids {
+        refresh_directory(agent, &id).await;
+    }
+}
+
 fn mesh_of(agent: &Agent, mesh: Option<&str>) -> Result<String, ApiError> {
     agent.resolve_mesh(mesh).map_err(|e| (ErrorCode::NotFound, e))
 }
@@ -97,9 +129,12 @@ fn mesh_of(agent: &Agent, mesh: Option<&str>) -> Result<String, ApiError> {
 /// `member_remove`: the broker checks the caller is an admin and that it is not the last one.
 pub async fn remove(agent: &Agent, mesh: Option<&str>, who: &str) -> Result<Value, ApiError> {
     let mesh_id = mesh_of(agent, mesh)?;
+    refresh_directory(agent, &mesh_id).await;
     let m = find_member(agent, &mesh_id, who)?;
     let id = m.member_id.clone();
     request(agent, &mesh_id, Box::new(move |req| ClientFrame::MemberRemove { req, member_id: id })).await?;
+    // What the broker just did, at once: a `members` or `send` right after sees it.
+    refresh_directory(agent, &mesh_id).await;
     Ok(json!({ "removed": m.member_id, "display_name": m.display_name }))
 }
 
@@ -115,6 +150,7 @@ pub async fn set(
         return Err((ErrorCode::Invalid, "nothing to change: give --role and/or --group".into()));
     }
     let mesh_id = mesh_of(agent, mesh)?;
+    refresh_directory(agent, &mesh_id).await;
     let m = find_member(agent, &mesh_id, who)?;
     let id = m.member_id.clone();
     let (r2, g2) = (role, groups.clone());
@@ -124,11 +160,18 @@ pub async fn set(
         Box::new(move |req| ClientFrame::MemberSet { req, member_id: id, role: r2, groups: g2 }),
     )
     .await?;
+    // The member as the broker now has it (both fields, whichever one changed).
+    refresh_directory(agent, &mesh_id).await;
+    let now = agent.meshes().get(&mesh_id).and_then(|v| v.members.get(&m.member_id).cloned());
+    let (role, groups) = match now {
+        Some(n) => (n.role, n.groups),
+        None => (role.unwrap_or(m.role), groups.unwrap_or(m.groups)),
+    };
     Ok(json!({
         "member_id": m.member_id,
         "display_name": m.display_name,
-        "role": role.unwrap_or(m.role),
-        "groups": groups.unwrap_or(m.groups),
+        "role": role,
+        "groups": groups,
     }))
 }
 

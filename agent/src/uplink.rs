@@ -156,11 +156,8 @@ pub async fn run(
         };
         let wait = backoff.next_wait();
         agent.set_retry(&mesh_id, Some(std::time::Instant::now() + wait), refusal);
-        agent.set_link(
-            &mesh_id,
-            LinkState::Disconnected,
-            Some(format!("{why}; retrying in {:.1}s", wait.as_secs_f64())),
-        );
+        // When it retries is in `retry_in_secs` (status shows it beside the reason).
+        agent.set_link(&mesh_id, LinkState::Disconnected, Some(why));
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = sleep(wait) => {}

@@ -154,10 +154,12 @@ fn link_check(m: &Value) -> Check {
             name,
             Level::Fail,
             described,
-            "another agent is connected with this member's key (a copied config dir?): run one agent \
-             per identity — stop the other one, or give this machine its own identity by joining with \
-             its own invite (CLAUDEMESH_CONFIG_DIR set to a fresh directory); then `claudemesh agent \
-             stop` here so the next command starts a fresh agent",
+            format!(
+                "another agent uses this member's key (a copied config dir?), and it started first: give \
+                 this machine its own identity with `claudemesh leave {slug} --local-only` and a new \
+                 invite (do not have the member removed: that would cut off the other machine too); or, \
+                 if the other agent should not run, stop it and run `claudemesh agent stop` here"
+            ),
         ),
         _ => match m["refusal"]["code"].as_str() {
             Some(code) => check(

@@ -44,7 +44,8 @@ pub async fn run(a: InboxArgs) -> anyhow::Result<ExitCode> {
         );
         match m["error"].as_str() {
             Some(e) => outln!("{head}: could not be read: {e}")?,
-            None => outln!("{head}: {}", s("body"))?,
+            // Later lines of a body are indented, so a multi-line message reads as one.
+            None => outln!("{head}: {}", s("body").replace('\n', "\n    "))?,
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -39,6 +39,12 @@ pub async fn run(a: JoinArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let m = joined.mesh;
+    // Start the agent now (a running one picks the mesh up from config.json): the new member is
+    // online for its teammates without running another command first.
+    let agent_note = match super::agent().await {
+        Ok(_) => String::new(),
+        Err(e) => format!("; the agent could not be started ({e}), the next claudemesh command tries again"),
+    };
     if a.json {
         outln!(
             "{}",
@@ -46,7 +52,11 @@ pub async fn run(a: JoinArgs) -> anyhow::Result<ExitCode> {
         )?;
     } else {
         outln!("joined mesh {} as {} (role {}, member {})", m.slug, name, m.role.as_str(), m.member_id)?;
-        outln!("key saved in {} (0600); the agent connects to {}", paths.config().display(), m.broker_url)?;
+        outln!(
+            "key saved in {} (0600); the agent connects to {}{agent_note}",
+            paths.config().display(),
+            m.broker_url
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -39,8 +39,9 @@ pub async fn run(a: LeaveArgs) -> anyhow::Result<ExitCode> {
         outln!("left {slug}; the broker removed you and your key was deleted")?;
     } else if a.local_only {
         outln!(
-            "forgot {slug} on this machine; its broker was not told, so an admin may want to remove you \
-             there (`claudemesh member remove NAME`)"
+            "forgot {slug} on this machine; its broker was not told. If this identity is not in use on \
+             another machine either, an admin can remove it there (`claudemesh member remove NAME`); if it \
+             is (a copied config dir), leave it be: removing it would cut off that machine too"
         )?;
     } else {
         outln!("left {slug}; the broker had already removed you, and your key was deleted")?;

@@ -16,12 +16,29 @@ fn admin_token(a: &MeshCreateArgs) -> anyhow::Result<String> {
             .with_context(|| format!("cannot read the admin token file {}", f.display()))?;
         return Ok(t.trim().to_string());
     }
-    match std::env::var("CLAUDEMESH_ADMIN_TOKEN") {
-        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-        _ => anyhow::bail!(
-            "creating a mesh needs the broker admin token: pass --admin-token-file <file> (the broker writes <data>/admin.token) or set CLAUDEMESH_ADMIN_TOKEN"
-        ),
+    if let Ok(t) = std::env::var("CLAUDEMESH_ADMIN_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_string());
     }
+    // The broker `claudemesh up` runs on this machine: its token is ours to read.
+    let own = claudemesh_agent::Config::load(&super::paths()).ok().and_then(|c| c.local_broker).filter(|b| {
+        let url = a.broker.trim().trim_end_matches('/');
+        url == b.local_url() || b.public_url.as_deref().is_some_and(|p| p.trim_end_matches('/') == url)
+    });
+    if let Some(b) = own {
+        let f = b.admin_token_file();
+        let t = std::fs::read_to_string(&f).with_context(|| {
+            format!("cannot read the admin token of the broker on this machine, {}", f.display())
+        })?;
+        return Ok(t.trim().to_string());
+    }
+    anyhow::bail!(
+        "creating a mesh needs the broker admin token: pass --admin-token-file <file> (the broker writes \
+         <data>/admin.token) or set CLAUDEMESH_ADMIN_TOKEN; for the broker `claudemesh up` runs here, \
+         `claudemesh up --mesh {}` creates it",
+        a.slug
+    )
 }
 
 /// Why the mesh was not created, said for this verb (the agent's own wording is about joining).

@@ -286,10 +286,11 @@ fn report(cfg: &Config, status: &Value, did: &[String], notes: &[String]) -> any
     if cfg.meshes.iter().any(|m| m.role == claudemesh_protocol::frames::Role::Admin) {
         outln!("  claudemesh invite create --uses 5  make a link for teammates to join")?;
     }
-    if cfg.local_broker.as_ref().is_some_and(|b| b.public_url.is_none()) {
+    if let Some(b) = cfg.local_broker.as_ref().filter(|b| b.public_url.is_none()) {
+        let port = b.listen.rsplit_once(':').map_or("7900", |(_, p)| p);
         outln!(
             "  (the broker listens on this machine only; for a team on your network run \
-             `claudemesh up --listen 0.0.0.0:7900 --public-url ws://HOST:7900/ws`)"
+             `claudemesh up --listen 0.0.0.0:{port} --public-url ws://HOST:{port}/ws`)"
         )?;
     }
     if cfg.local_broker.is_some() {
