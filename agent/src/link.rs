@@ -43,9 +43,18 @@ pub(crate) struct Link<'a> {
     ws: Ws,
     req: u64,
     pending: HashMap<u64, Pending>,
-    inflight: std::collections::HashSet<String>,
+    /// Outbox sends awaiting the broker's answer: client message id → when it was sent.
+    inflight: HashMap<String, Instant>,
     parked: Vec<Push>,
+    /// No outbox send before this instant (the broker's `retry_after_ms`, or the pace).
     retry_at: Option<Instant>,
+    /// Set by a rate-limit refusal: one send per this interval (the broker's hint) until the
+    /// backlog is gone, so a backlog costs one `send` per message, not one per message per retry.
+    pace: Option<Duration>,
+    /// The last drain stopped at the in-flight cap with more waiting.
+    backlog: bool,
+    /// When the last rate-limit wait began: refusals of sends made before it say nothing new.
+    limited_at: Option<Instant>,
 }
 
 impl<'a> Link<'a> {
@@ -60,6 +69,9 @@ impl<'a> Link<'a> {
             inflight: Default::default(),
             parked: vec![],
             retry_at: None,
+            pace: None,
+            backlog: false,
+            limited_at: None,
         }
     }
 

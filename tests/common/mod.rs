@@ -36,8 +36,13 @@ pub fn broker_config(dir: &std::path::Path) -> BrokerConfig {
 
 impl World {
     pub async fn start() -> Self {
+        Self::start_with(broker_config).await
+    }
+
+    /// A world whose broker runs with `config(dir)` (e.g. the shipped rate limits).
+    pub async fn start_with(config: impl Fn(&std::path::Path) -> BrokerConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let broker = RunningBroker::start("127.0.0.1:0", broker_config(dir.path())).await.unwrap();
+        let broker = RunningBroker::start("127.0.0.1:0", config(dir.path())).await.unwrap();
         let mut c = Client::connect(&broker.url).await.unwrap();
         let admin = c.mesh_create(&broker.admin_token, "team", "admin").await.unwrap().unwrap();
         Self {

@@ -13,9 +13,18 @@ use crate::resolve::recipients;
 use crate::store::SendState;
 use crate::uplink::End;
 
+/// Outbox sends in flight at once when the broker is not pacing us.
+const MAX_IN_FLIGHT: usize = 256;
+
 impl Link<'_> {
-    /// Sends every outbox entry of this mesh that is not already in flight.
+    /// Sends outbox entries of this mesh that are not in flight yet: none while a retry wait
+    /// runs, one per pace interval after a rate limit, else up to [`MAX_IN_FLIGHT`] at once.
     pub(super) async fn drain_outbox(&mut self) -> Result<(), End> {
+        if self.retry_at.is_some_and(|t| t > Instant::now()) {
+            // The timer drains when the wait is over; a new local send does not jump it.
+            return Ok(());
+        }
+        self.retry_at = None;
         let records = match self.agent.store.outbox_for(self.mesh_id) {
             Ok(r) => r,
             Err(e) => {
@@ -23,12 +32,23 @@ impl Link<'_> {
                 return Ok(());
             }
         };
-        for rec in records {
-            if self.inflight.contains(&rec.client_msg_id) {
-                continue;
+        let limit = if self.pace.is_some() { 1 } else { MAX_IN_FLIGHT };
+        let waiting: Vec<_> =
+            records.into_iter().filter(|r| !self.inflight.contains_key(&r.client_msg_id)).collect();
+        if waiting.is_empty() {
+            // Nothing left to send: the pace ends with the backlog.
+            self.pace = None;
+        }
+        self.backlog = false;
+        let mut sent = 0;
+        for rec in waiting {
+            if self.inflight.len() >= MAX_IN_FLIGHT || sent >= limit {
+                self.backlog = true;
+                break;
             }
             let Ok(target) = rec.target.parse::<Target>() else { continue };
-            self.inflight.insert(rec.client_msg_id.clone());
+            sent += 1;
+            self.inflight.insert(rec.client_msg_id.clone(), Instant::now());
             let id = rec.client_msg_id.clone();
             self.request(
                 |req| {
@@ -45,11 +65,14 @@ impl Link<'_> {
             )
             .await?;
         }
+        if let Some(pace) = self.pace.filter(|_| sent > 0) {
+            self.retry_at = Some(Instant::now() + pace);
+        }
         Ok(())
     }
 
     pub(super) async fn outbox_reply(&mut self, id: String, reply: ServerFrame) -> Result<(), End> {
-        self.inflight.remove(&id);
+        let sent_at = self.inflight.remove(&id);
         let store = &self.agent.store;
         let done = |state| {
             if let Err(e) = store.outbox_finish(&id, state) {
@@ -57,11 +80,35 @@ impl Link<'_> {
             }
         };
         match reply {
-            ServerFrame::Ack { msg_id, recipients, .. } => done(SendState::Accepted { msg_id, recipients }),
+            ServerFrame::Ack { msg_id, recipients, .. } => {
+                done(SendState::Accepted { msg_id, recipients });
+                // Room in flight again: send more, unless paced (the timer does that).
+                if self.backlog && self.pace.is_none() {
+                    self.drain_outbox().await?;
+                }
+            }
             ServerFrame::Error(ErrorFrame { code: ErrorCode::RateLimited, retry_after_ms, .. }) => {
-                let wait = Duration::from_millis(retry_after_ms.unwrap_or(1000));
-                self.retry_at =
-                    Some(self.retry_at.map_or(Instant::now() + wait, |t| t.min(Instant::now() + wait)));
+                // Wait as the broker says, then go at its pace: one send per that interval, with
+                // a tenth (at least 2 ms) to spare so timer jitter does not cost a refusal. A
+                // hint can be short (a token nearly refilled); a paced send refused means the
+                // pace is too quick: slow it by a quarter. Refusals of sends that were already in
+                // flight when the wait began say nothing new about the pace.
+                let wait = Duration::from_millis(retry_after_ms.unwrap_or(1000).max(1));
+                let hinted = wait + (wait / 10).max(Duration::from_millis(2));
+                let stale = match (sent_at, self.limited_at) {
+                    (Some(sent), Some(limited)) => sent < limited,
+                    _ => false,
+                };
+                self.pace = Some(match self.pace {
+                    None => hinted,
+                    Some(p) if stale => p.max(hinted),
+                    Some(p) => hinted.max(p + p / 4),
+                });
+                let now = Instant::now();
+                if !stale {
+                    self.limited_at = Some(now);
+                }
+                self.retry_at = Some(self.retry_at.map_or(now + wait, |t| t.max(now + wait)));
             }
             ServerFrame::Error(ErrorFrame { code: ErrorCode::Internal | ErrorCode::Unavailable, .. }) => {
                 self.retry_at = Some(Instant::now() + Duration::from_secs(5));

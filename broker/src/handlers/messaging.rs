@@ -142,7 +142,7 @@ pub async fn send(conn: &mut Conn, s: Send) {
             .err()
     };
     if let Some(wait) = limited {
-        conn.hub.metrics.error(ErrorCode::RateLimited);
+        // `reply` counts the error frame in the metrics, once.
         return conn.reply(&ServerFrame::Error(claudemesh_protocol::frames::ErrorFrame {
             req: Some(req),
             code: ErrorCode::RateLimited,
