@@ -10,6 +10,7 @@ mod server;
 mod tools;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use claudemesh_agent::{AgentClient, ClientError, Paths};
 use claudemesh_protocol::frames::{PeerType, SessionInfo, SessionPatch, SessionStatus};
@@ -22,6 +23,12 @@ pub use server::MeshServer;
 
 /// The `channel` this server declares for its session.
 const CHANNEL: &str = "claudemesh";
+/// The longest one agent call may take, starting the agent included: a stopped or wedged agent
+/// (`kill -STOP`, what Ctrl-Z does to `agent run`) must not hang Claude Code.
+const CALL_TIMEOUT: Duration = Duration::from_secs(12);
+/// How often the session checks its agent connection; after an agent restart it registers
+/// again within this, with no tool call needed.
+const KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// The connection to the agent for request/response calls, and the session it registered.
 ///
@@ -59,11 +66,16 @@ impl Link {
         &self.session
     }
 
-    /// The connected client, connecting (starting the agent if needed) and registering first.
-    async fn client(&mut self) -> Result<&mut AgentClient, ClientError> {
+    /// The connected client, connecting (starting the agent if needed, unless `!start`) and
+    /// registering first.
+    async fn client_with(&mut self, start: bool) -> Result<&mut AgentClient, ClientError> {
         if self.client.is_none() {
-            let exe = std::env::current_exe()?;
-            let mut c = claudemesh_agent::connect_or_start(&self.paths, "mcp", &exe).await?;
+            let mut c = if start {
+                let exe = std::env::current_exe()?;
+                claudemesh_agent::connect_or_start(&self.paths, "mcp", &exe).await?
+            } else {
+                AgentClient::connect(&self.paths, "mcp").await?
+            };
             let r = c
                 .call(AgentCall::SessionRegister(SessionRegister {
                     meshes: launch_meshes(),
@@ -85,24 +97,55 @@ impl Link {
         }
     }
 
-    /// One call; a broken connection is dropped so the next call reconnects and re-registers.
+    /// One call, within [`CALL_TIMEOUT`]; a broken or silent connection is dropped so the next
+    /// call reconnects and re-registers.
     pub async fn call(&mut self, call: AgentCall) -> Result<Value, ClientError> {
-        let r = self.client().await?.call(call).await;
+        self.call_with(call, true).await
+    }
+
+    async fn call_with(&mut self, call: AgentCall, start: bool) -> Result<Value, ClientError> {
+        let r = match tokio::time::timeout(CALL_TIMEOUT, async {
+            self.client_with(start).await?.call(call).await
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the agent did not answer within {} s; is it stopped? (`claudemesh agent status`)",
+                    CALL_TIMEOUT.as_secs()
+                ),
+            ))),
+        };
         if matches!(r, Err(ClientError::Io(_) | ClientError::Protocol(_))) {
             self.client = None;
         }
         r
     }
 
-    /// Makes sure a live, registered connection exists (one retry after a dead one).
+    /// Makes sure a live, registered connection exists (one retry after a dead one), starting
+    /// the agent if none runs. Asks the agent for its mesh list: the cheapest call that proves
+    /// the connection is alive.
     pub async fn ensure(&mut self) -> Result<(), ClientError> {
-        match self.call(AgentCall::Status).await {
+        self.ensure_with(true).await
+    }
+
+    async fn ensure_with(&mut self, start: bool) -> Result<(), ClientError> {
+        match self.call_with(AgentCall::Meshes, start).await {
             Ok(_) => Ok(()),
+            Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => Err(ClientError::Io(e)),
             Err(ClientError::Io(_) | ClientError::Protocol(_)) => {
-                self.call(AgentCall::Status).await.map(|_| ())
+                self.call_with(AgentCall::Meshes, start).await.map(|_| ())
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Registers again with an agent that runs (after a restart), never starting one: an agent
+    /// stopped on purpose (`claudemesh down`) stays stopped until a tool call needs it.
+    pub async fn keep_alive(&mut self) -> Result<(), ClientError> {
+        self.ensure_with(false).await
     }
 
     /// Applies `patch` at the agent, then to the local copy (kept for re-registration).
@@ -113,12 +156,15 @@ impl Link {
         Ok(v)
     }
 
-    /// Closes the session at the agent and drops the connection.
+    /// Closes the session at the agent and drops the connection (a silent agent gets
+    /// [`CALL_TIMEOUT`]; the agent also closes the session when the connection goes).
     pub async fn close(&mut self) {
         if let Some(mut c) = self.client.take() {
             let session_id = self.session.session_id.clone();
-            if let Err(e) = c.call(AgentCall::SessionClose { session_id }).await {
-                debug(&format!("session close failed: {e}"));
+            match tokio::time::timeout(CALL_TIMEOUT, c.call(AgentCall::SessionClose { session_id })).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => debug(&format!("session close failed: {e}")),
+                Err(_) => debug("session close: the agent did not answer"),
             }
         }
     }
@@ -199,18 +245,18 @@ pub async fn serve() -> anyhow::Result<()> {
     let info = session_info(&paths);
     let claude_pid = Some(std::os::unix::process::parent_id());
     let link: Shared = Arc::new(tokio::sync::Mutex::new(Link::new(paths, info, claude_pid)));
-    // Register at once so peers see the session before the first tool call; a missing agent is
-    // not fatal here: tools report it, and the next call retries.
-    if let Err(e) = link.lock().await.ensure().await {
-        debug(&format!("agent not reachable yet: {e}"));
-    }
     let stop = CancellationToken::new();
+    // Registers at once (peers see the session before the first tool call) and again after an
+    // agent restart, beside the MCP handshake, which never waits for the agent.
+    let keepalive = tokio::spawn(keep_registered(link.clone(), stop.clone()));
     let server = MeshServer::new(link.clone(), stop.clone());
     let running = match server.serve(rmcp::transport::stdio()).await {
         Ok(r) => r,
         // The client went away before initializing (a probe, or Claude Code quitting early).
         Err(rmcp::service::ServerInitializeError::ConnectionClosed(at)) => {
             debug(&format!("stdin closed before initialization ({at})"));
+            stop.cancel();
+            let _ = keepalive.await;
             link.lock().await.close().await;
             return Ok(());
         }
@@ -219,6 +265,32 @@ pub async fn serve() -> anyhow::Result<()> {
     let reason = running.waiting().await;
     debug(&format!("stdio closed: {reason:?}"));
     stop.cancel();
+    let _ = keepalive.await;
     link.lock().await.close().await;
     Ok(())
+}
+
+/// Keeps the session registered: checks the agent connection every [`KEEPALIVE`] and, when
+/// the agent went away and came back, connects and registers again, until `stop`. The first
+/// check starts the agent if none runs (Claude Code just started this server to use it); later
+/// ones only reconnect to a running one.
+async fn keep_registered(link: Shared, stop: CancellationToken) {
+    let mut first = true;
+    loop {
+        let checked = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = async {
+                let mut l = link.lock().await;
+                if first { l.ensure().await } else { l.keep_alive().await }
+            } => r,
+        };
+        first = false;
+        if let Err(e) = checked {
+            debug(&format!("agent not reachable: {e}"));
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(KEEPALIVE) => {}
+        }
+    }
 }
