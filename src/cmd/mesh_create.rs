@@ -79,7 +79,8 @@ pub async fn run(a: MeshCreateArgs) -> anyhow::Result<ExitCode> {
         )?;
     } else {
         outln!("created mesh {} on {}; you are its admin ({})", m.slug, m.broker_url, m.member_id)?;
-        outln!("next: `claudemesh invite create --uses 5` and share the link")?;
+        // Name the mesh: with this one the user may well be in several.
+        outln!("next: `claudemesh invite create --mesh {} --uses 5` and share the link", m.slug)?;
     }
     Ok(ExitCode::SUCCESS)
 }
