@@ -225,8 +225,7 @@ impl<'a> Link<'a> {
                         if let ServerFrame::Members { members, former, .. } = other
                             && let Some(v) = self.agent.meshes().get_mut(self.mesh_id)
                         {
-                            v.members = members.into_iter().map(|m| (m.member_id.clone(), m)).collect();
-                            crate::members::merge_former(v, former);
+                            v.set_directory(members, former);
                         }
                         let parked = std::mem::take(&mut self.parked);
                         for p in parked {

@@ -41,9 +41,14 @@ pub struct LocalBrokerConfig {
 }
 
 impl LocalBrokerConfig {
-    /// The URL this machine uses to reach it: `ws://HOST:PORT/ws`, with a wildcard listen
-    /// address (`0.0.0.0`, `[::]`) replaced by the loopback address.
+    /// The URL this machine uses to reach it: `ws://HOST:PORT/ws` with [`Self::local_addr`].
     pub fn local_url(&self) -> String {
+        format!("ws://{}/ws", self.local_addr())
+    }
+
+    /// The address this machine connects to: `HOST:PORT` of `listen`, with a wildcard address
+    /// (`0.0.0.0`, `[::]`) replaced by the loopback address.
+    pub fn local_addr(&self) -> String {
         let listen = self.listen.trim();
         let (host, port) = match listen.rsplit_once(':') {
             Some((h, p)) => (h, p),
@@ -54,12 +59,17 @@ impl LocalBrokerConfig {
             "[::]" | "::" => "[::1]",
             h => h,
         };
-        format!("ws://{host}:{port}/ws")
+        format!("{host}:{port}")
     }
 
     /// The broker's admin token file (the broker creates it at first start).
     pub fn admin_token_file(&self) -> PathBuf {
         self.data.join("admin.token")
+    }
+
+    /// The broker's admin token, trimmed. Errors: the file cannot be read (not started yet).
+    pub fn admin_token(&self) -> std::io::Result<String> {
+        std::fs::read_to_string(self.admin_token_file()).map(|t| t.trim().to_string())
     }
 }
 

@@ -1,36 +1,15 @@
 //! Membership through the agent: `member_remove` and `member_set` (admins), and `leave`, which
 //! tells the broker before the key is deleted so no ghost member stays behind.
 
-use claudemesh_protocol::frames::{
-    ClientFrame, ErrorCode, FormerMember, GroupRole, MemberInfo, Role, ServerFrame,
-};
+use claudemesh_protocol::frames::{ClientFrame, ErrorCode, GroupRole, MemberInfo, Role, ServerFrame};
 use claudemesh_protocol::local::LinkState;
 use serde_json::{Value, json};
 
 use crate::admin::{request, request_raw};
 use crate::api::ApiError;
 use crate::config::Config;
-use crate::state::{Agent, MeshView};
-
-/// Most former members a mesh view remembers.
-const MAX_FORMER: usize = 1024;
-
-/// Takes the broker's list of former members into `v`, keeping those learnt from
-/// `member_removed` events (an older broker lists none); a member who is current is not former.
-pub fn merge_former(v: &mut MeshView, former: Vec<FormerMember>) {
-    for f in former {
-        v.former.insert(f.member_id.clone(), f);
-    }
-    let current = &v.members;
-    v.former.retain(|id, _| !current.contains_key(id));
-    if v.former.len() > MAX_FORMER {
-        let mut by_age: Vec<(u64, String)> = v.former.values().map(|f| (f.at, f.member_id.clone())).collect();
-        by_age.sort();
-        for (_, id) in by_age.into_iter().take(v.former.len() - MAX_FORMER) {
-            v.former.remove(&id);
-        }
-    }
-}
+use crate::resolve::{candidates, former_named};
+use crate::state::Agent;
 
 /// The short form of a member id that lists and errors show (`m_1cf452`).
 pub fn short_id(member_id: &str) -> &str {
@@ -38,8 +17,9 @@ pub fn short_id(member_id: &str) -> &str {
 }
 
 /// Finds one current member of `mesh_id` by display name (case-insensitive), member id, or a
-/// unique prefix of a member id. Errors: not found (listing who is there) or ambiguous
-/// (listing name, short id and role of each candidate).
+/// unique prefix of a member id. Errors: not found (naming a former member as such, else
+/// listing who is there) or ambiguous (each candidate's name, short id and hosts, as sends
+/// list them).
 pub fn find_member(agent: &Agent, mesh_id: &str, who: &str) -> Result<MemberInfo, ApiError> {
     let meshes = agent.meshes();
     let v = meshes.get(mesh_id).ok_or((ErrorCode::NotFound, "mesh not joined".to_string()))?;
@@ -61,11 +41,7 @@ pub fn find_member(agent: &Agent, mesh_id: &str, who: &str) -> Result<MemberInfo
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
         [] => {
-            if let Some(f) = v
-                .former
-                .get(who)
-                .or_else(|| v.former.values().find(|f| f.display_name.eq_ignore_ascii_case(who)))
-            {
+            if let Some(f) = former_named(v, who) {
                 return Err((ErrorCode::NotFound, format!("{} {}", f.display_name, f.reason.phrase())));
             }
             let mut names: Vec<&str> = v.members.values().map(|m| m.display_name.as_str()).collect();
@@ -75,18 +51,10 @@ pub fn find_member(agent: &Agent, mesh_id: &str, who: &str) -> Result<MemberInfo
                 format!("no member {who} in {}; members: {}", v.config.slug, names.join(", ")),
             ))
         }
-        many => {
-            let list: Vec<String> = many
-                .iter()
-                .map(|m| {
-                    format!("{} ({}, {:?})", m.display_name, short_id(&m.member_id), m.role).to_lowercase()
-                })
-                .collect();
-            Err((
-                ErrorCode::Conflict,
-                format!("{who} matches several members: {}; use the member id", list.join(", ")),
-            ))
-        }
+        many => Err((
+            ErrorCode::Conflict,
+            format!("{who} matches several members: {}; use the member id", candidates(v, &[], many)),
+        )),
     }
 }
 
@@ -102,8 +70,7 @@ pub async fn refresh_directory(agent: &Agent, mesh_id: &str) -> bool {
     match request(agent, mesh_id, Box::new(|req| ClientFrame::ListMembers { req })).await {
         Ok(ServerFrame::Members { members, former, .. }) => {
             if let Some(v) = agent.meshes().get_mut(mesh_id) {
-                v.members = members.into_iter().map(|m| (m.member_id.clone(), m)).collect();
-                v.former = former.into_iter().map(|f| (f.member_id.clone(), f)).collect();
+                v.set_directory(members, former);
             }
             true
         }

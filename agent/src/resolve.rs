@@ -60,9 +60,17 @@ fn explicit(view: &MeshView, to: &str) -> Result<Target, ResolveError> {
     })
 }
 
+/// The member who left or was removed that `who` names: by member id, else by display name
+/// (case-insensitive; the most recent one when several had it).
+pub(crate) fn former_named<'a>(view: &'a MeshView, who: &str) -> Option<&'a FormerMember> {
+    view.former.get(who).or_else(|| {
+        view.former.values().filter(|f| f.display_name.eq_ignore_ascii_case(who)).max_by_key(|f| f.at)
+    })
+}
+
 /// One ambiguity candidate per session (name, host, short id) and per member (name, short id,
 /// the hosts of its sessions).
-fn candidates(view: &MeshView, sessions: &[&PeerSession], members: &[&MemberInfo]) -> String {
+pub(crate) fn candidates(view: &MeshView, sessions: &[&PeerSession], members: &[&MemberInfo]) -> String {
     let mut c: Vec<String> = sessions
         .iter()
         .map(|p| {
@@ -137,12 +145,7 @@ pub fn resolve_target(view: &MeshView, to: &str) -> Result<Target, ResolveError>
     if let Some(id) = unique_prefix(view.members.keys(), to) {
         return Ok(Target::Member(id));
     }
-    if let Some(f) = view.former.get(to).or_else(|| {
-        let mut named: Vec<&FormerMember> =
-            view.former.values().filter(|f| f.display_name.to_lowercase() == lower).collect();
-        named.sort_by_key(|f| std::cmp::Reverse(f.at));
-        named.first().copied()
-    }) {
+    if let Some(f) = former_named(view, to) {
         return Err(ResolveError::Former {
             name: f.display_name.clone(),
             mesh: view.config.slug.clone(),

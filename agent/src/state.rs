@@ -271,7 +271,30 @@ impl Agent {
 /// How many recent senders a mesh view remembers (see [`MeshView::senders`]).
 pub const MAX_SENDERS: usize = 4096;
 
+/// Most former members a mesh view remembers.
+const MAX_FORMER: usize = 1024;
+
 impl MeshView {
+    /// Takes a `members` reply as the directory: the current members replace the old ones; the
+    /// former ones are merged with those learnt from `member_removed` events (an older broker
+    /// lists none), and a member who is current is not former.
+    pub fn set_directory(&mut self, members: Vec<MemberInfo>, former: Vec<FormerMember>) {
+        self.members = members.into_iter().map(|m| (m.member_id.clone(), m)).collect();
+        for f in former {
+            self.former.insert(f.member_id.clone(), f);
+        }
+        let current = &self.members;
+        self.former.retain(|id, _| !current.contains_key(id));
+        if self.former.len() > MAX_FORMER {
+            let mut by_age: Vec<(u64, String)> =
+                self.former.values().map(|f| (f.at, f.member_id.clone())).collect();
+            by_age.sort();
+            for (_, id) in by_age.into_iter().take(self.former.len() - MAX_FORMER) {
+                self.former.remove(&id);
+            }
+        }
+    }
+
     /// A mesh about to connect: nothing known of its members or peers yet.
     pub fn new(
         config: MeshConfig,

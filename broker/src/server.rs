@@ -209,7 +209,7 @@ async fn sweeper(hub: Arc<Hub>, stop: CancellationToken) {
         handlers::sessions::sweep_gone_sessions(&hub);
         if last_expiry.elapsed() >= hub.config.expiry_interval {
             last_expiry = tokio::time::Instant::now();
-            handlers::messaging::sweep_expired(&hub).await;
+            handlers::expiry::sweep_expired(&hub).await;
         }
     }
 }

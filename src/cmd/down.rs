@@ -29,9 +29,7 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
     };
     // The agent stops its broker on the way out; wait for both to be gone.
     let start = Instant::now();
-    let broker_addr = broker
-        .as_ref()
-        .map(|b| b.local_url().trim_start_matches("ws://").trim_end_matches("/ws").to_string());
+    let broker_addr = broker.as_ref().map(|b| b.local_addr());
     loop {
         let agent_gone = !paths.socket().exists() && !paths.pid().exists();
         let broker_gone = match &broker_addr {

@@ -27,11 +27,12 @@ fn admin_token(a: &MeshCreateArgs) -> anyhow::Result<String> {
         url == b.local_url() || b.public_url.as_deref().is_some_and(|p| p.trim_end_matches('/') == url)
     });
     if let Some(b) = own {
-        let f = b.admin_token_file();
-        let t = std::fs::read_to_string(&f).with_context(|| {
-            format!("cannot read the admin token of the broker on this machine, {}", f.display())
-        })?;
-        return Ok(t.trim().to_string());
+        return b.admin_token().with_context(|| {
+            format!(
+                "cannot read the admin token of the broker on this machine, {}",
+                b.admin_token_file().display()
+            )
+        });
     }
     anyhow::bail!(
         "creating a mesh needs the broker admin token: pass --admin-token-file <file> (the broker writes \

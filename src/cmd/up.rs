@@ -150,17 +150,16 @@ fn port_free(listen: &str) -> bool {
     TcpListener::bind(listen).is_ok()
 }
 
+/// `--public-url`, checked as every broker URL a person gives (`crate::broker_url`).
 fn check_public_url(u: &str) -> anyhow::Result<String> {
     let u = u.trim();
-    if !(u.starts_with("ws://") || u.starts_with("wss://")) {
-        bail!("--public-url {u} must be a WebSocket URL such as ws://HOST:7900/ws or wss://HOST/ws");
-    }
+    crate::broker_url::check(u).context("--public-url")?;
     Ok(u.to_string())
 }
 
 /// Waits until the broker accepts connections and has written its admin token.
 async fn wait_for_broker(paths: &Paths, b: &LocalBrokerConfig) -> anyhow::Result<()> {
-    let addr = b.local_url().trim_start_matches("ws://").trim_end_matches("/ws").to_string();
+    let addr = b.local_addr();
     let start = Instant::now();
     while start.elapsed() < BROKER_START {
         if b.admin_token_file().exists() && tokio::net::TcpStream::connect(&addr).await.is_ok() {
@@ -194,10 +193,10 @@ async fn create_mesh(
     claudemesh_protocol::names::validate_mesh_slug(slug).context("choose another --mesh")?;
     let name = name.map(str::to_string).unwrap_or_else(|| super::join::default_name(paths));
     claudemesh_protocol::names::validate_display_name(&name).context("choose another --name")?;
-    let token_file = b.admin_token_file();
-    let token = std::fs::read_to_string(&token_file)
-        .with_context(|| format!("cannot read the broker's admin token {}", token_file.display()))?;
-    let joined = claudemesh_agent::enroll::create_mesh(paths, &b.local_url(), slug, &name, token.trim())
+    let token = b.admin_token().with_context(|| {
+        format!("cannot read the broker's admin token {}", b.admin_token_file().display())
+    })?;
+    let joined = claudemesh_agent::enroll::create_mesh(paths, &b.local_url(), slug, &name, &token)
         .await
         .with_context(|| format!("cannot create mesh {slug} on the broker on this machine"))?;
     did.push(format!("created mesh {} with you ({name}) as its admin", joined.mesh.slug));

@@ -141,13 +141,13 @@ impl Link<'_> {
         let (tx, rx) = oneshot::channel();
         self.request(|req| ClientFrame::ListMembers { req }, Pending::Reply(tx)).await?;
         // Wait for the directory inline (other frames are handled when the loop resumes).
-        let members = loop {
+        let (members, former) = loop {
             let f = self.next_frame(Duration::from_secs(15)).await?;
-            if let ServerFrame::Members { req, members, .. } = &f
+            if let ServerFrame::Members { req, members, former } = &f
                 && self.pending.get(req).is_some_and(|p| matches!(p, Pending::Reply(_)))
             {
                 self.pending.remove(req);
-                break members.clone();
+                break (members.clone(), former.clone());
             }
             Box::pin(self.frame(f)).await?;
         };
@@ -155,7 +155,7 @@ impl Link<'_> {
         let key = {
             let mut meshes = self.agent.meshes();
             let Some(v) = meshes.get_mut(self.mesh_id) else { return Ok(()) };
-            v.members = members.into_iter().map(|m| (m.member_id.clone(), m)).collect();
+            v.set_directory(members, former);
             let Ok(target) = rec.target.parse::<Target>() else { return Ok(()) };
             match recipients(v, &target) {
                 Ok(r) => Some((v.key.clone(), r)),

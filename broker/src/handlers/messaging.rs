@@ -1,8 +1,7 @@
 //! `send` (validate, persist with group commit, ack, push), `client_ack`, `receipt`,
-//! `message_status`, `list_peers`, and the expiry sweep.
+//! `message_status` and `list_peers`. The expiry sweep is in `expiry.rs`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use claudemesh_protocol::frames::{
@@ -14,9 +13,8 @@ use claudemesh_protocol::limits::{
 };
 
 use crate::conn::Conn;
-use crate::hub::{Hub, Mesh};
+use crate::hub::Mesh;
 use crate::ids::{msg_id, now_ms};
-use crate::metrics::Metrics;
 use crate::store::writer::job;
 use crate::store::{
     IDEMPOTENCY, IdemRecord, MESSAGES, MessageRecord, QUEUE, RECIPIENTS, RecipientState, SEP, StoreError, key,
@@ -422,82 +420,4 @@ pub fn list_peers(conn: &mut Conn, req: u64) {
     let Some(a) = conn.auth.clone() else { return };
     let sessions = a.mesh.lock().sessions.values().map(crate::hub::SessionEntry::peer).collect();
     conn.reply(&ServerFrame::Peers { req, sessions });
-}
-
-/// Expires queued copies older than the TTL: removes them, marks the recipient `expired`, tells
-/// online senders, and drops message records and idempotency keys past the TTL.
-pub async fn sweep_expired(hub: &Arc<Hub>) {
-    let ttl_ms = hub.config.queue_ttl.as_millis() as u64;
-    let cutoff = now_ms().saturating_sub(ttl_ms);
-    let apply = move |tx: &crate::store::Tx<'_>, state: &mut crate::store::WriterState| {
-        let ms_of = |id: &str| u64::from_str_radix(id.get(..12).unwrap_or("0"), 16).unwrap_or(0);
-        let mut expired: Vec<(String, String, String)> = Vec::new(); // mesh, recipient, msg
-        let queue = tx.scan_all(QUEUE)?;
-        for (k, _) in queue {
-            let parts: Vec<&str> = k.split(SEP).collect();
-            if let [mesh, member, id] = parts[..]
-                && ms_of(id) < cutoff
-            {
-                tx.remove(QUEUE, &k)?;
-                state.add_depth(mesh, member, -1);
-                tx.put(
-                    RECIPIENTS,
-                    &key(&[mesh, id, member]),
-                    &RecipientState { state: DeliveryState::Expired, at: now_ms() },
-                )?;
-                expired.push((mesh.into(), member.into(), id.into()));
-            }
-        }
-        // Records and idempotency keys live as long as the queue TTL.
-        let mut senders = Vec::new();
-        for (k, v) in tx.scan_all(MESSAGES)? {
-            if let Some((mesh, id)) = k.split_once(SEP)
-                && ms_of(id) < cutoff
-            {
-                if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v) {
-                    tx.remove(IDEMPOTENCY, &key(&[mesh, &rec.from_member, &rec.client_msg_id]))?;
-                    senders.push((mesh.to_string(), id.to_string(), rec.from_member));
-                }
-                tx.remove(MESSAGES, &k)?;
-                for (rk, _) in tx.scan(RECIPIENTS, &key(&[mesh, id]))? {
-                    tx.remove(RECIPIENTS, &rk)?;
-                }
-            }
-        }
-        Ok((expired, senders))
-    };
-    let metrics = hub.metrics.clone();
-    let hub2 = hub.clone();
-    let r = hub.store.write(apply).await;
-    match r {
-        Ok((expired, senders)) if !expired.is_empty() => {
-            expired_events(&hub2, &metrics, &expired, &senders);
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "expiry sweep failed; will retry"),
-    }
-}
-
-fn expired_events(
-    hub: &Hub,
-    metrics: &Metrics,
-    expired: &[(String, String, String)],
-    senders: &[(String, String, String)],
-) {
-    metrics.messages_expired.fetch_add(expired.len() as u64, Relaxed);
-    metrics.queue_depth.fetch_sub(expired.len() as i64, Relaxed);
-    let sender_of: HashMap<(&str, &str), &str> =
-        senders.iter().map(|(m, id, s)| ((m.as_str(), id.as_str()), s.as_str())).collect();
-    let mut per: HashMap<(String, String, String), Vec<String>> = HashMap::new();
-    for (mesh, member, id) in expired {
-        if let Some(sender) = sender_of.get(&(mesh.as_str(), id.as_str())) {
-            per.entry((mesh.clone(), sender.to_string(), member.clone())).or_default().push(id.clone());
-        }
-    }
-    for ((mesh_id, sender, member), ids) in per {
-        if let Some(mesh) = hub.mesh(&mesh_id) {
-            let ev = ServerFrame::Event(Event::Expired { msg_ids: ids, member_id: member });
-            mesh.lock().send_to(&sender, encode(&ev), "event");
-        }
-    }
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod expiry;
 pub mod membership;
 pub mod messaging;
 pub mod sessions;
