@@ -6,7 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use claudemesh_protocol::limits::AGENT_PROTOCOL_VERSION;
-use claudemesh_protocol::local::{AgentCall, AgentLine, ClientLine, LocalError, LocalEvent, Topic};
+use claudemesh_protocol::local::{
+    AgentCall, AgentLine, ClientLine, LocalError, LocalEvent, SubscribeReply, Topic,
+};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -18,8 +21,9 @@ use crate::paths::Paths;
 pub enum ClientError {
     #[error("no agent is running for {0}")]
     NotRunning(String),
-    #[error("the agent speaks protocol {agent}, this client {ours}")]
-    VersionMismatch { agent: u32, ours: u32 },
+    /// The running agent is another build: another local protocol, or another release.
+    #[error("the agent is version {agent} (protocol {agent_protocol}); this client is {ours} (protocol {ours_protocol})")]
+    VersionMismatch { agent: String, agent_protocol: u32, ours: String, ours_protocol: u32 },
     #[error("the agent did not start within {secs} s; see its log {log}{tail}")]
     StartFailed { secs: u64, log: String, tail: String },
     #[error("agent socket: {0}")]
@@ -37,15 +41,24 @@ pub struct AgentClient {
     writer: OwnedWriteHalf,
     next_id: u64,
     pub agent_version: String,
-    events: VecDeque<(u64, LocalEvent)>,
+    events: VecDeque<(u64, u64, LocalEvent)>,
 }
 
+/// This client's release, which the agent it talks to must match.
+pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 impl AgentClient {
-    /// Connects and exchanges hellos.
+    /// Connects and exchanges hellos. An agent of another protocol or another release is
+    /// [`ClientError::VersionMismatch`] ([`connect_or_start`] restarts it).
     pub async fn connect(paths: &Paths, client: &str) -> Result<Self, ClientError> {
         let (c, protocol) = Self::handshake(paths, client).await?;
-        if protocol != AGENT_PROTOCOL_VERSION {
-            return Err(ClientError::VersionMismatch { agent: protocol, ours: AGENT_PROTOCOL_VERSION });
+        if protocol != AGENT_PROTOCOL_VERSION || c.agent_version != CLIENT_VERSION {
+            return Err(ClientError::VersionMismatch {
+                agent: c.agent_version.clone(),
+                agent_protocol: protocol,
+                ours: CLIENT_VERSION.into(),
+                ours_protocol: AGENT_PROTOCOL_VERSION,
+            });
         }
         Ok(c)
     }
@@ -115,12 +128,14 @@ impl AgentClient {
                         })))
                     };
                 }
-                AgentLine::Event { sub, event } => self.events.push_back((sub, *event)),
+                AgentLine::Event { sub, seq, event } => self.events.push_back((sub, seq, *event)),
                 _ => {}
             }
         }
     }
 
+    /// Sends one call and returns its result as JSON (for `--json` output of calls whose
+    /// reply is printed as is). Prefer [`AgentClient::request`].
     pub async fn call(&mut self, call: AgentCall) -> Result<Value, ClientError> {
         self.next_id += 1;
         let id = self.next_id;
@@ -128,27 +143,36 @@ impl AgentClient {
         self.response(id).await
     }
 
-    /// Subscribes; events then come from [`AgentClient::next_event`].
+    /// Sends one call and reads its typed reply (`T` is the reply struct of
+    /// `claudemesh_protocol::local` that answers this call, e.g. `StatusReply` for `status`).
+    pub async fn request<T: DeserializeOwned>(&mut self, call: AgentCall) -> Result<T, ClientError> {
+        let v = self.call(call).await?;
+        serde_json::from_value(v).map_err(|e| ClientError::Protocol(format!("unexpected reply: {e}")))
+    }
+
+    /// Subscribes; events then come from [`AgentClient::next_event`]. The reply carries the
+    /// snapshot the events apply to, and its sequence number.
     pub async fn subscribe(
         &mut self,
         topics: Vec<Topic>,
         session: Option<String>,
         mesh: Option<String>,
-    ) -> Result<u64, ClientError> {
+    ) -> Result<SubscribeReply, ClientError> {
         self.next_id += 1;
         let id = self.next_id;
         self.write(&ClientLine::Subscribe { id, topics, session, mesh }).await?;
-        self.response(id).await?;
-        Ok(id)
+        let v = self.response(id).await?;
+        serde_json::from_value(v).map_err(|e| ClientError::Protocol(format!("unexpected subscribe reply: {e}")))
     }
 
-    pub async fn next_event(&mut self) -> Result<(u64, LocalEvent), ClientError> {
+    /// The next event: `(subscription id, sequence number, event)`.
+    pub async fn next_event(&mut self) -> Result<(u64, u64, LocalEvent), ClientError> {
         if let Some(e) = self.events.pop_front() {
             return Ok(e);
         }
         loop {
-            if let AgentLine::Event { sub, event } = self.read().await? {
-                return Ok((sub, *event));
+            if let AgentLine::Event { sub, seq, event } = self.read().await? {
+                return Ok((sub, seq, *event));
             }
         }
     }

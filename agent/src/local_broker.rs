@@ -74,24 +74,7 @@ impl LocalBrokerConfig {
 }
 
 /// What the supervisor reports (in `status` as `local_broker`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LocalBrokerStatus {
-    /// `running`, `restarting` (waiting to start again after an exit) or `stopped`.
-    pub state: String,
-    pub listen: String,
-    pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub public_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// Restarts after an unexpected exit since the agent started.
-    pub restarts: u32,
-    /// How the last run ended, when one did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_exit: Option<String>,
-    /// Where its output goes.
-    pub log: PathBuf,
-}
+pub use claudemesh_protocol::local::LocalBrokerStatus;
 
 /// `<config dir>/broker.log`.
 pub fn log_path(paths: &Paths) -> PathBuf {

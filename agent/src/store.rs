@@ -78,16 +78,7 @@ pub struct OutboxRecord {
 }
 
 /// Where a send stands, kept for `message_status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "state")]
-pub enum SendState {
-    /// Stored locally, waiting for the broker.
-    Pending,
-    /// The broker acknowledged it durably.
-    Accepted { msg_id: String, recipients: u32 },
-    /// The broker refused it; it will not be retried.
-    Failed { error: String },
-}
+pub use claudemesh_protocol::local::SendState;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentRecord {

@@ -61,6 +61,36 @@ pub const SERVICE_LOG_RING_LINES: usize = 1000;
 
 /// Largest single line on the agent socket.
 pub const MAX_AGENT_LINE_BYTES: usize = MAX_FRAME_BYTES;
+/// Longest local session id (bytes; no control characters).
+pub const MAX_SESSION_ID_BYTES: usize = 256;
+/// Longest idempotency key of a local `send`.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+/// How long the agent remembers an idempotency key.
+pub const IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
+/// Requests one socket connection may have in progress at once; more wait for a free slot.
+pub const MAX_CONCURRENT_REQUESTS_PER_CONN: usize = 64;
+/// How long a take (`inbox` with `take`, `hook`) holds its messages for a `confirm`; after
+/// it they are unseen again.
+pub const LEASE_MILLIS: u64 = 5_000;
+/// A message pushed as a channel notification and not seen within this long is shown by the
+/// session's next hook (Claude Code confirms no notification and drops some).
+pub const PUSH_GRACE_MILLIS: u64 = 10_000;
+/// How long a message addressed to one session waits for that session to come back before it
+/// goes to the member's next session (configurable in the agent's `config.json`).
+pub const DEFAULT_SESSION_GRACE_SECS: u64 = 600;
+/// `check_messages` page size, by default.
+pub const CHECK_MESSAGES_DEFAULT_LIMIT: u32 = 20;
+/// Most characters of message bodies one `check_messages` page carries by default: about
+/// 15k tokens, under Claude Code's default MCP output limit of 25k (`MAX_MCP_OUTPUT_TOKENS`).
+pub const CHECK_MESSAGES_MAX_CHARS: u32 = 60_000;
+/// Most characters one hook puts in `additionalContext` (Claude Code moves longer hook output
+/// to a file and shows the model only a preview).
+pub const HOOK_CONTEXT_MAX_CHARS: usize = 8_000;
+/// How long a client of the agent waits for one reply before giving up on the call.
+pub const AGENT_CALL_TIMEOUT_MILLIS: u64 = 12_000;
+/// How often `claudemesh mcp` checks that its agent still knows its session, re-registering
+/// after an agent restart.
+pub const MCP_KEEPALIVE_MILLIS: u64 = 1_000;
 
 /// Close code sent to a connection replaced by a newer hello of the same member.
 pub const CLOSE_REPLACED: u16 = 4000;

@@ -29,7 +29,9 @@ fn client_lines_round_trip() {
             mesh: None,
             from_session: Some("s".into()),
             reply_to: None,
+            idempotency_key: Some("k1".into()),
         }),
+        AgentCall::Confirm { lease: 7 },
         AgentCall::Inbox(InboxParams { session: Some("s".into()), all: true, ..Default::default() }),
         AgentCall::MarkSeen { msg_ids: vec!["a".into()], session: Some("s".into()) },
         AgentCall::MessageStatus { msg_id: "a".into() },
@@ -68,6 +70,7 @@ fn client_lines_round_trip() {
             claude_session_id: Some("c-1".into()),
             pids: vec![10, 1],
             status_only: true,
+            claude_pid: Some(42),
         }),
         AgentCall::HookWait { session_id: "s".into(), timeout_ms: 1000 },
         AgentCall::Shutdown,
@@ -151,7 +154,7 @@ fn agent_lines_round_trip() {
         LocalEvent::Services { mesh: "team".into(), event: Event::McpUndeployed { name: "x".into() } },
         LocalEvent::Vault { mesh: "team".into(), key: "k".into(), action: "set".into() },
     ] {
-        let v = rt(&AgentLine::Event { sub: 4, event: Box::new(event) });
+        let v = rt(&AgentLine::Event { sub: 4, seq: 1, event: Box::new(event) });
         assert_eq!(v["type"], "event");
         assert_eq!(v["sub"], 4);
         assert!(v["topic"].is_string() && v.get("data").is_some(), "{v}");

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::frames::{ErrorCode, Event, Priority, SessionInfo, SessionPatch};
 
+mod replies;
+pub use replies::*;
+
 /// A line a local client writes to the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -51,6 +54,11 @@ pub enum AgentCall {
     },
     Send(SendParams),
     Inbox(InboxParams),
+    /// The messages of a lease (from `inbox` with `take`, or `hook`) were shown: mark them seen
+    /// and send the receipts. Reply: [`ConfirmReply`].
+    Confirm {
+        lease: u64,
+    },
     MarkSeen {
         msg_ids: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +153,11 @@ pub struct HookCall {
     /// exits before anything it printed could reach the model).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub status_only: bool,
+    /// The pid of the `claude` process the hook runs under (its nearest `claude` ancestor),
+    /// when known. A hook whose `claude` is not the session's (a `claude -p` run inside a
+    /// launched session inherits its `CLAUDEMESH_SESSION_ID`) does not act as that session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude_pid: Option<u32>,
 }
 
 /// Why a `hook_wait` returned.
@@ -168,6 +181,7 @@ pub const AGENT_METHODS: &[&str] = &[
     "members",
     "send",
     "inbox",
+    "confirm",
     "mark_seen",
     "message_status",
     "session_register",
@@ -219,6 +233,11 @@ pub struct SendParams {
     pub from_session: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// A key the caller chooses (at most [`crate::limits::MAX_IDEMPOTENCY_KEY_BYTES`]): a second
+    /// send with the same key (a retry after a lost connection) returns the first one's reply
+    /// with `duplicate: true` and sends nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// `inbox`: messages for a session (or all of this user's).
@@ -231,11 +250,18 @@ pub struct InboxParams {
     /// Include messages already seen.
     #[serde(default)]
     pub all: bool,
-    /// Mark the returned messages seen by `session`.
-    #[serde(default)]
-    pub mark_seen: bool,
+    /// Take the returned unseen messages for `session` under a lease (see [`InboxReply`]);
+    /// they become seen on `confirm`. (`mark_seen` is the older name.)
+    #[serde(default, alias = "mark_seen")]
+    pub take: bool,
+    /// Most messages in the reply (the oldest first when taking, the newest otherwise).
+    /// Taking defaults to [`crate::limits::CHECK_MESSAGES_DEFAULT_LIMIT`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Most characters of message bodies in one reply (at least one message is always
+    /// returned). Taking defaults to [`crate::limits::CHECK_MESSAGES_MAX_CHARS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_chars: Option<u32>,
 }
 
 /// `session_register`: a Claude Code session (or other local peer) comes online.
@@ -262,6 +288,10 @@ pub enum Topic {
     Messages,
     Presence,
     Links,
+    /// This agent's local sessions opening, changing and closing.
+    Sessions,
+    /// Sends moving from the outbox to the broker (accepted or failed).
+    Outbox,
     Services,
     Vault,
 }
@@ -284,6 +314,10 @@ pub enum AgentLine {
     },
     Event {
         sub: u64,
+        /// The connection's event sequence: one more than the last event or `subscribe` reply
+        /// it got (see [`SubscribeReply`]).
+        #[serde(default)]
+        seq: u64,
         #[serde(flatten)]
         event: Box<LocalEvent>,
     },
@@ -312,9 +346,10 @@ pub struct LocalError {
 }
 
 /// State of one mesh's broker link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkState {
+    #[default]
     Connecting,
     Connected,
     Disconnected,
@@ -340,6 +375,19 @@ pub enum LocalEvent {
         state: LinkState,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+    },
+    /// A local session opened or changed (`closed: false`), or closed.
+    Sessions {
+        session: LocalSessionStatus,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        closed: bool,
+    },
+    /// A send left the outbox: accepted by the broker, or refused for good.
+    Outbox {
+        mesh: String,
+        client_msg_id: String,
+        #[serde(flatten)]
+        state: SendState,
     },
     Services {
         mesh: String,
