@@ -11,6 +11,7 @@ pub mod keyuse;
 pub mod metrics;
 pub mod rate;
 pub mod server;
+pub mod socket;
 pub mod store;
 pub mod testkit;
 pub mod tls;

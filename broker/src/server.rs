@@ -24,7 +24,7 @@ use crate::config::BrokerConfig;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::{self, WriterState};
-use crate::{conn, handlers};
+use crate::{handlers, socket};
 
 /// Why the broker could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +179,7 @@ async fn ws_handler(
         .max_frame_size(2 * MAX_FRAME_BYTES)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| tracker.track_future(conn::run(hub, socket)))
+        .on_upgrade(move |websocket| tracker.track_future(socket::run(hub, websocket)))
 }
 
 async fn health(State(s): State<AppState>) -> impl IntoResponse {

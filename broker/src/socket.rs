@@ -1,0 +1,213 @@
+//! One WebSocket connection's lifetime: the welcome, the reader loop that decodes frames and
+//! dispatches them to the handler families, and the writer task that batches presence, sends
+//! pings, and coalesces flushes. The state the handlers see is [`crate::conn::Conn`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use claudemesh_protocol::codec::to_hex;
+use claudemesh_protocol::crypto::random_bytes;
+use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ServerFrame, decode_client};
+use claudemesh_protocol::limits::PROTOCOL_VERSION;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::Conn;
+use crate::handlers;
+use crate::hub::{ConnHandle, Hub, Outgoing};
+
+/// Outgoing queue per connection. A connection this far behind is dropped (nothing is lost:
+/// undelivered messages stay queued durably and are re-pushed on reconnect).
+const OUT_QUEUE: usize = 4096;
+
+/// Runs a connection to completion.
+pub async fn run(hub: Arc<Hub>, socket: WebSocket) {
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel(OUT_QUEUE);
+    let kill = hub.shutdown.child_token();
+    let out = ConnHandle { id: hub.next_conn_id(), tx, kill: kill.clone(), instance: None };
+    let writer = tokio::spawn(write_loop(sink, rx, kill.clone(), hub.clone()));
+    let challenge = to_hex(&random_bytes::<32>());
+    let mut conn = Conn { hub: hub.clone(), out, challenge: challenge.clone(), auth: None };
+    conn.reply(&ServerFrame::Welcome {
+        protocol: PROTOCOL_VERSION,
+        challenge,
+        broker_version: env!("CARGO_PKG_VERSION").to_string(),
+        public_url: hub.config.public_url.clone(),
+    });
+
+    let idle = hub.config.idle_timeout;
+    let mut deadline = Instant::now() + idle;
+    loop {
+        tokio::select! {
+            _ = kill.cancelled() => break,
+            _ = sleep_until(deadline) => {
+                conn.out.send(Outgoing::Close(1000, "idle: no frame or pong for too long".into()));
+                break;
+            }
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                deadline = Instant::now() + idle;
+                match msg {
+                    Message::Text(t) => handle_text(&mut conn, t.as_str()).await,
+                    Message::Binary(_) => conn.error(None, ErrorCode::Invalid, "binary frames are only accepted during a bundle upload"),
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+        }
+    }
+    conn.unbind();
+    drop(conn);
+    // Let the writer flush a final close; it ends when every sender is gone or it is killed.
+    if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
+        kill.cancel();
+    }
+}
+
+async fn handle_text(conn: &mut Conn, text: &str) {
+    let frame = match decode_client(text) {
+        Ok(f) => f,
+        Err(e) => {
+            conn.reply(&e.to_error_frame());
+            return;
+        }
+    };
+    conn.hub.metrics.frame_in(frame.type_name());
+    if conn.auth.is_none() {
+        match frame {
+            ClientFrame::Hello(h) => handlers::auth::hello(conn, h).await,
+            ClientFrame::Enroll(e) => handlers::auth::enroll(conn, e).await,
+            ClientFrame::MeshCreate { req, slug, admin_token, pubkey, display_name } => {
+                handlers::admin::mesh_create(conn, req, slug, admin_token, pubkey, display_name).await
+            }
+            other => conn.error(
+                other.req(),
+                ErrorCode::Unauthorized,
+                format!("{} before hello: authenticate with hello or enroll first", other.type_name()),
+            ),
+        }
+        return;
+    }
+    handlers::dispatch(conn, frame).await;
+}
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    kill: CancellationToken,
+    hub: Arc<Hub>,
+) {
+    let metrics = hub.metrics.clone();
+    let mut pending: Vec<Arc<str>> = Vec::new();
+    let mut flush_at: Option<Instant> = None;
+    let mut ping = tokio::time::interval(hub.config.ping_interval);
+    ping.tick().await;
+    let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
+    loop {
+        let result: Result<bool, axum::Error> = tokio::select! {
+            _ = kill.cancelled() => break,
+            _ = ping.tick() => sink.send(Message::Ping(Default::default())).await.map(|_| true),
+            _ = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
+                flush_at = None;
+                send_events(&mut sink, &mut pending, &metrics).await.map(|_| true)
+            }
+            m = rx.recv() => {
+                let Some(m) = m else { break };
+                let mut next = Some(m);
+                let mut r = Ok(true);
+                // Feed everything already waiting, then flush once.
+                while let Some(m) = next.take() {
+                    match m {
+                        Outgoing::Frame(text, ty) => {
+                            metrics.frame_out(ty);
+                            if let Err(e) = sink.feed(Message::Text(Utf8Bytes::from(text))).await {
+                                r = Err(e);
+                                break;
+                            }
+                        }
+                        Outgoing::Presence(ev) => {
+                            pending.push(ev);
+                            flush_at.get_or_insert_with(|| Instant::now() + hub.config.presence_batch);
+                        }
+                        Outgoing::Close(code, reason) => {
+                            let _ = send_events(&mut sink, &mut pending, &metrics).await;
+                            let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }))).await;
+                            r = Ok(false);
+                            break;
+                        }
+                    }
+                    next = rx.try_recv().ok();
+                }
+                match r {
+                    Ok(true) => sink.flush().await.map(|_| true),
+                    other => other,
+                }
+            }
+        };
+        match result {
+            Ok(true) => {}
+            Ok(false) | Err(_) => break,
+        }
+    }
+    kill.cancel();
+}
+
+/// Sends the pending presence events as one `event` frame, or one `events` frame when there
+/// are several. Events arrive already encoded as `{"kind":…,"data":…}` objects.
+async fn send_events(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    pending: &mut Vec<Arc<str>>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(), axum::Error> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let text = batch_frame(pending);
+    pending.clear();
+    metrics.frame_out(if text.starts_with(r#"{"type":"events""#) { "events" } else { "event" });
+    sink.send(Message::Text(Utf8Bytes::from(text))).await
+}
+
+/// The frame text for encoded events: `{"type":"event",kind,data}` or `{"type":"events",…}`.
+fn batch_frame(events: &[Arc<str>]) -> String {
+    if let [one] = events {
+        // `{"kind":…}` becomes `{"type":"event","kind":…}`.
+        return format!(r#"{{"type":"event",{}"#, one.strip_prefix('{').unwrap_or(one));
+    }
+    let mut s = String::with_capacity(32 + events.iter().map(|e| e.len() + 1).sum::<usize>());
+    s.push_str(r#"{"type":"events","events":["#);
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(e);
+    }
+    s.push_str("]}");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claudemesh_protocol::frames::{Event, decode_server, encode};
+
+    #[test]
+    fn batched_event_text_decodes_as_frames() {
+        let a = Event::PeerLeft { member_id: "m".into(), session_id: "s".into() };
+        let b = Event::MemberRemoved {
+            member_id: "m".into(),
+            reason: Default::default(),
+            display_name: "bob".into(),
+        };
+        let enc = |e: &Event| -> Arc<str> { encode(e).into() };
+        assert_eq!(decode_server(&batch_frame(&[enc(&a)])).unwrap(), ServerFrame::Event(a.clone()));
+        assert_eq!(
+            decode_server(&batch_frame(&[enc(&a), enc(&b)])).unwrap(),
+            ServerFrame::Events { events: vec![a, b] }
+        );
+    }
+}
