@@ -36,7 +36,7 @@ async fn dm_between_two_agents_end_to_end() {
     // Reading marks it seen, the sender learns: accepted by the broker, seen by bob.
     b.call(AgentCall::Inbox(InboxParams {
         session: Some("s-bob".into()),
-        mark_seen: true,
+        take: true,
         ..Default::default()
     }))
     .await
@@ -141,7 +141,7 @@ async fn a_session_survives_a_short_broker_restart_without_leaving() {
     wait_peer(&mut b, "alice").await;
     // Drain presence for a moment: alice's session never left.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
-    while let Ok(Ok((_, ev))) = tokio::time::timeout_at(deadline, watch.next_event()).await {
+    while let Ok(Ok((_, _, ev))) = tokio::time::timeout_at(deadline, watch.next_event()).await {
         let s = serde_json::to_string(&ev).unwrap();
         assert!(!(s.contains("peer_left") && s.contains("s-alice")), "alice flapped: {s}");
     }
@@ -178,7 +178,7 @@ fn send_p(to: &str, message: &str, priority: Priority) -> AgentCall {
 async fn pushed(c: &mut claudemesh_agent::AgentClient, ms: u64) -> Vec<String> {
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
-    while let Ok(Ok((_, ev))) = tokio::time::timeout_at(deadline, c.next_event()).await {
+    while let Ok(Ok((_, _, ev))) = tokio::time::timeout_at(deadline, c.next_event()).await {
         if let claudemesh_protocol::local::LocalEvent::Messages(m) = ev {
             out.push(m.body);
         }
@@ -360,7 +360,7 @@ async fn link_state_changes_stream_to_subscribers() {
     w.start_broker().await;
     let mut states = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while let Ok(Ok((_, ev))) = tokio::time::timeout_at(deadline, watch.next_event()).await {
+    while let Ok(Ok((_, _, ev))) = tokio::time::timeout_at(deadline, watch.next_event()).await {
         if let claudemesh_protocol::local::LocalEvent::Links { state, mesh, .. } = ev {
             assert_eq!(mesh, "team");
             states.push(state);

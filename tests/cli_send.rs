@@ -100,7 +100,7 @@ async fn send_from_stdin_or_a_file_and_follow_each_recipient() {
     assert!(out.contains("accepted by the broker as "), "{out}");
     b.call(AgentCall::Inbox(InboxParams {
         session: Some("s-bob".into()),
-        mark_seen: true,
+        take: true,
         ..Default::default()
     }))
     .await

@@ -49,7 +49,10 @@ pub async fn handle(
             }
             r => r,
         },
-        AgentCall::Inbox(p) => inbox(agent, p),
+        AgentCall::Inbox(p) => inbox(agent, p).map(|messages| {
+            json!(claudemesh_protocol::local::InboxReply { messages: serde_json::from_value(messages).unwrap_or_default(), lease: None, more: 0 })
+        }),
+        AgentCall::Confirm { .. } => Ok(json!({ "confirmed": 0 })),
         AgentCall::MarkSeen { msg_ids, session } => {
             mark_seen(agent, &msg_ids, session.as_deref()).map(|n| json!({ "marked": n }))
         }
@@ -247,7 +250,7 @@ fn inbox(agent: &Agent, p: InboxParams) -> Result<Value, ApiError> {
         None => None,
     };
     // Reading and marking happen under one lock, so a hook cannot show the same message too.
-    let _held = p.mark_seen.then(|| agent.delivery_lock());
+    let _held = p.take.then(|| agent.delivery_lock());
     let mut out = Vec::new();
     let mut shown = Vec::new();
     let records = match (&p.session, p.all) {
@@ -278,7 +281,7 @@ fn inbox(agent: &Agent, p: InboxParams) -> Result<Value, ApiError> {
         out.drain(..skip);
         shown.drain(..skip);
     }
-    if p.mark_seen {
+    if p.take {
         mark_records_seen(agent, shown.into_iter().flatten().collect(), p.session.as_deref())?;
     }
     serde_json::to_value(out).map_err(internal)

@@ -174,7 +174,7 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
                     mesh,
                     tx: tx.clone(),
                 });
-                let _ = tx.send(AgentLine::ok(id, serde_json::json!({ "subscribed": id }))).await;
+                let _ = tx.send(AgentLine::ok(id, serde_json::json!({ "subscribed": id, "seq": 0, "snapshot": claudemesh_protocol::local::Snapshot::default() }))).await;
                 if let (true, Some(s)) = (wants_messages, session)
                     && let Err(e) = push_deliverable(&agent, &s)
                 {

@@ -227,7 +227,7 @@ impl Agent {
             {
                 return true;
             }
-            match s.tx.try_send(AgentLine::Event { sub: s.id, event: Box::new(event.clone()) }) {
+            match s.tx.try_send(AgentLine::Event { sub: s.id, seq: 0, event: Box::new(event.clone()) }) {
                 Ok(()) => {
                     n += 1;
                     true

@@ -101,6 +101,7 @@ pub async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
             mesh: a.mesh,
             from_session: None,
             reply_to: None,
+            idempotency_key: None,
         }))
         .await?;
     if a.json {

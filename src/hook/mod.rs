@@ -186,6 +186,7 @@ async fn handle(event_arg: Option<&str>) -> Result<Outcome, String> {
         pids: ancestry::ancestors(),
         // In print mode nothing a Stop hook prints reaches the model: leave messages waiting.
         status_only: event == HookEvent::Stop && !interactive(),
+        claude_pid: None,
     };
     let paths = Paths::from_env();
     // Hooks never start the agent: without one there is no session to serve.
@@ -239,6 +240,7 @@ async fn wait_for_wake(client: &mut AgentClient, sid: String) -> Result<Outcome,
             claude_session_id: None,
             pids: Vec::new(),
             status_only: false,
+            claude_pid: None,
         };
         let reply = timeout(SYNC_BUDGET, client.call(AgentCall::Hook(take)))
             .await

@@ -80,7 +80,7 @@ pub async fn run(link: Shared, peer: Peer<RoleServer>, stop: CancellationToken) 
                 tokio::select! {
                     () = stop.cancelled() => return,
                     ev = sub.next_event() => match ev {
-                        Ok((_, LocalEvent::Messages(m))) => {
+                        Ok((_, _, LocalEvent::Messages(m))) => {
                             if let Err(e) = peer.send_notification(notification(&m)).await {
                                 debug(&format!("cannot notify the client, stopping push: {e}"));
                                 return;

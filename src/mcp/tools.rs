@@ -174,7 +174,7 @@ async fn send_message(link: &Shared, args: &Args) -> ToolResult {
     };
     let mut l = link.lock().await;
     let from_session = Some(l.session_id().to_string());
-    let p = SendParams { to, message, priority, mesh: None, from_session, reply_to: None };
+    let p = SendParams { to, message, priority, mesh: None, from_session, reply_to: None, idempotency_key: None };
     let v = l.call(AgentCall::Send(p)).await.map_err(|e| agent_error(&e))?;
     let id = v["id"].as_str().unwrap_or("?");
     Ok(ok(format!(
@@ -244,7 +244,7 @@ async fn check_messages(link: &Shared, args: &Args) -> ToolResult {
     let all = args.get("include_seen").and_then(Value::as_bool).unwrap_or(false);
     let mut l = link.lock().await;
     let session = Some(l.session_id().to_string());
-    let p = InboxParams { session, all, mark_seen: true, ..Default::default() };
+    let p = InboxParams { session, all, take: true, ..Default::default() };
     let v = l.call(AgentCall::Inbox(p)).await.map_err(|e| agent_error(&e))?;
     let msgs: Vec<InboxMessage> =
         serde_json::from_value(v).map_err(|e| fail(format!("unreadable inbox: {e}")))?;

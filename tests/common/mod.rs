@@ -224,6 +224,7 @@ pub fn send_call(
         mesh: None,
         from_session: from_session.map(Into::into),
         reply_to: None,
+        idempotency_key: None,
     })
 }
 

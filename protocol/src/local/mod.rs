@@ -262,6 +262,9 @@ pub struct InboxParams {
     /// returned). Taking defaults to [`crate::limits::CHECK_MESSAGES_MAX_CHARS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_chars: Option<u32>,
+    /// Only this message (seen or not): how a model reads whole a message a hook cut short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_id: Option<String>,
 }
 
 /// `session_register`: a Claude Code session (or other local peer) comes online.
