@@ -36,7 +36,7 @@ fn record(i: usize) -> InboxRecord {
             error: None,
         },
         mesh_id: "mesh-0000".into(),
-        deliveries: [(session, Delivery { pushed: false, seen })].into_iter().collect(),
+        deliveries: [(session, Delivery { pushed: false, pushed_at: None, seen })].into_iter().collect(),
         pending: false,
     }
 }

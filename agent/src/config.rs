@@ -58,6 +58,11 @@ pub struct Config {
     /// The broker `claudemesh up` runs on this machine, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_broker: Option<crate::local_broker::LocalBrokerConfig>,
+    /// How long a message addressed to one session waits for that session to come back before
+    /// it goes to the member's next session (default
+    /// [`claudemesh_protocol::limits::DEFAULT_SESSION_GRACE_SECS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_grace_secs: Option<u64>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }

@@ -1,8 +1,9 @@
-//! The agent process: a singleton (pid-file lock), its socket (0600 in a 0700 dir, stale ones
-//! removed), one uplink per joined mesh, and a watch on the config dir so joins and leaves made
-//! by other processes take effect without a restart.
+//! The agent process: a singleton (pid-file lock), the delivery core on its own thread, its
+//! socket (0600 in a 0700 dir, stale ones removed), one uplink per joined mesh, a clock for the
+//! core, and a watch on the config dir so joins and leaves made by other processes take effect
+//! without a restart.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -14,9 +15,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use claudemesh_protocol::codec::to_hex;
+use claudemesh_protocol::crypto::random_bytes;
+use claudemesh_protocol::frames::AgentInstance;
+use claudemesh_protocol::limits::{DEFAULT_SESSION_GRACE_SECS, IDEMPOTENCY_TTL_SECS};
+
 use crate::config::{Config, ConfigError, MeshConfig};
+use crate::core::{Core, CoreHandle, Input, now_ms};
+use crate::mesh::MeshView;
 use crate::paths::Paths;
-use crate::state::{Agent, MeshView};
+use crate::shared::Agent;
 use crate::store::{Store, StoreError};
 use crate::{socket, uplink};
 
@@ -78,53 +86,69 @@ impl Drop for PidLock {
     }
 }
 
-/// Starts (or restarts) the uplink of one mesh.
-fn start_uplink(agent: &Arc<Agent>, tracker: &TaskTracker, mesh: MeshConfig) -> Result<(), ConfigError> {
-    let key = Arc::new(mesh.keypair()?);
-    let (tx, rx) = mpsc::channel(256);
-    let cancel = agent.shutdown.child_token();
-    let id = mesh.id.clone();
-    agent.meshes().insert(id.clone(), MeshView::new(mesh, key, tx, cancel.clone()));
-    tracker.spawn(uplink::run(agent.clone(), id, rx, cancel));
-    Ok(())
+/// The running links, by mesh id: owned by the task that reconciles the config (the config
+/// watch), the only one that starts or stops links.
+#[derive(Debug, Default)]
+pub struct Links {
+    running: HashMap<String, (MeshConfig, CancellationToken)>,
 }
 
-/// Brings the running uplinks in line with the config: new meshes connect, removed ones drop,
+/// Starts (or restarts) the link of one mesh and tells the core about the mesh.
+async fn start_uplink(agent: &Arc<Agent>, tracker: &TaskTracker, mesh: MeshConfig) -> Result<CancellationToken, ConfigError> {
+    let key = Arc::new(mesh.keypair()?);
+    let (tx, rx) = mpsc::channel(UPLINK_QUEUE);
+    let cancel = agent.shutdown.child_token();
+    let view = MeshView::new(mesh.clone(), key.clone(), tx, cancel.clone());
+    if agent.core.send(Input::MeshAdded(Box::new(view))).await.is_err() {
+        return Ok(cancel);
+    }
+    tracker.spawn(uplink::run(agent.clone(), mesh, key, rx, cancel.clone()));
+    Ok(cancel)
+}
+
+/// Commands a mesh's link may have queued.
+const UPLINK_QUEUE: usize = 1024;
+
+/// Brings the running links in line with the config: new meshes connect, removed ones drop,
 /// changed ones (new key or URL) reconnect.
-pub fn reconcile(agent: &Arc<Agent>, tracker: &TaskTracker, config: &Config) {
+pub async fn reconcile(agent: &Arc<Agent>, tracker: &TaskTracker, links: &mut Links, config: &Config) {
     agent.local_broker_wanted.send_if_modified(|w| {
         let changed = *w != config.local_broker;
         w.clone_from(&config.local_broker);
         changed
     });
+    let grace = config.session_grace_secs.unwrap_or(DEFAULT_SESSION_GRACE_SECS);
+    let _ = agent.core.send(Input::SessionGrace { secs: grace }).await;
     let wanted: HashSet<&str> = config.meshes.iter().map(|m| m.id.as_str()).collect();
-    let stale: Vec<String> = {
-        let meshes = agent.meshes();
-        meshes
-            .iter()
-            .filter(|(id, v)| {
-                !wanted.contains(id.as_str())
-                    || config.meshes.iter().any(|m| {
-                        &m.id == *id
-                            && (m.secret_key != v.config.secret_key || m.broker_url != v.config.broker_url)
-                    })
-            })
-            .map(|(id, _)| id.clone())
-            .collect()
-    };
+    let stale: Vec<String> = links
+        .running
+        .iter()
+        .filter(|(id, (c, _))| {
+            !wanted.contains(id.as_str())
+                || config
+                    .meshes
+                    .iter()
+                    .any(|m| &m.id == *id && (m.secret_key != c.secret_key || m.broker_url != c.broker_url))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
     for id in &stale {
-        if let Some(v) = agent.meshes().remove(id) {
-            tracing::info!(mesh = %v.config.slug, "dropping uplink");
-            v.cancel.cancel();
+        if let Some((c, cancel)) = links.running.remove(id) {
+            tracing::info!(mesh = %c.slug, "dropping uplink");
+            cancel.cancel();
+            let _ = agent.core.send(Input::MeshRemoved { mesh: id.clone() }).await;
         }
     }
     for m in &config.meshes {
-        if agent.meshes().contains_key(&m.id) {
+        if links.running.contains_key(&m.id) {
             continue;
         }
         let slug = m.slug.clone();
-        match start_uplink(agent, tracker, m.clone()) {
-            Ok(()) => tracing::info!(mesh = %slug, "uplink started"),
+        match start_uplink(agent, tracker, m.clone()).await {
+            Ok(cancel) => {
+                tracing::info!(mesh = %slug, "uplink started");
+                links.running.insert(m.id.clone(), (m.clone(), cancel));
+            }
             Err(e) => tracing::error!(mesh = %slug, error = %e, "cannot start uplink"),
         }
     }
@@ -140,18 +164,18 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
         std::fs::remove_file(&sock).map_err(io("cannot remove stale socket", &sock))?;
     }
     let store = Store::open(&paths.db())?;
-    // No session survives an agent restart: what they left unseen waits for the next ones.
-    match store.inbox_release(None).map(|r| r.len()) {
-        Ok(0) => {}
-        Ok(n) => {
-            tracing::info!(messages = n, "unseen messages of earlier sessions wait for the next session")
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot release earlier sessions' unseen messages"),
+    if let Err(e) = store.idempotency_prune(now_ms().saturating_sub(IDEMPOTENCY_TTL_SECS * 1000)) {
+        tracing::warn!(error = %e, "cannot forget old idempotency keys");
     }
     let seen = fingerprint(&paths.config());
     let config = Config::load(&paths)?;
-    let agent = Arc::new(Agent::new(paths.clone(), store, shutdown.clone()));
+    let instance = AgentInstance { id: to_hex(&random_bytes::<16>()), started_at: now_ms() };
+    // No session survives an agent restart: what they left unseen waits for the next ones.
+    let (core, view) = Core::new(store.clone(), paths.clone())?;
+    let handle = CoreHandle::start(core, view).map_err(io("cannot start the delivery core", &paths.dir))?;
+    let agent = Arc::new(Agent::new(paths.clone(), store, instance, handle, shutdown.clone()));
     let tracker = TaskTracker::new();
+    tracker.spawn(ticks(agent.clone(), shutdown.clone()));
     // The local broker starts before the uplinks, which then find it (or retry until it is up).
     match std::env::current_exe() {
         Ok(exe) => {
@@ -165,13 +189,14 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
         }
         Err(e) => tracing::error!(error = %e, "cannot find the agent's executable; no local broker"),
     }
-    reconcile(&agent, &tracker, &config);
+    let mut links = Links::default();
+    reconcile(&agent, &tracker, &mut links, &config).await;
 
     let listener = UnixListener::bind(&sock).map_err(io("cannot listen on", &sock))?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
         .map_err(io("cannot chmod", &sock))?;
     tracker.spawn(socket::serve(agent.clone(), listener, shutdown.clone(), tracker.clone()));
-    let _watcher = watch_config(&agent, &tracker, &shutdown, seen);
+    let _watcher = watch_config(&agent, &tracker, &shutdown, seen, links);
     tracing::info!(dir = %paths.dir.display(), pid = std::process::id(), meshes = config.meshes.len(), "agent running");
 
     shutdown.cancelled().await;
@@ -180,6 +205,24 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
     let _ = std::fs::remove_file(&sock);
     Ok(())
+}
+
+/// How often the core is told time passed (leases expire, waiting messages move on).
+const TICK: Duration = Duration::from_millis(250);
+
+async fn ticks(agent: Arc<Agent>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                if agent.core.send(Input::Tick).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// What `config.json` holds right now, as a hash (a missing file counts as its own state), so
@@ -210,6 +253,7 @@ fn watch_config(
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
     mut last: u64,
+    mut links: Links,
 ) -> Option<notify::RecommendedWatcher> {
     let (tx, mut rx) = mpsc::channel::<()>(16);
     let config_name = agent.paths.config().file_name().map(|n| n.to_os_string());
@@ -248,7 +292,7 @@ fn watch_config(
             match Config::load(&agent.paths) {
                 Ok(c) => {
                     tracing::info!(path = %path.display(), "config changed; reloading");
-                    reconcile(&agent, &tracker2, &c);
+                    reconcile(&agent, &tracker2, &mut links, &c).await;
                 }
                 Err(e) => tracing::error!(error = %e, "config changed but cannot be read; keeping the current meshes"),
             }

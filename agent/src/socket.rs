@@ -1,22 +1,24 @@
-//! The agent's Unix socket: JSON lines, peer uid checked, a `hello` first, then requests and
-//! subscriptions. A bad line gets an error reply and disturbs no other client; sessions a
-//! client registered close when it disconnects.
+//! The agent's Unix socket: JSON lines, peer uid checked, a `hello` first, then requests (served
+//! concurrently, replies matched by id) and subscriptions (handed to the core, which numbers
+//! their events). A bad line gets an error reply and disturbs no other client; sessions a client
+//! registered close when it disconnects, and its requests in progress are dropped.
 
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 use claudemesh_protocol::frames::ErrorCode;
-use claudemesh_protocol::limits::{AGENT_PROTOCOL_VERSION, MAX_AGENT_LINE_BYTES};
-use claudemesh_protocol::local::{AgentCall, AgentLine, ClientLine, Topic};
+use claudemesh_protocol::limits::{AGENT_PROTOCOL_VERSION, MAX_AGENT_LINE_BYTES, MAX_CONCURRENT_REQUESTS_PER_CONN};
+use claudemesh_protocol::local::{AgentLine, ClientLine, UnsubscribeReply};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api;
-use crate::inbox::push_deliverable;
-use crate::state::{Agent, Subscription};
+use crate::core::Input;
+use crate::shared::Agent;
 
 /// Accepts clients until `cancel`.
 pub async fn serve(
@@ -55,14 +57,11 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
     let (read, mut write) = stream.into_split();
     if own_uid.is_none() || peer_uid != own_uid {
         let _ = write
-            .write_all(
-                line(&AgentLine::err(0, ErrorCode::Forbidden, "this agent belongs to another user"))
-                    .as_bytes(),
-            )
+            .write_all(line(&AgentLine::err(0, ErrorCode::Forbidden, "this agent belongs to another user")).as_bytes())
             .await;
         return;
     }
-    let conn = agent.next_id();
+    let conn = agent.next_conn();
     let (tx, mut rx) = mpsc::channel::<AgentLine>(1024);
     let writer = tokio::spawn(async move {
         while let Some(l) = rx.recv().await {
@@ -71,10 +70,15 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
             }
         }
     });
+    if agent.core.send(Input::ConnOpened { conn, tx: tx.clone() }).await.is_err() {
+        return;
+    }
     let mut reader = BufReader::new(read);
-    let mut registered: Vec<String> = Vec::new();
     let mut greeted = false;
     let mut buf = String::new();
+    // Requests in progress, served concurrently; dropped (so their waits end) when the client goes.
+    let mut work: JoinSet<()> = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS_PER_CONN));
     loop {
         buf.clear();
         let mut limited = (&mut reader).take(MAX_AGENT_LINE_BYTES as u64 + 1);
@@ -91,21 +95,17 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
         if n == 0 {
             break;
         }
+        while work.try_join_next().is_some() {}
         if buf.len() > MAX_AGENT_LINE_BYTES {
             let _ = tx
-                .send(AgentLine::err(
-                    0,
-                    ErrorCode::TooLarge,
-                    format!("line longer than {MAX_AGENT_LINE_BYTES} bytes; closing"),
-                ))
+                .send(AgentLine::err(0, ErrorCode::TooLarge, format!("line longer than {MAX_AGENT_LINE_BYTES} bytes; closing")))
                 .await;
             break;
         }
         if buf.trim().is_empty() {
             continue;
         }
-        let parsed: Result<ClientLine, _> = serde_json::from_str(&buf);
-        let msg = match parsed {
+        let msg = match serde_json::from_str::<ClientLine>(&buf) {
             Ok(m) => m,
             Err(e) => {
                 let id = serde_json::from_str::<serde_json::Value>(&buf)
@@ -120,86 +120,39 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
             ClientLine::Hello { protocol, client } => {
                 greeted = true;
                 tracing::debug!(conn, %client, protocol, "client connected");
-                let _ = tx
-                    .send(AgentLine::Hello {
-                        protocol: AGENT_PROTOCOL_VERSION,
-                        agent_version: env!("CARGO_PKG_VERSION").into(),
-                    })
-                    .await;
+                let hello = AgentLine::Hello { protocol: AGENT_PROTOCOL_VERSION, agent_version: env!("CARGO_PKG_VERSION").into() };
+                let _ = tx.send(hello).await;
             }
             _ if !greeted => {
                 let _ = tx.send(AgentLine::err(0, ErrorCode::Unauthorized, "send hello first")).await;
             }
             ClientLine::Request { id, call } => {
-                let long = matches!(call, AgentCall::HookWait { .. });
-                let result = {
-                    let work = api::handle(&agent, call, &mut registered);
-                    tokio::pin!(work);
-                    if long {
-                        // A waiting hook may be killed: stop waiting for a client that is gone.
-                        tokio::select! {
-                            r = &mut work => Some(r),
-                            gone = client_gone(&mut reader) => if gone { None } else { Some(work.await) },
-                        }
-                    } else {
-                        Some(work.await)
-                    }
-                };
-                let Some(result) = result else { break };
-                let reply = match result {
-                    Ok(v) => AgentLine::ok(id, v),
-                    Err((code, msg)) => AgentLine::err(id, code, msg),
-                };
-                if tx.send(reply).await.is_err() {
+                let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                let (agent, tx) = (agent.clone(), tx.clone());
+                work.spawn(async move {
+                    let reply = match api::handle(&agent, conn, call).await {
+                        Ok(v) => AgentLine::ok(id, v),
+                        Err((code, msg)) => AgentLine::err(id, code, msg),
+                    };
+                    let _ = tx.send(reply).await;
+                    drop(slot);
+                });
+            }
+            ClientLine::Subscribe { id, topics, session, mesh } => {
+                if agent.core.send(Input::Subscribe { conn, id, topics, session, mesh }).await.is_err() {
                     break;
                 }
             }
-            ClientLine::Subscribe { id, topics, session, mesh } => {
-                let mesh = match mesh {
-                    Some(m) => match agent.resolve_mesh(Some(&m)) {
-                        Ok(id) => Some(id),
-                        Err(e) => {
-                            let _ = tx.send(AgentLine::err(id, ErrorCode::NotFound, e)).await;
-                            continue;
-                        }
-                    },
-                    None => None,
-                };
-                let wants_messages = topics.contains(&Topic::Messages);
-                agent.subscribe(Subscription {
-                    conn,
-                    id,
-                    topics,
-                    session: session.clone(),
-                    mesh,
-                    tx: tx.clone(),
-                });
-                let _ = tx.send(AgentLine::ok(id, serde_json::json!({ "subscribed": id, "seq": 0, "snapshot": claudemesh_protocol::local::Snapshot::default() }))).await;
-                if let (true, Some(s)) = (wants_messages, session)
-                    && let Err(e) = push_deliverable(&agent, &s)
-                {
-                    tracing::warn!(error = %e, "cannot push waiting messages");
-                }
-            }
             ClientLine::Unsubscribe { id } => {
-                agent.unsubscribe(conn, Some(id));
-                let _ = tx.send(AgentLine::ok(id, serde_json::json!({ "unsubscribed": id }))).await;
+                let _ = agent.core.send(Input::Unsubscribe { conn, id }).await;
+                let _ = tx.send(AgentLine::ok(id, serde_json::to_value(UnsubscribeReply { unsubscribed: id }).unwrap_or_default())).await;
             }
         }
     }
     tracing::debug!(conn, "client disconnected");
-    agent.unsubscribe(conn, None);
-    for s in registered {
-        crate::sessions::close_session(&agent, &s);
-    }
+    work.abort_all();
+    while work.join_next().await.is_some() {}
+    let _ = agent.core.send(Input::ConnClosed { conn }).await;
     drop(tx);
     let _ = writer.await;
-}
-
-/// Resolves when the client closed its end (`true`) or sent another line (`false`, left unread).
-async fn client_gone(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> bool {
-    match reader.fill_buf().await {
-        Ok(buf) => buf.is_empty(),
-        Err(_) => true,
-    }
 }

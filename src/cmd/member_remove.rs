@@ -28,7 +28,7 @@ pub async fn run(a: MemberRemoveArgs) -> anyhow::Result<ExitCode> {
         outln!(
             "removed {} ({})",
             r["display_name"].as_str().unwrap_or("?"),
-            claudemesh_agent::members::short_id(r["removed"].as_str().unwrap_or("?"))
+            claudemesh_agent::mesh::short_id(r["removed"].as_str().unwrap_or("?"))
         )?;
     }
     Ok(ExitCode::SUCCESS)

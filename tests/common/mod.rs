@@ -373,6 +373,7 @@ pub fn one_mesh_config(
             extra: Default::default(),
         }],
         local_broker: None,
+        session_grace_secs: None,
         extra: Default::default(),
     }
 }

@@ -58,6 +58,10 @@ pub enum AgentCall {
     /// and send the receipts. Reply: [`ConfirmReply`].
     Confirm {
         lease: u64,
+        /// Only these messages of the lease were shown (a hook that had room for fewer): they
+        /// become seen, the rest are unseen again at once. Absent: all of them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        msg_ids: Option<Vec<String>>,
     },
     MarkSeen {
         msg_ids: Vec<String>,

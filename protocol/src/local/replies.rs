@@ -239,6 +239,11 @@ pub struct RegisterReply {
     pub meshes: Vec<String>,
     /// Messages that were waiting for it.
     pub waiting: usize,
+    /// The groups it is in: those it declared, and those granted to the member. A later
+    /// `session_update` with `groups` gives the whole set; a granted group missing from it is
+    /// left.
+    #[serde(default)]
+    pub groups: Vec<GroupRole>,
 }
 
 /// `session_update`.
@@ -250,6 +255,9 @@ pub struct UpdateReply {
     /// Waiting messages newly routed to it (a `join_group`).
     #[serde(default)]
     pub rerouted: usize,
+    /// The groups it is in now (see [`RegisterReply::groups`]).
+    #[serde(default)]
+    pub groups: Vec<GroupRole>,
 }
 
 /// `session_close`.

@@ -5,11 +5,12 @@
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, Role, ServerFrame};
 use claudemesh_protocol::invite::{INVITE_VERSION, InvitePayload};
 use claudemesh_protocol::local::InviteCreate;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::api::ApiError;
-use crate::state::Agent;
+use crate::core::calls::to_value;
+use crate::shared::Agent;
 use crate::uplink::UplinkCmd;
 
 /// Sends a request over a mesh's link and waits for its reply (15 s; a broker `error` becomes
@@ -33,7 +34,8 @@ pub(crate) async fn request_raw(
     build: Box<dyn FnOnce(u64) -> ClientFrame + Send>,
 ) -> Result<ServerFrame, ApiError> {
     let uplink = agent
-        .meshes()
+        .view()
+        .meshes
         .get(mesh_id)
         .map(|v| v.uplink.clone())
         .ok_or((ErrorCode::NotFound, "mesh not joined".to_string()))?;
@@ -52,7 +54,7 @@ pub(crate) async fn request_raw(
 }
 
 fn mesh_of(agent: &Agent, mesh: Option<&str>) -> Result<String, ApiError> {
-    agent.resolve_mesh(mesh).map_err(|e| (ErrorCode::NotFound, e))
+    agent.view().resolve_mesh(mesh)
 }
 
 /// The host of a `ws://` or `wss://` URL, or why `url` is not one.
@@ -117,8 +119,8 @@ pub async fn invite_create(agent: &Agent, p: InviteCreate) -> Result<Value, ApiE
     }
     let mesh_id = mesh_of(agent, p.mesh.as_deref())?;
     let (payload, key, warning) = {
-        let meshes = agent.meshes();
-        let v = meshes.get(&mesh_id).ok_or((ErrorCode::NotFound, "mesh not joined".to_string()))?;
+        let view = agent.view();
+        let v = view.meshes.get(&mesh_id).ok_or((ErrorCode::NotFound, "mesh not joined".to_string()))?;
         if v.config.role != Role::Admin {
             return Err((
                 ErrorCode::Forbidden,
@@ -148,24 +150,25 @@ pub async fn invite_create(agent: &Agent, p: InviteCreate) -> Result<Value, ApiE
     let token = invite.token().to_string();
     request(agent, &mesh_id, Box::new(move |req| ClientFrame::InviteRegister { req, invite: token })).await?;
     let p = &invite.payload;
-    Ok(json!({
-        "invite_id": p.invite_id,
-        "url": invite.claudemesh_url(),
-        "token": invite.token(),
-        "mesh": p.mesh_slug,
-        "broker_url": p.broker_url,
-        "warning": warning,
-        "role": p.role,
-        "max_uses": p.max_uses,
-        "expires_at": p.expires_at,
-    }))
+    to_value(&claudemesh_protocol::local::InviteReply {
+        invite_id: p.invite_id.clone(),
+        url: invite.claudemesh_url(),
+        token: invite.token().to_string(),
+        mesh: p.mesh_slug.clone(),
+        broker_url: p.broker_url.clone(),
+        warning,
+        role: p.role,
+        groups: p.groups.clone(),
+        max_uses: p.max_uses,
+        expires_at: p.expires_at,
+    })
 }
 
 pub async fn invite_list(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
     let mesh_id = mesh_of(agent, mesh)?;
     match request(agent, &mesh_id, Box::new(|req| ClientFrame::InviteList { req })).await? {
         ServerFrame::Invites { invites, .. } => {
-            serde_json::to_value(invites).map_err(|e| (ErrorCode::Internal, e.to_string()))
+            to_value(&invites)
         }
         other => Err((ErrorCode::Internal, format!("unexpected reply {}", other.type_name()))),
     }
@@ -175,7 +178,7 @@ pub async fn invite_revoke(agent: &Agent, mesh: Option<&str>, invite_id: String)
     let mesh_id = mesh_of(agent, mesh)?;
     let id = invite_id.clone();
     request(agent, &mesh_id, Box::new(move |req| ClientFrame::InviteRevoke { req, invite_id: id })).await?;
-    Ok(json!({ "revoked": invite_id }))
+    to_value(&claudemesh_protocol::local::RevokeReply { revoked: invite_id })
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@ use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ErrorFrame, Send, Serv
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Link, Pending};
-use crate::resolve::recipients;
+use super::End;
+use super::link::{Link, Pending};
+use crate::core::UplinkEvent;
+use crate::mesh::resolve::recipients;
 use crate::store::SendState;
-use crate::uplink::End;
 
 /// Outbox sends in flight at once when the broker is not pacing us.
 const MAX_IN_FLIGHT: usize = 256;
@@ -73,15 +74,9 @@ impl Link<'_> {
 
     pub(super) async fn outbox_reply(&mut self, id: String, reply: ServerFrame) -> Result<(), End> {
         let sent_at = self.inflight.remove(&id);
-        let store = &self.agent.store;
-        let done = |state| {
-            if let Err(e) = store.outbox_finish(&id, state) {
-                tracing::error!(error = %e, "cannot record send result");
-            }
-        };
         match reply {
             ServerFrame::Ack { msg_id, recipients, .. } => {
-                done(SendState::Accepted { msg_id, recipients });
+                self.finish(&id, SendState::Accepted { msg_id, recipients }).await;
                 // Room in flight again: send more, unless paced (the timer does that).
                 if self.backlog && self.pace.is_none() {
                     self.drain_outbox().await?;
@@ -119,11 +114,21 @@ impl Link<'_> {
                 self.reseal(&id, &message).await?;
             }
             ServerFrame::Error(e) => {
-                done(SendState::Failed { error: format!("{}: {}", e.code.as_str(), e.message) })
+                self.finish(&id, SendState::Failed { error: format!("{}: {}", e.code.as_str(), e.message) }).await
             }
-            other => done(SendState::Failed { error: format!("unexpected reply {}", other.type_name()) }),
+            other => {
+                self.finish(&id, SendState::Failed { error: format!("unexpected reply {}", other.type_name()) }).await
+            }
         }
         Ok(())
+    }
+
+    /// Ends a send: out of the outbox with its final state, and the `outbox` topic told.
+    async fn finish(&mut self, id: &str, state: SendState) {
+        if let Err(e) = self.agent.store.outbox_finish(id, state.clone()) {
+            tracing::error!(error = %e, "cannot record send result");
+        }
+        super::report(self.agent, self.mesh_id, UplinkEvent::Outbox { client_msg_id: id.to_string(), state }).await;
     }
 
     /// The directory was stale: refresh it and seal the message again to the right members.
@@ -135,7 +140,7 @@ impl Link<'_> {
         };
         rec.attempts += 1;
         if rec.attempts > 3 {
-            let _ = self.agent.store.outbox_finish(id, SendState::Failed { error: why.to_string() });
+            self.finish(id, SendState::Failed { error: why.to_string() }).await;
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();
@@ -152,29 +157,26 @@ impl Link<'_> {
             Box::pin(self.frame(f)).await?;
         };
         drop(rx);
-        let key = {
-            let mut meshes = self.agent.meshes();
-            let Some(v) = meshes.get_mut(self.mesh_id) else { return Ok(()) };
-            v.set_directory(members, former);
-            let Ok(target) = rec.target.parse::<Target>() else { return Ok(()) };
-            match recipients(v, &target) {
-                Ok(r) => Some((v.key.clone(), r)),
-                Err(e) => {
-                    drop(meshes);
-                    let _ = self.agent.store.outbox_finish(id, SendState::Failed { error: e.to_string() });
-                    None
-                }
+        // Resealed against the fresh directory, which the core takes too.
+        let Some(mut v) = self.agent.view().meshes.get(self.mesh_id).cloned() else { return Ok(()) };
+        v.set_directory(members.clone(), former.clone());
+        super::report(self.agent, self.mesh_id, UplinkEvent::Directory { members, former, done: None }).await;
+        let Ok(target) = rec.target.parse::<Target>() else { return Ok(()) };
+        let to = match recipients(&v, &target) {
+            Ok(r) => r,
+            Err(e) => {
+                self.finish(id, SendState::Failed { error: e.to_string() }).await;
+                return Ok(());
             }
         };
-        let Some((key, to)) = key else { return Ok(()) };
-        match fan_out(&rec.plaintext, &to, &key) {
+        match fan_out(&rec.plaintext, &to, &v.key) {
             Ok(env) => {
                 rec.envelopes = env;
                 let _ = self.agent.store.outbox_update(&rec);
                 self.drain_outbox().await
             }
             Err(e) => {
-                let _ = self.agent.store.outbox_finish(id, SendState::Failed { error: e.to_string() });
+                self.finish(id, SendState::Failed { error: e.to_string() }).await;
                 Ok(())
             }
         }

@@ -7,28 +7,28 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use claudemesh_protocol::frames::{
-    ClientFrame, ErrorCode, Event, FormerMember, Push, ReceiptState, ServerFrame, SessionInfo, decode_server,
-    encode,
+    ClientFrame, ErrorCode, Event, Push, ReceiptState, ServerFrame, SessionInfo, decode_server, encode,
 };
 use claudemesh_protocol::limits::{IDLE_TIMEOUT_SECS, PING_INTERVAL_SECS};
-use claudemesh_protocol::local::{LocalEvent, Topic};
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::inbox;
-use crate::state::Agent;
-use crate::uplink::{End, UplinkCmd};
+use super::{End, UplinkCmd, report};
+use crate::core::UplinkEvent;
+use crate::shared::Agent;
 
-mod outbox;
+/// A push handed to the core, acknowledged to the broker once the core says it is stored.
+type StoreWait = std::pin::Pin<Box<dyn std::future::Future<Output = (String, bool)> + Send>>;
 
 /// The WebSocket of a link.
 pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-enum Pending {
+pub(super) enum Pending {
     Reply(oneshot::Sender<ServerFrame>),
     Outbox(String),
     Members,
@@ -38,23 +38,25 @@ enum Pending {
 
 /// A connected link of one mesh.
 pub(crate) struct Link<'a> {
-    agent: &'a Agent,
-    mesh_id: &'a str,
+    pub(super) agent: &'a Agent,
+    pub(super) mesh_id: &'a str,
     ws: Ws,
+    /// Pushes the core is storing: acknowledged when it answers.
+    storing: FuturesUnordered<StoreWait>,
     req: u64,
-    pending: HashMap<u64, Pending>,
+    pub(super) pending: HashMap<u64, Pending>,
     /// Outbox sends awaiting the broker's answer: client message id → when it was sent.
-    inflight: HashMap<String, Instant>,
+    pub(super) inflight: HashMap<String, Instant>,
     parked: Vec<Push>,
     /// No outbox send before this instant (the broker's `retry_after_ms`, or the pace).
-    retry_at: Option<Instant>,
+    pub(super) retry_at: Option<Instant>,
     /// Set by a rate-limit refusal: one send per this interval (the broker's hint) until the
     /// backlog is gone, so a backlog costs one `send` per message, not one per message per retry.
-    pace: Option<Duration>,
+    pub(super) pace: Option<Duration>,
     /// The last drain stopped at the in-flight cap with more waiting.
-    backlog: bool,
+    pub(super) backlog: bool,
     /// When the last rate-limit wait began: refusals of sends made before it say nothing new.
-    limited_at: Option<Instant>,
+    pub(super) limited_at: Option<Instant>,
 }
 
 impl<'a> Link<'a> {
@@ -64,6 +66,7 @@ impl<'a> Link<'a> {
             agent,
             mesh_id,
             ws,
+            storing: FuturesUnordered::new(),
             req: 0,
             pending: HashMap::new(),
             inflight: Default::default(),
@@ -88,7 +91,7 @@ impl<'a> Link<'a> {
             .map_err(|e| End::Lost(format!("send failed: {e}")))
     }
 
-    async fn request(&mut self, build: impl FnOnce(u64) -> ClientFrame, p: Pending) -> Result<(), End> {
+    pub(super) async fn request(&mut self, build: impl FnOnce(u64) -> ClientFrame, p: Pending) -> Result<(), End> {
         let req = self.next_req();
         self.pending.insert(req, p);
         self.send(&build(req)).await
@@ -118,8 +121,9 @@ impl<'a> Link<'a> {
     pub(crate) async fn after_hello(&mut self) -> Result<(), End> {
         let sessions: Vec<SessionInfo> = self
             .agent
-            .sessions()
-            .values()
+            .view()
+            .sessions
+            .iter()
             .filter(|s| s.meshes.iter().any(|m| m == self.mesh_id))
             .map(|s| s.info.clone())
             .collect();
@@ -153,6 +157,16 @@ impl<'a> Link<'a> {
                 _ = sleep_until(self.retry_at.unwrap_or(far)), if self.retry_at.is_some() => {
                     self.retry_at = None;
                     self.drain_outbox().await
+                }
+                Some((msg_id, stored)) = self.storing.next(), if !self.storing.is_empty() => {
+                    // Acknowledge only what is durably stored (new or a duplicate we already
+                    // have); the broker keeps the rest and pushes it again.
+                    if stored {
+                        self.send(&ClientFrame::ClientAck { msg_ids: vec![msg_id] }).await
+                    } else {
+                        tracing::error!(%msg_id, "cannot store message; not acknowledging it so the broker keeps it");
+                        Ok(())
+                    }
                 }
                 cmd = rx.recv() => match cmd {
                     None => return End::Shutdown,
@@ -201,7 +215,7 @@ impl<'a> Link<'a> {
         }
     }
 
-    async fn frame(&mut self, f: ServerFrame) -> Result<(), End> {
+    pub(super) async fn frame(&mut self, f: ServerFrame) -> Result<(), End> {
         match f {
             ServerFrame::Push(p) => self.push(p).await,
             ServerFrame::Event(e) => self.events(vec![e]).await,
@@ -222,10 +236,12 @@ impl<'a> Link<'a> {
                     }
                     Some(Pending::Outbox(id)) => self.outbox_reply(id, other).await,
                     Some(Pending::Members) => {
-                        if let ServerFrame::Members { members, former, .. } = other
-                            && let Some(v) = self.agent.meshes().get_mut(self.mesh_id)
-                        {
-                            v.set_directory(members, former);
+                        if let ServerFrame::Members { members, former, .. } = other {
+                            // Applied before the parked pushes are opened against it.
+                            let (done, applied) = oneshot::channel();
+                            let event = UplinkEvent::Directory { members, former, done: Some(done) };
+                            report(self.agent, self.mesh_id, event).await;
+                            let _ = applied.await;
                         }
                         let parked = std::mem::take(&mut self.parked);
                         for p in parked {
@@ -234,11 +250,8 @@ impl<'a> Link<'a> {
                         self.drain_outbox().await
                     }
                     Some(Pending::Peers) => {
-                        if let ServerFrame::Peers { sessions, .. } = other
-                            && let Some(v) = self.agent.meshes().get_mut(self.mesh_id)
-                        {
-                            v.peers =
-                                sessions.into_iter().map(|p| (p.session.session_id.clone(), p)).collect();
+                        if let ServerFrame::Peers { sessions, .. } = other {
+                            report(self.agent, self.mesh_id, UplinkEvent::Peers(sessions)).await;
                         }
                         Ok(())
                     }
@@ -255,8 +268,12 @@ impl<'a> Link<'a> {
     }
 
     async fn push(&mut self, p: Push) -> Result<(), End> {
-        let known =
-            self.agent.meshes().get(self.mesh_id).is_some_and(|v| v.members.contains_key(&p.from.member_id));
+        let known = self
+            .agent
+            .view()
+            .meshes
+            .get(self.mesh_id)
+            .is_some_and(|v| v.members.contains_key(&p.from.member_id));
         if !known {
             // A brand-new member can send before its member_joined event arrives (presence is
             // batched): refresh the directory first, then take the message.
@@ -270,71 +287,17 @@ impl<'a> Link<'a> {
         self.store_and_ack(p).await
     }
 
+    /// Hands a push to the core; the main loop acknowledges it once the core stored it.
     async fn store_and_ack(&mut self, p: Push) -> Result<(), End> {
-        if let Some(v) = self.agent.meshes().get_mut(self.mesh_id) {
-            v.remember_sender(&p.from.session_id, &p.from.member_id);
-        }
-        match inbox::receive(self.agent, self.mesh_id, &p) {
-            // Acknowledge only what is durably stored (new or a duplicate we already have).
-            Ok(_) => self.send(&ClientFrame::ClientAck { msg_ids: vec![p.msg_id] }).await,
-            Err(e) => {
-                tracing::error!(error = %e, msg_id = %p.msg_id, "cannot store message; not acknowledging it so the broker keeps it");
-                Ok(())
-            }
-        }
+        let (stored, rx) = oneshot::channel();
+        let msg_id = p.msg_id.clone();
+        report(self.agent, self.mesh_id, UplinkEvent::Push { push: Box::new(p), stored }).await;
+        self.storing.push(Box::pin(async move { (msg_id, rx.await.unwrap_or(false)) }));
+        Ok(())
     }
 
     async fn events(&mut self, events: Vec<Event>) -> Result<(), End> {
-        let slug = self.agent.meshes().get(self.mesh_id).map(|v| v.config.slug.clone()).unwrap_or_default();
-        for e in events {
-            if let Some(v) = self.agent.meshes().get_mut(self.mesh_id) {
-                match &e {
-                    Event::PeerJoined(p) | Event::PeerUpdated(p) => {
-                        v.peers.insert(p.session.session_id.clone(), p.clone());
-                    }
-                    Event::PeerLeft { session_id, .. } => {
-                        v.peers.remove(session_id);
-                    }
-                    // News of a member who left or was removed (its connection closing after
-                    // the removal, say) does not bring it back; only joining does.
-                    Event::MemberUpdated(m) if v.former.contains_key(&m.member_id) => {}
-                    Event::MemberJoined(m) | Event::MemberUpdated(m) => {
-                        if m.member_id == v.config.member_id {
-                            v.config.role = m.role;
-                        }
-                        v.former.remove(&m.member_id);
-                        v.members.insert(m.member_id.clone(), m.clone());
-                    }
-                    Event::MemberRemoved { member_id, reason, display_name } => {
-                        let name = v
-                            .members
-                            .remove(member_id)
-                            .map(|m| m.display_name)
-                            .unwrap_or_else(|| display_name.clone());
-                        v.former.insert(
-                            member_id.clone(),
-                            FormerMember {
-                                member_id: member_id.clone(),
-                                display_name: name,
-                                reason: *reason,
-                                at: crate::inbox::now_ms(),
-                            },
-                        );
-                        v.peers.retain(|_, p| &p.member_id != member_id);
-                    }
-                    _ => {}
-                }
-            }
-            // Presence, receipts and expiries go to `presence` subscribers; service events to
-            // `services`.
-            let (topic, ev) = if e.is_presence() || matches!(e, Event::Receipt { .. } | Event::Expired { .. })
-            {
-                (Topic::Presence, LocalEvent::Presence { mesh: slug.clone(), event: e })
-            } else {
-                (Topic::Services, LocalEvent::Services { mesh: slug.clone(), event: e })
-            };
-            self.agent.publish(topic, Some(self.mesh_id), None, &ev);
-        }
+        report(self.agent, self.mesh_id, UplinkEvent::Events(events)).await;
         Ok(())
     }
 }

@@ -5,8 +5,7 @@ use claudemesh_protocol::codec::from_hex_array;
 use claudemesh_protocol::frames::{FormerMember, MemberInfo, PeerSession, RemovalReason, Target};
 use claudemesh_protocol::local::LinkState;
 
-use crate::members::short_id;
-use crate::state::MeshView;
+use crate::mesh::{MeshView, short_id};
 
 /// Why a target could not be resolved; each message lists what would have worked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,26 +3,23 @@
 
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, GroupRole, MemberInfo, Role, ServerFrame};
 use claudemesh_protocol::local::LinkState;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::admin::{request, request_raw};
+use super::admin::{request, request_raw};
 use crate::api::ApiError;
 use crate::config::Config;
-use crate::resolve::{candidates, former_named};
-use crate::state::Agent;
-
-/// The short form of a member id that lists and errors show (`m_1cf452`).
-pub fn short_id(member_id: &str) -> &str {
-    member_id.get(..8).unwrap_or(member_id)
-}
+use crate::core::calls::to_value;
+use crate::core::{Input, UplinkEvent};
+use crate::mesh::resolve::{candidates, former_named};
+use crate::shared::Agent;
 
 /// Finds one current member of `mesh_id` by display name (case-insensitive), member id, or a
 /// unique prefix of a member id. Errors: not found (naming a former member as such, else
 /// listing who is there) or ambiguous (each candidate's name, short id and hosts, as sends
 /// list them).
 pub fn find_member(agent: &Agent, mesh_id: &str, who: &str) -> Result<MemberInfo, ApiError> {
-    let meshes = agent.meshes();
-    let v = meshes.get(mesh_id).ok_or((ErrorCode::NotFound, "mesh not joined".to_string()))?;
+    let view = agent.view();
+    let v = view.meshes.get(mesh_id).ok_or((ErrorCode::NotFound, "mesh not joined".to_string()))?;
     let who = who.trim();
     let by_id: Vec<&MemberInfo> = v.members.values().filter(|m| m.member_id == who).collect();
     let matches: Vec<&MemberInfo> = if !by_id.is_empty() {
@@ -63,16 +60,16 @@ pub fn find_member(agent: &Agent, mesh_id: &str, who: &str) -> Result<MemberInfo
 /// against a view still waiting for batched presence. Only over a connected link (a down one
 /// keeps the cached view and answers at once); returns whether the view was refreshed.
 pub async fn refresh_directory(agent: &Agent, mesh_id: &str) -> bool {
-    let connected = agent.meshes().get(mesh_id).is_some_and(|v| v.link == LinkState::Connected);
+    let connected = agent.view().meshes.get(mesh_id).is_some_and(|v| v.link == LinkState::Connected);
     if !connected {
         return false;
     }
     match request(agent, mesh_id, Box::new(|req| ClientFrame::ListMembers { req })).await {
         Ok(ServerFrame::Members { members, former, .. }) => {
-            if let Some(v) = agent.meshes().get_mut(mesh_id) {
-                v.set_directory(members, former);
-            }
-            true
+            // Applied (and in the snapshot) before this returns.
+            let (done, applied) = tokio::sync::oneshot::channel();
+            let event = UplinkEvent::Directory { members, former, done: Some(done) };
+            agent.core.send(Input::Uplink { mesh: mesh_id.to_string(), event }).await.is_ok() && applied.await.is_ok()
         }
         _ => false,
     }
@@ -81,8 +78,8 @@ pub async fn refresh_directory(agent: &Agent, mesh_id: &str) -> bool {
 /// [`refresh_directory`] for `mesh`, or for every joined mesh.
 pub async fn refresh_directories(agent: &Agent, mesh: Option<&str>) {
     let ids: Vec<String> = match mesh {
-        Some(m) => agent.resolve_mesh(Some(m)).into_iter().collect(),
-        None => agent.meshes().keys().cloned().collect(),
+        Some(m) => agent.view().resolve_mesh(Some(m)).into_iter().collect(),
+        None => agent.view().meshes.keys().cloned().collect(),
     };
     for id in ids {
         refresh_directory(agent, &id).await;
@@ -90,7 +87,7 @@ pub async fn refresh_directories(agent: &Agent, mesh: Option<&str>) {
 }
 
 fn mesh_of(agent: &Agent, mesh: Option<&str>) -> Result<String, ApiError> {
-    agent.resolve_mesh(mesh).map_err(|e| (ErrorCode::NotFound, e))
+    agent.view().resolve_mesh(mesh)
 }
 
 /// `member_remove`: the broker checks the caller is an admin and that it is not the last one.
@@ -102,7 +99,7 @@ pub async fn remove(agent: &Agent, mesh: Option<&str>, who: &str) -> Result<Valu
     request(agent, &mesh_id, Box::new(move |req| ClientFrame::MemberRemove { req, member_id: id })).await?;
     // What the broker just did, at once: a `members` or `send` right after sees it.
     refresh_directory(agent, &mesh_id).await;
-    Ok(json!({ "removed": m.member_id, "display_name": m.display_name }))
+    to_value(&claudemesh_protocol::local::RemoveReply { removed: m.member_id, display_name: m.display_name })
 }
 
 /// `member_set`: a new role and/or a new list of granted groups.
@@ -129,17 +126,17 @@ pub async fn set(
     .await?;
     // The member as the broker now has it (both fields, whichever one changed).
     refresh_directory(agent, &mesh_id).await;
-    let now = agent.meshes().get(&mesh_id).and_then(|v| v.members.get(&m.member_id).cloned());
+    let now = agent.view().meshes.get(&mesh_id).and_then(|v| v.members.get(&m.member_id).cloned());
     let (role, groups) = match now {
         Some(n) => (n.role, n.groups),
         None => (role.unwrap_or(m.role), groups.unwrap_or(m.groups)),
     };
-    Ok(json!({
-        "member_id": m.member_id,
-        "display_name": m.display_name,
-        "role": role,
-        "groups": groups,
-    }))
+    to_value(&claudemesh_protocol::local::MemberSetReply {
+        member_id: m.member_id,
+        display_name: m.display_name,
+        role,
+        groups,
+    })
 }
 
 /// `leave`: the broker removes the member (reason `left`), then the mesh and its key leave
@@ -147,10 +144,10 @@ pub async fn set(
 /// leaving; one that cannot be asked (link down, key in use elsewhere, too old to know
 /// `leave`) does, unless `local_only`, so that no ghost member stays behind unknowingly.
 pub async fn leave(agent: &Agent, mesh: &str, local_only: bool) -> Result<Value, ApiError> {
-    let mesh_id = match agent.resolve_mesh(Some(mesh)) {
+    let mesh_id = match agent.view().resolve_mesh(Some(mesh)) {
         Ok(id) => id,
         // In config.json but without a link (its key is unusable): only a local removal works.
-        Err(e) => match Config::load(&agent.paths).ok().and_then(|c| c.mesh(mesh).map(|m| m.id.clone())) {
+        Err((_, e)) => match Config::load(&agent.paths).ok().and_then(|c| c.mesh(mesh).map(|m| m.id.clone())) {
             Some(id) if local_only => id,
             Some(_) => {
                 return Err((
@@ -164,7 +161,7 @@ pub async fn leave(agent: &Agent, mesh: &str, local_only: bool) -> Result<Value,
             None => return Err((ErrorCode::NotFound, e)),
         },
     };
-    let link = agent.meshes().get(&mesh_id).map(|v| (v.link, v.link_detail.clone()));
+    let link = agent.view().meshes.get(&mesh_id).map(|v| (v.link, v.link_detail.clone()));
     let told = match link {
         _ if local_only => false,
         None => false,
@@ -191,11 +188,9 @@ pub async fn leave(agent: &Agent, mesh: &str, local_only: bool) -> Result<Value,
     if cfg.meshes.len() != before {
         cfg.save(&agent.paths).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
     }
-    if let Some(v) = agent.meshes().remove(&mesh_id) {
-        v.cancel.cancel();
-    }
+    agent.core.send(Input::MeshRemoved { mesh: mesh_id.clone() }).await?;
     tracing::info!(mesh, broker_told = told, "left mesh");
-    Ok(json!({ "left": mesh, "mesh_id": mesh_id, "broker_told": told }))
+    to_value(&claudemesh_protocol::local::LeaveReply { left: mesh.to_string(), mesh_id, broker_told: told })
 }
 
 /// Sends `leave`; whether the broker recorded it (false: it had already forgotten us).

@@ -16,8 +16,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
-use crate::link::Link;
-use crate::state::{Agent, Refusal};
+use crate::core::{Input, UplinkEvent};
+use crate::mesh::Refusal;
+use crate::shared::Agent;
+
+pub(crate) mod link;
+mod outbox;
+
+use link::Link;
 
 /// Work for a mesh's link from the rest of the agent.
 pub enum UplinkCmd {
@@ -119,33 +125,44 @@ fn key_in_use_detail(broker: &str) -> String {
     )
 }
 
-/// Runs the link of `mesh_id` until `cancel`.
+/// Tells the core what link `mesh_id` saw (waiting while the core's queue is full).
+pub(crate) async fn report(agent: &Agent, mesh_id: &str, event: UplinkEvent) {
+    if agent.core.send(Input::Uplink { mesh: mesh_id.to_string(), event }).await.is_err() {
+        tracing::debug!(mesh = mesh_id, "the core is gone; the agent is stopping");
+    }
+}
+
+/// Reports a link state (with no retry pending and no refusal).
+async fn set_link(agent: &Agent, mesh_id: &str, state: LinkState, detail: Option<String>) {
+    report(agent, mesh_id, UplinkEvent::Link { state, detail, retry_in: None, refusal: None }).await;
+}
+
+/// Runs the link of the mesh `config` describes until `cancel`.
 pub async fn run(
     agent: Arc<Agent>,
-    mesh_id: String,
+    config: crate::config::MeshConfig,
+    key: Arc<claudemesh_protocol::crypto::MemberKeypair>,
     mut rx: mpsc::Receiver<UplinkCmd>,
     cancel: CancellationToken,
 ) {
     let mut backoff = Backoff::default();
+    let (mesh_id, slug) = (config.id.clone(), config.slug.clone());
     loop {
-        agent.set_link(&mesh_id, LinkState::Connecting, None);
+        set_link(&agent, &mesh_id, LinkState::Connecting, None).await;
         let mut connected = false;
-        let end = serve(&agent, &mesh_id, &mut rx, &cancel, &mut connected).await;
+        let end = serve(&agent, &config, &key, &mut rx, &cancel, &mut connected).await;
         if connected {
             backoff = Backoff::default();
         }
-        let slug = agent.meshes().get(&mesh_id).map(|v| v.config.slug.clone()).unwrap_or_default();
         let (why, refusal) = match end {
             End::Shutdown => return,
             End::Removed(msg) => {
-                agent.set_retry(&mesh_id, None, None);
-                agent.set_link(&mesh_id, LinkState::Refused, Some(removed_detail(&slug, &msg)));
+                set_link(&agent, &mesh_id, LinkState::Refused, Some(removed_detail(&slug, &msg))).await;
                 cancel.cancelled().await;
                 return;
             }
             End::KeyInUse(msg) => {
-                agent.set_retry(&mesh_id, None, None);
-                agent.set_link(&mesh_id, LinkState::KeyInUse, Some(key_in_use_detail(&msg)));
+                set_link(&agent, &mesh_id, LinkState::KeyInUse, Some(key_in_use_detail(&msg))).await;
                 cancel.cancelled().await;
                 return;
             }
@@ -155,9 +172,9 @@ pub async fn run(
             End::Lost(why) => (why, None),
         };
         let wait = backoff.next_wait();
-        agent.set_retry(&mesh_id, Some(std::time::Instant::now() + wait), refusal);
         // When it retries is in `retry_in_secs` (status shows it beside the reason).
-        agent.set_link(&mesh_id, LinkState::Disconnected, Some(why));
+        let event = UplinkEvent::Link { state: LinkState::Disconnected, detail: Some(why), retry_in: Some(wait), refusal };
+        report(&agent, &mesh_id, event).await;
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = sleep(wait) => {}
@@ -168,16 +185,13 @@ pub async fn run(
 /// Connects, says hello, and serves the connection until it ends.
 async fn serve(
     agent: &Agent,
-    mesh_id: &str,
+    config: &crate::config::MeshConfig,
+    key: &claudemesh_protocol::crypto::MemberKeypair,
     rx: &mut mpsc::Receiver<UplinkCmd>,
     cancel: &CancellationToken,
     connected: &mut bool,
 ) -> End {
-    let (url, member_id, key) = {
-        let m = agent.meshes();
-        let Some(v) = m.get(mesh_id) else { return End::Shutdown };
-        (v.config.broker_url.clone(), v.config.member_id.clone(), v.key.clone())
-    };
+    let (url, member_id, mesh_id) = (config.broker_url.clone(), config.member_id.clone(), config.id.as_str());
     let connector = match crate::tls::connector_from_env() {
         Ok(c) => c,
         Err(e) => return End::Lost(e),
@@ -202,7 +216,7 @@ async fn serve(
         Ok(other) => return End::Lost(format!("unexpected first frame {}", other.type_name())),
         Err(e) => return e,
     };
-    let signature = sign_hello(&key, mesh_id, &member_id, &challenge);
+    let signature = sign_hello(key, mesh_id, &member_id, &challenge);
     let hello = ClientFrame::Hello(Hello {
         mesh_id: mesh_id.into(),
         member_id: member_id.clone(),
@@ -218,18 +232,14 @@ async fn serve(
             if ack_url.is_some() {
                 public_url = ack_url;
             }
-            if let Some(m) = agent.meshes().get_mut(mesh_id) {
-                m.config.role = role;
-                m.public_url = public_url;
-            }
+            report(agent, mesh_id, UplinkEvent::Hello { role, public_url }).await;
         }
         Ok(ServerFrame::Error(e)) => return End::from_error(e),
         Ok(other) => return End::Lost(format!("unexpected reply to hello: {}", other.type_name())),
         Err(e) => return e,
     }
     *connected = true;
-    agent.set_retry(mesh_id, None, None);
-    agent.set_link(mesh_id, LinkState::Connected, None);
+    set_link(agent, mesh_id, LinkState::Connected, None).await;
     if let Err(e) = link.after_hello().await {
         return e;
     }

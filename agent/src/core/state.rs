@@ -1,0 +1,137 @@
+//! The plain data the delivery core owns: local sessions, subscriptions and the connections
+//! they write to, the live part of the inbox (every message some session has not seen yet, or
+//! that waits for a session), take leases, and `hook_wait` waiters. No locks: only the core
+//! task touches it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use claudemesh_protocol::frames::{SessionInfo, Target};
+use claudemesh_protocol::local::{AgentLine, Topic, WaitOutcome};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::mesh::MeshView;
+use crate::store::InboxRecord;
+
+/// A message in the inbox: `(mesh id, msg id)`.
+pub type MsgKey = (String, String);
+
+/// A session registered by a local client (a Claude Code session's MCP server, usually).
+#[derive(Debug, Clone)]
+pub struct LocalSession {
+    pub info: SessionInfo,
+    /// Mesh ids it is open on.
+    pub meshes: Vec<String>,
+    pub claude_pid: Option<u32>,
+    /// Claude Code's own `session_id`, once a hook reported it.
+    pub claude_session: Option<String>,
+    /// Generation of the newest `hook_wait` for this session; older waiters give way.
+    pub waiter: u64,
+    /// Whether a `Stop` hook is waiting to wake this session.
+    pub waiting: bool,
+    pub last_active: Instant,
+    /// The socket connections that registered it, once per registration: it closes when the
+    /// last one closes it or goes away.
+    pub holders: Vec<u64>,
+    /// Groups granted to the member that this session left (`leave_group`): it no longer
+    /// takes their messages.
+    pub left_groups: BTreeSet<String>,
+}
+
+impl LocalSession {
+    /// Whether this session is in group `g` on mesh `view`: declared by the session, or granted
+    /// to the member and not left.
+    pub fn in_group(&self, g: &str, view: Option<&MeshView>) -> bool {
+        self.info.groups.iter().any(|x| x.name == g)
+            || (!self.left_groups.contains(g) && view.is_some_and(|v| v.granted_groups().iter().any(|x| x == g)))
+    }
+
+    /// The groups it is in now on `view`'s mesh, sorted.
+    pub fn groups(&self, view: Option<&MeshView>) -> Vec<String> {
+        let mut g: BTreeSet<String> = self.info.groups.iter().map(|x| x.name.clone()).collect();
+        if let Some(v) = view {
+            g.extend(v.granted_groups().into_iter().filter(|x| !self.left_groups.contains(x)));
+        }
+        g.into_iter().collect()
+    }
+
+    /// Whether a message to `target` on `mesh_id` is for this session (a `member:` target is
+    /// for every session of the member; routing then picks the most recently active one).
+    pub fn addressed_by(&self, target: &Target, mesh_id: &str, view: Option<&MeshView>) -> bool {
+        if !self.meshes.iter().any(|m| m == mesh_id) {
+            return false;
+        }
+        match target {
+            Target::Session(id) => id == &self.info.session_id,
+            Target::Group(g) => self.in_group(g, view),
+            Target::Member(_) | Target::Broadcast => true,
+        }
+    }
+}
+
+/// One event subscription of a socket connection.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub conn: u64,
+    pub id: u64,
+    pub topics: Vec<Topic>,
+    /// Narrows `messages` to one session.
+    pub session: Option<String>,
+    /// Narrows every topic but `messages` to one mesh (id).
+    pub mesh: Option<String>,
+}
+
+/// Where the lines of one socket connection go, and its event sequence.
+#[derive(Debug)]
+pub struct ConnOut {
+    pub tx: mpsc::Sender<AgentLine>,
+    /// The sequence number of the last event (or `subscribe` reply) written to it.
+    pub seq: u64,
+}
+
+/// Messages taken for one session and not confirmed yet.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The session they were taken for; `None` for the user (the CLI).
+    pub session: Option<String>,
+    pub items: Vec<MsgKey>,
+    pub deadline: Instant,
+}
+
+/// A `hook_wait` in progress.
+#[derive(Debug)]
+pub struct Waiter {
+    pub generation: u64,
+    pub tx: oneshot::Sender<WaitOutcome>,
+}
+
+/// Everything the core owns.
+#[derive(Debug, Default)]
+pub struct State {
+    pub meshes: HashMap<String, MeshView>,
+    pub sessions: HashMap<String, LocalSession>,
+    pub subs: Vec<Subscription>,
+    pub conns: HashMap<u64, ConnOut>,
+    /// Messages some session has not seen yet, or that wait for a session (`pending`).
+    pub live: BTreeMap<MsgKey, InboxRecord>,
+    /// When a pending message started waiting (for the session grace period), in ms.
+    pub pending_since: HashMap<MsgKey, u64>,
+    pub leases: HashMap<u64, Lease>,
+    /// `(message, session)` → the lease holding it.
+    pub leased: HashMap<(MsgKey, String), u64>,
+    pub waiters: HashMap<String, Waiter>,
+    /// Messages in the inbox per mesh id, and those no session has seen.
+    pub inbox_total: HashMap<String, usize>,
+}
+
+impl State {
+    /// Whether the message `key` is held by a lease for `session`.
+    pub fn is_leased(&self, key: &MsgKey, session: &str) -> bool {
+        self.leased.contains_key(&(key.clone(), session.to_string()))
+    }
+
+    /// Whether any subscriber listens to messages for `session`.
+    pub fn has_message_subscriber(&self, session: &str) -> bool {
+        self.subs.iter().any(|s| s.topics.contains(&Topic::Messages) && s.session.as_deref() == Some(session))
+    }
+}

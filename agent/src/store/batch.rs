@@ -1,0 +1,131 @@
+//! Batched writes: the delivery core collects what one turn of its loop changed and commits it
+//! in one redb transaction (one fsync) before it answers anyone, so nothing is acknowledged that
+//! is not committed, and a burst of calls costs one commit, not one each. Also the idempotency
+//! keys of local sends, and the startup scan of the live inbox.
+
+use std::collections::HashMap;
+
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    IDEMPOTENCY, INBOX, InboxRecord, OUTBOX, OutboxRecord, SENT, SendState, SentRecord, Store, StoreError, db_err,
+    index_unseen, key,
+};
+
+/// One write of a batch.
+#[derive(Debug, Clone)]
+pub enum StoreOp {
+    /// Insert or replace an inbox record (keeping the unseen index in step).
+    Inbox(InboxRecord),
+    /// A new send: into the outbox, and recorded as pending for `message_status`.
+    Outbox(OutboxRecord),
+    /// The reply a send with this idempotency key got, made at `at` (Unix ms).
+    Idempotency { key: String, reply: serde_json::Value, at: u64 },
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdemRecord {
+    reply: serde_json::Value,
+    at: u64,
+}
+
+impl Store {
+    /// Commits `ops` in one transaction, in order. Nothing of it is stored if it fails.
+    pub fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut inbox = w.open_table(INBOX).map_err(db_err)?;
+            let mut outbox = w.open_table(OUTBOX).map_err(db_err)?;
+            let mut sent = w.open_table(SENT).map_err(db_err)?;
+            let mut idem = w.open_table(IDEMPOTENCY).map_err(db_err)?;
+            for op in ops {
+                match op {
+                    StoreOp::Inbox(rec) => {
+                        let k = key(&rec.mesh_id, &rec.message.msg_id);
+                        let bytes = serde_json::to_vec(rec).map_err(db_err)?;
+                        inbox.insert(k.as_str(), bytes.as_slice()).map_err(db_err)?;
+                    }
+                    StoreOp::Outbox(rec) => {
+                        let ob = serde_json::to_vec(rec).map_err(db_err)?;
+                        outbox.insert(rec.client_msg_id.as_str(), ob.as_slice()).map_err(db_err)?;
+                        let record = SentRecord {
+                            client_msg_id: rec.client_msg_id.clone(),
+                            mesh_id: rec.mesh_id.clone(),
+                            to: rec.to.clone(),
+                            created_at: rec.created_at,
+                            state: SendState::Pending,
+                        };
+                        let sb = serde_json::to_vec(&record).map_err(db_err)?;
+                        sent.insert(rec.client_msg_id.as_str(), sb.as_slice()).map_err(db_err)?;
+                    }
+                    StoreOp::Idempotency { key, reply, at } => {
+                        let b = serde_json::to_vec(&IdemRecord { reply: reply.clone(), at: *at }).map_err(db_err)?;
+                        idem.insert(key.as_str(), b.as_slice()).map_err(db_err)?;
+                    }
+                }
+            }
+        }
+        for op in ops {
+            if let StoreOp::Inbox(rec) = op {
+                index_unseen(&w, rec)?;
+            }
+        }
+        w.commit().map_err(db_err)
+    }
+
+    /// The reply an earlier send with idempotency key `k` got, if it is remembered.
+    pub fn idempotency_get(&self, k: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self.get::<IdemRecord>(IDEMPOTENCY, k)?.map(|r| r.reply))
+    }
+
+    /// Forgets idempotency keys made before `before` (Unix ms). Returns how many went.
+    pub fn idempotency_prune(&self, before: u64) -> Result<usize, StoreError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        let n = {
+            let mut t = w.open_table(IDEMPOTENCY).map_err(db_err)?;
+            let old: Vec<String> = t
+                .iter()
+                .map_err(db_err)?
+                .filter_map(|item| {
+                    let (k, v) = item.ok()?;
+                    let r: IdemRecord = serde_json::from_slice(v.value()).ok()?;
+                    (r.at < before).then(|| k.value().to_string())
+                })
+                .collect();
+            for k in &old {
+                t.remove(k.as_str()).map_err(db_err)?;
+            }
+            old.len()
+        };
+        w.commit().map_err(db_err)?;
+        Ok(n)
+    }
+
+    /// At agent start: every inbox record a session has not seen, or that waits for one, and
+    /// the number of records per mesh id. One scan of the inbox.
+    pub fn inbox_live(&self) -> Result<(Vec<InboxRecord>, HashMap<String, usize>), StoreError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(INBOX).map_err(db_err)?;
+        let mut live = Vec::new();
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for item in t.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            let rec: InboxRecord = match serde_json::from_slice(v.value()) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(key = k.value(), error = %e, "skipping corrupt agent record");
+                    continue;
+                }
+            };
+            *counts.entry(rec.mesh_id.clone()).or_default() += 1;
+            if rec.pending || rec.deliveries.values().any(|d| !d.seen) {
+                live.push(rec);
+            }
+        }
+        Ok((live, counts))
+    }
+}
