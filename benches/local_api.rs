@@ -37,61 +37,68 @@ mod calls {
     use anyhow::{Result, ensure};
     use claudemesh_agent::AgentClient;
     use claudemesh_protocol::frames::Priority;
-    use claudemesh_protocol::local::{AgentCall, InboxParams, SendParams};
+    use claudemesh_protocol::local::{
+        AgentCall, ConfirmReply, InboxParams, InboxReply, PeerEntry, SendParams, SendReply, StatusReply,
+    };
 
     pub async fn status(c: &mut AgentClient) -> Result<()> {
-        c.call(AgentCall::Status).await?;
+        c.request::<StatusReply>(AgentCall::Status).await?;
         Ok(())
     }
 
     /// How many inbox records the agent's first mesh holds (seen or not), per `status`.
     pub async fn inbox_records(c: &mut AgentClient) -> Result<u64> {
-        let v = c.call(AgentCall::Status).await?;
-        Ok(v["meshes"][0]["inbox"].as_u64().unwrap_or(0))
+        let v: StatusReply = c.request(AgentCall::Status).await?;
+        Ok(v.meshes.first().map_or(0, |m| m.inbox as u64))
     }
 
     /// Peer sessions seen; the bench expects at least one.
     pub async fn peers(c: &mut AgentClient) -> Result<usize> {
-        let v = c.call(AgentCall::Peers { mesh: None }).await?;
-        Ok(v.as_array().map_or(0, Vec::len))
+        let v: Vec<PeerEntry> = c.request(AgentCall::Peers { mesh: None }).await?;
+        Ok(v.len())
     }
 
     /// A DM from the member itself (as `claudemesh send` does), accepted into the outbox.
     pub async fn send_dm(c: &mut AgentClient, to: &str, body: String) -> Result<()> {
-        let v = c
-            .call(AgentCall::Send(SendParams {
+        let v: SendReply = c
+            .request(AgentCall::Send(SendParams {
                 to: to.into(),
                 message: body,
                 priority: Priority::Next,
                 mesh: None,
                 from_session: None,
                 reply_to: None,
+                idempotency_key: None,
             }))
             .await?;
-        ensure!(v["id"].is_string(), "send was not queued for the broker: {v}");
+        ensure!(v.id.is_some(), "send was not queued for the broker: {v:?}");
         Ok(())
     }
 
-    /// What `check_messages` does: take (and mark seen) up to `limit` of `session`'s waiting
-    /// messages. Returns how many it took.
+    /// What `check_messages` does: take up to `limit` of `session`'s waiting messages under a
+    /// lease, then confirm them (as the MCP server does once the result is written). Returns how
+    /// many it took.
     pub async fn take_messages(c: &mut AgentClient, session: &str, limit: u32) -> Result<usize> {
-        let v = c
-            .call(AgentCall::Inbox(InboxParams {
+        let v: InboxReply = c
+            .request(AgentCall::Inbox(InboxParams {
                 session: Some(session.into()),
-                mark_seen: true,
+                take: true,
                 limit: Some(limit),
                 ..Default::default()
             }))
             .await?;
-        Ok(v.as_array().map_or(0, Vec::len))
+        if let Some(lease) = v.lease {
+            let r: ConfirmReply = c.request(AgentCall::Confirm { lease, msg_ids: None }).await?;
+            ensure!(!r.expired, "lease {lease} expired before its confirm");
+        }
+        Ok(v.messages.len())
     }
 
     /// How many messages wait for `session`, taking none.
     pub async fn waiting(c: &mut AgentClient, session: &str) -> Result<usize> {
-        let v = c
-            .call(AgentCall::Inbox(InboxParams { session: Some(session.into()), ..Default::default() }))
-            .await?;
-        Ok(v.as_array().map_or(0, Vec::len))
+        let v: InboxReply =
+            c.request(AgentCall::Inbox(InboxParams { session: Some(session.into()), ..Default::default() })).await?;
+        Ok(v.messages.len())
     }
 }
 
@@ -280,7 +287,7 @@ async fn main() -> Result<()> {
     }
     eprintln!("  check_messages: {samples:.0?} messages/s");
     rows.push(Row {
-        what: format!("`inbox` mark_seen limit {TAKE} (check_messages), {} waiting", st.waiting),
+        what: format!("`inbox` take + confirm, limit {TAKE} (check_messages), {} waiting", st.waiting),
         unit: "messages/s",
         samples: samples.clone(),
     });

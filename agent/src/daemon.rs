@@ -172,7 +172,8 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
     let instance = AgentInstance { id: to_hex(&random_bytes::<16>()), started_at: now_ms() };
     // No session survives an agent restart: what they left unseen waits for the next ones.
     let (core, view) = Core::new(store.clone(), paths.clone())?;
-    let handle = CoreHandle::start(core, view).map_err(io("cannot start the delivery core", &paths.dir))?;
+    let (handle, core_thread) =
+        CoreHandle::start(core, view).map_err(io("cannot start the delivery core", &paths.dir))?;
     let agent = Arc::new(Agent::new(paths.clone(), store, instance, handle, shutdown.clone()));
     let tracker = TaskTracker::new();
     tracker.spawn(ticks(agent.clone(), shutdown.clone()));
@@ -203,6 +204,13 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
     tracing::info!("agent stopping");
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    // The core commits what it has and closes the store before the pid lock goes.
+    let _ = agent.core.send(Input::Stop).await;
+    drop(agent);
+    let joined = tokio::task::spawn_blocking(move || core_thread.join());
+    if tokio::time::timeout(Duration::from_secs(5), joined).await.is_err() {
+        tracing::warn!("the delivery core did not stop within 5 s");
+    }
     let _ = std::fs::remove_file(&sock);
     Ok(())
 }

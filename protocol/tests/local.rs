@@ -31,7 +31,6 @@ fn client_lines_round_trip() {
             reply_to: None,
             idempotency_key: Some("k1".into()),
         }),
-        AgentCall::Confirm { lease: 7, msg_ids: None },
         AgentCall::Confirm { lease: 8, msg_ids: Some(vec!["m1".into()]) },
         AgentCall::Inbox(InboxParams { session: Some("s".into()), all: true, ..Default::default() }),
         AgentCall::MarkSeen { msg_ids: vec!["a".into()], session: Some("s".into()) },

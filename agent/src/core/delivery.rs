@@ -39,14 +39,14 @@ impl Core {
 
     /// Where a waiting message goes now: as [`Core::route`]; a message for one session that has
     /// been waiting longer than the session grace goes to the member's most recent session.
-    fn route_waiting(&self, key: &MsgKey, rec: &InboxRecord, now_ms: u64) -> Vec<String> {
+    fn route_waiting(&self, key: &MsgKey, rec: &InboxRecord, now: Instant) -> Vec<String> {
         let target = rec.message.target.parse::<Target>().unwrap_or(Target::Broadcast);
         let direct = self.route(&rec.mesh_id, &target);
         if !direct.is_empty() || !matches!(target, Target::Session(_)) {
             return direct;
         }
-        let since = self.state.pending_since.get(key).copied().unwrap_or(now_ms);
-        if now_ms.saturating_sub(since) >= self.session_grace.as_millis() as u64 {
+        let since = self.state.pending_since.get(key).copied().unwrap_or(now);
+        if now.saturating_duration_since(since) >= self.session_grace {
             return self.route(&rec.mesh_id, &Target::Member(String::new()));
         }
         Vec::new()
@@ -69,11 +69,11 @@ impl Core {
     /// and pushed where priority × status allow.
     pub(crate) fn deliver_new(&mut self, mut rec: InboxRecord, now: Instant) {
         let key = (rec.mesh_id.clone(), rec.message.msg_id.clone());
-        let targets = self.route_waiting(&key, &rec, now_ms());
+        let targets = self.route_waiting(&key, &rec, now);
         rec.pending = targets.is_empty();
         rec.deliveries = targets.iter().map(|s| (s.clone(), Delivery::default())).collect();
         if rec.pending {
-            self.state.pending_since.insert(key.clone(), now_ms());
+            self.state.pending_since.insert(key.clone(), now);
         }
         *self.state.inbox_total.entry(rec.mesh_id.clone()).or_default() += 1;
         self.put(rec);
@@ -85,13 +85,12 @@ impl Core {
     /// Gives every waiting message the sessions that may take it now (a session opened, joined
     /// a group, or the grace of a closed one ran out).
     pub(crate) fn route_pending(&mut self, now: Instant) -> usize {
-        let now_ms = now_ms();
         let waiting: Vec<MsgKey> = self.state.live.iter().filter(|(_, r)| r.pending).map(|(k, _)| k.clone()).collect();
         let mut moved = 0;
         for key in waiting {
             let Some(rec) = self.state.live.get(&key) else { continue };
             let targets: Vec<String> = self
-                .route_waiting(&key, rec, now_ms)
+                .route_waiting(&key, rec, now)
                 .into_iter()
                 .filter(|s| !rec.deliveries.get(s).is_some_and(|d| d.seen))
                 .collect();

@@ -85,9 +85,10 @@ impl Core {
                 }
                 newest(&|s| s.claude_session.as_deref() == Some(c))
             })
-            .or_else(|| {
-                // The nearest registered `claude` ancestor: a nested one comes before the outer.
-                call.pids.iter().filter(|p| **p > 1).find_map(|pid| newest(&|s| s.claude_pid == Some(*pid)))
+            .or_else(|| match call.claude_pid {
+                // The hook's own `claude`: an outer one further up is another session's.
+                Some(own) => newest(&|s| s.claude_pid == Some(own)),
+                None => call.pids.iter().filter(|p| **p > 1).find_map(|pid| newest(&|s| s.claude_pid == Some(*pid))),
             })?;
         if let (Some(c), Some(s)) = (&call.claude_session_id, self.state.sessions.get_mut(&found)) {
             s.claude_session = Some(c.clone());

@@ -46,6 +46,8 @@ pub enum Input {
     SessionGrace { secs: u64 },
     /// Time passed: leases expire, waiting session messages move on.
     Tick,
+    /// The agent stops: the core commits what it has and returns, releasing the store.
+    Stop,
 }
 
 /// What a broker link reports. Links never write the core's state; they send these.

@@ -83,7 +83,7 @@ impl Core {
     pub fn new(store: Store, paths: Paths) -> Result<(Self, watch::Receiver<Arc<View>>), crate::store::StoreError> {
         let (live, totals) = store.inbox_live()?;
         let mut state = State { inbox_total: totals, ..Default::default() };
-        let now = now_ms();
+        let now = Instant::now();
         let mut ops = Vec::new();
         for mut rec in live {
             if !rec.deliveries.is_empty() {
@@ -119,7 +119,8 @@ impl Core {
     /// Runs until every sender of `inputs` is gone. Blocking: run it on its own thread.
     pub fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
         let mut batch = Vec::with_capacity(BATCH);
-        while inputs.blocking_recv().map(|i| batch.push(i)).is_some() {
+        let mut stop = false;
+        while !stop && inputs.blocking_recv().map(|i| batch.push(i)).is_some() {
             while batch.len() < BATCH {
                 match inputs.try_recv() {
                     Ok(i) => batch.push(i),
@@ -128,6 +129,10 @@ impl Core {
             }
             let now = Instant::now();
             for input in batch.drain(..) {
+                if matches!(input, Input::Stop) {
+                    stop = true;
+                    continue;
+                }
                 self.handle(input, now);
             }
             self.finish_turn();
@@ -170,6 +175,7 @@ impl Core {
             }
             Input::SessionGrace { secs } => self.session_grace = Duration::from_secs(secs),
             Input::Tick => self.tick(now),
+            Input::Stop => {}
         }
     }
 
@@ -320,11 +326,12 @@ pub fn stopping() -> ApiError {
 }
 
 impl CoreHandle {
-    /// Starts `core` on its own thread. It stops when every handle is dropped.
-    pub fn start(core: Core, view: watch::Receiver<Arc<View>>) -> std::io::Result<Self> {
+    /// Starts `core` on its own thread. It stops on [`Input::Stop`] or when every handle is
+    /// dropped; join the returned thread to know its store is closed.
+    pub fn start(core: Core, view: watch::Receiver<Arc<View>>) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-        std::thread::Builder::new().name("claudemesh-core".into()).spawn(move || core.run(rx))?;
-        Ok(Self { tx, view })
+        let thread = std::thread::Builder::new().name("claudemesh-core".into()).spawn(move || core.run(rx))?;
+        Ok((Self { tx, view }, thread))
     }
 
     /// The latest snapshot. Never waits.

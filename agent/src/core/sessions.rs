@@ -165,13 +165,12 @@ impl Core {
             .filter(|(_, r)| r.deliveries.get(sid).is_some_and(|d| !d.seen))
             .map(|(k, _)| k.clone())
             .collect();
-        let now_ms = super::now_ms();
         for key in &mine {
             let Some(mut rec) = self.state.live.get(key).cloned() else { continue };
             rec.deliveries.remove(sid);
             if !rec.deliveries.values().any(|d| !d.seen) {
                 rec.pending = true;
-                self.state.pending_since.insert(key.clone(), now_ms);
+                self.state.pending_since.insert(key.clone(), now);
             }
             self.put(rec);
         }

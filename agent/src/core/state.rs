@@ -114,8 +114,8 @@ pub struct State {
     pub conns: HashMap<u64, ConnOut>,
     /// Messages some session has not seen yet, or that wait for a session (`pending`).
     pub live: BTreeMap<MsgKey, InboxRecord>,
-    /// When a pending message started waiting (for the session grace period), in ms.
-    pub pending_since: HashMap<MsgKey, u64>,
+    /// When a pending message started waiting (for the session grace period).
+    pub pending_since: HashMap<MsgKey, Instant>,
     pub leases: HashMap<u64, Lease>,
     /// `(message, session)` → the lease holding it.
     pub leased: HashMap<(MsgKey, String), u64>,
