@@ -83,25 +83,29 @@ async fn client_loop(paths: Paths, k: usize, until: Instant) -> Tally {
     let mut mine: Vec<String> = Vec::new();
     let mut n = 0;
     while Instant::now() < until {
-        let (what, call): (&'static str, AgentCall) = match rng.next(9) {
-            0 | 1 => ("status", AgentCall::Status),
-            2 => (
+        let (what, call): (&'static str, AgentCall) = match rng.next(12) {
+            0..=2 => ("status", AgentCall::Status),
+            // Refused without touching the store: the quickest way through `send`'s locks.
+            3 | 4 => {
+                ("send to @ghost", send_call("@ghost", &format!("c{k} {n}"), Priority::Next, Some("s-home")))
+            }
+            5 => (
                 "send to alice",
                 send_call("alice-desk", &format!("c{k} {n}"), Priority::Next, Some("s-home")),
             ),
-            3 => {
+            6 => {
                 let from = mine.first().map_or("s-home", String::as_str);
                 (
                     "send to bob-home",
                     send_call("bob-home", &format!("c{k} local {n}"), Priority::Now, Some(from)),
                 )
             }
-            4 => {
+            7 => {
                 let sid = mine.last().cloned().unwrap_or_else(|| "s-home".into());
                 let ev = if rng.next(2) == 0 { HookEvent::PostToolUse } else { HookEvent::UserPromptSubmit };
                 ("hook", hook_call(&sid, ev))
             }
-            5 => {
+            8 => {
                 n += 1;
                 let sid = format!("s-c{k}-{n}");
                 mine.push(sid.clone());
@@ -110,11 +114,11 @@ async fn client_loop(paths: Paths, k: usize, until: Instant) -> Tally {
                     register_call(&sid, &sid, if n % 2 == 0 { &["backend"][..] } else { &[] }),
                 )
             }
-            6 if !mine.is_empty() => {
+            9 if !mine.is_empty() => {
                 let sid = mine.remove(rng.next(mine.len() as u64) as usize);
                 ("session_close", AgentCall::SessionClose { session_id: sid })
             }
-            7 => ("peers", AgentCall::Peers { mesh: None }),
+            10 => ("peers", AgentCall::Peers { mesh: None }),
             _ => (
                 "inbox take",
                 AgentCall::Inbox(InboxParams {
