@@ -1,6 +1,7 @@
 //! `claudemesh mcp` stays a working MCP server whatever state its agent is in: it answers
 //! `initialize` while the agent is stopped (`kill -STOP`, what Ctrl-Z does to `agent run`), and
-//! after an agent restart it registers its session again on its own, with no tool call.
+//! after an agent restart it registers its session again on its own within about 3 s, with no
+//! tool call (it is back in the agent's `status` and `peers`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -73,30 +74,48 @@ async fn initialize_is_answered_while_the_agent_is_stopped() {
     }
 }
 
+/// Whether `sid` is back both as a local session in `status` and as a peer in `peers`.
+async fn session_visible(paths: &claudemesh_agent::Paths, sid: &str) -> (bool, bool) {
+    let local = local_session_ids(paths).await.iter().any(|s| s == sid);
+    let Ok(mut c) = claudemesh_agent::AgentClient::connect(paths, "test").await else {
+        return (local, false);
+    };
+    let peers = c.call(claudemesh_protocol::local::AgentCall::Peers { mesh: None }).await.unwrap();
+    let peer = peers.as_array().unwrap().iter().any(|p| p["session_id"] == sid);
+    (local, peer)
+}
+
+/// Polls until `sid` is in the agent's `status` and `peers`; panics after `bound`. Returns how
+/// long it took.
+async fn wait_visible(paths: &claudemesh_agent::Paths, sid: &str, bound: Duration, what: &str) -> Duration {
+    let started = Instant::now();
+    let mut last = (false, false);
+    while started.elapsed() < bound {
+        last = session_visible(paths, sid).await;
+        if last == (true, true) {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what}: {sid} was not back within {bound:?} (in status: {}, in peers: {})", last.0, last.1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_is_registered_again_after_an_agent_restart_without_a_tool_call() {
     let w = World::start().await;
     let paths = w.member("bob").await;
     let agent = AgentProcess::start(&paths).await;
     let (client, _rx) = mcp(&paths, "s-rides-out", "bob", false).await;
-    let wait_registered = |what: &'static str| {
-        let paths = paths.clone();
-        async move {
-            for _ in 0..400 {
-                if local_session_ids(&paths).await.iter().any(|s| s == "s-rides-out") {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            panic!("the session was not registered {what}");
-        }
-    };
-    wait_registered("at start").await;
+    wait_visible(&paths, "s-rides-out", Duration::from_secs(10), "at start").await;
     agent.kill9();
     let again = AgentProcess::start(&paths).await;
-    // No tool call: the server notices the new agent and registers the session again.
-    wait_registered("after the agent restart").await;
-    let r = call(&client, "list_peers", serde_json::json!({})).await;
+    // No tool call: the server notices the new agent (it keeps its connection alive every
+    // MCP_KEEPALIVE_MILLIS) and registers the session again within about 3 s.
+    let took = wait_visible(&paths, "s-rides-out", Duration::from_secs(3), "after the agent restart").await;
+    eprintln!("the session was back {took:?} after the new agent answered");
+    let r = tokio::time::timeout(Duration::from_secs(15), call(&client, "list_peers", serde_json::json!({})))
+        .await
+        .expect("list_peers answered after the restart");
     assert!(!is_error(&r), "{}", text(&r));
     client.cancel().await.unwrap();
     drop(again);
