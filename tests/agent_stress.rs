@@ -155,7 +155,7 @@ async fn client_loop(paths: Paths, k: usize, until: Instant) -> Tally {
         if let Ok(v) = &r
             && let Some(lease) = v.get("lease").and_then(Value::as_u64)
         {
-            match tokio::time::timeout(STALL, c.call(AgentCall::Confirm { lease })).await {
+            match tokio::time::timeout(STALL, c.call(AgentCall::Confirm { lease, msg_ids: None })).await {
                 Ok(Ok(_) | Err(ClientError::Api(_))) => {}
                 Ok(Err(e)) => {
                     t.failure = Some(format!("client {k}: confirm lost the agent: {e}"));

@@ -49,7 +49,7 @@ pub async fn take(c: &mut AgentClient, session: &str, limit: u32) -> InboxReply 
 
 /// `confirm {lease}`.
 pub async fn confirm(c: &mut AgentClient, lease: u64) -> ConfirmReply {
-    bounded("confirm", c.request::<ConfirmReply>(AgentCall::Confirm { lease })).await.unwrap()
+    bounded("confirm", c.request::<ConfirmReply>(AgentCall::Confirm { lease, msg_ids: None })).await.unwrap()
 }
 
 /// Takes (and confirms each lease) until the session has nothing left; returns every body

@@ -15,6 +15,7 @@ use crate::core::calls::to_value;
 use crate::shared::Agent;
 
 pub mod admin;
+pub mod inbox;
 pub mod members;
 
 /// An error reply: a stable code and a message for a person.
@@ -50,6 +51,7 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
             }
             r => r,
         },
+        AgentCall::Inbox(p) if !p.take => inbox::read(agent, p).await,
         call @ (AgentCall::Inbox(_)
         | AgentCall::Confirm { .. }
         | AgentCall::MarkSeen { .. }

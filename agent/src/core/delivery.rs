@@ -187,8 +187,8 @@ impl Core {
         (taken.into_iter().map(|(_, m)| m).collect(), Some(id), more)
     }
 
-    /// `inbox`: with `take` and a session, a page of its unseen messages under a lease;
-    /// otherwise a read (of the session's messages, or of the whole inbox) that marks nothing.
+    /// `inbox` with `take`: a page of the session's unseen messages under a lease. (Reads that
+    /// take nothing are served by `api::inbox` from the store, off the core.)
     pub(crate) fn inbox(&mut self, p: InboxParams, now: Instant) -> Result<Value, ApiError> {
         let mesh = match &p.mesh {
             Some(m) => Some(resolve_mesh(&self.state.meshes, Some(m)).map_err(|e| (ErrorCode::NotFound, e))?),
@@ -208,34 +208,7 @@ impl Core {
             }
             return to_value(&InboxReply { messages, lease, more });
         }
-        let mut out = Vec::new();
-        for rec in self.store.inbox_all().map_err(internal)? {
-            if !in_mesh(&rec) || !wanted(&rec) {
-                continue;
-            }
-            let seen = match &p.session {
-                Some(s) => match rec.deliveries.get(s) {
-                    Some(d) => d.seen,
-                    None => continue,
-                },
-                None => rec.message.seen || rec.deliveries.values().any(|d| d.seen),
-            };
-            if seen && !p.all && p.msg_id.is_none() {
-                continue;
-            }
-            let mut m = rec.message;
-            m.seen = seen;
-            out.push(m);
-        }
-        let more = match p.limit {
-            Some(limit) => {
-                let skip = out.len().saturating_sub(limit as usize);
-                out.drain(..skip);
-                skip
-            }
-            None => 0,
-        };
-        to_value(&InboxReply { messages: out, lease: None, more })
+        Err((ErrorCode::Invalid, "take needs the session the messages are shown to".into()))
     }
 
     /// `confirm`: the messages of `lease` (or only `msg_ids` of them) were shown: seen. The

@@ -11,7 +11,7 @@ use claudemesh_protocol::local::{InboxMessage, LinkState, LocalEvent, Topic};
 
 use super::input::UplinkEvent;
 use super::{Core, Effect, now_ms};
-use crate::store::InboxRecord;
+use crate::store::{InboxRecord, StoreOp};
 
 impl Core {
     pub(crate) fn uplink(&mut self, mesh_id: &str, event: UplinkEvent, now: Instant) {
@@ -62,6 +62,7 @@ impl Core {
                 self.effect(Effect::Stored(stored));
             }
             UplinkEvent::Outbox { client_msg_id, state } => {
+                self.write(StoreOp::OutboxFinish { client_msg_id: client_msg_id.clone(), state: state.clone() });
                 self.changed();
                 self.publish(Topic::Outbox, Some(mesh_id), None, &LocalEvent::Outbox { mesh: slug, client_msg_id, state });
             }

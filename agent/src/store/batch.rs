@@ -20,6 +20,8 @@ pub enum StoreOp {
     Inbox(InboxRecord),
     /// A new send: into the outbox, and recorded as pending for `message_status`.
     Outbox(OutboxRecord),
+    /// A send ended: out of the outbox, its final state kept for `message_status`.
+    OutboxFinish { client_msg_id: String, state: SendState },
     /// The reply a send with this idempotency key got, made at `at` (Unix ms).
     Idempotency { key: String, reply: serde_json::Value, at: u64 },
 }
@@ -61,6 +63,17 @@ impl Store {
                         };
                         let sb = serde_json::to_vec(&record).map_err(db_err)?;
                         sent.insert(rec.client_msg_id.as_str(), sb.as_slice()).map_err(db_err)?;
+                    }
+                    StoreOp::OutboxFinish { client_msg_id, state } => {
+                        outbox.remove(client_msg_id.as_str()).map_err(db_err)?;
+                        let old = sent.get(client_msg_id.as_str()).map_err(db_err)?.map(|v| v.value().to_vec());
+                        if let Some(bytes) = old
+                            && let Ok(mut record) = serde_json::from_slice::<SentRecord>(&bytes)
+                        {
+                            record.state = state.clone();
+                            let sb = serde_json::to_vec(&record).map_err(db_err)?;
+                            sent.insert(client_msg_id.as_str(), sb.as_slice()).map_err(db_err)?;
+                        }
                     }
                     StoreOp::Idempotency { key, reply, at } => {
                         let b = serde_json::to_vec(&IdemRecord { reply: reply.clone(), at: *at }).map_err(db_err)?;

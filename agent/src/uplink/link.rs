@@ -57,6 +57,8 @@ pub(crate) struct Link<'a> {
     pub(super) backlog: bool,
     /// When the last rate-limit wait began: refusals of sends made before it say nothing new.
     pub(super) limited_at: Option<Instant>,
+    /// Sends answered for good whose removal from the outbox the core has not committed yet.
+    pub(super) finished: std::collections::HashSet<String>,
 }
 
 impl<'a> Link<'a> {
@@ -75,6 +77,7 @@ impl<'a> Link<'a> {
             pace: None,
             backlog: false,
             limited_at: None,
+            finished: Default::default(),
         }
     }
 

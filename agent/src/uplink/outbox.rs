@@ -34,8 +34,12 @@ impl Link<'_> {
             }
         };
         let limit = if self.pace.is_some() { 1 } else { MAX_IN_FLIGHT };
-        let waiting: Vec<_> =
-            records.into_iter().filter(|r| !self.inflight.contains_key(&r.client_msg_id)).collect();
+        // Finished sends stay in the table until the core's next commit: skip them meanwhile.
+        self.finished.retain(|id| records.iter().any(|r| &r.client_msg_id == id));
+        let waiting: Vec<_> = records
+            .into_iter()
+            .filter(|r| !self.inflight.contains_key(&r.client_msg_id) && !self.finished.contains(&r.client_msg_id))
+            .collect();
         if waiting.is_empty() {
             // Nothing left to send: the pace ends with the backlog.
             self.pace = None;
@@ -123,11 +127,10 @@ impl Link<'_> {
         Ok(())
     }
 
-    /// Ends a send: out of the outbox with its final state, and the `outbox` topic told.
+    /// Ends a send: the core records its final state (out of the outbox, batched with the
+    /// turn's other writes) and tells the `outbox` topic.
     async fn finish(&mut self, id: &str, state: SendState) {
-        if let Err(e) = self.agent.store.outbox_finish(id, state.clone()) {
-            tracing::error!(error = %e, "cannot record send result");
-        }
+        self.finished.insert(id.to_string());
         super::report(self.agent, self.mesh_id, UplinkEvent::Outbox { client_msg_id: id.to_string(), state }).await;
     }
 
