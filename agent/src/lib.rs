@@ -7,6 +7,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod enroll;
+pub mod error;
 pub mod fds;
 pub mod local_broker;
 pub mod mesh;

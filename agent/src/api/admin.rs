@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use crate::api::ApiError;
 use crate::core::calls::to_value;
 use crate::shared::Agent;
-use crate::uplink::UplinkCmd;
+use crate::mesh::UplinkCmd;
 
 /// Sends a request over a mesh's link and waits for its reply (15 s; a broker `error` becomes
 /// its code and message, no answer becomes `unavailable`).

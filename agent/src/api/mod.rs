@@ -18,15 +18,12 @@ pub mod admin;
 pub mod inbox;
 pub mod members;
 
-/// An error reply: a stable code and a message for a person.
-pub type ApiError = (ErrorCode, String);
+pub use crate::error::ApiError;
+pub(crate) use crate::error::internal;
 
 /// The longest a `hook_wait` may last (the `Stop` hook is installed with a one-day timeout).
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 
-pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
-    (ErrorCode::Internal, e.to_string())
-}
 
 /// Handles one request of socket connection `conn`.
 pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, ApiError> {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::state::Subscription;
 use super::{Core, Effect};
-use crate::api::{ApiError, internal};
+use crate::error::{ApiError, internal};
 use crate::mesh::resolve_mesh;
 
 /// JSON of a reply struct (serializing plain data cannot fail; if it ever did, say so).

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::calls::to_value;
 use super::state::{Lease, MsgKey};
 use super::{Core, now_ms};
-use crate::api::{ApiError, internal};
+use crate::error::{ApiError, internal};
 use crate::mesh::{deliverable, resolve_mesh};
 use crate::store::{Delivery, InboxRecord, StoreOp};
 

@@ -17,7 +17,7 @@ use super::calls::to_value;
 use super::delivery::Page;
 use super::state::Waiter;
 use super::{Core, Effect, now_ms};
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::store::{Delivery, InboxRecord};
 
 /// Most messages one hook shows.

@@ -6,7 +6,7 @@ use claudemesh_protocol::frames::{Event, FormerMember, MemberInfo, PeerSession, 
 use claudemesh_protocol::local::{AgentCall, AgentLine, LinkState, SendState, Topic, WaitOutcome};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::mesh::{MeshView, Refusal};
 
 /// The reply to a call: its JSON result, or an error code and message.

@@ -17,10 +17,10 @@ use claudemesh_protocol::local::{AgentLine, LocalEvent, Topic, WaitOutcome};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::paths::Paths;
 use crate::store::{Store, StoreOp};
-use crate::uplink::UplinkCmd;
+use crate::mesh::UplinkCmd;
 
 pub(crate) mod calls;
 mod delivery;

@@ -13,11 +13,11 @@ use serde_json::Value;
 
 use super::calls::to_value;
 use super::{Core, Effect, now_ms};
-use crate::api::{ApiError, internal};
+use crate::error::{ApiError, internal};
 use crate::mesh::resolve::{ResolveError, recipients, resolve_target};
 use crate::mesh::resolve_mesh;
 use crate::store::{InboxRecord, OutboxRecord, StoreOp};
-use crate::uplink::UplinkCmd;
+use crate::mesh::UplinkCmd;
 
 /// The API error for a name that does not resolve.
 pub(crate) fn resolve_err(e: ResolveError) -> ApiError {

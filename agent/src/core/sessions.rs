@@ -16,9 +16,9 @@ use serde_json::Value;
 use super::calls::to_value;
 use super::state::LocalSession;
 use super::{Core, Effect};
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::mesh::resolve_mesh;
-use crate::uplink::UplinkCmd;
+use crate::mesh::UplinkCmd;
 
 impl Core {
     /// `session_register` from connection `conn`.

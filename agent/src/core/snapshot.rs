@@ -14,7 +14,7 @@ use claudemesh_protocol::local::{
 
 use super::Core;
 use super::state::LocalSession;
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::mesh::{MeshView, resolve_mesh, short_id};
 
 /// One local session as readers see it.

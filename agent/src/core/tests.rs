@@ -74,7 +74,7 @@ fn setup(granted: &[&str]) -> T {
 }
 
 impl T {
-    fn call<R: DeserializeOwned>(&mut self, conn: u64, call: AgentCall) -> Result<R, crate::api::ApiError> {
+    fn call<R: DeserializeOwned>(&mut self, conn: u64, call: AgentCall) -> Result<R, crate::error::ApiError> {
         let (reply, mut rx) = oneshot::channel();
         self.core.handle(Input::Call { conn, call, reply }, self.now);
         self.core.finish_turn();

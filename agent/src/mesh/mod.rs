@@ -15,9 +15,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MeshConfig;
-use crate::uplink::UplinkCmd;
 
+mod command;
 pub mod resolve;
+
+pub use command::UplinkCmd;
 
 /// What the agent knows of one joined mesh.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! One broker link per joined mesh: connect (ws/wss), hello (naming this agent process), then
-//! hand the connection to [`crate::link`]. Links recover on their own: every lost connection
+//! hand the connection to [`link`]. Links recover on their own: every lost connection
 //! and every refusal retries with jittered exponential backoff (1 s growing to 5 min), except
 //! two that no retry can fix — the member was removed (`revoked`), or another agent uses this
 //! member's key (`key_in_use`); those wait for a config change or an agent restart.
@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use claudemesh_protocol::crypto::{random_bytes, sign_hello};
 use claudemesh_protocol::frames::{
-    ClientFrame, ErrorCode, ErrorFrame, Hello, ServerFrame, SessionInfo, SessionPatch,
+    ClientFrame, ErrorCode, ErrorFrame, Hello, ServerFrame,
 };
 use claudemesh_protocol::local::LinkState;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
@@ -25,33 +25,7 @@ mod outbox;
 
 use link::Link;
 
-/// Work for a mesh's link from the rest of the agent.
-pub enum UplinkCmd {
-    /// A request; the frame is built with the link's next `req`, the reply comes back.
-    Request {
-        build: Box<dyn FnOnce(u64) -> ClientFrame + std::marker::Send>,
-        reply: oneshot::Sender<ServerFrame>,
-    },
-    /// The outbox has new work.
-    Kick,
-    SessionOpen(SessionInfo),
-    SessionUpdate(String, SessionPatch),
-    SessionClose(String),
-    Receipt(Vec<String>),
-}
-
-impl std::fmt::Debug for UplinkCmd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            UplinkCmd::Request { .. } => "Request",
-            UplinkCmd::Kick => "Kick",
-            UplinkCmd::SessionOpen(_) => "SessionOpen",
-            UplinkCmd::SessionUpdate(..) => "SessionUpdate",
-            UplinkCmd::SessionClose(_) => "SessionClose",
-            UplinkCmd::Receipt(_) => "Receipt",
-        })
-    }
-}
+pub use crate::mesh::UplinkCmd;
 
 /// How a connection ended.
 #[derive(Debug, PartialEq)]

@@ -1,0 +1,34 @@
+//! [`UplinkCmd`]: the work the rest of the agent gives a mesh's broker link (the sender sits in
+//! the [`super::MeshView`]; the link task serves it).
+
+use claudemesh_protocol::frames::{ClientFrame, ServerFrame, SessionInfo, SessionPatch};
+use tokio::sync::oneshot;
+
+/// Work for a mesh's link from the rest of the agent.
+pub enum UplinkCmd {
+    /// A request; the frame is built with the link's next `req`, the reply comes back.
+    Request {
+        build: Box<dyn FnOnce(u64) -> ClientFrame + std::marker::Send>,
+        reply: oneshot::Sender<ServerFrame>,
+    },
+    /// The outbox has new work.
+    Kick,
+    SessionOpen(SessionInfo),
+    SessionUpdate(String, SessionPatch),
+    SessionClose(String),
+    Receipt(Vec<String>),
+}
+
+impl std::fmt::Debug for UplinkCmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UplinkCmd::Request { .. } => "Request",
+            UplinkCmd::Kick => "Kick",
+            UplinkCmd::SessionOpen(_) => "SessionOpen",
+            UplinkCmd::SessionUpdate(..) => "SessionUpdate",
+            UplinkCmd::SessionClose(_) => "SessionClose",
+            UplinkCmd::Receipt(_) => "Receipt",
+        })
+    }
+}
+
