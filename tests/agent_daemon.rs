@@ -61,7 +61,7 @@ async fn one_edit_is_one_reload_and_a_broken_file_is_reported_once_per_change() 
     // Fixed again: reloaded once, the mesh is still there.
     cfg.save(&paths).unwrap();
     wait_count(&paths, RELOAD, 2).await;
-    assert_eq!(link_state(&mut c).await, "connected");
+    assert_eq!(link_state(&mut c).await, claudemesh_protocol::local::LinkState::Connected);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((count(&paths, RELOAD), count(&paths, BROKEN)), (2, 2), "{}", log(&paths));
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use claudemesh_broker::testkit::{Client, RunningBroker};
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, Priority, ServerFrame};
+use claudemesh_protocol::local::LinkState;
 use common::fake_broker::{Answer, FakeBroker};
 use common::*;
 use serde_json::Value;
@@ -35,14 +36,14 @@ async fn a_refused_link_keeps_retrying_and_recovers_without_a_restart() {
     let other = tempfile::tempdir().unwrap();
     let empty = RunningBroker::start(&w.addr, broker_config(other.path())).await.unwrap();
     let st = wait_mesh_status(&mut a, "a refusal being retried", |m| {
-        m["refusal"]["code"].is_string() && m["link"] == "disconnected"
+        m.refusal.is_some() && m.link == LinkState::Disconnected
     })
     .await;
-    assert_eq!(st["retrying"], true, "{st}");
-    assert!(st["retry_in_secs"].is_u64(), "{st}");
-    let detail = st["detail"].as_str().unwrap();
-    assert!(detail.contains("refused"), "{st}");
-    assert!(!detail.contains("leave"), "nothing advises leaving a mesh the member is still in: {st}");
+    assert!(st.retrying, "{st:?}");
+    assert!(st.retry_in_secs.is_some(), "{st:?}");
+    let detail = st.detail.as_deref().unwrap();
+    assert!(detail.contains("refused"), "{st:?}");
+    assert!(!detail.contains("leave"), "nothing advises leaving a mesh the member is still in: {st:?}");
     let (_, text, _) = cli(&alice.paths, &["status"]);
     assert!(text.contains("[retrying"), "{text}");
     let d = doctor_link(&alice.paths);
@@ -54,9 +55,9 @@ async fn a_refused_link_keeps_retrying_and_recovers_without_a_restart() {
     // The real broker is back: the same agent reconnects on its own.
     empty.stop().await.unwrap();
     w.start_broker().await;
-    let st = wait_mesh_status(&mut a, "connected again", |m| m["link"] == "connected").await;
-    assert!(st["refusal"].is_null() && st["retry_in_secs"].is_null(), "{st}");
-    assert_eq!(st["retrying"], false);
+    let st = wait_mesh_status(&mut a, "connected again", |m| m.link == LinkState::Connected).await;
+    assert!(st.refusal.is_none() && st.retry_in_secs.is_none(), "{st:?}");
+    assert!(!st.retrying);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,9 +69,9 @@ async fn a_removed_member_stops_retrying_and_is_told_how_to_clear_it() {
     let req = admin.next_req();
     let r = admin.request(&ClientFrame::MemberRemove { req, member_id: alice_id }).await.unwrap();
     assert_eq!(r, ServerFrame::Ok { req });
-    let st = wait_mesh_status(&mut a, "refused", |m| m["link"] == "refused").await;
-    assert_eq!(st["retrying"], false, "{st}");
-    assert!(st["detail"].as_str().unwrap().contains("claudemesh leave team"), "{st}");
+    let st = wait_mesh_status(&mut a, "refused", |m| m.link == LinkState::Refused).await;
+    assert!(!st.retrying, "{st:?}");
+    assert!(st.detail.as_deref().unwrap().contains("claudemesh leave team"), "{st:?}");
     let (_, text, _) = cli(&alice.paths, &["status"]);
     assert!(text.contains("refused") && text.contains("[not retrying]"), "{text}");
     let d = doctor_link(&alice.paths);
@@ -97,9 +98,10 @@ async fn hellos_name_the_agent_process_and_only_key_in_use_stops_the_retries() {
     let agent = RunningAgent::start(&paths).await;
     let mut c = agent.client().await;
     fake.wait_hellos(2).await;
-    let st = wait_mesh_status(&mut c, "the not_found refusal", |m| m["refusal"]["code"] == "not_found").await;
-    assert_eq!(st["retrying"], true, "{st}");
-    assert!(!st["detail"].as_str().unwrap_or("").contains("leave"), "{st}");
+    let st =
+        wait_mesh_status(&mut c, "the not_found refusal", |m| refused_with(m, ErrorCode::NotFound)).await;
+    assert!(st.retrying, "{st:?}");
+    assert!(!st.detail.as_deref().unwrap_or("").contains("leave"), "{st:?}");
     let first = {
         let h = fake.hellos.lock().unwrap();
         let ids: Vec<_> =
@@ -113,9 +115,9 @@ async fn hellos_name_the_agent_process_and_only_key_in_use_stops_the_retries() {
     // The broker now says another agent holds the key: this agent stops and says why.
     let msg = "another agent (started earlier) uses this key; join with your own invite";
     fake.answer(Answer::Refuse(ErrorCode::KeyInUse, msg.into()));
-    let st = wait_mesh_status(&mut c, "key_in_use", |m| m["link"] == "key_in_use").await;
-    assert_eq!(st["retrying"], false, "{st}");
-    assert!(st["detail"].as_str().unwrap().contains(msg), "the broker's advice is shown: {st}");
+    let st = wait_mesh_status(&mut c, "key_in_use", |m| m.link == LinkState::KeyInUse).await;
+    assert!(!st.retrying, "{st:?}");
+    assert!(st.detail.as_deref().unwrap().contains(msg), "the broker's advice is shown: {st:?}");
     let d = doctor_link(&paths);
     assert_eq!(d["status"], "fail");
     assert!(d["fix"].as_str().unwrap().contains("own identity"), "{d}");
@@ -142,7 +144,7 @@ async fn a_send_by_name_while_the_link_is_down_says_the_link_is_down() {
     let paths = fake.member_config(dir.path());
     let agent = RunningAgent::start(&paths).await;
     let mut c = agent.client().await;
-    wait_mesh_status(&mut c, "a refusal", |m| m["refusal"]["code"] == "unavailable").await;
+    wait_mesh_status(&mut c, "a refusal", |m| refused_with(m, ErrorCode::Unavailable)).await;
     let e = c.call(send_call("bob", "hi", Priority::Next, None)).await.unwrap_err().to_string();
     assert!(e.contains("link") && e.contains("down") && e.contains("claudemesh status"), "{e}");
     assert!(e.contains("broker is starting"), "it repeats what status shows: {e}");
@@ -163,15 +165,15 @@ async fn two_real_agents_with_one_key_end_with_the_later_one_stopped() {
     let a2 = AgentProcess::start(&copy).await;
     let mut c2 = a2.client().await;
     // The real broker counts the replacements and stops the agent that started later.
-    let st = wait_mesh_status(&mut c2, "key_in_use", |m| m["link"] == "key_in_use").await;
-    assert!(st["detail"].as_str().unwrap().contains("--local-only"), "{st}");
+    let st = wait_mesh_status(&mut c2, "key_in_use", |m| m.link == LinkState::KeyInUse).await;
+    assert!(st.detail.as_deref().unwrap().contains("--local-only"), "{st:?}");
     let check = doctor_link(&copy);
     assert_eq!(check["status"], "fail", "{check}");
     // The first agent keeps (or gets back) its link, and keeps it.
-    wait_mesh_status(&mut c1, "connected", |m| m["link"] == "connected").await;
+    wait_mesh_status(&mut c1, "connected", |m| m.link == LinkState::Connected).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(mesh_status(&mut c1).await["link"], "connected");
-    assert_eq!(mesh_status(&mut c2).await["link"], "key_in_use");
+    assert_eq!(mesh_status(&mut c1).await.link, LinkState::Connected);
+    assert_eq!(mesh_status(&mut c2).await.link, LinkState::KeyInUse);
     a2.kill9();
     a1.kill9();
 }

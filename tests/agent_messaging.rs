@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use claudemesh_protocol::frames::Priority;
-use claudemesh_protocol::local::{AgentCall, InboxParams, Topic};
+use claudemesh_protocol::local::{AgentCall, LinkState, Topic};
 use common::*;
 
 fn send(to: &str, message: &str, from: &str) -> AgentCall {
@@ -27,20 +27,15 @@ async fn dm_between_two_agents_end_to_end() {
     assert_eq!(r["target"], "session:s-bob");
     let id = r["id"].as_str().unwrap().to_string();
     let inbox = wait_inbox(&mut b, Some("s-bob"), 1).await;
-    let m = &inbox[0];
-    assert_eq!(m["body"], "hello from alice");
-    assert_eq!(m["from_name"], "alice-laptop");
-    assert_eq!(m["from_session"], "s-alice");
-    assert!(m["error"].is_null());
+    let m = &inbox.messages[0];
+    assert_eq!(m.body, "hello from alice");
+    assert_eq!(m.from_name, "alice-laptop");
+    assert_eq!(m.from_session, "s-alice");
+    assert!(m.error.is_none());
 
-    // Reading marks it seen, the sender learns: accepted by the broker, seen by bob.
-    b.call(AgentCall::Inbox(InboxParams {
-        session: Some("s-bob".into()),
-        take: true,
-        ..Default::default()
-    }))
-    .await
-    .unwrap();
+    // Reading (taking, then confirming) marks it seen, the sender learns: accepted by the
+    // broker, seen by bob.
+    take_and_confirm(&mut b, "s-bob").await;
     let mut seen = false;
     for _ in 0..200 {
         let st = a.call(AgentCall::MessageStatus { msg_id: id.clone() }).await.unwrap();
@@ -51,11 +46,8 @@ async fn dm_between_two_agents_end_to_end() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(seen, "message_status never showed seen");
-    let unseen = b
-        .call(AgentCall::Inbox(InboxParams { session: Some("s-bob".into()), ..Default::default() }))
-        .await
-        .unwrap();
-    assert!(unseen.as_array().unwrap().is_empty(), "seen messages are not shown again");
+    let unseen = read_inbox(&mut b, Some("s-bob")).await;
+    assert!(unseen.messages.is_empty(), "seen messages are not shown again");
 
     // Unknown and ambiguous targets say what would work.
     let e = a.call(send("nobody", "x", "s-alice")).await.unwrap_err().to_string();
@@ -111,7 +103,7 @@ async fn sends_while_the_broker_is_down_arrive_after_it_returns() {
     wait_peer(&mut a, "bob").await;
     w.stop_broker().await;
     for _ in 0..100 {
-        if link_state(&mut a).await != "connected" {
+        if link_state(&mut a).await != LinkState::Connected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -269,10 +261,10 @@ async fn undecryptable_messages_are_kept_with_the_reason() {
         .unwrap();
     assert!(matches!(r, claudemesh_protocol::frames::ServerFrame::Ack { .. }), "{r:?}");
     let inbox = wait_inbox(&mut b, Some("s-bob"), 1).await;
-    let msg = &inbox[0];
-    assert_eq!(msg["body"], "");
-    assert!(msg["error"].as_str().unwrap().contains("wrong key or tampered"), "{msg}");
-    assert_eq!(msg["from_member"], me.member_id.as_str());
+    let msg = &inbox.messages[0];
+    assert_eq!(msg.body, "");
+    assert!(msg.error.as_deref().unwrap().contains("wrong key or tampered"), "{msg:?}");
+    assert_eq!(msg.from_member, me.member_id);
 }
 
 #[tokio::test]
@@ -334,7 +326,7 @@ async fn agents_speak_wss_to_a_broker_with_a_private_ca() {
     let mut connected = false;
     for _ in 0..400 {
         if let Ok(mut a) = claudemesh_agent::AgentClient::connect(&paths, "t").await
-            && link_state(&mut a).await == "connected"
+            && link_state(&mut a).await == LinkState::Connected
         {
             connected = true;
             break;
@@ -397,16 +389,10 @@ async fn group_and_broadcast_reach_the_senders_other_sessions_too() {
     assert_eq!((r["recipients"].as_u64(), r["local"].as_u64()), (Some(1), Some(1)), "{r}");
     assert_eq!(bodies(&wait_inbox(&mut b, Some("b1"), 1).await), ["standup in 5"]);
     assert_eq!(bodies(&wait_inbox(&mut a, Some("a2"), 1).await), ["standup in 5"], "sibling in the group");
-    let none = a
-        .call(AgentCall::Inbox(InboxParams { session: Some("a3".into()), ..Default::default() }))
-        .await
-        .unwrap();
-    assert!(none.as_array().unwrap().is_empty(), "a3 is not in @backend");
-    let mine = a
-        .call(AgentCall::Inbox(InboxParams { session: Some("a1".into()), ..Default::default() }))
-        .await
-        .unwrap();
-    assert!(mine.as_array().unwrap().is_empty(), "the sender does not get its own message");
+    let none = read_inbox(&mut a, Some("a3")).await;
+    assert!(none.messages.is_empty(), "a3 is not in @backend");
+    let mine = read_inbox(&mut a, Some("a1")).await;
+    assert!(mine.messages.is_empty(), "the sender does not get its own message");
     let r = a.call(send("*", "lunch?", "a1")).await.unwrap();
     assert_eq!(r["local"], 2, "{r}");
     assert_eq!(bodies(&wait_inbox(&mut a, Some("a3"), 1).await), ["lunch?"]);

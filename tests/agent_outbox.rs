@@ -33,9 +33,9 @@ async fn a_backlog_under_the_shipped_rate_limit_costs_one_send_per_message() {
     for i in 0..N {
         a.call(send_call("bob", &format!("message {i}"), Priority::Low, None)).await.unwrap();
     }
-    let mut outbox = u64::MAX;
+    let mut outbox = usize::MAX;
     for _ in 0..1200 {
-        outbox = mesh_status(&mut a).await["outbox"].as_u64().unwrap();
+        outbox = mesh_status(&mut a).await.outbox;
         if outbox == 0 {
             break;
         }

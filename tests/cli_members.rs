@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use claudemesh_agent::Paths;
 use claudemesh_broker::testkit::{Client, RunningBroker};
+use claudemesh_protocol::local::LinkState;
 use common::*;
 use serde_json::Value;
 
@@ -90,8 +91,8 @@ async fn an_admin_lists_changes_and_removes_members() {
     assert!(out.contains("removed bob"), "{out}");
 
     // bob's agent stops for good and says how to clear it; sends to him say why they cannot go.
-    let st = wait_mesh_status(&mut b, "refused", |m| m["link"] == "refused").await;
-    assert!(st["detail"].as_str().unwrap().contains("claudemesh leave team"), "{st}");
+    let st = wait_mesh_status(&mut b, "refused", |m| m.link == LinkState::Refused).await;
+    assert!(st.detail.as_deref().unwrap().contains("claudemesh leave team"), "{st:?}");
     let (_, err) = poll_cli(&admin.paths, &["send", "bob", "are you there?"], |code, _, err| {
         code != 0 && err.contains("was removed")
     })
@@ -198,8 +199,8 @@ async fn invites_carry_an_address_teammates_can_reach() {
     .unwrap();
     let other = RunningAgent::start(&paths).await;
     let mut o = other.client().await;
-    let st = wait_mesh_status(&mut o, "connected", |m| m["link"] == "connected").await;
-    assert_eq!(st["public_url"], "wss://mesh.example.com/ws", "{st}");
+    let st = wait_mesh_status(&mut o, "connected", |m| m.link == LinkState::Connected).await;
+    assert_eq!(st.public_url.as_deref(), Some("wss://mesh.example.com/ws"), "{st:?}");
     let (code, out, err) = cli(&paths, &["invite", "create", "--json"]);
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("warning"), "{err}");

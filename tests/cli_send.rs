@@ -8,7 +8,6 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use claudemesh_protocol::local::{AgentCall, InboxParams};
 use common::*;
 
 /// `claudemesh <args>` with `stdin` on its standard input.
@@ -98,13 +97,7 @@ async fn send_from_stdin_or_a_file_and_follow_each_recipient() {
     let out = status_until(p, &first, ": delivered at ").await;
     assert!(out.starts_with(&format!("message {first} to bob in team, sent ")), "{out}");
     assert!(out.contains("accepted by the broker as "), "{out}");
-    b.call(AgentCall::Inbox(InboxParams {
-        session: Some("s-bob".into()),
-        take: true,
-        ..Default::default()
-    }))
-    .await
-    .unwrap();
+    take_and_confirm(&mut b, "s-bob").await;
     let out = status_until(p, &second, ": seen at ").await;
     assert!(out.contains("seen in a session"), "{out}");
     let (code, out, _) = cli(p, &["message-status", &second, "--json"]);

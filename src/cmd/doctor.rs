@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use claudemesh_agent::Config;
-use claudemesh_protocol::local::AgentCall;
+use claudemesh_protocol::frames::ErrorCode;
+use claudemesh_protocol::local::{AgentCall, LinkState, MeshStatus, StatusReply};
 use serde_json::{Value, json};
 
 use crate::out::outln;
@@ -112,14 +113,14 @@ fn hooks_check(settings: &Path) -> Check {
 }
 
 /// What to do when the broker refused this member with `code` and the link keeps retrying.
-fn refusal_fix(code: &str, slug: &str, url: &str) -> String {
+fn refusal_fix(code: ErrorCode, slug: &str, url: &str) -> String {
     match code {
-        "not_found" | "unauthorized" => format!(
+        ErrorCode::NotFound | ErrorCode::Unauthorized => format!(
             "the broker at {url} does not know mesh {slug} or this member's key as config.json has \
              them: check that broker_url points at the right broker and that its data was not reset \
              (ask its operator); the agent keeps retrying and reconnects once the broker knows you again"
         ),
-        "bad_signature" => format!(
+        ErrorCode::BadSignature => format!(
             "the key in config.json for {slug} does not sign as the broker expects: check the file was \
              not edited by hand; the agent keeps retrying"
         ),
@@ -132,16 +133,14 @@ fn refusal_fix(code: &str, slug: &str, url: &str) -> String {
 
 /// One mesh's broker link from `status`: connected, removed, key in use elsewhere, retrying
 /// after a refusal, or unreachable — each with its fix.
-fn link_check(m: &Value) -> Check {
-    let slug = m["slug"].as_str().unwrap_or("?");
-    let link = m["link"].as_str().unwrap_or("?");
-    let url = m["broker_url"].as_str().unwrap_or("?");
-    let detail = m["detail"].as_str().unwrap_or("");
+fn link_check(m: &MeshStatus) -> Check {
+    let (slug, url) = (m.slug.as_str(), m.broker_url.as_str());
     let name = format!("broker link {slug}");
-    let described = format!("{link} {url} {detail}").trim().to_string();
-    match link {
-        "connected" => check(name, Level::Ok, described, ""),
-        "refused" => check(
+    let described =
+        format!("{} {url} {}", super::word(&m.link), m.detail.as_deref().unwrap_or("")).trim().to_string();
+    match m.link {
+        LinkState::Connected => check(name, Level::Ok, described, ""),
+        LinkState::Refused => check(
             name,
             Level::Fail,
             described,
@@ -150,7 +149,7 @@ fn link_check(m: &Value) -> Check {
                  machine; ask an admin for a new invite to come back"
             ),
         ),
-        "key_in_use" => check(
+        LinkState::KeyInUse => check(
             name,
             Level::Fail,
             described,
@@ -161,11 +160,11 @@ fn link_check(m: &Value) -> Check {
                  if the other agent should not run, stop it and run `claudemesh agent stop` here"
             ),
         ),
-        _ => match m["refusal"]["code"].as_str() {
+        LinkState::Connecting | LinkState::Disconnected => match m.refusal.as_ref().map(|r| r.code) {
             Some(code) => check(
                 name,
                 Level::Fail,
-                format!("{described} (retrying after the broker's refusal: {code})"),
+                format!("{described} (retrying after the broker's refusal: {})", code.as_str()),
                 refusal_fix(code, slug, url),
             ),
             None => check(
@@ -251,20 +250,14 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
             format!("read {}", paths.log().display()),
         )),
         Ok(mut c) => {
-            let st = c.call(AgentCall::Status).await?;
+            let st: StatusReply = c.request(AgentCall::Status).await?;
             checks.push(check(
                 "agent",
                 Level::Ok,
-                format!(
-                    "running, pid {}, version {}",
-                    st["pid"],
-                    st["agent_version"].as_str().unwrap_or("?")
-                ),
+                format!("running, pid {}, version {}", st.pid, st.agent_version),
                 "",
             ));
-            for m in st["meshes"].as_array().cloned().unwrap_or_default() {
-                checks.push(link_check(&m));
-            }
+            checks.extend(st.meshes.iter().map(link_check));
         }
     }
 

@@ -1,11 +1,11 @@
 //! `claudemesh inbox`: messages the agent received, unseen ones unless --all, each with when it was
 //! sent and whether it came to you, to a `@group` or to everyone. Reading them here does not mark
-//! them seen for your Claude Code sessions. `--json` keeps the raw fields (`target`, `sent_at` in
-//! Unix milliseconds).
+//! them seen for your Claude Code sessions (nothing is taken: no session is named). `--json`
+//! prints the messages as the agent stores them (`target`, `sent_at` in Unix milliseconds).
 
 use std::process::ExitCode;
 
-use claudemesh_protocol::local::{AgentCall, InboxParams};
+use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, InboxReply};
 
 use crate::cli::InboxArgs;
 use crate::out::outln;
@@ -20,33 +20,42 @@ fn addressed_to(target: &str) -> String {
     }
 }
 
+/// One message as a line: unseen mark, when, mesh, sender, whom it was for, priority, body.
+fn line(m: &InboxMessage) -> String {
+    let mark = if m.seen { " " } else { "*" };
+    let head = format!(
+        "{mark} {} [{}] {} to {} ({})",
+        crate::when::message_time(m.sent_at),
+        m.mesh,
+        m.from_name,
+        addressed_to(&m.target),
+        super::word(&m.priority)
+    );
+    match &m.error {
+        Some(e) => format!("{head}: could not be read: {e}"),
+        // Later lines of a body are indented, so a multi-line message reads as one.
+        None => format!("{head}: {}", m.body.replace('\n', "\n    ")),
+    }
+}
+
 pub async fn run(a: InboxArgs) -> anyhow::Result<ExitCode> {
     let mut c = super::agent().await?;
-    let v = c.call(AgentCall::Inbox(InboxParams { all: a.all, mesh: a.mesh, ..Default::default() })).await?;
+    // No session and no `take`: this reads the user's inbox and holds nothing under a lease.
+    let params = InboxParams { all: a.all, mesh: a.mesh, ..Default::default() };
+    let r: InboxReply = c.request(AgentCall::Inbox(params)).await?;
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&v)?)?;
+        // The list of messages, as before the reply carried `more` (always 0 without a limit).
+        outln!("{}", serde_json::to_string_pretty(&r.messages)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let list = v.as_array().cloned().unwrap_or_default();
-    if list.is_empty() {
+    if r.messages.is_empty() {
         outln!("{}", if a.all { "no messages" } else { "no unseen messages (--all shows every one)" })?;
     }
-    for m in list {
-        let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
-        let mark = if m["seen"] == true { " " } else { "*" };
-        let when = m["sent_at"].as_u64().map_or_else(|| "?".into(), crate::when::message_time);
-        let head = format!(
-            "{mark} {when} [{}] {} to {} ({})",
-            s("mesh"),
-            s("from_name"),
-            addressed_to(&s("target")),
-            s("priority")
-        );
-        match m["error"].as_str() {
-            Some(e) => outln!("{head}: could not be read: {e}")?,
-            // Later lines of a body are indented, so a multi-line message reads as one.
-            None => outln!("{head}: {}", s("body").replace('\n', "\n    "))?,
-        }
+    for m in &r.messages {
+        outln!("{}", line(m))?;
+    }
+    if r.more > 0 {
+        outln!("… and {} more", r.more)?;
     }
     Ok(ExitCode::SUCCESS)
 }

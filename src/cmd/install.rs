@@ -172,7 +172,12 @@ pub fn outcome_json(mcp: &FileChange, hooks: &FileChange, events: &[(&'static st
 /// The `hooks` part of `--json` output.
 pub fn hooks_json(change: &FileChange, events: &[(&'static str, Action)]) -> Value {
     let mut v = change.to_json();
-    v["events"] = events.iter().map(|(e, a)| json!({"event": e, "action": a.as_str()})).collect();
+    if let Value::Object(o) = &mut v {
+        o.insert(
+            "events".into(),
+            events.iter().map(|(e, a)| json!({"event": e, "action": a.as_str()})).collect(),
+        );
+    }
     v
 }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use claudemesh_protocol::frames::{GroupRole, Role};
-use claudemesh_protocol::local::{AgentCall, InviteCreate};
+use claudemesh_protocol::local::{AgentCall, InviteCreate, InviteReply};
 
 use crate::cli::InviteCreateArgs;
 use crate::out::outln;
@@ -56,8 +56,8 @@ pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
     let groups = parse_groups(&a.groups)?;
     let role = if a.role == "admin" { Role::Admin } else { Role::Member };
     let mut c = super::agent().await?;
-    let r = c
-        .call(AgentCall::InviteCreate(InviteCreate {
+    let r: InviteReply = c
+        .request(AgentCall::InviteCreate(InviteCreate {
             mesh: a.mesh,
             role,
             groups,
@@ -67,21 +67,20 @@ pub async fn run(a: InviteCreateArgs) -> anyhow::Result<ExitCode> {
         }))
         .await?;
     // Also with --json: a warning belongs on stderr, where scripts do not parse it.
-    if let Some(w) = r["warning"].as_str() {
+    if let Some(w) = &r.warning {
         eprintln!("warning: {w}");
     }
     if a.json {
-        outln!("{r}")?;
+        outln!("{}", serde_json::to_string(&r)?)?;
     } else {
-        outln!("{}", r["url"].as_str().unwrap_or(""))?;
-        let expires = r["expires_at"].as_u64().unwrap_or(0);
+        outln!("{}", r.url)?;
         eprintln!(
             "invite {} for {}: {} use(s), role {}, expires {}; share the link, it holds no secret",
-            r["invite_id"].as_str().unwrap_or("?"),
-            r["mesh"].as_str().unwrap_or("?"),
-            r["max_uses"],
-            r["role"].as_str().unwrap_or("?"),
-            crate::when::date_from_now(expires, super::now_unix())
+            r.invite_id,
+            r.mesh,
+            r.max_uses,
+            r.role.as_str(),
+            crate::when::date_from_now(r.expires_at, super::now_unix())
         );
     }
     Ok(ExitCode::SUCCESS)

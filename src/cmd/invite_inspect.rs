@@ -10,16 +10,20 @@ use claudemesh_protocol::invite::parse_invite;
 use crate::cli::InviteInspectArgs;
 use crate::out::outln;
 
+/// A granted group as the CLI writes it: `ops` or `ops:lead`.
+pub fn group_text(g: &GroupRole) -> String {
+    match &g.role {
+        Some(r) => format!("{}:{r}", g.name),
+        None => g.name.clone(),
+    }
+}
+
 /// Granted groups as `name` or `name:role`, comma-separated; `-` for none.
 pub fn groups_text(groups: &[GroupRole]) -> String {
     if groups.is_empty() {
         return "-".into();
     }
-    let each = groups.iter().map(|g| match &g.role {
-        Some(r) => format!("{}:{r}", g.name),
-        None => g.name.clone(),
-    });
-    each.collect::<Vec<_>>().join(", ")
+    groups.iter().map(group_text).collect::<Vec<_>>().join(", ")
 }
 
 pub fn run(args: &InviteInspectArgs) -> anyhow::Result<ExitCode> {

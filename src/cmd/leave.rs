@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use claudemesh_agent::Config;
-use claudemesh_protocol::local::AgentCall;
+use claudemesh_protocol::local::{AgentCall, LeaveReply};
 
 use crate::cli::LeaveArgs;
 use crate::out::outln;
@@ -32,10 +32,10 @@ pub async fn run(a: LeaveArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut c = super::agent().await?;
-    let r = c.call(AgentCall::Leave { mesh: slug.clone(), local_only: a.local_only }).await?;
+    let r: LeaveReply = c.request(AgentCall::Leave { mesh: slug.clone(), local_only: a.local_only }).await?;
     if a.json {
-        outln!("{r}")?;
-    } else if r["broker_told"] == true {
+        outln!("{}", serde_json::to_string(&r)?)?;
+    } else if r.broker_told {
         outln!("left {slug}; the broker removed you and your key was deleted")?;
     } else if a.local_only {
         outln!(

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use claudemesh_protocol::local::AgentCall;
+use claudemesh_protocol::local::{AgentCall, RemoveReply};
 
 use crate::cli::MemberRemoveArgs;
 use crate::out::outln;
@@ -21,15 +21,11 @@ pub async fn run(a: MemberRemoveArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut c = super::agent().await?;
-    let r = c.call(AgentCall::MemberRemove { member: a.member, mesh: a.mesh }).await?;
+    let r: RemoveReply = c.request(AgentCall::MemberRemove { member: a.member, mesh: a.mesh }).await?;
     if a.json {
-        outln!("{r}")?;
+        outln!("{}", serde_json::to_string(&r)?)?;
     } else {
-        outln!(
-            "removed {} ({})",
-            r["display_name"].as_str().unwrap_or("?"),
-            claudemesh_agent::mesh::short_id(r["removed"].as_str().unwrap_or("?"))
-        )?;
+        outln!("removed {} ({})", r.display_name, claudemesh_agent::mesh::short_id(&r.removed))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use claudemesh_protocol::frames::Role;
-use claudemesh_protocol::local::AgentCall;
+use claudemesh_protocol::local::{AgentCall, MemberSetReply};
 
 use crate::cli::MemberSetArgs;
 use crate::out::outln;
@@ -17,23 +17,16 @@ pub async fn run(a: MemberSetArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("nothing to change: give --role admin|member and/or --group NAME[:ROLE]");
     }
     let mut c = super::agent().await?;
-    let r = c.call(AgentCall::MemberSet { member: a.member, mesh: a.mesh, role, groups }).await?;
+    let r: MemberSetReply =
+        c.request(AgentCall::MemberSet { member: a.member, mesh: a.mesh, role, groups }).await?;
     if a.json {
-        outln!("{r}")?;
+        outln!("{}", serde_json::to_string(&r)?)?;
     } else {
-        let groups: Vec<String> = r["groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|g| match g["role"].as_str() {
-                Some(role) => format!("{}:{role}", g["name"].as_str().unwrap_or("?")),
-                None => g["name"].as_str().unwrap_or("?").to_string(),
-            })
-            .collect();
+        let groups: Vec<String> = r.groups.iter().map(super::invite_inspect::group_text).collect();
         outln!(
             "{}: role {}, groups {}",
-            r["display_name"].as_str().unwrap_or("?"),
-            r["role"].as_str().unwrap_or("?"),
+            r.display_name,
+            r.role.as_str(),
             if groups.is_empty() { "none".to_string() } else { groups.join(", ") }
         )?;
     }

@@ -3,63 +3,43 @@
 
 use std::process::ExitCode;
 
-use claudemesh_protocol::local::AgentCall;
-use serde_json::Value;
+use claudemesh_protocol::local::{AgentCall, MemberEntry};
 
 use crate::cli::MeshArgs;
 use crate::out::outln;
 
 /// `ops`, `ops:lead`, … or `-`.
-fn groups(m: &Value) -> String {
-    let g: Vec<String> = m["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|g| {
-            let name = g["name"].as_str().unwrap_or("?");
-            match g["role"].as_str() {
-                Some(r) => format!("{name}:{r}"),
-                None => name.to_string(),
-            }
-        })
-        .collect();
+fn groups(m: &MemberEntry) -> String {
+    let g: Vec<String> = m.member.groups.iter().map(super::invite_inspect::group_text).collect();
     if g.is_empty() { "-".into() } else { g.join(",") }
 }
 
 pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     let mut c = super::agent().await?;
-    let v = c.call(AgentCall::Members { mesh: a.mesh }).await?;
+    let list: Vec<MemberEntry> = c.request(AgentCall::Members { mesh: a.mesh }).await?;
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&v)?)?;
+        outln!("{}", serde_json::to_string_pretty(&list)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let list = v.as_array().cloned().unwrap_or_default();
     if list.is_empty() {
         outln!("no members known yet (check `claudemesh status` for the link state)")?;
     }
     let mut mesh = "";
     for m in &list {
-        let this = m["mesh"].as_str().unwrap_or("?");
-        if this != mesh {
-            mesh = this;
+        if m.mesh != mesh {
+            mesh = &m.mesh;
             outln!("{mesh}:")?;
             outln!("  {:<24} {:<9} {:<7} {:<20} {:<8} SESSIONS", "NAME", "ID", "ROLE", "GROUPS", "STATE")?;
         }
-        let name = format!(
-            "{}{}",
-            m["display_name"].as_str().unwrap_or("?"),
-            if m["me"] == true { " (you)" } else { "" }
-        );
-        let sessions: Vec<&str> =
-            m["sessions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let name = format!("{}{}", m.member.display_name, if m.me { " (you)" } else { "" });
         outln!(
             "  {:<24} {:<9} {:<7} {:<20} {:<8} {}",
             name,
-            m["short_id"].as_str().unwrap_or("?"),
-            m["role"].as_str().unwrap_or("?"),
+            m.short_id,
+            m.member.role.as_str(),
             groups(m),
-            if m["online"] == true { "online" } else { "offline" },
-            if sessions.is_empty() { "-".to_string() } else { sessions.join(", ") }
+            if m.member.online { "online" } else { "offline" },
+            if m.sessions.is_empty() { "-".to_string() } else { m.sessions.join(", ") }
         )?;
     }
     Ok(ExitCode::SUCCESS)

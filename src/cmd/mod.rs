@@ -103,6 +103,16 @@ pub fn confirm(question: &str, expected: &str, what: &str) -> anyhow::Result<boo
     Ok(line.trim() == expected)
 }
 
+/// The word a protocol enum is written as on the wire (`connected`, `idle`, `now`, `seen`), for
+/// text output: the protocol's enums serialize as one snake_case string.
+pub fn word(v: &impl serde::Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)

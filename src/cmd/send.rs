@@ -1,14 +1,16 @@
 //! `claudemesh send <to> <message|-> [--file PATH]`: hand a message to the agent, which encrypts
-//! and delivers it; prints the id `claudemesh message-status` takes.
+//! and delivers it; prints the id `claudemesh message-status` takes. Each invocation sends under
+//! its own idempotency key, so the one retry after a lost agent connection cannot send twice.
 
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use claudemesh_agent::ClientError;
 use claudemesh_protocol::frames::Priority;
 use claudemesh_protocol::limits::MAX_BODY_BYTES;
-use claudemesh_protocol::local::{AgentCall, SendParams};
+use claudemesh_protocol::local::{AgentCall, SendParams, SendReply};
 
 use crate::cli::SendArgs;
 use crate::out::outln;
@@ -92,33 +94,48 @@ pub async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         "low" => Priority::Low,
         _ => Priority::Next,
     };
-    let mut c = super::agent().await?;
-    let r = c
-        .call(AgentCall::Send(SendParams {
-            to: a.to,
-            message,
-            priority,
-            mesh: a.mesh,
-            from_session: None,
-            reply_to: None,
-            idempotency_key: None,
-        }))
-        .await?;
+    let params = SendParams {
+        to: a.to,
+        message,
+        priority,
+        mesh: a.mesh,
+        from_session: None,
+        reply_to: None,
+        idempotency_key: Some(uuid::Uuid::new_v4().to_string()),
+    };
+    let r = send_once_or_retry(params).await?;
     if a.json {
-        outln!("{r}")?;
+        outln!("{}", serde_json::to_string(&r)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let (target, mesh) = (r["target"].as_str().unwrap_or("?"), r["mesh"].as_str().unwrap_or("?"));
-    match r["id"].as_str() {
+    let (target, mesh) = (&r.target, &r.mesh);
+    match &r.id {
         Some(id) => outln!(
             "queued message {id} for {target} in {mesh} ({} recipient member(s)); the agent delivers it even \
              if the broker is down now; `claudemesh message-status {id}` shows where it stands",
-            r["recipients"]
+            r.recipients
         )?,
         // Only this machine's other sessions were addressed: nothing goes to the broker.
-        None => outln!("delivered to {} local session(s) for {target} in {mesh}", r["local"])?,
+        None => outln!("delivered to {} local session(s) for {target} in {mesh}", r.local)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sends `params`; if the connection to the agent is lost before its reply (the agent may or may
+/// not have stored the message), connects again (starting an agent if it went away) and sends
+/// once more with the same idempotency key: an agent that stored it answers with the first
+/// reply (`duplicate`) and sends nothing.
+async fn send_once_or_retry(params: SendParams) -> anyhow::Result<SendReply> {
+    let mut c = super::agent().await?;
+    match c.request(AgentCall::Send(params.clone())).await {
+        Err(ClientError::Io(e)) => {
+            eprintln!("note: lost the connection to the agent ({e}); asking again");
+            drop(c);
+            let mut c = super::agent().await?;
+            Ok(c.request(AgentCall::Send(params)).await?)
+        }
+        r => Ok(r?),
+    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use claudemesh_agent::local_broker::{LocalBrokerConfig, log_path};
 use claudemesh_agent::{Config, Paths};
-use claudemesh_protocol::local::AgentCall;
-use serde_json::{Value, json};
+use claudemesh_protocol::local::{AgentCall, LinkState, StatusReply};
+use serde_json::json;
 
 use crate::cli::UpArgs;
 use crate::out::{out, outln};
@@ -65,15 +65,17 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
 
 /// The agent's status once every configured mesh has a link that connected (or, after a few
 /// seconds, as it is): a fresh mesh reaches the agent through its config watch.
-async fn settled_status(agent: &mut claudemesh_agent::AgentClient, cfg: &Config) -> anyhow::Result<Value> {
+async fn settled_status(
+    agent: &mut claudemesh_agent::AgentClient,
+    cfg: &Config,
+) -> anyhow::Result<StatusReply> {
     let start = Instant::now();
     loop {
-        let st = agent.call(AgentCall::Status).await?;
-        let meshes = st["meshes"].as_array().cloned().unwrap_or_default();
+        let st: StatusReply = agent.request(AgentCall::Status).await?;
         let settled = cfg
             .meshes
             .iter()
-            .all(|c| meshes.iter().any(|m| m["id"] == c.id.as_str() && m["link"] == "connected"));
+            .all(|c| st.meshes.iter().any(|m| m.id == c.id && m.link == LinkState::Connected));
         if settled || start.elapsed() > Duration::from_secs(5) {
             return Ok(st);
         }
@@ -251,7 +253,7 @@ fn claude_already_set_up() -> bool {
 }
 
 /// What `up` did, where things are, and what to do next.
-fn report(cfg: &Config, status: &Value, did: &[String], notes: &[String]) -> anyhow::Result<()> {
+fn report(cfg: &Config, status: &StatusReply, did: &[String], notes: &[String]) -> anyhow::Result<()> {
     if did.is_empty() {
         outln!("claudemesh is up; nothing needed changing")?;
     }
@@ -261,23 +263,25 @@ fn report(cfg: &Config, status: &Value, did: &[String], notes: &[String]) -> any
     for n in notes {
         outln!("note: {n}")?;
     }
-    if let Some(b) = &status["local_broker"].as_object() {
-        let public = b.get("public_url").and_then(Value::as_str);
+    if let Some(b) = &status.local_broker {
         outln!(
             "broker: {} on {}{}",
-            b.get("state").and_then(Value::as_str).unwrap_or("?"),
-            b.get("listen").and_then(Value::as_str).unwrap_or("?"),
-            public.map(|p| format!(", teammates use {p}")).unwrap_or_else(|| ", this machine only".into()),
+            b.state,
+            b.listen,
+            b.public_url
+                .as_deref()
+                .map(|p| format!(", teammates use {p}"))
+                .unwrap_or_else(|| ", this machine only".into()),
         )?;
     }
-    for m in status["meshes"].as_array().into_iter().flatten() {
-        let role = cfg.mesh(m["slug"].as_str().unwrap_or("")).map(|c| c.role.as_str()).unwrap_or("?");
+    for m in &status.meshes {
         outln!(
-            "mesh {}: {} {} (you are {role} {})",
-            m["slug"].as_str().unwrap_or("?"),
-            m["link"].as_str().unwrap_or("?"),
-            m["broker_url"].as_str().unwrap_or("?"),
-            cfg.mesh(m["slug"].as_str().unwrap_or("")).map(|c| c.display_name.as_str()).unwrap_or("?"),
+            "mesh {}: {} {} (you are {} {})",
+            m.slug,
+            super::word(&m.link),
+            m.broker_url,
+            m.role.as_str(),
+            m.display_name,
         )?;
     }
     outln!("next:")?;

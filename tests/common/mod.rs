@@ -14,8 +14,9 @@ use claudemesh_broker::testkit::{Client, Identity, RunningBroker};
 use claudemesh_protocol::crypto::MemberKeypair;
 use claudemesh_protocol::frames::{ClientFrame, Role, ServerFrame};
 use claudemesh_protocol::invite::InvitePayload;
-use claudemesh_protocol::local::AgentCall;
-use serde_json::Value;
+use claudemesh_protocol::local::{
+    AgentCall, ConfirmReply, InboxParams, InboxReply, LinkState, MeshStatus, PeerEntry, StatusReply,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -134,14 +135,23 @@ impl World {
     }
 }
 
+/// The agent's `status`.
+pub async fn status(c: &mut AgentClient) -> StatusReply {
+    c.request(AgentCall::Status).await.unwrap()
+}
+
 /// The `status` entry of the agent's first mesh.
-pub async fn mesh_status(c: &mut AgentClient) -> Value {
-    c.call(AgentCall::Status).await.unwrap()["meshes"][0].clone()
+pub async fn mesh_status(c: &mut AgentClient) -> MeshStatus {
+    status(c).await.meshes.swap_remove(0)
 }
 
 /// Polls the first mesh's `status` entry until `pred` holds (20 s at most); returns it.
-pub async fn wait_mesh_status(c: &mut AgentClient, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
+pub async fn wait_mesh_status(
+    c: &mut AgentClient,
+    what: &str,
+    pred: impl Fn(&MeshStatus) -> bool,
+) -> MeshStatus {
+    let mut last = MeshStatus::default();
     for _ in 0..800 {
         last = mesh_status(c).await;
         if pred(&last) {
@@ -149,7 +159,12 @@ pub async fn wait_mesh_status(c: &mut AgentClient, what: &str, pred: impl Fn(&Va
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("mesh status never showed {what}: {last}");
+    panic!("mesh status never showed {what}: {last:?}");
+}
+
+/// Whether the broker's last refusal of `m`'s hello had `code`.
+pub fn refused_with(m: &MeshStatus, code: claudemesh_protocol::frames::ErrorCode) -> bool {
+    m.refusal.as_ref().is_some_and(|r| r.code == code)
 }
 
 /// An agent running in this process on its own config dir.
@@ -187,14 +202,13 @@ impl RunningAgent {
     }
 }
 
-pub async fn link_state(c: &mut AgentClient) -> String {
-    let s = c.call(AgentCall::Status).await.unwrap();
-    s["meshes"][0]["link"].as_str().unwrap_or("").to_string()
+pub async fn link_state(c: &mut AgentClient) -> LinkState {
+    mesh_status(c).await.link
 }
 
 pub async fn wait_connected(c: &mut AgentClient) {
     for _ in 0..400 {
-        if link_state(c).await == "connected" {
+        if link_state(c).await == LinkState::Connected {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -251,8 +265,8 @@ pub async fn register(c: &mut AgentClient, id: &str, name: &str, groups: &[&str]
 /// Waits until `c` sees a peer session named `name`.
 pub async fn wait_peer(c: &mut AgentClient, name: &str) {
     for _ in 0..400 {
-        let peers = c.call(AgentCall::Peers { mesh: None }).await.unwrap();
-        if peers.as_array().unwrap().iter().any(|p| p["display_name"] == name) {
+        let peers: Vec<PeerEntry> = c.request(AgentCall::Peers { mesh: None }).await.unwrap();
+        if peers.iter().any(|p| p.peer.session.display_name == name) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -260,24 +274,45 @@ pub async fn wait_peer(c: &mut AgentClient, name: &str) {
     panic!("peer {name} never appeared");
 }
 
+/// `session`'s unseen inbox (the user's with `None`), read without taking anything.
+pub async fn read_inbox(c: &mut AgentClient, session: Option<&str>) -> InboxReply {
+    c.request(AgentCall::Inbox(InboxParams { session: session.map(Into::into), ..Default::default() }))
+        .await
+        .unwrap()
+}
+
 /// Waits until `session`'s unseen inbox has `n` messages; returns them.
-pub async fn wait_inbox(c: &mut AgentClient, session: Option<&str>, n: usize) -> Value {
-    use claudemesh_protocol::local::InboxParams;
+pub async fn wait_inbox(c: &mut AgentClient, session: Option<&str>, n: usize) -> InboxReply {
     for _ in 0..400 {
-        let v = c
-            .call(AgentCall::Inbox(InboxParams { session: session.map(Into::into), ..Default::default() }))
-            .await
-            .unwrap();
-        if v.as_array().unwrap().len() >= n {
-            return v;
+        let r = read_inbox(c, session).await;
+        if r.messages.len() >= n {
+            return r;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("inbox never reached {n} messages");
 }
 
-pub fn bodies(v: &Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_string()).collect()
+/// Reads `session`'s unseen messages as a session does: takes them under a lease, then
+/// confirms it, which marks them seen (and sends the receipts). Returns what was taken.
+pub async fn take_and_confirm(c: &mut AgentClient, session: &str) -> InboxReply {
+    let r: InboxReply = c
+        .request(AgentCall::Inbox(InboxParams {
+            session: Some(session.into()),
+            take: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    if let Some(lease) = r.lease {
+        let done: ConfirmReply = c.request(AgentCall::Confirm { lease }).await.unwrap();
+        assert!(!done.expired, "the lease ran out before it was confirmed: {done:?}");
+    }
+    r
+}
+
+pub fn bodies(r: &InboxReply) -> Vec<String> {
+    r.messages.iter().map(|m| m.body.clone()).collect()
 }
 
 /// The `claudemesh` binary under test.
