@@ -5,8 +5,9 @@
 //! lease` in [`Leases`]. [`ConfirmingWriter`] wraps the stdout that rmcp writes JSON-RPC lines
 //! to: it follows the bytes the inner writer accepted, and at each complete line that is a
 //! response (`result`) to a filed request id it moves that lease to "written"; when a flush of
-//! the inner writer then succeeds, the written leases go to the confirm task (a channel,
-//! since `poll_flush` cannot wait on the agent). An error response drops its lease unconfirmed;
+//! the inner writer then succeeds, the written leases go to [`Written`] (`poll_flush` cannot
+//! wait on the agent), which the confirm task empties at once, and every later agent call
+//! first (so a `check_messages` right after another sees the first one's messages as seen). An error response drops its lease unconfirmed;
 //! a failed write or flush, or a process that dies first, confirms nothing, and the agent
 //! offers the messages again when the lease runs out.
 
@@ -22,7 +23,7 @@ use rmcp::model::RequestId;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::io::AsyncWrite;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::Notify;
 
 /// A line longer than this is not a response we filed (a `check_messages` page is at most
 /// ~60k characters): it is skipped rather than buffered.
@@ -55,6 +56,31 @@ impl Leases {
     }
 }
 
+/// Leases whose tool result was written and flushed, waiting to be confirmed.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    queue: Arc<Mutex<Vec<u64>>>,
+    notify: Arc<Notify>,
+}
+
+impl Written {
+    fn push(&self, leases: &mut Vec<u64>) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).append(leases);
+        self.notify.notify_one();
+    }
+
+    /// Every lease waiting, oldest first; none is returned twice.
+    pub fn take(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Until a lease was pushed (one wake-up may cover several, or none left: call
+    /// [`Written::take`]).
+    pub async fn pushed(&self) {
+        self.notify.notified().await;
+    }
+}
+
 /// The fields of a JSON-RPC line that tell a response from the rest.
 #[derive(Deserialize)]
 struct Line {
@@ -71,7 +97,7 @@ struct Line {
 pub struct ConfirmingWriter<W> {
     inner: W,
     leases: Leases,
-    confirm: UnboundedSender<u64>,
+    confirm: Written,
     /// The current line so far (bytes the inner writer accepted).
     line: Vec<u8>,
     /// The current line is not tracked (no lease was filed when it began, or it is too long).
@@ -81,7 +107,7 @@ pub struct ConfirmingWriter<W> {
 }
 
 impl<W> ConfirmingWriter<W> {
-    pub fn new(inner: W, leases: Leases, confirm: UnboundedSender<u64>) -> Self {
+    pub fn new(inner: W, leases: Leases, confirm: Written) -> Self {
         Self { inner, leases, confirm, line: Vec::new(), skipping: false, written: Vec::new() }
     }
 
@@ -145,9 +171,8 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for ConfirmingWriter<W> {
         let r = Pin::new(&mut this.inner).poll_flush(cx);
         match &r {
             Poll::Ready(Ok(())) => {
-                for lease in this.written.drain(..) {
-                    // The confirm task is gone only when the server is: the lease runs out.
-                    let _ = this.confirm.send(lease);
+                if !this.written.is_empty() {
+                    this.confirm.push(&mut this.written);
                 }
             }
             // Not known to be out: confirm nothing (the agent offers them again).
@@ -166,7 +191,6 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for ConfirmingWriter<W> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use tokio::io::AsyncWriteExt;
-    use tokio::sync::mpsc;
 
     use super::*;
 
@@ -177,8 +201,8 @@ mod tests {
     #[tokio::test]
     async fn confirms_after_the_response_is_written_and_flushed() {
         let leases = Leases::default();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut w = ConfirmingWriter::new(Vec::new(), leases.clone(), tx);
+        let rx = Written::default();
+        let mut w = ConfirmingWriter::new(Vec::new(), leases.clone(), rx.clone());
         w.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\n").await.unwrap();
         leases.hold(&id(7), 42);
         leases.hold(&RequestId::String("7".into()), 43);
@@ -186,18 +210,18 @@ mod tests {
         w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":6,\"result\":{}}\n").await.unwrap();
         w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}\n").await.unwrap();
         w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"res").await.unwrap();
-        assert!(rx.try_recv().is_err());
+        assert!(rx.take().is_empty());
         w.write_all(b"ult\":{\"content\":[]}}\n").await.unwrap();
-        assert!(rx.try_recv().is_err(), "written but not flushed yet");
+        assert!(rx.take().is_empty(), "written but not flushed yet");
         w.flush().await.unwrap();
-        assert_eq!(rx.try_recv().unwrap(), 42);
-        assert!(rx.try_recv().is_err());
+        assert_eq!(rx.take(), [42]);
+        assert!(rx.take().is_empty());
         // The string id "7" is another request; an error response confirms nothing.
         w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":\"7\",\"error\":{\"code\":1,\"message\":\"x\"}}\n")
             .await
             .unwrap();
         w.flush().await.unwrap();
-        assert!(rx.try_recv().is_err());
+        assert!(rx.take().is_empty());
         assert!(leases.is_empty());
     }
 
@@ -219,11 +243,11 @@ mod tests {
     #[tokio::test]
     async fn a_failed_flush_confirms_nothing() {
         let leases = Leases::default();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut w = ConfirmingWriter::new(FailingFlush, leases.clone(), tx);
+        let rx = Written::default();
+        let mut w = ConfirmingWriter::new(FailingFlush, leases.clone(), rx.clone());
         leases.hold(&id(1), 9);
         w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n").await.unwrap();
         assert!(w.flush().await.is_err());
-        assert!(rx.try_recv().is_err());
+        assert!(rx.take().is_empty());
     }
 }

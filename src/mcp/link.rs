@@ -8,9 +8,10 @@ use std::time::Duration;
 use claudemesh_agent::{AgentClient, ClientError, Paths};
 use claudemesh_protocol::frames::{SessionInfo, SessionPatch};
 use claudemesh_protocol::limits::AGENT_CALL_TIMEOUT_MILLIS;
-use claudemesh_protocol::local::{AgentCall, RegisterReply, SessionRegister, UpdateReply};
+use claudemesh_protocol::local::{AgentCall, ConfirmReply, RegisterReply, SessionRegister, UpdateReply};
 use serde::de::{DeserializeOwned, IgnoredAny};
 
+use super::confirm::Written;
 use super::debug;
 
 /// The longest one agent call may take, starting the agent included: a stopped or wedged agent
@@ -27,6 +28,8 @@ pub struct Link {
     /// Mesh slugs to open the session on (empty: every joined mesh).
     meshes: Vec<String>,
     client: Option<AgentClient>,
+    /// Leases of tool results already written, to confirm before anything else.
+    written: Written,
 }
 
 /// Whether `e` means the connection broke (so a new one may succeed), not that the agent
@@ -46,8 +49,21 @@ impl Link {
         claude_pid: Option<u32>,
         default_name: bool,
         meshes: Vec<String>,
+        written: Written,
     ) -> Self {
-        Self { paths, session, claude_pid, default_name, meshes, client: None }
+        Self { paths, session, claude_pid, default_name, meshes, client: None, written }
+    }
+
+    /// Confirms the leases of the tool results written so far (never starting an agent: one
+    /// that restarted no longer knows them and offers their messages again).
+    pub async fn confirm_written(&mut self) {
+        for lease in self.written.take() {
+            match self.request_with::<ConfirmReply>(AgentCall::Confirm { lease }, false).await {
+                Ok(r) if r.expired => debug(&format!("lease {lease} ran out before it was confirmed")),
+                Ok(r) => debug(&format!("lease {lease}: {} seen", r.confirmed)),
+                Err(e) => debug(&format!("cannot confirm lease {lease}: {e}")),
+            }
+        }
     }
 
     pub fn session_id(&self) -> &str {
@@ -97,6 +113,8 @@ impl Link {
     /// and the call retried once on a new connection (the agent restarted). Only for calls that are safe to repeat: a `send` must carry an
     /// idempotency key.
     pub async fn request_retry<T: DeserializeOwned>(&mut self, call: AgentCall) -> Result<T, ClientError> {
+        // What the model was shown before this call counts as seen for it.
+        self.confirm_written().await;
         match self.request_with(call.clone(), true).await {
             Err(e) if broken(&e) => {
                 debug(&format!("agent connection broke ({e}); retrying once"));
@@ -104,11 +122,6 @@ impl Link {
             }
             r => r,
         }
-    }
-
-    /// One call to a running agent, never starting one.
-    pub async fn request_running<T: DeserializeOwned>(&mut self, call: AgentCall) -> Result<T, ClientError> {
-        self.request_with(call, false).await
     }
 
     async fn request_with<T: DeserializeOwned>(

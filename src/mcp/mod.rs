@@ -19,9 +19,7 @@ use std::time::Duration;
 use claudemesh_agent::Paths;
 use claudemesh_protocol::frames::{PeerType, SessionInfo, SessionStatus};
 use claudemesh_protocol::limits::{MAX_SESSION_ID_BYTES, MCP_KEEPALIVE_MILLIS};
-use claudemesh_protocol::local::{AgentCall, ConfirmReply};
 use rmcp::ServiceExt;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::hook::ancestry;
@@ -129,17 +127,18 @@ pub async fn serve() -> anyhow::Result<()> {
     let paths = Paths::from_env();
     let claude = claude_pid();
     let info = session_info(&paths, Some(claude));
-    let link = Link::new(paths, info, Some(claude), chosen_name().is_none(), launch_meshes());
+    let written = confirm::Written::default();
+    let link =
+        Link::new(paths, info, Some(claude), chosen_name().is_none(), launch_meshes(), written.clone());
     let link: Shared = Arc::new(tokio::sync::Mutex::new(link));
     let stop = CancellationToken::new();
     // Registers at once (peers see the session before the first tool call) and again after an
     // agent restart, beside the MCP handshake, which never waits for the agent.
     let keepalive = tokio::spawn(keep_registered(link.clone(), stop.clone()));
     let leases = Leases::default();
-    let (confirm_tx, confirm_rx) = mpsc::unbounded_channel();
-    let confirming = tokio::spawn(confirm_leases(link.clone(), confirm_rx, stop.clone()));
+    let confirming = tokio::spawn(confirm_leases(link.clone(), written.clone(), stop.clone()));
     let (stdin, stdout) = rmcp::transport::stdio();
-    let stdout = confirm::ConfirmingWriter::new(stdout, leases.clone(), confirm_tx);
+    let stdout = confirm::ConfirmingWriter::new(stdout, leases.clone(), written);
     let server = MeshServer::new(link.clone(), stop.clone(), leases);
     let reason = match server.serve((stdin, stdout)).await {
         Ok(running) => Some(running.waiting().await),
@@ -162,26 +161,16 @@ pub async fn serve() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Confirms each lease whose tool result was written (from [`confirm::ConfirmingWriter`]),
-/// until the writer is gone or `stop` fired and nothing is left. A lease the agent no longer
-/// knows (it restarted) is simply offered again by it.
-async fn confirm_leases(link: Shared, mut rx: mpsc::UnboundedReceiver<u64>, stop: CancellationToken) {
+/// Confirms the leases of tool results as soon as [`confirm::ConfirmingWriter`] saw them
+/// written, until `stop`, when it confirms what is left.
+async fn confirm_leases(link: Shared, written: confirm::Written, stop: CancellationToken) {
     loop {
-        let lease = tokio::select! {
-            biased;
-            l = rx.recv() => match l {
-                Some(l) => l,
-                None => return,
-            },
-            () = stop.cancelled() => match rx.try_recv() {
-                Ok(l) => l,
-                Err(_) => return,
-            },
-        };
-        match link.lock().await.request_running::<ConfirmReply>(AgentCall::Confirm { lease }).await {
-            Ok(r) if r.expired => debug(&format!("lease {lease} ran out before it was confirmed")),
-            Ok(r) => debug(&format!("lease {lease}: {} seen", r.confirmed)),
-            Err(e) => debug(&format!("cannot confirm lease {lease}: {e}")),
+        tokio::select! {
+            () = written.pushed() => link.lock().await.confirm_written().await,
+            () = stop.cancelled() => {
+                link.lock().await.confirm_written().await;
+                return;
+            }
         }
     }
 }
