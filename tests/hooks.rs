@@ -47,6 +47,7 @@ async fn spawn_hook(paths: &Paths, event: &str, stdin: &[u8], env: &[(&str, &str
     cmd.args(["hook", event])
         .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
         .env_remove("CLAUDEMESH_SESSION_ID")
+        .env_remove("CLAUDEMESH_LAUNCH_PID")
         .env_remove("CLAUDE_CODE_ENTRYPOINT")
         .env_remove("CLAUDEMESH_DEBUG")
         .stdin(Stdio::piped())
@@ -372,6 +373,17 @@ async fn sessions_found_by_launch_id_then_by_claude_session_id() {
 
     // Without any way to find it, the hook is silent.
     assert_eq!(context(&hook(&b.paths, "UserPromptSubmit", "claude-5").await, "UserPromptSubmit"), "");
+
+    // A `claude -p` run inside a launched session inherits CLAUDEMESH_SESSION_ID, but its
+    // nearest `claude` is not the launched one (CLAUDEMESH_LAUNCH_PID): it is not that session.
+    let stdin = input("UserPromptSubmit", "claude-inner").to_string();
+    let env = [("CLAUDEMESH_SESSION_ID", "s-launched"), ("CLAUDEMESH_LAUNCH_PID", "1")];
+    let r = finish(
+        spawn_hook(&b.paths, "UserPromptSubmit", stdin.as_bytes(), &env).await,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(context(&r, "UserPromptSubmit"), "", "a nested claude took the launched session's messages");
 
     // `claudemesh launch` sets CLAUDEMESH_SESSION_ID; the hook reports Claude's session_id too.
     let stdin = input("UserPromptSubmit", "claude-5").to_string();

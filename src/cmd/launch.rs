@@ -2,12 +2,16 @@
 //! an id that Claude Code, the MCP server and the hooks all share (`--session-id` and
 //! `CLAUDEMESH_SESSION_ID`), a name, optionally one mesh and push over channels, then replaces
 //! itself with `claude` (exec, argv only), so the terminal, signals and exit code are Claude's.
+//!
+//! It also sets `CLAUDEMESH_LAUNCH_PID` to its own pid, which after the exec is `claude`'s: the
+//! MCP server and hooks take the session id only when their nearest `claude` ancestor is that
+//! process, so a `claude -p` run inside the session (which inherits both) is not taken for it.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use claudemesh_protocol::local::AgentCall;
+use claudemesh_protocol::local::{AgentCall, MeshEntry};
 use claudemesh_protocol::names::validate_display_name;
 
 use crate::cli::LaunchArgs;
@@ -24,15 +28,17 @@ pub struct Plan {
     pub env: Vec<(&'static str, String)>,
 }
 
-/// Builds the `claude` command line for `args` and session id `sid`.
-pub fn plan(args: &LaunchArgs, program: OsString, sid: &str) -> Plan {
+/// Builds the `claude` command line for `args`, session id `sid` and this process's pid
+/// `launch_pid` (which `claude` keeps: it is exec'd).
+pub fn plan(args: &LaunchArgs, program: OsString, sid: &str, launch_pid: u32) -> Plan {
     let mut argv = Vec::new();
     let chooses_session =
         args.claude_args.iter().any(|a| SESSION_FLAGS.contains(&a.split('=').next().unwrap_or(a.as_str())));
     if !chooses_session {
         argv.extend(["--session-id".to_string(), sid.to_string()]);
     }
-    let mut env = vec![("CLAUDEMESH_SESSION_ID", sid.to_string())];
+    let mut env =
+        vec![("CLAUDEMESH_SESSION_ID", sid.to_string()), ("CLAUDEMESH_LAUNCH_PID", launch_pid.to_string())];
     if args.channels {
         argv.extend(["--dangerously-load-development-channels".to_string(), format!("server:{SERVER_NAME}")]);
         env.push(("CLAUDEMESH_PUSH", "1".into()));
@@ -84,9 +90,8 @@ pub async fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
     }
     // The agent must run and hold the mesh before Claude Code starts the MCP server.
     let mut agent = super::agent().await?;
-    let meshes = agent.call(AgentCall::Meshes).await?;
-    let slugs: Vec<&str> =
-        meshes.as_array().into_iter().flatten().filter_map(|m| m["slug"].as_str()).collect();
+    let meshes: Vec<MeshEntry> = agent.request(AgentCall::Meshes).await?;
+    let slugs: Vec<&str> = meshes.iter().map(|m| m.slug.as_str()).collect();
     if slugs.is_empty() {
         bail!("no mesh joined yet: run `claudemesh join <invite>` first");
     }
@@ -97,7 +102,7 @@ pub async fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
     }
     drop(agent);
     let sid = uuid::Uuid::new_v4().to_string();
-    let p = plan(&args, claude_program(), &sid);
+    let p = plan(&args, claude_program(), &sid, std::process::id());
     let mut cmd = std::process::Command::new(&p.program);
     cmd.args(&p.args);
     for (k, v) in &p.env {
@@ -136,15 +141,18 @@ mod tests {
 
     #[test]
     fn shares_the_session_id_with_claude_and_the_mcp_server() {
-        let p = plan(&args(&["-p", "hi"]), "claude".into(), "sid-1");
+        let p = plan(&args(&["-p", "hi"]), "claude".into(), "sid-1", 4242);
         assert_eq!(p.args, ["--session-id", "sid-1", "-p", "hi"]);
-        assert_eq!(p.env, [("CLAUDEMESH_SESSION_ID", "sid-1".to_string())]);
+        assert_eq!(
+            p.env,
+            [("CLAUDEMESH_SESSION_ID", "sid-1".to_string()), ("CLAUDEMESH_LAUNCH_PID", "4242".to_string())]
+        );
     }
 
     #[test]
     fn resuming_keeps_claudes_own_session() {
         for flag in ["--resume", "-c", "--session-id=abc", "--continue"] {
-            let p = plan(&args(&[flag]), "claude".into(), "sid-1");
+            let p = plan(&args(&[flag]), "claude".into(), "sid-1", 1);
             assert!(!p.args.iter().any(|a| a == "sid-1"), "{flag}: {:?}", p.args);
             assert_eq!(p.args.last().unwrap(), flag);
         }
@@ -156,7 +164,7 @@ mod tests {
         a.name = Some("alice".into());
         a.mesh = Some("team".into());
         a.channels = true;
-        let p = plan(&a, "claude".into(), "s");
+        let p = plan(&a, "claude".into(), "s", 1);
         assert!(
             p.args.windows(2).any(|w| w == ["--dangerously-load-development-channels", "server:claudemesh"])
         );

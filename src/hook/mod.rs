@@ -6,23 +6,31 @@
 //! Hooks fired inside a subagent (input with `agent_id`) show nothing: the subagent's context
 //! ends with its task, so messages wait for the main conversation.
 //!
+//! What a hook shows counts as seen only once it was written (DESIGN §6): the agent holds the
+//! messages under a lease, and the hook confirms it after its output was flushed. Messages that
+//! did not fit [`HOOK_CONTEXT_MAX_CHARS`] are not confirmed: they wait for the next hook or
+//! `check_messages`.
+//!
 //! A hook never fails the user's session: any error, panic or timeout ends with exit 0 and
 //! nothing printed (details on stderr only with `CLAUDEMESH_DEBUG=1`).
 
-mod ancestry;
+pub(crate) mod ancestry;
 mod format;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use claudemesh_agent::{AgentClient, Paths};
-use claudemesh_protocol::local::{AgentCall, HookCall, HookEvent, InboxMessage, WaitOutcome};
+use claudemesh_protocol::limits::HOOK_CONTEXT_MAX_CHARS;
+use claudemesh_protocol::local::{
+    AgentCall, ConfirmReply, HookCall, HookEvent, HookReply, MarkSeenReply, WaitOutcome, WaitReply,
+};
 use tokio::io::AsyncReadExt;
 use tokio::time::{Instant, timeout};
 
 #[cfg(test)]
 pub(crate) use format::tests::msg as sample_message;
-pub use format::{additional_context, messages_text};
+pub use format::{Shown, additional_context, messages_text};
 
 /// Time budget of the hooks Claude Code waits for (they are installed with a 10 s timeout).
 const SYNC_BUDGET: Duration = Duration::from_secs(5);
@@ -68,35 +76,102 @@ impl Input {
     }
 }
 
-/// Runs the hook and maps its outcome to output and exit code; never fails.
+/// What the hook ends with, and what to mark seen once that was written.
+#[derive(Debug)]
+struct Done {
+    outcome: Outcome,
+    ack: Option<Ack>,
+}
+
+impl Done {
+    fn nothing() -> Self {
+        Done { outcome: Outcome::Nothing, ack: None }
+    }
+}
+
+/// Marks seen what a hook showed, once its output was written: the whole lease when every
+/// message it held was shown, else only the ones shown (the rest go back to unseen when the
+/// lease runs out).
+#[derive(Debug)]
+struct Ack {
+    client: AgentClient,
+    lease: u64,
+    session: String,
+    /// The ids shown, when fewer than the lease holds.
+    partial: Option<Vec<String>>,
+}
+
+impl Ack {
+    async fn send(mut self) -> Result<(), claudemesh_agent::ClientError> {
+        match self.partial {
+            None => {
+                let r: ConfirmReply = self.client.request(AgentCall::Confirm { lease: self.lease }).await?;
+                if r.expired {
+                    debug(
+                        "the lease ran out before the hook confirmed it; the messages will be offered again",
+                    );
+                }
+            }
+            // The API confirms whole leases only: mark the shown ones seen by id.
+            Some(msg_ids) => {
+                let call = AgentCall::MarkSeen { msg_ids, session: Some(self.session) };
+                let _: MarkSeenReply = self.client.request(call).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the hook and maps its outcome to output and exit code; never fails. The lease is
+/// confirmed only after the output was written and flushed.
 pub fn run(event: Option<&str>) -> ExitCode {
     // This process exists only for this hook: a panic must print nothing and exit 0.
     std::panic::set_hook(Box::new(|info| debug(&format!("panic: {info}"))));
     let outcome = std::panic::catch_unwind(|| {
         let rt =
             tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let r = rt.block_on(handle(event));
+        let code = match rt.block_on(handle(event)) {
+            Ok(done) => finish(&rt, done),
+            Err(e) => {
+                debug(&e);
+                ExitCode::SUCCESS
+            }
+        };
         // A stdin read may still block a runtime thread (a writer that never closes): leave it.
         rt.shutdown_background();
-        r
+        Ok::<_, String>(code)
     });
     match outcome {
-        Ok(Ok(Outcome::Context(v))) => {
-            // A reader that went away (Claude Code gave up on the hook) is no reason to fail.
-            let _ = crate::out::outln!("{v}");
-            ExitCode::SUCCESS
-        }
-        Ok(Ok(Outcome::Wake(text))) => {
-            eprint!("{text}");
-            ExitCode::from(2)
-        }
-        Ok(Ok(Outcome::Nothing)) => ExitCode::SUCCESS,
+        Ok(Ok(code)) => code,
         Ok(Err(e)) => {
             debug(&e);
             ExitCode::SUCCESS
         }
         Err(_) => ExitCode::SUCCESS,
     }
+}
+
+/// Writes the outcome, then (only if that worked) confirms what it showed.
+fn finish(rt: &tokio::runtime::Runtime, done: Done) -> ExitCode {
+    let (written, code) = match done.outcome {
+        // `outln!` flushes. A reader that went away (Claude Code gave up on the hook) is no
+        // reason to fail, but then nothing was shown.
+        Outcome::Context(v) => (crate::out::outln!("{v}").is_ok(), ExitCode::SUCCESS),
+        Outcome::Wake(text) => {
+            use std::io::Write;
+            let mut err = std::io::stderr().lock();
+            (err.write_all(text.as_bytes()).and_then(|()| err.flush()).is_ok(), ExitCode::from(2))
+        }
+        Outcome::Nothing => (false, ExitCode::SUCCESS),
+    };
+    if written && let Some(ack) = done.ack {
+        match rt.block_on(timeout(SYNC_BUDGET, ack.send())) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => debug(&format!("cannot confirm what was shown: {e}")),
+            Err(_) => debug("the agent did not confirm in time"),
+        }
+    }
+    code
 }
 
 fn debug(msg: &str) {
@@ -165,28 +240,40 @@ async fn read_input() -> Input {
     Input::parse(&kept)
 }
 
-fn messages(v: &serde_json::Value) -> Vec<InboxMessage> {
-    serde_json::from_value(v["messages"].clone()).unwrap_or_default()
+/// The outcome showing `r`'s messages (made by `make` from their text), with the ack for what
+/// fits the budget; nothing when there is nothing to show.
+fn show(client: AgentClient, r: HookReply, make: impl FnOnce(String) -> Outcome) -> Done {
+    if r.messages.is_empty() {
+        return Done::nothing();
+    }
+    let Shown { text, shown } = messages_text(&r.messages, r.more, HOOK_CONTEXT_MAX_CHARS);
+    let partial =
+        (shown < r.messages.len()).then(|| r.messages[..shown].iter().map(|m| m.msg_id.clone()).collect());
+    let ack = r.lease.map(|lease| Ack { client, lease, session: r.session_id.clone(), partial });
+    Done { outcome: make(text), ack }
 }
 
-async fn handle(event_arg: Option<&str>) -> Result<Outcome, String> {
+async fn handle(event_arg: Option<&str>) -> Result<Done, String> {
     let input = read_input().await;
     let name = event_arg.or(input.hook_event_name.as_deref()).ok_or("no hook event named")?;
     let event = parse_event(name).ok_or_else(|| format!("not a hook claudemesh handles: {name}"))?;
     if input.agent_id.is_some() {
         // A subagent's context ends with its task: messages wait for the main conversation.
-        return Ok(Outcome::Nothing);
+        return Ok(Done::nothing());
     }
-    let env_session =
-        std::env::var("CLAUDEMESH_SESSION_ID").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let pids = ancestry::ancestors();
+    let claude_pid = ancestry::nearest_claude(&ancestry::System, &pids);
     let call = HookCall {
         event,
-        session_id: env_session,
-        claude_session_id: input.session_id.filter(|s| !s.is_empty() && s.len() <= 256),
-        pids: ancestry::ancestors(),
+        // Only when this hook runs under the `claude` that `claudemesh launch` started.
+        session_id: ancestry::inherited_session(claude_pid),
+        claude_session_id: input
+            .session_id
+            .filter(|s| !s.is_empty() && s.len() <= claudemesh_protocol::limits::MAX_SESSION_ID_BYTES),
+        pids,
         // In print mode nothing a Stop hook prints reaches the model: leave messages waiting.
         status_only: event == HookEvent::Stop && !interactive(),
-        claude_pid: None,
+        claude_pid,
     };
     let paths = Paths::from_env();
     // Hooks never start the agent: without one there is no session to serve.
@@ -194,45 +281,44 @@ async fn handle(event_arg: Option<&str>) -> Result<Outcome, String> {
         .await
         .map_err(|_| "agent did not answer in time")?
         .map_err(|e| e.to_string())?;
-    let reply = timeout(SYNC_BUDGET, client.call(AgentCall::Hook(call)))
+    let reply: HookReply = timeout(SYNC_BUDGET, client.request(AgentCall::Hook(call)))
         .await
         .map_err(|_| "agent did not answer in time")?
         .map_err(|e| e.to_string())?;
-    let due = messages(&reply);
     if event != HookEvent::Stop {
-        return Ok(if due.is_empty() {
-            Outcome::Nothing
-        } else {
-            Outcome::Context(additional_context(claude_name(event), &messages_text(&due)))
-        });
+        return Ok(show(client, reply, |text| {
+            Outcome::Context(additional_context(claude_name(event), &text))
+        }));
     }
-    if !due.is_empty() {
-        return Ok(Outcome::Wake(messages_text(&due)));
+    if !reply.messages.is_empty() {
+        return Ok(show(client, reply, Outcome::Wake));
     }
     if !interactive() {
-        return Ok(Outcome::Nothing);
+        return Ok(Done::nothing());
     }
-    let sid = reply["session_id"].as_str().ok_or("agent reply without session_id")?.to_string();
-    wait_for_wake(&mut client, sid).await
+    wait_for_wake(client, reply.session_id, claude_pid).await
 }
 
 /// The idle half of `Stop`: wait for a due message, take it, and wake the session with it.
-async fn wait_for_wake(client: &mut AgentClient, sid: String) -> Result<Outcome, String> {
+async fn wait_for_wake(
+    mut client: AgentClient,
+    sid: String,
+    claude_pid: Option<u32>,
+) -> Result<Done, String> {
     let deadline = Instant::now() + STOP_WAIT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(Outcome::Nothing);
+            return Ok(Done::nothing());
         }
         let call = AgentCall::HookWait { session_id: sid.clone(), timeout_ms: left.as_millis() as u64 };
-        let r = timeout(left + SYNC_BUDGET, client.call(call))
+        let r: WaitReply = timeout(left + SYNC_BUDGET, client.request(call))
             .await
             .map_err(|_| "agent kept the wait past its deadline")?
             .map_err(|e| e.to_string())?;
-        let outcome: WaitOutcome = serde_json::from_value(r["outcome"].clone()).map_err(|e| e.to_string())?;
-        if outcome != WaitOutcome::Ready {
-            debug(&format!("stopped waiting: {outcome:?}"));
-            return Ok(Outcome::Nothing);
+        if r.outcome != WaitOutcome::Ready {
+            debug(&format!("stopped waiting: {:?}", r.outcome));
+            return Ok(Done::nothing());
         }
         let take = HookCall {
             event: HookEvent::Rewake,
@@ -240,16 +326,15 @@ async fn wait_for_wake(client: &mut AgentClient, sid: String) -> Result<Outcome,
             claude_session_id: None,
             pids: Vec::new(),
             status_only: false,
-            claude_pid: None,
+            claude_pid,
         };
-        let reply = timeout(SYNC_BUDGET, client.call(AgentCall::Hook(take)))
+        let reply: HookReply = timeout(SYNC_BUDGET, client.request(AgentCall::Hook(take)))
             .await
             .map_err(|_| "agent did not answer in time")?
             .map_err(|e| e.to_string())?;
-        let due = messages(&reply);
         // Another hook may have shown it first; then wait again.
-        if !due.is_empty() {
-            return Ok(Outcome::Wake(messages_text(&due)));
+        if !reply.messages.is_empty() {
+            return Ok(show(client, reply, Outcome::Wake));
         }
     }
 }

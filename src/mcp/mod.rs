@@ -2,173 +2,39 @@
 //! session with the local agent, serves the mesh tools and prompts, pushes inbound messages as
 //! `notifications/claude/channel` when push mode is on, and closes the session when stdin closes.
 //!
-//! stdout is the MCP channel: nothing else is ever written there. Logs go to stderr, and only
-//! with `CLAUDEMESH_DEBUG=1`.
+//! stdout is the MCP channel: nothing else is ever written there. It goes through
+//! [`confirm::ConfirmingWriter`], which confirms the messages a `check_messages` result carries
+//! once that result was written. Logs go to stderr, and only with `CLAUDEMESH_DEBUG=1`.
 
 mod channel;
+mod confirm;
+mod inbox;
+mod link;
 mod server;
 mod tools;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use claudemesh_agent::{AgentClient, ClientError, Paths};
-use claudemesh_protocol::frames::{PeerType, SessionInfo, SessionPatch, SessionStatus};
-use claudemesh_protocol::local::{AgentCall, SessionRegister};
+use claudemesh_agent::Paths;
+use claudemesh_protocol::frames::{PeerType, SessionInfo, SessionStatus};
+use claudemesh_protocol::limits::{MAX_SESSION_ID_BYTES, MCP_KEEPALIVE_MILLIS};
 use rmcp::ServiceExt;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::hook::ancestry;
+pub use confirm::Leases;
+pub use link::Link;
 pub use server::MeshServer;
 
 /// The `channel` this server declares for its session.
 const CHANNEL: &str = "claudemesh";
-/// The longest one agent call may take, starting the agent included: a stopped or wedged agent
-/// (`kill -STOP`, what Ctrl-Z does to `agent run`) must not hang Claude Code.
-const CALL_TIMEOUT: Duration = Duration::from_secs(12);
 /// How often the session checks its agent connection; after an agent restart it registers
-/// again within this, with no tool call needed.
-const KEEPALIVE: Duration = Duration::from_secs(1);
+/// again within this (plus a connect), with no tool call needed.
+const KEEPALIVE: Duration = Duration::from_millis(MCP_KEEPALIVE_MILLIS);
 
-/// The connection to the agent for request/response calls, and the session it registered.
-///
-/// The connection is made lazily and remade after the agent went away; every (re)connection
-/// registers the session again with its current state (summary, status, groups).
-#[derive(Debug)]
-pub struct Link {
-    paths: Paths,
-    session: SessionInfo,
-    claude_pid: Option<u32>,
-    /// The name was not chosen (no `CLAUDEMESH_NAME`): the agent may suffix it (`repo-2`).
-    default_name: bool,
-    client: Option<AgentClient>,
-}
-
-/// The link, shared by the tool handlers and the push task.
+/// The link, shared by the tool handlers, the push task, the keepalive and the confirm task.
 pub type Shared = Arc<tokio::sync::Mutex<Link>>;
-
-impl Link {
-    pub fn new(paths: Paths, session: SessionInfo, claude_pid: Option<u32>) -> Self {
-        let default_name = chosen_name().is_none();
-        Self { paths, session, claude_pid, default_name, client: None }
-    }
-
-    pub fn session_id(&self) -> &str {
-        &self.session.session_id
-    }
-
-    pub fn paths(&self) -> &Paths {
-        &self.paths
-    }
-
-    /// The session as this server last described it to the agent.
-    pub fn session(&self) -> &SessionInfo {
-        &self.session
-    }
-
-    /// The connected client, connecting (starting the agent if needed, unless `!start`) and
-    /// registering first.
-    async fn client_with(&mut self, start: bool) -> Result<&mut AgentClient, ClientError> {
-        if self.client.is_none() {
-            let mut c = if start {
-                let exe = std::env::current_exe()?;
-                claudemesh_agent::connect_or_start(&self.paths, "mcp", &exe).await?
-            } else {
-                AgentClient::connect(&self.paths, "mcp").await?
-            };
-            let r = c
-                .call(AgentCall::SessionRegister(SessionRegister {
-                    meshes: launch_meshes(),
-                    session: self.session.clone(),
-                    claude_pid: self.claude_pid,
-                    default_name: self.default_name,
-                }))
-                .await?;
-            // A default name may come back made distinct (`repo-2`): keep it for re-registering.
-            if let Some(n) = r["display_name"].as_str() {
-                self.session.display_name = n.to_string();
-            }
-            debug(&format!("registered session {}", self.session.session_id));
-            self.client = Some(c);
-        }
-        match self.client.as_mut() {
-            Some(c) => Ok(c),
-            None => Err(ClientError::Protocol("no agent connection".into())),
-        }
-    }
-
-    /// One call, within [`CALL_TIMEOUT`]; a broken or silent connection is dropped so the next
-    /// call reconnects and re-registers.
-    pub async fn call(&mut self, call: AgentCall) -> Result<Value, ClientError> {
-        self.call_with(call, true).await
-    }
-
-    async fn call_with(&mut self, call: AgentCall, start: bool) -> Result<Value, ClientError> {
-        let r = match tokio::time::timeout(CALL_TIMEOUT, async {
-            self.client_with(start).await?.call(call).await
-        })
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(ClientError::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "the agent did not answer within {} s; is it stopped? (`claudemesh agent status`)",
-                    CALL_TIMEOUT.as_secs()
-                ),
-            ))),
-        };
-        if matches!(r, Err(ClientError::Io(_) | ClientError::Protocol(_))) {
-            self.client = None;
-        }
-        r
-    }
-
-    /// Makes sure a live, registered connection exists (one retry after a dead one), starting
-    /// the agent if none runs. Asks the agent for its mesh list: the cheapest call that proves
-    /// the connection is alive.
-    pub async fn ensure(&mut self) -> Result<(), ClientError> {
-        self.ensure_with(true).await
-    }
-
-    async fn ensure_with(&mut self, start: bool) -> Result<(), ClientError> {
-        match self.call_with(AgentCall::Meshes, start).await {
-            Ok(_) => Ok(()),
-            Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => Err(ClientError::Io(e)),
-            Err(ClientError::Io(_) | ClientError::Protocol(_)) => {
-                self.call_with(AgentCall::Meshes, start).await.map(|_| ())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Registers again with an agent that runs (after a restart), never starting one: an agent
-    /// stopped on purpose (`claudemesh down`) stays stopped until a tool call needs it.
-    pub async fn keep_alive(&mut self) -> Result<(), ClientError> {
-        self.ensure_with(false).await
-    }
-
-    /// Applies `patch` at the agent, then to the local copy (kept for re-registration).
-    pub async fn update(&mut self, patch: SessionPatch) -> Result<Value, ClientError> {
-        let session_id = self.session.session_id.clone();
-        let v = self.call(AgentCall::SessionUpdate { session_id, patch: patch.clone() }).await?;
-        patch.apply(&mut self.session);
-        Ok(v)
-    }
-
-    /// Closes the session at the agent and drops the connection (a silent agent gets
-    /// [`CALL_TIMEOUT`]; the agent also closes the session when the connection goes).
-    pub async fn close(&mut self) {
-        if let Some(mut c) = self.client.take() {
-            let session_id = self.session.session_id.clone();
-            match tokio::time::timeout(CALL_TIMEOUT, c.call(AgentCall::SessionClose { session_id })).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => debug(&format!("session close failed: {e}")),
-                Err(_) => debug("session close: the agent did not answer"),
-            }
-        }
-    }
-}
 
 /// The meshes to open the session on: `CLAUDEMESH_MESH` (set by `claudemesh launch --mesh`,
 /// comma-separated), else every joined mesh (empty).
@@ -189,14 +55,24 @@ pub fn debug(msg: &str) {
     }
 }
 
-/// The session id: `CLAUDEMESH_SESSION_ID` (set by `claudemesh launch`), else Claude Code's own
-/// session id when it is in the environment, else a fresh one.
-fn session_id() -> String {
-    ["CLAUDEMESH_SESSION_ID", "CLAUDE_SESSION_ID", "CLAUDE_CODE_SESSION_ID"]
+/// The session id: `CLAUDEMESH_SESSION_ID` when `claudemesh launch` set it for the `claude`
+/// this server runs under (see [`ancestry::launched_here`]), else Claude Code's own session id
+/// when it is in the environment, else a fresh one. A launch id inherited by another `claude`
+/// (a `claude -p` run inside a launched session) means the Claude ids may be inherited too:
+/// then the id is always fresh.
+fn session_id(claude: Option<u32>) -> String {
+    if let Some(sid) = ancestry::inherited_session(claude) {
+        return sid;
+    }
+    if ancestry::launch_pid_set() && std::env::var_os("CLAUDEMESH_SESSION_ID").is_some() {
+        debug("CLAUDEMESH_SESSION_ID belongs to another claude process: using a session id of our own");
+        return uuid::Uuid::new_v4().to_string();
+    }
+    ["CLAUDE_SESSION_ID", "CLAUDE_CODE_SESSION_ID"]
         .iter()
         .filter_map(|k| std::env::var(k).ok())
         .map(|v| v.trim().to_string())
-        .find(|v| !v.is_empty() && v.len() <= 128)
+        .find(|v| !v.is_empty() && v.len() <= MAX_SESSION_ID_BYTES && !v.chars().any(char::is_control))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
@@ -221,13 +97,13 @@ fn chosen_name() -> Option<String> {
     std::env::var("CLAUDEMESH_NAME").ok().map(|n| n.trim().to_string()).filter(|n| !n.is_empty())
 }
 
-/// The session this process registers.
-fn session_info(paths: &Paths) -> SessionInfo {
+/// The session this process registers, for the `claude` process `claude`.
+fn session_info(paths: &Paths, claude: Option<u32>) -> SessionInfo {
     let cwd = std::env::current_dir().ok().map(|d| d.display().to_string());
     let hostname =
         std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty());
     SessionInfo {
-        session_id: session_id(),
+        session_id: session_id(claude),
         display_name: display_name(paths, cwd.as_deref()),
         cwd,
         pid: Some(std::process::id()),
@@ -239,35 +115,64 @@ fn session_info(paths: &Paths) -> SessionInfo {
     }
 }
 
+/// The `claude` process this server belongs to: its nearest `claude` ancestor, else its parent
+/// (Claude Code starts MCP servers as its own children).
+fn claude_pid() -> u32 {
+    let ancestors = ancestry::ancestors();
+    ancestry::nearest_claude(&ancestry::System, &ancestors).unwrap_or_else(std::os::unix::process::parent_id)
+}
+
 /// Serves MCP on stdin/stdout until the client closes stdin.
 pub async fn serve() -> anyhow::Result<()> {
     let paths = Paths::from_env();
-    let info = session_info(&paths);
-    let claude_pid = Some(std::os::unix::process::parent_id());
-    let link: Shared = Arc::new(tokio::sync::Mutex::new(Link::new(paths, info, claude_pid)));
+    let claude = claude_pid();
+    let info = session_info(&paths, Some(claude));
+    let written = confirm::Written::default();
+    let link =
+        Link::new(paths, info, Some(claude), chosen_name().is_none(), launch_meshes(), written.clone());
+    let link: Shared = Arc::new(tokio::sync::Mutex::new(link));
     let stop = CancellationToken::new();
     // Registers at once (peers see the session before the first tool call) and again after an
     // agent restart, beside the MCP handshake, which never waits for the agent.
     let keepalive = tokio::spawn(keep_registered(link.clone(), stop.clone()));
-    let server = MeshServer::new(link.clone(), stop.clone());
-    let running = match server.serve(rmcp::transport::stdio()).await {
-        Ok(r) => r,
+    let leases = Leases::default();
+    let confirming = tokio::spawn(confirm_leases(link.clone(), written.clone(), stop.clone()));
+    let (stdin, stdout) = rmcp::transport::stdio();
+    let stdout = confirm::ConfirmingWriter::new(stdout, leases.clone(), written);
+    let server = MeshServer::new(link.clone(), stop.clone(), leases);
+    let reason = match server.serve((stdin, stdout)).await {
+        Ok(running) => Some(running.waiting().await),
         // The client went away before initializing (a probe, or Claude Code quitting early).
         Err(rmcp::service::ServerInitializeError::ConnectionClosed(at)) => {
             debug(&format!("stdin closed before initialization ({at})"));
-            stop.cancel();
-            let _ = keepalive.await;
-            link.lock().await.close().await;
-            return Ok(());
+            None
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            stop.cancel();
+            return Err(e.into());
+        }
     };
-    let reason = running.waiting().await;
     debug(&format!("stdio closed: {reason:?}"));
     stop.cancel();
     let _ = keepalive.await;
+    // Confirms what was written before stdin closed, then the session closes.
+    let _ = confirming.await;
     link.lock().await.close().await;
     Ok(())
+}
+
+/// Confirms the leases of tool results as soon as [`confirm::ConfirmingWriter`] saw them
+/// written, until `stop`, when it confirms what is left.
+async fn confirm_leases(link: Shared, written: confirm::Written, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = written.pushed() => link.lock().await.confirm_written().await,
+            () = stop.cancelled() => {
+                link.lock().await.confirm_written().await;
+                return;
+            }
+        }
+    }
 }
 
 /// Keeps the session registered: checks the agent connection every [`KEEPALIVE`] and, when

@@ -17,7 +17,7 @@ use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio_util::sync::CancellationToken;
 
-use super::{Shared, channel, debug, tools};
+use super::{Leases, Shared, channel, debug, tools};
 
 /// The newest protocol revision this server implements.
 pub const MAX_PROTOCOL: ProtocolVersion = ProtocolVersion::V_2025_11_25;
@@ -37,7 +37,8 @@ How to reply: call send_message with `to` set to the sender's from_id (or their 
 list_peers) and your answer as `message`. Keep replies short and self-contained.
 
 Other tools: list_peers shows who is online and what they work on; check_messages returns what \
-you have not seen yet (nothing is lost if a push was missed); set_summary tells peers what you \
+you have not seen yet, a page at a time (nothing is lost if a push was missed), or one message \
+whole by msg_id when a notice says it was cut; set_summary tells peers what you \
 are doing; set_status idle/working/dnd controls interruptions; join_group/leave_group manage \
 your @group memberships; message_status(id) shows whether a message you sent was seen.";
 
@@ -48,11 +49,14 @@ pub struct MeshServer {
     stop: CancellationToken,
     push: Arc<AtomicBool>,
     pushing: Arc<AtomicBool>,
+    /// Where `check_messages` files the lease of the messages its result carries.
+    leases: Leases,
 }
 
 impl MeshServer {
-    pub fn new(link: Shared, stop: CancellationToken) -> Self {
-        Self { link, stop, push: Arc::new(AtomicBool::new(false)), pushing: Arc::new(AtomicBool::new(false)) }
+    pub fn new(link: Shared, stop: CancellationToken, leases: Leases) -> Self {
+        let (push, pushing) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        Self { link, stop, push, pushing, leases }
     }
 }
 
@@ -127,10 +131,11 @@ impl ServerHandler for MeshServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let args = request.arguments.unwrap_or_default();
-        match tools::call(&self.link, &request.name, &args).await {
+        let held = tools::Held { leases: &self.leases, request: &context.id };
+        match tools::call(&self.link, held, &request.name, &args).await {
             Some(r) => Ok(r.into()),
             None => Err(McpError::invalid_params(format!("unknown tool {:?}", request.name), None)),
         }

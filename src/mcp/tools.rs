@@ -5,12 +5,19 @@ use std::sync::Arc;
 
 use claudemesh_agent::ClientError;
 use claudemesh_protocol::frames::{ErrorCode, GroupRole, Priority, SessionPatch, SessionStatus};
-use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, SendParams};
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool};
+use claudemesh_protocol::local::{AgentCall, MessageStatusReply, PeerEntry, SendParams, SendReply};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, RequestId, Tool};
 use serde_json::{Value, json};
 
-use super::Shared;
-use super::channel::{content, priority_str};
+use super::{Leases, Shared, inbox};
+
+/// Where a tool call files a lease to confirm once its result was written: the registry and
+/// the JSON-RPC id of the call.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    pub leases: &'a Leases,
+    pub request: &'a RequestId,
+}
 
 fn tool(name: &'static str, description: &'static str, schema: Value) -> Tool {
     let schema = match schema {
@@ -51,11 +58,15 @@ pub fn all() -> Vec<Tool> {
         ),
         tool(
             "check_messages",
-            "Return the mesh messages for this session that you have not seen yet, and mark them \
-             seen (a message is never returned twice). Set include_seen to also get earlier ones.",
+            "Return the mesh messages for this session that you have not seen yet, oldest first, \
+             and mark them seen (a message is never returned twice). One call returns a page; \
+             when it says more are waiting, call again. Set include_seen to also get earlier \
+             ones, or msg_id to read one message whole (a hook shows long ones cut).",
             object(
                 json!({"include_seen": {"type": "boolean", "default": false,
-                    "description": "Also return messages already seen (history)"}}),
+                    "description": "Also return messages already seen (history)"},
+                       "msg_id": {"type": "string",
+                    "description": "Return only this message, whole (seen or not)"}}),
                 &[],
             ),
         ),
@@ -100,7 +111,7 @@ pub fn all() -> Vec<Tool> {
     ]
 }
 
-fn ok(text: impl Into<String>) -> CallToolResult {
+pub fn ok(text: impl Into<String>) -> CallToolResult {
     CallToolResult::success(vec![ContentBlock::text(text)])
 }
 
@@ -109,7 +120,7 @@ fn fail(text: impl Into<String>) -> CallToolResult {
 }
 
 /// An agent error as a result the model can act on.
-fn agent_error(e: &ClientError) -> CallToolResult {
+pub fn agent_error(e: &ClientError) -> CallToolResult {
     match e {
         ClientError::Api(le) => {
             let hint = match le.code {
@@ -129,7 +140,7 @@ fn agent_error(e: &ClientError) -> CallToolResult {
     }
 }
 
-type Args = JsonObject;
+pub type Args = JsonObject;
 
 // `CallToolResult` is large once serde_json keeps key order (`preserve_order`); this is a cold path.
 #[allow(clippy::result_large_err)]
@@ -142,16 +153,16 @@ fn str_arg(args: &Args, key: &str) -> Result<String, CallToolResult> {
     }
 }
 
-fn opt_str(args: &Args, key: &str) -> Option<String> {
+pub fn opt_str(args: &Args, key: &str) -> Option<String> {
     args.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(String::from)
 }
 
 /// Runs tool `name`; `None` when there is no such tool.
-pub async fn call(link: &Shared, name: &str, args: &Args) -> Option<CallToolResult> {
+pub async fn call(link: &Shared, held: Held<'_>, name: &str, args: &Args) -> Option<CallToolResult> {
     let r = match name {
         "send_message" => send_message(link, args).await,
         "list_peers" => list_peers(link).await,
-        "check_messages" => check_messages(link, args).await,
+        "check_messages" => inbox::check_messages(link, held, args).await,
         "message_status" => message_status(link, args).await,
         "set_summary" => set_summary(link, args).await,
         "set_status" => set_status(link, args).await,
@@ -162,7 +173,7 @@ pub async fn call(link: &Shared, name: &str, args: &Args) -> Option<CallToolResu
     Some(r.unwrap_or_else(|e| e))
 }
 
-type ToolResult = Result<CallToolResult, CallToolResult>;
+pub type ToolResult = Result<CallToolResult, CallToolResult>;
 
 async fn send_message(link: &Shared, args: &Args) -> ToolResult {
     let (to, message) = (str_arg(args, "to")?, str_arg(args, "message")?);
@@ -174,91 +185,75 @@ async fn send_message(link: &Shared, args: &Args) -> ToolResult {
     };
     let mut l = link.lock().await;
     let from_session = Some(l.session_id().to_string());
-    let p = SendParams { to, message, priority, mesh: None, from_session, reply_to: None, idempotency_key: None };
-    let v = l.call(AgentCall::Send(p)).await.map_err(|e| agent_error(&e))?;
-    let id = v["id"].as_str().unwrap_or("?");
+    // One key per tool call: the retry after a broken connection cannot send twice.
+    let idempotency_key = Some(uuid::Uuid::new_v4().to_string());
+    let p = SendParams { to, message, priority, mesh: None, from_session, reply_to: None, idempotency_key };
+    let r: SendReply = l.request_retry(AgentCall::Send(p)).await.map_err(|e| agent_error(&e))?;
+    let recipients = r.recipients + r.local;
+    let Some(id) = r.id else {
+        return Ok(ok(format!(
+            "Sent to {} ({recipients} session(s) on this machine) on mesh {}.",
+            r.target, r.mesh
+        )));
+    };
     Ok(ok(format!(
-        "Sent to {} ({} recipient(s)) on mesh {}. Message id: {id} — message_status(\"{id}\") tells \
-         whether it was seen.",
-        v["target"].as_str().unwrap_or("?"),
-        v["recipients"].as_u64().unwrap_or(0),
-        v["mesh"].as_str().unwrap_or("?"),
+        "Sent to {} ({recipients} recipient(s)) on mesh {}. Message id: {id} — message_status(\"{id}\") \
+         tells whether it was seen.",
+        r.target, r.mesh,
     )))
 }
 
-async fn list_peers(link: &Shared) -> ToolResult {
-    let (v, own) = {
-        let mut l = link.lock().await;
-        let v = l.call(AgentCall::Peers { mesh: None }).await.map_err(|e| agent_error(&e))?;
-        (v, l.session_id().to_string())
-    };
-    let peers = v.as_array().cloned().unwrap_or_default();
-    if peers.is_empty() {
-        return Ok(ok("Nobody is online in your meshes right now."));
+fn status_str(s: SessionStatus) -> &'static str {
+    match s {
+        SessionStatus::Idle => "idle",
+        SessionStatus::Working => "working",
+        SessionStatus::Dnd => "dnd",
     }
-    let s = |p: &Value, k: &str| p[k].as_str().unwrap_or("").to_string();
-    let lines: Vec<String> = peers
-        .iter()
-        .map(|p| {
-            let groups: Vec<String> = p["groups"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|g| g["name"].as_str())
-                .map(|g| format!("@{g}"))
-                .collect();
-            let me = match (p["session_id"].as_str() == Some(own.as_str()), p["me"] == true) {
-                (true, _) => " (you)",
-                (false, true) => " (your other session)",
-                _ => "",
-            };
-            let summary = p["summary"].as_str().map(|x| format!(" — {x}")).unwrap_or_default();
-            let groups = if groups.is_empty() { String::new() } else { format!(" [{}]", groups.join(" ")) };
-            format!(
-                "- {}{me} (id {}, {}, mesh {}, host {}){groups}{summary}",
-                s(p, "display_name"),
-                s(p, "session_id"),
-                s(p, "status"),
-                s(p, "mesh"),
-                p["hostname"].as_str().unwrap_or("?"),
-            )
-        })
-        .collect();
-    Ok(ok(lines.join("\n")))
 }
 
-fn format_message(m: &InboxMessage) -> String {
-    let from_id = if m.from_session.is_empty() { &m.from_member } else { &m.from_session };
-    let seen = if m.seen { ", seen before" } else { "" };
+/// One line of `list_peers`.
+fn peer_line(p: &PeerEntry, own: &str) -> String {
+    let s = &p.peer.session;
+    let groups: Vec<String> = s.groups.iter().map(|g| format!("@{}", g.name)).collect();
+    let me = match (s.session_id == own, p.me) {
+        (true, _) => " (you)",
+        (false, true) => " (your other session)",
+        _ => "",
+    };
+    let summary = s.summary.as_ref().map(|x| format!(" — {x}")).unwrap_or_default();
+    let groups = if groups.is_empty() { String::new() } else { format!(" [{}]", groups.join(" ")) };
     format!(
-        "[{}] from {} (from_id {from_id}, mesh {}, priority {}{seen}):\n{}",
-        m.msg_id,
-        m.from_name,
-        m.mesh,
-        priority_str(m.priority),
-        content(m).split_once(": ").map(|(_, b)| b).unwrap_or(""),
+        "- {}{me} (id {}, {}, mesh {}, host {}){groups}{summary}",
+        s.display_name,
+        s.session_id,
+        status_str(s.status),
+        p.mesh,
+        s.hostname.as_deref().unwrap_or("?"),
     )
 }
 
-async fn check_messages(link: &Shared, args: &Args) -> ToolResult {
-    let all = args.get("include_seen").and_then(Value::as_bool).unwrap_or(false);
-    let mut l = link.lock().await;
-    let session = Some(l.session_id().to_string());
-    let p = InboxParams { session, all, take: true, ..Default::default() };
-    let v = l.call(AgentCall::Inbox(p)).await.map_err(|e| agent_error(&e))?;
-    let msgs: Vec<InboxMessage> =
-        serde_json::from_value(v).map_err(|e| fail(format!("unreadable inbox: {e}")))?;
-    if msgs.is_empty() {
-        return Ok(ok("No new messages."));
+async fn list_peers(link: &Shared) -> ToolResult {
+    let (peers, own) = {
+        let mut l = link.lock().await;
+        let peers: Vec<PeerEntry> =
+            l.request_retry(AgentCall::Peers { mesh: None }).await.map_err(|e| agent_error(&e))?;
+        (peers, l.session_id().to_string())
+    };
+    if peers.is_empty() {
+        return Ok(ok("Nobody is online in your meshes right now."));
     }
-    let text: Vec<String> = msgs.iter().map(format_message).collect();
-    Ok(ok(format!("{} message(s):\n\n{}", msgs.len(), text.join("\n\n"))))
+    Ok(ok(peers.iter().map(|p| peer_line(p, &own)).collect::<Vec<_>>().join("\n")))
 }
 
 async fn message_status(link: &Shared, args: &Args) -> ToolResult {
     let msg_id = str_arg(args, "id")?;
-    let v = link.lock().await.call(AgentCall::MessageStatus { msg_id }).await.map_err(|e| agent_error(&e))?;
-    Ok(ok(serde_json::to_string_pretty(&v).unwrap_or_default()))
+    let r: MessageStatusReply = link
+        .lock()
+        .await
+        .request_retry(AgentCall::MessageStatus { msg_id })
+        .await
+        .map_err(|e| agent_error(&e))?;
+    Ok(ok(serde_json::to_string_pretty(&r).unwrap_or_default()))
 }
 
 async fn set_summary(link: &Shared, args: &Args) -> ToolResult {
