@@ -96,8 +96,9 @@ mod calls {
 
     /// How many messages wait for `session`, taking none.
     pub async fn waiting(c: &mut AgentClient, session: &str) -> Result<usize> {
-        let v: InboxReply =
-            c.request(AgentCall::Inbox(InboxParams { session: Some(session.into()), ..Default::default() })).await?;
+        let v: InboxReply = c
+            .request(AgentCall::Inbox(InboxParams { session: Some(session.into()), ..Default::default() }))
+            .await?;
         Ok(v.messages.len())
     }
 }

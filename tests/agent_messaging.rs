@@ -39,7 +39,7 @@ async fn dm_between_two_agents_end_to_end() {
     let mut seen = false;
     for _ in 0..200 {
         let st = a.call(AgentCall::MessageStatus { msg_id: id.clone() }).await.unwrap();
-        if st["state"] == "accepted" && st["recipients"][0]["state"] == "seen" {
+        if st["state"] == "accepted" && st["recipient_states"][0]["state"] == "seen" {
             seen = true;
             break;
         }

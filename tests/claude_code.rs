@@ -94,7 +94,7 @@ async fn real_claude_runs_our_hooks_in_a_launched_session() {
 }
 
 fn seen(status: &Value) -> bool {
-    status["recipients"].as_array().is_some_and(|r| r.iter().any(|x| x["state"] == "seen"))
+    status["recipient_states"].as_array().is_some_and(|r| r.iter().any(|x| x["state"] == "seen"))
 }
 
 /// alice sends `body` to bob's member with priority `now`; returns the message id.

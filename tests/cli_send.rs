@@ -103,7 +103,10 @@ async fn send_from_stdin_or_a_file_and_follow_each_recipient() {
     let (code, out, _) = cli(p, &["message-status", &second, "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((v["state"].as_str(), v["recipients"][0]["state"].as_str()), (Some("accepted"), Some("seen")));
+    assert_eq!(
+        (v["state"].as_str(), v["recipient_states"][0]["state"].as_str()),
+        (Some("accepted"), Some("seen"))
+    );
     let (code, _, err) = cli(p, &["message-status", "no-such-id"]);
     assert_ne!(code, 0);
     assert!(err.contains("no message no-such-id"), "{err}");

@@ -121,7 +121,7 @@ async fn wait_seen(c: &mut AgentClient, id: &str) {
     let mut last = Value::Null;
     for _ in 0..400 {
         last = c.call(AgentCall::MessageStatus { msg_id: id.into() }).await.unwrap();
-        if last["recipients"]
+        if last["recipient_states"]
             .as_array()
             .is_some_and(|r| !r.is_empty() && r.iter().all(|x| x["state"] == "seen"))
         {

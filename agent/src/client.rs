@@ -22,7 +22,9 @@ pub enum ClientError {
     #[error("no agent is running for {0}")]
     NotRunning(String),
     /// The running agent is another build: another local protocol, or another release.
-    #[error("the agent is version {agent} (protocol {agent_protocol}); this client is {ours} (protocol {ours_protocol})")]
+    #[error(
+        "the agent is version {agent} (protocol {agent_protocol}); this client is {ours} (protocol {ours_protocol})"
+    )]
     VersionMismatch { agent: String, agent_protocol: u32, ours: String, ours_protocol: u32 },
     #[error("the agent did not start within {secs} s; see its log {log}{tail}")]
     StartFailed { secs: u64, log: String, tail: String },
@@ -162,7 +164,8 @@ impl AgentClient {
         let id = self.next_id;
         self.write(&ClientLine::Subscribe { id, topics, session, mesh }).await?;
         let v = self.response(id).await?;
-        serde_json::from_value(v).map_err(|e| ClientError::Protocol(format!("unexpected subscribe reply: {e}")))
+        serde_json::from_value(v)
+            .map_err(|e| ClientError::Protocol(format!("unexpected subscribe reply: {e}")))
     }
 
     /// The next event: `(subscription id, sequence number, event)`.

@@ -94,7 +94,11 @@ pub struct Links {
 }
 
 /// Starts (or restarts) the link of one mesh and tells the core about the mesh.
-async fn start_uplink(agent: &Arc<Agent>, tracker: &TaskTracker, mesh: MeshConfig) -> Result<CancellationToken, ConfigError> {
+async fn start_uplink(
+    agent: &Arc<Agent>,
+    tracker: &TaskTracker,
+    mesh: MeshConfig,
+) -> Result<CancellationToken, ConfigError> {
     let key = Arc::new(mesh.keypair()?);
     let (tx, rx) = mpsc::channel(UPLINK_QUEUE);
     let cancel = agent.shutdown.child_token();

@@ -33,7 +33,13 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(paths: Paths, store: Store, instance: AgentInstance, core: CoreHandle, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        paths: Paths,
+        store: Store,
+        instance: AgentInstance,
+        core: CoreHandle,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             paths,
             store,

@@ -7,7 +7,9 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 use claudemesh_protocol::frames::ErrorCode;
-use claudemesh_protocol::limits::{AGENT_PROTOCOL_VERSION, MAX_AGENT_LINE_BYTES, MAX_CONCURRENT_REQUESTS_PER_CONN};
+use claudemesh_protocol::limits::{
+    AGENT_PROTOCOL_VERSION, MAX_AGENT_LINE_BYTES, MAX_CONCURRENT_REQUESTS_PER_CONN,
+};
 use claudemesh_protocol::local::{AgentLine, ClientLine, UnsubscribeReply};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -57,7 +59,10 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
     let (read, mut write) = stream.into_split();
     if own_uid.is_none() || peer_uid != own_uid {
         let _ = write
-            .write_all(line(&AgentLine::err(0, ErrorCode::Forbidden, "this agent belongs to another user")).as_bytes())
+            .write_all(
+                line(&AgentLine::err(0, ErrorCode::Forbidden, "this agent belongs to another user"))
+                    .as_bytes(),
+            )
             .await;
         return;
     }
@@ -98,7 +103,11 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
         while work.try_join_next().is_some() {}
         if buf.len() > MAX_AGENT_LINE_BYTES {
             let _ = tx
-                .send(AgentLine::err(0, ErrorCode::TooLarge, format!("line longer than {MAX_AGENT_LINE_BYTES} bytes; closing")))
+                .send(AgentLine::err(
+                    0,
+                    ErrorCode::TooLarge,
+                    format!("line longer than {MAX_AGENT_LINE_BYTES} bytes; closing"),
+                ))
                 .await;
             break;
         }
@@ -120,7 +129,10 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
             ClientLine::Hello { protocol, client } => {
                 greeted = true;
                 tracing::debug!(conn, %client, protocol, "client connected");
-                let hello = AgentLine::Hello { protocol: AGENT_PROTOCOL_VERSION, agent_version: env!("CARGO_PKG_VERSION").into() };
+                let hello = AgentLine::Hello {
+                    protocol: AGENT_PROTOCOL_VERSION,
+                    agent_version: env!("CARGO_PKG_VERSION").into(),
+                };
                 let _ = tx.send(hello).await;
             }
             _ if !greeted => {
@@ -145,7 +157,12 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
             }
             ClientLine::Unsubscribe { id } => {
                 let _ = agent.core.send(Input::Unsubscribe { conn, id }).await;
-                let _ = tx.send(AgentLine::ok(id, serde_json::to_value(UnsubscribeReply { unsubscribed: id }).unwrap_or_default())).await;
+                let _ = tx
+                    .send(AgentLine::ok(
+                        id,
+                        serde_json::to_value(UnsubscribeReply { unsubscribed: id }).unwrap_or_default(),
+                    ))
+                    .await;
             }
         }
     }

@@ -37,7 +37,7 @@ fn describe(st: &MessageStatusReply, names: &HashMap<String, String>, slug: &str
             if let Some(e) = &st.broker_error {
                 lines.push(format!("per-recipient state unknown now: {e}"));
             }
-            for r in st.recipients.iter().flatten() {
+            for r in st.recipient_states.iter().flatten() {
                 let member = &r.member_id;
                 let who = names.get(member).map_or_else(|| member.clone(), |n| format!("{n} ({member})"));
                 let at = crate::when::message_time(r.at);
@@ -95,7 +95,7 @@ mod tests {
             to: "@backend".into(),
             created_at: 0,
             state: SendState::Accepted { msg_id: "m1".into(), recipients: 2 },
-            recipients: Some(vec![
+            recipient_states: Some(vec![
                 recipient("m_bob", DeliveryState::Seen),
                 recipient("m_eve", DeliveryState::Expired),
             ]),
@@ -116,10 +116,9 @@ mod tests {
         assert!(describe(&pending, &names, "team")[1].starts_with("waiting on this machine for the broker"));
     }
 
-    /// An accepted send's reply must survive the socket. It does not yet: `SendState::Accepted`
-    /// (flattened) has a `recipients` count and the reply a `recipients` list, one JSON key.
+    /// An accepted send's reply survives the socket: the per-recipient list and the flattened
+    /// state's `recipients` count are different keys.
     #[test]
-    #[ignore = "protocol: MessageStatusReply.recipients collides with SendState::Accepted.recipients"]
     fn an_accepted_reply_round_trips() {
         let st = MessageStatusReply {
             client_msg_id: "c1".into(),
@@ -127,7 +126,7 @@ mod tests {
             to: "bob".into(),
             created_at: 0,
             state: SendState::Accepted { msg_id: "m1".into(), recipients: 1 },
-            recipients: Some(vec![recipient("m_bob", DeliveryState::Seen)]),
+            recipient_states: Some(vec![recipient("m_bob", DeliveryState::Seen)]),
             broker_error: None,
         };
         let wire = serde_json::to_value(&st).unwrap();

@@ -23,7 +23,7 @@ use std::time::Duration;
 use claudemesh_agent::{AgentClient, Paths};
 use claudemesh_protocol::limits::HOOK_CONTEXT_MAX_CHARS;
 use claudemesh_protocol::local::{
-    AgentCall, ConfirmReply, HookCall, HookEvent, HookReply, MarkSeenReply, WaitOutcome, WaitReply,
+    AgentCall, ConfirmReply, HookCall, HookEvent, HookReply, WaitOutcome, WaitReply,
 };
 use tokio::io::AsyncReadExt;
 use tokio::time::{Instant, timeout};
@@ -90,33 +90,24 @@ impl Done {
 }
 
 /// Marks seen what a hook showed, once its output was written: the whole lease when every
-/// message it held was shown, else only the ones shown (the rest go back to unseen when the
-/// lease runs out).
+/// message it held was shown, else only the ones shown (the rest are released at once).
 #[derive(Debug)]
 struct Ack {
     client: AgentClient,
     lease: u64,
-    session: String,
     /// The ids shown, when fewer than the lease holds.
     partial: Option<Vec<String>>,
 }
 
 impl Ack {
     async fn send(mut self) -> Result<(), claudemesh_agent::ClientError> {
-        match self.partial {
-            None => {
-                let r: ConfirmReply = self.client.request(AgentCall::Confirm { lease: self.lease }).await?;
-                if r.expired {
-                    debug(
-                        "the lease ran out before the hook confirmed it; the messages will be offered again",
-                    );
-                }
-            }
-            // The API confirms whole leases only: mark the shown ones seen by id.
-            Some(msg_ids) => {
-                let call = AgentCall::MarkSeen { msg_ids, session: Some(self.session) };
-                let _: MarkSeenReply = self.client.request(call).await?;
-            }
+        // Only what was shown becomes seen; the rest of the lease is released at once.
+        let r: ConfirmReply = self
+            .client
+            .request(AgentCall::Confirm { lease: self.lease, msg_ids: self.partial.take() })
+            .await?;
+        if r.expired {
+            debug("the lease ran out before the hook confirmed it; the messages will be offered again");
         }
         Ok(())
     }
@@ -249,7 +240,7 @@ fn show(client: AgentClient, r: HookReply, make: impl FnOnce(String) -> Outcome)
     let Shown { text, shown } = messages_text(&r.messages, r.more, HOOK_CONTEXT_MAX_CHARS);
     let partial =
         (shown < r.messages.len()).then(|| r.messages[..shown].iter().map(|m| m.msg_id.clone()).collect());
-    let ack = r.lease.map(|lease| Ack { client, lease, session: r.session_id.clone(), partial });
+    let ack = r.lease.map(|lease| Ack { client, lease, partial });
     Done { outcome: make(text), ack }
 }
 

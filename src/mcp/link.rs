@@ -58,7 +58,8 @@ impl Link {
     /// that restarted no longer knows them and offers their messages again).
     pub async fn confirm_written(&mut self) {
         for lease in self.written.take() {
-            match self.request_with::<ConfirmReply>(AgentCall::Confirm { lease }, false).await {
+            match self.request_with::<ConfirmReply>(AgentCall::Confirm { lease, msg_ids: None }, false).await
+            {
                 Ok(r) if r.expired => debug(&format!("lease {lease} ran out before it was confirmed")),
                 Ok(r) => debug(&format!("lease {lease}: {} seen", r.confirmed)),
                 Err(e) => debug(&format!("cannot confirm lease {lease}: {e}")),

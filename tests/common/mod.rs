@@ -305,7 +305,7 @@ pub async fn take_and_confirm(c: &mut AgentClient, session: &str) -> InboxReply 
         .await
         .unwrap();
     if let Some(lease) = r.lease {
-        let done: ConfirmReply = c.request(AgentCall::Confirm { lease }).await.unwrap();
+        let done: ConfirmReply = c.request(AgentCall::Confirm { lease, msg_ids: None }).await.unwrap();
         assert!(!done.expired, "the lease ran out before it was confirmed: {done:?}");
     }
     r

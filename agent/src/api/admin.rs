@@ -10,8 +10,8 @@ use tokio::sync::oneshot;
 
 use crate::api::ApiError;
 use crate::core::calls::to_value;
-use crate::shared::Agent;
 use crate::mesh::UplinkCmd;
+use crate::shared::Agent;
 
 /// Sends a request over a mesh's link and waits for its reply (15 s; a broker `error` becomes
 /// its code and message, no answer becomes `unavailable`).
@@ -167,9 +167,7 @@ pub async fn invite_create(agent: &Agent, p: InviteCreate) -> Result<Value, ApiE
 pub async fn invite_list(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
     let mesh_id = mesh_of(agent, mesh)?;
     match request(agent, &mesh_id, Box::new(|req| ClientFrame::InviteList { req })).await? {
-        ServerFrame::Invites { invites, .. } => {
-            to_value(&invites)
-        }
+        ServerFrame::Invites { invites, .. } => to_value(&invites),
         other => Err((ErrorCode::Internal, format!("unexpected reply {}", other.type_name()))),
     }
 }

@@ -16,10 +16,12 @@ pub async fn read(agent: &Agent, p: InboxParams) -> Result<Value, ApiError> {
         None => None,
     };
     let store = agent.store.clone();
-    let records = tokio::task::spawn_blocking(move || store.inbox_all()).await.map_err(internal)?.map_err(internal)?;
+    let records =
+        tokio::task::spawn_blocking(move || store.inbox_all()).await.map_err(internal)?.map_err(internal)?;
     let mut out = Vec::new();
     for rec in records {
-        if mesh.as_ref().is_some_and(|m| m != &rec.mesh_id) || p.msg_id.as_ref().is_some_and(|id| id != &rec.message.msg_id)
+        if mesh.as_ref().is_some_and(|m| m != &rec.mesh_id)
+            || p.msg_id.as_ref().is_some_and(|id| id != &rec.message.msg_id)
         {
             continue;
         }

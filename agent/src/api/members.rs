@@ -69,7 +69,8 @@ pub async fn refresh_directory(agent: &Agent, mesh_id: &str) -> bool {
             // Applied (and in the snapshot) before this returns.
             let (done, applied) = tokio::sync::oneshot::channel();
             let event = UplinkEvent::Directory { members, former, done: Some(done) };
-            agent.core.send(Input::Uplink { mesh: mesh_id.to_string(), event }).await.is_ok() && applied.await.is_ok()
+            agent.core.send(Input::Uplink { mesh: mesh_id.to_string(), event }).await.is_ok()
+                && applied.await.is_ok()
         }
         _ => false,
     }
@@ -147,7 +148,8 @@ pub async fn leave(agent: &Agent, mesh: &str, local_only: bool) -> Result<Value,
     let mesh_id = match agent.view().resolve_mesh(Some(mesh)) {
         Ok(id) => id,
         // In config.json but without a link (its key is unusable): only a local removal works.
-        Err((_, e)) => match Config::load(&agent.paths).ok().and_then(|c| c.mesh(mesh).map(|m| m.id.clone())) {
+        Err((_, e)) => match Config::load(&agent.paths).ok().and_then(|c| c.mesh(mesh).map(|m| m.id.clone()))
+        {
             Some(id) if local_only => id,
             Some(_) => {
                 return Err((

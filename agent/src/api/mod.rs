@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-use claudemesh_protocol::local::{AgentCall, MessageStatusReply, SendState, ShutdownReply, WaitOutcome, WaitReply};
+use claudemesh_protocol::local::{
+    AgentCall, MessageStatusReply, SendState, ShutdownReply, WaitOutcome, WaitReply,
+};
 use serde_json::Value;
 
 use crate::core::Input;
@@ -23,7 +25,6 @@ pub(crate) use crate::error::internal;
 
 /// The longest a `hook_wait` may last (the `Stop` hook is installed with a one-day timeout).
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
-
 
 /// Handles one request of socket connection `conn`.
 pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, ApiError> {
@@ -59,7 +60,9 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
         AgentCall::MessageStatus { msg_id } => message_status(agent, &msg_id).await,
         AgentCall::InviteCreate(p) => admin::invite_create(agent, p).await,
         AgentCall::InviteList { mesh } => admin::invite_list(agent, mesh.as_deref()).await,
-        AgentCall::InviteRevoke { invite_id, mesh } => admin::invite_revoke(agent, mesh.as_deref(), invite_id).await,
+        AgentCall::InviteRevoke { invite_id, mesh } => {
+            admin::invite_revoke(agent, mesh.as_deref(), invite_id).await
+        }
         AgentCall::MemberRemove { member, mesh } => members::remove(agent, mesh.as_deref(), &member).await,
         AgentCall::MemberSet { member, mesh, role, groups } => {
             members::set(agent, mesh.as_deref(), &member, role, groups).await
@@ -100,7 +103,8 @@ struct WaitEnd<'a> {
 
 impl Drop for WaitEnd<'_> {
     fn drop(&mut self) {
-        let input = Input::WaitEnded { session: std::mem::take(&mut self.session), generation: self.generation };
+        let input =
+            Input::WaitEnded { session: std::mem::take(&mut self.session), generation: self.generation };
         if let Err(e) = self.agent.core.try_send(input) {
             tracing::debug!(error = %e, "could not tell the core a hook_wait ended");
         }
@@ -119,14 +123,19 @@ async fn message_status(agent: &Agent, id: &str) -> Result<Value, ApiError> {
         to: sent.to.clone(),
         created_at: sent.created_at,
         state: sent.state.clone(),
-        recipients: None,
+        recipient_states: None,
         broker_error: None,
     };
     if let SendState::Accepted { msg_id, .. } = &sent.state {
         let msg_id = msg_id.clone();
-        match admin::request_raw(agent, &sent.mesh_id, Box::new(move |req| ClientFrame::MessageStatus { req, msg_id })).await
+        match admin::request_raw(
+            agent,
+            &sent.mesh_id,
+            Box::new(move |req| ClientFrame::MessageStatus { req, msg_id }),
+        )
+        .await
         {
-            Ok(ServerFrame::MessageStatus { recipients, .. }) => out.recipients = Some(recipients),
+            Ok(ServerFrame::MessageStatus { recipients, .. }) => out.recipient_states = Some(recipients),
             Ok(ServerFrame::Error(e)) => out.broker_error = Some(e.message),
             Ok(other) => out.broker_error = Some(format!("unexpected reply {}", other.type_name())),
             Err((_, m)) => out.broker_error = Some(m),

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use claudemesh_protocol::frames::{ErrorCode, Target};
 use claudemesh_protocol::limits::{CHECK_MESSAGES_DEFAULT_LIMIT, CHECK_MESSAGES_MAX_CHARS, LEASE_MILLIS};
-use claudemesh_protocol::local::{ConfirmReply, InboxMessage, InboxParams, InboxReply, LocalEvent, MarkSeenReply, Topic};
+use claudemesh_protocol::local::{
+    ConfirmReply, InboxMessage, InboxParams, InboxReply, LocalEvent, MarkSeenReply, Topic,
+};
 use serde_json::Value;
 
 use super::calls::to_value;
@@ -85,7 +87,8 @@ impl Core {
     /// Gives every waiting message the sessions that may take it now (a session opened, joined
     /// a group, or the grace of a closed one ran out).
     pub(crate) fn route_pending(&mut self, now: Instant) -> usize {
-        let waiting: Vec<MsgKey> = self.state.live.iter().filter(|(_, r)| r.pending).map(|(k, _)| k.clone()).collect();
+        let waiting: Vec<MsgKey> =
+            self.state.live.iter().filter(|(_, r)| r.pending).map(|(k, _)| k.clone()).collect();
         let mut moved = 0;
         for key in waiting {
             let Some(rec) = self.state.live.get(&key) else { continue };
@@ -114,8 +117,13 @@ impl Core {
 
     /// Pushes every message of `session` that may be pushed now.
     pub(crate) fn push_session(&mut self, session: &str, now: Instant) -> usize {
-        let keys: Vec<MsgKey> =
-            self.state.live.iter().filter(|(_, r)| r.deliveries.contains_key(session)).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<MsgKey> = self
+            .state
+            .live
+            .iter()
+            .filter(|(_, r)| r.deliveries.contains_key(session))
+            .map(|(k, _)| k.clone())
+            .collect();
         keys.iter().filter(|k| self.push_record(k, session, now)).count()
     }
 
@@ -136,29 +144,44 @@ impl Core {
         if self.publish(Topic::Messages, Some(&mesh), Some(session), &ev) == 0 {
             return false;
         }
-        rec.deliveries.insert(session.to_string(), Delivery { pushed: true, pushed_at: Some(now_ms()), seen: false });
+        rec.deliveries
+            .insert(session.to_string(), Delivery { pushed: true, pushed_at: Some(now_ms()), seen: false });
         self.put(rec);
         true
     }
 
     /// The unseen messages of `session` that `pick` accepts and no lease holds, oldest first.
-    pub(crate) fn candidates(&self, session: &str, pick: impl Fn(&InboxRecord, &Delivery) -> bool) -> Vec<MsgKey> {
+    pub(crate) fn candidates(
+        &self,
+        session: &str,
+        pick: impl Fn(&InboxRecord, &Delivery) -> bool,
+    ) -> Vec<MsgKey> {
         let mut v: Vec<(&InboxRecord, &MsgKey)> = self
             .state
             .live
             .iter()
             .filter(|(k, r)| {
-                r.deliveries.get(session).is_some_and(|d| !d.seen && pick(r, d)) && !self.state.is_leased(k, session)
+                r.deliveries.get(session).is_some_and(|d| !d.seen && pick(r, d))
+                    && !self.state.is_leased(k, session)
             })
             .map(|(k, r)| (r, k))
             .collect();
-        v.sort_by(|a, b| (a.0.message.received_at, &a.0.message.msg_id).cmp(&(b.0.message.received_at, &b.0.message.msg_id)));
+        v.sort_by(|a, b| {
+            (a.0.message.received_at, &a.0.message.msg_id)
+                .cmp(&(b.0.message.received_at, &b.0.message.msg_id))
+        });
         v.into_iter().map(|(_, k)| k.clone()).collect()
     }
 
     /// Takes the first of `keys` that fit `page` for `session` under a new lease. Returns the
     /// messages, the lease (none when nothing was taken) and how many did not fit.
-    pub(crate) fn take(&mut self, session: &str, keys: Vec<MsgKey>, page: &Page, now: Instant) -> (Vec<InboxMessage>, Option<u64>, usize) {
+    pub(crate) fn take(
+        &mut self,
+        session: &str,
+        keys: Vec<MsgKey>,
+        page: &Page,
+        now: Instant,
+    ) -> (Vec<InboxMessage>, Option<u64>, usize) {
         let mut taken = Vec::new();
         let mut chars = 0usize;
         for key in &keys {
@@ -213,7 +236,12 @@ impl Core {
 
     /// `confirm`: the messages of `lease` (or only `msg_ids` of them) were shown: seen. The
     /// others are released at once.
-    pub(crate) fn confirm(&mut self, lease: u64, msg_ids: Option<&[String]>, now: Instant) -> Result<Value, ApiError> {
+    pub(crate) fn confirm(
+        &mut self,
+        lease: u64,
+        msg_ids: Option<&[String]>,
+        now: Instant,
+    ) -> Result<Value, ApiError> {
         let Some(l) = self.state.leases.get(&lease).cloned() else {
             return to_value(&ConfirmReply { confirmed: 0, expired: true });
         };
@@ -239,14 +267,13 @@ impl Core {
     }
 
     /// `mark_seen`: messages marked seen by `session`, or by the user at the CLI.
-    pub(crate) fn mark_seen(&mut self, ids: &[String], session: Option<&str>, _now: Instant) -> Result<Value, ApiError> {
-        let mut keys: Vec<MsgKey> = self
-            .state
-            .live
-            .keys()
-            .filter(|k| ids.contains(&k.1))
-            .cloned()
-            .collect();
+    pub(crate) fn mark_seen(
+        &mut self,
+        ids: &[String],
+        session: Option<&str>,
+        _now: Instant,
+    ) -> Result<Value, ApiError> {
+        let mut keys: Vec<MsgKey> = self.state.live.keys().filter(|k| ids.contains(&k.1)).cloned().collect();
         if session.is_none() {
             // The user may mark what no session holds any more (already seen by one).
             for rec in self.store.inbox_all().map_err(internal)? {

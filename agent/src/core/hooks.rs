@@ -71,7 +71,11 @@ impl Core {
             _ => true,
         };
         let newest = |f: &dyn Fn(&super::state::LocalSession) -> bool| {
-            sessions.values().filter(|s| f(s)).max_by_key(|s| s.last_active).map(|s| s.info.session_id.clone())
+            sessions
+                .values()
+                .filter(|s| f(s))
+                .max_by_key(|s| s.last_active)
+                .map(|s| s.info.session_id.clone())
         };
         let found = call
             .session_id
@@ -88,7 +92,11 @@ impl Core {
             .or_else(|| match call.claude_pid {
                 // The hook's own `claude`: an outer one further up is another session's.
                 Some(own) => newest(&|s| s.claude_pid == Some(own)),
-                None => call.pids.iter().filter(|p| **p > 1).find_map(|pid| newest(&|s| s.claude_pid == Some(*pid))),
+                None => call
+                    .pids
+                    .iter()
+                    .filter(|p| **p > 1)
+                    .find_map(|pid| newest(&|s| s.claude_pid == Some(*pid))),
             })?;
         if let (Some(c), Some(s)) = (&call.claude_session_id, self.state.sessions.get_mut(&found)) {
             s.claude_session = Some(c.clone());
@@ -124,7 +132,8 @@ impl Core {
         } else {
             let now_ms = now_ms();
             let event = call.event;
-            let keys = self.candidates(&sid, |r, d| hook_may_show(d, now_ms) && due(event, r.message.priority, status));
+            let keys = self
+                .candidates(&sid, |r, d| hook_may_show(d, now_ms) && due(event, r.message.priority, status));
             self.take(&sid, keys, &Page { limit: HOOK_PAGE, max_chars: HOOK_CONTEXT_MAX_CHARS }, now)
         };
         to_value(&HookReply { session_id: sid, status, messages, lease, more })
@@ -135,7 +144,9 @@ impl Core {
         let Some(status) = self.state.sessions.get(sid).map(|s| s.info.status) else { return false };
         let now_ms = now_ms();
         !self
-            .candidates(sid, |r: &InboxRecord, d| hook_may_show(d, now_ms) && due(HookEvent::Rewake, r.message.priority, status))
+            .candidates(sid, |r: &InboxRecord, d| {
+                hook_may_show(d, now_ms) && due(HookEvent::Rewake, r.message.priority, status)
+            })
             .is_empty()
     }
 

@@ -17,9 +17,16 @@ pub type Reply = oneshot::Sender<Result<serde_json::Value, ApiError>>;
 pub enum Input {
     /// A socket call the core serves (send, inbox, confirm, mark_seen, session_*, hook). The
     /// reply is sent once what the call changed is committed to the store.
-    Call { conn: u64, call: AgentCall, reply: Reply },
+    Call {
+        conn: u64,
+        call: AgentCall,
+        reply: Reply,
+    },
     /// A connection opened: where its lines go.
-    ConnOpened { conn: u64, tx: mpsc::Sender<AgentLine> },
+    ConnOpened {
+        conn: u64,
+        tx: mpsc::Sender<AgentLine>,
+    },
     /// `subscribe`: the core writes the reply (snapshot and sequence number) itself, before any
     /// event of the subscription.
     Subscribe {
@@ -29,21 +36,39 @@ pub enum Input {
         session: Option<String>,
         mesh: Option<String>,
     },
-    Unsubscribe { conn: u64, id: u64 },
+    Unsubscribe {
+        conn: u64,
+        id: u64,
+    },
     /// The connection went away: its subscriptions end and the sessions it held close.
-    ConnClosed { conn: u64 },
+    ConnClosed {
+        conn: u64,
+    },
     /// `hook_wait` starts: the reply carries its generation and the receiver of its outcome.
-    Wait { session: String, reply: oneshot::Sender<Result<(u64, oneshot::Receiver<WaitOutcome>), ApiError>> },
+    Wait {
+        session: String,
+        reply: oneshot::Sender<Result<(u64, oneshot::Receiver<WaitOutcome>), ApiError>>,
+    },
     /// A `hook_wait` ended without an outcome from the core (timeout, client gone).
-    WaitEnded { session: String, generation: u64 },
+    WaitEnded {
+        session: String,
+        generation: u64,
+    },
     /// Something a mesh's broker link saw.
-    Uplink { mesh: String, event: UplinkEvent },
+    Uplink {
+        mesh: String,
+        event: UplinkEvent,
+    },
     /// A mesh was joined (or its link restarted with a new key or URL).
     MeshAdded(Box<MeshView>),
     /// A mesh was left or dropped from the config.
-    MeshRemoved { mesh: String },
+    MeshRemoved {
+        mesh: String,
+    },
     /// How long a message for a session that went away waits for it (config).
-    SessionGrace { secs: u64 },
+    SessionGrace {
+        secs: u64,
+    },
     /// Time passed: leases expire, waiting session messages move on.
     Tick,
     /// The agent stops: the core commits what it has and returns, releasing the store.
@@ -53,7 +78,12 @@ pub enum Input {
 /// What a broker link reports. Links never write the core's state; they send these.
 #[derive(Debug)]
 pub enum UplinkEvent {
-    Link { state: LinkState, detail: Option<String>, retry_in: Option<std::time::Duration>, refusal: Option<Refusal> },
+    Link {
+        state: LinkState,
+        detail: Option<String>,
+        retry_in: Option<std::time::Duration>,
+        refusal: Option<Refusal>,
+    },
     /// `hello_ack`: this member's role and the broker's public address.
     Hello { role: Role, public_url: Option<String> },
     /// A `members` reply: the whole directory. `done` answers once it is applied.

@@ -18,9 +18,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::ApiError;
+use crate::mesh::UplinkCmd;
 use crate::paths::Paths;
 use crate::store::{Store, StoreOp};
-use crate::mesh::UplinkCmd;
 
 pub(crate) mod calls;
 mod delivery;
@@ -49,7 +49,10 @@ pub enum Effect {
     Reply(Reply, Result<Value, ApiError>),
     Stored(oneshot::Sender<bool>),
     Done(oneshot::Sender<()>),
-    Wait(oneshot::Sender<Result<(u64, oneshot::Receiver<WaitOutcome>), ApiError>>, Result<(u64, oneshot::Receiver<WaitOutcome>), ApiError>),
+    Wait(
+        oneshot::Sender<Result<(u64, oneshot::Receiver<WaitOutcome>), ApiError>>,
+        Result<(u64, oneshot::Receiver<WaitOutcome>), ApiError>,
+    ),
     Woken(oneshot::Sender<WaitOutcome>, WaitOutcome),
     /// A line for one connection (a `subscribe` reply, an event).
     Line(u64, AgentLine),
@@ -74,13 +77,19 @@ pub struct Core {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Core {
     /// A core over `store`, with the live part of the inbox loaded. No session survives an
     /// agent restart: what earlier sessions left unseen waits for the next ones.
-    pub fn new(store: Store, paths: Paths) -> Result<(Self, watch::Receiver<Arc<View>>), crate::store::StoreError> {
+    pub fn new(
+        store: Store,
+        paths: Paths,
+    ) -> Result<(Self, watch::Receiver<Arc<View>>), crate::store::StoreError> {
         let (live, totals) = store.inbox_live()?;
         let mut state = State { inbox_total: totals, ..Default::default() };
         let now = Instant::now();
@@ -96,7 +105,10 @@ impl Core {
             state.live.insert(key, rec);
         }
         if !ops.is_empty() {
-            tracing::info!(messages = ops.len(), "unseen messages of earlier sessions wait for the next session");
+            tracing::info!(
+                messages = ops.len(),
+                "unseen messages of earlier sessions wait for the next session"
+            );
         }
         store.apply(&ops)?;
         let (view, rx) = watch::channel(Arc::new(View::default()));
@@ -150,7 +162,9 @@ impl Core {
             Input::ConnOpened { conn, tx } => {
                 self.state.conns.insert(conn, state::ConnOut { tx, seq: 0 });
             }
-            Input::Subscribe { conn, id, topics, session, mesh } => self.subscribe(conn, id, topics, session, mesh, now),
+            Input::Subscribe { conn, id, topics, session, mesh } => {
+                self.subscribe(conn, id, topics, session, mesh, now)
+            }
             Input::Unsubscribe { conn, id } => {
                 self.state.subs.retain(|s| !(s.conn == conn && s.id == id));
             }
@@ -225,7 +239,10 @@ impl Core {
                     Some(c) => match c.tx.try_send(line) {
                         Ok(()) => false,
                         Err(mpsc::error::TrySendError::Full(_)) => {
-                            tracing::warn!(conn, "client is not reading its events; dropping its subscriptions");
+                            tracing::warn!(
+                                conn,
+                                "client is not reading its events; dropping its subscriptions"
+                            );
                             true
                         }
                         Err(mpsc::error::TrySendError::Closed(_)) => true,
@@ -271,7 +288,13 @@ impl Core {
 
     /// Sends `event` to every subscription it matches: `session` narrows `messages` events;
     /// `mesh` (id) narrows the rest. Returns how many subscriptions got it.
-    pub(crate) fn publish(&mut self, topic: Topic, mesh: Option<&str>, session: Option<&str>, event: &LocalEvent) -> usize {
+    pub(crate) fn publish(
+        &mut self,
+        topic: Topic,
+        mesh: Option<&str>,
+        session: Option<&str>,
+        event: &LocalEvent,
+    ) -> usize {
         let mut targets: Vec<(u64, u64)> = Vec::new();
         for s in &self.state.subs {
             if !s.topics.contains(&topic) {
@@ -328,9 +351,13 @@ pub fn stopping() -> ApiError {
 impl CoreHandle {
     /// Starts `core` on its own thread. It stops on [`Input::Stop`] or when every handle is
     /// dropped; join the returned thread to know its store is closed.
-    pub fn start(core: Core, view: watch::Receiver<Arc<View>>) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+    pub fn start(
+        core: Core,
+        view: watch::Receiver<Arc<View>>,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-        let thread = std::thread::Builder::new().name("claudemesh-core".into()).spawn(move || core.run(rx))?;
+        let thread =
+            std::thread::Builder::new().name("claudemesh-core".into()).spawn(move || core.run(rx))?;
         Ok((Self { tx, view }, thread))
     }
 
@@ -355,7 +382,11 @@ impl CoreHandle {
     }
 
     /// A call the core serves, answered once committed.
-    pub async fn call(&self, conn: u64, call: claudemesh_protocol::local::AgentCall) -> Result<Value, ApiError> {
+    pub async fn call(
+        &self,
+        conn: u64,
+        call: claudemesh_protocol::local::AgentCall,
+    ) -> Result<Value, ApiError> {
         let (reply, rx) = oneshot::channel();
         self.send(Input::Call { conn, call, reply }).await?;
         rx.await.map_err(|_| stopping())?

@@ -35,7 +35,12 @@ impl Core {
                 v.connected_since = (state == LinkState::Connected).then_some(now);
                 tracing::info!(mesh = %slug, ?state, detail = detail.as_deref().unwrap_or(""), "link");
                 self.changed();
-                self.publish(Topic::Links, Some(mesh_id), None, &LocalEvent::Links { mesh: slug, state, detail });
+                self.publish(
+                    Topic::Links,
+                    Some(mesh_id),
+                    None,
+                    &LocalEvent::Links { mesh: slug, state, detail },
+                );
             }
             UplinkEvent::Hello { role, public_url } => {
                 v.config.role = role;
@@ -62,9 +67,17 @@ impl Core {
                 self.effect(Effect::Stored(stored));
             }
             UplinkEvent::Outbox { client_msg_id, state } => {
-                self.write(StoreOp::OutboxFinish { client_msg_id: client_msg_id.clone(), state: state.clone() });
+                self.write(StoreOp::OutboxFinish {
+                    client_msg_id: client_msg_id.clone(),
+                    state: state.clone(),
+                });
                 self.changed();
-                self.publish(Topic::Outbox, Some(mesh_id), None, &LocalEvent::Outbox { mesh: slug, client_msg_id, state });
+                self.publish(
+                    Topic::Outbox,
+                    Some(mesh_id),
+                    None,
+                    &LocalEvent::Outbox { mesh: slug, client_msg_id, state },
+                );
             }
         }
     }
@@ -76,10 +89,12 @@ impl Core {
             if let Some(v) = self.state.meshes.get_mut(mesh_id) {
                 v.apply_event(&e, at);
             }
-            membership |= matches!(e, Event::MemberJoined(_) | Event::MemberUpdated(_) | Event::MemberRemoved { .. });
+            membership |=
+                matches!(e, Event::MemberJoined(_) | Event::MemberUpdated(_) | Event::MemberRemoved { .. });
             // Presence, receipts and expiries go to `presence` subscribers; service events to
             // `services`.
-            let (topic, ev) = if e.is_presence() || matches!(e, Event::Receipt { .. } | Event::Expired { .. }) {
+            let (topic, ev) = if e.is_presence() || matches!(e, Event::Receipt { .. } | Event::Expired { .. })
+            {
                 (Topic::Presence, LocalEvent::Presence { mesh: slug.to_string(), event: e })
             } else {
                 (Topic::Services, LocalEvent::Services { mesh: slug.to_string(), event: e })
@@ -102,7 +117,9 @@ impl Core {
         match self.store.inbox_get(mesh_id, &push.msg_id) {
             Ok(Some(_)) => return,
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, msg_id = %push.msg_id, "cannot check the inbox for a duplicate"),
+            Err(e) => {
+                tracing::warn!(error = %e, msg_id = %push.msg_id, "cannot check the inbox for a duplicate")
+            }
         }
         let Some(v) = self.state.meshes.get(mesh_id) else { return };
         let sender = v.members.get(&push.from.member_id);
@@ -110,7 +127,9 @@ impl Core {
         let opened = match sender.map(|x| from_hex_array::<32>("pubkey", &x.pubkey)) {
             None => Err(format!("sender {} is not in the member directory", push.from.member_id)),
             Some(Err(e)) => Err(e.to_string()),
-            Some(Ok(pk)) => open_message(&push.nonce, &push.ciphertext, &pk, &v.key).map_err(|e| e.to_string()),
+            Some(Ok(pk)) => {
+                open_message(&push.nonce, &push.ciphertext, &pk, &v.key).map_err(|e| e.to_string())
+            }
         };
         // A box authenticates the key pair, not the direction: a box we sealed ourselves, sent
         // back to us as if from the peer, opens too. Our own sessions never send us such mail.
@@ -118,7 +137,8 @@ impl Core {
         let opened = opened.and_then(|p| {
             let own_session = !p.from_session.is_empty() && self.state.sessions.contains_key(&p.from_session);
             if own_session && push.from.member_id != own_member {
-                Err("refused: the box claims one of this agent's own sessions as sender (reflected message)".into())
+                Err("refused: the box claims one of this agent's own sessions as sender (reflected message)"
+                    .into())
             } else {
                 Ok(p)
             }
@@ -146,7 +166,12 @@ impl Core {
             seen: false,
             error,
         };
-        let rec = InboxRecord { message, mesh_id: mesh_id.to_string(), deliveries: Default::default(), pending: false };
+        let rec = InboxRecord {
+            message,
+            mesh_id: mesh_id.to_string(),
+            deliveries: Default::default(),
+            pending: false,
+        };
         self.deliver_new(rec, now);
     }
 }

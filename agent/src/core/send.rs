@@ -14,10 +14,10 @@ use serde_json::Value;
 use super::calls::to_value;
 use super::{Core, Effect, now_ms};
 use crate::error::{ApiError, internal};
+use crate::mesh::UplinkCmd;
 use crate::mesh::resolve::{ResolveError, recipients, resolve_target};
 use crate::mesh::resolve_mesh;
 use crate::store::{InboxRecord, OutboxRecord, StoreOp};
-use crate::mesh::UplinkCmd;
 
 /// The API error for a name that does not resolve.
 pub(crate) fn resolve_err(e: ResolveError) -> ApiError {
@@ -34,7 +34,10 @@ impl Core {
     pub(crate) fn send(&mut self, p: SendParams, now: Instant) -> Result<Value, ApiError> {
         if let Some(k) = &p.idempotency_key {
             if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_BYTES {
-                return Err((ErrorCode::Invalid, format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes")));
+                return Err((
+                    ErrorCode::Invalid,
+                    format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes"),
+                ));
             }
             if let Some(v) = self.store.idempotency_get(k).map_err(internal)? {
                 let mut first: SendReply = serde_json::from_value(v).map_err(internal)?;
@@ -43,7 +46,10 @@ impl Core {
             }
         }
         if p.message.len() > MAX_BODY_BYTES {
-            return Err((ErrorCode::TooLarge, format!("message is {} bytes; at most {MAX_BODY_BYTES}", p.message.len())));
+            return Err((
+                ErrorCode::TooLarge,
+                format!("message is {} bytes; at most {MAX_BODY_BYTES}", p.message.len()),
+            ));
         }
         if p.message.trim().is_empty() {
             return Err((ErrorCode::Invalid, "message is empty".into()));
@@ -51,7 +57,11 @@ impl Core {
         let mesh_id = self.send_mesh(&p)?;
         let from_session = p.from_session.clone().unwrap_or_default();
         let session_name = self.state.sessions.get(&from_session).map(|s| s.info.display_name.clone());
-        let v = self.state.meshes.get(&mesh_id).ok_or_else(|| (ErrorCode::NotFound, "mesh disappeared".to_string()))?;
+        let v = self
+            .state
+            .meshes
+            .get(&mesh_id)
+            .ok_or_else(|| (ErrorCode::NotFound, "mesh disappeared".to_string()))?;
         let target = resolve_target(v, &p.to).map_err(resolve_err)?;
         let siblings = self.siblings(&mesh_id, &from_session, &target);
         let to = match recipients(v, &target) {
@@ -61,7 +71,11 @@ impl Core {
             Err(e) => return Err(resolve_err(e)),
         };
         let from_name = session_name.unwrap_or_else(|| {
-            if v.config.display_name.is_empty() { v.config.member_id.clone() } else { v.config.display_name.clone() }
+            if v.config.display_name.is_empty() {
+                v.config.member_id.clone()
+            } else {
+                v.config.display_name.clone()
+            }
         });
         let (key, slug, own_member) = (v.key.clone(), v.config.slug.clone(), v.config.member_id.clone());
         let mut plaintext = MessagePlaintext::new(from_session.clone(), from_name, p.message);
@@ -70,9 +84,17 @@ impl Core {
         if !siblings.is_empty() {
             self.deliver_to_siblings(&mesh_id, &slug, &own_member, &target, p.priority, &plaintext, now);
         }
-        let mut reply = SendReply { id: None, mesh: slug, target: target.to_string(), recipients: to.len(), local, duplicate: false };
+        let mut reply = SendReply {
+            id: None,
+            mesh: slug,
+            target: target.to_string(),
+            recipients: to.len(),
+            local,
+            duplicate: false,
+        };
         if !to.is_empty() {
-            let envelopes = fan_out(&plaintext, &to, &key).map_err(|e| (ErrorCode::Invalid, e.to_string()))?;
+            let envelopes =
+                fan_out(&plaintext, &to, &key).map_err(|e| (ErrorCode::Invalid, e.to_string()))?;
             let rec = OutboxRecord {
                 client_msg_id: uuid::Uuid::new_v4().to_string(),
                 mesh_id: mesh_id.clone(),
@@ -118,7 +140,11 @@ impl Core {
                 let slugs: Vec<&str> = hits.iter().map(|h| h.1).collect();
                 Err((
                     ErrorCode::Conflict,
-                    format!("{:?} exists in several meshes ({}); say which with --mesh", p.to, slugs.join(", ")),
+                    format!(
+                        "{:?} exists in several meshes ({}); say which with --mesh",
+                        p.to,
+                        slugs.join(", ")
+                    ),
                 ))
             }
         }

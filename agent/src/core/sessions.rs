@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use claudemesh_protocol::frames::{ErrorCode, GroupRole, SessionPatch};
 use claudemesh_protocol::limits::{MAX_DISPLAY_NAME_CHARS, MAX_SESSION_ID_BYTES};
-use claudemesh_protocol::local::{LocalEvent, RegisterReply, SessionRegister, Topic, UpdateReply, WaitOutcome};
+use claudemesh_protocol::local::{
+    LocalEvent, RegisterReply, SessionRegister, Topic, UpdateReply, WaitOutcome,
+};
 use claudemesh_protocol::names::validate_display_name;
 use serde_json::Value;
 
@@ -17,12 +19,17 @@ use super::calls::to_value;
 use super::state::LocalSession;
 use super::{Core, Effect};
 use crate::error::ApiError;
-use crate::mesh::resolve_mesh;
 use crate::mesh::UplinkCmd;
+use crate::mesh::resolve_mesh;
 
 impl Core {
     /// `session_register` from connection `conn`.
-    pub(crate) fn register(&mut self, conn: u64, r: SessionRegister, now: Instant) -> Result<Value, ApiError> {
+    pub(crate) fn register(
+        &mut self,
+        conn: u64,
+        r: SessionRegister,
+        now: Instant,
+    ) -> Result<Value, ApiError> {
         let sid = r.session.session_id.clone();
         if sid.is_empty() {
             return Err((ErrorCode::Invalid, "session_id is required".into()));
@@ -30,7 +37,9 @@ impl Core {
         if sid.len() > MAX_SESSION_ID_BYTES || sid.chars().any(char::is_control) {
             return Err((
                 ErrorCode::Invalid,
-                format!("session_id must be at most {MAX_SESSION_ID_BYTES} bytes, none of them control characters"),
+                format!(
+                    "session_id must be at most {MAX_SESSION_ID_BYTES} bytes, none of them control characters"
+                ),
             ));
         }
         if let (Some(old), Some(pid)) = (self.state.sessions.get(&sid), r.claude_pid)
@@ -84,7 +93,13 @@ impl Core {
         self.session_event(&sid, false);
         self.changed();
         let groups = self.effective_groups(&sid);
-        to_value(&RegisterReply { session_id: sid, display_name: info.display_name, meshes: slugs, waiting, groups })
+        to_value(&RegisterReply {
+            session_id: sid,
+            display_name: info.display_name,
+            meshes: slugs,
+            waiting,
+            groups,
+        })
     }
 
     /// `session_update`: applies the patch, tells the links, and re-routes: a group joined
@@ -175,7 +190,11 @@ impl Core {
             self.put(rec);
         }
         if !mine.is_empty() {
-            tracing::info!(session = sid, messages = mine.len(), "closed with unseen messages; routing them again");
+            tracing::info!(
+                session = sid,
+                messages = mine.len(),
+                "closed with unseen messages; routing them again"
+            );
         }
         if let Some(w) = self.state.waiters.remove(sid) {
             self.effect(Effect::Woken(w.tx, WaitOutcome::Closed));

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use claudemesh_protocol::frames::{ErrorCode, PeerSession, SessionInfo};
 use claudemesh_protocol::local::{
-    LinkState, LocalBrokerStatus, LocalSessionStatus, MemberEntry, MeshEntry, MeshStatus, PeerEntry, Snapshot,
-    StatusReply,
+    LinkState, LocalBrokerStatus, LocalSessionStatus, MemberEntry, MeshEntry, MeshStatus, PeerEntry,
+    Snapshot, StatusReply,
 };
 
 use super::Core;
@@ -54,13 +54,23 @@ impl Core {
             session_id: sid.clone(),
             display_name: s.info.display_name.clone(),
             status: s.info.status,
-            meshes: s.meshes.iter().filter_map(|m| self.state.meshes.get(m)).map(|v| v.config.slug.clone()).collect(),
+            meshes: s
+                .meshes
+                .iter()
+                .filter_map(|m| self.state.meshes.get(m))
+                .map(|v| v.config.slug.clone())
+                .collect(),
             groups,
             claude_pid: s.claude_pid,
             claude_session: s.claude_session.clone(),
             stop_hook_waiting: s.waiting,
             idle_secs: s.last_active.elapsed().as_secs(),
-            unseen: self.state.live.values().filter(|r| r.deliveries.get(sid).is_some_and(|d| !d.seen)).count(),
+            unseen: self
+                .state
+                .live
+                .values()
+                .filter(|r| r.deliveries.get(sid).is_some_and(|d| !d.seen))
+                .count(),
         }
     }
 }
@@ -76,7 +86,11 @@ pub(crate) fn build(core: &Core) -> View {
         .state
         .sessions
         .values()
-        .map(|s| SessionView { info: s.info.clone(), meshes: s.meshes.clone(), status: core.session_status(s) })
+        .map(|s| SessionView {
+            info: s.info.clone(),
+            meshes: s.meshes.clone(),
+            status: core.session_status(s),
+        })
         .collect();
     sessions.sort_by(|a, b| a.info.display_name.cmp(&b.info.display_name));
     View {
@@ -107,7 +121,11 @@ impl View {
     }
 
     /// `status`. `outbox` is the number of unacknowledged sends per mesh id.
-    pub fn status(&self, outbox: &std::collections::BTreeMap<String, usize>, local_broker: Option<LocalBrokerStatus>) -> StatusReply {
+    pub fn status(
+        &self,
+        outbox: &std::collections::BTreeMap<String, usize>,
+        local_broker: Option<LocalBrokerStatus>,
+    ) -> StatusReply {
         let mut meshes: Vec<MeshStatus> = self
             .meshes
             .values()
@@ -142,7 +160,8 @@ impl View {
             })
             .collect();
         meshes.sort_by(|a, b| a.slug.cmp(&b.slug));
-        let mut local_sessions: Vec<LocalSessionStatus> = self.sessions.iter().map(|s| s.status.clone()).collect();
+        let mut local_sessions: Vec<LocalSessionStatus> =
+            self.sessions.iter().map(|s| s.status.clone()).collect();
         local_sessions.sort_by(|a, b| a.display_name.cmp(&b.display_name));
         StatusReply {
             agent_version: env!("CARGO_PKG_VERSION").into(),
@@ -158,7 +177,10 @@ impl View {
 
     /// The `subscribe` snapshot (outbox counts are not in the view; `status` has them).
     pub fn snapshot(&self, local_broker: Option<LocalBrokerStatus>) -> Snapshot {
-        Snapshot { status: self.status(&Default::default(), local_broker), peers: self.peers(None).unwrap_or_default() }
+        Snapshot {
+            status: self.status(&Default::default(), local_broker),
+            peers: self.peers(None).unwrap_or_default(),
+        }
     }
 
     /// `meshes`.
@@ -182,7 +204,9 @@ impl View {
 
     /// This agent's sessions on mesh `id` that the broker has not echoed yet.
     fn unechoed<'a>(&'a self, id: &'a str, v: &'a MeshView) -> impl Iterator<Item = &'a SessionView> + 'a {
-        self.sessions.iter().filter(move |s| s.meshes.iter().any(|m| m == id) && !v.peers.contains_key(&s.info.session_id))
+        self.sessions
+            .iter()
+            .filter(move |s| s.meshes.iter().any(|m| m == id) && !v.peers.contains_key(&s.info.session_id))
     }
 
     /// `peers`: cached presence plus this agent's own sessions at once.
@@ -192,7 +216,11 @@ impl View {
             let Some(v) = self.meshes.get(&id) else { continue };
             let own: Vec<PeerSession> = self
                 .unechoed(&id, v)
-                .map(|s| PeerSession { member_id: v.config.member_id.clone(), session: s.info.clone(), connected_since: 0 })
+                .map(|s| PeerSession {
+                    member_id: v.config.member_id.clone(),
+                    session: s.info.clone(),
+                    connected_since: 0,
+                })
                 .collect();
             for p in v.peers.values().chain(own.iter()) {
                 out.push(PeerEntry {
@@ -203,7 +231,9 @@ impl View {
                 });
             }
         }
-        out.sort_by(|a, b| (&a.mesh, &a.peer.session.display_name).cmp(&(&b.mesh, &b.peer.session.display_name)));
+        out.sort_by(|a, b| {
+            (&a.mesh, &a.peer.session.display_name).cmp(&(&b.mesh, &b.peer.session.display_name))
+        });
         Ok(out)
     }
 

@@ -43,7 +43,8 @@ impl LocalSession {
     /// to the member and not left.
     pub fn in_group(&self, g: &str, view: Option<&MeshView>) -> bool {
         self.info.groups.iter().any(|x| x.name == g)
-            || (!self.left_groups.contains(g) && view.is_some_and(|v| v.granted_groups().iter().any(|x| x == g)))
+            || (!self.left_groups.contains(g)
+                && view.is_some_and(|v| v.granted_groups().iter().any(|x| x == g)))
     }
 
     /// The groups it is in now on `view`'s mesh, sorted.

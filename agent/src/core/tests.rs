@@ -11,8 +11,8 @@ use claudemesh_protocol::frames::{
 };
 use claudemesh_protocol::limits::LEASE_MILLIS;
 use claudemesh_protocol::local::{
-    AgentCall, ConfirmReply, HookCall, HookEvent, HookReply, InboxParams, InboxReply, RegisterReply, SessionRegister,
-    UpdateReply,
+    AgentCall, ConfirmReply, HookCall, HookEvent, HookReply, InboxParams, InboxReply, RegisterReply,
+    SessionRegister, UpdateReply,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
@@ -66,7 +66,10 @@ fn setup(granted: &[&str]) -> T {
     };
     let (tx, rx) = mpsc::channel(1024);
     let mut view = MeshView::new(config, bob.clone(), tx, Default::default());
-    view.set_directory(vec![member("m_bob", "bob", &bob, granted), member("m_alice", "alice", &alice, &[])], vec![]);
+    view.set_directory(
+        vec![member("m_bob", "bob", &bob, granted), member("m_alice", "alice", &alice, &[])],
+        vec![],
+    );
     let now = Instant::now();
     core.handle(Input::MeshAdded(Box::new(view)), now);
     core.finish_turn();
@@ -95,7 +98,8 @@ impl T {
     fn push(&mut self, target: Target, priority: Priority) -> String {
         self.n += 1;
         let id = format!("msg_{}", self.n);
-        let plain = MessagePlaintext::new("s-alice".to_string(), "alice".to_string(), format!("hello {}", self.n));
+        let plain =
+            MessagePlaintext::new("s-alice".to_string(), "alice".to_string(), format!("hello {}", self.n));
         let sealed = seal_message(&plain, self.bob.public(), &self.alice).unwrap();
         let push = Push {
             msg_id: id.clone(),
@@ -150,9 +154,11 @@ fn a_take_not_confirmed_comes_back_after_the_lease_and_a_confirmed_one_never_doe
     t.tick(Duration::from_millis(LEASE_MILLIS + 1));
     let again = t.take("s1");
     assert_eq!(ids(&again), [a.clone()], "nobody confirmed: unseen again");
-    let late: ConfirmReply = t.call(1, AgentCall::Confirm { lease: first.lease.unwrap(), msg_ids: None }).unwrap();
+    let late: ConfirmReply =
+        t.call(1, AgentCall::Confirm { lease: first.lease.unwrap(), msg_ids: None }).unwrap();
     assert!(late.expired && late.confirmed == 0);
-    let ok: ConfirmReply = t.call(1, AgentCall::Confirm { lease: again.lease.unwrap(), msg_ids: None }).unwrap();
+    let ok: ConfirmReply =
+        t.call(1, AgentCall::Confirm { lease: again.lease.unwrap(), msg_ids: None }).unwrap();
     assert_eq!((ok.confirmed, ok.expired), (1, false));
     t.tick(Duration::from_millis(LEASE_MILLIS + 1));
     assert!(t.take("s1").messages.is_empty(), "seen stays seen");
@@ -166,7 +172,9 @@ fn a_partial_confirm_releases_the_rest_at_once() {
     let b = t.push(Target::Member("m_bob".into()), Priority::Low);
     let r = t.take("s1");
     assert_eq!(ids(&r), [a, b.clone()]);
-    let c: ConfirmReply = t.call(1, AgentCall::Confirm { lease: r.lease.unwrap(), msg_ids: Some(vec![ids(&r)[0].clone()]) }).unwrap();
+    let c: ConfirmReply = t
+        .call(1, AgentCall::Confirm { lease: r.lease.unwrap(), msg_ids: Some(vec![ids(&r)[0].clone()]) })
+        .unwrap();
     assert_eq!(c.confirmed, 1);
     assert_eq!(ids(&t.take("s1")), [b]);
 }
@@ -239,7 +247,13 @@ fn a_hook_skips_a_fresh_push_but_shows_one_left_unseen_past_the_grace() {
     t.register(1, "s1");
     let (tx, _rx) = mpsc::channel(64);
     t.core.handle(Input::ConnOpened { conn: 1, tx }, t.now);
-    let sub = Input::Subscribe { conn: 1, id: 9, topics: vec![claudemesh_protocol::local::Topic::Messages], session: Some("s1".into()), mesh: None };
+    let sub = Input::Subscribe {
+        conn: 1,
+        id: 9,
+        topics: vec![claudemesh_protocol::local::Topic::Messages],
+        session: Some("s1".into()),
+        mesh: None,
+    };
     t.core.handle(sub, t.now);
     t.core.finish_turn();
     let a = t.push(Target::Member("m_bob".into()), Priority::Now);
@@ -269,7 +283,11 @@ fn a_hook_of_another_claude_does_not_act_as_the_session_it_inherited() {
     let mut t = setup(&[]);
     let r = SessionRegister {
         meshes: vec![],
-        session: SessionInfo { session_id: "outer".into(), display_name: "outer".into(), ..Default::default() },
+        session: SessionInfo {
+            session_id: "outer".into(),
+            display_name: "outer".into(),
+            ..Default::default()
+        },
         claude_pid: Some(100),
         default_name: false,
     };

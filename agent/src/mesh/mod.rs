@@ -128,11 +128,19 @@ impl MeshView {
                 self.members.insert(m.member_id.clone(), m.clone());
             }
             Event::MemberRemoved { member_id, reason, display_name } => {
-                let name =
-                    self.members.remove(member_id).map(|m| m.display_name).unwrap_or_else(|| display_name.clone());
+                let name = self
+                    .members
+                    .remove(member_id)
+                    .map(|m| m.display_name)
+                    .unwrap_or_else(|| display_name.clone());
                 self.former.insert(
                     member_id.clone(),
-                    FormerMember { member_id: member_id.clone(), display_name: name, reason: *reason, at: now_ms },
+                    FormerMember {
+                        member_id: member_id.clone(),
+                        display_name: name,
+                        reason: *reason,
+                        at: now_ms,
+                    },
                 );
                 self.peers.retain(|_, p| &p.member_id != member_id);
             }

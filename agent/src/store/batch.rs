@@ -9,8 +9,8 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    IDEMPOTENCY, INBOX, InboxRecord, OUTBOX, OutboxRecord, SENT, SendState, SentRecord, Store, StoreError, db_err,
-    index_unseen, key,
+    IDEMPOTENCY, INBOX, InboxRecord, OUTBOX, OutboxRecord, SENT, SendState, SentRecord, Store, StoreError,
+    db_err, index_unseen, key,
 };
 
 /// One write of a batch.
@@ -66,7 +66,8 @@ impl Store {
                     }
                     StoreOp::OutboxFinish { client_msg_id, state } => {
                         outbox.remove(client_msg_id.as_str()).map_err(db_err)?;
-                        let old = sent.get(client_msg_id.as_str()).map_err(db_err)?.map(|v| v.value().to_vec());
+                        let old =
+                            sent.get(client_msg_id.as_str()).map_err(db_err)?.map(|v| v.value().to_vec());
                         if let Some(bytes) = old
                             && let Ok(mut record) = serde_json::from_slice::<SentRecord>(&bytes)
                         {
@@ -76,7 +77,8 @@ impl Store {
                         }
                     }
                     StoreOp::Idempotency { key, reply, at } => {
-                        let b = serde_json::to_vec(&IdemRecord { reply: reply.clone(), at: *at }).map_err(db_err)?;
+                        let b = serde_json::to_vec(&IdemRecord { reply: reply.clone(), at: *at })
+                            .map_err(db_err)?;
                         idem.insert(key.as_str(), b.as_slice()).map_err(db_err)?;
                     }
                 }

@@ -94,7 +94,11 @@ impl<'a> Link<'a> {
             .map_err(|e| End::Lost(format!("send failed: {e}")))
     }
 
-    pub(super) async fn request(&mut self, build: impl FnOnce(u64) -> ClientFrame, p: Pending) -> Result<(), End> {
+    pub(super) async fn request(
+        &mut self,
+        build: impl FnOnce(u64) -> ClientFrame,
+        p: Pending,
+    ) -> Result<(), End> {
         let req = self.next_req();
         self.pending.insert(req, p);
         self.send(&build(req)).await

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use claudemesh_protocol::crypto::{random_bytes, sign_hello};
-use claudemesh_protocol::frames::{
-    ClientFrame, ErrorCode, ErrorFrame, Hello, ServerFrame,
-};
+use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ErrorFrame, Hello, ServerFrame};
 use claudemesh_protocol::local::LinkState;
 use tokio::sync::mpsc;
 use tokio::time::sleep;
@@ -147,7 +145,12 @@ pub async fn run(
         };
         let wait = backoff.next_wait();
         // When it retries is in `retry_in_secs` (status shows it beside the reason).
-        let event = UplinkEvent::Link { state: LinkState::Disconnected, detail: Some(why), retry_in: Some(wait), refusal };
+        let event = UplinkEvent::Link {
+            state: LinkState::Disconnected,
+            detail: Some(why),
+            retry_in: Some(wait),
+            refusal,
+        };
         report(&agent, &mesh_id, event).await;
         tokio::select! {
             _ = cancel.cancelled() => return,

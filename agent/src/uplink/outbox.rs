@@ -38,7 +38,9 @@ impl Link<'_> {
         self.finished.retain(|id| records.iter().any(|r| &r.client_msg_id == id));
         let waiting: Vec<_> = records
             .into_iter()
-            .filter(|r| !self.inflight.contains_key(&r.client_msg_id) && !self.finished.contains(&r.client_msg_id))
+            .filter(|r| {
+                !self.inflight.contains_key(&r.client_msg_id) && !self.finished.contains(&r.client_msg_id)
+            })
             .collect();
         if waiting.is_empty() {
             // Nothing left to send: the pace ends with the backlog.
@@ -118,10 +120,15 @@ impl Link<'_> {
                 self.reseal(&id, &message).await?;
             }
             ServerFrame::Error(e) => {
-                self.finish(&id, SendState::Failed { error: format!("{}: {}", e.code.as_str(), e.message) }).await
+                self.finish(&id, SendState::Failed { error: format!("{}: {}", e.code.as_str(), e.message) })
+                    .await
             }
             other => {
-                self.finish(&id, SendState::Failed { error: format!("unexpected reply {}", other.type_name()) }).await
+                self.finish(
+                    &id,
+                    SendState::Failed { error: format!("unexpected reply {}", other.type_name()) },
+                )
+                .await
             }
         }
         Ok(())
@@ -131,7 +138,8 @@ impl Link<'_> {
     /// turn's other writes) and tells the `outbox` topic.
     async fn finish(&mut self, id: &str, state: SendState) {
         self.finished.insert(id.to_string());
-        super::report(self.agent, self.mesh_id, UplinkEvent::Outbox { client_msg_id: id.to_string(), state }).await;
+        super::report(self.agent, self.mesh_id, UplinkEvent::Outbox { client_msg_id: id.to_string(), state })
+            .await;
     }
 
     /// The directory was stale: refresh it and seal the message again to the right members.

@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{InboxMessage, LinkState, WaitOutcome};
-use crate::frames::{
-    ErrorCode, GroupRole, MemberInfo, PeerSession, RecipientStatus, Role, SessionStatus,
-};
+use crate::frames::{ErrorCode, GroupRole, MemberInfo, PeerSession, RecipientStatus, Role, SessionStatus};
 
 /// `status`: the agent, its meshes and its local sessions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -222,8 +220,9 @@ pub struct MessageStatusReply {
     pub created_at: u64,
     #[serde(flatten)]
     pub state: SendState,
+    /// Each recipient member's state (queued, delivered to its agent, seen), once accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipients: Option<Vec<RecipientStatus>>,
+    pub recipient_states: Option<Vec<RecipientStatus>>,
     /// Why the broker could not be asked, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_error: Option<String>,
