@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use claudemesh_agent::{AgentClient, ClientError, Paths};
-use claudemesh_protocol::frames::{SessionInfo, SessionPatch};
+use claudemesh_protocol::frames::{GroupRole, SessionInfo, SessionPatch};
 use claudemesh_protocol::limits::AGENT_CALL_TIMEOUT_MILLIS;
 use claudemesh_protocol::local::{AgentCall, ConfirmReply, RegisterReply, SessionRegister, UpdateReply};
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -30,6 +30,8 @@ pub struct Link {
     client: Option<AgentClient>,
     /// Leases of tool results already written, to confirm before anything else.
     written: Written,
+    /// See [`Link::groups`].
+    groups: Vec<GroupRole>,
 }
 
 /// Whether `e` means the connection broke (so a new one may succeed), not that the agent
@@ -51,7 +53,8 @@ impl Link {
         meshes: Vec<String>,
         written: Written,
     ) -> Self {
-        Self { paths, session, claude_pid, default_name, meshes, client: None, written }
+        let groups = session.groups.clone();
+        Self { paths, session, claude_pid, default_name, meshes, client: None, written, groups }
     }
 
     /// Confirms the leases of the tool results written so far (never starting an agent: one
@@ -75,9 +78,10 @@ impl Link {
         &self.paths
     }
 
-    /// The session as this server last described it to the agent.
-    pub fn session(&self) -> &SessionInfo {
-        &self.session
+    /// The groups the session is in, as the agent last said: those it declared and those
+    /// granted to the member that it did not leave. A `groups` patch gives the whole set.
+    pub fn groups(&self) -> &[GroupRole] {
+        &self.groups
     }
 
     /// The connected client, connecting (starting the agent if needed, unless `!start`) and
@@ -100,6 +104,7 @@ impl Link {
                 .await?;
             // A default name may come back made distinct (`repo-2`): keep it for re-registering.
             self.session.display_name = r.display_name;
+            self.groups = r.groups;
             debug(&format!("registered session {} ({} waiting)", r.session_id, r.waiting));
             self.client = Some(c);
         }
@@ -177,8 +182,10 @@ impl Link {
     /// idempotent), then to the local copy (kept for re-registration).
     pub async fn update(&mut self, patch: SessionPatch) -> Result<UpdateReply, ClientError> {
         let session_id = self.session.session_id.clone();
-        let r = self.request_retry(AgentCall::SessionUpdate { session_id, patch: patch.clone() }).await?;
+        let r: UpdateReply =
+            self.request_retry(AgentCall::SessionUpdate { session_id, patch: patch.clone() }).await?;
         patch.apply(&mut self.session);
+        self.groups.clone_from(&r.groups);
         Ok(r)
     }
 

@@ -282,7 +282,8 @@ async fn join_group(link: &Shared, args: &Args) -> ToolResult {
         return Err(fail(format!("{name:?} is not a valid group name: {e}")));
     }
     let mut l = link.lock().await;
-    let mut groups = l.session().groups.clone();
+    // The whole set the session is in (granted groups included), with this one added.
+    let mut groups = l.groups().to_vec();
     groups.retain(|g| g.name != name);
     groups.push(GroupRole { name: name.clone(), role: opt_str(args, "role") });
     let patch = SessionPatch { groups: Some(groups), ..Default::default() };
@@ -293,7 +294,8 @@ async fn join_group(link: &Shared, args: &Args) -> ToolResult {
 async fn leave_group(link: &Shared, args: &Args) -> ToolResult {
     let name = str_arg(args, "name")?.trim_start_matches('@').to_string();
     let mut l = link.lock().await;
-    let mut groups = l.session().groups.clone();
+    // Leaving a group granted to the member works too: the patch is the whole set without it.
+    let mut groups = l.groups().to_vec();
     let before = groups.len();
     groups.retain(|g| g.name != name);
     if groups.len() == before {
