@@ -156,7 +156,8 @@ fn finish(rt: &tokio::runtime::Runtime, done: Done) -> ExitCode {
         Outcome::Nothing => (false, ExitCode::SUCCESS),
     };
     if written && let Some(ack) = done.ack {
-        match rt.block_on(timeout(SYNC_BUDGET, ack.send())) {
+        // The timer must be made inside the runtime.
+        match rt.block_on(async { timeout(SYNC_BUDGET, ack.send()).await }) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => debug(&format!("cannot confirm what was shown: {e}")),
             Err(_) => debug("the agent did not confirm in time"),

@@ -140,9 +140,10 @@ pub async fn status(c: &mut AgentClient) -> StatusReply {
     c.request(AgentCall::Status).await.unwrap()
 }
 
-/// The `status` entry of the agent's first mesh.
+/// The `status` entry of the agent's first mesh (a default one, `connecting` with nothing in it,
+/// while the agent has not taken the mesh in yet).
 pub async fn mesh_status(c: &mut AgentClient) -> MeshStatus {
-    status(c).await.meshes.swap_remove(0)
+    status(c).await.meshes.into_iter().next().unwrap_or_default()
 }
 
 /// Polls the first mesh's `status` entry until `pred` holds (20 s at most); returns it.

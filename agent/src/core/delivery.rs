@@ -225,9 +225,24 @@ impl Core {
                 max_chars: p.max_chars.unwrap_or(CHECK_MESSAGES_MAX_CHARS) as usize,
             };
             let keys = self.candidates(session, |r, _| in_mesh(r) && wanted(r));
-            let (messages, lease, more) = self.take(session, keys, &page, now);
+            let (mut messages, lease, more) = self.take(session, keys, &page, now);
             if let Some(s) = self.state.sessions.get_mut(session) {
                 s.last_active = now;
+            }
+            if p.all || p.msg_id.is_some() {
+                // History first: what the session saw already (the newest `limit`), marked seen.
+                let mut seen: Vec<InboxMessage> = self
+                    .store
+                    .inbox_all()
+                    .map_err(internal)?
+                    .into_iter()
+                    .filter(|r| in_mesh(r) && wanted(r) && r.deliveries.get(session).is_some_and(|d| d.seen))
+                    .map(|r| InboxMessage { seen: true, ..r.message })
+                    .collect();
+                let skip = seen.len().saturating_sub(page.limit);
+                seen.drain(..skip);
+                seen.append(&mut messages);
+                messages = seen;
             }
             return to_value(&InboxReply { messages, lease, more });
         }

@@ -329,3 +329,30 @@ fn an_agent_restart_releases_every_session_and_loses_nothing() {
     assert_eq!(keys.len(), 3);
     assert!(keys.values().all(|p| *p == 1), "all waiting for the next session: {keys:?}");
 }
+
+#[test]
+fn what_a_hook_showed_and_confirmed_is_reported_seen_to_the_sender() {
+    let mut t = setup(&[]);
+    t.register(1, "s1");
+    let a = t.push(Target::Member("m_bob".into()), Priority::Now);
+    let hook = HookCall {
+        event: HookEvent::PostToolUse,
+        session_id: Some("s1".into()),
+        claude_session_id: None,
+        pids: vec![],
+        status_only: false,
+        claude_pid: None,
+    };
+    let r: HookReply = t.call(3, AgentCall::Hook(hook)).unwrap();
+    assert_eq!(r.messages.len(), 1);
+    while t._uplink.try_recv().is_ok() {}
+    let c: ConfirmReply = t.call(3, AgentCall::Confirm { lease: r.lease.unwrap(), msg_ids: Some(vec![a.clone()]) }).unwrap();
+    assert_eq!(c.confirmed, 1);
+    let mut receipts = Vec::new();
+    while let Ok(cmd) = t._uplink.try_recv() {
+        if let UplinkCmd::Receipt(ids) = cmd {
+            receipts.extend(ids);
+        }
+    }
+    assert_eq!(receipts, [a]);
+}
