@@ -75,7 +75,7 @@ async fn sessions_that_came_and_went(
                  all presence events seen:\n{seen:#?}"
             );
         };
-        let v = serde_json::to_value(ev.unwrap().1).unwrap();
+        let v = serde_json::to_value(ev.unwrap().2).unwrap();
         let e = &v["data"]["event"];
         let sid = e["data"]["session_id"].as_str().unwrap_or_default().to_string();
         match e["kind"].as_str() {

@@ -346,7 +346,8 @@ fn what_a_hook_showed_and_confirmed_is_reported_seen_to_the_sender() {
     let r: HookReply = t.call(3, AgentCall::Hook(hook)).unwrap();
     assert_eq!(r.messages.len(), 1);
     while t._uplink.try_recv().is_ok() {}
-    let c: ConfirmReply = t.call(3, AgentCall::Confirm { lease: r.lease.unwrap(), msg_ids: Some(vec![a.clone()]) }).unwrap();
+    let c: ConfirmReply =
+        t.call(3, AgentCall::Confirm { lease: r.lease.unwrap(), msg_ids: Some(vec![a.clone()]) }).unwrap();
     assert_eq!(c.confirmed, 1);
     let mut receipts = Vec::new();
     while let Ok(cmd) = t._uplink.try_recv() {
