@@ -102,7 +102,7 @@ async fn set_groups(c: &mut AgentClient, sid: &str, groups: &[String]) -> Value 
 /// Waits until bob's agent holds `n` messages in its inbox (seen or not, routed or waiting).
 async fn wait_inbox_count(c: &mut AgentClient, n: u64) {
     for _ in 0..200 {
-        if mesh_status(c).await.inbox as u64 >= n as u64 {
+        if mesh_status(c).await.inbox as u64 >= n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -105,7 +105,7 @@ impl Drop for WaitEnd<'_> {
     fn drop(&mut self) {
         let input =
             Input::WaitEnded { session: std::mem::take(&mut self.session), generation: self.generation };
-        if let Err(e) = self.agent.core.try_send(input) {
+        if let Err((_, e)) = self.agent.core.try_send(input) {
             tracing::debug!(error = %e, "could not tell the core a hook_wait ended");
         }
     }

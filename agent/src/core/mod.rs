@@ -376,9 +376,13 @@ impl CoreHandle {
         self.tx.send(input).await.map_err(|_| stopping())
     }
 
-    /// Sends an input without waiting (for drop handlers); fails when the queue is full.
-    pub fn try_send(&self, input: Input) -> Result<(), mpsc::error::TrySendError<Input>> {
-        self.tx.try_send(input)
+    /// Sends an input without waiting (for drop handlers); fails when the queue is full or
+    /// the core is gone.
+    pub fn try_send(&self, input: Input) -> Result<(), ApiError> {
+        self.tx.try_send(input).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => (ErrorCode::Unavailable, "the agent is busy".to_string()),
+            mpsc::error::TrySendError::Closed(_) => stopping(),
+        })
     }
 
     /// A call the core serves, answered once committed.
