@@ -19,12 +19,7 @@ use faults::*;
 /// alice and bob as real agent processes, bob with session `s-bob` ("bob-desk", held open by
 /// the returned client) and `n` messages from alice waiting unseen for it.
 async fn bob_with_waiting(w: &World, n: usize) -> (AgentProcess, AgentProcess, AgentClient, Vec<String>) {
-    let (alice_paths, bob_paths) = (w.member("alice").await, w.member("bob").await);
-    let alice = AgentProcess::start(&alice_paths).await;
-    let bob = AgentProcess::start(&bob_paths).await;
-    let (mut a, mut b) = (alice.client().await, bob.client().await);
-    wait_connected(&mut a).await;
-    wait_connected(&mut b).await;
+    let (alice_paths, alice, mut a, _, bob, mut b) = two_agents(w).await;
     register(&mut b, "s-bob", "bob-desk", &[]).await;
     register(&mut a, "s-alice", "alice-desk", &[]).await;
     wait_peer(&mut a, "bob-desk").await;

@@ -25,12 +25,7 @@ const BURST: usize = 5;
 async fn a_dm_arriving_while_a_session_registers_reaches_it() {
     within(240, async {
         let w = World::start().await;
-        let (alice_paths, bob_paths) = (w.member("alice").await, w.member("bob").await);
-        let alice = AgentProcess::start(&alice_paths).await;
-        let bob = AgentProcess::start(&bob_paths).await;
-        let (mut a, mut b) = (alice.client().await, bob.client().await);
-        wait_connected(&mut a).await;
-        wait_connected(&mut b).await;
+        let (alice_paths, _alice, mut a, bob_paths, _bob, _b) = two_agents(&w).await;
         bounded("register", register(&mut a, "s-alice", "alice-desk", &[])).await;
 
         let mut failures = Vec::new();

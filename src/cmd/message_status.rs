@@ -24,9 +24,10 @@ fn state_text(state: DeliveryState) -> &'static str {
 /// The lines describing `st` (the agent's `message_status` answer); `names` maps member ids to
 /// display names and `slug` is the mesh's.
 fn describe(st: &MessageStatusReply, names: &HashMap<String, String>, slug: &str) -> Vec<String> {
-    let sent = crate::when::message_time(st.created_at);
-    let mut lines = vec![format!("message {} to {} in {slug}, sent {sent}", st.client_msg_id, st.to)];
-    match &st.state {
+    let sent = crate::when::message_time(st.sent.created_at);
+    let mut lines =
+        vec![format!("message {} to {} in {slug}, sent {sent}", st.sent.client_msg_id, st.sent.to)];
+    match &st.sent.state {
         SendState::Pending => lines
             .push("waiting on this machine for the broker; the agent sends it when the link is up".into()),
         SendState::Failed { error } => {
@@ -55,7 +56,7 @@ pub async fn run(a: MessageStatusArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", serde_json::to_string_pretty(&st)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mesh_id = st.mesh_id.as_str();
+    let mesh_id = st.sent.mesh_id.as_str();
     let config = Config::load(&super::paths()).ok();
     let mesh = config.as_ref().and_then(|cfg| cfg.meshes.iter().find(|m| m.id == mesh_id));
     let slug = mesh.map_or(mesh_id, |m| m.slug.as_str());
@@ -73,6 +74,7 @@ pub async fn run(a: MessageStatusArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use claudemesh_protocol::frames::RecipientStatus;
+    use claudemesh_protocol::local::SentRecord;
     use serde_json::json;
 
     use super::*;
@@ -90,11 +92,13 @@ mod tests {
     fn each_state_reads_as_what_it_means() {
         let names = HashMap::from([("m_bob".to_string(), "bob".to_string())]);
         let st = MessageStatusReply {
-            client_msg_id: "c1".into(),
-            mesh_id: "x".into(),
-            to: "@backend".into(),
-            created_at: 0,
-            state: SendState::Accepted { msg_id: "m1".into(), recipients: 2 },
+            sent: SentRecord {
+                client_msg_id: "c1".into(),
+                mesh_id: "x".into(),
+                to: "@backend".into(),
+                created_at: 0,
+                state: SendState::Accepted { msg_id: "m1".into(), recipients: 2 },
+            },
             recipient_states: Some(vec![
                 recipient("m_bob", DeliveryState::Seen),
                 recipient("m_eve", DeliveryState::Expired),
@@ -121,11 +125,13 @@ mod tests {
     #[test]
     fn an_accepted_reply_round_trips() {
         let st = MessageStatusReply {
-            client_msg_id: "c1".into(),
-            mesh_id: "x".into(),
-            to: "bob".into(),
-            created_at: 0,
-            state: SendState::Accepted { msg_id: "m1".into(), recipients: 1 },
+            sent: SentRecord {
+                client_msg_id: "c1".into(),
+                mesh_id: "x".into(),
+                to: "bob".into(),
+                created_at: 0,
+                state: SendState::Accepted { msg_id: "m1".into(), recipients: 1 },
+            },
             recipient_states: Some(vec![recipient("m_bob", DeliveryState::Seen)]),
             broker_error: None,
         };

@@ -15,7 +15,19 @@ use claudemesh_protocol::local::{
 };
 use tokio::io::AsyncWriteExt;
 
-use crate::common::send_call;
+use crate::common::{AgentProcess, World, send_call, wait_connected};
+
+/// alice and bob, each with a running agent connected to the world's broker, and a client of
+/// each: `(alice paths, alice, a, bob paths, bob, b)`.
+pub async fn two_agents(w: &World) -> (Paths, AgentProcess, AgentClient, Paths, AgentProcess, AgentClient) {
+    let (alice_paths, bob_paths) = (w.member("alice").await, w.member("bob").await);
+    let alice = AgentProcess::start(&alice_paths).await;
+    let bob = AgentProcess::start(&bob_paths).await;
+    let (mut a, mut b) = (alice.client().await, bob.client().await);
+    wait_connected(&mut a).await;
+    wait_connected(&mut b).await;
+    (alice_paths, alice, a, bob_paths, bob, b)
+}
 
 /// Every agent call in these tests is bounded: a stalled agent fails the test, never hangs it.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);

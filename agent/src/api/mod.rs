@@ -117,15 +117,7 @@ async fn message_status(agent: &Agent, id: &str) -> Result<Value, ApiError> {
         .sent(id)
         .map_err(internal)?
         .ok_or_else(|| (ErrorCode::NotFound, format!("no message {id} sent from this machine")))?;
-    let mut out = MessageStatusReply {
-        client_msg_id: sent.client_msg_id.clone(),
-        mesh_id: sent.mesh_id.clone(),
-        to: sent.to.clone(),
-        created_at: sent.created_at,
-        state: sent.state.clone(),
-        recipient_states: None,
-        broker_error: None,
-    };
+    let mut out = MessageStatusReply { sent: sent.clone(), recipient_states: None, broker_error: None };
     if let SendState::Accepted { msg_id, .. } = &sent.state {
         let msg_id = msg_id.clone();
         match admin::request_raw(

@@ -88,15 +88,8 @@ pub struct OutboxRecord {
 /// Where a send stands, kept for `message_status`.
 pub use claudemesh_protocol::local::SendState;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SentRecord {
-    pub client_msg_id: String,
-    pub mesh_id: String,
-    pub to: String,
-    pub created_at: u64,
-    #[serde(flatten)]
-    pub state: SendState,
-}
+/// A send as recorded for `message_status`.
+pub use claudemesh_protocol::local::SentRecord;
 
 /// Handle to the agent store; cheap to clone.
 #[derive(Debug, Clone)]

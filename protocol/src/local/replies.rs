@@ -210,16 +210,25 @@ pub enum SendState {
     Failed { error: String },
 }
 
+/// A send as this machine recorded it: kept by the agent for `message_status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentRecord {
+    pub client_msg_id: String,
+    pub mesh_id: String,
+    /// What the sender typed as the recipient.
+    pub to: String,
+    /// Unix ms.
+    pub created_at: u64,
+    #[serde(flatten)]
+    pub state: SendState,
+}
+
 /// `message_status`: the local record of a send, and the broker's per-recipient states once
 /// it accepted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageStatusReply {
-    pub client_msg_id: String,
-    pub mesh_id: String,
-    pub to: String,
-    pub created_at: u64,
     #[serde(flatten)]
-    pub state: SendState,
+    pub sent: SentRecord,
     /// Each recipient member's state (queued, delivered to its agent, seen), once accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient_states: Option<Vec<RecipientStatus>>,
