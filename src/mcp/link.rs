@@ -17,6 +17,8 @@ use super::debug;
 /// The longest one agent call may take, starting the agent included: a stopped or wedged agent
 /// (`kill -STOP`, what Ctrl-Z does to `agent run`) must not hang Claude Code.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(AGENT_CALL_TIMEOUT_MILLIS);
+/// How long a keepalive probe waits for the agent.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub struct Link {
@@ -135,7 +137,16 @@ impl Link {
         call: AgentCall,
         start: bool,
     ) -> Result<T, ClientError> {
-        let r = match tokio::time::timeout(CALL_TIMEOUT, async {
+        self.request_within(call, start, CALL_TIMEOUT).await
+    }
+
+    async fn request_within<T: DeserializeOwned>(
+        &mut self,
+        call: AgentCall,
+        start: bool,
+        limit: Duration,
+    ) -> Result<T, ClientError> {
+        let r = match tokio::time::timeout(limit, async {
             self.client_with(start).await?.request::<T>(call).await
         })
         .await
@@ -145,7 +156,7 @@ impl Link {
                 std::io::ErrorKind::TimedOut,
                 format!(
                     "the agent did not answer within {} s; is it stopped? (`claudemesh agent status`)",
-                    CALL_TIMEOUT.as_secs()
+                    limit.as_secs()
                 ),
             ))),
         };
@@ -163,10 +174,14 @@ impl Link {
     }
 
     async fn ensure_with(&mut self, start: bool) -> Result<(), ClientError> {
-        match self.request_with::<IgnoredAny>(AgentCall::Meshes, start).await {
+        // The first check may start the agent (up to its start timeout); later probes hold the
+        // link only briefly, so a tool call behind a probe of a frozen agent waits little more
+        // than its own timeout.
+        let limit = if start { CALL_TIMEOUT } else { PROBE_TIMEOUT };
+        match self.request_within::<IgnoredAny>(AgentCall::Meshes, start, limit).await {
             Ok(_) => Ok(()),
             Err(e) if broken(&e) => {
-                self.request_with::<IgnoredAny>(AgentCall::Meshes, start).await.map(|_| ())
+                self.request_within::<IgnoredAny>(AgentCall::Meshes, start, limit).await.map(|_| ())
             }
             Err(e) => Err(e),
         }

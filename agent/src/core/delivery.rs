@@ -220,6 +220,14 @@ impl Core {
         let in_mesh = |r: &InboxRecord| mesh.as_ref().is_none_or(|m| m == &r.mesh_id);
         let wanted = |r: &InboxRecord| p.msg_id.as_ref().is_none_or(|id| id == &r.message.msg_id);
         if let (true, Some(session)) = (p.take, &p.session) {
+            if !self.state.sessions.contains_key(session) {
+                return Err((
+                    ErrorCode::NotFound,
+                    format!(
+                        "no session {session} registered with this agent; register it before taking its messages"
+                    ),
+                ));
+            }
             let page = Page {
                 limit: p.limit.unwrap_or(CHECK_MESSAGES_DEFAULT_LIMIT).max(1) as usize,
                 max_chars: p.max_chars.unwrap_or(CHECK_MESSAGES_MAX_CHARS) as usize,

@@ -183,8 +183,9 @@ pub struct InboxReply {
     pub more: usize,
 }
 
-/// `confirm`: how many messages became seen. `expired` when the lease had run out (its
-/// messages are unseen again and will be offered once more).
+/// `confirm`: how many messages became seen. `expired` when the lease is not held any more (it
+/// ran out, was confirmed already, or never existed): whatever it held is unseen again and will
+/// be offered once more, unless a confirm already marked it seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ConfirmReply {
     pub confirmed: usize,
