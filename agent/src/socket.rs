@@ -114,13 +114,9 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
         if buf.trim().is_empty() {
             continue;
         }
-        let msg = match serde_json::from_str::<ClientLine>(&buf) {
+        let msg = match parse_line(&buf) {
             Ok(m) => m,
-            Err(e) => {
-                let id = serde_json::from_str::<serde_json::Value>(&buf)
-                    .ok()
-                    .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
-                    .unwrap_or(0);
+            Err((id, e)) => {
                 let _ = tx.send(AgentLine::err(id, ErrorCode::Invalid, format!("bad request: {e}"))).await;
                 continue;
             }
@@ -172,4 +168,41 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
     let _ = agent.core.send(Input::ConnClosed { conn }).await;
     drop(tx);
     let _ = writer.await;
+}
+
+/// Reads one client line. A method without params also takes `"params": {}` (what hand-written
+/// clients send). An error carries the request's id when one could be read.
+fn parse_line(line: &str) -> Result<ClientLine, (u64, serde_json::Error)> {
+    let first = match serde_json::from_str::<ClientLine>(line) {
+        Ok(m) => return Ok(m),
+        Err(e) => e,
+    };
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(line) else { return Err((0, first)) };
+    let id = v.get("id").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let empty = v.get("params").is_some_and(|p| p.as_object().is_some_and(serde_json::Map::is_empty));
+    if let (true, Some(o)) = (empty, v.as_object_mut()) {
+        o.remove("params");
+        if let Ok(m) = serde_json::from_value::<ClientLine>(v) {
+            return Ok(m);
+        }
+    }
+    Err((id, first))
+}
+
+#[cfg(test)]
+mod tests {
+    use claudemesh_protocol::local::AgentCall;
+
+    use super::*;
+
+    #[test]
+    fn empty_params_are_no_params_and_bad_lines_keep_their_id() {
+        let l = parse_line(r#"{"type":"request","id":3,"method":"status","params":{}}"#).unwrap();
+        assert_eq!(l, ClientLine::Request { id: 3, call: AgentCall::Status });
+        let l = parse_line(r#"{"type":"request","id":4,"method":"status"}"#).unwrap();
+        assert_eq!(l, ClientLine::Request { id: 4, call: AgentCall::Status });
+        let (id, _) = parse_line(r#"{"type":"request","id":5,"method":"nope","params":{}}"#).unwrap_err();
+        assert_eq!(id, 5);
+        assert_eq!(parse_line("not json").unwrap_err().0, 0);
+    }
 }
