@@ -50,6 +50,7 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
             r => r,
         },
         AgentCall::Inbox(p) if !p.take => inbox::read(agent, p).await,
+        AgentCall::Inbox(p) if p.all || p.msg_id.is_some() => inbox::take_with_history(agent, conn, p).await,
         call @ (AgentCall::Inbox(_)
         | AgentCall::Confirm { .. }
         | AgentCall::MarkSeen { .. }

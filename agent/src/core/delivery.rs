@@ -69,9 +69,11 @@ impl Core {
 
     /// A message new to the inbox: routed to the sessions open now (or left waiting), stored,
     /// and pushed where priority × status allow.
-    pub(crate) fn deliver_new(&mut self, mut rec: InboxRecord, now: Instant) {
+    /// `except` is a session never to route it to (the sender of a sibling copy).
+    pub(crate) fn deliver_new(&mut self, mut rec: InboxRecord, except: Option<&str>, now: Instant) {
         let key = (rec.mesh_id.clone(), rec.message.msg_id.clone());
-        let targets = self.route_waiting(&key, &rec, now);
+        let mut targets = self.route_waiting(&key, &rec, now);
+        targets.retain(|s| Some(s.as_str()) != except);
         rec.pending = targets.is_empty();
         rec.deliveries = targets.iter().map(|s| (s.clone(), Delivery::default())).collect();
         if rec.pending {
@@ -199,7 +201,7 @@ impl Core {
         }
         let id = self.next_id();
         for (k, _) in &taken {
-            self.state.leased.insert((k.clone(), session.to_string()), id);
+            self.state.leased.entry(k.clone()).or_default().insert(session.to_string());
         }
         let lease = Lease {
             session: Some(session.to_string()),
@@ -233,24 +235,9 @@ impl Core {
                 max_chars: p.max_chars.unwrap_or(CHECK_MESSAGES_MAX_CHARS) as usize,
             };
             let keys = self.candidates(session, |r, _| in_mesh(r) && wanted(r));
-            let (mut messages, lease, more) = self.take(session, keys, &page, now);
+            let (messages, lease, more) = self.take(session, keys, &page, now);
             if let Some(s) = self.state.sessions.get_mut(session) {
                 s.last_active = now;
-            }
-            if p.all || p.msg_id.is_some() {
-                // History first: what the session saw already (the newest `limit`), marked seen.
-                let mut seen: Vec<InboxMessage> = self
-                    .store
-                    .inbox_all()
-                    .map_err(internal)?
-                    .into_iter()
-                    .filter(|r| in_mesh(r) && wanted(r) && r.deliveries.get(session).is_some_and(|d| d.seen))
-                    .map(|r| InboxMessage { seen: true, ..r.message })
-                    .collect();
-                let skip = seen.len().saturating_sub(page.limit);
-                seen.drain(..skip);
-                seen.append(&mut messages);
-                messages = seen;
             }
             return to_value(&InboxReply { messages, lease, more });
         }
@@ -283,7 +270,12 @@ impl Core {
         if let Some(l) = self.state.leases.remove(&id) {
             let session = l.session.unwrap_or_default();
             for k in l.items {
-                self.state.leased.remove(&(k, session.clone()));
+                if let Some(held) = self.state.leased.get_mut(&k) {
+                    held.remove(&session);
+                    if held.is_empty() {
+                        self.state.leased.remove(&k);
+                    }
+                }
             }
             self.changed();
         }

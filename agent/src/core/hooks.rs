@@ -18,7 +18,7 @@ use super::delivery::Page;
 use super::state::Waiter;
 use super::{Core, Effect, now_ms};
 use crate::error::ApiError;
-use crate::store::{Delivery, InboxRecord};
+use crate::store::Delivery;
 
 /// Most messages one hook shows.
 const HOOK_PAGE: usize = 20;
@@ -143,11 +143,12 @@ impl Core {
     fn has_due(&self, sid: &str) -> bool {
         let Some(status) = self.state.sessions.get(sid).map(|s| s.info.status) else { return false };
         let now_ms = now_ms();
-        !self
-            .candidates(sid, |r: &InboxRecord, d| {
-                hook_may_show(d, now_ms) && due(HookEvent::Rewake, r.message.priority, status)
-            })
-            .is_empty()
+        // Existence only: no list, no sort (this runs for every waiter on every turn).
+        self.state.live.iter().any(|(k, r)| {
+            r.deliveries.get(sid).is_some_and(|d| {
+                !d.seen && hook_may_show(d, now_ms) && due(HookEvent::Rewake, r.message.priority, status)
+            }) && !self.state.is_leased(k, sid)
+        })
     }
 
     /// `hook_wait` starts: a newer waiter supersedes the older one, which is told so.

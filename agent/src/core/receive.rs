@@ -172,6 +172,6 @@ impl Core {
             deliveries: Default::default(),
             pending: false,
         };
-        self.deliver_new(rec, now);
+        self.deliver_new(rec, None, now);
     }
 }

@@ -201,12 +201,7 @@ impl Core {
             deliveries: Default::default(),
             pending: false,
         };
-        // Routed like any message; the sender's own session is not addressed by its own send.
-        let sender = plaintext.from_session.clone();
-        let hidden = self.state.sessions.remove(&sender);
-        self.deliver_new(rec, now);
-        if let Some(s) = hidden {
-            self.state.sessions.insert(sender, s);
-        }
+        // Routed like any message, except to the session that sent it.
+        self.deliver_new(rec, Some(&plaintext.from_session), now);
     }
 }

@@ -41,6 +41,14 @@ impl Core {
     /// `s` as `status` and the `sessions` topic show it.
     pub(crate) fn session_status(&self, s: &LocalSession) -> LocalSessionStatus {
         let sid = &s.info.session_id;
+        let unseen =
+            self.state.live.values().filter(|r| r.deliveries.get(sid).is_some_and(|d| !d.seen)).count();
+        self.session_status_with(s, unseen)
+    }
+
+    /// As [`Core::session_status`], with its unseen count already known.
+    fn session_status_with(&self, s: &LocalSession, unseen: usize) -> LocalSessionStatus {
+        let sid = &s.info.session_id;
         let mut groups: Vec<String> = Vec::new();
         for v in s.meshes.iter().filter_map(|m| self.state.meshes.get(m)) {
             groups.extend(s.groups(Some(v)));
@@ -65,12 +73,7 @@ impl Core {
             claude_session: s.claude_session.clone(),
             stop_hook_waiting: s.waiting,
             idle_secs: s.last_active.elapsed().as_secs(),
-            unseen: self
-                .state
-                .live
-                .values()
-                .filter(|r| r.deliveries.get(sid).is_some_and(|d| !d.seen))
-                .count(),
+            unseen,
         }
     }
 }
@@ -79,17 +82,29 @@ impl Core {
 pub(crate) fn build(core: &Core) -> View {
     let mut inbox: HashMap<String, (usize, usize)> =
         core.state.inbox_total.iter().map(|(m, n)| (m.clone(), (*n, 0))).collect();
-    for r in core.state.live.values().filter(|r| !r.message.seen) {
-        inbox.entry(r.mesh_id.clone()).or_default().1 += 1;
+    // One pass over the live inbox for every count.
+    let mut unseen: HashMap<&str, usize> = HashMap::new();
+    for r in core.state.live.values() {
+        if !r.message.seen {
+            inbox.entry(r.mesh_id.clone()).or_default().1 += 1;
+        }
+        for (s, d) in &r.deliveries {
+            if !d.seen {
+                *unseen.entry(s.as_str()).or_default() += 1;
+            }
+        }
     }
     let mut sessions: Vec<SessionView> = core
         .state
         .sessions
         .values()
-        .map(|s| SessionView {
-            info: s.info.clone(),
-            meshes: s.meshes.clone(),
-            status: core.session_status(s),
+        .map(|s| {
+            let n = unseen.get(s.info.session_id.as_str()).copied().unwrap_or(0);
+            SessionView {
+                info: s.info.clone(),
+                meshes: s.meshes.clone(),
+                status: core.session_status_with(s, n),
+            }
         })
         .collect();
     sessions.sort_by(|a, b| a.info.display_name.cmp(&b.info.display_name));

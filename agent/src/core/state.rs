@@ -3,7 +3,7 @@
 //! that waits for a session), take leases, and `hook_wait` waiters. No locks: only the core
 //! task touches it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use claudemesh_protocol::frames::{SessionInfo, Target};
@@ -118,8 +118,9 @@ pub struct State {
     /// When a pending message started waiting (for the session grace period).
     pub pending_since: HashMap<MsgKey, Instant>,
     pub leases: HashMap<u64, Lease>,
-    /// `(message, session)` → the lease holding it.
-    pub leased: HashMap<(MsgKey, String), u64>,
+    /// Message → the sessions a lease holds it for (looked up on every take and push, so
+    /// without building a key).
+    pub leased: HashMap<MsgKey, HashSet<String>>,
     pub waiters: HashMap<String, Waiter>,
     /// Messages in the inbox per mesh id, and those no session has seen.
     pub inbox_total: HashMap<String, usize>,
@@ -128,7 +129,7 @@ pub struct State {
 impl State {
     /// Whether the message `key` is held by a lease for `session`.
     pub fn is_leased(&self, key: &MsgKey, session: &str) -> bool {
-        self.leased.contains_key(&(key.clone(), session.to_string()))
+        self.leased.get(key).is_some_and(|s| s.contains(session))
     }
 
     /// Whether any subscriber listens to messages for `session`.
