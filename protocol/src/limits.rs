@@ -1,7 +1,7 @@
 //! The numeric limits of DESIGN §13 and §5–§7, named once so both sides agree on them.
 
 /// Wire protocol version spoken between agents and brokers.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Version of the agent's local socket protocol (DESIGN §10).
 pub const AGENT_PROTOCOL_VERSION: u32 = 1;
 

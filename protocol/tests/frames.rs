@@ -141,6 +141,10 @@ fn golden_hello() {
     old.as_object_mut().unwrap().remove("instance");
     let ClientFrame::Hello(h) = decode_client(&old.to_string()).unwrap() else { panic!() };
     assert_eq!(h.instance, None);
+    // A hello without `protocol` is protocol 1, which a protocol-2 broker refuses.
+    old.as_object_mut().unwrap().remove("protocol");
+    let ClientFrame::Hello(h) = decode_client(&old.to_string()).unwrap() else { panic!() };
+    assert_eq!(h.protocol, 1);
 }
 
 #[test]

@@ -55,7 +55,12 @@ fn box_opens_and_reproduces() {
     let opened = open_message(nonce, ct, alice.public(), &bob).unwrap();
     assert_eq!(opened.body, "hello bob \u{2713}");
     assert_eq!(opened.from_name, "alice");
-    assert_eq!(opened.from_session, "s-alice");
+    assert_eq!(opened.from_member, "m_alice");
+    assert_eq!(opened.to_member, "m_bob");
+    assert_eq!(opened.client_msg_id, "c0ffee00-0000-4000-8000-000000000001");
+    assert_eq!(opened.priority, claudemesh_protocol::frames::Priority::Now);
+    assert_eq!(opened.target, "member:m_bob");
+    assert_eq!(opened.sent_at, 1_700_000_000_000);
     // Our plaintext JSON is byte-identical to the one libsodium boxed, so is our box.
     assert_eq!(serde_json::to_string(&opened).unwrap(), s(&v, "box.plaintext"));
     let nonce_bytes: [u8; 24] = from_b64("n", nonce).unwrap().try_into().unwrap();
@@ -110,4 +115,19 @@ fn libsodium_signed_invite_verifies() {
     assert_eq!(inv.payload.mesh_slug, "team");
     inv.check_issuer([s(&v, "alice.ed25519_pk")].into_iter()).unwrap();
     assert!(inv.check_issuer([s(&v, "bob.ed25519_pk")].into_iter()).is_err());
+}
+
+#[test]
+fn libsodium_signed_statement_verifies_and_safety_code_matches() {
+    use claudemesh_protocol::trust::{SignedStatement, Statement, safety_code};
+    let v = vectors();
+    let signed = SignedStatement {
+        statement: s(&v, "statement.statement").into(),
+        signature: s(&v, "statement.signature").into(),
+    };
+    let st = signed.verify().unwrap();
+    assert!(matches!(&st, Statement::Member { display_name, .. } if display_name == "alice"));
+    // Our serialization and signature are byte-identical to libsodium's.
+    assert_eq!(st.sign(&member(&v, "alice")).unwrap(), signed);
+    assert_eq!(safety_code("mesh_1", s(&v, "alice.ed25519_pk")), s(&v, "statement.safety_code"));
 }

@@ -10,18 +10,40 @@ use zeroize::Zeroizing;
 use super::keys::{ed25519_pk_to_x25519, random_bytes};
 use super::{CryptoError, MemberKeypair, PublicKey};
 use crate::codec::{from_b64, from_b64_array, to_b64};
-use crate::frames::Envelope;
+use crate::frames::{Envelope, Priority};
 use crate::limits::MAX_BODY_BYTES;
 
-pub const PLAINTEXT_VERSION: u32 = 1;
+/// Protocol 2: everything a recipient acts on is inside the box.
+pub const PLAINTEXT_VERSION: u32 = 2;
 const MAC_BYTES: usize = 16;
 
-/// What is inside every box: the sender's session and name are authenticated with the body.
+/// What is inside every box (protocol 2). Besides the body, everything a recipient acts on is
+/// authenticated with it: sender member and session, the recipient member (set per box by
+/// [`fan_out`]), the client message id, priority, target and time sent. The recipient checks
+/// them against the broker's `push` and refuses a mismatch (reflection, misdirection, replay).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessagePlaintext {
     pub v: u32,
+    /// The sending member's id.
+    #[serde(default)]
+    pub from_member: String,
     pub from_session: String,
+    /// The sending session's name: a claim, shown beside the verified member name.
     pub from_name: String,
+    /// The member this box is for; [`fan_out`] and [`seal_message`] set it per box.
+    #[serde(default)]
+    pub to_member: String,
+    /// The sender's idempotency key, also the recipient's replay key.
+    #[serde(default)]
+    pub client_msg_id: String,
+    #[serde(default)]
+    pub priority: Priority,
+    /// The target as sent (`session:<id>`, `member:<id>`, `@group`, `*`).
+    #[serde(default)]
+    pub target: String,
+    /// Unix milliseconds by the sender's clock.
+    #[serde(default)]
+    pub sent_at: u64,
     pub body: String,
     #[serde(default)]
     pub reply_to: Option<String>,
@@ -37,12 +59,36 @@ impl MessagePlaintext {
     ) -> Self {
         Self {
             v: PLAINTEXT_VERSION,
+            from_member: String::new(),
             from_session: from_session.into(),
             from_name: from_name.into(),
+            to_member: String::new(),
+            client_msg_id: String::new(),
+            priority: Priority::default(),
+            target: String::new(),
+            sent_at: 0,
             body: body.into(),
             reply_to: None,
             meta: BTreeMap::new(),
         }
+    }
+
+    /// Sets what the recipient checks against the push: sender member, client message id,
+    /// priority, target (its wire form) and time sent (Unix ms).
+    pub fn addressed(
+        mut self,
+        from_member: impl Into<String>,
+        client_msg_id: impl Into<String>,
+        priority: Priority,
+        target: impl Into<String>,
+        sent_at: u64,
+    ) -> Self {
+        self.from_member = from_member.into();
+        self.client_msg_id = client_msg_id.into();
+        self.priority = priority;
+        self.target = target.into();
+        self.sent_at = sent_at;
+        self
     }
 }
 
@@ -113,24 +159,31 @@ pub fn open_message(
     let msg: MessagePlaintext =
         serde_json::from_slice(&plain).map_err(|e| CryptoError::BadPlaintext(e.to_string()))?;
     if msg.v != PLAINTEXT_VERSION {
-        return Err(CryptoError::BadPlaintext(format!("unsupported plaintext version {}", msg.v)));
+        return Err(CryptoError::BadPlaintext(format!(
+            "plaintext version {} (this claudemesh reads {PLAINTEXT_VERSION}): the sender runs another \
+             claudemesh release; one of you should upgrade",
+            msg.v
+        )));
     }
     Ok(msg)
 }
 
 /// Encrypts one plaintext once per recipient member (DESIGN §4: multicast is fan-out by the
 /// sender; the broker never sees plaintext). `recipients` are `(member_id, ed25519 pubkey)`.
-/// The plaintext is serialized once and each box gets its own random nonce.
+/// Each box's plaintext names its recipient (`to_member`) and gets its own random nonce.
 pub fn fan_out(
     plaintext: &MessagePlaintext,
     recipients: &[(String, PublicKey)],
     sender: &MemberKeypair,
 ) -> Result<Vec<Envelope>, CryptoError> {
-    let plain = encode_plaintext(plaintext)?;
     let sender_sk = sender.x25519_secret();
+    let mut p = plaintext.clone();
+    p.v = PLAINTEXT_VERSION;
     recipients
         .iter()
         .map(|(member_id, pk)| {
+            p.to_member.clone_from(member_id);
+            let plain = encode_plaintext(&p)?;
             let nonce: [u8; 24] = random_bytes();
             let ct = box_bytes(&plain, &nonce, &ed25519_pk_to_x25519(pk)?, &sender_sk)?;
             Ok(Envelope { member_id: member_id.clone(), nonce: to_b64(&nonce), ciphertext: to_b64(&ct) })
@@ -216,7 +269,9 @@ mod tests {
         assert_eq!(nonces.len(), 3, "each box has its own nonce");
         for (i, env) in envs.iter().enumerate() {
             assert_eq!(env.member_id, format!("m{i}"));
-            assert_eq!(open_message(&env.nonce, &env.ciphertext, sender.public(), &rs[i]).unwrap(), m);
+            let opened = open_message(&env.nonce, &env.ciphertext, sender.public(), &rs[i]).unwrap();
+            assert_eq!(opened.to_member, format!("m{i}"), "each box names its recipient");
+            assert_eq!(MessagePlaintext { to_member: String::new(), ..opened }, m);
             // No recipient can open another's box.
             let other = &rs[(i + 1) % 3];
             assert!(open_message(&env.nonce, &env.ciphertext, sender.public(), other).is_err());

@@ -9,6 +9,13 @@ use super::types::{
     Envelope, GroupRole, Priority, ReceiptState, Role, Secret, SessionInfo, SessionPatch, Target,
 };
 use crate::scope::Scope;
+use crate::trust::SignedStatement;
+
+/// The protocol a `hello` or `enroll` without a `protocol` field speaks: 1, which a broker of
+/// protocol 2 refuses with advice to upgrade.
+fn protocol_v1() -> u32 {
+    1
+}
 
 /// `hello`: authenticate an enrolled member by signing the broker's challenge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +30,10 @@ pub struct Hello {
     /// agent from a second agent holding the same key (a copied config dir).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<AgentInstance>,
+    /// The protocol version the client speaks ([`crate::limits::PROTOCOL_VERSION`]); absent
+    /// means 1.
+    #[serde(default = "protocol_v1")]
+    pub protocol: u32,
 }
 
 /// An agent process: a random id drawn at start, and when it started.
@@ -43,6 +54,9 @@ pub struct Enroll {
     pub display_name: String,
     /// Signature over [`crate::crypto::enroll_transcript`] by the new key, hex.
     pub signature: String,
+    /// As in [`Hello::protocol`].
+    #[serde(default = "protocol_v1")]
+    pub protocol: u32,
 }
 
 /// `send`: one message, boxed once per recipient member.
@@ -163,10 +177,15 @@ pub enum ClientFrame {
     InviteList {
         req: u64,
     },
+    /// `statement`: a `removal` statement (reason `removed`) signed by the calling admin.
     MemberRemove {
         req: u64,
         member_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        statement: Option<SignedStatement>,
     },
+    /// `statement`: a `role` statement signed by the calling admin giving the member's role
+    /// and groups as they are after the change.
     MemberSet {
         req: u64,
         member_id: String,
@@ -174,6 +193,14 @@ pub enum ClientFrame {
         role: Option<Role>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         groups: Option<Vec<GroupRole>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        statement: Option<SignedStatement>,
+    },
+    /// Publishes the caller's own `member` statement (its enrollment proof), which the broker
+    /// verifies and then relays with its directory entry. Sent after every `hello_ack`.
+    Statement {
+        req: u64,
+        statement: SignedStatement,
     },
     MeshInfo {
         req: u64,
@@ -181,8 +208,11 @@ pub enum ClientFrame {
     /// The caller leaves its mesh: the broker marks the member as left (as `member_remove`
     /// does, with reason `left`), drops its queue and closes its connection after `ok`. The
     /// last admin cannot leave while other members remain.
+    /// `statement`: a `removal` statement (reason `left`) signed by the member itself.
     Leave {
         req: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        statement: Option<SignedStatement>,
     },
 
     // Services
@@ -325,6 +355,7 @@ impl ClientFrame {
             ClientFrame::MemberSet { .. } => "member_set",
             ClientFrame::MeshInfo { .. } => "mesh_info",
             ClientFrame::Leave { .. } => "leave",
+            ClientFrame::Statement { .. } => "statement",
             ClientFrame::McpDeploy(_) => "mcp_deploy",
             ClientFrame::McpUndeploy { .. } => "mcp_undeploy",
             ClientFrame::McpUpdate(_) => "mcp_update",
@@ -367,7 +398,8 @@ impl ClientFrame {
             ClientFrame::MemberRemove { req, .. } => Some(*req),
             ClientFrame::MemberSet { req, .. } => Some(*req),
             ClientFrame::MeshInfo { req, .. } => Some(*req),
-            ClientFrame::Leave { req } => Some(*req),
+            ClientFrame::Leave { req, .. } => Some(*req),
+            ClientFrame::Statement { req, .. } => Some(*req),
             ClientFrame::McpDeploy(f) => Some(f.req),
             ClientFrame::McpUndeploy { req, .. } => Some(*req),
             ClientFrame::McpUpdate(f) => Some(f.req),

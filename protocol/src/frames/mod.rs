@@ -121,6 +121,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "member_set",
     "mesh_info",
     "leave",
+    "statement",
     "mcp_deploy",
     "mcp_undeploy",
     "mcp_update",

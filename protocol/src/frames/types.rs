@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use crate::trust::SignedStatement;
 
 /// A member's role in a mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -233,6 +234,10 @@ pub struct MemberInfo {
     pub declared_groups: Vec<String>,
     #[serde(default)]
     pub online: bool,
+    /// What the member and admins signed about it (protocol 2): its enrollment statement and
+    /// the latest role and removal statements. Agents verify them; the broker only relays.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<SignedStatement>,
 }
 
 /// Why a member is no longer in a mesh.
@@ -266,6 +271,11 @@ pub struct FormerMember {
     /// Unix milliseconds.
     #[serde(default)]
     pub at: u64,
+    /// Its key (hex) and statements, so an agent can pin the removal (protocol 2).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pubkey: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<SignedStatement>,
 }
 
 impl MemberInfo {

@@ -37,6 +37,15 @@ pub fn member() -> MemberInfo {
         groups: vec![GroupRole::new("ops")],
         declared_groups: vec!["backend".into()],
         online: true,
+        statements: vec![statement()],
+    }
+}
+
+/// A member statement as it travels (its signature is not checked by frame tests).
+pub fn statement() -> claudemesh_protocol::trust::SignedStatement {
+    claudemesh_protocol::trust::SignedStatement {
+        statement: r#"{"kind":"member","v":2,"mesh_id":"mesh_1","member_id":"m_1"}"#.into(),
+        signature: "ef".repeat(64),
     }
 }
 
@@ -154,12 +163,14 @@ pub fn all_client() -> Vec<ClientFrame> {
             pubkey: "ab".repeat(32),
             signature: "cd".repeat(64),
             instance: Some(AgentInstance { id: "0f".repeat(16), started_at: 1_700_000_000_000 }),
+            protocol: 2,
         }),
         C::Enroll(Enroll {
             invite: "eyJ2IjoxfQ.c2ln".into(),
             pubkey: "ab".repeat(32),
             display_name: "bob".into(),
             signature: "cd".repeat(64),
+            protocol: 2,
         }),
         C::SessionOpen { req: 1, session: session() },
         C::SessionUpdate {
@@ -188,15 +199,17 @@ pub fn all_client() -> Vec<ClientFrame> {
         C::InviteRegister { req: 9, invite: "eyJ2IjoxfQ.c2ln".into() },
         C::InviteRevoke { req: 10, invite_id: "inv_1".into() },
         C::InviteList { req: 10 },
-        C::MemberRemove { req: 12, member_id: "m_2".into() },
+        C::MemberRemove { req: 12, member_id: "m_2".into(), statement: Some(statement()) },
         C::MemberSet {
             req: 13,
             member_id: "m_2".into(),
             role: Some(Role::Admin),
             groups: Some(vec![GroupRole::new("ops")]),
+            statement: Some(statement()),
         },
+        C::Statement { req: 11, statement: statement() },
         C::MeshInfo { req: 14 },
-        C::Leave { req: 15 },
+        C::Leave { req: 15, statement: None },
         C::McpDeploy(deploy()),
         C::McpUndeploy { req: 15, name: "github".into() },
         C::McpUpdate(McpUpdate {
@@ -293,6 +306,8 @@ pub fn all_server() -> Vec<ServerFrame> {
                 display_name: "carol".into(),
                 reason: RemovalReason::Left,
                 at: 1_700_000_000_000,
+                pubkey: "cd".repeat(32),
+                statements: vec![statement()],
             }],
         },
         S::Event(Event::PeerLeft { member_id: "m_1".into(), session_id: "s1".into() }),

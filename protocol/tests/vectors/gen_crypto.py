@@ -7,6 +7,7 @@ must be reproduced byte for byte by our dryoc code; sealed boxes use a random ep
 so ours must open them.
 """
 import base64
+import hashlib
 import json
 
 import nacl.bindings as b
@@ -41,10 +42,12 @@ challenge = bytes(range(32)).hex()
 hello = f"claudemesh-hello|1|mesh_1|m_1|{hx(a_pk)}|{challenge}"
 hello_sig = b.crypto_sign(hello.encode(), a_sk)[:64]
 
-# Message plaintext exactly as DESIGN §4 spells it, serialized compactly in field order.
+# Message plaintext of protocol 2 (docs/protocol.md), serialized compactly in field order.
 plaintext = json.dumps(
-    {"v": 1, "from_session": "s-alice", "from_name": "alice", "body": "hello bob \u2713",
-     "reply_to": None, "meta": {}},
+    {"v": 2, "from_member": "m_alice", "from_session": "0b6a4b8e-1f0e-4a57-9c51-5e1f2d3c4b5a",
+     "from_name": "alice", "to_member": "m_bob", "client_msg_id": "c0ffee00-0000-4000-8000-000000000001",
+     "priority": "now", "target": "member:m_bob", "sent_at": 1700000000000,
+     "body": "hello bob \u2713", "reply_to": None, "meta": {}},
     separators=(",", ":"), ensure_ascii=False,
 ).encode()
 box_nonce = bytes([7]) * 24
@@ -71,6 +74,18 @@ invite_payload = json.dumps(
 ).encode()
 invite_sig = b.crypto_sign(invite_payload, a_sk)[:64]
 
+# A member statement signed by alice (protocol 2 directory), and her safety code.
+statement = json.dumps(
+    {"kind": "member", "v": 2, "mesh_id": "mesh_1", "member_id": "m_alice", "pubkey": hx(a_pk),
+     "display_name": "alice", "invite": None, "at": 1700000000000},
+    separators=(",", ":"),
+)
+statement_sig = b.crypto_sign(("claudemesh-statement|2|" + statement).encode(), a_sk)[:64]
+digest = hashlib.blake2b(f"claudemesh-safety|2|mesh_1|{hx(a_pk)}".encode(), digest_size=32).digest()
+n = int.from_bytes(digest[:8], "little") % 10**15
+safety = f"{n:015d}"
+safety = f"{safety[0:5]} {safety[5:10]} {safety[10:15]}"
+
 print(json.dumps({
     "generator": "PyNaCl " + nacl.__version__ + " (its bundled libsodium), gen_crypto.py",
     "alice": alice,
@@ -82,4 +97,5 @@ print(json.dumps({
     "sealed_box": {"runner_sk": hx(runner_sk), "runner_pk": hx(runner_pk), "plaintext": "runner-secret",
                    "sealed": b64(runner_sealed)},
     "invite": {"token": b64url(invite_payload) + "." + b64url(invite_sig)},
+    "statement": {"statement": statement, "signature": hx(statement_sig), "safety_code": safety},
 }, indent=2, ensure_ascii=False))

@@ -1,0 +1,29 @@
+//! End-to-end trust in the member directory (protocol 2): signed statements, the chain that
+//! verifies them from a root key pinned at join, and per-member safety codes two people can
+//! compare by voice. See docs/security.md "Authenticated directory".
+
+mod chain;
+mod statement;
+#[cfg(test)]
+mod tests;
+
+pub use chain::{Entry, Standing, Verdict, Via, verify_directory};
+pub use statement::{MAX_STATEMENT_BYTES, STATEMENT_VERSION, SignedStatement, Statement, StatementError};
+
+use dryoc::classic::crypto_generichash::crypto_generichash;
+
+/// A member's safety code: 15 decimal digits in three groups of five (about 50 bits), from
+/// BLAKE2b-256 of `claudemesh-safety|2|<mesh_id>|<pubkey hex, lowercase>`. Both ends compute it
+/// from the key their own agent uses, so equal codes mean equal keys.
+pub fn safety_code(mesh_id: &str, pubkey_hex: &str) -> String {
+    let input = format!("claudemesh-safety|2|{mesh_id}|{}", pubkey_hex.to_ascii_lowercase());
+    let mut out = [0u8; 32];
+    // BLAKE2b with a 32-byte output and no key cannot fail: both lengths are within its bounds.
+    if crypto_generichash(&mut out, input.as_bytes(), None).is_err() {
+        return "unavailable".into();
+    }
+    let mut n = u64::from_le_bytes([out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7]]);
+    n %= 1_000_000_000_000_000;
+    let d = format!("{n:015}");
+    format!("{} {} {}", &d[0..5], &d[5..10], &d[10..15])
+}
