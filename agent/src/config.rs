@@ -24,6 +24,15 @@ pub struct MeshConfig {
     pub display_name: String,
     #[serde(default)]
     pub joined_at: u64,
+    /// The root of trust for this mesh's directory (protocol 2): the ed25519 key (hex) of the
+    /// admin who signed the invite this member joined with, or its own key for the mesh's
+    /// creator. Absent for meshes joined before protocol 2 (members are then trusted on first
+    /// use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_pubkey: Option<String>,
+    /// The invite token this member enrolled with; its `member` statement carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }

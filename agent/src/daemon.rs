@@ -102,7 +102,12 @@ async fn start_uplink(
     let key = Arc::new(mesh.keypair()?);
     let (tx, rx) = mpsc::channel(UPLINK_QUEUE);
     let cancel = agent.shutdown.child_token();
-    let view = MeshView::new(mesh.clone(), key.clone(), tx, cancel.clone());
+    let mut view = MeshView::new(mesh.clone(), key.clone(), tx, cancel.clone());
+    // Keys pinned on first sight in earlier runs: a key the broker changed since is refused.
+    match agent.store.pins(&mesh.id) {
+        Ok(pins) => view.trust.pins = pins,
+        Err(e) => tracing::error!(mesh = %mesh.slug, error = %e, "cannot read pinned keys; pinning afresh"),
+    }
     if agent.core.send(Input::MeshAdded(Box::new(view))).await.is_err() {
         return Ok(cancel);
     }

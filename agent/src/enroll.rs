@@ -6,6 +6,7 @@ use std::time::Duration;
 use claudemesh_protocol::crypto::{MemberKeypair, sign_enroll};
 use claudemesh_protocol::frames::{ClientFrame, Enroll, ServerFrame, decode_server, encode};
 use claudemesh_protocol::invite::SignedInvite;
+use claudemesh_protocol::limits::PROTOCOL_VERSION;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -128,6 +129,8 @@ fn mesh_config(
         secret_key: key.secret_hex().to_string(),
         display_name: display_name.into(),
         joined_at: now,
+        root_pubkey: None,
+        invite: None,
         extra: Default::default(),
     }
 }
@@ -145,10 +148,15 @@ pub async fn join(paths: &Paths, invite: &SignedInvite, display_name: &str) -> R
         pubkey: key.public_hex(),
         display_name: display_name.into(),
         signature: sign_enroll(&key, &p.invite_id, &conn.challenge),
+        protocol: PROTOCOL_VERSION,
     });
     match conn.ask(&frame).await? {
         ServerFrame::Enrolled { member_id, role, mesh } => {
-            save_mesh(paths, mesh_config(mesh, p.broker_url.clone(), member_id, role, &key, display_name))
+            let mut mc = mesh_config(mesh, p.broker_url.clone(), member_id, role, &key, display_name);
+            // The admin who signed the invite is this member's root of trust (pinned here).
+            mc.root_pubkey = Some(p.issuer_pubkey.to_ascii_lowercase());
+            mc.invite = Some(invite.token().to_string());
+            save_mesh(paths, mc)
         }
         other => Err(JoinError::Protocol(other.type_name().into())),
     }
@@ -173,7 +181,10 @@ pub async fn create_mesh(
     };
     match conn.ask(&frame).await? {
         ServerFrame::MeshCreated { mesh, member_id, role, .. } => {
-            save_mesh(paths, mesh_config(mesh, broker_url.into(), member_id, role, &key, display_name))
+            let mut mc = mesh_config(mesh, broker_url.into(), member_id, role, &key, display_name);
+            // The creator is its own root: every member chains to an invite it or its admins signed.
+            mc.root_pubkey = Some(key.public_hex());
+            save_mesh(paths, mc)
         }
         other => Err(JoinError::Protocol(other.type_name().into())),
     }

@@ -101,6 +101,7 @@ impl MeshState {
             groups: m.groups.clone(),
             declared_groups: m.declared_groups.clone(),
             online: self.conns.contains_key(&m.member_id),
+            statements: m.statements.clone(),
         }
     }
 
@@ -121,6 +122,8 @@ impl MeshState {
                 display_name: m.display_name.clone(),
                 reason: m.removed_reason.unwrap_or_default(),
                 at: m.removed_at,
+                pubkey: m.pubkey.clone(),
+                statements: m.statements.clone(),
             })
             .collect();
         // Ties (records from before `removed_at` existed are all 0) in a stable order.

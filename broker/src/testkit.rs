@@ -206,6 +206,7 @@ impl Client {
     ) -> Result<ServerFrame, ClientError> {
         let signature = sign_hello(&id.key, &id.mesh_id, &id.member_id, &self.challenge);
         self.send(&ClientFrame::Hello(Hello {
+            protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
             mesh_id: id.mesh_id.clone(),
             member_id: id.member_id.clone(),
             pubkey: id.key.public_hex(),
@@ -225,6 +226,7 @@ impl Client {
     ) -> Result<ServerFrame, ClientError> {
         let signature = sign_enroll(key, invite_id, &self.challenge);
         self.send(&ClientFrame::Enroll(Enroll {
+            protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
             invite: invite.to_string(),
             pubkey: key.public_hex(),
             display_name: name.to_string(),

@@ -48,7 +48,7 @@ async fn former_members_are_listed_newest_first_and_survive_a_restart() {
 /// Sends `leave` and returns the reply.
 async fn leave(c: &mut Client) -> ServerFrame {
     let req = c.next_req();
-    c.request(&ClientFrame::Leave { req }).await.unwrap()
+    c.request(&ClientFrame::Leave { statement: None, req }).await.unwrap()
 }
 
 /// Asserts the connection is closed with `code` and nothing else arrives first.
@@ -78,7 +78,7 @@ async fn leave_takes_the_caller_out_and_tells_the_mesh_why() {
 
     // `ok` first, then a normal close.
     let req = bob.next_req();
-    bob.send(&ClientFrame::Leave { req }).await.unwrap();
+    bob.send(&ClientFrame::Leave { statement: None, req }).await.unwrap();
     assert_eq!(bob.recv_match(|f| f.req() == Some(req)).await.unwrap(), ServerFrame::Ok { req });
     expect_close(&mut bob, "1000").await;
 
@@ -147,7 +147,7 @@ async fn the_last_admin_leaves_only_after_handing_over_or_when_alone() {
     assert_eq!(directory(&mut m.admin_conn).await.0.len(), 2);
 
     let req = m.admin_conn.next_req();
-    let set = ClientFrame::MemberSet {
+    let set = ClientFrame::MemberSet { statement: None,
         req,
         member_id: bob_id.member_id.clone(),
         role: Some(Role::Admin),
@@ -173,7 +173,7 @@ async fn two_admins_leaving_at_once_leave_one_admin_behind() {
     let (mut bob, _) = m.members.pop().unwrap();
     let (alice, alice_id) = m.members.pop().unwrap();
     let req = m.admin_conn.next_req();
-    let set = ClientFrame::MemberSet {
+    let set = ClientFrame::MemberSet { statement: None,
         req,
         member_id: alice_id.member_id.clone(),
         role: Some(Role::Admin),

@@ -157,6 +157,7 @@ pub(crate) mod tests {
             from_member: "mem".into(),
             from_session: "s-a".into(),
             from_name: "alice".into(),
+            session_name: None,
             target: "session:s-b".into(),
             priority: Priority::Now,
             body: body.into(),

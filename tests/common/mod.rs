@@ -406,6 +406,8 @@ pub fn one_mesh_config(
             secret_key,
             display_name: name.into(),
             joined_at: 0,
+            root_pubkey: None,
+            invite: None,
             extra: Default::default(),
         }],
         local_broker: None,

@@ -1,7 +1,9 @@
 //! Membership through the agent: `member_remove` and `member_set` (admins), and `leave`, which
 //! tells the broker before the key is deleted so no ghost member stays behind.
 
-use claudemesh_protocol::frames::{ClientFrame, ErrorCode, GroupRole, MemberInfo, Role, ServerFrame};
+use claudemesh_protocol::crypto::MemberKeypair;
+use claudemesh_protocol::frames::{ClientFrame, ErrorCode, GroupRole, MemberInfo, RemovalReason, Role, ServerFrame};
+use claudemesh_protocol::trust::{STATEMENT_VERSION, SignedStatement, Statement};
 use claudemesh_protocol::local::LinkState;
 use serde_json::Value;
 
@@ -97,7 +99,21 @@ pub async fn remove(agent: &Agent, mesh: Option<&str>, who: &str) -> Result<Valu
     refresh_directory(agent, &mesh_id).await;
     let m = find_member(agent, &mesh_id, who)?;
     let id = m.member_id.clone();
-    request(agent, &mesh_id, Box::new(move |req| ClientFrame::MemberRemove { req, member_id: id })).await?;
+    let statement = sign(agent, &mesh_id, |key, mesh_id| Statement::Removal {
+        v: STATEMENT_VERSION,
+        mesh_id: mesh_id.to_string(),
+        member_id: m.member_id.clone(),
+        pubkey: m.pubkey.clone(),
+        reason: RemovalReason::Removed,
+        signer: key.public_hex(),
+        at: crate::core::now_ms(),
+    })?;
+    request(
+        agent,
+        &mesh_id,
+        Box::new(move |req| ClientFrame::MemberRemove { req, member_id: id, statement: Some(statement) }),
+    )
+    .await?;
     // What the broker just did, at once: a `members` or `send` right after sees it.
     refresh_directory(agent, &mesh_id).await;
     to_value(&claudemesh_protocol::local::RemoveReply { removed: m.member_id, display_name: m.display_name })
@@ -119,10 +135,28 @@ pub async fn set(
     let m = find_member(agent, &mesh_id, who)?;
     let id = m.member_id.clone();
     let (r2, g2) = (role, groups.clone());
+    // What the member will be after the change, signed by this admin for every agent to check.
+    let statement = sign(agent, &mesh_id, |key, mesh_id| Statement::Role {
+        v: STATEMENT_VERSION,
+        mesh_id: mesh_id.to_string(),
+        member_id: m.member_id.clone(),
+        pubkey: m.pubkey.clone(),
+        display_name: m.display_name.clone(),
+        role: role.unwrap_or(m.role),
+        groups: groups.clone().unwrap_or_else(|| m.groups.clone()),
+        signer: key.public_hex(),
+        at: crate::core::now_ms(),
+    })?;
     request(
         agent,
         &mesh_id,
-        Box::new(move |req| ClientFrame::MemberSet { req, member_id: id, role: r2, groups: g2 }),
+        Box::new(move |req| ClientFrame::MemberSet {
+            req,
+            member_id: id,
+            role: r2,
+            groups: g2,
+            statement: Some(statement),
+        }),
     )
     .await?;
     // The member as the broker now has it (both fields, whichever one changed).
@@ -197,7 +231,17 @@ pub async fn leave(agent: &Agent, mesh: &str, local_only: bool) -> Result<Value,
 
 /// Sends `leave`; whether the broker recorded it (false: it had already forgotten us).
 async fn tell_broker(agent: &Agent, mesh_id: &str, mesh: &str) -> Result<bool, ApiError> {
-    match request_raw(agent, mesh_id, Box::new(|req| ClientFrame::Leave { req })).await? {
+    let statement = sign(agent, mesh_id, |key, mesh_id| Statement::Removal {
+        v: STATEMENT_VERSION,
+        mesh_id: mesh_id.to_string(),
+        member_id: String::new(),
+        pubkey: key.public_hex(),
+        reason: RemovalReason::Left,
+        signer: key.public_hex(),
+        at: crate::core::now_ms(),
+    })?;
+    let frame = move |req| ClientFrame::Leave { req, statement: Some(statement) };
+    match request_raw(agent, mesh_id, Box::new(frame)).await? {
         ServerFrame::Ok { .. } => Ok(true),
         ServerFrame::Error(e) => match e.code {
             ErrorCode::Revoked | ErrorCode::NotFound | ErrorCode::Unauthorized => Ok(false),
@@ -215,4 +259,22 @@ async fn tell_broker(agent: &Agent, mesh_id: &str, mesh: &str) -> Result<bool, A
         },
         other => Err((ErrorCode::Internal, format!("unexpected reply {} to leave", other.type_name()))),
     }
+}
+
+/// Signs the statement `build` makes (given this member's key and the mesh id) with this
+/// member's key for `mesh_id`. A `member_id` left empty is filled with our own.
+fn sign(
+    agent: &Agent,
+    mesh_id: &str,
+    build: impl FnOnce(&MemberKeypair, &str) -> Statement,
+) -> Result<SignedStatement, ApiError> {
+    let view = agent.view();
+    let v = view.meshes.get(mesh_id).ok_or_else(|| (ErrorCode::NotFound, format!("mesh {mesh_id} is not joined")))?;
+    let mut st = build(&v.key, mesh_id);
+    if let Statement::Removal { member_id, .. } = &mut st
+        && member_id.is_empty()
+    {
+        member_id.clone_from(&v.config.member_id);
+    }
+    st.sign(&v.key).map_err(|e| (ErrorCode::Internal, format!("cannot sign the statement: {e}")))
 }

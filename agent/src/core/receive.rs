@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use claudemesh_protocol::codec::from_hex_array;
-use claudemesh_protocol::crypto::open_message;
+use claudemesh_protocol::crypto::{MessagePlaintext, open_message};
 use claudemesh_protocol::frames::{Event, Push};
 use claudemesh_protocol::local::{InboxMessage, LinkState, LocalEvent, Topic};
 
@@ -48,7 +48,8 @@ impl Core {
                 self.changed();
             }
             UplinkEvent::Directory { members, former, done } => {
-                v.set_directory(members, former);
+                let pins = v.set_directory(members, former, now_ms());
+                self.pin(mesh_id, pins);
                 if let Some(d) = done {
                     self.effect(Effect::Done(d));
                 }
@@ -87,7 +88,8 @@ impl Core {
         let mut membership = false;
         for e in events {
             if let Some(v) = self.state.meshes.get_mut(mesh_id) {
-                v.apply_event(&e, at);
+                let pins = v.apply_event(&e, at);
+                self.pin(mesh_id, pins);
             }
             membership |=
                 matches!(e, Event::MemberJoined(_) | Event::MemberUpdated(_) | Event::MemberRemoved { .. });
@@ -107,8 +109,16 @@ impl Core {
         }
     }
 
-    /// Decrypts and stores one push (deduplicated by msg_id), then routes it. Undecryptable
-    /// messages are stored with the reason, never dropped.
+    /// Stores the pins a verification made.
+    fn pin(&mut self, mesh_id: &str, pins: Vec<(String, crate::store::Pin)>) {
+        for (member_id, pin) in pins {
+            self.write(StoreOp::Pin { mesh_id: mesh_id.to_string(), member_id, pin });
+        }
+    }
+
+    /// Decrypts and stores one push (deduplicated by msg_id, and by the sender's client message
+    /// id against replays), then routes it. A message that cannot be opened, or whose box does
+    /// not match the push, is stored with the reason, never dropped and never trusted.
     fn receive(&mut self, mesh_id: &str, slug: &str, push: &Push, now: Instant) {
         let key = (mesh_id.to_string(), push.msg_id.clone());
         if self.state.live.contains_key(&key) {
@@ -124,30 +134,32 @@ impl Core {
         let Some(v) = self.state.meshes.get(mesh_id) else { return };
         let sender = v.members.get(&push.from.member_id);
         let sender_name = sender.map_or_else(|| push.from.member_id.clone(), |x| x.display_name.clone());
-        let opened = match sender.map(|x| from_hex_array::<32>("pubkey", &x.pubkey)) {
+        let opened = match sender.map(|x| (x, v.trust.usable(&x.member_id))) {
             None => Err(format!("sender {} is not in the member directory", push.from.member_id)),
-            Some(Err(e)) => Err(e.to_string()),
-            Some(Ok(pk)) => {
-                open_message(&push.nonce, &push.ciphertext, &pk, &v.key).map_err(|e| e.to_string())
-            }
+            Some((_, Err(why))) => Err(format!("refused: the sender's key is not trusted: {why}")),
+            Some((x, Ok(()))) => match from_hex_array::<32>("pubkey", &x.pubkey) {
+                Err(e) => Err(e.to_string()),
+                Ok(pk) => open_message(&push.nonce, &push.ciphertext, &pk, &v.key).map_err(|e| e.to_string()),
+            },
         };
-        // A box authenticates the key pair, not the direction: a box we sealed ourselves, sent
-        // back to us as if from the peer, opens too. Our own sessions never send us such mail.
         let own_member = v.config.member_id.clone();
-        let opened = opened.and_then(|p| {
-            let own_session = !p.from_session.is_empty() && self.state.sessions.contains_key(&p.from_session);
-            if own_session && push.from.member_id != own_member {
-                Err("refused: the box claims one of this agent's own sessions as sender (reflected message)"
-                    .into())
-            } else {
-                Ok(p)
-            }
+        let opened = opened.and_then(|p| check_box(&p, push, &own_member).map(|()| p));
+        // A replay: the same box (same sender and client message id) under a new msg_id.
+        let opened = opened.and_then(|p| match self.replay_of(mesh_id, &p.from_member, &p.client_msg_id) {
+            Some(first) => Err(format!(
+                "refused: a replay of message {first} (same sender and client message id) pushed again as a new message"
+            )),
+            None => Ok(p),
         });
-        let (from_name, body, reply_to, meta, error) = match opened {
-            Ok(p) => (p.from_name, p.body, p.reply_to, p.meta, None),
+        let (session_name, body, reply_to, meta, priority, sent_at, replay, error) = match opened {
+            Ok(p) => {
+                let claim = (p.from_name != sender_name).then_some(p.from_name);
+                let replay = Some((p.from_member, p.client_msg_id));
+                (claim, p.body, p.reply_to, p.meta, p.priority, p.sent_at, replay, None)
+            }
             Err(reason) => {
                 tracing::warn!(msg_id = %push.msg_id, %reason, "message could not be opened; stored with the reason");
-                (sender_name, String::new(), None, Default::default(), Some(reason))
+                (None, String::new(), None, Default::default(), push.priority, push.sent_at, None, Some(reason))
             }
         };
         let message = InboxMessage {
@@ -155,13 +167,14 @@ impl Core {
             mesh: slug.to_string(),
             from_member: push.from.member_id.clone(),
             from_session: push.from.session_id.clone(),
-            from_name,
+            from_name: sender_name,
+            session_name,
             target: push.target.to_string(),
-            priority: push.priority,
+            priority,
             body,
             reply_to,
             meta,
-            sent_at: push.sent_at,
+            sent_at,
             received_at: now_ms(),
             seen: false,
             error,
@@ -171,7 +184,53 @@ impl Core {
             mesh_id: mesh_id.to_string(),
             deliveries: Default::default(),
             pending: false,
+            replay,
         };
         self.deliver_new(rec, None, now);
     }
+
+    /// The msg_id a message with this sender and client message id first arrived as: in this
+    /// turn's writes, or in the store.
+    fn replay_of(&self, mesh_id: &str, from_member: &str, client_msg_id: &str) -> Option<String> {
+        let pending = self.ops.iter().find_map(|op| match op {
+            StoreOp::Inbox(r)
+                if r.mesh_id == mesh_id
+                    && r.replay.as_ref().is_some_and(|(f, c)| f == from_member && c == client_msg_id) =>
+            {
+                Some(r.message.msg_id.clone())
+            }
+            _ => None,
+        });
+        pending.or_else(|| self.store.replayed(mesh_id, from_member, client_msg_id).ok().flatten())
+    }
+}
+
+/// What the box says against what the broker's push says (protocol 2): sender member and
+/// session, this member as recipient, client message id and target must agree.
+fn check_box(p: &MessagePlaintext, push: &Push, own_member: &str) -> Result<(), String> {
+    let refuse = |what: &str, inside: &str, outside: &str| {
+        Err(format!(
+            "refused: the box says {what} {inside:?} but the broker says {outside:?} (a reflected, misdirected or \
+             altered message)"
+        ))
+    };
+    if p.from_member != push.from.member_id {
+        return refuse("it is from member", &p.from_member, &push.from.member_id);
+    }
+    if p.to_member != own_member {
+        return refuse("it is for member", &p.to_member, own_member);
+    }
+    if p.from_session != push.from.session_id {
+        return refuse("it is from session", &p.from_session, &push.from.session_id);
+    }
+    if p.client_msg_id != push.client_msg_id {
+        return refuse("its client message id is", &p.client_msg_id, &push.client_msg_id);
+    }
+    if p.target != push.target.to_string() {
+        return refuse("its target is", &p.target, &push.target.to_string());
+    }
+    if p.client_msg_id.is_empty() {
+        return Err("refused: the box carries no client message id".into());
+    }
+    Ok(())
 }

@@ -70,6 +70,7 @@ impl Core {
             Err(ResolveError::Empty(_)) if !siblings.is_empty() => Vec::new(),
             Err(e) => return Err(resolve_err(e)),
         };
+        let untrusted = crate::mesh::resolve::untrusted(v, &target);
         let from_name = session_name.unwrap_or_else(|| {
             if v.config.display_name.is_empty() {
                 v.config.member_id.clone()
@@ -78,7 +79,14 @@ impl Core {
             }
         });
         let (key, slug, own_member) = (v.key.clone(), v.config.slug.clone(), v.config.member_id.clone());
-        let mut plaintext = MessagePlaintext::new(from_session.clone(), from_name, p.message);
+        let client_msg_id = uuid::Uuid::new_v4().to_string();
+        let mut plaintext = MessagePlaintext::new(from_session.clone(), from_name, p.message).addressed(
+            own_member.clone(),
+            client_msg_id.clone(),
+            p.priority,
+            target.to_string(),
+            now_ms(),
+        );
         plaintext.reply_to = p.reply_to;
         let local = siblings.len();
         if !siblings.is_empty() {
@@ -91,12 +99,13 @@ impl Core {
             recipients: to.len(),
             local,
             duplicate: false,
+            untrusted,
         };
         if !to.is_empty() {
             let envelopes =
                 fan_out(&plaintext, &to, &key).map_err(|e| (ErrorCode::Invalid, e.to_string()))?;
             let rec = OutboxRecord {
-                client_msg_id: uuid::Uuid::new_v4().to_string(),
+                client_msg_id,
                 mesh_id: mesh_id.clone(),
                 to: p.to,
                 target: target.to_string(),
@@ -187,6 +196,7 @@ impl Core {
                 from_member: own_member.to_string(),
                 from_session: plaintext.from_session.clone(),
                 from_name: plaintext.from_name.clone(),
+                session_name: None,
                 target: target.to_string(),
                 priority,
                 body: plaintext.body.clone(),
@@ -200,6 +210,7 @@ impl Core {
             mesh_id: mesh_id.to_string(),
             deliveries: Default::default(),
             pending: false,
+            replay: None,
         };
         // Routed like any message, except to the session that sent it.
         self.deliver_new(rec, Some(&plaintext.from_session), now);

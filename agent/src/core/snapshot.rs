@@ -271,6 +271,9 @@ impl View {
                 }
                 sessions.sort();
                 let mut member = m.clone();
+                // Statements are for verification, not for reading.
+                member.statements.clear();
+                let trust = v.trust.members.get(&m.member_id).cloned();
                 // Our own member is online whenever our link is, whatever the cached directory says.
                 member.online = m.online || !sessions.is_empty() || (me && v.link == LinkState::Connected);
                 out.push(MemberEntry {
@@ -279,6 +282,7 @@ impl View {
                     me,
                     short_id: short_id(&m.member_id).to_string(),
                     sessions,
+                    trust,
                 });
             }
         }

@@ -62,6 +62,8 @@ fn setup(granted: &[&str]) -> T {
         secret_key: bob.secret_hex().to_string(),
         display_name: "bob".into(),
         joined_at: 0,
+        root_pubkey: None,
+        invite: None,
         extra: Default::default(),
     };
     let (tx, rx) = mpsc::channel(1024);
@@ -69,6 +71,7 @@ fn setup(granted: &[&str]) -> T {
     view.set_directory(
         vec![member("m_bob", "bob", &bob, granted), member("m_alice", "alice", &alice, &[])],
         vec![],
+        0,
     );
     let now = Instant::now();
     core.handle(Input::MeshAdded(Box::new(view)), now);

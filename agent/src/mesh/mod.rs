@@ -18,8 +18,12 @@ use crate::config::MeshConfig;
 
 mod command;
 pub mod resolve;
+pub mod trust;
 
 pub use command::UplinkCmd;
+pub use trust::MeshTrust;
+
+use crate::store::Pin;
 
 /// What the agent knows of one joined mesh.
 #[derive(Debug, Clone)]
@@ -45,6 +49,8 @@ pub struct MeshView {
     pub refusal: Option<Refusal>,
     pub uplink: mpsc::Sender<UplinkCmd>,
     pub cancel: CancellationToken,
+    /// Root key, pins and the verdict on every member's key.
+    pub trust: MeshTrust,
 }
 
 /// How many recent senders a mesh view remembers (see [`MeshView::senders`]).
@@ -54,10 +60,17 @@ pub const MAX_SENDERS: usize = 4096;
 const MAX_FORMER: usize = 1024;
 
 impl MeshView {
+    /// Verifies the directory again (after any change to it); returns the pins to store.
+    pub fn reverify(&mut self, now_ms: u64) -> Vec<(String, Pin)> {
+        let (id, me) = (self.config.id.clone(), self.config.member_id.clone());
+        self.trust.verify(&id, &me, &mut self.members, &self.former, now_ms)
+    }
+
     /// Takes a `members` reply as the directory: the current members replace the old ones; the
     /// former ones are merged with those learnt from `member_removed` events (an older broker
-    /// lists none), and a member who is current is not former.
-    pub fn set_directory(&mut self, members: Vec<MemberInfo>, former: Vec<FormerMember>) {
+    /// lists none), and a member who is current is not former. Then verifies it; returns the
+    /// pins to store.
+    pub fn set_directory(&mut self, members: Vec<MemberInfo>, former: Vec<FormerMember>, now_ms: u64) -> Vec<(String, Pin)> {
         self.members = members.into_iter().map(|m| (m.member_id.clone(), m)).collect();
         for f in former {
             self.former.insert(f.member_id.clone(), f);
@@ -72,6 +85,7 @@ impl MeshView {
                 self.former.remove(&id);
             }
         }
+        self.reverify(now_ms)
     }
 
     /// A mesh about to connect: nothing known of its members or peers yet.
@@ -81,7 +95,9 @@ impl MeshView {
         uplink: mpsc::Sender<UplinkCmd>,
         cancel: CancellationToken,
     ) -> Self {
+        let trust = MeshTrust { root: config.root_pubkey.clone(), ..Default::default() };
         Self {
+            trust,
             config,
             key,
             link: LinkState::Connecting,
@@ -108,8 +124,9 @@ impl MeshView {
             .unwrap_or_default()
     }
 
-    /// Applies a presence or membership event from the broker.
-    pub fn apply_event(&mut self, e: &Event, now_ms: u64) {
+    /// Applies a presence or membership event from the broker. A membership event verifies
+    /// the directory again; the pins to store are returned.
+    pub fn apply_event(&mut self, e: &Event, now_ms: u64) -> Vec<(String, Pin)> {
         match e {
             Event::PeerJoined(p) | Event::PeerUpdated(p) => {
                 self.peers.insert(p.session.session_id.clone(), p.clone());
@@ -128,11 +145,11 @@ impl MeshView {
                 self.members.insert(m.member_id.clone(), m.clone());
             }
             Event::MemberRemoved { member_id, reason, display_name } => {
-                let name = self
+                let (name, pubkey, statements) = self
                     .members
                     .remove(member_id)
-                    .map(|m| m.display_name)
-                    .unwrap_or_else(|| display_name.clone());
+                    .map(|m| (m.display_name, m.pubkey, m.statements))
+                    .unwrap_or_else(|| (display_name.clone(), String::new(), Vec::new()));
                 self.former.insert(
                     member_id.clone(),
                     FormerMember {
@@ -140,11 +157,18 @@ impl MeshView {
                         display_name: name,
                         reason: *reason,
                         at: now_ms,
+                        pubkey,
+                        statements,
                     },
                 );
                 self.peers.retain(|_, p| &p.member_id != member_id);
             }
-            _ => {}
+            _ => return Vec::new(),
+        }
+        if matches!(e, Event::MemberJoined(_) | Event::MemberUpdated(_) | Event::MemberRemoved { .. }) {
+            self.reverify(now_ms)
+        } else {
+            Vec::new()
         }
     }
 

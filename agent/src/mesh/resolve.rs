@@ -27,6 +27,9 @@ pub enum ResolveError {
     Empty(String),
     #[error("member {0} has an unusable public key")]
     BadKey(String),
+    /// The one member a target names has a key this agent does not trust.
+    #[error("not sent to {name}: {reason}")]
+    Untrusted { name: String, reason: String },
 }
 
 /// The shortest prefix of an id that [`resolve_target`] accepts in place of the whole id.
@@ -175,9 +178,44 @@ pub fn resolve_target(view: &MeshView, to: &str) -> Result<Target, ResolveError>
     })
 }
 
+/// The members a multicast target would reach whose keys this agent does not trust, as
+/// `name (short id)`: they are left out of the send, and the reply says so.
+pub fn untrusted(view: &MeshView, target: &Target) -> Vec<String> {
+    if !matches!(target, Target::Broadcast | Target::Group(_)) {
+        return Vec::new();
+    }
+    let mut v: Vec<String> = reached(view, target)
+        .into_iter()
+        .filter(|id| view.trust.usable(id).is_err())
+        .map(|id| {
+            let name = view.members.get(id).map_or(id.as_str(), |m| m.display_name.as_str());
+            format!("{name} ({})", short_id(id))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// The members (id, ed25519 key) a target reaches, by the broker's rules: `@g` and `*` exclude
-/// ourselves; `member:`/`session:` may be ourselves.
+/// ourselves; `member:`/`session:` may be ourselves. Only members whose keys this agent trusts
+/// ([`super::MeshTrust::usable`]): a multicast leaves the others out ([`untrusted`] lists them),
+/// a target naming one such member is [`ResolveError::Untrusted`].
 pub fn recipients(view: &MeshView, target: &Target) -> Result<Vec<(String, [u8; 32])>, ResolveError> {
+    let multicast = matches!(target, Target::Broadcast | Target::Group(_));
+    let mut ids = reached(view, target);
+    if multicast {
+        ids.retain(|id| view.trust.usable(id).is_ok());
+    } else if let Some(id) = ids.first()
+        && let Err(reason) = view.trust.usable(id)
+    {
+        let name = view.members.get(*id).map_or(id.as_str(), |m| m.display_name.as_str()).to_string();
+        return Err(ResolveError::Untrusted { name, reason });
+    }
+    keys(view, target, ids)
+}
+
+/// The member ids `target` reaches, trusted or not.
+fn reached<'a>(view: &'a MeshView, target: &Target) -> Vec<&'a String> {
     let me = &view.config.member_id;
     let ids: Vec<&String> = match target {
         Target::Broadcast => view.members.keys().filter(|id| *id != me).collect(),
@@ -204,6 +242,11 @@ pub fn recipients(view: &MeshView, target: &Target) -> Result<Vec<(String, [u8; 
             .map(|m| vec![m])
             .unwrap_or_default(),
     };
+    ids
+}
+
+/// The keys of `ids`, or why a target reaches nobody.
+fn keys(view: &MeshView, target: &Target, ids: Vec<&String>) -> Result<Vec<(String, [u8; 32])>, ResolveError> {
     if ids.is_empty() {
         if let Target::Member(id) = target
             && let Some(f) = view.former.get(id)
@@ -258,6 +301,8 @@ mod tests {
                 secret_key: key.secret_hex().to_string(),
                 display_name: "me".into(),
                 joined_at: 0,
+                root_pubkey: None,
+                invite: None,
                 extra: Default::default(),
             },
             Arc::new(key),

@@ -24,6 +24,8 @@ pub enum StoreOp {
     OutboxFinish { client_msg_id: String, state: SendState },
     /// The reply a send with this idempotency key got, made at `at` (Unix ms).
     Idempotency { key: String, reply: serde_json::Value, at: u64 },
+    /// A member's key pinned (or its pin marked removed).
+    Pin { mesh_id: String, member_id: String, pin: super::Pin },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -44,12 +46,22 @@ impl Store {
             let mut outbox = w.open_table(OUTBOX).map_err(db_err)?;
             let mut sent = w.open_table(SENT).map_err(db_err)?;
             let mut idem = w.open_table(IDEMPOTENCY).map_err(db_err)?;
+            let mut pins = w.open_table(super::trust::PINS).map_err(db_err)?;
+            let mut replay = w.open_table(super::trust::REPLAY).map_err(db_err)?;
             for op in ops {
                 match op {
                     StoreOp::Inbox(rec) => {
                         let k = key(&rec.mesh_id, &rec.message.msg_id);
                         let bytes = serde_json::to_vec(rec).map_err(db_err)?;
                         inbox.insert(k.as_str(), bytes.as_slice()).map_err(db_err)?;
+                        if let Some((from, client)) = &rec.replay {
+                            let rk = super::trust::replay_key(&rec.mesh_id, from, client);
+                            replay.insert(rk.as_str(), rec.message.msg_id.as_bytes()).map_err(db_err)?;
+                        }
+                    }
+                    StoreOp::Pin { mesh_id, member_id, pin } => {
+                        let b = serde_json::to_vec(pin).map_err(db_err)?;
+                        pins.insert(key(mesh_id, member_id).as_str(), b.as_slice()).map_err(db_err)?;
                     }
                     StoreOp::Outbox(rec) => {
                         let ob = serde_json::to_vec(rec).map_err(db_err)?;

@@ -10,7 +10,9 @@ use claudemesh_protocol::crypto::MessagePlaintext;
 use claudemesh_protocol::frames::{Envelope, Priority};
 use claudemesh_protocol::local::InboxMessage;
 mod batch;
+mod trust;
 pub use batch::StoreOp;
+pub use trust::Pin;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -66,6 +68,10 @@ pub struct InboxRecord {
     /// No live session could take it yet: offered to the next matching session that opens.
     #[serde(default)]
     pub pending: bool,
+    /// (sender member, client message id) from inside the box: indexed so a replay under a new
+    /// msg_id is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<(String, String)>,
 }
 
 /// A send accepted by the agent and not yet acknowledged by the broker.
@@ -121,7 +127,7 @@ impl Store {
         let db = Database::create(path)
             .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
         let w = db.begin_write().map_err(db_err)?;
-        for t in [INBOX, OUTBOX, SENT, UNSEEN, META, IDEMPOTENCY] {
+        for t in [INBOX, OUTBOX, SENT, UNSEEN, META, IDEMPOTENCY, trust::PINS, trust::REPLAY] {
             w.open_table(t).map_err(db_err)?;
         }
         let built = w.open_table(META).map_err(db_err)?.get(UNSEEN_BUILT).map_err(db_err)?.is_some();

@@ -10,6 +10,7 @@ fn rec(id: &str) -> InboxRecord {
             from_member: "m".into(),
             from_session: "s".into(),
             from_name: "n".into(),
+            session_name: None,
             target: "*".into(),
             priority: Priority::Next,
             body: "b".into(),
@@ -23,6 +24,7 @@ fn rec(id: &str) -> InboxRecord {
         mesh_id: "mesh".into(),
         deliveries: Default::default(),
         pending: true,
+        replay: None,
     }
 }
 

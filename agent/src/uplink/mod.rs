@@ -10,6 +10,8 @@ use std::time::Duration;
 use claudemesh_protocol::crypto::{random_bytes, sign_hello};
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ErrorFrame, Hello, ServerFrame};
 use claudemesh_protocol::local::LinkState;
+use claudemesh_protocol::limits::PROTOCOL_VERSION;
+use claudemesh_protocol::trust::{STATEMENT_VERSION, SignedStatement, Statement};
 use tokio::sync::mpsc;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +23,7 @@ use crate::shared::Agent;
 pub(crate) mod link;
 mod outbox;
 
-use link::Link;
+use link::{Link, Pending};
 
 pub use crate::mesh::UplinkCmd;
 
@@ -189,6 +191,15 @@ async fn serve(
     let mut link = Link::new(agent, mesh_id, ws);
     // welcome → hello → hello_ack
     let (challenge, mut public_url) = match link.next_frame(Duration::from_secs(15)).await {
+        Ok(ServerFrame::Welcome { protocol, .. }) if protocol < PROTOCOL_VERSION => {
+            return End::Refused(Refusal {
+                code: ErrorCode::Invalid,
+                message: format!(
+                    "the broker at {url} speaks claudemesh protocol {protocol}, and this agent needs \
+                     {PROTOCOL_VERSION} (keys verified end to end): upgrade the broker"
+                ),
+            });
+        }
         Ok(ServerFrame::Welcome { challenge, public_url, .. }) => (challenge, public_url),
         Ok(other) => return End::Lost(format!("unexpected first frame {}", other.type_name())),
         Err(e) => return e,
@@ -200,6 +211,7 @@ async fn serve(
         pubkey: key.public_hex(),
         signature,
         instance: Some(agent.instance.clone()),
+        protocol: PROTOCOL_VERSION,
     });
     if let Err(e) = link.send(&hello).await {
         return e;
@@ -215,12 +227,40 @@ async fn serve(
         Ok(other) => return End::Lost(format!("unexpected reply to hello: {}", other.type_name())),
         Err(e) => return e,
     }
+    // Publish this member's own signed statement: what other agents verify our key by.
+    match member_statement(config, key) {
+        Ok(statement) => {
+            if let Err(e) = link.request(|req| ClientFrame::Statement { req, statement }, Pending::Ignore).await {
+                return e;
+            }
+        }
+        Err(e) => tracing::warn!(mesh = %config.slug, error = %e, "cannot sign this member's statement"),
+    }
     *connected = true;
     set_link(agent, mesh_id, LinkState::Connected, None).await;
     if let Err(e) = link.after_hello().await {
         return e;
     }
     link.main_loop(rx, cancel).await
+}
+
+/// This member's `member` statement: its id, key and enrolled name, and the invite it joined
+/// with (none for the mesh's creator, or a mesh joined before protocol 2). Signed with the
+/// time of joining, so it is the same statement on every connect.
+fn member_statement(
+    config: &crate::config::MeshConfig,
+    key: &claudemesh_protocol::crypto::MemberKeypair,
+) -> Result<SignedStatement, claudemesh_protocol::trust::StatementError> {
+    Statement::Member {
+        v: STATEMENT_VERSION,
+        mesh_id: config.id.clone(),
+        member_id: config.member_id.clone(),
+        pubkey: key.public_hex(),
+        display_name: config.display_name.clone(),
+        invite: config.invite.clone(),
+        at: config.joined_at.saturating_mul(1000),
+    }
+    .sign(key)
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ impl Link<'_> {
         drop(rx);
         // Resealed against the fresh directory, which the core takes too.
         let Some(mut v) = self.agent.view().meshes.get(self.mesh_id).cloned() else { return Ok(()) };
-        v.set_directory(members.clone(), former.clone());
+        v.set_directory(members.clone(), former.clone(), crate::core::now_ms());
         super::report(self.agent, self.mesh_id, UplinkEvent::Directory { members, former, done: None }).await;
         let Ok(target) = rec.target.parse::<Target>() else { return Ok(()) };
         let to = match recipients(&v, &target) {

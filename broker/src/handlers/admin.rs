@@ -56,6 +56,8 @@ pub fn create_mesh_records(
         removed_reason: None,
         removed_at: 0,
         created_at: now,
+        invite_id: None,
+        statements: vec![],
     };
     Ok((mesh, member))
 }

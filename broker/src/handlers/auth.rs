@@ -23,6 +23,9 @@ const MAX_INSTANCE_ID_BYTES: usize = 128;
 /// may treat as transient (a broker restored from an older backup); a removed member is
 /// `revoked` and a key that is not the member's is `unauthorized`, both final.
 pub async fn hello(conn: &mut Conn, h: Hello) {
+    if let Some(msg) = crate::handlers::statements::outdated(h.protocol) {
+        return conn.refuse(ErrorCode::Invalid, msg);
+    }
     let Some(mesh) = conn.hub.mesh(&h.mesh_id) else {
         return conn.refuse(
             ErrorCode::NotFound,
@@ -101,6 +104,9 @@ enum Refusal {
 }
 
 pub async fn enroll(conn: &mut Conn, e: Enroll) {
+    if let Some(msg) = crate::handlers::statements::outdated(e.protocol) {
+        return conn.refuse(ErrorCode::Invalid, msg);
+    }
     let invite = match parse_invite(&e.invite) {
         Ok(i) => i,
         Err(InviteError::BadSignature) => {
@@ -221,6 +227,8 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
                 removed_reason: None,
                 removed_at: 0,
                 created_at: now,
+                invite_id: Some(p.invite_id.clone()),
+                statements: vec![],
             };
             tx.put(INVITES, &ikey, &rec)?;
             tx.put(MEMBERS, &key(&[&member.mesh_id, &member.member_id]), &member)?;
@@ -281,6 +289,8 @@ mod tests {
                     removed_reason: None,
                     removed_at: 0,
                     created_at: 0,
+                    invite_id: None,
+                    statements: vec![],
                 },
             );
         }

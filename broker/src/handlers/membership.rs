@@ -12,9 +12,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use claudemesh_protocol::frames::{ErrorCode, Event, GroupRole, RemovalReason, Role, ServerFrame, encode};
 use claudemesh_protocol::limits::{CLOSE_POLICY, MAX_GROUPS};
 use claudemesh_protocol::names::validate_group_name;
+use claudemesh_protocol::trust::SignedStatement;
 
 use crate::conn::Conn;
 use crate::handlers::admin::require_admin;
+use crate::handlers::statements;
 use crate::hub::{ConnHandle, Hub, Mesh, MeshState, Outgoing};
 use crate::ids::now_ms;
 use crate::store::{MEMBERS, MemberRecord, QUEUE, StoreError, key, read_get};
@@ -93,11 +95,15 @@ async fn reload_member(hub: &Hub, mesh: &Arc<Mesh>, member_id: &str) {
 /// goodbye on), ends its sessions in presence, and tells the mesh `member_removed`. Refuses
 /// with `not_found` for a member that is not active, and `conflict` when the mesh would lose
 /// its last admin.
+///
+/// `statement` is the signed `removal` and the key that must have signed it (the admin's, or
+/// the member's own for `left`); it is checked and kept with the record.
 pub async fn remove_member(
     hub: &Hub,
     mesh: &Arc<Mesh>,
     member_id: &str,
     reason: RemovalReason,
+    statement: Option<(SignedStatement, String)>,
 ) -> Result<Removed, Refusal> {
     let now = now_ms();
     let (mesh2, id) = (mesh.clone(), member_id.to_string());
@@ -112,7 +118,15 @@ pub async fn remove_member(
                 if let Some(msg) = last_admin_refusal(&st, &mesh2.slug, cur, Some(reason)) {
                     return Ok(Err((ErrorCode::Conflict, msg)));
                 }
-                MemberRecord { removed: true, removed_reason: Some(reason), removed_at: now, ..cur.clone() }
+                let mut rec =
+                    MemberRecord { removed: true, removed_reason: Some(reason), removed_at: now, ..cur.clone() };
+                if let Some((s, signer)) = statement {
+                    if let Err(refusal) = statements::check_removal(&s, &signer, cur, reason) {
+                        return Ok(Err(refusal));
+                    }
+                    rec.keep_statement("removal", s);
+                }
+                rec
             };
             let k = key(&[&mesh2.id, &id]);
             tx.put(MEMBERS, &k, &rec)?;
@@ -162,9 +176,10 @@ pub async fn remove_member(
 }
 
 /// `member_remove` (admins): the removed member's connection gets `revoked` and is closed.
-pub async fn member_remove(conn: &mut Conn, req: u64, member_id: String) {
+pub async fn member_remove(conn: &mut Conn, req: u64, member_id: String, statement: Option<SignedStatement>) {
     let Some(a) = require_admin(conn, req) else { return };
-    let removed = match remove_member(&conn.hub, &a.mesh, &member_id, RemovalReason::Removed).await {
+    let statement = statement.map(|s| (s, own_key(&a.mesh, &a.member_id)));
+    let removed = match remove_member(&conn.hub, &a.mesh, &member_id, RemovalReason::Removed, statement).await {
         Ok(r) => r,
         Err((code, msg)) => return conn.error(Some(req), code, msg),
     };
@@ -181,9 +196,10 @@ pub async fn member_remove(conn: &mut Conn, req: u64, member_id: String) {
 }
 
 /// `leave`: the caller removes itself (reason `left`). It gets `ok`, then a normal close.
-pub async fn leave(conn: &mut Conn, req: u64) {
+pub async fn leave(conn: &mut Conn, req: u64, statement: Option<SignedStatement>) {
     let Some(a) = conn.auth.clone() else { return };
-    let removed = match remove_member(&conn.hub, &a.mesh, &a.member_id, RemovalReason::Left).await {
+    let statement = statement.map(|s| (s, own_key(&a.mesh, &a.member_id)));
+    let removed = match remove_member(&conn.hub, &a.mesh, &a.member_id, RemovalReason::Left, statement).await {
         Ok(r) => r,
         Err((code, msg)) => return conn.error(Some(req), code, msg),
     };
@@ -203,8 +219,10 @@ pub async fn member_set(
     member_id: String,
     role: Option<Role>,
     groups: Option<Vec<GroupRole>>,
+    statement: Option<SignedStatement>,
 ) {
     let Some(a) = require_admin(conn, req) else { return };
+    let signer = own_key(&a.mesh, &a.member_id);
     if let Some(gs) = &groups {
         if gs.len() > MAX_GROUPS {
             return conn.error(Some(req), ErrorCode::TooLarge, format!("at most {MAX_GROUPS} groups"));
@@ -232,6 +250,12 @@ pub async fn member_set(
                 let mut rec = cur.clone();
                 rec.role = role.unwrap_or(rec.role);
                 rec.groups = groups.unwrap_or(rec.groups);
+                if let Some(s) = statement {
+                    if let Err(refusal) = statements::check_role(&s, &signer, &rec) {
+                        return Ok(Err(refusal));
+                    }
+                    rec.keep_statement("role", s);
+                }
                 rec
             };
             tx.put(MEMBERS, &key(&[&mesh.id, &id]), &rec)?;
@@ -251,6 +275,11 @@ pub async fn member_set(
     st.presence(&Event::MemberUpdated(st.member_info(&rec)));
     drop(st);
     conn.reply(&ServerFrame::Ok { req });
+}
+
+/// The enrolled key of `member_id` (empty if unknown, which no statement matches).
+fn own_key(mesh: &Mesh, member_id: &str) -> String {
+    mesh.lock().members.get(member_id).map(|m| m.pubkey.clone()).unwrap_or_default()
 }
 
 /// `list_members`: the active members (the directory senders encrypt against) and the former

@@ -6,6 +6,7 @@ pub mod expiry;
 pub mod membership;
 pub mod messaging;
 pub mod sessions;
+pub mod statements;
 
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode};
 
@@ -33,11 +34,14 @@ pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) {
         C::InviteRegister { req, invite } => admin::invite_register(conn, req, invite).await,
         C::InviteRevoke { req, invite_id } => admin::invite_revoke(conn, req, invite_id).await,
         C::InviteList { req } => admin::invite_list(conn, req).await,
-        C::MemberRemove { req, member_id } => membership::member_remove(conn, req, member_id).await,
-        C::MemberSet { req, member_id, role, groups } => {
-            membership::member_set(conn, req, member_id, role, groups).await
+        C::MemberRemove { req, member_id, statement } => {
+            membership::member_remove(conn, req, member_id, statement).await
         }
-        C::Leave { req } => membership::leave(conn, req).await,
+        C::MemberSet { req, member_id, role, groups, statement } => {
+            membership::member_set(conn, req, member_id, role, groups, statement).await
+        }
+        C::Leave { req, statement } => membership::leave(conn, req, statement).await,
+        C::Statement { req, statement } => statements::publish(conn, req, statement).await,
         C::MeshInfo { req } => admin::mesh_info(conn, req),
         other => {
             // Services, vault, skills and uploads are defined by the protocol but served by a

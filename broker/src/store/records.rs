@@ -2,6 +2,7 @@
 
 use claudemesh_protocol::frames::{DeliveryState, GroupRole, Priority, RemovalReason, Role};
 use claudemesh_protocol::invite::InvitePayload;
+use claudemesh_protocol::trust::SignedStatement;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,9 +36,44 @@ pub struct MemberRecord {
     #[serde(default)]
     pub removed_at: u64,
     pub created_at: u64,
+    /// The invite it enrolled with (absent for a mesh's creator and records from before
+    /// protocol 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_id: Option<String>,
+    /// Signed statements about it, relayed to agents with its directory entry: its own
+    /// `member` statement, the latest admin `role` statements, its `removal`
+    /// ([`MemberRecord::keep_statement`] bounds them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<SignedStatement>,
 }
 
+/// Most `role` statements kept per member: the latest few are enough for any reader to find
+/// one signed by an admin it trusts.
+const MAX_ROLE_STATEMENTS: usize = 4;
+
 impl MemberRecord {
+    /// Adds a verified statement of kind `kind` (`"member"`, `"role"`, `"removal"`): one
+    /// member and one removal statement are kept (the newest replaces), and the last
+    /// [`MAX_ROLE_STATEMENTS`] role statements.
+    pub fn keep_statement(&mut self, kind: &str, s: SignedStatement) {
+        let kind_of = |x: &SignedStatement| {
+            serde_json::from_str::<serde_json::Value>(&x.statement)
+                .ok()
+                .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+        };
+        if kind == "role" {
+            let roles = self.statements.iter().filter(|x| kind_of(x).as_deref() == Some("role")).count();
+            if roles >= MAX_ROLE_STATEMENTS
+                && let Some(i) = self.statements.iter().position(|x| kind_of(x).as_deref() == Some("role"))
+            {
+                self.statements.remove(i);
+            }
+        } else {
+            self.statements.retain(|x| kind_of(x).as_deref() != Some(kind));
+        }
+        self.statements.push(s);
+    }
+
     /// Whether the member is in messaging group `g` (granted, or declared by a session).
     pub fn in_group(&self, g: &str) -> bool {
         self.groups.iter().any(|x| x.name == g) || self.declared_groups.iter().any(|x| x == g)

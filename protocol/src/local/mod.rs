@@ -414,7 +414,12 @@ pub struct InboxMessage {
     pub mesh: String,
     pub from_member: String,
     pub from_session: String,
+    /// The sender member's name as this agent verified it (its signed directory name).
     pub from_name: String,
+    /// The sending session's name from inside the box, when it differs from `from_name`: a
+    /// claim by the sender, shown beside the verified name, never instead of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
     pub target: String,
     pub priority: Priority,
     /// Empty when the message could not be decrypted; see `error`.

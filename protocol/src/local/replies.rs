@@ -151,6 +151,39 @@ pub struct MemberEntry {
     /// The names of its open sessions.
     #[serde(default)]
     pub sessions: Vec<String>,
+    /// What this agent believes of its key (protocol 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<MemberTrust>,
+}
+
+/// Whether a member's key is one this agent encrypts to and accepts messages from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustState {
+    /// Chained by signed statements to the admin key pinned at join, and equal to its pin.
+    Verified,
+    /// Nothing chains it to the root (trusted on first use only for a mesh joined before
+    /// protocol 2).
+    Unverified,
+    /// Differs from the key pinned on first sight: refused until repinned.
+    KeyChanged,
+    /// Verifiably removed or left, yet listed again: refused for good.
+    Removed,
+}
+
+/// This agent's verdict on one member's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberTrust {
+    pub state: TrustState,
+    /// Why it is not verified, and what to do, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// 15 digits in groups of five; equal on both ends means equal keys
+    /// ([`crate::trust::safety_code`]).
+    pub safety_code: String,
+    /// More verified members enrolled under its invite than the invite allows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overused_invite: bool,
 }
 
 /// `send`: where the message went. `id` is the client message id (`message_status` takes it),
@@ -168,6 +201,10 @@ pub struct SendReply {
     /// The idempotency key was seen before: this is the first send's reply, nothing was sent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// Members a `@group` or `*` send left out because this agent does not trust their keys,
+    /// as `name (short id)`; `claudemesh members` says why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untrusted: Vec<String>,
 }
 
 /// `inbox`: a page of messages. With `take`, the unseen ones among them are held under
