@@ -42,6 +42,7 @@ fn member(id: &str, name: &str, key: &MemberKeypair, groups: &[&str]) -> MemberI
         groups: groups.iter().map(|g| GroupRole { name: (*g).into(), role: None }).collect(),
         declared_groups: vec![],
         online: true,
+        statements: vec![],
     }
 }
 
@@ -101,8 +102,10 @@ impl T {
     fn push(&mut self, target: Target, priority: Priority) -> String {
         self.n += 1;
         let id = format!("msg_{}", self.n);
-        let plain =
-            MessagePlaintext::new("s-alice".to_string(), "alice".to_string(), format!("hello {}", self.n));
+        let mut plain =
+            MessagePlaintext::new("s-alice".to_string(), "alice".to_string(), format!("hello {}", self.n))
+                .addressed("m_alice", id.clone(), priority, target.to_string(), 1);
+        plain.to_member = "m_bob".into();
         let sealed = seal_message(&plain, self.bob.public(), &self.alice).unwrap();
         let push = Push {
             msg_id: id.clone(),

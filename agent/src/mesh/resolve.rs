@@ -323,6 +323,7 @@ mod tests {
             groups: vec![],
             declared_groups: vec![],
             online: true,
+            statements: vec![],
         }
     }
 
@@ -340,7 +341,7 @@ mod tests {
     }
 
     fn former(id: &str, name: &str, reason: RemovalReason, at: u64) -> FormerMember {
-        FormerMember { member_id: id.into(), display_name: name.into(), reason, at }
+        FormerMember { member_id: id.into(), display_name: name.into(), reason, at, pubkey: String::new(), statements: vec![] }
     }
 
     #[test]
