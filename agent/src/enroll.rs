@@ -110,6 +110,10 @@ fn save_mesh(paths: &Paths, mc: MeshConfig) -> Result<Joined, JoinError> {
     Ok(Joined { mesh: mc })
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 fn mesh_config(
     mesh: claudemesh_protocol::frames::MeshRef,
     url: String,
@@ -149,6 +153,10 @@ pub async fn join(paths: &Paths, invite: &SignedInvite, display_name: &str) -> R
         display_name: display_name.into(),
         signature: sign_enroll(&key, &p.invite_id, &conn.challenge),
         protocol: PROTOCOL_VERSION,
+        statement: Some(
+            claudemesh_protocol::trust::enrollment_statement(&key, &p.mesh_id, display_name, invite.token(), now_ms())
+                .map_err(|e| JoinError::Protocol(format!("cannot sign the enrollment statement: {e}")))?,
+        ),
     });
     match conn.ask(&frame).await? {
         ServerFrame::Enrolled { member_id, role, mesh } => {

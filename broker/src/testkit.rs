@@ -225,12 +225,18 @@ impl Client {
         name: &str,
     ) -> Result<ServerFrame, ClientError> {
         let signature = sign_enroll(key, invite_id, &self.challenge);
+        // The statement names the invite's mesh; a token that does not parse gets none, so the
+        // broker's own refusal of the invite is what the caller sees.
+        let statement = claudemesh_protocol::invite::parse_invite(invite).ok().and_then(|i| {
+            claudemesh_protocol::trust::enrollment_statement(key, &i.payload.mesh_id, name, i.token(), 1).ok()
+        });
         self.send(&ClientFrame::Enroll(Enroll {
             protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
             invite: invite.to_string(),
             pubkey: key.public_hex(),
             display_name: name.to_string(),
             signature,
+            statement,
         }))
         .await?;
         self.recv_match(|f| matches!(f, ServerFrame::Enrolled { .. } | ServerFrame::Error(_))).await

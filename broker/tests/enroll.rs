@@ -105,7 +105,7 @@ async fn every_enroll_refusal_has_a_stable_code() {
     let mut c = Client::connect(h.url()).await.unwrap();
     let other = MemberKeypair::generate();
     let signature = claudemesh_protocol::crypto::sign_enroll(&other, "good", &c.challenge);
-    c.send(&ClientFrame::Enroll(Enroll { protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
+    c.send(&ClientFrame::Enroll(Enroll { statement: None, protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
         invite: good.token().into(),
         pubkey: key.public_hex(),
         display_name: "x".into(),
@@ -120,7 +120,7 @@ async fn every_enroll_refusal_has_a_stable_code() {
     let old = Client::connect(h.url()).await.unwrap();
     let replayed = claudemesh_protocol::crypto::sign_enroll(&key, "good", &old.challenge);
     let mut c = Client::connect(h.url()).await.unwrap();
-    c.send(&ClientFrame::Enroll(Enroll { protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
+    c.send(&ClientFrame::Enroll(Enroll { statement: None, protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
         invite: good.token().into(),
         pubkey: key.public_hex(),
         display_name: "x".into(),

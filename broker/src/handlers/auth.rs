@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use claudemesh_protocol::codec::from_hex_array;
 use claudemesh_protocol::crypto::{ed25519_pk_to_x25519, verify_enroll, verify_hello};
+use claudemesh_protocol::trust::member_id_for;
 use claudemesh_protocol::frames::{Enroll, ErrorCode, Event, Hello, MeshRef, Role, ServerFrame};
 use claudemesh_protocol::invite::{InviteError, parse_invite};
 use claudemesh_protocol::limits::MAX_DISPLAY_NAME_CHARS;
@@ -138,6 +139,7 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
     let pubkey = e.pubkey.to_ascii_lowercase();
     let pubkey_for_rollback = pubkey.clone();
     let display_name = e.display_name.clone();
+    let statement = e.statement.clone();
     let mesh2: Arc<Mesh> = mesh.clone();
     let result = conn
         .hub
@@ -215,9 +217,12 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
                 )));
             }
             rec.uses += 1;
-            let member = MemberRecord {
+            // Protocol 2: the id is derived from the key, and the member's own statement
+            // (checked below, before anything is written) names it.
+            let member_id = if statement.is_some() { member_id_for(&pubkey) } else { prefixed("m") };
+            let mut member = MemberRecord {
                 mesh_id: p.mesh_id.clone(),
-                member_id: prefixed("m"),
+                member_id,
                 pubkey,
                 display_name,
                 role: p.role,
@@ -230,6 +235,12 @@ pub async fn enroll(conn: &mut Conn, e: Enroll) {
                 invite_id: Some(p.invite_id.clone()),
                 statements: vec![],
             };
+            if let Some(st) = statement {
+                if let Err((code, msg)) = crate::handlers::statements::check_member(&st, &member) {
+                    return Ok(Err(Refusal::Code(code, msg)));
+                }
+                member.keep_statement("member", st);
+            }
             tx.put(INVITES, &ikey, &rec)?;
             tx.put(MEMBERS, &key(&[&member.mesh_id, &member.member_id]), &member)?;
             // Insert into the cache inside the writer so a concurrent enroll of the same key in

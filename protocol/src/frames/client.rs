@@ -57,6 +57,10 @@ pub struct Enroll {
     /// As in [`Hello::protocol`].
     #[serde(default = "protocol_v1")]
     pub protocol: u32,
+    /// The new member's `member` statement (protocol 2), naming the member id derived from its
+    /// key ([`crate::trust::member_id_for`]), so the mesh can verify it from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<SignedStatement>,
 }
 
 /// `send`: one message, boxed once per recipient member.

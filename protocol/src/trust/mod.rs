@@ -27,3 +27,38 @@ pub fn safety_code(mesh_id: &str, pubkey_hex: &str) -> String {
     let d = format!("{n:015}");
     format!("{} {} {}", &d[0..5], &d[5..10], &d[10..15])
 }
+
+/// The member id a key enrolls as (protocol 2): `m_` and the first 10 bytes of BLAKE2b-256 of
+/// `claudemesh-member-id|2|<pubkey hex, lowercase>`, in hex. Derived, so a new member signs its
+/// `member` statement (id included) before the broker answers, and the broker cannot assign a
+/// key another member's id.
+pub fn member_id_for(pubkey_hex: &str) -> String {
+    let input = format!("claudemesh-member-id|2|{}", pubkey_hex.to_ascii_lowercase());
+    let mut out = [0u8; 32];
+    // As in safety_code: a 32-byte unkeyed BLAKE2b cannot fail.
+    if crypto_generichash(&mut out, input.as_bytes(), None).is_err() {
+        return String::new();
+    }
+    format!("m_{}", crate::codec::to_hex(&out[..10]))
+}
+
+/// The `member` statement a new member signs when it enrolls with `invite_token` (for mesh
+/// `mesh_id`), under its derived member id ([`member_id_for`]). `at` is Unix milliseconds.
+pub fn enrollment_statement(
+    key: &crate::crypto::MemberKeypair,
+    mesh_id: &str,
+    display_name: &str,
+    invite_token: &str,
+    at: u64,
+) -> Result<SignedStatement, StatementError> {
+    Statement::Member {
+        v: STATEMENT_VERSION,
+        mesh_id: mesh_id.to_string(),
+        member_id: member_id_for(&key.public_hex()),
+        pubkey: key.public_hex(),
+        display_name: display_name.to_string(),
+        invite: Some(invite_token.to_string()),
+        at,
+    }
+    .sign(key)
+}
