@@ -223,6 +223,16 @@ async fn serve(
     link.main_loop(rx, cancel).await
 }
 
+/// The link's WebSocket limits: the protocol's ([`MAX_WS_MESSAGE_BYTES`], twice the frame
+/// cap, as the broker sets), not tungstenite's 64 MiB default, so a broker cannot make the
+/// agent buffer more than that for one message.
+pub(crate) fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    use claudemesh_protocol::limits::MAX_WS_MESSAGE_BYTES;
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_WS_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_WS_MESSAGE_BYTES))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,14 +279,4 @@ mod tests {
         assert!(!key_in_use_detail("").contains("leave"));
         assert!(key_in_use_detail("use your own invite").starts_with("use your own invite"));
     }
-}
-
-/// The link's WebSocket limits: the protocol's ([`MAX_WS_MESSAGE_BYTES`], twice the frame
-/// cap, as the broker sets), not tungstenite's 64 MiB default, so a broker cannot make the
-/// agent buffer more than that for one message.
-pub(crate) fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    use claudemesh_protocol::limits::MAX_WS_MESSAGE_BYTES;
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(Some(MAX_WS_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_WS_MESSAGE_BYTES))
 }
