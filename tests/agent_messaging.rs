@@ -19,23 +19,26 @@ async fn dm_between_two_agents_end_to_end() {
     let w = World::start().await;
     let (_alice, mut a) = connected_agent(&w, "alice").await;
     let (_bob, mut b) = connected_agent(&w, "bob").await;
-    register(&mut a, "s-alice", "alice-laptop", &[]).await;
-    register(&mut b, "s-bob", "bob-desktop", &[]).await;
+    register(&mut a, "000000a1-5e55-4000-8000-000000000000", "alice-laptop", &[]).await;
+    register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob-desktop", &[]).await;
     wait_peer(&mut a, "bob-desktop").await;
 
-    let r = a.call(send("bob-desktop", "hello from alice", "s-alice")).await.unwrap();
-    assert_eq!(r["target"], "session:s-bob");
+    let r = a
+        .call(send("bob-desktop", "hello from alice", "000000a1-5e55-4000-8000-000000000000"))
+        .await
+        .unwrap();
+    assert_eq!(r["target"], "session:000000a0-5e55-4000-8000-000000000000");
     let id = r["id"].as_str().unwrap().to_string();
-    let inbox = wait_inbox(&mut b, Some("s-bob"), 1).await;
+    let inbox = wait_inbox(&mut b, Some("000000a0-5e55-4000-8000-000000000000"), 1).await;
     let m = &inbox.messages[0];
     assert_eq!(m.body, "hello from alice");
     assert_eq!(m.from_name, "alice-laptop");
-    assert_eq!(m.from_session, "s-alice");
+    assert_eq!(m.from_session, "000000a1-5e55-4000-8000-000000000000");
     assert!(m.error.is_none());
 
     // Reading (taking, then confirming) marks it seen, the sender learns: accepted by the
     // broker, seen by bob.
-    take_and_confirm(&mut b, "s-bob").await;
+    take_and_confirm(&mut b, "000000a0-5e55-4000-8000-000000000000").await;
     let mut seen = false;
     for _ in 0..200 {
         let st = a.call(AgentCall::MessageStatus { msg_id: id.clone() }).await.unwrap();
@@ -46,11 +49,12 @@ async fn dm_between_two_agents_end_to_end() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(seen, "message_status never showed seen");
-    let unseen = read_inbox(&mut b, Some("s-bob")).await;
+    let unseen = read_inbox(&mut b, Some("000000a0-5e55-4000-8000-000000000000")).await;
     assert!(unseen.messages.is_empty(), "seen messages are not shown again");
 
     // Unknown and ambiguous targets say what would work.
-    let e = a.call(send("nobody", "x", "s-alice")).await.unwrap_err().to_string();
+    let e =
+        a.call(send("nobody", "x", "000000a1-5e55-4000-8000-000000000000")).await.unwrap_err().to_string();
     assert!(e.contains("bob-desktop"), "{e}");
 }
 
@@ -68,9 +72,9 @@ async fn group_and_broadcast_between_three_agents() {
         wait_connected(&mut c).await;
         cs.push(c);
     }
-    register(&mut cs[0], "sa", "sa", &[]).await;
-    register(&mut cs[1], "sb", "sb", &["backend"]).await;
-    register(&mut cs[2], "sc", "sc", &["frontend"]).await;
+    register(&mut cs[0], "000000fa-5e55-4000-8000-000000000000", "sa", &[]).await;
+    register(&mut cs[1], "000000fb-5e55-4000-8000-000000000000", "sb", &["backend"]).await;
+    register(&mut cs[2], "000000fc-5e55-4000-8000-000000000000", "sc", &["frontend"]).await;
     wait_peer(&mut cs[0], "sb").await;
     wait_peer(&mut cs[0], "sc").await;
     // The broker's directory learns declared groups; wait until ours does too.
@@ -85,13 +89,23 @@ async fn group_and_broadcast_between_three_agents() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let r = cs[0].call(send("@backend", "backend only", "sa")).await.unwrap();
+    let r =
+        cs[0].call(send("@backend", "backend only", "000000fa-5e55-4000-8000-000000000000")).await.unwrap();
     assert_eq!(r["recipients"], 1);
-    assert_eq!(bodies(&wait_inbox(&mut cs[1], Some("sb"), 1).await), ["backend only"]);
-    let r = cs[0].call(send("*", "everyone", "sa")).await.unwrap();
+    assert_eq!(
+        bodies(&wait_inbox(&mut cs[1], Some("000000fb-5e55-4000-8000-000000000000"), 1).await),
+        ["backend only"]
+    );
+    let r = cs[0].call(send("*", "everyone", "000000fa-5e55-4000-8000-000000000000")).await.unwrap();
     assert_eq!(r["recipients"], 3, "b, c and the admin member");
-    assert_eq!(bodies(&wait_inbox(&mut cs[2], Some("sc"), 1).await), ["everyone"]);
-    assert_eq!(bodies(&wait_inbox(&mut cs[1], Some("sb"), 2).await), ["backend only", "everyone"]);
+    assert_eq!(
+        bodies(&wait_inbox(&mut cs[2], Some("000000fc-5e55-4000-8000-000000000000"), 1).await),
+        ["everyone"]
+    );
+    assert_eq!(
+        bodies(&wait_inbox(&mut cs[1], Some("000000fb-5e55-4000-8000-000000000000"), 2).await),
+        ["backend only", "everyone"]
+    );
 }
 
 #[tokio::test]
@@ -99,7 +113,7 @@ async fn sends_while_the_broker_is_down_arrive_after_it_returns() {
     let mut w = World::start().await;
     let (_alice, mut a) = connected_agent(&w, "alice").await;
     let (_bob, mut b) = connected_agent(&w, "bob").await;
-    register(&mut b, "s-bob", "bob", &[]).await;
+    register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob", &[]).await;
     wait_peer(&mut a, "bob").await;
     w.stop_broker().await;
     for _ in 0..100 {
@@ -113,7 +127,7 @@ async fn sends_while_the_broker_is_down_arrive_after_it_returns() {
     let st = a.call(AgentCall::MessageStatus { msg_id: r["id"].as_str().unwrap().into() }).await.unwrap();
     assert_eq!(st["state"], "pending");
     w.start_broker().await;
-    let inbox = wait_inbox(&mut b, Some("s-bob"), 1).await;
+    let inbox = wait_inbox(&mut b, Some("000000a0-5e55-4000-8000-000000000000"), 1).await;
     assert_eq!(bodies(&inbox), ["while you were out"]);
 }
 
@@ -122,7 +136,7 @@ async fn a_session_survives_a_short_broker_restart_without_leaving() {
     let mut w = World::start().await;
     let (_alice, mut a) = connected_agent(&w, "alice").await;
     let (bob, mut b) = connected_agent(&w, "bob").await;
-    register(&mut a, "s-alice", "alice", &[]).await;
+    register(&mut a, "000000a1-5e55-4000-8000-000000000000", "alice", &[]).await;
     wait_peer(&mut b, "alice").await;
     let mut watch = bob.client().await;
     watch.subscribe(vec![Topic::Presence], None, None).await.unwrap();
@@ -135,7 +149,10 @@ async fn a_session_survives_a_short_broker_restart_without_leaving() {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
     while let Ok(Ok((_, _, ev))) = tokio::time::timeout_at(deadline, watch.next_event()).await {
         let s = serde_json::to_string(&ev).unwrap();
-        assert!(!(s.contains("peer_left") && s.contains("s-alice")), "alice flapped: {s}");
+        assert!(
+            !(s.contains("peer_left") && s.contains("000000a1-5e55-4000-8000-000000000000")),
+            "alice flapped: {s}"
+        );
     }
 }
 
@@ -184,23 +201,25 @@ async fn pushes_to_a_session_follow_priority_and_status() {
     let w = World::start().await;
     let (_alice, mut a) = connected_agent(&w, "alice").await;
     let (bob, mut b) = connected_agent(&w, "bob").await;
-    register(&mut b, "s-bob", "bob", &[]).await;
+    register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob", &[]).await;
     b.call(AgentCall::SessionUpdate {
-        session_id: "s-bob".into(),
+        session_id: "000000a0-5e55-4000-8000-000000000000".into(),
         patch: SessionPatch { status: Some(SessionStatus::Working), ..Default::default() },
     })
     .await
     .unwrap();
     let mut sub = bob.client().await;
-    sub.subscribe(vec![Topic::Messages], Some("s-bob".into()), None).await.unwrap();
+    sub.subscribe(vec![Topic::Messages], Some("000000a0-5e55-4000-8000-000000000000".into()), None)
+        .await
+        .unwrap();
     wait_peer(&mut a, "bob").await;
     a.call(send_p("bob", "urgent", Priority::Now)).await.unwrap();
     a.call(send_p("bob", "when idle", Priority::Next)).await.unwrap();
     a.call(send_p("bob", "whenever", Priority::Low)).await.unwrap();
-    wait_inbox(&mut b, Some("s-bob"), 3).await;
+    wait_inbox(&mut b, Some("000000a0-5e55-4000-8000-000000000000"), 3).await;
     assert_eq!(pushed(&mut sub, 400).await, ["urgent"], "working: only `now` interrupts");
     b.call(AgentCall::SessionUpdate {
-        session_id: "s-bob".into(),
+        session_id: "000000a0-5e55-4000-8000-000000000000".into(),
         patch: SessionPatch { status: Some(SessionStatus::Idle), ..Default::default() },
     })
     .await
@@ -212,7 +231,7 @@ async fn pushes_to_a_session_follow_priority_and_status() {
     );
     // dnd holds everything but now.
     b.call(AgentCall::SessionUpdate {
-        session_id: "s-bob".into(),
+        session_id: "000000a0-5e55-4000-8000-000000000000".into(),
         patch: SessionPatch { status: Some(SessionStatus::Dnd), ..Default::default() },
     })
     .await
@@ -221,7 +240,7 @@ async fn pushes_to_a_session_follow_priority_and_status() {
     a.call(send_p("bob", "fire", Priority::Now)).await.unwrap();
     assert_eq!(pushed(&mut sub, 600).await, ["fire"]);
     // Nothing was lost: the inbox holds every unseen message, pushed or not.
-    let all = wait_inbox(&mut b, Some("s-bob"), 5).await;
+    let all = wait_inbox(&mut b, Some("000000a0-5e55-4000-8000-000000000000"), 5).await;
     let mut got = bodies(&all);
     got.sort();
     assert_eq!(got, ["fire", "later please", "urgent", "when idle", "whenever"]);
@@ -236,7 +255,7 @@ async fn undecryptable_messages_are_kept_with_the_reason() {
     let bob = RunningAgent::start(&w.member("bob").await).await;
     let mut b = bob.client().await;
     wait_connected(&mut b).await;
-    register(&mut b, "s-bob", "bob", &[]).await;
+    register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob", &[]).await;
     let bob_id = b.call(AgentCall::Meshes).await.unwrap()[0]["member_id"].as_str().unwrap().to_string();
     let cfg = claudemesh_agent::Config::load(&mallory_paths).unwrap();
     let m = &cfg.meshes[0];
@@ -260,7 +279,7 @@ async fn undecryptable_messages_are_kept_with_the_reason() {
         .await
         .unwrap();
     assert!(matches!(r, claudemesh_protocol::frames::ServerFrame::Ack { .. }), "{r:?}");
-    let inbox = wait_inbox(&mut b, Some("s-bob"), 1).await;
+    let inbox = wait_inbox(&mut b, Some("000000a0-5e55-4000-8000-000000000000"), 1).await;
     let msg = &inbox.messages[0];
     assert_eq!(msg.body, "");
     assert!(msg.error.as_deref().unwrap().contains("wrong key or tampered"), "{msg:?}");
@@ -278,15 +297,21 @@ async fn ambiguous_names_list_the_candidates() {
     for x in [&mut a, &mut b, &mut c] {
         wait_connected(x).await;
     }
-    register(&mut b, "s-b", "reviewer", &[]).await;
-    register(&mut c, "s-c", "Reviewer", &[]).await;
+    register(&mut b, "000000a6-5e55-4000-8000-000000000000", "reviewer", &[]).await;
+    register(&mut c, "000000a4-5e55-4000-8000-000000000000", "Reviewer", &[]).await;
     wait_peer(&mut a, "reviewer").await;
     wait_peer(&mut a, "Reviewer").await;
     let e = a.call(send_p("reviewer", "x", Priority::Next)).await.unwrap_err().to_string();
-    assert!(e.contains("ambiguous") && e.contains("session:s-b") && e.contains("session:s-c"), "{e}");
+    assert!(
+        e.contains("ambiguous") && e.contains("session:000000a6") && e.contains("session:000000a4"),
+        "{e}"
+    );
     // An id always works.
-    a.call(send_p("s-c", "to carol", Priority::Next)).await.unwrap();
-    assert_eq!(bodies(&wait_inbox(&mut c, Some("s-c"), 1).await), ["to carol"]);
+    a.call(send_p("000000a4-5e55-4000-8000-000000000000", "to carol", Priority::Next)).await.unwrap();
+    assert_eq!(
+        bodies(&wait_inbox(&mut c, Some("000000a4-5e55-4000-8000-000000000000"), 1).await),
+        ["to carol"]
+    );
 }
 
 #[tokio::test]
@@ -371,10 +396,10 @@ async fn group_and_broadcast_reach_the_senders_other_sessions_too() {
     let w = World::start().await;
     let (_alice, mut a) = connected_agent(&w, "alice").await;
     let (_bob, mut b) = connected_agent(&w, "bob").await;
-    register(&mut a, "a1", "alice-1", &["backend"]).await;
-    register(&mut a, "a2", "alice-2", &["backend"]).await;
-    register(&mut a, "a3", "alice-3", &[]).await;
-    register(&mut b, "b1", "bob-1", &["backend"]).await;
+    register(&mut a, "000000a1-5e55-4000-8000-000000000000", "alice-1", &["backend"]).await;
+    register(&mut a, "000000a2-5e55-4000-8000-000000000000", "alice-2", &["backend"]).await;
+    register(&mut a, "000000a3-5e55-4000-8000-000000000000", "alice-3", &[]).await;
+    register(&mut b, "000000b1-5e55-4000-8000-000000000000", "bob-1", &["backend"]).await;
     wait_peer(&mut a, "bob-1").await;
     for _ in 0..200 {
         let m = a.call(AgentCall::Members { mesh: None }).await.unwrap();
@@ -385,15 +410,25 @@ async fn group_and_broadcast_reach_the_senders_other_sessions_too() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let r = a.call(send("@backend", "standup in 5", "a1")).await.unwrap();
+    let r = a.call(send("@backend", "standup in 5", "000000a1-5e55-4000-8000-000000000000")).await.unwrap();
     assert_eq!((r["recipients"].as_u64(), r["local"].as_u64()), (Some(1), Some(1)), "{r}");
-    assert_eq!(bodies(&wait_inbox(&mut b, Some("b1"), 1).await), ["standup in 5"]);
-    assert_eq!(bodies(&wait_inbox(&mut a, Some("a2"), 1).await), ["standup in 5"], "sibling in the group");
-    let none = read_inbox(&mut a, Some("a3")).await;
+    assert_eq!(
+        bodies(&wait_inbox(&mut b, Some("000000b1-5e55-4000-8000-000000000000"), 1).await),
+        ["standup in 5"]
+    );
+    assert_eq!(
+        bodies(&wait_inbox(&mut a, Some("000000a2-5e55-4000-8000-000000000000"), 1).await),
+        ["standup in 5"],
+        "sibling in the group"
+    );
+    let none = read_inbox(&mut a, Some("000000a3-5e55-4000-8000-000000000000")).await;
     assert!(none.messages.is_empty(), "a3 is not in @backend");
-    let mine = read_inbox(&mut a, Some("a1")).await;
+    let mine = read_inbox(&mut a, Some("000000a1-5e55-4000-8000-000000000000")).await;
     assert!(mine.messages.is_empty(), "the sender does not get its own message");
-    let r = a.call(send("*", "lunch?", "a1")).await.unwrap();
+    let r = a.call(send("*", "lunch?", "000000a1-5e55-4000-8000-000000000000")).await.unwrap();
     assert_eq!(r["local"], 2, "{r}");
-    assert_eq!(bodies(&wait_inbox(&mut a, Some("a3"), 1).await), ["lunch?"]);
+    assert_eq!(
+        bodies(&wait_inbox(&mut a, Some("000000a3-5e55-4000-8000-000000000000"), 1).await),
+        ["lunch?"]
+    );
 }

@@ -67,7 +67,7 @@ async fn a_send_accepted_before_sigkill_is_delivered_after_restart() {
     let bob = RunningAgent::start(&w.member("bob").await).await;
     let mut b = bob.client().await;
     wait_connected(&mut b).await;
-    register(&mut b, "s-bob", "bob", &[]).await;
+    register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob", &[]).await;
     let alice = AgentProcess::start(&alice_paths).await;
     let mut a = alice.client().await;
     wait_connected(&mut a).await;
@@ -80,7 +80,7 @@ async fn a_send_accepted_before_sigkill_is_delivered_after_restart() {
     alice.kill9();
     w.start_broker().await;
     let _alice = AgentProcess::start(&alice_paths).await;
-    let inbox = wait_inbox(&mut b, Some("s-bob"), 1).await;
+    let inbox = wait_inbox(&mut b, Some("000000a0-5e55-4000-8000-000000000000"), 1).await;
     assert_eq!(bodies(&inbox), ["survives a crash"]);
 }
 
@@ -105,7 +105,8 @@ async fn alice_and_bob_process(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_interrupted_by_sigkill_come_back_and_show_once() {
     let w = World::start().await;
-    let (_alice, mut a, bob, b) = alice_and_bob_process(&w, "s-bob", "bob").await;
+    let (_alice, mut a, bob, b) =
+        alice_and_bob_process(&w, "000000a0-5e55-4000-8000-000000000000", "bob").await;
     let bob_paths = bob.paths.clone();
     for i in 0..40 {
         a.call(send_call("bob", &format!("m{i:02}"), Priority::Next, None)).await.unwrap();
@@ -116,7 +117,7 @@ async fn pushes_interrupted_by_sigkill_come_back_and_show_once() {
     bob.kill9();
     let bob = AgentProcess::start(&bob_paths).await;
     let mut b = bob.client().await;
-    register(&mut b, "s-bob", "bob", &[]).await;
+    register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob", &[]).await;
     let all = wait_inbox(&mut b, None, 40).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = {
@@ -133,19 +134,20 @@ async fn pushes_interrupted_by_sigkill_come_back_and_show_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_sessions_left_unseen_before_a_crash_goes_to_the_next_session() {
     let w = World::start().await;
-    let (_alice, mut a, bob, mut b) = alice_and_bob_process(&w, "s-before", "bob-laptop").await;
+    let (_alice, mut a, bob, mut b) =
+        alice_and_bob_process(&w, "000000a9-5e55-4000-8000-000000000000", "bob-laptop").await;
     let bob_paths = bob.paths.clone();
     // To the member, not to that session: any of bob's sessions may take it.
     a.call(send_call("bob", "sent before the crash", Priority::Next, None)).await.unwrap();
-    wait_inbox(&mut b, Some("s-before"), 1).await;
+    wait_inbox(&mut b, Some("000000a9-5e55-4000-8000-000000000000"), 1).await;
     drop(b);
     bob.kill9();
 
     // The session is gone with the agent; a new one (another Claude Code) gets the message.
     let bob = AgentProcess::start(&bob_paths).await;
     let mut b = bob.client().await;
-    register(&mut b, "s-after", "bob-laptop", &[]).await;
-    let got = wait_inbox(&mut b, Some("s-after"), 1).await;
+    register(&mut b, "000000aa-5e55-4000-8000-000000000000", "bob-laptop", &[]).await;
+    let got = wait_inbox(&mut b, Some("000000aa-5e55-4000-8000-000000000000"), 1).await;
     assert_eq!(bodies(&got), ["sent before the crash"]);
     // A session id with control characters is refused (ids are index keys).
     let bad = b

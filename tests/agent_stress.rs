@@ -86,28 +86,40 @@ async fn client_loop(paths: Paths, k: usize, until: Instant) -> Tally {
         let (what, call): (&'static str, AgentCall) = match rng.next(12) {
             0..=2 => ("status", AgentCall::Status),
             // Refused without touching the store: the quickest way through `send`'s locks.
-            3 | 4 => {
-                ("send to @ghost", send_call("@ghost", &format!("c{k} {n}"), Priority::Next, Some("s-home")))
-            }
+            3 | 4 => (
+                "send to @ghost",
+                send_call(
+                    "@ghost",
+                    &format!("c{k} {n}"),
+                    Priority::Next,
+                    Some("000000a2-5e55-4000-8000-000000000000"),
+                ),
+            ),
             5 => (
                 "send to alice",
-                send_call("alice-desk", &format!("c{k} {n}"), Priority::Next, Some("s-home")),
+                send_call(
+                    "alice-desk",
+                    &format!("c{k} {n}"),
+                    Priority::Next,
+                    Some("000000a2-5e55-4000-8000-000000000000"),
+                ),
             ),
             6 => {
-                let from = mine.first().map_or("s-home", String::as_str);
+                let from = mine.first().map_or("000000a2-5e55-4000-8000-000000000000", String::as_str);
                 (
                     "send to bob-home",
                     send_call("bob-home", &format!("c{k} local {n}"), Priority::Now, Some(from)),
                 )
             }
             7 => {
-                let sid = mine.last().cloned().unwrap_or_else(|| "s-home".into());
+                let sid =
+                    mine.last().cloned().unwrap_or_else(|| "000000a2-5e55-4000-8000-000000000000".into());
                 let ev = if rng.next(2) == 0 { HookEvent::PostToolUse } else { HookEvent::UserPromptSubmit };
                 ("hook", hook_call(&sid, ev))
             }
             8 => {
                 n += 1;
-                let sid = format!("s-c{k}-{n}");
+                let sid = format!("000000a4-5e55-4000-8000-000000000000{k}-{n}");
                 mine.push(sid.clone());
                 (
                     "session_register",
@@ -122,7 +134,7 @@ async fn client_loop(paths: Paths, k: usize, until: Instant) -> Tally {
             _ => (
                 "inbox take",
                 AgentCall::Inbox(InboxParams {
-                    session: Some("s-home".into()),
+                    session: Some("000000a2-5e55-4000-8000-000000000000".into()),
                     take: true,
                     limit: Some(10),
                     ..Default::default()
@@ -182,8 +194,13 @@ async fn concurrent_status_send_hook_and_sessions_never_stall_the_agent() {
         let (mut a, mut b) = (alice.client().await, bob.client().await);
         wait_connected(&mut a).await;
         wait_connected(&mut b).await;
-        bounded("register", register(&mut a, "s-alice", "alice-desk", &[])).await;
-        bounded("register", register(&mut b, "s-home", "bob-home", &["backend"])).await;
+        bounded("register", register(&mut a, "000000a1-5e55-4000-8000-000000000000", "alice-desk", &[]))
+            .await;
+        bounded(
+            "register",
+            register(&mut b, "000000a2-5e55-4000-8000-000000000000", "bob-home", &["backend"]),
+        )
+        .await;
         wait_peer(&mut b, "alice-desk").await;
 
         let until = Instant::now() + Duration::from_secs(secs);

@@ -44,7 +44,7 @@ async fn an_admin_lists_changes_and_removes_members() {
     let bob = AgentProcess::start(&w.member("bob").await).await;
     let mut b = bob.client().await;
     wait_connected(&mut b).await;
-    register(&mut b, "s-bob", "bob-laptop", &[]).await;
+    register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob-laptop", &[]).await;
     let admin = RunningAgent::start(&w.admin_paths()).await;
     let mut a = admin.client().await;
     wait_connected(&mut a).await;

@@ -71,12 +71,12 @@ async fn inbox_shows_when_and_how_each_message_was_addressed() {
     let w = World::start().await;
     let (_alice, mut a) = connected_agent(&w, "alice").await;
     let (bob, mut b) = connected_agent(&w, "bob").await;
-    register(&mut b, "s-bob", "bob", &["backend"]).await;
+    register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob", &["backend"]).await;
     wait_peer(&mut a, "bob").await;
     for (to, body) in [("bob", "just for you"), ("@backend", "for the backend"), ("*", "for everyone")] {
         a.call(send_call(to, body, Priority::Next, None)).await.unwrap();
     }
-    wait_inbox(&mut b, Some("s-bob"), 3).await;
+    wait_inbox(&mut b, Some("000000a0-5e55-4000-8000-000000000000"), 3).await;
 
     let (code, out, err) = cli(&bob.paths, &["inbox"]);
     assert_eq!(code, 0, "{err}");

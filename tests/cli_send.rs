@@ -50,7 +50,7 @@ async fn send_from_stdin_or_a_file_and_follow_each_recipient() {
     let w = World::start().await;
     let (alice, mut a) = connected_agent(&w, "alice").await;
     let (_bob, mut b) = connected_agent(&w, "bob").await;
-    register(&mut b, "s-bob", "bob", &[]).await;
+    register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob", &[]).await;
     wait_peer(&mut a, "bob").await;
     let p = &alice.paths;
 
@@ -64,7 +64,7 @@ async fn send_from_stdin_or_a_file_and_follow_each_recipient() {
     assert_eq!(code, 0, "{err}");
     let second = out.strip_prefix("queued message ").and_then(|r| r.split(' ').next()).unwrap().to_string();
     assert!(out.contains(&format!("`claudemesh message-status {second}`")), "{out}");
-    let inbox = wait_inbox(&mut b, Some("s-bob"), 2).await;
+    let inbox = wait_inbox(&mut b, Some("000000a0-5e55-4000-8000-000000000000"), 2).await;
     assert_eq!(bodies(&inbox), ["from stdin", "from a file\nsecond line"], "the trailing newline is dropped");
 
     // Bad bodies are refused before anything is sent, saying why.
@@ -97,7 +97,7 @@ async fn send_from_stdin_or_a_file_and_follow_each_recipient() {
     let out = status_until(p, &first, ": delivered at ").await;
     assert!(out.starts_with(&format!("message {first} to bob in team, sent ")), "{out}");
     assert!(out.contains("accepted by the broker as "), "{out}");
-    take_and_confirm(&mut b, "s-bob").await;
+    take_and_confirm(&mut b, "000000a0-5e55-4000-8000-000000000000").await;
     let out = status_until(p, &second, ": seen at ").await;
     assert!(out.contains("seen in a session"), "{out}");
     let (code, out, _) = cli(p, &["message-status", &second, "--json"]);

@@ -16,20 +16,24 @@ use claudemesh_protocol::local::{AgentCall, InboxParams, InboxReply};
 use common::*;
 use faults::*;
 
-/// alice and bob as real agent processes, bob with session `s-bob` ("bob-desk", held open by
+/// alice and bob as real agent processes, bob with session `000000a0-5e55-4000-8000-000000000000` ("bob-desk", held open by
 /// the returned client) and `n` messages from alice waiting unseen for it.
 async fn bob_with_waiting(w: &World, n: usize) -> (AgentProcess, AgentProcess, AgentClient, Vec<String>) {
     let (alice_paths, alice, mut a, _, bob, mut b) = two_agents(w).await;
-    register(&mut b, "s-bob", "bob-desk", &[]).await;
-    register(&mut a, "s-alice", "alice-desk", &[]).await;
+    register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob-desk", &[]).await;
+    register(&mut a, "000000a1-5e55-4000-8000-000000000000", "alice-desk", &[]).await;
     wait_peer(&mut a, "bob-desk").await;
     let bodies = numbered("m", n);
     let started = Instant::now();
-    send_all(&alice_paths, "bob-desk", "s-alice", &bodies, 4).await;
-    wait_unseen(&mut b, "s-bob", n, Duration::from_secs(60)).await;
-    eprintln!("{n} messages waiting for s-bob after {:?}", started.elapsed());
+    send_all(&alice_paths, "bob-desk", "000000a1-5e55-4000-8000-000000000000", &bodies, 4).await;
+    wait_unseen(&mut b, "000000a0-5e55-4000-8000-000000000000", n, Duration::from_secs(60)).await;
+    eprintln!("{n} messages waiting for 000000a0-5e55-4000-8000-000000000000 after {:?}", started.elapsed());
     // Reading without taking marks nothing.
-    assert_eq!(unseen(&mut b, "s-bob").await.1, n, "a read without take changed what is unseen");
+    assert_eq!(
+        unseen(&mut b, "000000a0-5e55-4000-8000-000000000000").await.1,
+        n,
+        "a read without take changed what is unseen"
+    );
     (alice, bob, b, bodies)
 }
 
@@ -41,7 +45,7 @@ async fn a_reader_that_vanishes_mid_take_loses_nothing() {
 
         // check_messages whose caller goes away: the request is served, the reply never read.
         let vanish = AgentCall::Inbox(InboxParams {
-            session: Some("s-bob".into()),
+            session: Some("000000a0-5e55-4000-8000-000000000000".into()),
             take: true,
             limit: Some(200),
             ..Default::default()
@@ -51,7 +55,13 @@ async fn a_reader_that_vanishes_mid_take_loses_nothing() {
 
         // A proper reader gets all 200 once the lease ran out (at most LEASE_MILLIS, with slack).
         let want: BTreeSet<String> = bodies.iter().cloned().collect();
-        let got = take_until(&mut b, "s-bob", &want, Duration::from_millis(LEASE_MILLIS + 5_000)).await;
+        let got = take_until(
+            &mut b,
+            "000000a0-5e55-4000-8000-000000000000",
+            &want,
+            Duration::from_millis(LEASE_MILLIS + 5_000),
+        )
+        .await;
         let (lost, doubled) = lost_and_doubled(&bodies, &got);
         eprintln!("a proper take had {} of 200 after {:?}", got.len(), gone.elapsed());
         assert!(
@@ -61,7 +71,10 @@ async fn a_reader_that_vanishes_mid_take_loses_nothing() {
             lost.first()
         );
         assert!(doubled.is_empty(), "confirmed messages were taken again: {doubled:?}");
-        assert!(drain(&mut b, "s-bob").await.is_empty(), "confirmed messages came back");
+        assert!(
+            drain(&mut b, "000000a0-5e55-4000-8000-000000000000").await.is_empty(),
+            "confirmed messages came back"
+        );
     })
     .await;
 }
@@ -83,7 +96,7 @@ async fn an_agent_killed_during_a_take_loses_nothing() {
                 let mut first = Some(first_tx);
                 loop {
                     let call = AgentCall::Inbox(InboxParams {
-                        session: Some("s-bob".into()),
+                        session: Some("000000a0-5e55-4000-8000-000000000000".into()),
                         take: true,
                         limit: Some(500),
                         ..Default::default()
@@ -104,9 +117,15 @@ async fn an_agent_killed_during_a_take_loses_nothing() {
         let bob = AgentProcess::start(&paths).await;
         let mut b = bob.client().await;
         let started = Instant::now();
-        register(&mut b, "s-bob", "bob-desk", &[]).await;
+        register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob-desk", &[]).await;
         let want: BTreeSet<String> = bodies.iter().cloned().collect();
-        let got = take_until(&mut b, "s-bob", &want, Duration::from_millis(LEASE_MILLIS + 10_000)).await;
+        let got = take_until(
+            &mut b,
+            "000000a0-5e55-4000-8000-000000000000",
+            &want,
+            Duration::from_millis(LEASE_MILLIS + 10_000),
+        )
+        .await;
         let (lost, doubled) = lost_and_doubled(&bodies, &got);
         eprintln!("after the restart: {} taken in {:?}", got.len(), started.elapsed());
         assert!(

@@ -26,7 +26,8 @@ async fn a_dm_arriving_while_a_session_registers_reaches_it() {
     within(240, async {
         let w = World::start().await;
         let (alice_paths, _alice, mut a, bob_paths, _bob, _b) = two_agents(&w).await;
-        bounded("register", register(&mut a, "s-alice", "alice-desk", &[])).await;
+        bounded("register", register(&mut a, "000000a1-5e55-4000-8000-000000000000", "alice-desk", &[]))
+            .await;
 
         let mut failures = Vec::new();
         for trial in 0..20u64 {
@@ -35,7 +36,9 @@ async fn a_dm_arriving_while_a_session_registers_reaches_it() {
             let want = numbered(&format!("race-{trial}"), BURST);
             let send = {
                 let (paths, want) = (alice_paths.clone(), want.clone());
-                tokio::spawn(async move { send_all(&paths, "bob", "s-alice", &want, 1).await })
+                tokio::spawn(async move {
+                    send_all(&paths, "bob", "000000a1-5e55-4000-8000-000000000000", &want, 1).await
+                })
             };
             tokio::time::sleep(Duration::from_millis(trial % 10 * 3)).await;
             let sid = format!("s-bob-{trial}");
@@ -105,7 +108,7 @@ async fn wait_inbox_count(c: &mut AgentClient, n: u64) {
     panic!("bob's agent never held {n} messages");
 }
 
-/// bob's session `s-bob` (no declared groups) gets `@backend`, leaves it, misses the next one
+/// bob's session `000000a0-5e55-4000-8000-000000000000` (no declared groups) gets `@backend`, leaves it, misses the next one
 /// (which waits in the inbox), and joins again to get what waited.
 async fn granted_group_round(bob_paths: &Paths, alice_paths: &Paths) {
     let bob = AgentProcess::start(bob_paths).await;
@@ -113,36 +116,42 @@ async fn granted_group_round(bob_paths: &Paths, alice_paths: &Paths) {
     let (mut a, mut b) = (alice.client().await, bob.client().await);
     wait_connected(&mut a).await;
     wait_connected(&mut b).await;
-    bounded("register", register(&mut b, "s-bob", "bob-desk", &[])).await;
-    bounded("register", register(&mut a, "s-alice", "alice-desk", &[])).await;
+    bounded("register", register(&mut b, "000000a0-5e55-4000-8000-000000000000", "bob-desk", &[])).await;
+    bounded("register", register(&mut a, "000000a1-5e55-4000-8000-000000000000", "alice-desk", &[])).await;
     wait_peer(&mut a, "bob-desk").await;
 
-    send_to_group(&mut a, "@backend", "backend one", "s-alice").await;
+    send_to_group(&mut a, "@backend", "backend one", "000000a1-5e55-4000-8000-000000000000").await;
     let want: BTreeSet<String> = ["backend one".to_string()].into();
-    let got = take_until(&mut b, "s-bob", &want, Duration::from_secs(10)).await;
+    let got =
+        take_until(&mut b, "000000a0-5e55-4000-8000-000000000000", &want, Duration::from_secs(10)).await;
     assert!(
         got.contains(&"backend one".to_string()),
         "a session that declared no groups did not get @backend, granted to its member; took {got:?}"
     );
 
     // The session leaves the group: a new @backend message waits for another session.
-    let mut groups = session_groups(&mut b, "s-bob").await;
+    let mut groups = session_groups(&mut b, "000000a0-5e55-4000-8000-000000000000").await;
     assert!(groups.contains(&"backend".to_string()), "status does not show the granted group: {groups:?}");
     groups.retain(|g| g != "backend");
-    set_groups(&mut b, "s-bob", &groups).await;
-    assert!(!session_groups(&mut b, "s-bob").await.contains(&"backend".to_string()), "leaving did not stick");
-    send_to_group(&mut a, "@backend", "backend two", "s-alice").await;
+    set_groups(&mut b, "000000a0-5e55-4000-8000-000000000000", &groups).await;
+    assert!(
+        !session_groups(&mut b, "000000a0-5e55-4000-8000-000000000000")
+            .await
+            .contains(&"backend".to_string()),
+        "leaving did not stick"
+    );
+    send_to_group(&mut a, "@backend", "backend two", "000000a1-5e55-4000-8000-000000000000").await;
     wait_inbox_count(&mut b, 2).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = take(&mut b, "s-bob", 100).await;
+    let r = take(&mut b, "000000a0-5e55-4000-8000-000000000000", 100).await;
     let bodies: Vec<&str> = r.messages.iter().map(|m| m.body.as_str()).collect();
     assert!(!bodies.contains(&"backend two"), "a session that left @backend still got it");
 
     // Joining again picks up what waited for the group.
-    let reply = set_groups(&mut b, "s-bob", &["backend".to_string()]).await;
+    let reply = set_groups(&mut b, "000000a0-5e55-4000-8000-000000000000", &["backend".to_string()]).await;
     assert!(reply["rerouted"].as_u64().unwrap_or(0) >= 1, "join_group rerouted nothing: {reply}");
     let want: BTreeSet<String> = ["backend two".to_string()].into();
-    let got = take_until(&mut b, "s-bob", &want, Duration::from_secs(5)).await;
+    let got = take_until(&mut b, "000000a0-5e55-4000-8000-000000000000", &want, Duration::from_secs(5)).await;
     assert!(got.contains(&"backend two".to_string()), "join_group did not deliver what waited: {got:?}");
 }
 

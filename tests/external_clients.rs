@@ -188,7 +188,7 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     wait_connected(&mut bob_agent.client().await).await;
 
     // bob's session, driven by rmcp; the Python client is a session of alice's.
-    let (cb, mut rx_b) = mcp(&bob, "s-bob", "bob-1", true).await;
+    let (cb, mut rx_b) = mcp(&bob, "000000a0-5e55-4000-8000-000000000000", "bob-1", true).await;
     wait_peer(&mut a, "bob-1").await;
 
     let (body, reply) = ("hello from python", "hello back from rust");
@@ -196,7 +196,7 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     cmd.arg(&script)
         .args([OsStr::new(EXE), OsStr::new("bob-1"), OsStr::new(body), OsStr::new(reply)])
         .env("CLAUDEMESH_CONFIG_DIR", &alice.dir)
-        .env("CLAUDEMESH_SESSION_ID", "s-py")
+        .env("CLAUDEMESH_SESSION_ID", "000000a3-5e55-4000-8000-000000000000")
         .env("CLAUDEMESH_NAME", "py-alice")
         .env_remove("CLAUDEMESH_PUSH")
         .env("PYTHONDONTWRITEBYTECODE", "1");
@@ -212,14 +212,21 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     let p = n.params.unwrap();
     assert_eq!(p["content"], format!("py-alice: {body}"), "{p:#}");
     assert_eq!(p["meta"]["from"], "py-alice", "{p:#}");
-    assert_eq!(p["meta"]["from_id"], "s-py", "{p:#}");
+    assert_eq!(p["meta"]["from_id"], "000000a3-5e55-4000-8000-000000000000", "{p:#}");
     assert_eq!(p["meta"]["priority"], "now", "{p:#}");
     let r = call(&cb, "check_messages", json!({})).await;
-    assert!(text(&r).contains(body) && text(&r).contains("from py-alice (from_id s-py"), "{}", text(&r));
+    assert!(
+        text(&r).contains(body)
+            && text(&r).contains("from py-alice (from_id 000000a3-5e55-4000-8000-000000000000"),
+        "{}",
+        text(&r)
+    );
     // ... and bob's answer to its from_id, sent at once, reaches the Python client's
     // check_messages: the push may overtake the sender's batched `peer_joined`, but bob's agent
     // remembers which member sent it.
-    let r = call(&cb, "send_message", json!({"to": "s-py", "message": reply})).await;
+    let r =
+        call(&cb, "send_message", json!({"to": "000000a3-5e55-4000-8000-000000000000", "message": reply}))
+            .await;
     assert_ne!(r.is_error, Some(true), "{}", text(&r));
 
     let out = python_run.await.unwrap();
@@ -253,13 +260,16 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     // The caller's own session is listed and marked at once, before the broker's batched
     // presence echoes it.
     let peers = ok_text(&report, "list_peers");
-    assert!(peers.contains("bob-1 (id s-bob"), "{peers}");
-    assert!(peers.contains("py-alice (you) (id s-py"), "{peers}");
+    assert!(peers.contains("bob-1 (id 000000a0-5e55-4000-8000-000000000000"), "{peers}");
+    assert!(peers.contains("py-alice (you) (id 000000a3-5e55-4000-8000-000000000000"), "{peers}");
     let sent = ok_text(&report, "send_message");
     assert!(sent.contains("Message id: "), "{sent}");
     ok_text(&report, "message_status");
     let got = ok_text(&report, "check_messages");
-    assert!(got.contains(reply) && got.contains("from bob-1 (from_id s-bob"), "{got}");
+    assert!(
+        got.contains(reply) && got.contains("from bob-1 (from_id 000000a0-5e55-4000-8000-000000000000"),
+        "{got}"
+    );
     assert_eq!(ok_text(&report, "check_messages_again"), "No new messages.");
 
     // Bad arguments are tool results with isError, which the model can read and act on.

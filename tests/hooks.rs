@@ -365,7 +365,7 @@ async fn sessions_found_by_launch_id_then_by_claude_session_id() {
     let b = agent(&w, "bob").await;
     // A session registered by some other client: no claude pid to match.
     let mut bc = b.client().await;
-    register(&mut bc, "s-launched", "bob-launched", &[]).await;
+    register(&mut bc, "000000a8-5e55-4000-8000-000000000000", "bob-launched", &[]).await;
     let mut ac = a.client().await;
     wait_peer(&mut ac, "bob-launched").await;
     send(&mut ac, "bob-launched", "first", Priority::Next).await;
@@ -377,7 +377,8 @@ async fn sessions_found_by_launch_id_then_by_claude_session_id() {
     // A `claude -p` run inside a launched session inherits CLAUDEMESH_SESSION_ID, but its
     // nearest `claude` is not the launched one (CLAUDEMESH_LAUNCH_PID): it is not that session.
     let stdin = input("UserPromptSubmit", "claude-inner").to_string();
-    let env = [("CLAUDEMESH_SESSION_ID", "s-launched"), ("CLAUDEMESH_LAUNCH_PID", "1")];
+    let env =
+        [("CLAUDEMESH_SESSION_ID", "000000a8-5e55-4000-8000-000000000000"), ("CLAUDEMESH_LAUNCH_PID", "1")];
     let r = finish(
         spawn_hook(&b.paths, "UserPromptSubmit", stdin.as_bytes(), &env).await,
         Duration::from_secs(10),
@@ -392,7 +393,7 @@ async fn sessions_found_by_launch_id_then_by_claude_session_id() {
             &b.paths,
             "UserPromptSubmit",
             stdin.as_bytes(),
-            &[("CLAUDEMESH_SESSION_ID", "s-launched")],
+            &[("CLAUDEMESH_SESSION_ID", "000000a8-5e55-4000-8000-000000000000")],
         )
         .await,
         Duration::from_secs(10),

@@ -22,7 +22,7 @@ async fn agent(w: &World, name: &str) -> RunningAgent {
 async fn tools_list_and_handshake() {
     let w = World::start().await;
     let a = agent(&w, "alice").await;
-    let (c, _rx) = mcp(&a.paths, "s-alice", "alice-1", true).await;
+    let (c, _rx) = mcp(&a.paths, "000000a1-5e55-4000-8000-000000000000", "alice-1", true).await;
 
     let info = c.peer_info().unwrap();
     assert_eq!(info.protocol_version, ProtocolVersion::V_2025_11_25);
@@ -42,12 +42,16 @@ async fn tools_list_and_handshake() {
     wait_peer(&mut a.client().await, "alice-1").await;
     let r = call(&c, "list_peers", json!({})).await;
     assert!(!is_error(&r));
-    assert!(text(&r).contains("alice-1 (you) (id s-alice"), "{}", text(&r));
+    assert!(text(&r).contains("alice-1 (you) (id 000000a1-5e55-4000-8000-000000000000"), "{}", text(&r));
     // Another session of the same user on this agent is listed at once, and told apart.
     let mut other = a.client().await;
-    register(&mut other, "s-alice-2", "alice-2", &[]).await;
+    register(&mut other, "000000c2-5e55-4000-8000-000000000000", "alice-2", &[]).await;
     let r = call(&c, "list_peers", json!({})).await;
-    assert!(text(&r).contains("alice-2 (your other session) (id s-alice-2"), "{}", text(&r));
+    assert!(
+        text(&r).contains("alice-2 (your other session) (id 000000c2-5e55-4000-8000-000000000000"),
+        "{}",
+        text(&r)
+    );
     drop(other);
 
     // Failures are results the model can act on.
@@ -79,8 +83,8 @@ async fn send_between_sessions_on_two_agents() {
     let w = World::start().await;
     let a = agent(&w, "alice").await;
     let b = agent(&w, "bob").await;
-    let (ca, mut rx_a) = mcp(&a.paths, "s-a", "alice-1", true).await;
-    let (cb, mut rx_b) = mcp(&b.paths, "s-b", "bob-1", true).await;
+    let (ca, mut rx_a) = mcp(&a.paths, "000000a5-5e55-4000-8000-000000000000", "alice-1", true).await;
+    let (cb, mut rx_b) = mcp(&b.paths, "000000a6-5e55-4000-8000-000000000000", "bob-1", true).await;
     wait_peer(&mut a.client().await, "bob-1").await;
     wait_peer(&mut b.client().await, "alice-1").await;
 
@@ -90,14 +94,18 @@ async fn send_between_sessions_on_two_agents() {
     let p = next_channel(&mut rx_b).await;
     assert_eq!(p["content"], "alice-1: hi bob");
     assert_eq!(p["meta"]["from"], "alice-1");
-    assert_eq!(p["meta"]["from_id"], "s-a");
+    assert_eq!(p["meta"]["from_id"], "000000a5-5e55-4000-8000-000000000000");
     assert_eq!(p["meta"]["priority"], "now");
     assert_eq!(p["meta"]["kind"], "message");
 
     // check_messages returns the pushed-but-unseen message once, then never again.
     let r = call(&cb, "check_messages", json!({})).await;
     assert!(!is_error(&r));
-    assert!(text(&r).contains("hi bob") && text(&r).contains("from_id s-a"), "{}", text(&r));
+    assert!(
+        text(&r).contains("hi bob") && text(&r).contains("from_id 000000a5-5e55-4000-8000-000000000000"),
+        "{}",
+        text(&r)
+    );
     let r = call(&cb, "check_messages", json!({})).await;
     assert_eq!(text(&r), "No new messages.");
     let r = call(&cb, "check_messages", json!({"include_seen": true})).await;
@@ -106,7 +114,12 @@ async fn send_between_sessions_on_two_agents() {
     assert_eq!(text(&r), "No new messages.");
 
     // bob replies to from_id; alice gets it pushed.
-    let r = call(&cb, "send_message", json!({"to": "s-a", "message": "hi alice"})).await;
+    let r = call(
+        &cb,
+        "send_message",
+        json!({"to": "000000a5-5e55-4000-8000-000000000000", "message": "hi alice"}),
+    )
+    .await;
     assert!(!is_error(&r), "{}", text(&r));
     let p = next_channel(&mut rx_a).await;
     assert_eq!(p["content"], "bob-1: hi alice");
@@ -167,8 +180,8 @@ async fn without_channel_messages_wait_for_check_messages() {
     let w = World::start().await;
     let a = agent(&w, "alice").await;
     let b = agent(&w, "bob").await;
-    let (ca, _rx_a) = mcp(&a.paths, "s-a", "alice-1", true).await;
-    let (cb, mut rx_b) = mcp(&b.paths, "s-b", "bob-1", false).await;
+    let (ca, _rx_a) = mcp(&a.paths, "000000a5-5e55-4000-8000-000000000000", "alice-1", true).await;
+    let (cb, mut rx_b) = mcp(&b.paths, "000000a6-5e55-4000-8000-000000000000", "bob-1", false).await;
     wait_peer(&mut a.client().await, "bob-1").await;
 
     let r =

@@ -37,7 +37,7 @@ async fn initialize_is_answered_while_the_agent_is_stopped() {
     let mut mcp = Command::new(EXE)
         .arg("mcp")
         .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
-        .env("CLAUDEMESH_SESSION_ID", "s-stopped")
+        .env("CLAUDEMESH_SESSION_ID", "000000ab-5e55-4000-8000-000000000000")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -105,13 +105,19 @@ async fn the_session_is_registered_again_after_an_agent_restart_without_a_tool_c
     let w = World::start().await;
     let paths = w.member("bob").await;
     let agent = AgentProcess::start(&paths).await;
-    let (client, _rx) = mcp(&paths, "s-rides-out", "bob", false).await;
-    wait_visible(&paths, "s-rides-out", Duration::from_secs(10), "at start").await;
+    let (client, _rx) = mcp(&paths, "000000a7-5e55-4000-8000-000000000000", "bob", false).await;
+    wait_visible(&paths, "000000a7-5e55-4000-8000-000000000000", Duration::from_secs(10), "at start").await;
     agent.kill9();
     let again = AgentProcess::start(&paths).await;
     // No tool call: the server notices the new agent (it keeps its connection alive every
     // MCP_KEEPALIVE_MILLIS) and registers the session again within about 3 s.
-    let took = wait_visible(&paths, "s-rides-out", Duration::from_secs(3), "after the agent restart").await;
+    let took = wait_visible(
+        &paths,
+        "000000a7-5e55-4000-8000-000000000000",
+        Duration::from_secs(3),
+        "after the agent restart",
+    )
+    .await;
     eprintln!("the session was back {took:?} after the new agent answered");
     let r = tokio::time::timeout(Duration::from_secs(15), call(&client, "list_peers", serde_json::json!({})))
         .await

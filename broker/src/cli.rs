@@ -70,6 +70,24 @@ pub struct ServeArgs {
     /// Connections allowed per mesh.
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
+    /// Seconds from accept until the WebSocket upgrade (and TLS handshake) must be complete.
+    #[arg(long, default_value_t = claudemesh_protocol::limits::HANDSHAKE_TIMEOUT_SECS as f64)]
+    handshake_timeout_secs: f64,
+    /// Seconds from welcome until hello or enroll must have succeeded.
+    #[arg(long, default_value_t = claudemesh_protocol::limits::HELLO_TIMEOUT_SECS as f64)]
+    hello_timeout_secs: f64,
+    /// Unauthenticated connections in all; a new one beyond this evicts the oldest.
+    #[arg(long, default_value_t = 1024)]
+    max_unauthenticated: usize,
+    /// Unauthenticated connections per source IP; a new one beyond this evicts that IP's oldest.
+    #[arg(long, default_value_t = 64)]
+    max_unauthenticated_per_ip: usize,
+    /// Serve /metrics on this address (e.g. 127.0.0.1:9100) instead of the public listener.
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Require `Authorization: Bearer <token>` for /metrics; the file must be mode 0600.
+    #[arg(long)]
+    metrics_token_file: Option<PathBuf>,
     /// Stop when standard input closes: for a broker run as the child of another process (the
     /// claudemesh agent runs `claudemesh up`'s local broker so), which then cannot outlive it,
     /// even if that process is killed.
@@ -123,6 +141,13 @@ where
             cfg.send_rate_per_sec = a.rate;
             cfg.send_burst = a.burst;
             cfg.max_connections_per_mesh = a.max_connections;
+            cfg.handshake_timeout = Duration::from_secs_f64(a.handshake_timeout_secs);
+            cfg.hello_timeout = Duration::from_secs_f64(a.hello_timeout_secs);
+            cfg.max_unauthenticated = a.max_unauthenticated;
+            cfg.max_unauthenticated_per_ip = a.max_unauthenticated_per_ip;
+            cfg.metrics_listen = a.metrics_listen;
+            cfg.metrics_token_file = a.metrics_token_file;
+            raise_fd_limit();
             let tls = a.tls_cert.zip(a.tls_key).map(|(cert, key)| TlsFiles { cert, key });
             rt.block_on(serve(&a.listen, cfg, tls, a.stop_on_stdin_eof))
         }
@@ -151,6 +176,20 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection, authenticated or
+/// not, is a descriptor, and running out makes accept fail for everyone.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-files limit"),
+            Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the open-files limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
+    }
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

@@ -45,6 +45,24 @@ pub struct BrokerConfig {
     pub key_in_use_replacements: usize,
     /// See `key_in_use_replacements` (120 s).
     pub key_in_use_window: Duration,
+    /// From accept until the WebSocket upgrade (and TLS handshake) completes; a connection
+    /// slower than this is dropped. Plain HTTP requests (`/health`, `/metrics`) share it.
+    pub handshake_timeout: Duration,
+    /// From `welcome` until `hello` or `enroll` succeeds; then the connection gets a `timeout`
+    /// error and is closed (1008).
+    pub hello_timeout: Duration,
+    /// Unauthenticated connections in all; a new one beyond it evicts the oldest.
+    pub max_unauthenticated: usize,
+    /// Unauthenticated connections per source IP; a new one beyond it evicts that IP's oldest.
+    pub max_unauthenticated_per_ip: usize,
+    /// Bytes a connection may send before it authenticates (HTTP upgrade request and frames).
+    pub preauth_bytes: usize,
+    /// Serve `/metrics` on this address (`host:port`) instead of the public listener.
+    pub metrics_listen: Option<String>,
+    /// File (0600) holding a bearer token `/metrics` requires.
+    pub metrics_token_file: Option<PathBuf>,
+    /// Bytes of presence (the sum of its sessions' field sizes) one member may hold.
+    pub max_presence_bytes_per_member: usize,
 }
 
 impl BrokerConfig {
@@ -71,12 +89,30 @@ impl BrokerConfig {
             max_commit_batch: 1024,
             key_in_use_replacements: 3,
             key_in_use_window: Duration::from_secs(120),
+            handshake_timeout: Duration::from_secs(limits::HANDSHAKE_TIMEOUT_SECS),
+            hello_timeout: Duration::from_secs(limits::HELLO_TIMEOUT_SECS),
+            max_unauthenticated: 1024,
+            max_unauthenticated_per_ip: 64,
+            preauth_bytes: limits::MAX_PREAUTH_BYTES,
+            max_presence_bytes_per_member: limits::MAX_PRESENCE_BYTES_PER_MEMBER,
+            metrics_listen: None,
+            metrics_token_file: None,
         }
     }
 
     /// The rule [`crate::keyuse::KeyUse`] judges replacements by.
     pub fn key_use_rule(&self) -> crate::keyuse::KeyUseRule {
         crate::keyuse::KeyUseRule { window: self.key_in_use_window, threshold: self.key_in_use_replacements }
+    }
+
+    /// What the pre-authentication gate enforces.
+    pub fn gate_limits(&self) -> crate::guard::GateLimits {
+        crate::guard::GateLimits {
+            handshake_timeout: self.handshake_timeout,
+            max_unauthenticated: self.max_unauthenticated,
+            max_unauthenticated_per_ip: self.max_unauthenticated_per_ip,
+            preauth_bytes: self.preauth_bytes,
+        }
     }
 
     pub fn db_path(&self) -> PathBuf {

@@ -180,6 +180,26 @@ impl Conn {
     }
 }
 
+/// Whether the connection's member is still an active member of its mesh: `None` when it
+/// is, else why not (for a `revoked` error). One lookup in the mesh's member cache, done for
+/// every frame, so a member removed while its frames are queued gets nothing more done.
+pub fn still_member(a: &Authed) -> Option<String> {
+    let st = a.mesh.lock();
+    match st.members.get(&a.member_id) {
+        Some(m) if !m.removed => None,
+        Some(m) => Some(format!(
+            "member {} {}",
+            a.member_id,
+            m.removed_reason.unwrap_or_default().phrase().replacen(
+                "the mesh",
+                &format!("mesh {}", a.mesh.slug),
+                1
+            )
+        )),
+        None => Some(format!("member {} is not in mesh {}", a.member_id, a.mesh.slug)),
+    }
+}
+
 fn truncate_reason(s: &str) -> String {
     // Close reasons are limited to 123 bytes.
     let mut end = s.len().min(120);

@@ -36,8 +36,12 @@ pub enum Outgoing {
 pub struct ConnHandle {
     pub id: u64,
     pub tx: mpsc::Sender<Outgoing>,
-    /// Cancelled to drop the connection at once (it fell too far behind, or was removed).
+    /// Cancelled to drop the connection at once (it fell too far behind).
     pub kill: CancellationToken,
+    /// Cancelled to stop reading the connection's frames at once (its member was removed);
+    /// the writer still gets up to 2 s to deliver what is queued, the close last. A child of
+    /// `kill`.
+    pub stop: CancellationToken,
     /// The agent process on the other end, when its hello said.
     pub instance: Option<AgentInstance>,
 }
@@ -203,6 +207,8 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     pub store: StoreHandle,
     pub admin_token: String,
+    /// Bearer token `/metrics` requires (`--metrics-token-file`); `Debug` redacts it.
+    pub metrics_token: Option<claudemesh_protocol::frames::Secret>,
     pub started: Instant,
     pub shutdown: CancellationToken,
     meshes: RwLock<HashMap<String, Arc<Mesh>>>,
@@ -239,6 +245,7 @@ impl Hub {
             metrics,
             store,
             admin_token,
+            metrics_token: None,
             started: Instant::now(),
             shutdown,
             meshes: RwLock::new(meshes),

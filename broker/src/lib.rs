@@ -4,7 +4,9 @@
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod guard;
 pub mod handlers;
+pub mod http;
 pub mod hub;
 pub mod ids;
 pub mod keyuse;

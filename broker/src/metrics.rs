@@ -47,6 +47,12 @@ pub struct Metrics {
     pub queue_depth: AtomicI64,
     pub commit_latency: Histogram,
     pub commit_batches: AtomicU64,
+    /// Connections that have not authenticated yet (see [`crate::guard`]).
+    pub unauthenticated: AtomicI64,
+    /// Unauthenticated connections evicted by a newer one at a cap.
+    pub preauth_evicted: AtomicU64,
+    /// Connections closed for not authenticating in time, or sending too much first.
+    pub preauth_refused: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -66,6 +72,9 @@ impl Default for Metrics {
             queue_depth: AtomicI64::new(0),
             commit_latency: Histogram::default(),
             commit_batches: AtomicU64::new(0),
+            unauthenticated: AtomicI64::new(0),
+            preauth_evicted: AtomicU64::new(0),
+            preauth_refused: AtomicU64::new(0),
         }
     }
 }
@@ -103,6 +112,24 @@ impl Metrics {
             "claudemesh_connections",
             "Authenticated WebSocket connections.",
             self.connections.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "claudemesh_unauthenticated_connections",
+            "Connections that have not completed hello or enroll.",
+            self.unauthenticated.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "claudemesh_preauth_evicted_total",
+            "Unauthenticated connections evicted by a newer one at the total or per-IP cap.",
+            self.preauth_evicted.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "claudemesh_preauth_refused_total",
+            "Connections closed before authenticating: hello deadline missed or pre-auth byte budget exceeded.",
+            self.preauth_refused.load(Relaxed),
         );
         gauge(
             &mut out,

@@ -1,5 +1,6 @@
 //! Serving: opens the store, builds the hub, and serves WebSocket, `/health` and `/metrics`
-//! on one listener until the shutdown signal, then closes every socket with 1001 and lets the
+//! on one listener (`/metrics` optionally on its own, see [`crate::http`]), every connection
+//! admitted through the pre-authentication [`Gate`], until the shutdown signal, then closes every socket with 1001 and lets the
 //! store writer commit what it holds.
 
 use std::future::Future;
@@ -10,17 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use claudemesh_protocol::codec::to_hex;
 use claudemesh_protocol::crypto::random_bytes;
-use claudemesh_protocol::limits::{CLOSE_GOING_AWAY, MAX_FRAME_BYTES};
+use claudemesh_protocol::limits::{CLOSE_GOING_AWAY, MAX_WS_MESSAGE_BYTES};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::BrokerConfig;
+use crate::guard::{Gate, GuardedListener, Peer};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::{self, WriterState};
@@ -33,6 +35,12 @@ pub enum BrokerError {
     DataDir { path: String, source: std::io::Error },
     #[error("admin token file {path}: {source}")]
     AdminToken { path: String, source: std::io::Error },
+    #[error("admin token file: {0}")]
+    AdminTokenMode(crate::http::SecretFileError),
+    #[error("metrics token file: {0}")]
+    MetricsToken(crate::http::SecretFileError),
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen { addr: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
@@ -43,11 +51,15 @@ pub enum BrokerError {
     Serve(std::io::Error),
 }
 
-/// Reads the admin token, creating a random one (0600) if the file does not exist.
+/// Reads the admin token, creating a random one (0600) if the file does not exist. An existing
+/// file that group or others may access is refused (the message names it and `chmod 600`).
 pub fn ensure_admin_token(path: &Path) -> Result<String, BrokerError> {
     let err = |source| BrokerError::AdminToken { path: path.display().to_string(), source };
     match std::fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(s) if !s.trim().is_empty() => {
+            crate::http::check_private(path).map_err(BrokerError::AdminTokenMode)?;
+            return Ok(s.trim().to_string());
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(err(e)),
@@ -99,16 +111,49 @@ pub async fn serve(
     let stop = CancellationToken::new();
     // Connections have their own token: on shutdown they first get a 1001 close, and are
     // only killed if they do not finish in time.
-    let hub = Arc::new(Hub::new(config, metrics, store, admin_token, snapshot, CancellationToken::new()));
+    let metrics_token = match &config.metrics_token_file {
+        Some(p) => Some(crate::http::read_secret(p).map_err(BrokerError::MetricsToken)?),
+        None => None,
+    };
+    let metrics_listener = match &config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| BrokerError::MetricsListen { addr: addr.clone(), source })?,
+        ),
+        None => None,
+    };
+    let gate = Gate::new(config.gate_limits(), metrics.clone());
+    let mut hub = Hub::new(config, metrics, store, admin_token, snapshot, CancellationToken::new());
+    hub.metrics_token = metrics_token.map(claudemesh_protocol::frames::Secret);
+    let hub = Arc::new(hub);
     let tracker = TaskTracker::new();
 
     tracker.spawn(sweeper(hub.clone(), stop.clone()));
+    let metrics_route = if metrics_listener.is_some() {
+        get(crate::http::metrics_elsewhere)
+    } else {
+        get(crate::http::metrics).with_state(hub.clone())
+    };
     let app = Router::new()
         .route("/", get(ws_handler))
         .route("/ws", get(ws_handler))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics_handler))
+        .route("/health", get(crate::http::health).with_state(hub.clone()))
+        .route("/metrics", metrics_route)
         .with_state(AppState { hub: hub.clone(), tracker: tracker.clone(), stop: stop.clone() });
+    if let Some(l) = metrics_listener {
+        let addr = l.local_addr().map_err(BrokerError::Serve)?;
+        tracing::info!(%addr, "metrics listening");
+        let app = Router::new().route("/metrics", get(crate::http::metrics)).with_state(hub.clone());
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            let served =
+                axum::serve(l, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
 
     let local = listener.local_addr().map_err(BrokerError::Serve)?;
     let public_url = hub.config.public_url.as_deref().unwrap_or("(not set: --public-url)");
@@ -123,15 +168,17 @@ pub async fn serve(
     let served = match tls {
         Some(files) => {
             let cfg = crate::tls::server_config(&files.cert, &files.key)?;
-            let l = crate::tls::TlsListener::new(listener, cfg, stop.clone()).map_err(BrokerError::Serve)?;
-            axum::serve(l, app).with_graceful_shutdown(graceful).await
+            let l = crate::tls::TlsListener::new(listener, cfg, stop.clone(), gate)
+                .map_err(BrokerError::Serve)?;
+            axum::serve(l, app.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(graceful)
+                .await
         }
         None => {
-            // Nagle would hold small pushes back for an ACK round trip.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |t| {
-                let _ = t.set_nodelay(true);
-            });
-            axum::serve(listener, app).with_graceful_shutdown(graceful).await
+            let l = GuardedListener::new(listener, gate);
+            axum::serve(l, app.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(graceful)
+                .await
         }
     };
     stop.cancel();
@@ -159,6 +206,7 @@ struct AppState {
 
 async fn ws_handler(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(ws) = ws else {
@@ -174,27 +222,13 @@ async fn ws_handler(
     let hub = s.hub.clone();
     let tracker = s.tracker.clone();
     // Frames up to twice the protocol limit are read and answered with `too_large`; beyond
-    // that the socket is closed (1009) without buffering more.
-    ws.max_message_size(2 * MAX_FRAME_BYTES)
-        .max_frame_size(2 * MAX_FRAME_BYTES)
+    // that the socket is closed (1009) without buffering more. Before hello the guard lets
+    // far less through (`preauth_bytes`).
+    ws.max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .on_upgrade(move |websocket| tracker.track_future(socket::run(hub, websocket)))
-}
-
-async fn health(State(s): State<AppState>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({
-        "ok": true,
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": s.hub.started.elapsed().as_secs(),
-        "meshes": s.hub.meshes().len(),
-        "connections": s.hub.connection_count(),
-        "public_url": s.hub.config.public_url,
-    }))
-}
-
-async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.hub.metrics.render())
+        .on_upgrade(move |websocket| tracker.track_future(socket::run(hub, websocket, peer.slot)))
 }
 
 /// Periodic work: end sessions past their reconnect grace, expire old messages.

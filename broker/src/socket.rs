@@ -9,13 +9,15 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use claudemesh_protocol::codec::to_hex;
 use claudemesh_protocol::crypto::random_bytes;
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ServerFrame, decode_client};
-use claudemesh_protocol::limits::PROTOCOL_VERSION;
+use claudemesh_protocol::limits::{CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::Ordering::Relaxed;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::Conn;
+use crate::guard::Slot;
 use crate::handlers;
 use crate::hub::{ConnHandle, Hub, Outgoing};
 
@@ -23,12 +25,18 @@ use crate::hub::{ConnHandle, Hub, Outgoing};
 /// undelivered messages stay queued durably and are re-pushed on reconnect).
 const OUT_QUEUE: usize = 4096;
 
-/// Runs a connection to completion.
-pub async fn run(hub: Arc<Hub>, socket: WebSocket) {
+/// Runs a connection to completion. `slot` is its entry in the pre-authentication gate: until
+/// `hello`/`enroll` succeeds the connection must authenticate within the hello timeout, is
+/// closed if a newer connection evicts it, and is refused once it sent more than the pre-auth
+/// byte budget.
+pub async fn run(hub: Arc<Hub>, socket: WebSocket, slot: Arc<Slot>) {
+    slot.upgraded();
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(OUT_QUEUE);
     let kill = hub.shutdown.child_token();
-    let out = ConnHandle { id: hub.next_conn_id(), tx, kill: kill.clone(), instance: None };
+    let stop = kill.child_token();
+    let out =
+        ConnHandle { id: hub.next_conn_id(), tx, kill: kill.clone(), stop: stop.clone(), instance: None };
     let writer = tokio::spawn(write_loop(sink, rx, kill.clone(), hub.clone()));
     let challenge = to_hex(&random_bytes::<32>());
     let mut conn = Conn { hub: hub.clone(), out, challenge: challenge.clone(), auth: None };
@@ -41,9 +49,34 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket) {
 
     let idle = hub.config.idle_timeout;
     let mut deadline = Instant::now() + idle;
+    let hello_by = Instant::now() + hub.config.hello_timeout;
     loop {
+        let preauth = !slot.is_authenticated();
         tokio::select! {
-            _ = kill.cancelled() => break,
+            _ = stop.cancelled() => break,
+            _ = sleep_until(hello_by), if preauth => {
+                hub.metrics.preauth_refused.fetch_add(1, Relaxed);
+                let secs = hub.config.hello_timeout.as_secs_f64();
+                conn.error(None, ErrorCode::Timeout, format!("no hello or enroll within {secs} s of welcome"));
+                conn.out.send(Outgoing::Close(CLOSE_POLICY, "hello timeout".into()));
+                break;
+            }
+            _ = slot.evicted().cancelled(), if preauth => {
+                conn.out.send(Outgoing::Close(
+                    CLOSE_TRY_AGAIN,
+                    "too many unauthenticated connections: this, the oldest, was closed".into(),
+                ));
+                break;
+            }
+            _ = slot.over_budget().cancelled(), if preauth => {
+                hub.metrics.preauth_refused.fetch_add(1, Relaxed);
+                let max = hub.config.preauth_bytes;
+                conn.error(None, ErrorCode::TooLarge, format!(
+                    "at most {max} bytes may be sent before hello or enroll; send hello first"
+                ));
+                conn.out.send(Outgoing::Close(CLOSE_TOO_BIG, format!("more than {max} bytes before hello")));
+                break;
+            }
             _ = sleep_until(deadline) => {
                 conn.out.send(Outgoing::Close(1000, "idle: no frame or pong for too long".into()));
                 break;
@@ -52,7 +85,12 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket) {
                 let Some(Ok(msg)) = msg else { break };
                 deadline = Instant::now() + idle;
                 match msg {
-                    Message::Text(t) => handle_text(&mut conn, t.as_str()).await,
+                    Message::Text(t) => {
+                        handle_text(&mut conn, t.as_str()).await;
+                        if preauth && conn.auth.is_some() {
+                            slot.authenticated();
+                        }
+                    }
                     Message::Binary(_) => conn.error(None, ErrorCode::Invalid, "binary frames are only accepted during a bundle upload"),
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => {}
@@ -77,6 +115,16 @@ async fn handle_text(conn: &mut Conn, text: &str) {
         }
     };
     conn.hub.metrics.frame_in(frame.type_name());
+    if let Some(a) = &conn.auth
+        && let Some(why) = crate::conn::still_member(a)
+    {
+        // Removed (or left) while this frame was on its way: nothing more from it counts.
+        conn.error(frame.req(), ErrorCode::Revoked, why);
+        conn.out.send(Outgoing::Close(CLOSE_POLICY, "removed from mesh".into()));
+        conn.out.stop.cancel();
+        conn.auth = None;
+        return;
+    }
     if conn.auth.is_none() {
         match frame {
             ClientFrame::Hello(h) => handlers::auth::hello(conn, h).await,

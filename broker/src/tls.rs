@@ -14,6 +14,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::guard::{Gate, GuardedIo};
+
 /// TLS could not be set up; the message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -51,16 +53,19 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 /// An axum listener yielding TLS streams.
 #[derive(Debug)]
 pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    rx: mpsc::Receiver<(TlsStream<GuardedIo<TcpStream>>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
     /// Accepts on `tcp` until `stop` is cancelled, handshaking each connection in its own task.
+    /// Every connection goes through `gate` before its handshake: the handshake counts against
+    /// the unauthenticated caps, the handshake deadline and the pre-auth byte budget.
     pub fn new(
         tcp: TcpListener,
         config: Arc<rustls::ServerConfig>,
         stop: CancellationToken,
+        gate: Arc<Gate>,
     ) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(256);
@@ -80,9 +85,11 @@ impl TlsListener {
                 };
                 // Nagle would hold small pushes back for an ACK round trip.
                 let _ = stream.set_nodelay(true);
+                let stream = gate.wrap(stream, addr);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                // The guard's handshake deadline ends a stalled handshake; this bound is a backstop.
                 tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    match tokio::time::timeout(Duration::from_secs(60), acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, addr)).await;
                         }
@@ -97,7 +104,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<GuardedIo<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -56,7 +56,7 @@ async fn nothing_but_hello_enroll_or_mesh_create_before_authenticating() {
     let h = Harness::start().await;
     let mut c = Client::connect(h.url()).await.unwrap();
     for f in [
-        ClientFrame::ListPeers { req: 1 },
+        ClientFrame::ListPeers { req: 1, cursor: None, limit: None },
         ClientFrame::MeshInfo { req: 2 },
         ClientFrame::ClientAck { msg_ids: vec!["x".into()] },
         ClientFrame::SessionOpen {
@@ -151,11 +151,11 @@ async fn bad_input_leaves_other_members_unaffected() {
         .unwrap();
     assert_eq!(error_code(&r), ErrorCode::Invalid);
     // Claiming someone else's session as from_session is refused.
-    open_session(&mut bob, "bob-s", "bob", &[]).await;
+    open_session(&mut bob, "5e550000-0000-4000-8000-000000000001", "bob", &[]).await;
     let r = send_to(
         &mut alice,
         &alice_id,
-        "bob-s",
+        "5e550000-0000-4000-8000-000000000001",
         Target::Member(bob_id.member_id.clone()),
         &[&bob_id],
         "spoof",

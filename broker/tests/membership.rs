@@ -69,7 +69,7 @@ async fn leave_takes_the_caller_out_and_tells_the_mesh_why() {
     let h = Harness::start().await;
     let mut m = mesh_with(&h, "team", 1).await;
     let (mut bob, bob_id) = m.members.pop().unwrap();
-    open_session(&mut bob, "s-bob", "bob", &[]).await;
+    open_session(&mut bob, "5e550000-0000-4000-8000-000000000002", "bob", &[]).await;
     // A message bob never acknowledges stays queued for him, until he leaves.
     let to_bob = Target::Member(bob_id.member_id.clone());
     let r = send_to(&mut m.admin_conn, &m.admin, "", to_bob, &[&bob_id], "hi", "q1").await;
@@ -93,7 +93,7 @@ async fn leave_takes_the_caller_out_and_tells_the_mesh_why() {
     );
     let req = m.admin_conn.next_req();
     let ServerFrame::Peers { sessions, .. } =
-        m.admin_conn.request(&ClientFrame::ListPeers { req }).await.unwrap()
+        m.admin_conn.request(&ClientFrame::ListPeers { req, cursor: None, limit: None }).await.unwrap()
     else {
         panic!()
     };

@@ -39,7 +39,7 @@ async fn sessions_show_in_presence_with_every_field() {
     let (mut bob, _) = m.members.pop().unwrap();
     let (mut alice, alice_id) = m.members.pop().unwrap();
     let session = SessionInfo {
-        session_id: "s-alice".into(),
+        session_id: "5e550000-0000-4000-8000-000000000003".into(),
         display_name: "alice@laptop".into(),
         cwd: Some("/src/app".into()),
         pid: Some(123),
@@ -68,7 +68,8 @@ async fn sessions_show_in_presence_with_every_field() {
     assert_eq!(joined.member_id, alice_id.member_id);
     assert!(joined.connected_since > 0);
     let req = bob.next_req();
-    let ServerFrame::Peers { sessions, .. } = bob.request(&ClientFrame::ListPeers { req }).await.unwrap()
+    let ServerFrame::Peers { sessions, .. } =
+        bob.request(&ClientFrame::ListPeers { req, cursor: None, limit: None }).await.unwrap()
     else {
         panic!()
     };
@@ -84,7 +85,11 @@ async fn sessions_show_in_presence_with_every_field() {
     };
     assert_eq!(
         alice
-            .request(&ClientFrame::SessionUpdate { req, session_id: "s-alice".into(), patch })
+            .request(&ClientFrame::SessionUpdate {
+                req,
+                session_id: "5e550000-0000-4000-8000-000000000003".into(),
+                patch
+            })
             .await
             .unwrap(),
         ServerFrame::Ok { req }
@@ -108,7 +113,11 @@ async fn sessions_show_in_presence_with_every_field() {
     assert_eq!(
         error_code(
             &alice
-                .request(&ClientFrame::SessionUpdate { req, session_id: "s-alice".into(), patch: bad })
+                .request(&ClientFrame::SessionUpdate {
+                    req,
+                    session_id: "5e550000-0000-4000-8000-000000000003".into(),
+                    patch: bad
+                })
                 .await
                 .unwrap()
         ),
@@ -117,13 +126,21 @@ async fn sessions_show_in_presence_with_every_field() {
     let req = bob.next_req();
     assert_eq!(
         error_code(
-            &bob.request(&ClientFrame::SessionClose { req, session_id: "s-alice".into() }).await.unwrap()
+            &bob.request(&ClientFrame::SessionClose {
+                req,
+                session_id: "5e550000-0000-4000-8000-000000000003".into()
+            })
+            .await
+            .unwrap()
         ),
         ErrorCode::NotFound
     );
     let req = bob.next_req();
-    let steal =
-        SessionInfo { session_id: "s-alice".into(), display_name: "bob".into(), ..Default::default() };
+    let steal = SessionInfo {
+        session_id: "5e550000-0000-4000-8000-000000000003".into(),
+        display_name: "bob".into(),
+        ..Default::default()
+    };
     assert_eq!(
         error_code(&bob.request(&ClientFrame::SessionOpen { req, session: steal }).await.unwrap()),
         ErrorCode::Conflict
@@ -131,16 +148,20 @@ async fn sessions_show_in_presence_with_every_field() {
 
     let req = alice.next_req();
     assert_eq!(
-        alice.request(&ClientFrame::SessionClose { req, session_id: "s-alice".into() }).await.unwrap(),
+        alice
+            .request(&ClientFrame::SessionClose {
+                req,
+                session_id: "5e550000-0000-4000-8000-000000000003".into()
+            })
+            .await
+            .unwrap(),
         ServerFrame::Ok { req }
     );
     let (events, _) = drain_events(&mut bob, 400).await;
-    assert!(
-        events.contains(&Event::PeerLeft {
-            member_id: alice_id.member_id.clone(),
-            session_id: "s-alice".into()
-        })
-    );
+    assert!(events.contains(&Event::PeerLeft {
+        member_id: alice_id.member_id.clone(),
+        session_id: "5e550000-0000-4000-8000-000000000003".into()
+    }));
 }
 
 #[tokio::test]
@@ -153,19 +174,20 @@ async fn reconnect_within_grace_is_the_same_peer() {
     let mut m = mesh_with(&h, "team", 2).await;
     let (mut bob, _) = m.members.pop().unwrap();
     let (mut alice, alice_id) = m.members.pop().unwrap();
-    open_session(&mut alice, "s1", "alice", &[]).await;
-    open_session(&mut alice, "s2", "alice-2", &[]).await;
+    open_session(&mut alice, "5e550000-0000-4000-8000-000000000004", "alice", &[]).await;
+    open_session(&mut alice, "5e550000-0000-4000-8000-000000000005", "alice-2", &[]).await;
     drain_events(&mut bob, 300).await;
     alice.abort();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (mut alice, _) = Client::connect_as(h.url(), &alice_id).await.unwrap();
-    open_session(&mut alice, "s1", "alice", &[]).await;
-    open_session(&mut alice, "s2", "alice-2", &[]).await;
+    open_session(&mut alice, "5e550000-0000-4000-8000-000000000004", "alice", &[]).await;
+    open_session(&mut alice, "5e550000-0000-4000-8000-000000000005", "alice-2", &[]).await;
     // Well past the grace: nothing about s1/s2 leaving or joining was ever seen.
     let (events, _) = drain_events(&mut bob, 2000).await;
     assert!(!events.iter().any(is_peer_event), "no flapping: {events:?}");
     let req = bob.next_req();
-    let ServerFrame::Peers { sessions, .. } = bob.request(&ClientFrame::ListPeers { req }).await.unwrap()
+    let ServerFrame::Peers { sessions, .. } =
+        bob.request(&ClientFrame::ListPeers { req, cursor: None, limit: None }).await.unwrap()
     else {
         panic!()
     };
@@ -182,14 +204,17 @@ async fn sessions_leave_after_the_grace() {
     let mut m = mesh_with(&h, "team", 2).await;
     let (mut bob, _) = m.members.pop().unwrap();
     let (mut alice, alice_id) = m.members.pop().unwrap();
-    open_session(&mut alice, "s1", "alice", &[]).await;
+    open_session(&mut alice, "5e550000-0000-4000-8000-000000000004", "alice", &[]).await;
     drain_events(&mut bob, 200).await;
     alice.abort();
     let (events, _) = drain_events(&mut bob, 200).await;
     assert!(!events.iter().any(is_peer_event), "still present during the grace: {events:?}");
     let (events, _) = drain_events(&mut bob, 1000).await;
     assert!(
-        events.contains(&Event::PeerLeft { member_id: alice_id.member_id.clone(), session_id: "s1".into() }),
+        events.contains(&Event::PeerLeft {
+            member_id: alice_id.member_id.clone(),
+            session_id: "5e550000-0000-4000-8000-000000000004".into()
+        }),
         "{events:?}"
     );
 }
@@ -243,8 +268,11 @@ async fn presence_is_batched_not_one_frame_per_event() {
     drain_events(&mut m.admin_conn, 200).await;
     for i in 0..40 {
         let req = alice.next_req();
-        let session =
-            SessionInfo { session_id: format!("s{i}"), display_name: format!("n{i}"), ..Default::default() };
+        let session = SessionInfo {
+            session_id: format!("5e550000-0000-4000-8000-{i:012x}"),
+            display_name: format!("n{i}"),
+            ..Default::default()
+        };
         alice.send(&ClientFrame::SessionOpen { req, session }).await.unwrap();
     }
     let (events, frames) = drain_events(&mut m.admin_conn, 600).await;
@@ -263,10 +291,14 @@ async fn session_and_connection_caps_refuse_with_limit() {
     // admin + one member = 2 connections: the cap.
     let mut m = mesh_with(&h, "team", 1).await;
     let (mut alice, _) = m.members.pop().unwrap();
-    open_session(&mut alice, "s1", "a1", &[]).await;
-    open_session(&mut alice, "s2", "a2", &[]).await;
+    open_session(&mut alice, "5e550000-0000-4000-8000-000000000004", "a1", &[]).await;
+    open_session(&mut alice, "5e550000-0000-4000-8000-000000000005", "a2", &[]).await;
     let req = alice.next_req();
-    let third = SessionInfo { session_id: "s3".into(), display_name: "a3".into(), ..Default::default() };
+    let third = SessionInfo {
+        session_id: "5e550000-0000-4000-8000-000000000006".into(),
+        display_name: "a3".into(),
+        ..Default::default()
+    };
     let r = alice.request(&ClientFrame::SessionOpen { req, session: third }).await.unwrap();
     assert_eq!(error_code(&r), ErrorCode::Limit);
     // A third member cannot connect while two are connected...

@@ -13,11 +13,11 @@ async fn dm_is_delivered_and_decrypted() {
     let mut m = mesh_with(&h, "team", 2).await;
     let (mut bob, bob_id) = m.members.pop().unwrap();
     let (mut alice, alice_id) = m.members.pop().unwrap();
-    open_session(&mut alice, "s-alice", "alice", &[]).await;
+    open_session(&mut alice, "5e550000-0000-4000-8000-000000000003", "alice", &[]).await;
     let ack = send_to(
         &mut alice,
         &alice_id,
-        "s-alice",
+        "5e550000-0000-4000-8000-000000000003",
         Target::Member(bob_id.member_id.clone()),
         &[&bob_id],
         "hi bob",
@@ -29,7 +29,7 @@ async fn dm_is_delivered_and_decrypted() {
     let (push, plain) = recv_push(&mut bob, &bob_id, &alice_id).await;
     assert_eq!(plain.body, "hi bob");
     assert_eq!(push.msg_id, msg_id);
-    assert_eq!(push.from.session_id, "s-alice");
+    assert_eq!(push.from.session_id, "5e550000-0000-4000-8000-000000000003");
     assert_eq!(push.client_msg_id, "c1");
 }
 
@@ -40,42 +40,89 @@ async fn group_and_broadcast_reach_exactly_their_members() {
     let (mut carol, carol_id) = m.members.pop().unwrap();
     let (mut bob, bob_id) = m.members.pop().unwrap();
     let (mut alice, alice_id) = m.members.pop().unwrap();
-    open_session(&mut alice, "sa", "alice", &[]).await;
-    open_session(&mut bob, "sb", "bob", &["backend"]).await;
-    open_session(&mut carol, "sc", "carol", &["frontend"]).await;
+    open_session(&mut alice, "5e550000-0000-4000-8000-000000000007", "alice", &[]).await;
+    open_session(&mut bob, "5e550000-0000-4000-8000-000000000008", "bob", &["backend"]).await;
+    open_session(&mut carol, "5e550000-0000-4000-8000-000000000009", "carol", &["frontend"]).await;
 
     // @backend is only bob.
-    let ack =
-        send_to(&mut alice, &alice_id, "sa", Target::Group("backend".into()), &[&bob_id], "to backend", "g1")
-            .await;
+    let ack = send_to(
+        &mut alice,
+        &alice_id,
+        "5e550000-0000-4000-8000-000000000007",
+        Target::Group("backend".into()),
+        &[&bob_id],
+        "to backend",
+        "g1",
+    )
+    .await;
     assert!(matches!(ack, ServerFrame::Ack { recipients: 1, .. }), "{ack:?}");
     assert_eq!(recv_push(&mut bob, &bob_id, &alice_id).await.1.body, "to backend");
     assert_no_push(&mut carol, 200).await;
 
     // Envelopes for the wrong members are refused, naming what is missing.
-    let bad =
-        send_to(&mut alice, &alice_id, "sa", Target::Group("backend".into()), &[&carol_id], "x", "g2").await;
+    let bad = send_to(
+        &mut alice,
+        &alice_id,
+        "5e550000-0000-4000-8000-000000000007",
+        Target::Group("backend".into()),
+        &[&carol_id],
+        "x",
+        "g2",
+    )
+    .await;
     assert_eq!(error_code(&bad), ErrorCode::Invalid);
 
     // * is every other member, admin included.
-    let ack =
-        send_to(&mut alice, &alice_id, "sa", Target::Broadcast, &[&bob_id, &carol_id, &m.admin], "all", "b1")
-            .await;
+    let ack = send_to(
+        &mut alice,
+        &alice_id,
+        "5e550000-0000-4000-8000-000000000007",
+        Target::Broadcast,
+        &[&bob_id, &carol_id, &m.admin],
+        "all",
+        "b1",
+    )
+    .await;
     assert!(matches!(ack, ServerFrame::Ack { recipients: 3, .. }), "{ack:?}");
     assert_eq!(recv_push(&mut bob, &bob_id, &alice_id).await.1.body, "all");
     assert_eq!(recv_push(&mut carol, &carol_id, &alice_id).await.1.body, "all");
     assert_eq!(recv_push(&mut m.admin_conn, &m.admin, &alice_id).await.1.body, "all");
     // A broadcast missing one member is refused.
-    let bad = send_to(&mut alice, &alice_id, "sa", Target::Broadcast, &[&bob_id], "x", "b2").await;
+    let bad = send_to(
+        &mut alice,
+        &alice_id,
+        "5e550000-0000-4000-8000-000000000007",
+        Target::Broadcast,
+        &[&bob_id],
+        "x",
+        "b2",
+    )
+    .await;
     assert_eq!(error_code(&bad), ErrorCode::Invalid);
 
     // session: targets route to the session's member.
-    let ack =
-        send_to(&mut alice, &alice_id, "sa", Target::Session("sc".into()), &[&carol_id], "to sc", "s1").await;
+    let ack = send_to(
+        &mut alice,
+        &alice_id,
+        "5e550000-0000-4000-8000-000000000007",
+        Target::Session("5e550000-0000-4000-8000-000000000009".into()),
+        &[&carol_id],
+        "to sc",
+        "5e550000-0000-4000-8000-000000000004",
+    )
+    .await;
     assert!(matches!(ack, ServerFrame::Ack { .. }), "{ack:?}");
     assert_eq!(recv_push(&mut carol, &carol_id, &alice_id).await.1.body, "to sc");
-    let nf =
-        send_to(&mut alice, &alice_id, "sa", Target::Session("nope".into()), &[&carol_id], "x", "s2").await;
+    let nf = send_to(
+        &mut alice,
+        &alice_id,
+        "5e550000-0000-4000-8000-000000000007",
+        Target::Session("nope".into()),
+        &[&carol_id],
+        "x",
+        "5e550000-0000-4000-8000-000000000005",
+    )
+    .await;
     assert_eq!(error_code(&nf), ErrorCode::NotFound);
 }
 
@@ -103,12 +150,21 @@ async fn meshes_are_isolated() {
     let mut b = mesh_with(&h, "mesh-b", 1).await;
     let (mut a1, a1_id) = a.members.pop().unwrap();
     let (mut b1, b1_id) = b.members.pop().unwrap();
-    open_session(&mut b1, "sb1", "b1", &[]).await;
+    open_session(&mut b1, "5e550000-0000-4000-8000-00000000000a", "b1", &[]).await;
     // A member id of another mesh is unknown here.
     let r = send_to(&mut a1, &a1_id, "", Target::Member(b1_id.member_id.clone()), &[&b1_id], "x", "i1").await;
     assert_eq!(error_code(&r), ErrorCode::NotFound);
     // A session of another mesh is unknown here.
-    let r = send_to(&mut a1, &a1_id, "", Target::Session("sb1".into()), &[&b1_id], "x", "i2").await;
+    let r = send_to(
+        &mut a1,
+        &a1_id,
+        "",
+        Target::Session("5e550000-0000-4000-8000-00000000000a".into()),
+        &[&b1_id],
+        "x",
+        "i2",
+    )
+    .await;
     assert_eq!(error_code(&r), ErrorCode::NotFound);
     // Broadcast covers only this mesh: envelopes naming the other mesh's member are refused.
     let r = send_to(&mut a1, &a1_id, "", Target::Broadcast, &[&a.admin, &b1_id], "x", "i3").await;
@@ -117,11 +173,12 @@ async fn meshes_are_isolated() {
     let dir = members(&mut a1).await;
     assert!(dir.iter().all(|m| m.member_id != b1_id.member_id));
     let req = a1.next_req();
-    let ServerFrame::Peers { sessions, .. } = a1.request(&ClientFrame::ListPeers { req }).await.unwrap()
+    let ServerFrame::Peers { sessions, .. } =
+        a1.request(&ClientFrame::ListPeers { req, cursor: None, limit: None }).await.unwrap()
     else {
         panic!()
     };
-    assert!(sessions.iter().all(|s| s.session.session_id != "sb1"));
+    assert!(sessions.iter().all(|s| s.session.session_id != "5e550000-0000-4000-8000-00000000000a"));
     assert_no_push(&mut b1, 200).await;
     // A member's key cannot hello into another mesh.
     let stolen = claudemesh_broker::testkit::Identity {

@@ -7,6 +7,23 @@ pub const AGENT_PROTOCOL_VERSION: u32 = 1;
 
 /// Largest WebSocket frame either side accepts.
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+/// The WebSocket layer's cap on one message, on both sides: twice [`MAX_FRAME_BYTES`], so a
+/// frame between the two is read whole and refused by size (`too_large`) while the link stays;
+/// only a frame beyond this closes the connection (1009).
+pub const MAX_WS_MESSAGE_BYTES: usize = 2 * MAX_FRAME_BYTES;
+/// Bytes a connection may send the broker before it authenticates: the HTTP upgrade request
+/// and every frame up to its `hello`/`enroll` (which are well under 4 KiB). More closes it
+/// with `too_large` and close code 1009.
+pub const MAX_PREAUTH_BYTES: usize = 64 * 1024;
+/// Seconds from accept until the WebSocket upgrade completes (broker default).
+pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+/// Seconds from `welcome` until `hello`/`enroll` succeeds (broker default).
+pub const HELLO_TIMEOUT_SECS: u64 = 10;
+/// Bytes of presence one member may hold over all its sessions (broker default), counted as
+/// the sum of [`crate::names::presence_bytes`] of each session.
+pub const MAX_PRESENCE_BYTES_PER_MEMBER: usize = 256 * 1024;
+/// Most sessions one `peers` page carries, and the page size when `list_peers` names none.
+pub const MAX_PEERS_PAGE: usize = 1000;
 /// Largest message body (plaintext, UTF-8 bytes) a sender may put in a box.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest base64 ciphertext of one envelope: a 64 KiB body, up to 16 KiB of other plaintext
@@ -96,5 +113,9 @@ pub const MCP_KEEPALIVE_MILLIS: u64 = 1_000;
 pub const CLOSE_REPLACED: u16 = 4000;
 /// Close code for a policy violation (failed hello or enroll).
 pub const CLOSE_POLICY: u16 = 1008;
+/// Close code for a frame too large (1009), also for too much sent before hello.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code "try again later" (1013): an unauthenticated connection evicted at a cap.
+pub const CLOSE_TRY_AGAIN: u16 = 1013;
 /// Close code on broker shutdown.
 pub const CLOSE_GOING_AWAY: u16 = 1001;

@@ -63,7 +63,7 @@ fn error_codes_are_stable_strings() {
 #[test]
 fn unknown_fields_are_ignored() {
     let text = r#"{"type":"list_peers","req":3,"future_field":{"x":1}}"#;
-    assert_eq!(decode_client(text).unwrap(), ClientFrame::ListPeers { req: 3 });
+    assert_eq!(decode_client(text).unwrap(), ClientFrame::ListPeers { req: 3, cursor: None, limit: None });
     let text = r#"{"type":"ok","req":3,"extra":true}"#;
     assert_eq!(decode_server(text).unwrap(), ServerFrame::Ok { req: 3 });
 }

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use claudemesh_protocol::frames::{
-    ClientFrame, ErrorCode, Event, Push, ReceiptState, ServerFrame, SessionInfo, decode_server, encode,
+    ClientFrame, ErrorCode, Event, PeerSession, Push, ReceiptState, ServerFrame, SessionInfo, decode_server,
+    encode,
 };
 use claudemesh_protocol::limits::{IDLE_TIMEOUT_SECS, PING_INTERVAL_SECS};
 use futures_util::stream::FuturesUnordered;
@@ -32,7 +33,8 @@ pub(super) enum Pending {
     Reply(oneshot::Sender<ServerFrame>),
     Outbox(String),
     Members,
-    Peers,
+    /// A page of `list_peers`, with the sessions of the pages before it.
+    Peers(Vec<PeerSession>),
     Ignore,
 }
 
@@ -138,7 +140,8 @@ impl<'a> Link<'a> {
             self.request(|req| ClientFrame::SessionOpen { req, session: s }, Pending::Ignore).await?;
         }
         self.request(|req| ClientFrame::ListMembers { req }, Pending::Members).await?;
-        self.request(|req| ClientFrame::ListPeers { req }, Pending::Peers).await?;
+        self.request(|req| ClientFrame::ListPeers { req, cursor: None, limit: None }, Pending::Peers(vec![]))
+            .await?;
         Ok(())
     }
 
@@ -256,11 +259,21 @@ impl<'a> Link<'a> {
                         }
                         self.drain_outbox().await
                     }
-                    Some(Pending::Peers) => {
-                        if let ServerFrame::Peers { sessions, .. } = other {
-                            report(self.agent, self.mesh_id, UplinkEvent::Peers(sessions)).await;
+                    Some(Pending::Peers(mut all)) => {
+                        let ServerFrame::Peers { sessions, next, .. } = other else { return Ok(()) };
+                        all.extend(sessions);
+                        match next {
+                            // More pages: presence is reported once, whole.
+                            Some(cursor) => {
+                                let build =
+                                    |req| ClientFrame::ListPeers { req, cursor: Some(cursor), limit: None };
+                                self.request(build, Pending::Peers(all)).await
+                            }
+                            None => {
+                                report(self.agent, self.mesh_id, UplinkEvent::Peers(all)).await;
+                                Ok(())
+                            }
                         }
-                        Ok(())
                     }
                     Some(Pending::Ignore) => {
                         if let ServerFrame::Error(e) = other {

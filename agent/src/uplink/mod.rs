@@ -178,7 +178,7 @@ async fn serve(
     // Nagle off: messages are small and latency matters.
     let connect = tokio::time::timeout(
         Duration::from_secs(15),
-        tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector),
+        tokio_tungstenite::connect_async_tls_with_config(url.as_str(), Some(ws_config()), true, connector),
     );
     let ws = tokio::select! {
         _ = cancel.cancelled() => return End::Shutdown,
@@ -261,6 +261,16 @@ fn member_statement(
         at: config.joined_at.saturating_mul(1000),
     }
     .sign(key)
+}
+
+/// The link's WebSocket limits: the protocol's ([`MAX_WS_MESSAGE_BYTES`], twice the frame
+/// cap, as the broker sets), not tungstenite's 64 MiB default, so a broker cannot make the
+/// agent buffer more than that for one message.
+pub(crate) fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    use claudemesh_protocol::limits::MAX_WS_MESSAGE_BYTES;
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_WS_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_WS_MESSAGE_BYTES))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::store::{
 };
 
 /// Constant-time comparison, so the admin token cannot be guessed byte by byte.
-fn token_eq(a: &str, b: &str) -> bool {
+pub(crate) fn token_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;

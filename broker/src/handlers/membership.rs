@@ -189,6 +189,8 @@ pub async fn member_remove(conn: &mut Conn, req: u64, member_id: String, stateme
         conn.hub.metrics.error(ErrorCode::Revoked);
         c.send(Outgoing::Frame(encode(&ServerFrame::error(None, ErrorCode::Revoked, msg)), "error"));
         c.send(Outgoing::Close(CLOSE_POLICY, "removed from mesh".into()));
+        // Stop reading it now, however far behind its writer is.
+        c.stop.cancel();
         if c.id == conn.out.id {
             conn.auth = None;
         }

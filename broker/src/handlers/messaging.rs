@@ -415,9 +415,3 @@ pub async fn message_status(conn: &mut Conn, req: u64, id: String) {
         .collect();
     conn.reply(&ServerFrame::MessageStatus { req, msg_id: rec.msg_id, sent_at: rec.sent_at, recipients });
 }
-
-pub fn list_peers(conn: &mut Conn, req: u64) {
-    let Some(a) = conn.auth.clone() else { return };
-    let sessions = a.mesh.lock().sessions.values().map(crate::hub::SessionEntry::peer).collect();
-    conn.reply(&ServerFrame::Peers { req, sessions });
-}

@@ -1,63 +1,53 @@
 //! `session_open`, `session_update`, `session_close`: presence of a member's sessions,
-//! multiplexed on its connection, and the sweep that ends sessions whose reconnect grace ran out.
+//! multiplexed on its connection, validated by `protocol::names` and held to a per-member
+//! byte budget; `list_peers` in pages; and the sweep that ends sessions whose reconnect grace
+//! ran out.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use claudemesh_protocol::frames::{ErrorCode, Event, ServerFrame, SessionInfo, SessionPatch};
-use claudemesh_protocol::limits::{MAX_GROUPS, MAX_SHORT_TEXT_BYTES, MAX_SUMMARY_CHARS};
-use claudemesh_protocol::names::{validate_display_name, validate_group_name};
+use claudemesh_protocol::limits::{MAX_FRAME_BYTES, MAX_PEERS_PAGE};
+use claudemesh_protocol::names::{presence_bytes, validate_session, validate_session_patch};
 
 use crate::conn::Conn;
 use crate::hub::{Hub, Mesh, SessionEntry};
 use crate::ids::now_ms;
 use crate::store::{MEMBERS, SESSION_OWNERS, key};
 
-fn check_text(field: &str, v: &Option<String>, max: usize) -> Result<(), String> {
-    match v {
-        Some(s) if s.len() > max => Err(format!("{field} is {} bytes, at most {max} allowed", s.len())),
-        _ => Ok(()),
-    }
+/// The presence bytes `member` holds over its sessions, not counting `except`.
+fn member_presence_bytes(st: &crate::hub::MeshState, member: &str, except: &str) -> usize {
+    st.sessions
+        .iter()
+        .filter(|(id, e)| e.member_id == member && id.as_str() != except)
+        .map(|(_, e)| presence_bytes(&e.info))
+        .sum()
 }
 
-/// Validates the fields a session may set.
-fn validate_patch(p: &SessionPatch) -> Result<(), String> {
-    if let Some(n) = &p.display_name {
-        validate_display_name(n).map_err(|e| e.to_string())?;
+/// Refuses (`limit`) a session that would take its member's presence over the budget,
+/// naming the session's largest field.
+fn over_budget(conn: &Conn, others: usize, s: &SessionInfo) -> Option<String> {
+    let max = conn.hub.config.max_presence_bytes_per_member;
+    let total = others + presence_bytes(s);
+    if total <= max {
+        return None;
     }
-    for (f, v) in [("cwd", &p.cwd), ("channel", &p.channel), ("model", &p.model)] {
-        check_text(f, v, MAX_SHORT_TEXT_BYTES)?;
-    }
-    if let Some(s) = &p.summary
-        && s.chars().count() > MAX_SUMMARY_CHARS
-    {
-        return Err(format!("summary is longer than {MAX_SUMMARY_CHARS} characters"));
-    }
-    if let Some(gs) = &p.groups {
-        if gs.len() > MAX_GROUPS {
-            return Err(format!("at most {MAX_GROUPS} groups"));
-        }
-        for g in gs {
-            validate_group_name(&g.name).map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
-}
-
-fn validate_session(s: &SessionInfo) -> Result<(), String> {
-    if s.session_id.is_empty() || s.session_id.len() > 128 || s.session_id.contains(crate::store::SEP) {
-        return Err("session_id must be 1-128 characters".into());
-    }
-    check_text("hostname", &s.hostname, MAX_SHORT_TEXT_BYTES)?;
-    validate_patch(&SessionPatch {
-        display_name: Some(s.display_name.clone()),
-        cwd: s.cwd.clone(),
-        channel: s.channel.clone(),
-        model: s.model.clone(),
-        groups: Some(s.groups.clone()),
-        status: Some(s.status),
-        summary: s.summary.clone(),
-    })
+    let opt = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+    let fields = [
+        ("summary", opt(&s.summary)),
+        ("cwd", opt(&s.cwd)),
+        ("hostname", opt(&s.hostname)),
+        ("groups", s.groups.iter().map(|g| g.name.len() + g.role.as_ref().map_or(0, String::len)).sum()),
+        ("channel", opt(&s.channel)),
+        ("model", opt(&s.model)),
+        ("display_name", s.display_name.len()),
+    ];
+    let (field, _) = fields.iter().max_by_key(|(_, n)| *n).copied().unwrap_or(("summary", 0));
+    Some(format!(
+        "presence budget: this member's sessions would hold {total} bytes, at most {max} allowed; \
+         shorten {field} (the largest field of session {}) or close sessions",
+        s.session_id
+    ))
 }
 
 /// Persists a member's declared groups (remembered while it is offline) in the background,
@@ -87,13 +77,22 @@ fn persist_declared(conn: &Conn, mesh: &Arc<Mesh>, member: &str) {
 
 pub async fn open(conn: &mut Conn, req: u64, session: SessionInfo) {
     let Some(a) = conn.auth.clone() else { return };
-    if let Err(msg) = validate_session(&session) {
-        return conn.error(Some(req), ErrorCode::Invalid, msg);
+    if let Err(e) = validate_session(&session) {
+        return conn.error(Some(req), e.code(), format!("session_open: {e}"));
     }
     let cfg = &conn.hub.config;
     let sid = session.session_id.clone();
     let (event, new_owner, groups_changed) = {
         let mut st = a.mesh.lock();
+        // Removed while this frame was being handled: its sessions never appear again.
+        if st.members.get(&a.member_id).is_none_or(|m| m.removed) {
+            drop(st);
+            return conn.error(Some(req), ErrorCode::Revoked, format!("member {} was removed", a.member_id));
+        }
+        if let Some(msg) = over_budget(conn, member_presence_bytes(&st, &a.member_id, &sid), &session) {
+            drop(st);
+            return conn.error(Some(req), ErrorCode::Limit, msg);
+        }
         let mut new_owner = false;
         let event = match st.sessions.get_mut(&sid) {
             Some(e) if e.member_id != a.member_id => {
@@ -181,11 +180,12 @@ pub async fn open(conn: &mut Conn, req: u64, session: SessionInfo) {
 
 pub async fn update(conn: &mut Conn, req: u64, session_id: String, patch: SessionPatch) {
     let Some(a) = conn.auth.clone() else { return };
-    if let Err(msg) = validate_patch(&patch) {
-        return conn.error(Some(req), ErrorCode::Invalid, msg);
+    if let Err(e) = validate_session_patch(&patch) {
+        return conn.error(Some(req), e.code(), format!("session_update: {e}"));
     }
     let groups_changed = {
         let mut st = a.mesh.lock();
+        let others = member_presence_bytes(&st, &a.member_id, &session_id);
         let Some(e) = st.sessions.get_mut(&session_id).filter(|e| e.member_id == a.member_id) else {
             drop(st);
             return conn.error(
@@ -195,7 +195,13 @@ pub async fn update(conn: &mut Conn, req: u64, session_id: String, patch: Sessio
             );
         };
         let before = e.info.clone();
-        patch.apply(&mut e.info);
+        let mut after = before.clone();
+        patch.apply(&mut after);
+        if let Some(msg) = over_budget(conn, others, &after) {
+            drop(st);
+            return conn.error(Some(req), ErrorCode::Limit, msg);
+        }
+        e.info = after;
         let ev = (e.info != before).then(|| Event::PeerUpdated(e.peer()));
         let changed = st.refresh_declared_groups(&a.member_id).is_some();
         if let Some(ev) = ev {
@@ -221,6 +227,37 @@ pub async fn close(conn: &mut Conn, req: u64, session_id: String) {
     st.presence(&Event::PeerLeft { member_id: a.member_id.clone(), session_id });
     drop(st);
     conn.reply(&ServerFrame::Ok { req });
+}
+
+/// `list_peers`: one page of presence in `session_id` order, after `cursor`, at most `limit`
+/// (default and cap [`MAX_PEERS_PAGE`]) sessions and never a frame over [`MAX_FRAME_BYTES`];
+/// `next` is set when more follow. A client that sends neither gets the first page.
+pub fn list_peers(conn: &mut Conn, req: u64, cursor: Option<String>, limit: Option<u32>) {
+    let Some(a) = conn.auth.clone() else { return };
+    let limit = limit.map_or(MAX_PEERS_PAGE, |l| (l as usize).clamp(1, MAX_PEERS_PAGE));
+    // Room for the frame's own fields and `next` around the sessions.
+    let room = MAX_FRAME_BYTES - 1024;
+    let st = a.mesh.lock();
+    let mut ids: Vec<&String> =
+        st.sessions.keys().filter(|id| cursor.as_ref().is_none_or(|c| id.as_str() > c.as_str())).collect();
+    ids.sort_unstable();
+    let mut sessions = Vec::new();
+    let mut bytes = 0;
+    let mut next = None;
+    for id in ids {
+        let Some(peer) = st.sessions.get(id).map(SessionEntry::peer) else { continue };
+        let size = claudemesh_protocol::frames::encode(&peer).len() + 1;
+        if sessions.len() >= limit || bytes + size > room {
+            next = sessions
+                .last()
+                .map(|p: &claudemesh_protocol::frames::PeerSession| p.session.session_id.clone());
+            break;
+        }
+        bytes += size;
+        sessions.push(peer);
+    }
+    drop(st);
+    conn.reply(&ServerFrame::Peers { req, sessions, next });
 }
 
 /// Ends sessions whose connection has been gone longer than the reconnect grace.

@@ -155,8 +155,15 @@ pub enum ClientFrame {
         req: u64,
         msg_id: String,
     },
+    /// One page of presence, sessions in `session_id` order. Without `cursor` the first
+    /// page; `limit` (default and maximum [`crate::limits::MAX_PEERS_PAGE`]) caps its size.
     ListPeers {
         req: u64,
+        /// The `next` of the previous page: sessions after this id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     ListMembers {
         req: u64,

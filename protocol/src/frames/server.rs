@@ -186,6 +186,9 @@ pub enum ServerFrame {
     Peers {
         req: u64,
         sessions: Vec<PeerSession>,
+        /// More sessions follow: ask again with this as `cursor`. Absent on the last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     Members {
         req: u64,

@@ -187,7 +187,7 @@ pub fn all_client() -> Vec<ClientFrame> {
         C::ClientAck { msg_ids: vec!["a".into(), "b".into()] },
         C::Receipt { msg_ids: vec!["a".into()], state: ReceiptState::Seen },
         C::MessageStatus { req: 4, msg_id: "a".into() },
-        C::ListPeers { req: 5 },
+        C::ListPeers { req: 5, cursor: Some("0f8fad5b-d9cb-469f-a165-70867728950e".into()), limit: Some(10) },
         C::ListMembers { req: 6 },
         C::MeshCreate {
             req: 8,
@@ -297,7 +297,7 @@ pub fn all_server() -> Vec<ServerFrame> {
             sent_at: 1,
             recipients: vec![RecipientStatus { member_id: "m_2".into(), state: DeliveryState::Seen, at: 2 }],
         },
-        S::Peers { req: 5, sessions: vec![peer()] },
+        S::Peers { req: 5, sessions: vec![peer()], next: None },
         S::Members {
             req: 6,
             members: vec![member()],
