@@ -210,12 +210,11 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
         .unwrap();
     assert_eq!(n.method, "notifications/claude/channel");
     let p = n.params.unwrap();
-    assert_eq!(p["content"], format!("py-alice: {body}"), "{p:#}");
-    assert_eq!(p["meta"]["from"], "py-alice", "{p:#}");
+    assert_framed(&p, "py-alice", body);
     assert_eq!(p["meta"]["from_id"], "s-py", "{p:#}");
     assert_eq!(p["meta"]["priority"], "now", "{p:#}");
     let r = call(&cb, "check_messages", json!({})).await;
-    assert!(text(&r).contains(body) && text(&r).contains("from py-alice (from_id s-py"), "{}", text(&r));
+    assert!(text(&r).contains(body) && text(&r).contains("from py-alice (") && text(&r).contains("(from_id: s-py,"), "{}", text(&r));
     // ... and bob's answer to its from_id, sent at once, reaches the Python client's
     // check_messages: the push may overtake the sender's batched `peer_joined`, but bob's agent
     // remembers which member sent it.
@@ -253,13 +252,13 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     // The caller's own session is listed and marked at once, before the broker's batched
     // presence echoes it.
     let peers = ok_text(&report, "list_peers");
-    assert!(peers.contains("bob-1 (id s-bob"), "{peers}");
-    assert!(peers.contains("py-alice (you) (id s-py"), "{peers}");
+    assert!(peers.contains("as \"bob-1\" (id s-bob"), "{peers}");
+    assert!(peers.contains("as \"py-alice\" (you) (id s-py"), "{peers}");
     let sent = ok_text(&report, "send_message");
     assert!(sent.contains("Message id: "), "{sent}");
     ok_text(&report, "message_status");
     let got = ok_text(&report, "check_messages");
-    assert!(got.contains(reply) && got.contains("from bob-1 (from_id s-bob"), "{got}");
+    assert!(got.contains(reply) && got.contains("from bob-1 (") && got.contains("(from_id: s-bob,"), "{got}");
     assert_eq!(ok_text(&report, "check_messages_again"), "No new messages.");
 
     // Bad arguments are tool results with isError, which the model can read and act on.

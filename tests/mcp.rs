@@ -42,12 +42,12 @@ async fn tools_list_and_handshake() {
     wait_peer(&mut a.client().await, "alice-1").await;
     let r = call(&c, "list_peers", json!({})).await;
     assert!(!is_error(&r));
-    assert!(text(&r).contains("alice-1 (you) (id s-alice"), "{}", text(&r));
+    assert!(text(&r).contains("as \"alice-1\" (you) (id s-alice"), "{}", text(&r));
     // Another session of the same user on this agent is listed at once, and told apart.
     let mut other = a.client().await;
     register(&mut other, "s-alice-2", "alice-2", &[]).await;
     let r = call(&c, "list_peers", json!({})).await;
-    assert!(text(&r).contains("alice-2 (your other session) (id s-alice-2"), "{}", text(&r));
+    assert!(text(&r).contains("as \"alice-2\" (your other session) (id s-alice-2"), "{}", text(&r));
     drop(other);
 
     // Failures are results the model can act on.
@@ -88,8 +88,7 @@ async fn send_between_sessions_on_two_agents() {
     let r = call(&ca, "send_message", json!({"to": "bob-1", "message": "hi bob", "priority": "now"})).await;
     assert!(!is_error(&r), "{}", text(&r));
     let p = next_channel(&mut rx_b).await;
-    assert_eq!(p["content"], "alice-1: hi bob");
-    assert_eq!(p["meta"]["from"], "alice-1");
+    assert_framed(&p, "alice-1", "hi bob");
     assert_eq!(p["meta"]["from_id"], "s-a");
     assert_eq!(p["meta"]["priority"], "now");
     assert_eq!(p["meta"]["kind"], "message");
@@ -97,7 +96,7 @@ async fn send_between_sessions_on_two_agents() {
     // check_messages returns the pushed-but-unseen message once, then never again.
     let r = call(&cb, "check_messages", json!({})).await;
     assert!(!is_error(&r));
-    assert!(text(&r).contains("hi bob") && text(&r).contains("from_id s-a"), "{}", text(&r));
+    assert!(text(&r).contains("hi bob") && text(&r).contains("from_id: s-a"), "{}", text(&r));
     let r = call(&cb, "check_messages", json!({})).await;
     assert_eq!(text(&r), "No new messages.");
     let r = call(&cb, "check_messages", json!({"include_seen": true})).await;
@@ -109,7 +108,7 @@ async fn send_between_sessions_on_two_agents() {
     let r = call(&cb, "send_message", json!({"to": "s-a", "message": "hi alice"})).await;
     assert!(!is_error(&r), "{}", text(&r));
     let p = next_channel(&mut rx_a).await;
-    assert_eq!(p["content"], "bob-1: hi alice");
+    assert_framed(&p, "bob-1", "hi alice");
     assert_eq!(p["meta"]["priority"], "next");
 
     // Groups: bob joins @reviewers; alice's message to the group reaches him.
@@ -127,7 +126,7 @@ async fn send_between_sessions_on_two_agents() {
     }
     assert!(sent, "alice never saw bob in @reviewers");
     let p = next_channel(&mut rx_b).await;
-    assert_eq!(p["content"], "alice-1: please review");
+    assert_framed(&p, "alice-1", "please review");
     let r = call(&cb, "leave_group", json!({"name": "reviewers"})).await;
     assert!(!is_error(&r), "{}", text(&r));
 

@@ -25,6 +25,7 @@ fn record(i: usize) -> InboxRecord {
             from_member: "m_0123456789abcdef0123".into(),
             from_session: "0b4e1f2a-5c6d-4e7f-8a9b-0c1d2e3f4a5b".into(),
             from_name: "alice".into(),
+            session_name: None,
             target: format!("session:{session}"),
             priority: Priority::Next,
             body: "please rebase onto main when the migration lands; the schema changed".repeat(3),

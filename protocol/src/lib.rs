@@ -9,5 +9,6 @@ pub mod limits;
 pub mod local;
 pub mod names;
 pub mod scope;
+pub mod text;
 
 pub use frames::{ClientFrame, ServerFrame, decode_client, decode_server, encode};

@@ -130,6 +130,7 @@ fn agent_lines_round_trip() {
         from_member: "m_1".into(),
         from_session: "s".into(),
         from_name: "alice".into(),
+        session_name: None,
         target: "*".into(),
         priority: Priority::Now,
         body: "hi".into(),

@@ -27,7 +27,7 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
     };
     let st: StatusReply = c.request(AgentCall::Status).await?;
     if json {
-        outln!("{}", serde_json::to_string_pretty(&st)?)?;
+        crate::out::json(&st)?;
         return Ok(ExitCode::SUCCESS);
     }
     outln!(

@@ -156,6 +156,7 @@ impl Core {
             from_member: push.from.member_id.clone(),
             from_session: push.from.session_id.clone(),
             from_name,
+            session_name: None,
             target: push.target.to_string(),
             priority: push.priority,
             body,

@@ -187,6 +187,7 @@ impl Core {
                 from_member: own_member.to_string(),
                 from_session: plaintext.from_session.clone(),
                 from_name: plaintext.from_name.clone(),
+                session_name: None,
                 target: target.to_string(),
                 priority,
                 body: plaintext.body.clone(),

@@ -10,6 +10,7 @@ fn rec(id: &str) -> InboxRecord {
             from_member: "m".into(),
             from_session: "s".into(),
             from_name: "n".into(),
+            session_name: None,
             target: "*".into(),
             priority: Priority::Next,
             body: "b".into(),

@@ -414,7 +414,12 @@ pub struct InboxMessage {
     pub mesh: String,
     pub from_member: String,
     pub from_session: String,
+    /// The sender member's name in the mesh directory.
     pub from_name: String,
+    /// The name the sending session gave itself inside the box, when the agent keeps it apart
+    /// from `from_name`: a claim, shown beside the directory name (`protocol::text::sender`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
     pub target: String,
     pub priority: Priority,
     /// Empty when the message could not be decrypted; see `error`.
