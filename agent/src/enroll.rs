@@ -24,6 +24,9 @@ pub enum JoinError {
     Protocol(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The broker URL is plaintext to another machine and `--insecure-transport` was not given.
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
 }
 
 /// What the broker granted.
@@ -133,11 +136,20 @@ fn mesh_config(
 }
 
 /// Enrolls with `invite` under `display_name` and saves the mesh with its new key.
-pub async fn join(paths: &Paths, invite: &SignedInvite, display_name: &str) -> Result<Joined, JoinError> {
+/// Enrolls with `invite` as `display_name` and saves the mesh. `insecure_transport` accepts a
+/// plaintext `ws://` broker that is not loopback (refused otherwise, before connecting), and is
+/// recorded in the mesh's config for the agent's link.
+pub async fn join(
+    paths: &Paths,
+    invite: &SignedInvite,
+    display_name: &str,
+    insecure_transport: bool,
+) -> Result<Joined, JoinError> {
     let p = &invite.payload;
     if Config::load(paths)?.meshes.iter().any(|m| m.id == p.mesh_id) {
         return Err(JoinError::AlreadyJoined(p.mesh_slug.clone()));
     }
+    crate::transport::check(&p.broker_url, insecure_transport)?;
     let conn = OneShot::open(&p.broker_url).await?;
     let key = MemberKeypair::generate();
     let frame = ClientFrame::Enroll(Enroll {
@@ -148,20 +160,25 @@ pub async fn join(paths: &Paths, invite: &SignedInvite, display_name: &str) -> R
     });
     match conn.ask(&frame).await? {
         ServerFrame::Enrolled { member_id, role, mesh } => {
-            save_mesh(paths, mesh_config(mesh, p.broker_url.clone(), member_id, role, &key, display_name))
+            let mut mc = mesh_config(mesh, p.broker_url.clone(), member_id, role, &key, display_name);
+            mc.set_insecure_transport(insecure_transport);
+            save_mesh(paths, mc)
         }
         other => Err(JoinError::Protocol(other.type_name().into())),
     }
 }
 
-/// Creates a mesh on `broker_url` with the broker admin token and joins it as its first admin.
+/// Creates a mesh on `broker_url` with the broker admin token and joins it as its first admin;
+/// `insecure_transport` as for [`join`].
 pub async fn create_mesh(
     paths: &Paths,
     broker_url: &str,
     slug: &str,
     display_name: &str,
     admin_token: &str,
+    insecure_transport: bool,
 ) -> Result<Joined, JoinError> {
+    crate::transport::check(broker_url, insecure_transport)?;
     let conn = OneShot::open(broker_url).await?;
     let key = MemberKeypair::generate();
     let frame = ClientFrame::MeshCreate {
@@ -173,7 +190,9 @@ pub async fn create_mesh(
     };
     match conn.ask(&frame).await? {
         ServerFrame::MeshCreated { mesh, member_id, role, .. } => {
-            save_mesh(paths, mesh_config(mesh, broker_url.into(), member_id, role, &key, display_name))
+            let mut mc = mesh_config(mesh, broker_url.into(), member_id, role, &key, display_name);
+            mc.set_insecure_transport(insecure_transport);
+            save_mesh(paths, mc)
         }
         other => Err(JoinError::Protocol(other.type_name().into())),
     }
