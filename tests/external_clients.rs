@@ -214,7 +214,13 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     assert_eq!(p["meta"]["from_id"], "s-py", "{p:#}");
     assert_eq!(p["meta"]["priority"], "now", "{p:#}");
     let r = call(&cb, "check_messages", json!({})).await;
-    assert!(text(&r).contains(body) && text(&r).contains("from py-alice (") && text(&r).contains("(from_id: s-py,"), "{}", text(&r));
+    assert!(
+        text(&r).contains(body)
+            && text(&r).contains("from py-alice (")
+            && text(&r).contains("(from_id: s-py,"),
+        "{}",
+        text(&r)
+    );
     // ... and bob's answer to its from_id, sent at once, reaches the Python client's
     // check_messages: the push may overtake the sender's batched `peer_joined`, but bob's agent
     // remembers which member sent it.

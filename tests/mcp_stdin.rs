@@ -95,7 +95,8 @@ async fn every_request_gets_a_reply_with_its_id() {
         }
     }
     // The lone surrogate reached the server as U+FFFD.
-    send(br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"x\udc00","arguments":{}}}"#).await;
+    send(br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"x\udc00","arguments":{}}}"#)
+        .await;
     let r = replies(&mut out, &[json!(9)]).await;
     assert!(r["9"].to_string().contains('\u{fffd}') || r["9"].get("result").is_some(), "{:?}", r["9"]);
 
@@ -104,7 +105,6 @@ async fn every_request_gets_a_reply_with_its_id() {
     let r = replies(&mut out, &[json!(10)]).await;
     assert!(r["10"]["result"]["tools"].is_array(), "{:?}", r["10"]);
 
-    drop(send);
     drop(stdin);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");

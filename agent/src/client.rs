@@ -287,7 +287,9 @@ pub fn spawn_agent(paths: &Paths, exe: &Path) -> Result<std::process::Child, Cli
 mod tests {
     #[test]
     fn the_agent_keeps_paths_locale_and_its_settings_only() {
-        for keep in ["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "RUST_LOG", "CLAUDEMESH_CONFIG_DIR"] {
+        for keep in
+            ["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "RUST_LOG", "CLAUDEMESH_CONFIG_DIR"]
+        {
             assert!(super::agent_keeps_env(keep), "{keep}");
         }
         for drop in [

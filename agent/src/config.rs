@@ -46,7 +46,10 @@ impl MeshConfig {
     /// (`--insecure-transport` at join; [`crate::transport`]). Kept among the entry's other
     /// fields under [`crate::transport::INSECURE_TRANSPORT_KEY`], so older agents keep it too.
     pub fn insecure_transport(&self) -> bool {
-        self.extra.get(crate::transport::INSECURE_TRANSPORT_KEY).and_then(serde_json::Value::as_bool).unwrap_or(false)
+        self.extra
+            .get(crate::transport::INSECURE_TRANSPORT_KEY)
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
     }
 
     /// Records (or clears) [`MeshConfig::insecure_transport`].

@@ -46,7 +46,9 @@ pub fn is_loopback_host(host: &str) -> bool {
     }
     match h.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => v4.is_loopback(),
-        Ok(IpAddr::V6(v6)) => v6 == Ipv6Addr::LOCALHOST || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Ok(IpAddr::V6(v6)) => {
+            v6 == Ipv6Addr::LOCALHOST || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
         Err(_) => false,
     }
 }
@@ -86,8 +88,16 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["localhost", "LOCALHOST", "localhost.", "127.0.0.1", "127.9.8.7", "::1", "[::1]", "[::ffff:127.0.0.1]"]
-        {
+        for h in [
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+            "127.0.0.1",
+            "127.9.8.7",
+            "::1",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+        ] {
             assert!(is_loopback_host(h), "{h}");
         }
         for h in [

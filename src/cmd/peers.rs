@@ -24,7 +24,8 @@ pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
         let s = &p.peer.session;
         let me = if p.me { " (you)" } else { "" };
         let summary = s.summary.as_deref().map(|x| format!(" — {}", text::meta_value(x))).unwrap_or_default();
-        let who = text::sender(p.member_name.as_deref().unwrap_or("?"), &p.peer.member_id, Some(&s.display_name));
+        let who =
+            text::sender(p.member_name.as_deref().unwrap_or("?"), &p.peer.member_id, Some(&s.display_name));
         outln!(
             "{:<12} {:<24} {:<8} {}{me}{summary}",
             text::name(&p.mesh),

@@ -181,9 +181,9 @@ pub(crate) mod tests {
         let Shown { text: t, shown } = messages_text(&[msg("deploy is green")], 0, B);
         assert_eq!(shown, 1);
         assert!(t.starts_with("claudemesh: 1 new message from your mesh."), "{t}");
-        assert!(
-            t.contains("[now] from alice (mem) (from_id: s-a, mesh: team, msg_id: m1):\n    deploy is green\n")
-        );
+        assert!(t.contains(
+            "[now] from alice (mem) (from_id: s-a, mesh: team, msg_id: m1):\n    deploy is green\n"
+        ));
         assert!(t.contains("send_message"));
         assert!(!t.contains("more message"), "{t}");
         let two = messages_text(&[msg("a"), msg("b")], 0, B).text;

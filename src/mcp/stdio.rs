@@ -46,7 +46,8 @@ impl Stdio {
         let (tx, rx) = mpsc::channel::<Vec<u8>>(QUEUE);
         let (input, to_rmcp) = tokio::io::duplex(PIPE);
         let filter = tokio::spawn(filter(tokio::io::stdin(), to_rmcp, tx.clone()));
-        let writer = tokio::spawn(write_lines(rx, ConfirmingWriter::new(tokio::io::stdout(), leases, written)));
+        let writer =
+            tokio::spawn(write_lines(rx, ConfirmingWriter::new(tokio::io::stdout(), leases, written)));
         Self { input, output: LineSender::new(tx), filter, writer }
     }
 
