@@ -131,8 +131,10 @@ pub fn agent_error(e: &ClientError) -> CallToolResult {
                 ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::Timeout => " Try again shortly.",
                 _ => "",
             };
-            let stop = if le.message.ends_with(['.', '!', '?']) { "" } else { "." };
-            fail(format!("{}{stop}{hint}", le.message))
+            // The agent's words can quote peers' names and hosts (an ambiguity): one line.
+            let message = text::one_line(&le.message);
+            let stop = if message.ends_with(['.', '!', '?']) { "" } else { "." };
+            fail(format!("{message}{stop}{hint}"))
         }
         other => fail(format!(
             "The claudemesh agent is not reachable ({other}). Ask the user to run `claudemesh status` \
