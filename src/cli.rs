@@ -134,6 +134,10 @@ pub struct JoinArgs {
     /// How others see you (default: your configured name, else user@host).
     #[arg(long)]
     pub name: Option<String>,
+    /// Accept plaintext ws:// to a broker that is not this machine (anyone on the network path
+    /// can read and alter the connection). Without it such a URL is refused: use wss://.
+    #[arg(long)]
+    pub insecure_transport: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -295,6 +299,10 @@ pub struct MeshCreateArgs {
     /// How others see you.
     #[arg(long)]
     pub name: Option<String>,
+    /// Accept plaintext ws:// to a broker that is not this machine (anyone on the network path
+    /// can read and alter the connection). Without it such a URL is refused: use wss://.
+    #[arg(long)]
+    pub insecure_transport: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -86,7 +86,7 @@ async fn inbox_shows_when_and_how_each_message_was_addressed() {
         let line = out.lines().find(|l| l.ends_with(body)).unwrap_or_else(|| panic!("no {body:?} in {out}"));
         let (head, _) = line.split_once(" [team] ").unwrap_or_else(|| panic!("{line}"));
         assert!(is_time(head.trim_start_matches(['*', ' '])), "a readable time first: {line}");
-        assert!(line.contains(&format!("alice {to} (next): {body}")), "{line}");
+        assert!(line.contains(" alice (") && line.contains(&format!(") {to} (next): {body}")), "{line}");
     }
     // --json keeps the raw fields.
     let (_, out, _) = cli(&bob.paths, &["inbox", "--json"]);

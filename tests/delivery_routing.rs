@@ -175,7 +175,7 @@ async fn a_group_granted_by_the_invite_reaches_sessions_that_did_not_declare_it(
         let bob_paths = Paths::new(w.dir.path().join("agent-bob"));
         let invite = claudemesh_protocol::invite::parse_invite(&inv.url).unwrap();
         assert_eq!(invite.payload.groups, vec![GroupRole::new("backend")], "the invite grants @backend");
-        bounded("join", claudemesh_agent::enroll::join(&bob_paths, &invite, "bob")).await.unwrap();
+        bounded("join", claudemesh_agent::enroll::join(&bob_paths, &invite, "bob", false)).await.unwrap();
         granted_group_round(&bob_paths, &alice_paths).await;
     })
     .await;

@@ -210,14 +210,14 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
         .unwrap();
     assert_eq!(n.method, "notifications/claude/channel");
     let p = n.params.unwrap();
-    assert_eq!(p["content"], format!("py-alice: {body}"), "{p:#}");
-    assert_eq!(p["meta"]["from"], "py-alice", "{p:#}");
+    assert_framed(&p, "py-alice", body);
     assert_eq!(p["meta"]["from_id"], "000000a3-5e55-4000-8000-000000000000", "{p:#}");
     assert_eq!(p["meta"]["priority"], "now", "{p:#}");
     let r = call(&cb, "check_messages", json!({})).await;
     assert!(
         text(&r).contains(body)
-            && text(&r).contains("from py-alice (from_id 000000a3-5e55-4000-8000-000000000000"),
+            && text(&r).contains("from py-alice (")
+            && text(&r).contains("(from_id: 000000a3-5e55-4000-8000-000000000000,"),
         "{}",
         text(&r)
     );
@@ -260,16 +260,13 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     // The caller's own session is listed and marked at once, before the broker's batched
     // presence echoes it.
     let peers = ok_text(&report, "list_peers");
-    assert!(peers.contains("bob-1 (id 000000a0-5e55-4000-8000-000000000000"), "{peers}");
-    assert!(peers.contains("py-alice (you) (id 000000a3-5e55-4000-8000-000000000000"), "{peers}");
+    assert!(peers.contains("as \"bob-1\" (id 000000a0-5e55-4000-8000-000000000000"), "{peers}");
+    assert!(peers.contains("as \"py-alice\" (you) (id 000000a3-5e55-4000-8000-000000000000"), "{peers}");
     let sent = ok_text(&report, "send_message");
     assert!(sent.contains("Message id: "), "{sent}");
     ok_text(&report, "message_status");
     let got = ok_text(&report, "check_messages");
-    assert!(
-        got.contains(reply) && got.contains("from bob-1 (from_id 000000a0-5e55-4000-8000-000000000000"),
-        "{got}"
-    );
+    assert!(got.contains(reply) && got.contains("from bob-1 (") && got.contains("(from_id: 000000a0-5e55-4000-8000-000000000000,"), "{got}");
     assert_eq!(ok_text(&report, "check_messages_again"), "No new messages.");
 
     // Bad arguments are tool results with isError, which the model can read and act on.

@@ -42,16 +42,12 @@ async fn tools_list_and_handshake() {
     wait_peer(&mut a.client().await, "alice-1").await;
     let r = call(&c, "list_peers", json!({})).await;
     assert!(!is_error(&r));
-    assert!(text(&r).contains("alice-1 (you) (id 000000a1-5e55-4000-8000-000000000000"), "{}", text(&r));
+    assert!(text(&r).contains("as \"alice-1\" (you) (id 000000a1-5e55-4000-8000-000000000000"), "{}", text(&r));
     // Another session of the same user on this agent is listed at once, and told apart.
     let mut other = a.client().await;
     register(&mut other, "000000c2-5e55-4000-8000-000000000000", "alice-2", &[]).await;
     let r = call(&c, "list_peers", json!({})).await;
-    assert!(
-        text(&r).contains("alice-2 (your other session) (id 000000c2-5e55-4000-8000-000000000000"),
-        "{}",
-        text(&r)
-    );
+    assert!(text(&r).contains("as \"alice-2\" (your other session) (id 000000c2-5e55-4000-8000-000000000000"), "{}", text(&r));
     drop(other);
 
     // Failures are results the model can act on.
@@ -92,8 +88,7 @@ async fn send_between_sessions_on_two_agents() {
     let r = call(&ca, "send_message", json!({"to": "bob-1", "message": "hi bob", "priority": "now"})).await;
     assert!(!is_error(&r), "{}", text(&r));
     let p = next_channel(&mut rx_b).await;
-    assert_eq!(p["content"], "alice-1: hi bob");
-    assert_eq!(p["meta"]["from"], "alice-1");
+    assert_framed(&p, "alice-1", "hi bob");
     assert_eq!(p["meta"]["from_id"], "000000a5-5e55-4000-8000-000000000000");
     assert_eq!(p["meta"]["priority"], "now");
     assert_eq!(p["meta"]["kind"], "message");
@@ -101,11 +96,7 @@ async fn send_between_sessions_on_two_agents() {
     // check_messages returns the pushed-but-unseen message once, then never again.
     let r = call(&cb, "check_messages", json!({})).await;
     assert!(!is_error(&r));
-    assert!(
-        text(&r).contains("hi bob") && text(&r).contains("from_id 000000a5-5e55-4000-8000-000000000000"),
-        "{}",
-        text(&r)
-    );
+    assert!(text(&r).contains("hi bob") && text(&r).contains("from_id: 000000a5-5e55-4000-8000-000000000000"), "{}", text(&r));
     let r = call(&cb, "check_messages", json!({})).await;
     assert_eq!(text(&r), "No new messages.");
     let r = call(&cb, "check_messages", json!({"include_seen": true})).await;
@@ -122,7 +113,7 @@ async fn send_between_sessions_on_two_agents() {
     .await;
     assert!(!is_error(&r), "{}", text(&r));
     let p = next_channel(&mut rx_a).await;
-    assert_eq!(p["content"], "bob-1: hi alice");
+    assert_framed(&p, "bob-1", "hi alice");
     assert_eq!(p["meta"]["priority"], "next");
 
     // Groups: bob joins @reviewers; alice's message to the group reaches him.
@@ -140,7 +131,7 @@ async fn send_between_sessions_on_two_agents() {
     }
     assert!(sent, "alice never saw bob in @reviewers");
     let p = next_channel(&mut rx_b).await;
-    assert_eq!(p["content"], "alice-1: please review");
+    assert_framed(&p, "alice-1", "please review");
     let r = call(&cb, "leave_group", json!({"name": "reviewers"})).await;
     assert!(!is_error(&r), "{}", text(&r));
 

@@ -229,20 +229,79 @@ pub async fn connect_or_start(paths: &Paths, client: &str, exe: &Path) -> Result
     Err(ClientError::StartFailed { secs, log: log.display().to_string(), tail })
 }
 
+/// The variables of the caller's environment an agent keeps: what locating files, locale and
+/// logging need, and the `CLAUDEMESH_*` settings the agent reads. Nothing else passes, so an
+/// `ANTHROPIC_API_KEY` or a broker admin token in the shell that first ran `claudemesh` never
+/// reaches the long-lived agent.
+const AGENT_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "TZ",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "XDG_CACHE_HOME",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "CLAUDEMESH_CONFIG_DIR",
+    "CLAUDEMESH_CA_FILE",
+    "CLAUDEMESH_DEBUG",
+];
+
+/// Whether the agent keeps variable `name` of its starter's environment ([`AGENT_ENV`] and the
+/// locale's `LC_*`).
+pub fn agent_keeps_env(name: &str) -> bool {
+    AGENT_ENV.contains(&name) || name.starts_with("LC_")
+}
+
 /// Starts `exe agent run` detached (own process group, output appended to `agent.log`),
-/// holding none of this process's other descriptors: a pipe the caller inherited must close
-/// when the caller exits, not when the agent does.
+/// holding none of this process's other descriptors (a pipe the caller inherited must close
+/// when the caller exits, not when the agent does) and only the environment
+/// [`agent_keeps_env`] lets through.
 pub fn spawn_agent(paths: &Paths, exe: &Path) -> Result<std::process::Child, ClientError> {
     use std::os::unix::process::CommandExt;
     paths.ensure_dir()?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(paths.log())?;
     let log2 = log.try_clone()?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["agent", "run"])
-        .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+    cmd.args(["agent", "run"]).env_clear();
+    for (k, v) in std::env::vars_os() {
+        if k.to_str().is_some_and(agent_keeps_env) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2)
         .process_group(0);
     crate::fds::spawn_without_inherited(|| cmd.spawn()).map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_agent_keeps_paths_locale_and_its_settings_only() {
+        for keep in
+            ["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "RUST_LOG", "CLAUDEMESH_CONFIG_DIR"]
+        {
+            assert!(super::agent_keeps_env(keep), "{keep}");
+        }
+        for drop in [
+            "ANTHROPIC_API_KEY",
+            "CLAUDEMESH_ADMIN_TOKEN",
+            "CLAUDEMESH_SESSION_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "GITHUB_TOKEN",
+            "LD_PRELOAD",
+            "path",
+        ] {
+            assert!(!super::agent_keeps_env(drop), "{drop}");
+        }
+    }
 }

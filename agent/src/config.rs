@@ -51,6 +51,25 @@ impl std::fmt::Debug for MeshConfig {
 }
 
 impl MeshConfig {
+    /// Whether the member accepted plaintext `ws://` to a broker that is not loopback
+    /// (`--insecure-transport` at join; [`crate::transport`]). Kept among the entry's other
+    /// fields under [`crate::transport::INSECURE_TRANSPORT_KEY`], so older agents keep it too.
+    pub fn insecure_transport(&self) -> bool {
+        self.extra
+            .get(crate::transport::INSECURE_TRANSPORT_KEY)
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// Records (or clears) [`MeshConfig::insecure_transport`].
+    pub fn set_insecure_transport(&mut self, on: bool) {
+        if on {
+            self.extra.insert(crate::transport::INSECURE_TRANSPORT_KEY.into(), serde_json::Value::Bool(true));
+        } else {
+            self.extra.remove(crate::transport::INSECURE_TRANSPORT_KEY);
+        }
+    }
+
     pub fn keypair(&self) -> Result<MemberKeypair, ConfigError> {
         MemberKeypair::from_secret_hex(&self.secret_key)
             .map_err(|e| ConfigError::BadKey { mesh: self.slug.clone(), reason: e.to_string() })

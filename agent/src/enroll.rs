@@ -25,6 +25,9 @@ pub enum JoinError {
     Protocol(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The broker URL is plaintext to another machine and `--insecure-transport` was not given.
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
 }
 
 /// What the broker granted.
@@ -140,11 +143,20 @@ fn mesh_config(
 }
 
 /// Enrolls with `invite` under `display_name` and saves the mesh with its new key.
-pub async fn join(paths: &Paths, invite: &SignedInvite, display_name: &str) -> Result<Joined, JoinError> {
+/// Enrolls with `invite` as `display_name` and saves the mesh. `insecure_transport` accepts a
+/// plaintext `ws://` broker that is not loopback (refused otherwise, before connecting), and is
+/// recorded in the mesh's config for the agent's link.
+pub async fn join(
+    paths: &Paths,
+    invite: &SignedInvite,
+    display_name: &str,
+    insecure_transport: bool,
+) -> Result<Joined, JoinError> {
     let p = &invite.payload;
     if Config::load(paths)?.meshes.iter().any(|m| m.id == p.mesh_id) {
         return Err(JoinError::AlreadyJoined(p.mesh_slug.clone()));
     }
+    crate::transport::check(&p.broker_url, insecure_transport)?;
     let conn = OneShot::open(&p.broker_url).await?;
     let key = MemberKeypair::generate();
     let frame = ClientFrame::Enroll(Enroll {
@@ -164,20 +176,24 @@ pub async fn join(paths: &Paths, invite: &SignedInvite, display_name: &str) -> R
             // The admin who signed the invite is this member's root of trust (pinned here).
             mc.root_pubkey = Some(p.issuer_pubkey.to_ascii_lowercase());
             mc.invite = Some(invite.token().to_string());
+            mc.set_insecure_transport(insecure_transport);
             save_mesh(paths, mc)
         }
         other => Err(JoinError::Protocol(other.type_name().into())),
     }
 }
 
-/// Creates a mesh on `broker_url` with the broker admin token and joins it as its first admin.
+/// Creates a mesh on `broker_url` with the broker admin token and joins it as its first admin;
+/// `insecure_transport` as for [`join`].
 pub async fn create_mesh(
     paths: &Paths,
     broker_url: &str,
     slug: &str,
     display_name: &str,
     admin_token: &str,
+    insecure_transport: bool,
 ) -> Result<Joined, JoinError> {
+    crate::transport::check(broker_url, insecure_transport)?;
     let conn = OneShot::open(broker_url).await?;
     let key = MemberKeypair::generate();
     let frame = ClientFrame::MeshCreate {
@@ -192,6 +208,7 @@ pub async fn create_mesh(
             let mut mc = mesh_config(mesh, broker_url.into(), member_id, role, &key, display_name);
             // The creator is its own root: every member chains to an invite it or its admins signed.
             mc.root_pubkey = Some(key.public_hex());
+            mc.set_insecure_transport(insecure_transport);
             save_mesh(paths, mc)
         }
         other => Err(JoinError::Protocol(other.type_name().into())),

@@ -17,6 +17,7 @@ pub mod shared;
 pub mod socket;
 pub mod store;
 pub mod tls;
+pub mod transport;
 pub mod uplink;
 
 pub use client::{AgentClient, ClientError, connect_or_start};

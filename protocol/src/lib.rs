@@ -9,6 +9,7 @@ pub mod limits;
 pub mod local;
 pub mod names;
 pub mod scope;
+pub mod text;
 pub mod trust;
 
 pub use frames::{ClientFrame, ServerFrame, decode_client, decode_server, encode};

@@ -8,6 +8,7 @@ use claudemesh_agent::{AgentClient, ClientError};
 use claudemesh_protocol::local::{
     AgentCall, LinkState, LocalBrokerStatus, LocalSessionStatus, MeshStatus, StatusReply,
 };
+use claudemesh_protocol::text;
 
 use super::word;
 
@@ -27,7 +28,7 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
     };
     let st: StatusReply = c.request(AgentCall::Status).await?;
     if json {
-        outln!("{}", serde_json::to_string_pretty(&st)?)?;
+        crate::out::json(&st)?;
         return Ok(ExitCode::SUCCESS);
     }
     outln!(
@@ -63,15 +64,16 @@ fn session_line(s: &LocalSessionStatus) -> String {
     let waiting = if s.stop_hook_waiting { "; Stop hook waiting to wake it" } else { "" };
     format!(
         "  session {} ({}): {}{unseen}{groups}{pid}{waiting}",
-        s.display_name,
-        s.session_id,
+        text::name(&s.display_name),
+        text::name(&s.session_id),
         word(&s.status)
     )
 }
 
 /// One mesh: its link (and whether it keeps trying on its own), then its counts.
 fn mesh_lines(m: &MeshStatus) -> String {
-    let detail = m.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+    // The detail can quote the broker's words: one line, like every name here.
+    let detail = m.detail.as_deref().map(|d| format!(" ({})", text::one_line(d))).unwrap_or_default();
     // Whether it keeps trying on its own: everything but a removal or a key in use does.
     let retry = match (m.link, m.retrying, m.retry_in_secs) {
         (LinkState::Connected, ..) => String::new(),
@@ -86,7 +88,7 @@ fn mesh_lines(m: &MeshStatus) -> String {
         retry,
         detail,
         m.broker_url,
-        m.display_name,
+        text::name(&m.display_name),
         m.role.as_str(),
         m.sessions,
         m.peers,

@@ -280,7 +280,7 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|c| json!({"check": c.name, "status": match c.level { Level::Ok => "ok", Level::Warn => "warn", Level::Fail => "fail" }, "detail": c.detail, "fix": c.fix}))
             .collect();
-        outln!("{}", serde_json::to_string_pretty(&v)?)?;
+        crate::out::json(&v)?;
     } else {
         for c in &checks {
             let tag = match c.level {

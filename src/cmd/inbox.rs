@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, InboxReply};
+use claudemesh_protocol::text;
 
 use crate::cli::InboxArgs;
 use crate::out::outln;
@@ -15,26 +16,28 @@ use crate::out::outln;
 fn addressed_to(target: &str) -> String {
     match target {
         "*" => "everyone (*)".into(),
-        t if t.starts_with('@') => t.into(),
+        t if t.starts_with('@') => text::name(t),
         _ => "you".into(),
     }
 }
 
-/// One message as a line: unseen mark, when, mesh, sender, whom it was for, priority, body.
+/// One message: unseen mark, when, mesh, sender as [`text::sender`] names it, whom it was for,
+/// priority, then the body; later lines of a body are indented, so no body line can pass for
+/// another message, and a name with punctuation is quoted, so it cannot pass for the body.
+/// [`crate::out`] cleans it for the terminal.
 fn line(m: &InboxMessage) -> String {
     let mark = if m.seen { " " } else { "*" };
     let head = format!(
-        "{mark} {} [{}] {} to {} ({})",
+        "{mark} {} [{}] {} to {} ({}):",
         crate::when::message_time(m.sent_at),
-        m.mesh,
-        m.from_name,
+        text::name(&m.mesh),
+        text::sender(&m.from_name, &m.from_member, m.session_name.as_deref()),
         addressed_to(&m.target),
         super::word(&m.priority)
     );
     match &m.error {
-        Some(e) => format!("{head}: could not be read: {e}"),
-        // Later lines of a body are indented, so a multi-line message reads as one.
-        None => format!("{head}: {}", m.body.replace('\n', "\n    ")),
+        Some(e) => format!("{head} could not be read: {}", text::one_line(e)),
+        None => format!("{head} {}", text::indent(&m.body, "    ").trim_start_matches(' ')),
     }
 }
 
@@ -45,7 +48,7 @@ pub async fn run(a: InboxArgs) -> anyhow::Result<ExitCode> {
     let r: InboxReply = c.request(AgentCall::Inbox(params)).await?;
     if a.json {
         // The list of messages, as before the reply carried `more` (always 0 without a limit).
-        outln!("{}", serde_json::to_string_pretty(&r.messages)?)?;
+        crate::out::json(&r.messages)?;
         return Ok(ExitCode::SUCCESS);
     }
     if r.messages.is_empty() {

@@ -37,7 +37,7 @@ pub fn run(args: &InviteInspectArgs) -> anyhow::Result<ExitCode> {
             "expired": expired,
             "payload": p,
         });
-        outln!("{}", serde_json::to_string_pretty(&out)?)?;
+        crate::out::json(&out)?;
     } else {
         outln!("mesh:       {} ({})", p.mesh_slug, p.mesh_id)?;
         outln!("invite id:  {} (`claudemesh invite revoke {}` stops it)", p.invite_id, p.invite_id)?;

@@ -26,7 +26,7 @@ pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     let mut c = super::agent().await?;
     let list: Vec<InviteInfo> = c.request(AgentCall::InviteList { mesh: a.mesh }).await?;
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&list)?)?;
+        crate::out::json(&list)?;
         return Ok(ExitCode::SUCCESS);
     }
     let now = super::now_unix();

@@ -27,7 +27,7 @@ pub async fn run(a: JoinArgs) -> anyhow::Result<ExitCode> {
     let paths = super::paths();
     let name = a.name.unwrap_or_else(|| default_name(&paths));
     claudemesh_protocol::names::validate_display_name(&name).context("choose another --name")?;
-    let joined = match claudemesh_agent::enroll::join(&paths, &invite, &name).await {
+    let joined = match claudemesh_agent::enroll::join(&paths, &invite, &name, a.insecure_transport).await {
         Ok(joined) => joined,
         Err(JoinError::Refused { code, message }) => {
             let slug = &invite.payload.mesh_slug;

@@ -13,7 +13,7 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|m| serde_json::json!({"slug": m.slug, "id": m.id, "broker_url": m.broker_url, "member_id": m.member_id, "role": m.role, "display_name": m.display_name}))
             .collect();
-        outln!("{}", serde_json::to_string_pretty(&v)?)?;
+        crate::out::json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
     if cfg.meshes.is_empty() {

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use claudemesh_protocol::local::{AgentCall, MemberEntry};
+use claudemesh_protocol::text;
 
 use crate::cli::MeshArgs;
 use crate::out::outln;
@@ -18,7 +19,7 @@ pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     let mut c = super::agent().await?;
     let list: Vec<MemberEntry> = c.request(AgentCall::Members { mesh: a.mesh }).await?;
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&list)?)?;
+        crate::out::json(&list)?;
         return Ok(ExitCode::SUCCESS);
     }
     if list.is_empty() {
@@ -28,10 +29,10 @@ pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     for m in &list {
         if m.mesh != mesh {
             mesh = &m.mesh;
-            outln!("{mesh}:")?;
+            outln!("{}:", text::name(mesh))?;
             outln!("  {:<24} {:<9} {:<7} {:<20} {:<8} SESSIONS", "NAME", "ID", "ROLE", "GROUPS", "STATE")?;
         }
-        let name = format!("{}{}", m.member.display_name, if m.me { " (you)" } else { "" });
+        let name = format!("{}{}", text::name(&m.member.display_name), if m.me { " (you)" } else { "" });
         outln!(
             "  {:<24} {:<9} {:<7} {:<20} {:<8} {}",
             name,
@@ -39,7 +40,11 @@ pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
             m.member.role.as_str(),
             groups(m),
             if m.member.online { "online" } else { "offline" },
-            if m.sessions.is_empty() { "-".to_string() } else { m.sessions.join(", ") }
+            if m.sessions.is_empty() {
+                "-".to_string()
+            } else {
+                m.sessions.iter().map(|s| text::name(s)).collect::<Vec<_>>().join(", ")
+            }
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -67,7 +67,15 @@ pub async fn run(a: MeshCreateArgs) -> anyhow::Result<ExitCode> {
     let token = admin_token(&a)?;
     let paths = super::paths();
     let name = a.name.clone().unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "admin".into()));
-    let joined = match claudemesh_agent::enroll::create_mesh(&paths, &a.broker, &a.slug, &name, &token).await
+    let joined = match claudemesh_agent::enroll::create_mesh(
+        &paths,
+        &a.broker,
+        &a.slug,
+        &name,
+        &token,
+        a.insecure_transport,
+    )
+    .await
     {
         Ok(joined) => joined,
         Err(e) => return Err(failure(&a, e).await),

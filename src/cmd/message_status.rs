@@ -53,7 +53,7 @@ pub async fn run(a: MessageStatusArgs) -> anyhow::Result<ExitCode> {
     let mut c = super::agent().await?;
     let st: MessageStatusReply = c.request(AgentCall::MessageStatus { msg_id: a.id }).await?;
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&st)?)?;
+        crate::out::json(&st)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mesh_id = st.sent.mesh_id.as_str();

@@ -1,8 +1,11 @@
-//! `claudemesh peers`: sessions online in your meshes (from the agent's cache).
+//! `claudemesh peers`: sessions online in your meshes (from the agent's cache). A session shows
+//! as its member's directory name and short id with the session's own name as a quoted claim
+//! (`protocol::text::sender`); peer-chosen fields are folded to one line and capped.
 
 use std::process::ExitCode;
 
 use claudemesh_protocol::local::{AgentCall, PeerEntry};
+use claudemesh_protocol::text;
 
 use crate::cli::MeshArgs;
 use crate::out::outln;
@@ -11,7 +14,7 @@ pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     let mut c = super::agent().await?;
     let peers: Vec<PeerEntry> = c.request(AgentCall::Peers { mesh: a.mesh }).await?;
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&peers)?)?;
+        crate::out::json(&peers)?;
         return Ok(ExitCode::SUCCESS);
     }
     if peers.is_empty() {
@@ -20,13 +23,15 @@ pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     for p in &peers {
         let s = &p.peer.session;
         let me = if p.me { " (you)" } else { "" };
-        let summary = s.summary.as_deref().map(|x| format!(" — {x}")).unwrap_or_default();
+        let summary = s.summary.as_deref().map(|x| format!(" — {}", text::meta_value(x))).unwrap_or_default();
+        let who =
+            text::sender(p.member_name.as_deref().unwrap_or("?"), &p.peer.member_id, Some(&s.display_name));
         outln!(
             "{:<12} {:<24} {:<8} {}{me}{summary}",
-            p.mesh,
-            s.display_name,
+            text::name(&p.mesh),
+            who,
             super::word(&s.status),
-            s.hostname.as_deref().unwrap_or("")
+            text::name(s.hostname.as_deref().unwrap_or(""))
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -198,7 +198,11 @@ async fn create_mesh(
     let token = b.admin_token().with_context(|| {
         format!("cannot read the broker's admin token {}", b.admin_token_file().display())
     })?;
-    let joined = claudemesh_agent::enroll::create_mesh(paths, &b.local_url(), slug, &name, &token)
+    // The broker `up` runs is on this machine: its listen address is local even when it is not
+    // a loopback address, so plaintext to it never leaves the host.
+    let url = b.local_url();
+    let local_plaintext = claudemesh_agent::transport::check(&url, false).is_err();
+    let joined = claudemesh_agent::enroll::create_mesh(paths, &url, slug, &name, &token, local_plaintext)
         .await
         .with_context(|| format!("cannot create mesh {slug} on the broker on this machine"))?;
     did.push(format!("created mesh {} with you ({name}) as its admin", joined.mesh.slug));

@@ -30,7 +30,7 @@ use tokio::time::{Instant, timeout};
 
 #[cfg(test)]
 pub(crate) use format::tests::msg as sample_message;
-pub use format::{Shown, additional_context, messages_text};
+pub use format::{Shown, additional_context, message_text, messages_text};
 
 /// Time budget of the hooks Claude Code waits for (they are installed with a 10 s timeout).
 const SYNC_BUDGET: Duration = Duration::from_secs(5);

@@ -3,43 +3,26 @@
 //! (see [`super::confirm`]).
 
 use claudemesh_protocol::limits::{CHECK_MESSAGES_DEFAULT_LIMIT, CHECK_MESSAGES_MAX_CHARS};
-use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, InboxReply};
+use claudemesh_protocol::local::{AgentCall, InboxParams, InboxReply};
 use serde_json::Value;
 
 use super::Shared;
-use super::channel::priority_str;
 use super::tools::{Args, Held, ToolResult, agent_error, ok, opt_str};
-
-/// One message as the tool shows it: who sent it (and the id to reply to), then the body.
-pub fn format_message(m: &InboxMessage) -> String {
-    let from_id = if m.from_session.is_empty() { &m.from_member } else { &m.from_session };
-    let seen = if m.seen { ", seen before" } else { "" };
-    let body = match &m.error {
-        Some(e) if m.body.is_empty() => format!("(a message that could not be read: {e})"),
-        _ => m.body.clone(),
-    };
-    format!(
-        "[{}] from {} (from_id {from_id}, mesh {}, priority {}{seen}):\n{body}",
-        m.msg_id,
-        m.from_name,
-        m.mesh,
-        priority_str(m.priority),
-    )
-}
 
 /// The result text for a page: the messages, then how many more wait.
 pub fn page_text(reply: &InboxReply, msg_id: Option<&str>) -> String {
     if reply.messages.is_empty() {
         return match msg_id {
-            Some(id) => format!("No message {id} for this session."),
+            Some(id) => format!("No message {} for this session.", claudemesh_protocol::text::one_line(id)),
             None if reply.more > 0 => {
                 format!("No message fits one page; {} waiting: call check_messages again.", reply.more)
             }
             None => "No new messages.".into(),
         };
     }
-    let text: Vec<String> = reply.messages.iter().map(format_message).collect();
-    let mut out = format!("{} message(s):\n\n{}", reply.messages.len(), text.join("\n\n"));
+    // The framing hooks and channel notifications use: a header line, the body indented.
+    let text: Vec<String> = reply.messages.iter().map(crate::hook::message_text).collect();
+    let mut out = format!("{} message(s):\n\n{}", reply.messages.len(), text.join("\n"));
     if reply.more > 0 {
         out.push_str(&format!("\n\n{} more waiting: call check_messages again.", reply.more));
     }
@@ -80,7 +63,7 @@ mod tests {
         let r = InboxReply { messages: vec![m.clone()], lease: Some(1), more: 3 };
         let t = page_text(&r, None);
         assert!(t.starts_with(
-            "1 message(s):\n\n[m1] from alice (from_id s-a, mesh team, priority now):\ndeploy is green"
+            "1 message(s):\n\n[now] from alice (mem) (from_id: s-a, mesh: team, msg_id: m1):\n    deploy is green\n"
         ));
         assert!(t.ends_with("\n\n3 more waiting: call check_messages again."), "{t}");
         let r = InboxReply { messages: vec![m], lease: None, more: 0 };

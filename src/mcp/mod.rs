@@ -4,13 +4,16 @@
 //!
 //! stdout is the MCP channel: nothing else is ever written there. It goes through
 //! [`confirm::ConfirmingWriter`], which confirms the messages a `check_messages` result carries
-//! once that result was written. Logs go to stderr, and only with `CLAUDEMESH_DEBUG=1`.
+//! once that result was written. stdin lines pass [`line_check`] first ([`stdio`]): a request
+//! rmcp could not read gets a JSON-RPC error with its id rather than silence. Logs go to stderr, and only with `CLAUDEMESH_DEBUG=1`.
 
 mod channel;
 mod confirm;
 mod inbox;
+mod line_check;
 mod link;
 mod server;
+mod stdio;
 mod tools;
 
 use std::sync::Arc;
@@ -137,8 +140,9 @@ pub async fn serve() -> anyhow::Result<()> {
     let keepalive = tokio::spawn(keep_registered(link.clone(), stop.clone()));
     let leases = Leases::default();
     let confirming = tokio::spawn(confirm_leases(link.clone(), written.clone(), stop.clone()));
-    let (stdin, stdout) = rmcp::transport::stdio();
-    let stdout = confirm::ConfirmingWriter::new(stdout, leases.clone(), written);
+    // stdin is checked line by line before rmcp reads it (a request rmcp cannot read still gets
+    // a reply with its id); stdout confirms `check_messages` leases once their result is out.
+    let ((stdin, stdout), (filter, writer)) = stdio::Stdio::start(leases.clone(), written).split();
     let server = MeshServer::new(link.clone(), stop.clone(), leases);
     let reason = match server.serve((stdin, stdout)).await {
         Ok(running) => Some(running.waiting().await),
@@ -148,11 +152,14 @@ pub async fn serve() -> anyhow::Result<()> {
             None
         }
         Err(e) => {
+            stdio::Stdio::finish(filter, writer).await;
             stop.cancel();
             return Err(e.into());
         }
     };
     debug(&format!("stdio closed: {reason:?}"));
+    // Every line rmcp wrote is out before the last confirmations.
+    stdio::Stdio::finish(filter, writer).await;
     stop.cancel();
     let _ = keepalive.await;
     // Confirms what was written before stdin closed, then the session closes.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use claudemesh_agent::ClientError;
 use claudemesh_protocol::frames::{ErrorCode, GroupRole, Priority, SessionPatch, SessionStatus};
 use claudemesh_protocol::local::{AgentCall, MessageStatusReply, PeerEntry, SendParams, SendReply};
+use claudemesh_protocol::text;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, RequestId, Tool};
 use serde_json::{Value, json};
 
@@ -130,8 +131,10 @@ pub fn agent_error(e: &ClientError) -> CallToolResult {
                 ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::Timeout => " Try again shortly.",
                 _ => "",
             };
-            let stop = if le.message.ends_with(['.', '!', '?']) { "" } else { "." };
-            fail(format!("{}{stop}{hint}", le.message))
+            // The agent's words can quote peers' names and hosts (an ambiguity): one line.
+            let message = text::one_line(&le.message);
+            let stop = if message.ends_with(['.', '!', '?']) { "" } else { "." };
+            fail(format!("{message}{stop}{hint}"))
         }
         other => fail(format!(
             "The claudemesh agent is not reachable ({other}). Ask the user to run `claudemesh status` \
@@ -211,24 +214,27 @@ fn status_str(s: SessionStatus) -> &'static str {
     }
 }
 
-/// One line of `list_peers`.
+/// One line of `list_peers`: the session as [`text::sender`] names it (the member's directory
+/// name and short id, the session's own name as a quoted claim), its id, state, mesh, host and
+/// working directory, groups and summary; every peer-chosen field folded to one line and capped.
 fn peer_line(p: &PeerEntry, own: &str) -> String {
     let s = &p.peer.session;
-    let groups: Vec<String> = s.groups.iter().map(|g| format!("@{}", g.name)).collect();
+    let groups: Vec<String> = s.groups.iter().map(|g| format!("@{}", text::name(&g.name))).collect();
     let me = match (s.session_id == own, p.me) {
         (true, _) => " (you)",
         (false, true) => " (your other session)",
         _ => "",
     };
-    let summary = s.summary.as_ref().map(|x| format!(" — {x}")).unwrap_or_default();
+    let summary = s.summary.as_deref().map(|x| format!(" — {}", text::meta_value(x))).unwrap_or_default();
     let groups = if groups.is_empty() { String::new() } else { format!(" [{}]", groups.join(" ")) };
+    let who = text::sender(p.member_name.as_deref().unwrap_or("?"), &p.peer.member_id, Some(&s.display_name));
     format!(
-        "- {}{me} (id {}, {}, mesh {}, host {}){groups}{summary}",
-        s.display_name,
-        s.session_id,
+        "- {who}{me} (id {}, {}, mesh {}, host {}, cwd {}){groups}{summary}",
+        text::name(&s.session_id),
         status_str(s.status),
-        p.mesh,
-        s.hostname.as_deref().unwrap_or("?"),
+        text::name(&p.mesh),
+        text::name(s.hostname.as_deref().unwrap_or("?")),
+        text::meta_value(s.cwd.as_deref().unwrap_or("?")),
     )
 }
 

@@ -121,6 +121,14 @@ pub async fn run(
 ) {
     let mut backoff = Backoff::default();
     let (mesh_id, slug) = (config.id.clone(), config.slug.clone());
+    // Plaintext to another machine only when the member chose it (a config edited by hand is
+    // held to this too): refused for good, no retry can help until the config changes.
+    if let Err(e) = crate::transport::check(&config.broker_url, config.insecure_transport()) {
+        tracing::warn!(mesh = %slug, code = e.code(), "{e}");
+        set_link(&agent, &mesh_id, LinkState::Refused, Some(e.to_string())).await;
+        cancel.cancelled().await;
+        return;
+    }
     loop {
         set_link(&agent, &mesh_id, LinkState::Connecting, None).await;
         let mut connected = false;
