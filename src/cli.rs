@@ -33,7 +33,7 @@ pub enum Command {
     /// Leave a mesh: tell its broker, drop the link and delete your key for it.
     Leave(LeaveArgs),
     /// List the members of your meshes: name, short id, role, groups, online, sessions.
-    Members(MeshArgs),
+    Members(MembersArgs),
     /// Remove a member, or change its role and groups (admins).
     #[command(subcommand)]
     Member(MemberCommand),
@@ -163,6 +163,35 @@ pub enum MemberCommand {
     Remove(MemberRemoveArgs),
     /// Change a member's role and/or granted groups (admins).
     Set(MemberSetArgs),
+    /// Accept a member's changed key, after comparing safety codes (`members --verify`).
+    Repin(MemberRepinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MemberRepinArgs {
+    /// The member: display name, member id, or a unique prefix of the id.
+    pub member: String,
+    /// The mesh (slug), when you are in several.
+    #[arg(long)]
+    pub mesh: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    /// Only this mesh (slug).
+    #[arg(long)]
+    pub mesh: Option<String>,
+    /// Show each member's safety code and whether its key is verified: read codes to each
+    /// other to confirm you see the same keys.
+    #[arg(long)]
+    pub verify: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -32,7 +32,8 @@ async fn dm_between_two_agents_end_to_end() {
     let inbox = wait_inbox(&mut b, Some("000000a0-5e55-4000-8000-000000000000"), 1).await;
     let m = &inbox.messages[0];
     assert_eq!(m.body, "hello from alice");
-    assert_eq!(m.from_name, "alice-laptop");
+    assert_eq!(m.from_name, "alice", "the verified member name");
+    assert_eq!(m.session_name.as_deref(), Some("alice-laptop"), "the session's name, a claim");
     assert_eq!(m.from_session, "000000a1-5e55-4000-8000-000000000000");
     assert!(m.error.is_none());
 

@@ -210,13 +210,14 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
         .unwrap();
     assert_eq!(n.method, "notifications/claude/channel");
     let p = n.params.unwrap();
-    assert_framed(&p, "py-alice", body);
+    assert_framed(&p, "alice", Some("py-alice"), body);
     assert_eq!(p["meta"]["from_id"], "000000a3-5e55-4000-8000-000000000000", "{p:#}");
     assert_eq!(p["meta"]["priority"], "now", "{p:#}");
     let r = call(&cb, "check_messages", json!({})).await;
     assert!(
         text(&r).contains(body)
-            && text(&r).contains("from py-alice (")
+            && text(&r).contains("from alice (")
+            && text(&r).contains(") as \"py-alice\" (")
             && text(&r).contains("(from_id: 000000a3-5e55-4000-8000-000000000000,"),
         "{}",
         text(&r)
@@ -266,7 +267,7 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     assert!(sent.contains("Message id: "), "{sent}");
     ok_text(&report, "message_status");
     let got = ok_text(&report, "check_messages");
-    assert!(got.contains(reply) && got.contains("from bob-1 (") && got.contains("(from_id: 000000a0-5e55-4000-8000-000000000000,"), "{got}");
+    assert!(got.contains(reply) && got.contains("from bob (") && got.contains(") as \"bob-1\" (") && got.contains("(from_id: 000000a0-5e55-4000-8000-000000000000,"), "{got}");
     assert_eq!(ok_text(&report, "check_messages_again"), "No new messages.");
 
     // Bad arguments are tool results with isError, which the model can read and act on.

@@ -351,7 +351,7 @@ async fn pushed_messages_are_not_repeated_by_hooks() {
     wait_peer(&mut ac, "bob-1").await;
     send(&mut ac, "bob-1", "pushed one", Priority::Now).await;
     let p = next_channel(&mut rx).await;
-    assert_framed(&p, "alice", "pushed one");
+    assert_framed(&p, "alice", None, "pushed one");
     assert_eq!(context(&hook(&b.paths, "UserPromptSubmit", "claude-4").await, "UserPromptSubmit"), "");
     // …but check_messages still returns it: a dropped notification is never a lost message.
     assert!(text(&call(&cb, "check_messages", json!({})).await).contains("pushed one"));

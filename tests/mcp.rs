@@ -88,7 +88,7 @@ async fn send_between_sessions_on_two_agents() {
     let r = call(&ca, "send_message", json!({"to": "bob-1", "message": "hi bob", "priority": "now"})).await;
     assert!(!is_error(&r), "{}", text(&r));
     let p = next_channel(&mut rx_b).await;
-    assert_framed(&p, "alice-1", "hi bob");
+    assert_framed(&p, "alice", Some("alice-1"), "hi bob");
     assert_eq!(p["meta"]["from_id"], "000000a5-5e55-4000-8000-000000000000");
     assert_eq!(p["meta"]["priority"], "now");
     assert_eq!(p["meta"]["kind"], "message");
@@ -113,7 +113,7 @@ async fn send_between_sessions_on_two_agents() {
     .await;
     assert!(!is_error(&r), "{}", text(&r));
     let p = next_channel(&mut rx_a).await;
-    assert_framed(&p, "bob-1", "hi alice");
+    assert_framed(&p, "bob", Some("bob-1"), "hi alice");
     assert_eq!(p["meta"]["priority"], "next");
 
     // Groups: bob joins @reviewers; alice's message to the group reaches him.
@@ -131,7 +131,7 @@ async fn send_between_sessions_on_two_agents() {
     }
     assert!(sent, "alice never saw bob in @reviewers");
     let p = next_channel(&mut rx_b).await;
-    assert_framed(&p, "alice-1", "please review");
+    assert_framed(&p, "alice", Some("alice-1"), "please review");
     let r = call(&cb, "leave_group", json!({"name": "reviewers"})).await;
     assert!(!is_error(&r), "{}", text(&r));
 

@@ -233,6 +233,12 @@ fn validate_summary(v: &Option<String>) -> Result<(), FieldError> {
 /// characters.
 pub fn validate_session(s: &SessionInfo) -> Result<(), FieldError> {
     validate_session_id(&s.session_id)?;
+    validate_session_fields(s)
+}
+
+/// Every field of [`validate_session`] but the session id: what an agent checks of a local
+/// session before it offers it to a broker.
+pub fn validate_session_fields(s: &SessionInfo) -> Result<(), FieldError> {
     validate_display_name(&s.display_name).map_err(|e| name_err("display_name".into(), e))?;
     opt_text("cwd", &s.cwd, MAX_SHORT_TEXT_BYTES)?;
     opt_text("hostname", &s.hostname, MAX_HOSTNAME_BYTES)?;

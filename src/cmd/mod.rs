@@ -21,6 +21,7 @@ mod leave;
 mod list;
 mod mcp;
 mod member_remove;
+mod member_repin;
 mod member_set;
 mod members;
 mod mesh_create;
@@ -58,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Members(a) => block_on(members::run(a)),
         Command::Member(MemberCommand::Remove(a)) => block_on(member_remove::run(a)),
         Command::Member(MemberCommand::Set(a)) => block_on(member_set::run(a)),
+        Command::Member(MemberCommand::Repin(a)) => block_on(member_repin::run(a)),
         Command::Peers(a) => block_on(peers::run(a)),
         Command::Send(a) => block_on(send::run(a)),
         Command::MessageStatus(a) => block_on(message_status::run(a)),

@@ -45,7 +45,7 @@ impl FakeBroker {
                 tokio::spawn(async move {
                     let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
                     let welcome = ServerFrame::Welcome {
-                        protocol: 1,
+                        protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
                         challenge: "00".repeat(32),
                         broker_version: "fake".into(),
                         public_url: None,

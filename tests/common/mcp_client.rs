@@ -153,14 +153,18 @@ pub async fn next_channel(rx: &mut mpsc::UnboundedReceiver<CustomNotification>) 
 }
 
 /// Asserts a channel notification's `content` is the shared framing: a header line naming
-/// `from` (then its short member id), and `body` with every line indented by four spaces.
-pub fn assert_framed(p: &Value, from: &str, body: &str) {
+/// the verified member name `from` (then its short member id, then the session's own name as a
+/// quoted claim when given), and `body` with every line indented by four spaces.
+pub fn assert_framed(p: &Value, from: &str, claim: Option<&str>, body: &str) {
     let c = p["content"].as_str().expect("content is a string");
     let (head, rest) = c.split_once('\n').unwrap_or_else(|| panic!("no header line: {c:?}"));
     assert!(
         head.starts_with('[') && head.contains(&format!("] from {from} (")) && head.ends_with("):"),
         "{c:?}"
     );
+    if let Some(claim) = claim {
+        assert!(head.contains(&format!(") as \"{claim}\" (")), "{c:?}");
+    }
     assert_eq!(rest, claudemesh_protocol::text::indent(body, "    "), "{c:?}");
     assert!(p["meta"]["from"].as_str().is_some_and(|f| f.starts_with(&format!("{from} ("))), "{p}");
 }

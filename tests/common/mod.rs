@@ -101,7 +101,7 @@ impl World {
         };
         c.close().await;
         let paths = Paths::new(self.dir.path().join(format!("agent-{name}")));
-        let cfg = one_mesh_config(
+        let mut cfg = one_mesh_config(
             Some(name.into()),
             self.mesh_id.clone(),
             self.url(),
@@ -110,6 +110,10 @@ impl World {
             key.secret_hex().to_string(),
             name,
         );
+        // As `join` does: the inviting admin is the root of trust, the invite goes in the
+        // member's statement.
+        cfg.meshes[0].root_pubkey = Some(self.admin.key.public_hex());
+        cfg.meshes[0].invite = Some(inv.token().to_string());
         cfg.save(&paths).unwrap();
         paths
     }
@@ -120,7 +124,7 @@ impl World {
     /// Start that agent after the last [`World::member`] call: those connect as the admin too.
     pub fn admin_paths(&self) -> Paths {
         let paths = Paths::new(self.dir.path().join("agent-admin"));
-        one_mesh_config(
+        let mut cfg = one_mesh_config(
             Some("admin".into()),
             self.mesh_id.clone(),
             self.url(),
@@ -128,9 +132,10 @@ impl World {
             Role::Admin,
             self.admin.key.secret_hex().to_string(),
             "admin",
-        )
-        .save(&paths)
-        .unwrap();
+        );
+        // The creator is its own root of trust, as `mesh create` records.
+        cfg.meshes[0].root_pubkey = Some(self.admin.key.public_hex());
+        cfg.save(&paths).unwrap();
         paths
     }
 }

@@ -174,6 +174,24 @@ pub async fn set(
     })
 }
 
+/// `member_repin`: forgets the member's pinned key and verifies the directory again (fresh from
+/// the broker), pinning the listed key if the chain verifies it.
+pub async fn repin(agent: &Agent, mesh: Option<&str>, who: &str) -> Result<Value, ApiError> {
+    let mesh_id = mesh_of(agent, mesh)?;
+    refresh_directory(agent, &mesh_id).await;
+    let m = find_member(agent, &mesh_id, who)?;
+    let (done, applied) = tokio::sync::oneshot::channel();
+    agent.core.send(Input::Repin { mesh: mesh_id.clone(), member_id: m.member_id.clone(), done }).await?;
+    applied.await.map_err(|_| (ErrorCode::Internal, "the agent stopped".to_string()))?;
+    let entry = agent
+        .view()
+        .members(Some(&mesh_id))?
+        .into_iter()
+        .find(|e| e.member.member_id == m.member_id)
+        .ok_or_else(|| (ErrorCode::NotFound, format!("{who} is no longer in the directory")))?;
+    to_value(&entry)
+}
+
 /// `leave`: the broker removes the member (reason `left`), then the mesh and its key leave
 /// `config.json` and the link drops. A broker that already removed the member does not block
 /// leaving; one that cannot be asked (link down, key in use elsewhere, too old to know

@@ -68,6 +68,7 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
         AgentCall::MemberSet { member, mesh, role, groups } => {
             members::set(agent, mesh.as_deref(), &member, role, groups).await
         }
+        AgentCall::MemberRepin { member, mesh } => members::repin(agent, mesh.as_deref(), &member).await,
         AgentCall::Leave { mesh, local_only } => members::leave(agent, &mesh, local_only).await,
         AgentCall::HookWait { session_id, timeout_ms } => hook_wait(agent, session_id, timeout_ms).await,
         AgentCall::Shutdown => {

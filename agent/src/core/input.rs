@@ -65,6 +65,12 @@ pub enum Input {
     MeshRemoved {
         mesh: String,
     },
+    /// Forget the pin of a member and verify again (`member_repin`); `done` once applied.
+    Repin {
+        mesh: String,
+        member_id: String,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
     /// How long a message for a session that went away waits for it (config).
     SessionGrace {
         secs: u64,

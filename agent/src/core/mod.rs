@@ -187,6 +187,18 @@ impl Core {
                 }
                 self.dirty = true;
             }
+            Input::Repin { mesh, member_id, done } => {
+                if let Some(v) = self.state.meshes.get_mut(&mesh) {
+                    v.trust.pins.remove(&member_id);
+                    let pins = v.reverify(now_ms());
+                    self.write(StoreOp::Unpin { mesh_id: mesh.clone(), member_id });
+                    for (member_id, pin) in pins {
+                        self.write(StoreOp::Pin { mesh_id: mesh.clone(), member_id, pin });
+                    }
+                    self.dirty = true;
+                }
+                self.effect(Effect::Done(done));
+            }
             Input::SessionGrace { secs } => self.session_grace = Duration::from_secs(secs),
             Input::Tick => self.tick(now),
             Input::Stop => {}

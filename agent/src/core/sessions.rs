@@ -12,7 +12,9 @@ use claudemesh_protocol::limits::{MAX_DISPLAY_NAME_CHARS, MAX_SESSION_ID_BYTES};
 use claudemesh_protocol::local::{
     LocalEvent, RegisterReply, SessionRegister, Topic, UpdateReply, WaitOutcome,
 };
-use claudemesh_protocol::names::validate_display_name;
+use claudemesh_protocol::names::{
+    validate_display_name, validate_session_fields, validate_session_id, validate_session_patch,
+};
 use serde_json::Value;
 
 use super::calls::to_value;
@@ -42,6 +44,11 @@ impl Core {
                 ),
             ));
         }
+        // The broker's rules, checked here so a bad field is the caller's error, not a refusal
+        // the link only logs.
+        validate_session_id(&sid)
+            .and_then(|()| validate_session_fields(&r.session))
+            .map_err(|e| (e.code(), e.to_string()))?;
         if let (Some(old), Some(pid)) = (self.state.sessions.get(&sid), r.claude_pid)
             && old.claude_pid.is_some_and(|p| p != pid)
             && !old.holders.is_empty()
@@ -108,6 +115,7 @@ impl Core {
         if let Some(n) = &patch.display_name {
             check_name(n)?;
         }
+        validate_session_patch(&patch).map_err(|e| (e.code(), e.to_string()))?;
         let Some(s) = self.state.sessions.get_mut(sid) else {
             return Err((ErrorCode::NotFound, format!("no session {sid} registered with this agent")));
         };

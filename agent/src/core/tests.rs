@@ -152,13 +152,13 @@ fn ids(r: &InboxReply) -> Vec<String> {
 #[test]
 fn a_take_not_confirmed_comes_back_after_the_lease_and_a_confirmed_one_never_does() {
     let mut t = setup(&[]);
-    t.register(1, "s1");
+    t.register(1, "00000001-0000-4000-8000-000000000001");
     let a = t.push(Target::Member("m_bob".into()), Priority::Low);
-    let first = t.take("s1");
+    let first = t.take("00000001-0000-4000-8000-000000000001");
     assert_eq!(ids(&first), std::slice::from_ref(&a));
-    assert!(t.take("s1").messages.is_empty(), "held by the lease meanwhile");
+    assert!(t.take("00000001-0000-4000-8000-000000000001").messages.is_empty(), "held by the lease meanwhile");
     t.tick(Duration::from_millis(LEASE_MILLIS + 1));
-    let again = t.take("s1");
+    let again = t.take("00000001-0000-4000-8000-000000000001");
     assert_eq!(ids(&again), std::slice::from_ref(&a), "nobody confirmed: unseen again");
     let late: ConfirmReply =
         t.call(1, AgentCall::Confirm { lease: first.lease.unwrap(), msg_ids: None }).unwrap();
@@ -167,32 +167,32 @@ fn a_take_not_confirmed_comes_back_after_the_lease_and_a_confirmed_one_never_doe
         t.call(1, AgentCall::Confirm { lease: again.lease.unwrap(), msg_ids: None }).unwrap();
     assert_eq!((ok.confirmed, ok.expired), (1, false));
     t.tick(Duration::from_millis(LEASE_MILLIS + 1));
-    assert!(t.take("s1").messages.is_empty(), "seen stays seen");
+    assert!(t.take("00000001-0000-4000-8000-000000000001").messages.is_empty(), "seen stays seen");
 }
 
 #[test]
 fn a_partial_confirm_releases_the_rest_at_once() {
     let mut t = setup(&[]);
-    t.register(1, "s1");
+    t.register(1, "00000001-0000-4000-8000-000000000001");
     let a = t.push(Target::Member("m_bob".into()), Priority::Low);
     let b = t.push(Target::Member("m_bob".into()), Priority::Low);
-    let r = t.take("s1");
+    let r = t.take("00000001-0000-4000-8000-000000000001");
     assert_eq!(ids(&r), [a, b.clone()]);
     let c: ConfirmReply = t
         .call(1, AgentCall::Confirm { lease: r.lease.unwrap(), msg_ids: Some(vec![ids(&r)[0].clone()]) })
         .unwrap();
     assert_eq!(c.confirmed, 1);
-    assert_eq!(ids(&t.take("s1")), [b]);
+    assert_eq!(ids(&t.take("00000001-0000-4000-8000-000000000001")), [b]);
 }
 
 #[test]
 fn pages_follow_limit_and_say_how_many_more_wait() {
     let mut t = setup(&[]);
-    t.register(1, "s1");
+    t.register(1, "00000001-0000-4000-8000-000000000001");
     for _ in 0..5 {
         t.push(Target::Member("m_bob".into()), Priority::Low);
     }
-    let p = InboxParams { session: Some("s1".into()), take: true, limit: Some(2), ..Default::default() };
+    let p = InboxParams { session: Some("00000001-0000-4000-8000-000000000001".into()), take: true, limit: Some(2), ..Default::default() };
     let r: InboxReply = t.call(1, AgentCall::Inbox(p)).unwrap();
     assert_eq!((ids(&r), r.more), (vec!["msg_1".to_string(), "msg_2".to_string()], 3), "oldest first");
 }
@@ -201,63 +201,63 @@ fn pages_follow_limit_and_say_how_many_more_wait() {
 fn a_message_that_arrives_before_its_session_registers_reaches_it() {
     let mut t = setup(&[]);
     let a = t.push(Target::Member("m_bob".into()), Priority::Next);
-    let r = t.register(1, "s1");
+    let r = t.register(1, "00000001-0000-4000-8000-000000000001");
     assert_eq!(r.waiting, 1);
-    assert_eq!(ids(&t.take("s1")), [a]);
+    assert_eq!(ids(&t.take("00000001-0000-4000-8000-000000000001")), [a]);
 }
 
 #[test]
 fn a_granted_group_reaches_every_session_until_it_leaves_and_joining_again_takes_what_waits() {
     let mut t = setup(&["backend"]);
-    let r = t.register(1, "s1");
+    let r = t.register(1, "00000001-0000-4000-8000-000000000001");
     assert_eq!(r.groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["backend"]);
     let a = t.push(Target::Group("backend".into()), Priority::Next);
-    assert_eq!(ids(&t.take("s1")), [a]);
-    t.groups("s1", &[]);
+    assert_eq!(ids(&t.take("00000001-0000-4000-8000-000000000001")), [a]);
+    t.groups("00000001-0000-4000-8000-000000000001", &[]);
     let b = t.push(Target::Group("backend".into()), Priority::Next);
-    assert!(t.take("s1").messages.is_empty(), "left: not for it");
-    let joined = t.groups("s1", &["backend"]);
+    assert!(t.take("00000001-0000-4000-8000-000000000001").messages.is_empty(), "left: not for it");
+    let joined = t.groups("00000001-0000-4000-8000-000000000001", &["backend"]);
     assert_eq!(joined.rerouted, 1);
-    assert_eq!(ids(&t.take("s1")), [b]);
+    assert_eq!(ids(&t.take("00000001-0000-4000-8000-000000000001")), [b]);
 }
 
 #[test]
 fn a_message_for_a_session_that_never_returns_goes_to_the_next_one_after_the_grace() {
     let mut t = setup(&[]);
     t.core.handle(Input::SessionGrace { secs: 600 }, t.now);
-    t.register(1, "s-old");
+    t.register(1, "0000000d-0000-4000-8000-00000000000d");
     t.core.handle(Input::ConnClosed { conn: 1 }, t.now);
     t.core.finish_turn();
-    let a = t.push(Target::Session("s-old".into()), Priority::Next);
-    t.register(2, "s-new");
-    assert!(t.take("s-new").messages.is_empty(), "waits for its own session first");
+    let a = t.push(Target::Session("0000000d-0000-4000-8000-00000000000d".into()), Priority::Next);
+    t.register(2, "0000000e-0000-4000-8000-00000000000e");
+    assert!(t.take("0000000e-0000-4000-8000-00000000000e").messages.is_empty(), "waits for its own session first");
     t.tick(Duration::from_secs(601));
-    assert_eq!(ids(&t.take("s-new")), [a]);
+    assert_eq!(ids(&t.take("0000000e-0000-4000-8000-00000000000e")), [a]);
 }
 
 #[test]
 fn a_closed_sessions_unseen_messages_go_to_the_next_session_and_a_lease_dies_with_it() {
     let mut t = setup(&[]);
-    t.register(1, "s1");
+    t.register(1, "00000001-0000-4000-8000-000000000001");
     let a = t.push(Target::Member("m_bob".into()), Priority::Low);
-    assert_eq!(ids(&t.take("s1")), std::slice::from_ref(&a));
+    assert_eq!(ids(&t.take("00000001-0000-4000-8000-000000000001")), std::slice::from_ref(&a));
     t.core.handle(Input::ConnClosed { conn: 1 }, t.now);
     t.core.finish_turn();
-    t.register(2, "s2");
-    assert_eq!(ids(&t.take("s2")), [a]);
+    t.register(2, "00000002-0000-4000-8000-000000000002");
+    assert_eq!(ids(&t.take("00000002-0000-4000-8000-000000000002")), [a]);
 }
 
 #[test]
 fn a_hook_skips_a_fresh_push_but_shows_one_left_unseen_past_the_grace() {
     let mut t = setup(&[]);
-    t.register(1, "s1");
+    t.register(1, "00000001-0000-4000-8000-000000000001");
     let (tx, _rx) = mpsc::channel(64);
     t.core.handle(Input::ConnOpened { conn: 1, tx }, t.now);
     let sub = Input::Subscribe {
         conn: 1,
         id: 9,
         topics: vec![claudemesh_protocol::local::Topic::Messages],
-        session: Some("s1".into()),
+        session: Some("00000001-0000-4000-8000-000000000001".into()),
         mesh: None,
     };
     t.core.handle(sub, t.now);
@@ -265,7 +265,7 @@ fn a_hook_skips_a_fresh_push_but_shows_one_left_unseen_past_the_grace() {
     let a = t.push(Target::Member("m_bob".into()), Priority::Now);
     let hook = HookCall {
         event: HookEvent::UserPromptSubmit,
-        session_id: Some("s1".into()),
+        session_id: Some("00000001-0000-4000-8000-000000000001".into()),
         claude_session_id: None,
         pids: vec![],
         status_only: false,
@@ -290,7 +290,7 @@ fn a_hook_of_another_claude_does_not_act_as_the_session_it_inherited() {
     let r = SessionRegister {
         meshes: vec![],
         session: SessionInfo {
-            session_id: "outer".into(),
+            session_id: "0000000f-0000-4000-8000-00000000000f".into(),
             display_name: "outer".into(),
             ..Default::default()
         },
@@ -301,7 +301,7 @@ fn a_hook_of_another_claude_does_not_act_as_the_session_it_inherited() {
     t.push(Target::Member("m_bob".into()), Priority::Now);
     let nested = HookCall {
         event: HookEvent::UserPromptSubmit,
-        session_id: Some("outer".into()),
+        session_id: Some("0000000f-0000-4000-8000-00000000000f".into()),
         claude_session_id: Some("inner-claude".into()),
         pids: vec![200, 100],
         status_only: false,
@@ -309,7 +309,7 @@ fn a_hook_of_another_claude_does_not_act_as_the_session_it_inherited() {
     };
     let e = t.call::<HookReply>(3, AgentCall::Hook(nested)).unwrap_err();
     assert_eq!(e.0, claudemesh_protocol::frames::ErrorCode::NotFound);
-    assert_eq!(t.take("outer").messages.len(), 1, "still waiting for the outer session");
+    assert_eq!(t.take("0000000f-0000-4000-8000-00000000000f").messages.len(), 1, "still waiting for the outer session");
 }
 
 #[test]
@@ -318,11 +318,11 @@ fn an_agent_restart_releases_every_session_and_loses_nothing() {
     let keys: HashMap<String, usize>;
     {
         let mut t = setup(&[]);
-        t.register(1, "s1");
+        t.register(1, "00000001-0000-4000-8000-000000000001");
         for _ in 0..3 {
             t.push(Target::Member("m_bob".into()), Priority::Low);
         }
-        let r = t.take("s1");
+        let r = t.take("00000001-0000-4000-8000-000000000001");
         assert_eq!(r.messages.len(), 3);
         // Crash: the lease dies with the process. Reopen the same store.
         let store = t.core.store.clone();
@@ -339,11 +339,11 @@ fn an_agent_restart_releases_every_session_and_loses_nothing() {
 #[test]
 fn what_a_hook_showed_and_confirmed_is_reported_seen_to_the_sender() {
     let mut t = setup(&[]);
-    t.register(1, "s1");
+    t.register(1, "00000001-0000-4000-8000-000000000001");
     let a = t.push(Target::Member("m_bob".into()), Priority::Now);
     let hook = HookCall {
         event: HookEvent::PostToolUse,
-        session_id: Some("s1".into()),
+        session_id: Some("00000001-0000-4000-8000-000000000001".into()),
         claude_session_id: None,
         pids: vec![],
         status_only: false,

@@ -105,9 +105,9 @@ pub(crate) fn candidates(view: &MeshView, sessions: &[&PeerSession], members: &[
 }
 
 /// Resolves `to` against the cached directory and presence of `view`: `*`, `@group`,
-/// `session:`/`member:` ids (or unique prefixes), a bare session or member id, then
-/// (case-insensitive, exact) a session display name and a member display name, then a unique
-/// id prefix. When nothing matches, a member who left or was removed is named as such, and a
+/// `session:`/`member:` ids (or unique prefixes), then a member id, then (case-insensitive,
+/// exact) a display name of one member (a session's name before its member's), then a session
+/// id, then a unique id prefix; a string matching two of these ways is ambiguous. When nothing matches, a member who left or was removed is named as such, and a
 /// link that is down is blamed rather than the name.
 pub fn resolve_target(view: &MeshView, to: &str) -> Result<Target, ResolveError> {
     let to = to.trim();
@@ -117,29 +117,46 @@ pub fn resolve_target(view: &MeshView, to: &str) -> Result<Target, ResolveError>
     if ["session:", "member:", "@"].iter().any(|p| to.starts_with(p)) {
         return explicit(view, to);
     }
-    if view.peers.contains_key(to) || view.senders.contains_key(to) {
-        return Ok(Target::Session(to.to_string()));
-    }
-    if view.members.contains_key(to) {
-        return Ok(Target::Member(to.to_string()));
-    }
+    // Member ids first, then unique display names, then session ids; a string that matches
+    // two of these ways (a session id equal to a member's id or name, which a hostile broker or
+    // member could set up) is ambiguous, never silently one of them.
+    let member_hit = view.members.get(to);
+    let session_hit = view.peers.get(to);
+    let sender_hit = session_hit.is_none() && view.senders.contains_key(to);
     let lower = to.to_lowercase();
     let sessions: Vec<&PeerSession> =
         view.peers.values().filter(|p| p.session.display_name.to_lowercase() == lower).collect();
-    if let [one] = sessions[..] {
-        return Ok(Target::Session(one.session.session_id.clone()));
-    }
     let members: Vec<&MemberInfo> =
         view.members.values().filter(|m| m.display_name.to_lowercase() == lower).collect();
-    if sessions.len() > 1 || members.len() > 1 {
+    let mut owners: Vec<&str> =
+        sessions.iter().map(|p| p.member_id.as_str()).chain(members.iter().map(|m| m.member_id.as_str())).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let ways = usize::from(member_hit.is_some())
+        + usize::from(session_hit.is_some() || sender_hit)
+        + usize::from(!owners.is_empty());
+    if ways > 1 || sessions.len() > 1 || members.len() > 1 || owners.len() > 1 {
+        let mut s = sessions.clone();
+        s.extend(session_hit.filter(|p| !sessions.iter().any(|x| x.session.session_id == p.session.session_id)));
+        let mut m = members.clone();
+        m.extend(member_hit.filter(|x| !members.iter().any(|y| y.member_id == x.member_id)));
         return Err(ResolveError::Ambiguous {
             to: to.into(),
             mesh: view.config.slug.clone(),
-            candidates: candidates(view, &sessions, &members),
+            candidates: candidates(view, &s, &m),
         });
+    }
+    if member_hit.is_some() {
+        return Ok(Target::Member(to.to_string()));
+    }
+    if let [one] = sessions[..] {
+        return Ok(Target::Session(one.session.session_id.clone()));
     }
     if let [m] = members[..] {
         return Ok(Target::Member(m.member_id.clone()));
+    }
+    if session_hit.is_some() || sender_hit {
+        return Ok(Target::Session(to.to_string()));
     }
     if let Some(id) = unique_prefix(view.peers.keys(), to) {
         return Ok(Target::Session(id));
@@ -371,6 +388,28 @@ mod tests {
         );
         let e = resolve_target(&view(LinkState::Connected), "bob").unwrap_err();
         assert!(matches!(e, ResolveError::Unknown { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_session_id_equal_to_a_member_id_or_name_cannot_hijack_it() {
+        let mut v = view(LinkState::Connected);
+        v.members.insert("m_bob0000000".into(), member("m_bob0000000", "bob"));
+        v.members.insert("m_eve0000000".into(), member("m_eve0000000", "eve"));
+        // Eve's sessions carry bob's name and bob's member id as their session ids.
+        v.peers.insert("bob".into(), session("m_eve0000000", "bob", "x", "evehost"));
+        v.peers.insert("m_bob0000000".into(), session("m_eve0000000", "m_bob0000000", "y", "evehost"));
+        for to in ["bob", "m_bob0000000"] {
+            let e = resolve_target(&v, to).unwrap_err();
+            assert!(matches!(e, ResolveError::Ambiguous { .. }), "{to}: {e}");
+            assert!(e.to_string().contains("bob (member:m_bob000"), "{e}");
+        }
+        // Without the look-alike sessions both reach bob, by name and by id.
+        v.peers.clear();
+        assert_eq!(resolve_target(&v, "bob").unwrap(), Target::Member("m_bob0000000".into()));
+        assert_eq!(resolve_target(&v, "m_bob0000000").unwrap(), Target::Member("m_bob0000000".into()));
+        // A member's own session named like it is not ambiguous: the session is meant.
+        v.peers.insert("0f0f0f0f-aaaa".into(), session("m_bob0000000", "0f0f0f0f-aaaa", "bob", "laptop"));
+        assert_eq!(resolve_target(&v, "bob").unwrap(), Target::Session("0f0f0f0f-aaaa".into()));
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum StoreOp {
     Idempotency { key: String, reply: serde_json::Value, at: u64 },
     /// A member's key pinned (or its pin marked removed).
     Pin { mesh_id: String, member_id: String, pin: super::Pin },
+    /// A member's pin forgotten (`member_repin`); a `Pin` later in the batch sets the new one.
+    Unpin { mesh_id: String, member_id: String },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -58,6 +60,9 @@ impl Store {
                             let rk = super::trust::replay_key(&rec.mesh_id, from, client);
                             replay.insert(rk.as_str(), rec.message.msg_id.as_bytes()).map_err(db_err)?;
                         }
+                    }
+                    StoreOp::Unpin { mesh_id, member_id } => {
+                        pins.remove(key(mesh_id, member_id).as_str()).map_err(db_err)?;
                     }
                     StoreOp::Pin { mesh_id, member_id, pin } => {
                         let b = serde_json::to_vec(pin).map_err(db_err)?;

@@ -108,6 +108,13 @@ pub enum AgentCall {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         groups: Option<Vec<crate::frames::GroupRole>>,
     },
+    /// Forget the key pinned for a member (after comparing safety codes) and pin the one the
+    /// broker lists now, if the chain verifies it. Reply: the member's [`MemberEntry`].
+    MemberRepin {
+        member: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
     /// Leave a mesh: tell the broker (which removes the member), then drop the link and the key
     /// from `config.json`. With `local_only` the broker is not asked (it is gone for good).
     Leave {
@@ -196,6 +203,7 @@ pub const AGENT_METHODS: &[&str] = &[
     "invite_revoke",
     "member_remove",
     "member_set",
+    "member_repin",
     "leave",
     "hook",
     "hook_wait",

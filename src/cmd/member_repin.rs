@@ -1,0 +1,45 @@
+//! `claudemesh member repin NAME|ID`: after comparing safety codes with a member whose key this
+//! agent refuses as changed, accept the key the broker lists now. The agent forgets the old pin
+//! and pins the current key, if the chain verifies it.
+
+use std::process::ExitCode;
+
+use claudemesh_protocol::local::{AgentCall, MemberEntry, TrustState};
+
+use crate::cli::MemberRepinArgs;
+use crate::out::outln;
+
+pub async fn run(a: MemberRepinArgs) -> anyhow::Result<ExitCode> {
+    if !a.yes {
+        let question = format!(
+            "Accept the key the broker now lists for {}? Do this only if the safety code {} reads \
+             to you (`claudemesh members --verify`) equals the one shown for them here. Type the \
+             name to confirm:",
+            a.member, a.member
+        );
+        if !super::confirm(&question, &a.member, &format!("repinning {} needs confirmation", a.member))? {
+            eprintln!("not confirmed; nothing changed");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let mut c = super::agent().await?;
+    let m: MemberEntry = c.request(AgentCall::MemberRepin { member: a.member, mesh: a.mesh }).await?;
+    if a.json {
+        crate::out::json(&m)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let trust = m.trust.as_ref();
+    let code = trust.map_or("-", |t| t.safety_code.as_str());
+    match trust.map(|t| t.state) {
+        Some(TrustState::Verified) => {
+            outln!("{} ({}) pinned again; safety code {code}", m.member.display_name, m.short_id)?
+        }
+        _ => outln!(
+            "{} ({}): the old pin is gone, but the current key is not verified: {}",
+            m.member.display_name,
+            m.short_id,
+            trust.and_then(|t| t.detail.as_deref()).unwrap_or("no verdict yet")
+        )?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

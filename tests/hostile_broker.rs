@@ -1,0 +1,307 @@
+//! A hostile broker, written here and speaking the real protocol to a real agent: it lists keys
+//! of its own, reflects a member's message back to it, replays a message under a new msg_id and
+//! raises a message's priority. Each is refused with a reason the person can read; nothing it
+//! forges is shown as from the claimed sender.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use claudemesh_agent::Paths;
+use claudemesh_protocol::crypto::{MemberKeypair, MessagePlaintext, seal_message};
+use claudemesh_protocol::frames::{
+    ClientFrame, Event, MemberInfo, MeshRef, Priority, Push, PushFrom, Role, ServerFrame, Target, decode_client,
+    encode,
+};
+use claudemesh_protocol::invite::InvitePayload;
+use claudemesh_protocol::limits::PROTOCOL_VERSION;
+use claudemesh_protocol::local::{AgentCall, MemberEntry, TrustState};
+use claudemesh_protocol::trust::{STATEMENT_VERSION, SignedStatement, Statement, member_id_for};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+const MESH: &str = "mesh_hostile";
+
+struct Who {
+    key: MemberKeypair,
+    id: String,
+    name: &'static str,
+    invite: Option<String>,
+}
+
+impl Who {
+    fn new(name: &'static str, issuer: Option<&MemberKeypair>) -> Self {
+        let key = MemberKeypair::generate();
+        let id = member_id_for(&key.public_hex());
+        let invite = issuer.map(|f| {
+            InvitePayload {
+                v: 1,
+                broker_url: "ws://127.0.0.1:1".into(),
+                mesh_id: MESH.into(),
+                mesh_slug: "team".into(),
+                invite_id: format!("inv-{name}"),
+                role: Role::Member,
+                groups: vec![],
+                expires_at: 4_000_000_000,
+                max_uses: 1,
+                issuer_pubkey: f.public_hex(),
+            }
+            .sign(f)
+            .unwrap()
+            .token()
+            .to_string()
+        });
+        Self { key, id, name, invite }
+    }
+
+    fn statement(&self) -> SignedStatement {
+        Statement::Member {
+            v: STATEMENT_VERSION,
+            mesh_id: MESH.into(),
+            member_id: self.id.clone(),
+            pubkey: self.key.public_hex(),
+            display_name: self.name.into(),
+            invite: self.invite.clone(),
+            at: 1,
+        }
+        .sign(&self.key)
+        .unwrap()
+    }
+
+    /// Its directory entry, honest.
+    fn info(&self) -> MemberInfo {
+        MemberInfo {
+            member_id: self.id.clone(),
+            pubkey: self.key.public_hex(),
+            display_name: self.name.into(),
+            role: if self.invite.is_none() { Role::Admin } else { Role::Member },
+            groups: vec![],
+            declared_groups: vec![],
+            online: true,
+            statements: vec![self.statement()],
+        }
+    }
+}
+
+/// What the hostile broker saw and lets the test do.
+struct Hostile {
+    url: String,
+    directory: Arc<Mutex<Vec<MemberInfo>>>,
+    /// Frames to push to the connected agent.
+    inject: mpsc::UnboundedSender<ServerFrame>,
+    /// `send` frames the agent made.
+    sends: mpsc::UnboundedReceiver<claudemesh_protocol::frames::Send>,
+}
+
+async fn hostile_broker(directory: Vec<MemberInfo>) -> Hostile {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let directory = Arc::new(Mutex::new(directory));
+    let (inject, mut injected) = mpsc::unbounded_channel::<ServerFrame>();
+    let (sent, sends) = mpsc::unbounded_channel();
+    let dir = directory.clone();
+    tokio::spawn(async move {
+        // One agent connection at a time is all this test needs.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let welcome = ServerFrame::Welcome {
+            protocol: PROTOCOL_VERSION,
+            challenge: "00".repeat(32),
+            broker_version: "hostile".into(),
+            public_url: None,
+        };
+        ws.send(Message::Text(encode(&welcome).into())).await.unwrap();
+        loop {
+            let frame = tokio::select! {
+                f = injected.recv() => match f { Some(f) => f, None => return },
+                m = ws.next() => {
+                    let Some(Ok(Message::Text(t))) = m else { continue };
+                    let Ok(frame) = decode_client(t.as_str()) else { continue };
+                    match frame {
+                        ClientFrame::Hello(h) => ServerFrame::HelloAck {
+                            member_id: h.member_id,
+                            role: Role::Member,
+                            mesh: MeshRef { id: MESH.into(), slug: "team".into() },
+                            public_url: None,
+                            services: vec![],
+                            runner_pubkey: None,
+                        },
+                        ClientFrame::ListMembers { req } => {
+                            ServerFrame::Members { req, members: dir.lock().unwrap().clone(), former: vec![] }
+                        }
+                        ClientFrame::ListPeers { req, .. } => ServerFrame::Peers { req, sessions: vec![], next: None },
+                        ClientFrame::Send(s) => {
+                            let ack = ServerFrame::Ack { req: s.req, msg_id: format!("b-{}", s.client_msg_id), recipients: 1, online: 1 };
+                            let _ = sent.send(s);
+                            ack
+                        }
+                        other => match other.req() {
+                            Some(req) => ServerFrame::Ok { req },
+                            None => continue,
+                        },
+                    }
+                }
+            };
+            if ws.send(Message::Text(encode(&frame).into())).await.is_err() {
+                return;
+            }
+        }
+    });
+    Hostile { url, directory, inject, sends }
+}
+
+/// Bob's agent config: joined with the founder's invite, so the founder is its root.
+fn bob_paths(dir: &std::path::Path, url: &str, bob: &Who, founder: &Who) -> Paths {
+    let paths = Paths::new(dir.join("agent-bob"));
+    let mut cfg =
+        one_mesh_config(Some("bob".into()), MESH, url, bob.id.clone(), Role::Member, bob.key.secret_hex().to_string(), "bob");
+    cfg.meshes[0].root_pubkey = Some(founder.key.public_hex());
+    cfg.meshes[0].invite = bob.invite.clone();
+    cfg.save(&paths).unwrap();
+    paths
+}
+
+/// A push of a box `from` sealed to `to_key`, with what the box says inside.
+fn push(from: &Who, to_key: &MemberKeypair, to_id: &str, msg_id: &str, client_id: &str, inside: Priority, outside: Priority) -> ServerFrame {
+    let target = Target::Member(to_id.to_string());
+    let mut p = MessagePlaintext::new("", from.name, format!("hello from {}", from.name))
+        .addressed(from.id.clone(), client_id, inside, target.to_string(), 7);
+    p.to_member = to_id.to_string();
+    let sealed = seal_message(&p, to_key.public(), &from.key).unwrap();
+    ServerFrame::Push(Push {
+        msg_id: msg_id.into(),
+        client_msg_id: client_id.into(),
+        from: PushFrom { member_id: from.id.clone(), session_id: String::new() },
+        target,
+        priority: outside,
+        nonce: sealed.nonce,
+        ciphertext: sealed.ciphertext,
+        sent_at: 7,
+    })
+}
+
+async fn members(c: &mut claudemesh_agent::AgentClient) -> Vec<MemberEntry> {
+    c.request(AgentCall::Members { mesh: None }).await.unwrap()
+}
+
+async fn wait_trust(c: &mut claudemesh_agent::AgentClient, name: &str, want: TrustState) -> MemberEntry {
+    for _ in 0..400 {
+        if let Some(m) = members(c).await.into_iter().find(|m| m.member.display_name == name)
+            && m.trust.as_ref().is_some_and(|t| t.state == want)
+        {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{name} never became {want:?}: {:#?}", members(c).await);
+}
+
+async fn inbox_error(c: &mut claudemesh_agent::AgentClient, msg_id: &str) -> Option<String> {
+    for _ in 0..400 {
+        let r = read_inbox(c, None).await;
+        if let Some(m) = r.messages.iter().find(|m| m.msg_id == msg_id) {
+            return m.error.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("message {msg_id} never reached the inbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_broker_cannot_substitute_reflect_replay_or_raise_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let founder = Who::new("fay", None);
+    let alice = Who::new("alice", Some(&founder.key));
+    let bob = Who::new("bob", Some(&founder.key));
+    // The broker lists its own key under carol's name with nothing that chains it to the root.
+    let evil = MemberKeypair::generate();
+    let carol = Who { key: evil, id: member_id_for("aa"), name: "carol", invite: None };
+    let mut carol_info = carol.info();
+    carol_info.role = Role::Member;
+    let mut h = hostile_broker(vec![founder.info(), alice.info(), bob.info(), carol_info]).await;
+    let paths = bob_paths(dir.path(), &h.url, &bob, &founder);
+    let agent = RunningAgent::start(&paths).await;
+    let mut c = agent.client().await;
+    wait_connected(&mut c).await;
+
+    // Verified by the chain: the founder (root) and alice (the founder's invite).
+    let a = wait_trust(&mut c, "alice", TrustState::Verified).await;
+    assert_eq!(a.trust.as_ref().unwrap().safety_code.len(), 17);
+    // Substitution with an unvouched key: refused, with what to do.
+    let m = wait_trust(&mut c, "carol", TrustState::Unverified).await;
+    assert!(m.trust.unwrap().detail.unwrap().contains("members --verify"));
+    let err = c.request::<serde_json::Value>(send_call("carol", "secret for carol", Priority::Now, None)).await.unwrap_err();
+    assert!(err.to_string().contains("not vouched for"), "{err}");
+    assert!(h.sends.try_recv().is_err(), "nothing was sealed to the broker's key");
+
+    // A message from alice, honest: stored and opened, with the in-box priority.
+    h.inject.send(push(&alice, &bob.key, &bob.id, "m1", "c1", Priority::Low, Priority::Now)).unwrap();
+    assert_eq!(inbox_error(&mut c, "m1").await, None);
+    let r = read_inbox(&mut c, None).await;
+    let m1 = r.messages.iter().find(|m| m.msg_id == "m1").unwrap();
+    assert_eq!(m1.priority, Priority::Low, "the broker raised the priority; the box's wins");
+    assert_eq!(m1.from_name, "alice");
+    // Replay: the same box under a new msg_id.
+    h.inject.send(push(&alice, &bob.key, &bob.id, "m2", "c1", Priority::Low, Priority::Low)).unwrap();
+    let e = inbox_error(&mut c, "m2").await.expect("a replay is refused");
+    assert!(e.contains("replay of message m1"), "{e}");
+
+    // Reflection: bob sends to alice; the broker pushes bob's own box back as if alice sent it.
+    let reply: claudemesh_protocol::local::SendReply =
+        c.request(send_call("alice", "for alice only", Priority::Now, None)).await.unwrap();
+    assert_eq!(reply.recipients, 1);
+    let sent = tokio::time::timeout(Duration::from_secs(10), h.sends.recv()).await.unwrap().unwrap();
+    let env = &sent.envelopes[0];
+    assert_eq!(env.member_id, alice.id);
+    let reflected = ServerFrame::Push(Push {
+        msg_id: "m3".into(),
+        client_msg_id: sent.client_msg_id.clone(),
+        from: PushFrom { member_id: alice.id.clone(), session_id: String::new() },
+        target: Target::Member(bob.id.clone()),
+        priority: Priority::Now,
+        nonce: env.nonce.clone(),
+        ciphertext: env.ciphertext.clone(),
+        sent_at: 8,
+    });
+    h.inject.send(reflected).unwrap();
+    let e = inbox_error(&mut c, "m3").await.expect("a reflected box is refused");
+    assert!(e.contains("reflected, misdirected or altered"), "{e}");
+
+    // Key change after pinning: the broker now lists its own key for alice, with a statement
+    // it signed itself using alice's invite (an invite it has seen).
+    let fake = Who { key: MemberKeypair::generate(), id: alice.id.clone(), name: "alice", invite: alice.invite.clone() };
+    let mut fake_info = fake.info();
+    fake_info.member_id = alice.id.clone();
+    let fake_statement = Statement::Member {
+        v: STATEMENT_VERSION,
+        mesh_id: MESH.into(),
+        member_id: alice.id.clone(),
+        pubkey: fake.key.public_hex(),
+        display_name: "alice".into(),
+        invite: alice.invite.clone(),
+        at: 2,
+    }
+    .sign(&fake.key)
+    .unwrap();
+    fake_info.statements = vec![fake_statement];
+    {
+        let mut d = h.directory.lock().unwrap();
+        d.retain(|m| m.member_id != alice.id);
+        d.push(fake_info.clone());
+    }
+    h.inject.send(ServerFrame::Event(Event::MemberUpdated(fake_info))).unwrap();
+    let m = wait_trust(&mut c, "alice", TrustState::KeyChanged).await;
+    let detail = m.trust.unwrap().detail.unwrap();
+    assert!(detail.contains("KEY CHANGED") && detail.contains("member repin alice"), "{detail}");
+    let err = c.request::<serde_json::Value>(send_call("alice", "now to the broker?", Priority::Now, None)).await.unwrap_err();
+    assert!(err.to_string().contains("KEY CHANGED"), "{err}");
+    // And a message "from alice" sealed with the broker's key is refused too.
+    h.inject.send(push(&fake, &bob.key, &bob.id, "m4", "c4", Priority::Now, Priority::Now)).unwrap();
+    let e = inbox_error(&mut c, "m4").await.expect("a message from a changed key is refused");
+    assert!(e.contains("not trusted"), "{e}");
+    agent.stop().await;
+}
