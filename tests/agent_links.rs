@@ -67,7 +67,10 @@ async fn a_removed_member_stops_retrying_and_is_told_how_to_clear_it() {
     let alice_id = alice_member_id(&alice.paths);
     let (mut admin, _) = Client::connect_as(&w.url(), &w.admin).await.unwrap();
     let req = admin.next_req();
-    let r = admin.request(&ClientFrame::MemberRemove { statement: None, req, member_id: alice_id }).await.unwrap();
+    let r = admin
+        .request(&ClientFrame::MemberRemove { statement: None, req, member_id: alice_id })
+        .await
+        .unwrap();
     assert_eq!(r, ServerFrame::Ok { req });
     let st = wait_mesh_status(&mut a, "refused", |m| m.link == LinkState::Refused).await;
     assert!(!st.retrying, "{st:?}");

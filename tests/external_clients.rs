@@ -267,7 +267,13 @@ async fn python_mcp_sdk_lists_and_calls_the_tools() {
     assert!(sent.contains("Message id: "), "{sent}");
     ok_text(&report, "message_status");
     let got = ok_text(&report, "check_messages");
-    assert!(got.contains(reply) && got.contains("from bob (") && got.contains(") as \"bob-1\" (") && got.contains("(from_id: 000000a0-5e55-4000-8000-000000000000,"), "{got}");
+    assert!(
+        got.contains(reply)
+            && got.contains("from bob (")
+            && got.contains(") as \"bob-1\" (")
+            && got.contains("(from_id: 000000a0-5e55-4000-8000-000000000000,"),
+        "{got}"
+    );
     assert_eq!(ok_text(&report, "check_messages_again"), "No new messages.");
 
     // Bad arguments are tool results with isError, which the model can read and act on.

@@ -12,8 +12,8 @@ use std::time::Duration;
 use claudemesh_agent::Paths;
 use claudemesh_protocol::crypto::{MemberKeypair, MessagePlaintext, seal_message};
 use claudemesh_protocol::frames::{
-    ClientFrame, Event, MemberInfo, MeshRef, Priority, Push, PushFrom, Role, ServerFrame, Target, decode_client,
-    encode,
+    ClientFrame, Event, MemberInfo, MeshRef, Priority, Push, PushFrom, Role, ServerFrame, Target,
+    decode_client, encode,
 };
 use claudemesh_protocol::invite::InvitePayload;
 use claudemesh_protocol::limits::PROTOCOL_VERSION;
@@ -157,8 +157,15 @@ async fn hostile_broker(directory: Vec<MemberInfo>) -> Hostile {
 /// Bob's agent config: joined with the founder's invite, so the founder is its root.
 fn bob_paths(dir: &std::path::Path, url: &str, bob: &Who, founder: &Who) -> Paths {
     let paths = Paths::new(dir.join("agent-bob"));
-    let mut cfg =
-        one_mesh_config(Some("bob".into()), MESH, url, bob.id.clone(), Role::Member, bob.key.secret_hex().to_string(), "bob");
+    let mut cfg = one_mesh_config(
+        Some("bob".into()),
+        MESH,
+        url,
+        bob.id.clone(),
+        Role::Member,
+        bob.key.secret_hex().to_string(),
+        "bob",
+    );
     cfg.meshes[0].root_pubkey = Some(founder.key.public_hex());
     cfg.meshes[0].invite = bob.invite.clone();
     cfg.save(&paths).unwrap();
@@ -166,10 +173,23 @@ fn bob_paths(dir: &std::path::Path, url: &str, bob: &Who, founder: &Who) -> Path
 }
 
 /// A push of a box `from` sealed to `to_key`, with what the box says inside.
-fn push(from: &Who, to_key: &MemberKeypair, to_id: &str, msg_id: &str, client_id: &str, inside: Priority, outside: Priority) -> ServerFrame {
+fn push(
+    from: &Who,
+    to_key: &MemberKeypair,
+    to_id: &str,
+    msg_id: &str,
+    client_id: &str,
+    inside: Priority,
+    outside: Priority,
+) -> ServerFrame {
     let target = Target::Member(to_id.to_string());
-    let mut p = MessagePlaintext::new("", from.name, format!("hello from {}", from.name))
-        .addressed(from.id.clone(), client_id, inside, target.to_string(), 7);
+    let mut p = MessagePlaintext::new("", from.name, format!("hello from {}", from.name)).addressed(
+        from.id.clone(),
+        client_id,
+        inside,
+        target.to_string(),
+        7,
+    );
     p.to_member = to_id.to_string();
     let sealed = seal_message(&p, to_key.public(), &from.key).unwrap();
     ServerFrame::Push(Push {
@@ -234,7 +254,10 @@ async fn a_hostile_broker_cannot_substitute_reflect_replay_or_raise_priority() {
     // Substitution with an unvouched key: refused, with what to do.
     let m = wait_trust(&mut c, "carol", TrustState::Unverified).await;
     assert!(m.trust.unwrap().detail.unwrap().contains("members --verify"));
-    let err = c.request::<serde_json::Value>(send_call("carol", "secret for carol", Priority::Now, None)).await.unwrap_err();
+    let err = c
+        .request::<serde_json::Value>(send_call("carol", "secret for carol", Priority::Now, None))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not vouched for"), "{err}");
     assert!(h.sends.try_recv().is_err(), "nothing was sealed to the broker's key");
 
@@ -273,7 +296,12 @@ async fn a_hostile_broker_cannot_substitute_reflect_replay_or_raise_priority() {
 
     // Key change after pinning: the broker now lists its own key for alice, with a statement
     // it signed itself using alice's invite (an invite it has seen).
-    let fake = Who { key: MemberKeypair::generate(), id: alice.id.clone(), name: "alice", invite: alice.invite.clone() };
+    let fake = Who {
+        key: MemberKeypair::generate(),
+        id: alice.id.clone(),
+        name: "alice",
+        invite: alice.invite.clone(),
+    };
     let mut fake_info = fake.info();
     fake_info.member_id = alice.id.clone();
     let fake_statement = Statement::Member {
@@ -297,7 +325,10 @@ async fn a_hostile_broker_cannot_substitute_reflect_replay_or_raise_priority() {
     let m = wait_trust(&mut c, "alice", TrustState::KeyChanged).await;
     let detail = m.trust.unwrap().detail.unwrap();
     assert!(detail.contains("KEY CHANGED") && detail.contains("member repin alice"), "{detail}");
-    let err = c.request::<serde_json::Value>(send_call("alice", "now to the broker?", Priority::Now, None)).await.unwrap_err();
+    let err = c
+        .request::<serde_json::Value>(send_call("alice", "now to the broker?", Priority::Now, None))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("KEY CHANGED"), "{err}");
     // And a message "from alice" sealed with the broker's key is refused too.
     h.inject.send(push(&fake, &bob.key, &bob.id, "m4", "c4", Priority::Now, Priority::Now)).unwrap();

@@ -42,12 +42,20 @@ async fn tools_list_and_handshake() {
     wait_peer(&mut a.client().await, "alice-1").await;
     let r = call(&c, "list_peers", json!({})).await;
     assert!(!is_error(&r));
-    assert!(text(&r).contains("as \"alice-1\" (you) (id 000000a1-5e55-4000-8000-000000000000"), "{}", text(&r));
+    assert!(
+        text(&r).contains("as \"alice-1\" (you) (id 000000a1-5e55-4000-8000-000000000000"),
+        "{}",
+        text(&r)
+    );
     // Another session of the same user on this agent is listed at once, and told apart.
     let mut other = a.client().await;
     register(&mut other, "000000c2-5e55-4000-8000-000000000000", "alice-2", &[]).await;
     let r = call(&c, "list_peers", json!({})).await;
-    assert!(text(&r).contains("as \"alice-2\" (your other session) (id 000000c2-5e55-4000-8000-000000000000"), "{}", text(&r));
+    assert!(
+        text(&r).contains("as \"alice-2\" (your other session) (id 000000c2-5e55-4000-8000-000000000000"),
+        "{}",
+        text(&r)
+    );
     drop(other);
 
     // Failures are results the model can act on.
@@ -96,7 +104,11 @@ async fn send_between_sessions_on_two_agents() {
     // check_messages returns the pushed-but-unseen message once, then never again.
     let r = call(&cb, "check_messages", json!({})).await;
     assert!(!is_error(&r));
-    assert!(text(&r).contains("hi bob") && text(&r).contains("from_id: 000000a5-5e55-4000-8000-000000000000"), "{}", text(&r));
+    assert!(
+        text(&r).contains("hi bob") && text(&r).contains("from_id: 000000a5-5e55-4000-8000-000000000000"),
+        "{}",
+        text(&r)
+    );
     let r = call(&cb, "check_messages", json!({})).await;
     assert_eq!(text(&r), "No new messages.");
     let r = call(&cb, "check_messages", json!({"include_seen": true})).await;

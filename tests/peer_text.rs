@@ -68,7 +68,11 @@ async fn hostile_names_summaries_and_bodies_are_framed_for_models_and_cleaned_fo
     // sender.
     assert!(head.starts_with("[now] from alicecba (m_"), "{head}");
     assert!(head.contains(") as \"Dr. Who: QA\" (from_id: "), "{head}");
-    assert!(head.contains(" (from_id: 000000a5-5e55-4000-8000-0000000000aa, mesh: team, msg_id: ") && head.ends_with("):"), "{head}");
+    assert!(
+        head.contains(" (from_id: 000000a5-5e55-4000-8000-0000000000aa, mesh: team, msg_id: ")
+            && head.ends_with("):"),
+        "{head}"
+    );
     assert_eq!(rest, claudemesh_protocol::text::indent(BODY, "    "), "the body arrives exactly, indented");
     assert_only_our_lines("channel content", content, "[now] from alicecba (m_");
     for (k, v) in p["meta"].as_object().unwrap() {
@@ -96,7 +100,11 @@ async fn hostile_names_summaries_and_bodies_are_framed_for_models_and_cleaned_fo
     assert_terminal_clean("list_peers", &peers);
     let alice = peers.lines().find(|l| l.contains("000000a5-5e55-4000-8000-0000000000aa")).unwrap();
     assert!(alice.starts_with("- \"alicecba\" (m_") || alice.starts_with("- alicecba (m_"), "{alice}");
-    assert!(alice.contains(" as \"Dr. Who: QA\" (id 000000a5-5e55-4000-8000-0000000000aa,") && alice.contains("cwd "), "{alice}");
+    assert!(
+        alice.contains(" as \"Dr. Who: QA\" (id 000000a5-5e55-4000-8000-0000000000aa,")
+            && alice.contains("cwd "),
+        "{alice}"
+    );
     assert!(alice.ends_with("— fixing - bob (you) (id s-b)"), "{alice}");
 
     // The CLI: nothing a peer chose acts on the terminal, and every verb cleans.

@@ -114,7 +114,10 @@ fn save_mesh(paths: &Paths, mc: MeshConfig) -> Result<Joined, JoinError> {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn mesh_config(
@@ -166,8 +169,14 @@ pub async fn join(
         signature: sign_enroll(&key, &p.invite_id, &conn.challenge),
         protocol: PROTOCOL_VERSION,
         statement: Some(
-            claudemesh_protocol::trust::enrollment_statement(&key, &p.mesh_id, display_name, invite.token(), now_ms())
-                .map_err(|e| JoinError::Protocol(format!("cannot sign the enrollment statement: {e}")))?,
+            claudemesh_protocol::trust::enrollment_statement(
+                &key,
+                &p.mesh_id,
+                display_name,
+                invite.token(),
+                now_ms(),
+            )
+            .map_err(|e| JoinError::Protocol(format!("cannot sign the enrollment statement: {e}")))?,
         ),
     });
     match conn.ask(&frame).await? {

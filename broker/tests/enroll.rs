@@ -105,7 +105,9 @@ async fn every_enroll_refusal_has_a_stable_code() {
     let mut c = Client::connect(h.url()).await.unwrap();
     let other = MemberKeypair::generate();
     let signature = claudemesh_protocol::crypto::sign_enroll(&other, "good", &c.challenge);
-    c.send(&ClientFrame::Enroll(Enroll { statement: None, protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
+    c.send(&ClientFrame::Enroll(Enroll {
+        statement: None,
+        protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
         invite: good.token().into(),
         pubkey: key.public_hex(),
         display_name: "x".into(),
@@ -120,7 +122,9 @@ async fn every_enroll_refusal_has_a_stable_code() {
     let old = Client::connect(h.url()).await.unwrap();
     let replayed = claudemesh_protocol::crypto::sign_enroll(&key, "good", &old.challenge);
     let mut c = Client::connect(h.url()).await.unwrap();
-    c.send(&ClientFrame::Enroll(Enroll { statement: None, protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
+    c.send(&ClientFrame::Enroll(Enroll {
+        statement: None,
+        protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
         invite: good.token().into(),
         pubkey: key.public_hex(),
         display_name: "x".into(),
@@ -230,7 +234,8 @@ async fn hello_refusals() {
         &admin.member_id,
         &"00".repeat(32),
     );
-    c.send(&ClientFrame::Hello(Hello { protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
+    c.send(&ClientFrame::Hello(Hello {
+        protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
         mesh_id: admin.mesh_id.clone(),
         member_id: admin.member_id.clone(),
         pubkey: admin.key.public_hex(),
@@ -275,7 +280,8 @@ async fn admin_verbs_are_admin_only_and_member_remove_closes_and_refuses() {
         ClientFrame::InviteList { req: 1 },
         ClientFrame::InviteRevoke { req: 1, invite_id: "inv-all".into() },
         ClientFrame::MemberRemove { statement: None, req: 1, member_id: bob_id.member_id.clone() },
-        ClientFrame::MemberSet { statement: None,
+        ClientFrame::MemberSet {
+            statement: None,
             req: 1,
             member_id: bob_id.member_id.clone(),
             role: Some(Role::Admin),
@@ -293,7 +299,8 @@ async fn admin_verbs_are_admin_only_and_member_remove_closes_and_refuses() {
     let req = m.admin_conn.next_req();
     let r = m
         .admin_conn
-        .request(&ClientFrame::MemberSet { statement: None,
+        .request(&ClientFrame::MemberSet {
+            statement: None,
             req,
             member_id: m.admin.member_id.clone(),
             role: Some(Role::Member),
@@ -312,7 +319,8 @@ async fn admin_verbs_are_admin_only_and_member_remove_closes_and_refuses() {
     let req = m.admin_conn.next_req();
     let r = m
         .admin_conn
-        .request(&ClientFrame::MemberSet { statement: None,
+        .request(&ClientFrame::MemberSet {
+            statement: None,
             req,
             member_id: alice_id.member_id.clone(),
             role: Some(Role::Admin),

@@ -147,7 +147,8 @@ async fn the_last_admin_leaves_only_after_handing_over_or_when_alone() {
     assert_eq!(directory(&mut m.admin_conn).await.0.len(), 2);
 
     let req = m.admin_conn.next_req();
-    let set = ClientFrame::MemberSet { statement: None,
+    let set = ClientFrame::MemberSet {
+        statement: None,
         req,
         member_id: bob_id.member_id.clone(),
         role: Some(Role::Admin),
@@ -173,7 +174,8 @@ async fn two_admins_leaving_at_once_leave_one_admin_behind() {
     let (mut bob, _) = m.members.pop().unwrap();
     let (alice, alice_id) = m.members.pop().unwrap();
     let req = m.admin_conn.next_req();
-    let set = ClientFrame::MemberSet { statement: None,
+    let set = ClientFrame::MemberSet {
+        statement: None,
         req,
         member_id: alice_id.member_id.clone(),
         role: Some(Role::Admin),

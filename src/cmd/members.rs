@@ -43,11 +43,18 @@ fn verify(list: &[MemberEntry]) -> anyhow::Result<()> {
         let code = m.trust.as_ref().map_or("-", |t| t.safety_code.as_str());
         outln!("  {:<24} {:<9} {:<18} {}", name, m.short_id, code, trust(m))?;
         if let Some(d) = m.trust.as_ref().and_then(|t| t.detail.as_deref()) {
-            notes.push(format!("{} ({}): {}", text::name(&m.member.display_name), m.short_id, text::one_line(d)));
+            notes.push(format!(
+                "{} ({}): {}",
+                text::name(&m.member.display_name),
+                m.short_id,
+                text::one_line(d)
+            ));
         }
     }
     if !list.is_empty() {
-        outln!("Read your own code to each member over a channel you trust (voice, in person); theirs should match what you see here.")?;
+        outln!(
+            "Read your own code to each member over a channel you trust (voice, in person); theirs should match what you see here."
+        )?;
     }
     for n in notes {
         outln!("! {n}")?;
@@ -76,7 +83,12 @@ pub async fn run(a: MembersArgs) -> anyhow::Result<ExitCode> {
             outln!("{}:", text::name(mesh))?;
             outln!(
                 "  {:<24} {:<9} {:<7} {:<20} {:<8} {:<11} SESSIONS",
-                "NAME", "ID", "ROLE", "GROUPS", "STATE", "KEY"
+                "NAME",
+                "ID",
+                "ROLE",
+                "GROUPS",
+                "STATE",
+                "KEY"
             )?;
         }
         let name = format!("{}{}", text::name(&m.member.display_name), if m.me { " (you)" } else { "" });

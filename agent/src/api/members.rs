@@ -2,9 +2,11 @@
 //! tells the broker before the key is deleted so no ghost member stays behind.
 
 use claudemesh_protocol::crypto::MemberKeypair;
-use claudemesh_protocol::frames::{ClientFrame, ErrorCode, GroupRole, MemberInfo, RemovalReason, Role, ServerFrame};
-use claudemesh_protocol::trust::{STATEMENT_VERSION, SignedStatement, Statement};
+use claudemesh_protocol::frames::{
+    ClientFrame, ErrorCode, GroupRole, MemberInfo, RemovalReason, Role, ServerFrame,
+};
 use claudemesh_protocol::local::LinkState;
+use claudemesh_protocol::trust::{STATEMENT_VERSION, SignedStatement, Statement};
 use serde_json::Value;
 
 use super::admin::{request, request_raw};
@@ -287,7 +289,10 @@ fn sign(
     build: impl FnOnce(&MemberKeypair, &str) -> Statement,
 ) -> Result<SignedStatement, ApiError> {
     let view = agent.view();
-    let v = view.meshes.get(mesh_id).ok_or_else(|| (ErrorCode::NotFound, format!("mesh {mesh_id} is not joined")))?;
+    let v = view
+        .meshes
+        .get(mesh_id)
+        .ok_or_else(|| (ErrorCode::NotFound, format!("mesh {mesh_id} is not joined")))?;
     let mut st = build(&v.key, mesh_id);
     if let Statement::Removal { member_id, .. } = &mut st
         && member_id.is_empty()

@@ -159,7 +159,16 @@ impl Core {
             }
             Err(reason) => {
                 tracing::warn!(msg_id = %push.msg_id, %reason, "message could not be opened; stored with the reason");
-                (None, String::new(), None, Default::default(), push.priority, push.sent_at, None, Some(reason))
+                (
+                    None,
+                    String::new(),
+                    None,
+                    Default::default(),
+                    push.priority,
+                    push.sent_at,
+                    None,
+                    Some(reason),
+                )
             }
         };
         let message = InboxMessage {

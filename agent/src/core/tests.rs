@@ -156,7 +156,10 @@ fn a_take_not_confirmed_comes_back_after_the_lease_and_a_confirmed_one_never_doe
     let a = t.push(Target::Member("m_bob".into()), Priority::Low);
     let first = t.take("00000001-0000-4000-8000-000000000001");
     assert_eq!(ids(&first), std::slice::from_ref(&a));
-    assert!(t.take("00000001-0000-4000-8000-000000000001").messages.is_empty(), "held by the lease meanwhile");
+    assert!(
+        t.take("00000001-0000-4000-8000-000000000001").messages.is_empty(),
+        "held by the lease meanwhile"
+    );
     t.tick(Duration::from_millis(LEASE_MILLIS + 1));
     let again = t.take("00000001-0000-4000-8000-000000000001");
     assert_eq!(ids(&again), std::slice::from_ref(&a), "nobody confirmed: unseen again");
@@ -192,7 +195,12 @@ fn pages_follow_limit_and_say_how_many_more_wait() {
     for _ in 0..5 {
         t.push(Target::Member("m_bob".into()), Priority::Low);
     }
-    let p = InboxParams { session: Some("00000001-0000-4000-8000-000000000001".into()), take: true, limit: Some(2), ..Default::default() };
+    let p = InboxParams {
+        session: Some("00000001-0000-4000-8000-000000000001".into()),
+        take: true,
+        limit: Some(2),
+        ..Default::default()
+    };
     let r: InboxReply = t.call(1, AgentCall::Inbox(p)).unwrap();
     assert_eq!((ids(&r), r.more), (vec!["msg_1".to_string(), "msg_2".to_string()], 3), "oldest first");
 }
@@ -230,7 +238,10 @@ fn a_message_for_a_session_that_never_returns_goes_to_the_next_one_after_the_gra
     t.core.finish_turn();
     let a = t.push(Target::Session("0000000d-0000-4000-8000-00000000000d".into()), Priority::Next);
     t.register(2, "0000000e-0000-4000-8000-00000000000e");
-    assert!(t.take("0000000e-0000-4000-8000-00000000000e").messages.is_empty(), "waits for its own session first");
+    assert!(
+        t.take("0000000e-0000-4000-8000-00000000000e").messages.is_empty(),
+        "waits for its own session first"
+    );
     t.tick(Duration::from_secs(601));
     assert_eq!(ids(&t.take("0000000e-0000-4000-8000-00000000000e")), [a]);
 }
@@ -309,7 +320,11 @@ fn a_hook_of_another_claude_does_not_act_as_the_session_it_inherited() {
     };
     let e = t.call::<HookReply>(3, AgentCall::Hook(nested)).unwrap_err();
     assert_eq!(e.0, claudemesh_protocol::frames::ErrorCode::NotFound);
-    assert_eq!(t.take("0000000f-0000-4000-8000-00000000000f").messages.len(), 1, "still waiting for the outer session");
+    assert_eq!(
+        t.take("0000000f-0000-4000-8000-00000000000f").messages.len(),
+        1,
+        "still waiting for the outer session"
+    );
 }
 
 #[test]

@@ -70,7 +70,12 @@ impl MeshView {
     /// former ones are merged with those learnt from `member_removed` events (an older broker
     /// lists none), and a member who is current is not former. Then verifies it; returns the
     /// pins to store.
-    pub fn set_directory(&mut self, members: Vec<MemberInfo>, former: Vec<FormerMember>, now_ms: u64) -> Vec<(String, Pin)> {
+    pub fn set_directory(
+        &mut self,
+        members: Vec<MemberInfo>,
+        former: Vec<FormerMember>,
+        now_ms: u64,
+    ) -> Vec<(String, Pin)> {
         self.members = members.into_iter().map(|m| (m.member_id.clone(), m)).collect();
         for f in former {
             self.former.insert(f.member_id.clone(), f);

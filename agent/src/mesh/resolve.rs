@@ -128,8 +128,11 @@ pub fn resolve_target(view: &MeshView, to: &str) -> Result<Target, ResolveError>
         view.peers.values().filter(|p| p.session.display_name.to_lowercase() == lower).collect();
     let members: Vec<&MemberInfo> =
         view.members.values().filter(|m| m.display_name.to_lowercase() == lower).collect();
-    let mut owners: Vec<&str> =
-        sessions.iter().map(|p| p.member_id.as_str()).chain(members.iter().map(|m| m.member_id.as_str())).collect();
+    let mut owners: Vec<&str> = sessions
+        .iter()
+        .map(|p| p.member_id.as_str())
+        .chain(members.iter().map(|m| m.member_id.as_str()))
+        .collect();
     owners.sort_unstable();
     owners.dedup();
     let ways = usize::from(member_hit.is_some())
@@ -137,7 +140,9 @@ pub fn resolve_target(view: &MeshView, to: &str) -> Result<Target, ResolveError>
         + usize::from(!owners.is_empty());
     if ways > 1 || sessions.len() > 1 || members.len() > 1 || owners.len() > 1 {
         let mut s = sessions.clone();
-        s.extend(session_hit.filter(|p| !sessions.iter().any(|x| x.session.session_id == p.session.session_id)));
+        s.extend(
+            session_hit.filter(|p| !sessions.iter().any(|x| x.session.session_id == p.session.session_id)),
+        );
         let mut m = members.clone();
         m.extend(member_hit.filter(|x| !members.iter().any(|y| y.member_id == x.member_id)));
         return Err(ResolveError::Ambiguous {
@@ -263,7 +268,11 @@ fn reached<'a>(view: &'a MeshView, target: &Target) -> Vec<&'a String> {
 }
 
 /// The keys of `ids`, or why a target reaches nobody.
-fn keys(view: &MeshView, target: &Target, ids: Vec<&String>) -> Result<Vec<(String, [u8; 32])>, ResolveError> {
+fn keys(
+    view: &MeshView,
+    target: &Target,
+    ids: Vec<&String>,
+) -> Result<Vec<(String, [u8; 32])>, ResolveError> {
     if ids.is_empty() {
         if let Target::Member(id) = target
             && let Some(f) = view.former.get(id)
@@ -358,7 +367,14 @@ mod tests {
     }
 
     fn former(id: &str, name: &str, reason: RemovalReason, at: u64) -> FormerMember {
-        FormerMember { member_id: id.into(), display_name: name.into(), reason, at, pubkey: String::new(), statements: vec![] }
+        FormerMember {
+            member_id: id.into(),
+            display_name: name.into(),
+            reason,
+            at,
+            pubkey: String::new(),
+            statements: vec![],
+        }
     }
 
     #[test]

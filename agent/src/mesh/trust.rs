@@ -50,13 +50,13 @@ impl MeshTrust {
             .values()
             .map(|m| Entry { member_id: &m.member_id, pubkey: &m.pubkey, statements: &m.statements })
             .collect();
-        entries.extend(
-            former
-                .values()
-                .filter(|f| !f.pubkey.is_empty())
-                .map(|f| Entry { member_id: &f.member_id, pubkey: &f.pubkey, statements: &f.statements }),
-        );
-        let verdicts = self.root.as_deref().map(|root| verify_directory(mesh_id, root, &entries)).unwrap_or_default();
+        entries.extend(former.values().filter(|f| !f.pubkey.is_empty()).map(|f| Entry {
+            member_id: &f.member_id,
+            pubkey: &f.pubkey,
+            statements: &f.statements,
+        }));
+        let verdicts =
+            self.root.as_deref().map(|root| verify_directory(mesh_id, root, &entries)).unwrap_or_default();
         let mut new_pins = Vec::new();
         // Former members with a verified removal: pin the removal for good.
         for f in former.values() {
@@ -64,7 +64,12 @@ impl MeshTrust {
                 && matches!(v.standing, Standing::Removed(_))
                 && self.pins.get(&f.member_id).is_none_or(|p| !p.removed)
             {
-                let pin = Pin { pubkey: f.pubkey.to_ascii_lowercase(), display_name: f.display_name.clone(), pinned_at: now_ms, removed: true };
+                let pin = Pin {
+                    pubkey: f.pubkey.to_ascii_lowercase(),
+                    display_name: f.display_name.clone(),
+                    pinned_at: now_ms,
+                    removed: true,
+                };
                 self.pins.insert(f.member_id.clone(), pin.clone());
                 new_pins.push((f.member_id.clone(), pin));
             }
@@ -79,14 +84,27 @@ impl MeshTrust {
             let (mut state, mut detail) = match verdict.map(|v| &v.standing) {
                 _ if m.member_id == own_member => (TrustState::Verified, None),
                 Some(Standing::Verified(_)) => (TrustState::Verified, None),
-                Some(Standing::Removed(r)) => (TrustState::Removed, Some(format!("it {}; the broker still lists it", r.phrase()))),
-                Some(Standing::Unverified(why)) => (TrustState::Unverified, Some(unverified_detail(&m.display_name, why))),
-                None => (TrustState::Unverified, Some(format!("{}'s key is trusted on first use only: this agent joined before claudemesh kept the key of the admin who invited it", m.display_name))),
+                Some(Standing::Removed(r)) => {
+                    (TrustState::Removed, Some(format!("it {}; the broker still lists it", r.phrase())))
+                }
+                Some(Standing::Unverified(why)) => {
+                    (TrustState::Unverified, Some(unverified_detail(&m.display_name, why)))
+                }
+                None => (
+                    TrustState::Unverified,
+                    Some(format!(
+                        "{}'s key is trusted on first use only: this agent joined before claudemesh kept the key of the admin who invited it",
+                        m.display_name
+                    )),
+                ),
             };
             match self.pins.get(&m.member_id) {
                 Some(p) if p.removed => {
                     state = TrustState::Removed;
-                    detail = Some(format!("{} was verifiably removed from the mesh; the broker lists it again", m.display_name));
+                    detail = Some(format!(
+                        "{} was verifiably removed from the mesh; the broker lists it again",
+                        m.display_name
+                    ));
                 }
                 Some(p) if p.pubkey != key => {
                     state = TrustState::KeyChanged;
@@ -94,8 +112,15 @@ impl MeshTrust {
                     tracing::warn!(member = %m.member_id, name = %m.display_name, "KEY CHANGED: refusing to encrypt to or accept from this member");
                 }
                 Some(_) => {}
-                None if state == TrustState::Verified || (self.root.is_none() && state == TrustState::Unverified) => {
-                    let pin = Pin { pubkey: key.clone(), display_name: m.display_name.clone(), pinned_at: now_ms, removed: false };
+                None if state == TrustState::Verified
+                    || (self.root.is_none() && state == TrustState::Unverified) =>
+                {
+                    let pin = Pin {
+                        pubkey: key.clone(),
+                        display_name: m.display_name.clone(),
+                        pinned_at: now_ms,
+                        removed: false,
+                    };
                     self.pins.insert(m.member_id.clone(), pin.clone());
                     new_pins.push((m.member_id.clone(), pin));
                 }

@@ -12,7 +12,8 @@ use super::{Store, StoreError, db_err, key};
 /// `mesh_id␟member_id` → [`Pin`].
 pub(super) const PINS: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("pins");
 /// `mesh_id␟from_member␟client_msg_id` → the msg_id it first arrived as.
-pub(super) const REPLAY: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("replay");
+pub(super) const REPLAY: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("replay");
 
 /// A member's key as first seen (trust on first use), and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +61,12 @@ impl Store {
     }
 
     /// The msg_id under which a message with this (sender, client message id) first arrived.
-    pub fn replayed(&self, mesh_id: &str, from_member: &str, client_msg_id: &str) -> Result<Option<String>, StoreError> {
+    pub fn replayed(
+        &self,
+        mesh_id: &str,
+        from_member: &str,
+        client_msg_id: &str,
+    ) -> Result<Option<String>, StoreError> {
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(REPLAY).map_err(db_err)?;
         let k = replay_key(mesh_id, from_member, client_msg_id);

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use claudemesh_protocol::crypto::{random_bytes, sign_hello};
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ErrorFrame, Hello, ServerFrame};
-use claudemesh_protocol::local::LinkState;
 use claudemesh_protocol::limits::PROTOCOL_VERSION;
+use claudemesh_protocol::local::LinkState;
 use claudemesh_protocol::trust::{STATEMENT_VERSION, SignedStatement, Statement};
 use tokio::sync::mpsc;
 use tokio::time::sleep;
@@ -238,7 +238,9 @@ async fn serve(
     // Publish this member's own signed statement: what other agents verify our key by.
     match member_statement(config, key) {
         Ok(statement) => {
-            if let Err(e) = link.request(|req| ClientFrame::Statement { req, statement }, Pending::Ignore).await {
+            if let Err(e) =
+                link.request(|req| ClientFrame::Statement { req, statement }, Pending::Ignore).await
+            {
                 return e;
             }
         }

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use claudemesh_protocol::codec::from_hex_array;
 use claudemesh_protocol::crypto::{ed25519_pk_to_x25519, verify_enroll, verify_hello};
-use claudemesh_protocol::trust::member_id_for;
 use claudemesh_protocol::frames::{Enroll, ErrorCode, Event, Hello, MeshRef, Role, ServerFrame};
 use claudemesh_protocol::invite::{InviteError, parse_invite};
 use claudemesh_protocol::limits::MAX_DISPLAY_NAME_CHARS;
 use claudemesh_protocol::names::validate_display_name;
+use claudemesh_protocol::trust::member_id_for;
 
 use crate::conn::Conn;
 use crate::hub::{Mesh, MeshState};

@@ -118,8 +118,12 @@ pub async fn remove_member(
                 if let Some(msg) = last_admin_refusal(&st, &mesh2.slug, cur, Some(reason)) {
                     return Ok(Err((ErrorCode::Conflict, msg)));
                 }
-                let mut rec =
-                    MemberRecord { removed: true, removed_reason: Some(reason), removed_at: now, ..cur.clone() };
+                let mut rec = MemberRecord {
+                    removed: true,
+                    removed_reason: Some(reason),
+                    removed_at: now,
+                    ..cur.clone()
+                };
                 if let Some((s, signer)) = statement {
                     if let Err(refusal) = statements::check_removal(&s, &signer, cur, reason) {
                         return Ok(Err(refusal));
@@ -179,7 +183,8 @@ pub async fn remove_member(
 pub async fn member_remove(conn: &mut Conn, req: u64, member_id: String, statement: Option<SignedStatement>) {
     let Some(a) = require_admin(conn, req) else { return };
     let statement = statement.map(|s| (s, own_key(&a.mesh, &a.member_id)));
-    let removed = match remove_member(&conn.hub, &a.mesh, &member_id, RemovalReason::Removed, statement).await {
+    let removed = match remove_member(&conn.hub, &a.mesh, &member_id, RemovalReason::Removed, statement).await
+    {
         Ok(r) => r,
         Err((code, msg)) => return conn.error(Some(req), code, msg),
     };
@@ -201,7 +206,8 @@ pub async fn member_remove(conn: &mut Conn, req: u64, member_id: String, stateme
 pub async fn leave(conn: &mut Conn, req: u64, statement: Option<SignedStatement>) {
     let Some(a) = conn.auth.clone() else { return };
     let statement = statement.map(|s| (s, own_key(&a.mesh, &a.member_id)));
-    let removed = match remove_member(&conn.hub, &a.mesh, &a.member_id, RemovalReason::Left, statement).await {
+    let removed = match remove_member(&conn.hub, &a.mesh, &a.member_id, RemovalReason::Left, statement).await
+    {
         Ok(r) => r,
         Err((code, msg)) => return conn.error(Some(req), code, msg),
     };

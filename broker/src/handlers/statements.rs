@@ -56,16 +56,23 @@ pub fn check_member(s: &SignedStatement, target: &MemberRecord) -> Result<(), Re
         return Err(invalid("a `statement` frame carries the member's own `member` statement"));
     };
     if display_name != &target.display_name {
-        return Err(invalid(format!("statement names {display_name:?}, but the member enrolled as {:?}", target.display_name)));
+        return Err(invalid(format!(
+            "statement names {display_name:?}, but the member enrolled as {:?}",
+            target.display_name
+        )));
     }
     match (invite, &target.invite_id) {
         (Some(token), known) => {
             let inv = parse_invite(token).map_err(|e| invalid(format!("statement's invite: {e}")))?;
-            if inv.payload.mesh_id != target.mesh_id || known.as_ref().is_some_and(|k| k != &inv.payload.invite_id) {
+            if inv.payload.mesh_id != target.mesh_id
+                || known.as_ref().is_some_and(|k| k != &inv.payload.invite_id)
+            {
                 return Err(invalid("statement's invite is not the one this member enrolled with"));
             }
         }
-        (None, Some(_)) => return Err(invalid("this member enrolled with an invite; its statement must carry it")),
+        (None, Some(_)) => {
+            return Err(invalid("this member enrolled with an invite; its statement must carry it"));
+        }
         (None, None) => {}
     }
     Ok(())
@@ -82,7 +89,9 @@ pub fn check_role(s: &SignedStatement, signer: &str, after: &MemberRecord) -> Re
         {
             Ok(())
         }
-        Statement::Role { .. } => Err(invalid("role statement does not say the role, groups and name this change gives")),
+        Statement::Role { .. } => {
+            Err(invalid("role statement does not say the role, groups and name this change gives"))
+        }
         _ => Err(invalid("member_set carries a `role` statement")),
     }
 }
@@ -137,6 +146,10 @@ pub async fn publish(conn: &mut Conn, req: u64, s: SignedStatement) {
             conn.reply(&ServerFrame::Ok { req });
         }
         Ok(None) => conn.error(Some(req), ErrorCode::Revoked, "this member is no longer in the mesh"),
-        Err(e) => conn.error(Some(req), ErrorCode::Internal, format!("statement could not be stored: {e}; try again")),
+        Err(e) => conn.error(
+            Some(req),
+            ErrorCode::Internal,
+            format!("statement could not be stored: {e}; try again"),
+        ),
     }
 }

@@ -186,7 +186,10 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 /// An admin's `member_remove`; returns the reply frame.
 pub async fn remove_member(admin_conn: &mut Client, member_id: &str) -> ServerFrame {
     let req = admin_conn.next_req();
-    admin_conn.request(&ClientFrame::MemberRemove { statement: None, req, member_id: member_id.into() }).await.unwrap()
+    admin_conn
+        .request(&ClientFrame::MemberRemove { statement: None, req, member_id: member_id.into() })
+        .await
+        .unwrap()
 }
 
 /// Encrypts `body` for `recipients` and sends it; returns the reply frame.

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::trust::SignedStatement;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A member's role in a mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

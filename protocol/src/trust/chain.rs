@@ -120,7 +120,9 @@ fn parse(mesh_id: &str, e: &Entry<'_>) -> Parsed {
             Statement::Role { signer, role, groups, display_name, at, .. } => {
                 p.roles.push((signer.to_ascii_lowercase(), role, groups, display_name, at));
             }
-            Statement::Removal { signer, reason, .. } => p.removals.push((signer.to_ascii_lowercase(), reason)),
+            Statement::Removal { signer, reason, .. } => {
+                p.removals.push((signer.to_ascii_lowercase(), reason))
+            }
         }
     }
     p.roles.sort_by_key(|r| r.4);
@@ -191,15 +193,26 @@ fn judge(key: &str, root: &str, p: &Parsed, admins: &HashSet<String>) -> Verdict
         (None, Some(via)) => Standing::Verified(via),
         (None, None) => Standing::Unverified(unverified_reason(p)),
     };
-    Verdict { standing, display_name, role, groups, invite_id: invite.map(|i| i.invite_id.clone()), overused_invite: false }
+    Verdict {
+        standing,
+        display_name,
+        role,
+        groups,
+        invite_id: invite.map(|i| i.invite_id.clone()),
+        overused_invite: false,
+    }
 }
 
 fn unverified_reason(p: &Parsed) -> String {
     match (&p.invite, &p.problem) {
         (_, Some(problem)) => problem.clone(),
-        (None, None) => "it has no enrollment statement (it joined before protocol 2, or the broker withheld it)".into(),
+        (None, None) => {
+            "it has no enrollment statement (it joined before protocol 2, or the broker withheld it)".into()
+        }
         (Some(Some(_)), None) => "its invite was not signed by an admin this agent trusts".into(),
-        (Some(None), None) => "it claims to have created the mesh, but no trusted admin vouches for its key".into(),
+        (Some(None), None) => {
+            "it claims to have created the mesh, but no trusted admin vouches for its key".into()
+        }
     }
 }
 
@@ -207,7 +220,10 @@ fn flag_overuse(entries: &[Entry<'_>], parsed: &[Parsed], out: &mut HashMap<Stri
     let mut by_invite: BTreeMap<String, (u32, Vec<String>)> = BTreeMap::new();
     for (e, p) in entries.iter().zip(parsed) {
         let Some(Some(inv)) = &p.invite else { continue };
-        if !out.get(e.member_id).is_some_and(|v| matches!(v.standing, Standing::Verified(_) | Standing::Removed(_))) {
+        if !out
+            .get(e.member_id)
+            .is_some_and(|v| matches!(v.standing, Standing::Verified(_) | Standing::Removed(_)))
+        {
             continue;
         }
         let slot = by_invite.entry(inv.invite_id.clone()).or_insert((inv.max_uses, Vec::new()));

@@ -182,7 +182,10 @@ mod tests {
         let other = MemberKeypair::generate();
         assert_eq!(member(&k).sign(&other), Err(StatementError::WrongSigner));
         // A hello or enroll signature over the same text is not a statement signature.
-        let raw = SignedStatement { statement: s.statement.clone(), signature: to_hex(&k.sign(s.statement.as_bytes())) };
+        let raw = SignedStatement {
+            statement: s.statement.clone(),
+            signature: to_hex(&k.sign(s.statement.as_bytes())),
+        };
         assert_eq!(raw.verify(), Err(StatementError::BadSignature));
     }
 
@@ -190,7 +193,8 @@ mod tests {
     fn malformed_and_oversized_statements_are_typed_errors() {
         let s = SignedStatement { statement: "{}".into(), signature: "00".repeat(64) };
         assert!(matches!(s.verify(), Err(StatementError::Malformed(_))));
-        let big = SignedStatement { statement: "x".repeat(MAX_STATEMENT_BYTES + 1), signature: String::new() };
+        let big =
+            SignedStatement { statement: "x".repeat(MAX_STATEMENT_BYTES + 1), signature: String::new() };
         assert!(matches!(big.verify(), Err(StatementError::TooLarge(_))));
         let k = MemberKeypair::generate();
         let mut st = member(&k);
@@ -199,6 +203,9 @@ mod tests {
         }
         let text = serde_json::to_string(&st).unwrap();
         let sig = to_hex(&k.sign(transcript(&text).as_bytes()));
-        assert_eq!(SignedStatement { statement: text, signature: sig }.verify(), Err(StatementError::Version(9)));
+        assert_eq!(
+            SignedStatement { statement: text, signature: sig }.verify(),
+            Err(StatementError::Version(9))
+        );
     }
 }

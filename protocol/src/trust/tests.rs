@@ -67,7 +67,10 @@ fn entries(ms: &[&M]) -> Vec<(String, String, Vec<SignedStatement>)> {
     ms.iter().map(|m| (m.id.clone(), m.key.public_hex(), m.statements.clone())).collect()
 }
 
-fn verify(root: &MemberKeypair, list: &[(String, String, Vec<SignedStatement>)]) -> std::collections::HashMap<String, Verdict> {
+fn verify(
+    root: &MemberKeypair,
+    list: &[(String, String, Vec<SignedStatement>)],
+) -> std::collections::HashMap<String, Verdict> {
     let e: Vec<Entry<'_>> =
         list.iter().map(|(id, k, s)| Entry { member_id: id, pubkey: k, statements: s }).collect();
     verify_directory(MESH, &root.public_hex(), &e)
@@ -166,7 +169,10 @@ fn removals_count_only_from_an_admin_or_the_member_itself() {
     assert!(verify(&f.key, &entries(&[&f, &a, &b, &c]))["m_b"].is_verified());
     let left = removal(&b.key, RemovalReason::Left);
     b.statements.push(left);
-    assert_eq!(verify(&f.key, &entries(&[&f, &a, &b, &c]))["m_b"].standing, Standing::Removed(RemovalReason::Left));
+    assert_eq!(
+        verify(&f.key, &entries(&[&f, &a, &b, &c]))["m_b"].standing,
+        Standing::Removed(RemovalReason::Left)
+    );
 }
 
 #[test]

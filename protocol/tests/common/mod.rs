@@ -165,7 +165,8 @@ pub fn all_client() -> Vec<ClientFrame> {
             instance: Some(AgentInstance { id: "0f".repeat(16), started_at: 1_700_000_000_000 }),
             protocol: 2,
         }),
-        C::Enroll(Enroll { statement: None,
+        C::Enroll(Enroll {
+            statement: None,
             invite: "eyJ2IjoxfQ.c2ln".into(),
             pubkey: "ab".repeat(32),
             display_name: "bob".into(),

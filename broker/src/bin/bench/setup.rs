@@ -103,7 +103,8 @@ async fn connect_inner(url: &str, id: &Identity) -> anyhow::Result<Ws> {
         ServerFrame::Welcome { challenge, .. } => challenge,
         other => bail!("expected welcome, got {}", encode(&other)),
     };
-    let hello = ClientFrame::Hello(Hello { protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
+    let hello = ClientFrame::Hello(Hello {
+        protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
         mesh_id: id.mesh_id.clone(),
         member_id: id.member_id.clone(),
         pubkey: id.key.public_hex(),
