@@ -167,19 +167,8 @@ pub enum MemberCommand {
     Repin(MemberRepinArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct MemberRepinArgs {
-    /// The member: display name, member id, or a unique prefix of the id.
-    pub member: String,
-    /// The mesh (slug), when you are in several.
-    #[arg(long)]
-    pub mesh: Option<String>,
-    /// Do not ask for confirmation.
-    #[arg(long, short)]
-    pub yes: bool,
-    #[arg(long)]
-    pub json: bool,
-}
+/// `member repin` names a member like `member remove` does, and confirms the same way.
+pub type MemberRepinArgs = MemberRemoveArgs;
 
 #[derive(Debug, Args)]
 pub struct MembersArgs {

@@ -80,6 +80,12 @@ async fn a_removed_member_stops_retrying_and_is_told_how_to_clear_it() {
     let d = doctor_link(&alice.paths);
     assert_eq!(d["status"], "fail");
     assert!(d["fix"].as_str().unwrap().contains("`claudemesh leave team`"), "{d}");
+    // A send queued meanwhile was sealed with the key `leave` deletes: leaving fails it, so a
+    // rejoin never sends it under the new membership.
+    let (code, out, err) = cli(&alice.paths, &["send", "admin", "queued while removed", "--json"]);
+    assert_eq!(code, 0, "{out} {err}");
+    let queued: Value = serde_json::from_str(&out).unwrap();
+    let queued_id = queued["id"].as_str().unwrap().to_string();
     // Leaving works without the broker's help: it already forgot the member.
     let (code, out, err) = cli(&alice.paths, &["leave", "team", "--yes", "--json"]);
     assert_eq!(code, 0, "{out} {err}");
@@ -87,6 +93,8 @@ async fn a_removed_member_stops_retrying_and_is_told_how_to_clear_it() {
     assert_eq!(v["broker_told"], false, "{v}");
     let (_, out, _) = cli(&alice.paths, &["list", "--json"]);
     assert_eq!(out.trim(), "[]");
+    let (_, out, err) = cli(&alice.paths, &["message-status", &queued_id, "--json"]);
+    assert!(out.contains("failed") && out.contains("you left mesh team"), "{out} {err}");
 }
 
 fn alice_member_id(paths: &claudemesh_agent::Paths) -> String {

@@ -41,7 +41,7 @@ async fn a_dm_arriving_while_a_session_registers_reaches_it() {
                 })
             };
             tokio::time::sleep(Duration::from_millis(trial % 10 * 3)).await;
-            let sid = format!("s-bob-{trial}");
+            let sid = format!("000000b0-5e55-4000-8000-{trial:012}");
             let mut holder = AgentClient::connect(&bob_paths, "test").await.unwrap();
             bounded("register", register(&mut holder, &sid, &format!("bob-{trial}"), &[])).await;
             bounded("the sends", send).await.unwrap();

@@ -323,6 +323,9 @@ async fn a_hostile_broker_cannot_substitute_reflect_replay_or_raise_priority() {
     }
     h.inject.send(ServerFrame::Event(Event::MemberUpdated(fake_info))).unwrap();
     let m = wait_trust(&mut c, "alice", TrustState::KeyChanged).await;
+    // Loud: `status` carries it for every client to show.
+    let st = mesh_status(&mut c).await;
+    assert!(st.trust_warnings.iter().any(|w| w.contains("alice's KEY CHANGED")), "{st:?}");
     let detail = m.trust.unwrap().detail.unwrap();
     assert!(detail.contains("KEY CHANGED") && detail.contains("member repin alice"), "{detail}");
     let err = c

@@ -219,8 +219,8 @@ async fn sessions_started_in_the_same_directory_get_distinct_names() {
     let repo = w.dir.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     let mut ac = a.client().await;
-    let c1 = mcp_unnamed(&a.paths, "s-1", &repo).await;
-    let c2 = mcp_unnamed(&a.paths, "s-2", &repo).await;
+    let c1 = mcp_unnamed(&a.paths, "00000001-5e55-4000-8000-000000000051", &repo).await;
+    let c2 = mcp_unnamed(&a.paths, "00000002-5e55-4000-8000-000000000052", &repo).await;
     let mut names = Vec::new();
     for _ in 0..400 {
         names = local_names(&mut ac).await;
@@ -247,9 +247,13 @@ async fn sessions_started_in_the_same_directory_get_distinct_names() {
             default_name,
         })
     };
-    let r = ac.call(reg("s-3", "alice", true)).await.unwrap();
+    let r = ac.call(reg("00000003-5e55-4000-8000-000000000053", "alice", true)).await.unwrap();
     assert_eq!(r["display_name"], "alice-3");
-    let e = ac.call(reg("s-4", "alice\u{7}", false)).await.unwrap_err().to_string();
+    let e = ac
+        .call(reg("00000004-5e55-4000-8000-000000000054", "alice\u{7}", false))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("session name") && e.contains("control"), "{e}");
     // Once alice-2 closes, its name is free for the next session.
     c2.cancel().await.unwrap();
@@ -260,7 +264,7 @@ async fn sessions_started_in_the_same_directory_get_distinct_names() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let mut other = a.client().await;
-    let r = other.call(reg("s-5", "alice", true)).await.unwrap();
+    let r = other.call(reg("00000005-5e55-4000-8000-000000000055", "alice", true)).await.unwrap();
     assert_eq!(r["display_name"], "alice-2");
     drop(c1);
 }

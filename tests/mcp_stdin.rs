@@ -42,7 +42,7 @@ async fn every_request_gets_a_reply_with_its_id() {
     let mut child = tokio::process::Command::new(EXE)
         .arg("mcp")
         .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
-        .env("CLAUDEMESH_SESSION_ID", "s-raw")
+        .env("CLAUDEMESH_SESSION_ID", "0000005a-5e55-4000-8000-00000000005a")
         .env("CLAUDEMESH_NAME", "raw")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

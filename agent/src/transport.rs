@@ -18,7 +18,7 @@ pub enum TransportError {
     #[error(
         "refusing plaintext ws:// to {host}, which is not this machine: anyone on the network path \
          could read and tamper with the connection. Use wss:// with the broker's --tls-cert/--tls-key, \
-         or terminate TLS at a reverse proxy; or re-join with --insecure-transport to accept plaintext"
+         or terminate TLS at a reverse proxy; or join with --insecure-transport to accept plaintext"
     )]
     PlaintextRemote { host: String },
     /// Neither `ws://` nor `wss://`, or no host.

@@ -53,6 +53,7 @@ fn client_lines_round_trip() {
             role: Some(Role::Admin),
             groups: Some(vec![GroupRole { name: "backend".into(), role: None }]),
         },
+        AgentCall::MemberRepin { member: "bob".into(), mesh: Some("team".into()) },
         AgentCall::Leave { mesh: "team".into(), local_only: false },
         AgentCall::InviteCreate(InviteCreate {
             mesh: None,

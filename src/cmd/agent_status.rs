@@ -81,8 +81,10 @@ fn mesh_lines(m: &MeshStatus) -> String {
         (_, true, None) => " [retrying]".to_string(),
         (_, false, _) => " [not retrying]".to_string(),
     };
+    let warnings: String =
+        m.trust_warnings.iter().map(|w| format!("\n    ! {}", text::one_line(w))).collect();
     format!(
-        "  {:<16} {:<12}{}{} {}\n    you are {} ({})  sessions {}  peers {}  inbox {} ({} unread)  outbox {}",
+        "  {:<16} {:<12}{}{} {}\n    you are {} ({})  sessions {}  peers {}  inbox {} ({} unread)  outbox {}{}",
         m.slug,
         word(&m.link),
         retry,
@@ -94,7 +96,8 @@ fn mesh_lines(m: &MeshStatus) -> String {
         m.peers,
         m.inbox,
         m.unread,
-        m.outbox
+        m.outbox,
+        warnings
     )
 }
 

@@ -10,6 +10,23 @@ use crate::cli::MemberRepinArgs;
 use crate::out::outln;
 
 pub async fn run(a: MemberRepinArgs) -> anyhow::Result<ExitCode> {
+    let mut c = super::agent().await?;
+    // Nothing to accept when the key is the pinned one: say so instead of asking.
+    let list: Vec<MemberEntry> = c.request(AgentCall::Members { mesh: a.mesh.clone() }).await?;
+    let hit = list
+        .iter()
+        .find(|m| m.member.member_id == a.member || m.member.display_name.eq_ignore_ascii_case(&a.member));
+    if let Some(m) =
+        hit.filter(|m| !m.me && m.trust.as_ref().is_some_and(|t| t.state == TrustState::Verified))
+    {
+        let code = m.trust.as_ref().map_or("-", |t| t.safety_code.as_str());
+        outln!(
+            "{} ({})'s key is verified and pinned (safety code {code}); nothing to do",
+            m.member.display_name,
+            m.short_id
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if !a.yes {
         let question = format!(
             "Accept the key the broker now lists for {}? Do this only if the safety code {} reads \
@@ -22,7 +39,6 @@ pub async fn run(a: MemberRepinArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     }
-    let mut c = super::agent().await?;
     let m: MemberEntry = c.request(AgentCall::MemberRepin { member: a.member, mesh: a.mesh }).await?;
     if a.json {
         crate::out::json(&m)?;

@@ -182,6 +182,12 @@ pub async fn repin(agent: &Agent, mesh: Option<&str>, who: &str) -> Result<Value
     let mesh_id = mesh_of(agent, mesh)?;
     refresh_directory(agent, &mesh_id).await;
     let m = find_member(agent, &mesh_id, who)?;
+    if agent.view().meshes.get(&mesh_id).is_some_and(|v| v.config.member_id == m.member_id) {
+        return Err((
+            ErrorCode::Invalid,
+            "that is you: your own key is never pinned, only other members' are".into(),
+        ));
+    }
     let (done, applied) = tokio::sync::oneshot::channel();
     agent.core.send(Input::Repin { mesh: mesh_id.clone(), member_id: m.member_id.clone(), done }).await?;
     applied.await.map_err(|_| (ErrorCode::Internal, "the agent stopped".to_string()))?;
@@ -244,7 +250,20 @@ pub async fn leave(agent: &Agent, mesh: &str, local_only: bool) -> Result<Value,
     if cfg.meshes.len() != before {
         cfg.save(&agent.paths).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
     }
+    // Sends still waiting were sealed with the key just deleted: a later rejoin must not send
+    // them under the new membership (the recipient could not open them). They fail, saying why.
+    for rec in agent.store.outbox_for(&mesh_id).unwrap_or_default() {
+        let state = claudemesh_protocol::local::SendState::Failed {
+            error: format!("you left mesh {mesh} before the broker took it; send it again if you rejoin"),
+        };
+        let event = UplinkEvent::Outbox { client_msg_id: rec.client_msg_id, state };
+        agent.core.send(Input::Uplink { mesh: mesh_id.clone(), event }).await?;
+    }
     agent.core.send(Input::MeshRemoved { mesh: mesh_id.clone() }).await?;
+    // What `leave` changed is committed before it answers.
+    let (done, applied) = tokio::sync::oneshot::channel();
+    agent.core.send(Input::Barrier(done)).await?;
+    let _ = applied.await;
     tracing::info!(mesh, broker_told = told, "left mesh");
     to_value(&claudemesh_protocol::local::LeaveReply { left: mesh.to_string(), mesh_id, broker_told: told })
 }

@@ -65,6 +65,9 @@ pub enum Input {
     MeshRemoved {
         mesh: String,
     },
+    /// Answered (`done`) once every input queued before it is handled and committed: a caller
+    /// that queued writes waits on it before it answers.
+    Barrier(tokio::sync::oneshot::Sender<()>),
     /// Forget the pin of a member and verify again (`member_repin`); `done` once applied.
     Repin {
         mesh: String,

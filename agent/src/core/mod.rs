@@ -187,6 +187,7 @@ impl Core {
                 }
                 self.dirty = true;
             }
+            Input::Barrier(done) => self.effect(Effect::Done(done)),
             Input::Repin { mesh, member_id, done } => {
                 if let Some(v) = self.state.meshes.get_mut(&mesh) {
                     v.trust.pins.remove(&member_id);

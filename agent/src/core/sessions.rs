@@ -46,9 +46,7 @@ impl Core {
         }
         // The broker's rules, checked here so a bad field is the caller's error, not a refusal
         // the link only logs.
-        validate_session_id(&sid)
-            .and_then(|()| validate_session_fields(&r.session))
-            .map_err(|e| (e.code(), e.to_string()))?;
+        validate_session_id(&sid).map_err(|e| (e.code(), e.to_string()))?;
         if let (Some(old), Some(pid)) = (self.state.sessions.get(&sid), r.claude_pid)
             && old.claude_pid.is_some_and(|p| p != pid)
             && !old.holders.is_empty()
@@ -72,6 +70,7 @@ impl Core {
         }
         let mut info = r.session.clone();
         info.display_name = session_name(&self.state.sessions, &r, &mesh_ids)?;
+        validate_session_fields(&info).map_err(|e| (e.code(), e.to_string()))?;
         let old = self.state.sessions.remove(&sid);
         let mut holders = old.as_ref().map(|s| s.holders.clone()).unwrap_or_default();
         holders.push(conn);

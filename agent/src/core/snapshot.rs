@@ -171,6 +171,7 @@ impl View {
                     inbox,
                     unread,
                     outbox: outbox.get(id).copied().unwrap_or(0),
+                    trust_warnings: trust_warnings(m),
                 }
             })
             .collect();
@@ -289,4 +290,28 @@ impl View {
         out.sort_by(|a, b| (&a.mesh, &a.member.display_name).cmp(&(&b.mesh, &b.member.display_name)));
         Ok(out)
     }
+}
+
+/// What `status` shouts about a mesh's keys: changed or removed keys the broker lists, and
+/// members beyond an invite's uses, sorted.
+fn trust_warnings(m: &crate::mesh::MeshView) -> Vec<String> {
+    use claudemesh_protocol::local::TrustState;
+    let mut w: Vec<String> = m
+        .members
+        .values()
+        .filter_map(|x| {
+            let t = m.trust.members.get(&x.member_id)?;
+            match t.state {
+                TrustState::KeyChanged | TrustState::Removed => t.detail.clone(),
+                _ if t.overused_invite => Some(format!(
+                    "{} enrolled with an invite that more members used than it allows: someone who saw \
+                     it enrolled extra keys; compare safety codes (`claudemesh members --verify`)",
+                    x.display_name
+                )),
+                _ => None,
+            }
+        })
+        .collect();
+    w.sort();
+    w
 }

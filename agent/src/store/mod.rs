@@ -149,6 +149,17 @@ impl Store {
             w.open_table(META).map_err(db_err)?.insert(UNSEEN_BUILT, &b"1"[..]).map_err(db_err)?;
         }
         w.commit().map_err(db_err)?;
+        // It holds decrypted messages: readable by this user only, whatever the umask made it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+                StoreError::Open {
+                    path: path.display().to_string(),
+                    message: format!("cannot make it private (0600): {e}"),
+                }
+            })?;
+        }
         Ok(Self { db: Arc::new(db) })
     }
 

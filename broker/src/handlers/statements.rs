@@ -19,7 +19,7 @@ pub fn outdated(protocol: u32) -> Option<String> {
     (protocol < PROTOCOL_VERSION).then(|| {
         format!(
             "this broker speaks claudemesh protocol {PROTOCOL_VERSION} and this client speaks {protocol}: \
-             upgrade claudemesh on this machine (then `claudemesh agent restart`)"
+             upgrade claudemesh on this machine, then run `claudemesh agent stop` (the next command starts the new agent)"
         )
     })
 }

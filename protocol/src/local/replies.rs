@@ -59,6 +59,11 @@ pub struct MeshStatus {
     pub unread: usize,
     /// Sends waiting for the broker's acknowledgement.
     pub outbox: usize,
+    /// Members whose keys this agent refuses because the broker lists a key that differs from
+    /// the pinned one (or a removed one again), or that enrolled beyond an invite's uses: one
+    /// sentence each, saying what to do. `status` shows them loudly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_warnings: Vec<String>,
 }
 
 /// Why the broker refused a hello that the link retries after.
