@@ -259,6 +259,10 @@ async fn a_hostile_broker_cannot_substitute_reflect_replay_or_raise_priority() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not vouched for"), "{err}");
+    assert!(
+        matches!(&err, claudemesh_agent::ClientError::Api(e) if e.code == claudemesh_protocol::frames::ErrorCode::Forbidden),
+        "{err:?}"
+    );
     assert!(h.sends.try_recv().is_err(), "nothing was sealed to the broker's key");
 
     // A message from alice, honest: stored and opened, with the in-box priority.

@@ -24,6 +24,8 @@ pub(crate) fn resolve_err(e: ResolveError) -> ApiError {
     match e {
         ResolveError::Ambiguous { .. } => (ErrorCode::Conflict, e.to_string()),
         ResolveError::LinkDown { .. } => (ErrorCode::Unavailable, e.to_string()),
+        // A key this agent does not trust: nothing is sealed to it.
+        ResolveError::Untrusted { .. } => (ErrorCode::Forbidden, e.to_string()),
         _ => (ErrorCode::NotFound, e.to_string()),
     }
 }
