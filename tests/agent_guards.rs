@@ -50,6 +50,14 @@ async fn an_auto_started_agent_gets_no_secret_of_its_caller() {
     }
     let pid = pid.expect("the agent wrote its pid file");
     let env = environ(pid);
+    // What it writes is this user's only: the log names peers, the store holds decrypted mail.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in [paths.log(), paths.pid(), paths.db(), paths.config()] {
+            let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is {mode:o}", f.display());
+        }
+    }
     let stop = cli(&paths, &["agent", "stop"]);
     assert_eq!(stop.0, 0, "{stop:?}");
     for secret in ["sk-ant-secret-1", "admin-secret-2", "ghp-secret-3"] {

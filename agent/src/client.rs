@@ -264,9 +264,13 @@ pub fn agent_keeps_env(name: &str) -> bool {
 /// when the caller exits, not when the agent does) and only the environment
 /// [`agent_keeps_env`] lets through.
 pub fn spawn_agent(paths: &Paths, exe: &Path) -> Result<std::process::Child, ClientError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     use std::os::unix::process::CommandExt;
     paths.ensure_dir()?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(paths.log())?;
+    // The log names peers and meshes: this user's only, like everything in the directory.
+    let log = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(paths.log())?;
+    // A log an older release left readable by others is tightened too.
+    log.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     let log2 = log.try_clone()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["agent", "run"]).env_clear();

@@ -56,12 +56,14 @@ impl PidLock {
     /// Takes the singleton lock, or says which agent holds it. A pid file left by a crashed
     /// agent is not locked, so it is simply taken over.
     pub fn acquire(paths: &Paths) -> Result<Self, DaemonError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = paths.pid();
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(io("cannot open pid file", &path))?;
         match file.try_lock() {
