@@ -113,11 +113,10 @@ fn save_mesh(paths: &Paths, mc: MeshConfig) -> Result<Joined, JoinError> {
     Ok(Joined { mesh: mc })
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// Now, in whole Unix seconds: `joined_at`, and (in ms) the time of the enrollment statement,
+/// which the link publishes again on every hello — the same statement, so nothing changes.
+fn joined_now() -> u64 {
+    crate::core::now_ms() / 1000
 }
 
 fn mesh_config(
@@ -127,9 +126,8 @@ fn mesh_config(
     role: claudemesh_protocol::frames::Role,
     key: &MemberKeypair,
     display_name: &str,
+    joined_at: u64,
 ) -> MeshConfig {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     MeshConfig {
         id: mesh.id,
         slug: mesh.slug,
@@ -138,14 +136,13 @@ fn mesh_config(
         role,
         secret_key: key.secret_hex().to_string(),
         display_name: display_name.into(),
-        joined_at: now,
+        joined_at,
         root_pubkey: None,
         invite: None,
         extra: Default::default(),
     }
 }
 
-/// Enrolls with `invite` under `display_name` and saves the mesh with its new key.
 /// Enrolls with `invite` as `display_name` and saves the mesh. `insecure_transport` accepts a
 /// plaintext `ws://` broker that is not loopback (refused otherwise, before connecting), and is
 /// recorded in the mesh's config for the agent's link.
@@ -162,6 +159,7 @@ pub async fn join(
     crate::transport::check(&p.broker_url, insecure_transport)?;
     let conn = OneShot::open(&p.broker_url).await?;
     let key = MemberKeypair::generate();
+    let joined_at = joined_now();
     let frame = ClientFrame::Enroll(Enroll {
         invite: invite.token().into(),
         pubkey: key.public_hex(),
@@ -174,14 +172,15 @@ pub async fn join(
                 &p.mesh_id,
                 display_name,
                 invite.token(),
-                now_ms(),
+                joined_at * 1000,
             )
             .map_err(|e| JoinError::Protocol(format!("cannot sign the enrollment statement: {e}")))?,
         ),
     });
     match conn.ask(&frame).await? {
         ServerFrame::Enrolled { member_id, role, mesh } => {
-            let mut mc = mesh_config(mesh, p.broker_url.clone(), member_id, role, &key, display_name);
+            let mut mc =
+                mesh_config(mesh, p.broker_url.clone(), member_id, role, &key, display_name, joined_at);
             // The admin who signed the invite is this member's root of trust (pinned here).
             mc.root_pubkey = Some(p.issuer_pubkey.to_ascii_lowercase());
             mc.invite = Some(invite.token().to_string());
@@ -214,7 +213,8 @@ pub async fn create_mesh(
     };
     match conn.ask(&frame).await? {
         ServerFrame::MeshCreated { mesh, member_id, role, .. } => {
-            let mut mc = mesh_config(mesh, broker_url.into(), member_id, role, &key, display_name);
+            let mut mc =
+                mesh_config(mesh, broker_url.into(), member_id, role, &key, display_name, joined_now());
             // The creator is its own root: every member chains to an invite it or its admins signed.
             mc.root_pubkey = Some(key.public_hex());
             mc.set_insecure_transport(insecure_transport);

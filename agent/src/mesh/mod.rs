@@ -100,7 +100,7 @@ impl MeshView {
         uplink: mpsc::Sender<UplinkCmd>,
         cancel: CancellationToken,
     ) -> Self {
-        let trust = MeshTrust { root: config.root_pubkey.clone(), ..Default::default() };
+        let trust = MeshTrust::new(config.root_pubkey.clone());
         Self {
             trust,
             config,
@@ -190,9 +190,7 @@ impl MeshView {
 }
 
 /// The short form of a member id that lists and errors show (`m_1cf452`).
-pub fn short_id(member_id: &str) -> &str {
-    member_id.get(..8).unwrap_or(member_id)
-}
+pub use claudemesh_protocol::text::short_member_id as short_id;
 
 /// Whether a message of `priority` may be pushed to a session in `status` now (DESIGN §6):
 /// `now` always; `next` when the session is idle; `low` never (the model asks for it); `dnd`

@@ -4,10 +4,11 @@
 //! from. Pure data; the core persists new pins.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use claudemesh_protocol::frames::{FormerMember, MemberInfo};
 use claudemesh_protocol::local::{MemberTrust, TrustState};
-use claudemesh_protocol::trust::{Entry, Standing, safety_code, verify_directory};
+use claudemesh_protocol::trust::{Entry, Standing, Verdict, safety_code, verify_directory};
 
 use crate::store::Pin;
 
@@ -21,9 +22,17 @@ pub struct MeshTrust {
     pub pins: HashMap<String, Pin>,
     /// The verdict of the last verification, by member id (current members only).
     pub members: HashMap<String, MemberTrust>,
+    /// What the chain said last time, and a hash of what it was given: a directory change that
+    /// touches no key or statement (presence, declared groups) verifies no signature again.
+    chain: (u64, HashMap<String, Verdict>),
 }
 
 impl MeshTrust {
+    /// Trust for a mesh whose root key is `root` (see [`MeshTrust::root`]), nothing pinned yet.
+    pub fn new(root: Option<String>) -> Self {
+        Self { root, ..Default::default() }
+    }
+
     /// Whether `member_id` may be encrypted to and accepted from; the error says why not and
     /// what to do.
     pub fn usable(&self, member_id: &str) -> Result<(), String> {
@@ -55,8 +64,24 @@ impl MeshTrust {
             pubkey: &f.pubkey,
             statements: &f.statements,
         }));
-        let verdicts =
-            self.root.as_deref().map(|root| verify_directory(mesh_id, root, &entries)).unwrap_or_default();
+        entries.sort_by(|a, b| a.member_id.cmp(b.member_id));
+        let input = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&self.root, mesh_id).hash(&mut h);
+            for e in &entries {
+                (e.member_id, e.pubkey, e.statements).hash(&mut h);
+            }
+            h.finish()
+        };
+        if self.chain.0 != input || self.chain.1.is_empty() {
+            let verdicts = self
+                .root
+                .as_deref()
+                .map(|root| verify_directory(mesh_id, root, &entries))
+                .unwrap_or_default();
+            self.chain = (input, verdicts);
+        }
+        let verdicts = &self.chain.1;
         let mut new_pins = Vec::new();
         // Former members with a verified removal: pin the removal for good.
         for f in former.values() {

@@ -11,7 +11,7 @@ use claudemesh_protocol::crypto::{random_bytes, sign_hello};
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ErrorFrame, Hello, ServerFrame};
 use claudemesh_protocol::limits::PROTOCOL_VERSION;
 use claudemesh_protocol::local::LinkState;
-use claudemesh_protocol::trust::{STATEMENT_VERSION, SignedStatement, Statement};
+use claudemesh_protocol::trust::SignedStatement;
 use tokio::sync::mpsc;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
@@ -261,16 +261,14 @@ fn member_statement(
     config: &crate::config::MeshConfig,
     key: &claudemesh_protocol::crypto::MemberKeypair,
 ) -> Result<SignedStatement, claudemesh_protocol::trust::StatementError> {
-    Statement::Member {
-        v: STATEMENT_VERSION,
-        mesh_id: config.id.clone(),
-        member_id: config.member_id.clone(),
-        pubkey: key.public_hex(),
-        display_name: config.display_name.clone(),
-        invite: config.invite.clone(),
-        at: config.joined_at.saturating_mul(1000),
-    }
-    .sign(key)
+    claudemesh_protocol::trust::member_statement(
+        key,
+        &config.id,
+        &config.member_id,
+        &config.display_name,
+        config.invite.as_deref(),
+        config.joined_at.saturating_mul(1000),
+    )
 }
 
 /// The link's WebSocket limits: the protocol's ([`MAX_WS_MESSAGE_BYTES`], twice the frame

@@ -51,13 +51,28 @@ pub fn enrollment_statement(
     invite_token: &str,
     at: u64,
 ) -> Result<SignedStatement, StatementError> {
+    let member_id = member_id_for(&key.public_hex());
+    member_statement(key, mesh_id, &member_id, display_name, Some(invite_token), at)
+}
+
+/// The `member` statement `key` signs about itself as `member_id` of `mesh_id`, named
+/// `display_name`, enrolled with `invite_token` (none for a mesh's creator or a member from
+/// before protocol 2). `at` is Unix milliseconds.
+pub fn member_statement(
+    key: &crate::crypto::MemberKeypair,
+    mesh_id: &str,
+    member_id: &str,
+    display_name: &str,
+    invite_token: Option<&str>,
+    at: u64,
+) -> Result<SignedStatement, StatementError> {
     Statement::Member {
         v: STATEMENT_VERSION,
         mesh_id: mesh_id.to_string(),
-        member_id: member_id_for(&key.public_hex()),
+        member_id: member_id.to_string(),
         pubkey: key.public_hex(),
         display_name: display_name.to_string(),
-        invite: Some(invite_token.to_string()),
+        invite: invite_token.map(str::to_string),
         at,
     }
     .sign(key)
