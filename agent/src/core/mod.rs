@@ -299,8 +299,10 @@ impl Core {
         self.view.send_replace(Arc::new(v));
     }
 
-    /// Sends `event` to every subscription it matches: `session` narrows `messages` events;
-    /// `mesh` (id) narrows the rest. Returns how many subscriptions got it.
+    /// Sends `event` to every subscription it matches. For `messages`, `session` says whose
+    /// subscriptions: `Some(s)` only those of session `s` (a push), `None` only those without a
+    /// session (an arrival, for a dashboard). A subscription's `mesh` (id) narrows every topic
+    /// when `mesh` is given. Returns how many subscriptions got it.
     pub(crate) fn publish(
         &mut self,
         topic: Topic,
@@ -313,7 +315,7 @@ impl Core {
             if !s.topics.contains(&topic) {
                 continue;
             }
-            if topic == Topic::Messages && s.session.is_some() && s.session.as_deref() != session {
+            if topic == Topic::Messages && s.session.as_deref() != session {
                 continue;
             }
             if let (Some(want), Some(m)) = (&s.mesh, mesh)

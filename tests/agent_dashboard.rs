@@ -1,0 +1,89 @@
+//! What the dashboard (`claudemesh tui`) relies on, end to end on a real broker and real agents:
+//! a `messages` subscription without a session sees every arrival once and marks nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use claudemesh_agent::AgentClient;
+use claudemesh_protocol::frames::Priority;
+use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, InboxReply, LocalEvent, Topic};
+use common::*;
+
+const BOB_S: &str = "000000b0-5e55-4000-8000-000000000000";
+
+/// The messages events on `c`: waits (10 s at most) until `want` came, then `settle_ms` more
+/// for any that should not.
+async fn messages(c: &mut AgentClient, want: usize, settle_ms: u64) -> Vec<InboxMessage> {
+    let mut out = Vec::new();
+    let mut deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut settling = false;
+    loop {
+        if out.len() >= want && !settling {
+            settling = true;
+            deadline = tokio::time::Instant::now() + Duration::from_millis(settle_ms);
+        }
+        match tokio::time::timeout_at(deadline, c.next_event()).await {
+            Ok(Ok((_, _, LocalEvent::Messages(m)))) => out.push(m),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("subscription ended: {e}"),
+            Err(_) => return out,
+        }
+    }
+}
+
+fn bodies_of(v: &[InboxMessage]) -> Vec<&str> {
+    v.iter().map(|m| m.body.as_str()).collect()
+}
+
+/// The whole inbox, seen or not, as `claudemesh inbox --all` reads it.
+async fn whole_inbox(c: &mut AgentClient) -> InboxReply {
+    c.request(AgentCall::Inbox(InboxParams { all: true, ..Default::default() })).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_dashboard_sees_each_arrival_once_and_marks_nothing() {
+    let w = World::start().await;
+    let (_alice, mut a) = connected_agent(&w, "alice").await;
+    let (bob, mut b) = connected_agent(&w, "bob").await;
+    let mut dash = bob.client().await;
+    dash.subscribe(vec![Topic::Messages], None, None).await.unwrap();
+
+    // To bob the member, with no session of his open: it waits, and the dashboard sees it.
+    let r = a.call(send_call("bob", "while nobody is here", Priority::Now, None)).await.unwrap();
+    let id = r["id"].as_str().unwrap().to_string();
+    let got = messages(&mut dash, 1, 500).await;
+    assert_eq!(bodies_of(&got), ["while nobody is here"], "exactly once");
+    assert!(!got[0].seen);
+
+    // A session opens and subscribes to its own messages: it gets the push, the dashboard
+    // no second copy.
+    register(&mut b, BOB_S, "bob", &[]).await;
+    let mut own = bob.client().await;
+    own.subscribe(vec![Topic::Messages], Some(BOB_S.into()), None).await.unwrap();
+    assert_eq!(bodies_of(&messages(&mut own, 1, 300).await), ["while nobody is here"]);
+    a.call(send_call("bob", "now you are", Priority::Now, None)).await.unwrap();
+    assert_eq!(bodies_of(&messages(&mut own, 1, 300).await), ["now you are"], "its push");
+    assert_eq!(bodies_of(&messages(&mut dash, 1, 500).await), ["now you are"], "once, and only the new one");
+
+    // Neither is seen, and alice was told delivered, never seen.
+    let all = whole_inbox(&mut b).await;
+    assert_eq!(all.messages.len(), 2);
+    assert!(all.messages.iter().all(|m| !m.seen), "{all:?}");
+    let mut state = serde_json::Value::Null;
+    for _ in 0..200 {
+        let st = a.call(AgentCall::MessageStatus { msg_id: id.clone() }).await.unwrap();
+        state = st["recipient_states"][0]["state"].clone();
+        if state == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(state, "delivered");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = a.call(AgentCall::MessageStatus { msg_id: id }).await.unwrap();
+    assert_eq!(st["recipient_states"][0]["state"], "delivered", "no receipt: {st}");
+    // The session still takes both.
+    assert_eq!(take_and_confirm(&mut b, BOB_S).await.messages.len(), 2);
+}
