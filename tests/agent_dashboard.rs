@@ -1,5 +1,6 @@
 //! What the dashboard (`claudemesh tui`) relies on, end to end on a real broker and real agents:
-//! a `messages` subscription without a session sees every arrival once and marks nothing.
+//! a `messages` subscription without a session sees every arrival once and marks nothing, and a
+//! sender's `presence` subscription sees its message delivered, then seen.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -7,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use claudemesh_agent::AgentClient;
-use claudemesh_protocol::frames::Priority;
+use claudemesh_protocol::frames::{Event, Priority, ReceiptState};
 use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, InboxReply, LocalEvent, Topic};
 use common::*;
 
@@ -86,4 +87,49 @@ async fn a_dashboard_sees_each_arrival_once_and_marks_nothing() {
     assert_eq!(st["recipient_states"][0]["state"], "delivered", "no receipt: {st}");
     // The session still takes both.
     assert_eq!(take_and_confirm(&mut b, BOB_S).await.messages.len(), 2);
+}
+
+/// The `receipt` events on `c`'s `presence` subscription within 10 s, until `want` came.
+async fn receipts(c: &mut AgentClient, want: usize) -> Vec<(Vec<String>, String, ReceiptState)> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while out.len() < want {
+        match tokio::time::timeout_at(deadline, c.next_event()).await {
+            Ok(Ok((
+                _,
+                _,
+                LocalEvent::Presence { event: Event::Receipt { msg_ids, member_id, state }, .. },
+            ))) => out.push((msg_ids, member_id, state)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("subscription ended: {e}"),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_sender_sees_delivered_then_seen_live() {
+    let w = World::start().await;
+    let (alice, mut a) = connected_agent(&w, "alice").await;
+    let (_bob, mut b) = connected_agent(&w, "bob").await;
+    let bob_id = b.call(AgentCall::Meshes).await.unwrap()[0]["member_id"].as_str().unwrap().to_string();
+    let mut watch = alice.client().await;
+    watch.subscribe(vec![Topic::Presence], None, None).await.unwrap();
+    let r = a.call(send_call("bob", "how far did it get?", Priority::Now, None)).await.unwrap();
+    let ack_id = loop {
+        let st = a.call(AgentCall::MessageStatus { msg_id: r["id"].as_str().unwrap().into() }).await.unwrap();
+        if let Some(id) = st["msg_id"].as_str() {
+            break id.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    // Bob's agent stored it (no session of his is open): delivered, not seen.
+    let got = receipts(&mut watch, 1).await;
+    assert_eq!(got, [(vec![ack_id.clone()], bob_id.clone(), ReceiptState::Delivered)]);
+    // A session of his shows it: seen.
+    register(&mut b, BOB_S, "bob", &[]).await;
+    assert_eq!(take_and_confirm(&mut b, BOB_S).await.messages.len(), 1);
+    let got = receipts(&mut watch, 1).await;
+    assert_eq!(got, [(vec![ack_id], bob_id, ReceiptState::Seen)]);
 }
