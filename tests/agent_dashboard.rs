@@ -1,6 +1,7 @@
 //! What the dashboard (`claudemesh tui`) relies on, end to end on a real broker and real agents:
-//! a `messages` subscription without a session sees every arrival once and marks nothing, and a
-//! sender's `presence` subscription sees its message delivered, then seen.
+//! a `messages` subscription without a session sees every arrival once and marks nothing, a
+//! sender's `presence` subscription sees its message delivered, then seen, and a person's read
+//! marks show in the inbox without changing delivery.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,7 +10,9 @@ use std::time::Duration;
 
 use claudemesh_agent::AgentClient;
 use claudemesh_protocol::frames::{Event, Priority, ReceiptState};
-use claudemesh_protocol::local::{AgentCall, InboxMessage, InboxParams, InboxReply, LocalEvent, Topic};
+use claudemesh_protocol::local::{
+    AgentCall, InboxMessage, InboxParams, InboxReply, LocalEvent, MarkReadReply, Topic,
+};
 use common::*;
 
 const BOB_S: &str = "000000b0-5e55-4000-8000-000000000000";
@@ -132,4 +135,35 @@ async fn a_sender_sees_delivered_then_seen_live() {
     assert_eq!(take_and_confirm(&mut b, BOB_S).await.messages.len(), 1);
     let got = receipts(&mut watch, 1).await;
     assert_eq!(got, [(vec![ack_id], bob_id, ReceiptState::Seen)]);
+}
+
+#[tokio::test]
+async fn a_read_mark_shows_in_the_inbox_and_leaves_the_session_its_message() {
+    let w = World::start().await;
+    let (_alice, mut a) = connected_agent(&w, "alice").await;
+    let (_bob, mut b) = connected_agent(&w, "bob").await;
+    a.call(send_call("bob", "read me later", Priority::Next, None)).await.unwrap();
+    let id = wait_inbox(&mut b, None, 1).await.messages[0].msg_id.clone();
+    let r: MarkReadReply = b
+        .request(AgentCall::MarkRead { msg_ids: vec![id.clone(), "msg_unknown".into()], mesh: None })
+        .await
+        .unwrap();
+    assert_eq!(r.marked, 1);
+    let again: MarkReadReply = b
+        .request(AgentCall::MarkRead { msg_ids: vec![id.clone()], mesh: Some("team".into()) })
+        .await
+        .unwrap();
+    assert_eq!(again.marked, 0, "already read");
+    let e = b.call(AgentCall::MarkRead { msg_ids: vec![id.clone()], mesh: Some("nope".into()) }).await;
+    assert!(e.unwrap_err().to_string().contains("nope"));
+    let all = whole_inbox(&mut b).await;
+    assert_eq!(all.messages.len(), 1);
+    assert!(all.messages[0].read && !all.messages[0].seen, "{all:?}");
+    // Still unseen for a session, which takes it as ever.
+    register(&mut b, BOB_S, "bob", &[]).await;
+    let took = take_and_confirm(&mut b, BOB_S).await;
+    assert_eq!(bodies(&took), ["read me later"]);
+    assert!(took.messages[0].read);
+    let all = whole_inbox(&mut b).await;
+    assert!(all.messages[0].read && all.messages[0].seen, "{all:?}");
 }

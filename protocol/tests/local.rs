@@ -34,6 +34,7 @@ fn client_lines_round_trip() {
         AgentCall::Confirm { lease: 8, msg_ids: Some(vec!["m1".into()]) },
         AgentCall::Inbox(InboxParams { session: Some("s".into()), all: true, ..Default::default() }),
         AgentCall::MarkSeen { msg_ids: vec!["a".into()], session: Some("s".into()) },
+        AgentCall::MarkRead { msg_ids: vec!["a".into()], mesh: Some("team".into()) },
         AgentCall::MessageStatus { msg_id: "a".into() },
         AgentCall::SessionRegister(SessionRegister {
             meshes: vec!["team".into()],
@@ -140,8 +141,19 @@ fn agent_lines_round_trip() {
         sent_at: 1,
         received_at: 2,
         seen: false,
+        read: true,
         error: None,
     };
+    let v = rt(&msg);
+    assert_eq!(v["read"], true);
+    let unread = rt(&InboxMessage { read: false, ..msg.clone() });
+    assert!(unread.get("read").is_none(), "absent when false: {unread}");
+    let old: InboxMessage =
+        serde_json::from_value(json!({"msg_id": "m", "mesh": "team", "from_member": "m_1",
+        "from_session": "s", "from_name": "alice", "target": "*", "priority": "now", "body": "hi",
+        "sent_at": 1, "received_at": 2, "seen": true}))
+        .unwrap();
+    assert!(!old.read, "a record stored before read marks reads as unread");
     for event in [
         LocalEvent::Messages(msg),
         LocalEvent::Presence {

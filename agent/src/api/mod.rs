@@ -1,6 +1,6 @@
 //! The socket API (DESIGN §10): dispatch of each `request` to who serves it. Reads (`status`,
 //! `meshes`, `peers`, `members`) are answered from the core's snapshot; delivery calls (`send`,
-//! `inbox`, `confirm`, `mark_seen`, `session_*`, `hook`) go to the core; calls that wait on a
+//! `inbox`, `confirm`, `mark_seen`, `mark_read`, `session_*`, `hook`) go to the core; calls that wait on a
 //! broker (invites, membership, `leave`, `message_status`) or on time (`hook_wait`) run here, so
 //! they never hold up the core. Errors carry the broker's stable codes and say what to do.
 
@@ -54,6 +54,7 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
         call @ (AgentCall::Inbox(_)
         | AgentCall::Confirm { .. }
         | AgentCall::MarkSeen { .. }
+        | AgentCall::MarkRead { .. }
         | AgentCall::SessionRegister(_)
         | AgentCall::SessionUpdate { .. }
         | AgentCall::SessionClose { .. }

@@ -26,6 +26,7 @@ pub(crate) mod calls;
 mod delivery;
 mod hooks;
 pub mod input;
+mod read;
 mod receive;
 mod send;
 mod sessions;

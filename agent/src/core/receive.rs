@@ -186,6 +186,7 @@ impl Core {
             sent_at,
             received_at: now_ms(),
             seen: false,
+            read: false,
             error,
         };
         let rec = InboxRecord {

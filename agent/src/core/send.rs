@@ -207,6 +207,7 @@ impl Core {
                 sent_at: at,
                 received_at: at,
                 seen: false,
+                read: false,
                 error: None,
             },
             mesh_id: mesh_id.to_string(),

@@ -19,6 +19,7 @@ fn rec(id: &str) -> InboxRecord {
             sent_at: 1,
             received_at: 2,
             seen: false,
+            read: false,
             error: None,
         },
         mesh_id: "mesh".into(),

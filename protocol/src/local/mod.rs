@@ -68,6 +68,14 @@ pub enum AgentCall {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
     },
+    /// A person read these messages in the dashboard: set their `read` flag. Touches nothing a
+    /// session or the broker sees (no seen mark, no lease, no receipt). `mesh` (a slug) narrows
+    /// which mesh's messages the ids name. Reply: [`MarkReadReply`].
+    MarkRead {
+        msg_ids: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
     MessageStatus {
         msg_id: String,
     },
@@ -194,6 +202,7 @@ pub const AGENT_METHODS: &[&str] = &[
     "inbox",
     "confirm",
     "mark_seen",
+    "mark_read",
     "message_status",
     "session_register",
     "session_update",
@@ -440,6 +449,10 @@ pub struct InboxMessage {
     pub received_at: u64,
     #[serde(default)]
     pub seen: bool,
+    /// A person marked it read in the dashboard (`mark_read`); independent of `seen`, which is
+    /// about Claude sessions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read: bool,
     /// Why the message could not be opened, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -241,6 +241,13 @@ pub struct MarkSeenReply {
     pub marked: usize,
 }
 
+/// `mark_read`: how many messages became read (those already read, or not found, are not
+/// counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MarkReadReply {
+    pub marked: usize,
+}
+
 /// Where a send stands, as `message_status` and the `outbox` topic report it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]

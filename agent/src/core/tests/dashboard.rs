@@ -1,9 +1,9 @@
 //! Core tests of what a dashboard relies on: `messages` subscriptions without a session see every
-//! arrival once and mark nothing.
+//! arrival once and mark nothing; a person's read marks change no delivery.
 
-use claudemesh_protocol::frames::{Priority, Push, PushFrom, Target};
+use claudemesh_protocol::frames::{ErrorCode, Priority, Push, PushFrom, Target};
 use claudemesh_protocol::local::{
-    AgentCall, AgentLine, InboxParams, InboxReply, LocalEvent, SendParams, Topic,
+    AgentCall, AgentLine, ConfirmReply, InboxParams, InboxReply, LocalEvent, MarkReadReply, SendParams, Topic,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -142,4 +142,65 @@ fn a_copy_for_a_sibling_session_is_an_arrival_too() {
         .call(1, AgentCall::Inbox(InboxParams { session: Some(S1.into()), take: true, ..Default::default() }))
         .unwrap();
     assert!(own.messages.is_empty(), "the sender does not get its own message");
+}
+
+fn mark_read(t: &mut T, ids: &[&str], mesh: Option<&str>) -> Result<usize, crate::error::ApiError> {
+    let call = AgentCall::MarkRead {
+        msg_ids: ids.iter().map(|s| (*s).to_string()).collect(),
+        mesh: mesh.map(Into::into),
+    };
+    t.call::<MarkReadReply>(5, call).map(|r| r.marked)
+}
+
+#[test]
+fn a_read_mark_is_the_persons_and_changes_no_delivery() {
+    let mut t = setup(&[]);
+    let a = t.push(Target::Member("m_bob".into()), Priority::Now);
+    assert_eq!(mark_read(&mut t, &[&a, "msg_nope", &a], None).unwrap(), 1, "once, unknown ids count nothing");
+    assert_eq!(mark_read(&mut t, &[&a], Some("team")).unwrap(), 0, "already read");
+    assert_eq!(mark_read(&mut t, &["msg_nope"], None).unwrap(), 0);
+    assert_eq!(mark_read(&mut t, &[&a], Some("elsewhere")).unwrap_err().0, ErrorCode::NotFound);
+    let m = t.stored(&a);
+    assert!(m.read && !m.seen, "{m:?}");
+    assert!(!t._uplink.try_recv().is_ok_and(|c| matches!(c, UplinkCmd::Receipt(_))), "no receipt");
+    // A session still gets it pushed, then takes and confirms it: seen, and still read.
+    t.register(1, S1);
+    let mut own = t.watch(30, Some(S1), None);
+    assert_eq!(arrivals(&mut own), std::slice::from_ref(&a));
+    let took = t.take(S1);
+    assert_eq!((took.messages.len(), took.messages[0].read), (1, true));
+    let _: ConfirmReply =
+        t.call(1, AgentCall::Confirm { lease: took.lease.unwrap(), msg_ids: None }).unwrap();
+    let m = t.stored(&a);
+    assert!(m.read && m.seen, "{m:?}");
+    // One seen before it is read (no longer live) takes the mark as well.
+    let b = t.push(Target::Member("m_bob".into()), Priority::Low);
+    let took = t.take(S1);
+    let _: ConfirmReply =
+        t.call(1, AgentCall::Confirm { lease: took.lease.unwrap(), msg_ids: None }).unwrap();
+    assert_eq!(mark_read(&mut t, &[&b], None).unwrap(), 1);
+    let m = t.stored(&b);
+    assert!(m.read && m.seen, "{m:?}");
+}
+
+#[test]
+fn seen_and_read_in_one_turn_both_stay() {
+    let mut t = setup(&[]);
+    t.register(1, S1);
+    let a = t.push(Target::Member("m_bob".into()), Priority::Low);
+    let lease = t.take(S1).lease.unwrap();
+    // One turn: the confirm makes it seen (and drops it from the live set), then it is read.
+    let (confirm, mut c) = oneshot::channel();
+    t.core.handle(
+        Input::Call { conn: 1, call: AgentCall::Confirm { lease, msg_ids: None }, reply: confirm },
+        t.now,
+    );
+    let (read, mut r) = oneshot::channel();
+    let call = AgentCall::MarkRead { msg_ids: vec![a.clone()], mesh: None };
+    t.core.handle(Input::Call { conn: 5, call, reply: read }, t.now);
+    t.core.finish_turn();
+    assert!(c.try_recv().unwrap().is_ok());
+    assert_eq!(r.try_recv().unwrap().unwrap()["marked"], 1);
+    let m = t.stored(&a);
+    assert!(m.read && m.seen, "neither write undid the other: {m:?}");
 }
