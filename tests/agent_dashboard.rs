@@ -1,7 +1,8 @@
 //! What the dashboard (`claudemesh tui`) relies on, end to end on a real broker and real agents:
 //! a `messages` subscription without a session sees every arrival once and marks nothing, a
 //! sender's `presence` subscription sees its message delivered, then seen, and a person's read
-//! marks show in the inbox without changing delivery.
+//! marks show in the inbox without changing delivery, and this machine's sends are listed with
+//! their bodies (`sent`) and told live on `outbox`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,7 +12,8 @@ use std::time::Duration;
 use claudemesh_agent::AgentClient;
 use claudemesh_protocol::frames::{Event, Priority, ReceiptState};
 use claudemesh_protocol::local::{
-    AgentCall, InboxMessage, InboxParams, InboxReply, LocalEvent, MarkReadReply, Topic,
+    AgentCall, InboxMessage, InboxParams, InboxReply, LocalEvent, MarkReadReply, SendState, SentRecord,
+    SentReply, Topic,
 };
 use common::*;
 
@@ -166,4 +168,70 @@ async fn a_read_mark_shows_in_the_inbox_and_leaves_the_session_its_message() {
     assert!(took.messages[0].read);
     let all = whole_inbox(&mut b).await;
     assert!(all.messages[0].read && all.messages[0].seen, "{all:?}");
+}
+
+const ALICE_S: &str = "000000a1-5e55-4000-8000-000000000000";
+
+/// The `outbox` events on `c` until one ends the send `id` (10 s at most).
+async fn outbox_until_end(c: &mut AgentClient, id: &str) -> Vec<(SendState, Option<SentRecord>)> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Ok(Ok((_, _, ev))) = tokio::time::timeout_at(deadline, c.next_event()).await {
+        if let LocalEvent::Outbox { client_msg_id, state, sent, .. } = ev
+            && client_msg_id == id
+        {
+            let end = !matches!(state, SendState::Pending);
+            out.push((state, sent.map(|s| *s)));
+            if end {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn sent_lists_this_machines_sends_with_bodies_and_outbox_tells_them_live() {
+    let w = World::start().await;
+    let (alice, mut a) = connected_agent(&w, "alice").await;
+    let (_bob, mut b) = connected_agent(&w, "bob").await;
+    let bob_id = b.call(AgentCall::Meshes).await.unwrap()[0]["member_id"].as_str().unwrap().to_string();
+    register(&mut a, ALICE_S, "alice-laptop", &[]).await;
+    wait_peer(&mut b, "alice-laptop").await;
+    let mut watch = alice.client().await;
+    watch.subscribe(vec![Topic::Outbox], None, None).await.unwrap();
+
+    let r = a.call(send_call("bob", "first", Priority::Low, Some(ALICE_S))).await.unwrap();
+    let id = r["id"].as_str().unwrap().to_string();
+    let events = outbox_until_end(&mut watch, &id).await;
+    let [(SendState::Pending, Some(rec)), (SendState::Accepted { recipients: 1, .. }, None)] = &events[..]
+    else {
+        panic!("pending with its record, then accepted without: {events:?}")
+    };
+    assert_eq!((rec.body.as_str(), rec.priority, rec.to.as_str()), ("first", Priority::Low, "bob"));
+    assert_eq!(
+        (rec.target.as_str(), rec.from_session.as_deref()),
+        (r["target"].as_str().unwrap(), Some(ALICE_S))
+    );
+    assert_eq!(rec.recipient_ids, [bob_id]);
+
+    let all: SentReply = a.request(AgentCall::Sent { mesh: None, limit: None }).await.unwrap();
+    assert_eq!(all.more, 0);
+    let [only] = &all.sent[..] else { panic!("{all:?}") };
+    assert_eq!(SentRecord { state: SendState::Pending, ..only.clone() }, *rec, "the same record");
+    assert!(matches!(&only.state, SendState::Accepted { recipients: 1, .. }), "{only:?}");
+
+    // The newest `limit`, oldest first, and how many older ones it left out.
+    for body in ["second", "third"] {
+        a.call(send_call("bob", body, Priority::Next, None)).await.unwrap();
+    }
+    let page: SentReply =
+        a.request(AgentCall::Sent { mesh: Some("team".into()), limit: Some(2) }).await.unwrap();
+    let bodies: Vec<&str> = page.sent.iter().map(|s| s.body.as_str()).collect();
+    assert_eq!((bodies, page.more), (vec!["second", "third"], 1));
+    assert_eq!(page.sent[1].from_session, None, "sent as the member");
+    let e = a.call(AgentCall::Sent { mesh: Some("nope".into()), limit: None }).await.unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+    let theirs: SentReply = b.request(AgentCall::Sent { mesh: None, limit: None }).await.unwrap();
+    assert!(theirs.sent.is_empty(), "only this machine's sends");
 }

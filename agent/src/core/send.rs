@@ -1,14 +1,15 @@
 //! Sending (DESIGN §5, §6): resolve `to` in the member directory, give this agent's other
 //! matching sessions their copy at once (the broker never sends `@g`/`*` back to the sending
 //! member), encrypt one envelope per recipient member, and queue it in the outbox, committed
-//! before the reply. An idempotency key makes a retried send return the first reply.
+//! before the reply and told to `outbox` subscribers (pending, with the whole record). An
+//! idempotency key makes a retried send return the first reply.
 
 use std::time::Instant;
 
 use claudemesh_protocol::crypto::{MessagePlaintext, fan_out};
 use claudemesh_protocol::frames::{ErrorCode, Priority, Target};
 use claudemesh_protocol::limits::{MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_BYTES};
-use claudemesh_protocol::local::{InboxMessage, SendParams, SendReply};
+use claudemesh_protocol::local::{InboxMessage, LocalEvent, SendParams, SendReply, SendState, Topic};
 use serde_json::Value;
 
 use super::calls::to_value;
@@ -118,7 +119,15 @@ impl Core {
                 attempts: 0,
             };
             reply.id = Some(rec.client_msg_id.clone());
+            let pending = LocalEvent::Outbox {
+                mesh: reply.mesh.clone(),
+                client_msg_id: rec.client_msg_id.clone(),
+                state: SendState::Pending,
+                sent: Some(Box::new(rec.sent_record())),
+            };
             self.write(StoreOp::Outbox(rec));
+            // Published after the commit, like every event: the record is durable by then.
+            self.publish(Topic::Outbox, Some(&mesh_id), None, &pending);
             self.effect(Effect::Uplink(mesh_id, UplinkCmd::Kick));
         }
         if let Some(s) = self.state.sessions.get_mut(&from_session) {

@@ -1,9 +1,11 @@
 //! Core tests of what a dashboard relies on: `messages` subscriptions without a session see every
-//! arrival once and mark nothing; a person's read marks change no delivery.
+//! arrival once and mark nothing; a person's read marks change no delivery; a new send reaches
+//! `outbox` subscribers whole.
 
 use claudemesh_protocol::frames::{ErrorCode, Priority, Push, PushFrom, Target};
 use claudemesh_protocol::local::{
-    AgentCall, AgentLine, ConfirmReply, InboxParams, InboxReply, LocalEvent, MarkReadReply, SendParams, Topic,
+    AgentCall, AgentLine, ConfirmReply, InboxParams, InboxReply, LocalEvent, MarkReadReply, SendParams,
+    SendReply, SendState, SentRecord, Topic,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -24,12 +26,23 @@ impl T {
         session: Option<&str>,
         mesh: Option<&str>,
     ) -> mpsc::Receiver<AgentLine> {
+        self.watch_topics(conn, vec![Topic::Messages], session, mesh)
+    }
+
+    /// Opens connection `conn` and subscribes it to `topics`; returns where its lines go.
+    pub(super) fn watch_topics(
+        &mut self,
+        conn: u64,
+        topics: Vec<Topic>,
+        session: Option<&str>,
+        mesh: Option<&str>,
+    ) -> mpsc::Receiver<AgentLine> {
         let (tx, rx) = mpsc::channel(256);
         self.core.handle(Input::ConnOpened { conn, tx }, self.now);
         let sub = Input::Subscribe {
             conn,
             id: conn,
-            topics: vec![Topic::Messages],
+            topics,
             session: session.map(Into::into),
             mesh: mesh.map(Into::into),
         };
@@ -203,4 +216,65 @@ fn seen_and_read_in_one_turn_both_stay() {
     assert_eq!(r.try_recv().unwrap().unwrap()["marked"], 1);
     let m = t.stored(&a);
     assert!(m.read && m.seen, "neither write undid the other: {m:?}");
+}
+
+/// The events written to a connection so far (replies skipped).
+fn events(rx: &mut mpsc::Receiver<AgentLine>) -> Vec<LocalEvent> {
+    let mut out = Vec::new();
+    while let Ok(line) = rx.try_recv() {
+        if let AgentLine::Event { event, .. } = line {
+            out.push(*event);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_new_send_reaches_outbox_subscribers_whole_and_its_end_plainly() {
+    let mut t = setup(&[]);
+    t.register(1, S1);
+    let mut rx = t.watch_topics(40, vec![Topic::Outbox], None, Some("team"));
+    let send = SendParams {
+        to: "alice".into(),
+        message: "ship it".into(),
+        priority: Priority::Low,
+        mesh: None,
+        from_session: Some(S1.into()),
+        reply_to: None,
+        idempotency_key: None,
+    };
+    let reply: SendReply = t.call(1, AgentCall::Send(send)).unwrap();
+    let id = reply.id.clone().unwrap();
+    let record = SentRecord {
+        client_msg_id: id.clone(),
+        mesh_id: super::MESH.into(),
+        to: "alice".into(),
+        created_at: 0,
+        body: "ship it".into(),
+        priority: Priority::Low,
+        target: reply.target.clone(),
+        from_session: Some(S1.into()),
+        recipient_ids: vec!["m_alice".into()],
+        state: SendState::Pending,
+    };
+    let got = events(&mut rx);
+    let [LocalEvent::Outbox { mesh, client_msg_id, state: SendState::Pending, sent: Some(sent) }] = &got[..]
+    else {
+        panic!("{got:?}")
+    };
+    assert_eq!((mesh.as_str(), client_msg_id), ("team", &id));
+    assert_eq!(SentRecord { created_at: 0, ..(**sent).clone() }, record);
+    // The broker took it: its end carries no record.
+    let accepted = SendState::Accepted { msg_id: "msg_x".into(), recipients: 1 };
+    let event = UplinkEvent::Outbox { client_msg_id: id.clone(), state: accepted.clone() };
+    t.core.handle(Input::Uplink { mesh: super::MESH.into(), event }, t.now);
+    t.core.finish_turn();
+    let got = events(&mut rx);
+    assert!(
+        matches!(&got[..], [LocalEvent::Outbox { state, sent: None, .. }] if state == &accepted),
+        "{got:?}"
+    );
+    let kept = t.core.store.sent_list(None).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(SentRecord { created_at: 0, ..kept[0].clone() }, SentRecord { state: accepted, ..record });
 }
