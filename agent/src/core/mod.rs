@@ -73,6 +73,8 @@ pub struct Core {
     pub(crate) session_grace: Duration,
     pub(crate) paths: Paths,
     pub(crate) started: Instant,
+    /// `created_at` of the last send (Unix ms): each new one is later.
+    last_send_at: u64,
     view: watch::Sender<Arc<View>>,
 }
 
@@ -123,6 +125,7 @@ impl Core {
             session_grace: Duration::from_secs(DEFAULT_SESSION_GRACE_SECS),
             paths,
             started: Instant::now(),
+            last_send_at: 0,
             view,
         };
         core.publish_view();

@@ -115,7 +115,7 @@ impl Core {
                 priority: p.priority,
                 plaintext,
                 envelopes,
-                created_at: now_ms(),
+                created_at: self.send_time(),
                 attempts: 0,
             };
             reply.id = Some(rec.client_msg_id.clone());
@@ -138,6 +138,14 @@ impl Core {
             self.write(StoreOp::Idempotency { key: k, reply: v.clone(), at: now_ms() });
         }
         Ok(v)
+    }
+
+    /// When a new send is made (Unix ms), later than every earlier send of this process: the
+    /// outbox drains, and `sent` lists, in this order, so two sends in one millisecond keep the
+    /// order they were made in.
+    fn send_time(&mut self) -> u64 {
+        self.last_send_at = now_ms().max(self.last_send_at + 1);
+        self.last_send_at
     }
 
     /// The mesh a send goes to: the one named; else the one joined mesh where `to` resolves;

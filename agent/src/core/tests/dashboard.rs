@@ -278,3 +278,32 @@ fn a_new_send_reaches_outbox_subscribers_whole_and_its_end_plainly() {
     assert_eq!(kept.len(), 1);
     assert_eq!(SentRecord { created_at: 0, ..kept[0].clone() }, SentRecord { state: accepted, ..record });
 }
+
+#[test]
+fn sends_made_in_one_millisecond_keep_their_order() {
+    let mut t = setup(&[]);
+    let bodies: Vec<String> = (0..8).map(|i| format!("step {i}")).collect();
+    // One turn, as a burst of concurrent calls shares one: well within a millisecond.
+    let mut replies = Vec::new();
+    for body in &bodies {
+        let send = SendParams {
+            to: "alice".into(),
+            message: body.clone(),
+            priority: Priority::Next,
+            mesh: None,
+            from_session: None,
+            reply_to: None,
+            idempotency_key: None,
+        };
+        let (reply, rx) = oneshot::channel();
+        t.core.handle(Input::Call { conn: 1, call: AgentCall::Send(send), reply }, t.now);
+        replies.push(rx);
+    }
+    t.core.finish_turn();
+    assert!(replies.iter_mut().all(|r| r.try_recv().is_ok_and(|v| v.is_ok())));
+    let kept: Vec<String> = t.core.store.sent_list(None).unwrap().into_iter().map(|r| r.body).collect();
+    assert_eq!(kept, bodies);
+    let queued: Vec<String> =
+        t.core.store.outbox_for(super::MESH).unwrap().into_iter().map(|r| r.plaintext.body).collect();
+    assert_eq!(queued, bodies, "the outbox drains in the same order");
+}
