@@ -34,6 +34,7 @@ fn record(i: usize) -> InboxRecord {
             sent_at: i as u64,
             received_at: i as u64,
             seen,
+            read: false,
             error: None,
         },
         mesh_id: "mesh-0000".into(),

@@ -1,5 +1,5 @@
 //! Durable at-least-once delivery: offline queues, redelivery until client_ack, a broker
-//! restart between ack and delivery, receipts and status, rate limits, queue caps, expiry.
+//! restart between ack and delivery, delivered and seen receipts and status, rate limits, queue caps, expiry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -136,19 +136,27 @@ async fn receipts_and_message_status() {
     .await;
     let ServerFrame::Ack { msg_id, .. } = r else { panic!("{r:?}") };
     let (p, _) = recv_push(&mut bob, &bob_id, &alice_id).await;
+    let receipt = |state| {
+        ServerFrame::Event(Event::Receipt {
+            msg_ids: vec![msg_id.clone()],
+            member_id: bob_id.member_id.clone(),
+            state,
+        })
+    };
+    let is_receipt = |f: &ServerFrame| matches!(f, ServerFrame::Event(Event::Receipt { .. }));
+    // Bob's agent stored it: alice learns it was delivered, while it is not seen yet.
+    ack(&mut bob, vec![p.msg_id.clone()]).await;
+    assert_eq!(alice.recv_match(is_receipt).await.unwrap(), receipt(ReceiptState::Delivered));
+    bob.send(&ClientFrame::Receipt { msg_ids: vec![p.msg_id.clone()], state: ReceiptState::Seen })
+        .await
+        .unwrap();
+    assert_eq!(alice.recv_match(is_receipt).await.unwrap(), receipt(ReceiptState::Seen));
+    // Nothing changes twice: acknowledging again (a re-push) and seeing again tell alice nothing.
     ack(&mut bob, vec![p.msg_id.clone()]).await;
     bob.send(&ClientFrame::Receipt { msg_ids: vec![p.msg_id.clone()], state: ReceiptState::Seen })
         .await
         .unwrap();
-    let ev = alice.recv_match(|f| matches!(f, ServerFrame::Event(Event::Receipt { .. }))).await.unwrap();
-    assert_eq!(
-        ev,
-        ServerFrame::Event(Event::Receipt {
-            msg_ids: vec![msg_id.clone()],
-            member_id: bob_id.member_id.clone(),
-            state: ReceiptState::Seen
-        })
-    );
+    assert_no_receipt(&mut alice, 300).await;
     let req = alice.next_req();
     let ServerFrame::MessageStatus { recipients, .. } =
         alice.request(&ClientFrame::MessageStatus { req, msg_id: msg_id.clone() }).await.unwrap()
@@ -163,6 +171,31 @@ async fn receipts_and_message_status() {
     let req = bob.next_req();
     let r = bob.request(&ClientFrame::MessageStatus { req, msg_id }).await.unwrap();
     assert_eq!(error_code(&r), ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn a_client_cannot_claim_delivered() {
+    let h = Harness::start().await;
+    let mut m = mesh_with(&h, "team", 2).await;
+    let (mut bob, bob_id) = m.members.pop().unwrap();
+    let (mut alice, alice_id) = m.members.pop().unwrap();
+    let t = Target::Member(bob_id.member_id.clone());
+    send_to(&mut alice, &alice_id, "", t, &[&bob_id], "queued", "dl1").await;
+    let (p, _) = recv_push(&mut bob, &bob_id, &alice_id).await;
+    // Delivered means stored by the recipient's agent, which only its client_ack proves.
+    bob.send(&ClientFrame::Receipt { msg_ids: vec![p.msg_id.clone()], state: ReceiptState::Delivered })
+        .await
+        .unwrap();
+    let r = bob.recv_match(|f| matches!(f, ServerFrame::Error(_))).await.unwrap();
+    assert_eq!(error_code(&r), ErrorCode::Invalid, "{r:?}");
+    let req = alice.next_req();
+    let ServerFrame::MessageStatus { recipients, .. } =
+        alice.request(&ClientFrame::MessageStatus { req, msg_id: p.msg_id }).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(recipients[0].state, DeliveryState::Queued, "the refused receipt changed nothing");
+    assert_no_receipt(&mut alice, 300).await;
 }
 
 #[tokio::test]

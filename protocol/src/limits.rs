@@ -95,6 +95,10 @@ pub const PUSH_GRACE_MILLIS: u64 = 10_000;
 /// How long a message addressed to one session waits for that session to come back before it
 /// goes to the member's next session (configurable in the agent's `config.json`).
 pub const DEFAULT_SESSION_GRACE_SECS: u64 = 600;
+/// Sends a `sent` call returns when it names no `limit`.
+pub const SENT_DEFAULT_LIMIT: u32 = 500;
+/// Most sends one `sent` reply carries (a larger `limit` is cut to this).
+pub const SENT_MAX_LIMIT: u32 = 10_000;
 /// `check_messages` page size, by default.
 pub const CHECK_MESSAGES_DEFAULT_LIMIT: u32 = 20;
 /// Most characters of message bodies one `check_messages` page carries by default: about

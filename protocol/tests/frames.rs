@@ -54,6 +54,12 @@ fn every_event_round_trips_alone() {
 }
 
 #[test]
+fn receipt_states_are_stable_strings() {
+    assert_eq!(serde_json::to_value(ReceiptState::Seen).unwrap(), json!("seen"));
+    assert_eq!(serde_json::to_value(ReceiptState::Delivered).unwrap(), json!("delivered"));
+}
+
+#[test]
 fn error_codes_are_stable_strings() {
     for code in ErrorCode::ALL {
         assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));

@@ -34,7 +34,9 @@ fn client_lines_round_trip() {
         AgentCall::Confirm { lease: 8, msg_ids: Some(vec!["m1".into()]) },
         AgentCall::Inbox(InboxParams { session: Some("s".into()), all: true, ..Default::default() }),
         AgentCall::MarkSeen { msg_ids: vec!["a".into()], session: Some("s".into()) },
+        AgentCall::MarkRead { msg_ids: vec!["a".into()], mesh: Some("team".into()) },
         AgentCall::MessageStatus { msg_id: "a".into() },
+        AgentCall::Sent { mesh: Some("team".into()), limit: Some(50) },
         AgentCall::SessionRegister(SessionRegister {
             meshes: vec!["team".into()],
             session: SessionInfo { session_id: "s".into(), display_name: "n".into(), ..Default::default() },
@@ -140,8 +142,19 @@ fn agent_lines_round_trip() {
         sent_at: 1,
         received_at: 2,
         seen: false,
+        read: true,
         error: None,
     };
+    let v = rt(&msg);
+    assert_eq!(v["read"], true);
+    let unread = rt(&InboxMessage { read: false, ..msg.clone() });
+    assert!(unread.get("read").is_none(), "absent when false: {unread}");
+    let old: InboxMessage =
+        serde_json::from_value(json!({"msg_id": "m", "mesh": "team", "from_member": "m_1",
+        "from_session": "s", "from_name": "alice", "target": "*", "priority": "now", "body": "hi",
+        "sent_at": 1, "received_at": 2, "seen": true}))
+        .unwrap();
+    assert!(!old.read, "a record stored before read marks reads as unread");
     for event in [
         LocalEvent::Messages(msg),
         LocalEvent::Presence {
@@ -161,4 +174,51 @@ fn agent_lines_round_trip() {
         assert_eq!(v["sub"], 4);
         assert!(v["topic"].is_string() && v.get("data").is_some(), "{v}");
     }
+}
+
+#[test]
+fn sent_records_carry_the_message_and_keep_their_count_apart() {
+    let rec = SentRecord {
+        client_msg_id: "c1".into(),
+        mesh_id: "mesh_1".into(),
+        to: "@ops".into(),
+        created_at: 5,
+        body: "deploy done".into(),
+        priority: Priority::Now,
+        target: "@ops".into(),
+        from_session: Some("s".into()),
+        recipient_ids: vec!["m_1".into(), "m_2".into()],
+        state: SendState::Accepted { msg_id: "m".into(), recipients: 2 },
+    };
+    let v = rt(&rec);
+    assert_eq!((v["recipients"].clone(), v["recipient_ids"].clone()), (json!(2), json!(["m_1", "m_2"])));
+    rt(&SentReply { sent: vec![rec.clone()], more: 3 });
+    // Sent before bodies were kept: the new fields read as their defaults.
+    let old: SentRecord = serde_json::from_value(json!({"client_msg_id": "c0", "mesh_id": "mesh_1",
+        "to": "bob", "created_at": 1, "state": "pending"}))
+    .unwrap();
+    assert_eq!(
+        (old.body.as_str(), old.priority, old.from_session, old.recipient_ids.len()),
+        ("", Priority::Next, None, 0)
+    );
+    // A new send's outbox event carries the record; the ones that end it do not.
+    let pending = LocalEvent::Outbox {
+        mesh: "team".into(),
+        client_msg_id: "c1".into(),
+        state: SendState::Pending,
+        sent: Some(Box::new(SentRecord { state: SendState::Pending, ..rec })),
+    };
+    let v = rt(&AgentLine::Event { sub: 1, seq: 2, event: Box::new(pending) });
+    assert_eq!(
+        (v["data"]["state"].clone(), v["data"]["sent"]["body"].clone()),
+        (json!("pending"), json!("deploy done"))
+    );
+    let accepted = LocalEvent::Outbox {
+        mesh: "team".into(),
+        client_msg_id: "c1".into(),
+        state: SendState::Accepted { msg_id: "m".into(), recipients: 2 },
+        sent: None,
+    };
+    let v = rt(&AgentLine::Event { sub: 1, seq: 3, event: Box::new(accepted) });
+    assert!(v["data"].get("sent").is_none(), "{v}");
 }

@@ -170,6 +170,7 @@ pub(crate) mod tests {
             sent_at: 1,
             received_at: 2,
             seen: false,
+            read: false,
             error: None,
         }
     }

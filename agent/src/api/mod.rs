@@ -1,8 +1,9 @@
 //! The socket API (DESIGN §10): dispatch of each `request` to who serves it. Reads (`status`,
 //! `meshes`, `peers`, `members`) are answered from the core's snapshot; delivery calls (`send`,
-//! `inbox`, `confirm`, `mark_seen`, `session_*`, `hook`) go to the core; calls that wait on a
-//! broker (invites, membership, `leave`, `message_status`) or on time (`hook_wait`) run here, so
-//! they never hold up the core. Errors carry the broker's stable codes and say what to do.
+//! `inbox`, `confirm`, `mark_seen`, `mark_read`, `session_*`, `hook`) go to the core; calls that
+//! wait on a broker (invites, membership, `leave`, `message_status`) or on time (`hook_wait`), and
+//! reads of the store (`inbox` without `take`, `sent`), run here, so they never hold up the core.
+//! Errors carry the broker's stable codes and say what to do.
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::shared::Agent;
 pub mod admin;
 pub mod inbox;
 pub mod members;
+pub mod sent;
 
 pub use crate::error::ApiError;
 pub(crate) use crate::error::internal;
@@ -54,11 +56,13 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
         call @ (AgentCall::Inbox(_)
         | AgentCall::Confirm { .. }
         | AgentCall::MarkSeen { .. }
+        | AgentCall::MarkRead { .. }
         | AgentCall::SessionRegister(_)
         | AgentCall::SessionUpdate { .. }
         | AgentCall::SessionClose { .. }
         | AgentCall::Hook(_)) => agent.core.call(conn, call).await,
         AgentCall::MessageStatus { msg_id } => message_status(agent, &msg_id).await,
+        AgentCall::Sent { mesh, limit } => sent::list(agent, mesh.as_deref(), limit).await,
         AgentCall::InviteCreate(p) => admin::invite_create(agent, p).await,
         AgentCall::InviteList { mesh } => admin::invite_list(agent, mesh.as_deref()).await,
         AgentCall::InviteRevoke { invite_id, mesh } => {

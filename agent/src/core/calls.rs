@@ -26,6 +26,7 @@ impl Core {
             AgentCall::Inbox(p) => self.inbox(p, now),
             AgentCall::Confirm { lease, msg_ids } => self.confirm(lease, msg_ids.as_deref(), now),
             AgentCall::MarkSeen { msg_ids, session } => self.mark_seen(&msg_ids, session.as_deref(), now),
+            AgentCall::MarkRead { msg_ids, mesh } => self.mark_read(&msg_ids, mesh.as_deref()),
             AgentCall::SessionRegister(r) => self.register(conn, r, now),
             AgentCall::SessionUpdate { session_id, patch } => self.update(&session_id, patch, now),
             AgentCall::SessionClose { session_id } => {

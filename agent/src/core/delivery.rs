@@ -68,10 +68,13 @@ impl Core {
     }
 
     /// A message new to the inbox: routed to the sessions open now (or left waiting), stored,
-    /// and pushed where priority × status allow.
+    /// shown once to every `messages` subscription without a session (a dashboard: it marks
+    /// nothing), and pushed where priority × status allow.
     /// `except` is a session never to route it to (the sender of a sibling copy).
     pub(crate) fn deliver_new(&mut self, mut rec: InboxRecord, except: Option<&str>, now: Instant) {
         let key = (rec.mesh_id.clone(), rec.message.msg_id.clone());
+        let arrived = LocalEvent::Messages(rec.message.clone());
+        self.publish(Topic::Messages, Some(&rec.mesh_id), None, &arrived);
         let mut targets = self.route_waiting(&key, &rec, now);
         targets.retain(|s| Some(s.as_str()) != except);
         rec.pending = targets.is_empty();
@@ -129,8 +132,9 @@ impl Core {
         keys.iter().filter(|k| self.push_record(k, session, now)).count()
     }
 
-    /// Publishes message `key` to `session`'s message subscribers if it is unseen, not pushed,
-    /// not under a lease, and priority × status allow it; marks it pushed when one got it.
+    /// Publishes message `key` to `session`'s own message subscribers (never to those without a
+    /// session: they got it when it arrived) if it is unseen, not pushed, not under a lease, and
+    /// priority × status allow it; marks it pushed when one got it.
     pub(crate) fn push_record(&mut self, key: &MsgKey, session: &str, _now: Instant) -> bool {
         let Some(status) = self.state.sessions.get(session).map(|s| s.info.status) else { return false };
         if !self.state.has_message_subscriber(session) || self.state.is_leased(key, session) {

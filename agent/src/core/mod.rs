@@ -26,6 +26,7 @@ pub(crate) mod calls;
 mod delivery;
 mod hooks;
 pub mod input;
+mod read;
 mod receive;
 mod send;
 mod sessions;
@@ -72,6 +73,8 @@ pub struct Core {
     pub(crate) session_grace: Duration,
     pub(crate) paths: Paths,
     pub(crate) started: Instant,
+    /// `created_at` of the last send (Unix ms): each new one is later.
+    last_send_at: u64,
     view: watch::Sender<Arc<View>>,
 }
 
@@ -122,6 +125,7 @@ impl Core {
             session_grace: Duration::from_secs(DEFAULT_SESSION_GRACE_SECS),
             paths,
             started: Instant::now(),
+            last_send_at: 0,
             view,
         };
         core.publish_view();
@@ -299,8 +303,10 @@ impl Core {
         self.view.send_replace(Arc::new(v));
     }
 
-    /// Sends `event` to every subscription it matches: `session` narrows `messages` events;
-    /// `mesh` (id) narrows the rest. Returns how many subscriptions got it.
+    /// Sends `event` to every subscription it matches. For `messages`, `session` says whose
+    /// subscriptions: `Some(s)` only those of session `s` (a push), `None` only those without a
+    /// session (an arrival, for a dashboard). A subscription's `mesh` (id) narrows every topic
+    /// when `mesh` is given. Returns how many subscriptions got it.
     pub(crate) fn publish(
         &mut self,
         topic: Topic,
@@ -313,7 +319,7 @@ impl Core {
             if !s.topics.contains(&topic) {
                 continue;
             }
-            if topic == Topic::Messages && s.session.is_some() && s.session.as_deref() != session {
+            if topic == Topic::Messages && s.session.as_deref() != session {
                 continue;
             }
             if let (Some(want), Some(m)) = (&s.mesh, mesh)

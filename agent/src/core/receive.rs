@@ -77,7 +77,7 @@ impl Core {
                     Topic::Outbox,
                     Some(mesh_id),
                     None,
-                    &LocalEvent::Outbox { mesh: slug, client_msg_id, state },
+                    &LocalEvent::Outbox { mesh: slug, client_msg_id, state, sent: None },
                 );
             }
         }
@@ -186,6 +186,7 @@ impl Core {
             sent_at,
             received_at: now_ms(),
             seen: false,
+            read: false,
             error,
         };
         let rec = InboxRecord {

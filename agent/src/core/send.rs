@@ -1,14 +1,15 @@
 //! Sending (DESIGN §5, §6): resolve `to` in the member directory, give this agent's other
 //! matching sessions their copy at once (the broker never sends `@g`/`*` back to the sending
 //! member), encrypt one envelope per recipient member, and queue it in the outbox, committed
-//! before the reply. An idempotency key makes a retried send return the first reply.
+//! before the reply and told to `outbox` subscribers (pending, with the whole record). An
+//! idempotency key makes a retried send return the first reply.
 
 use std::time::Instant;
 
 use claudemesh_protocol::crypto::{MessagePlaintext, fan_out};
 use claudemesh_protocol::frames::{ErrorCode, Priority, Target};
 use claudemesh_protocol::limits::{MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_BYTES};
-use claudemesh_protocol::local::{InboxMessage, SendParams, SendReply};
+use claudemesh_protocol::local::{InboxMessage, LocalEvent, SendParams, SendReply, SendState, Topic};
 use serde_json::Value;
 
 use super::calls::to_value;
@@ -114,11 +115,19 @@ impl Core {
                 priority: p.priority,
                 plaintext,
                 envelopes,
-                created_at: now_ms(),
+                created_at: self.send_time(),
                 attempts: 0,
             };
             reply.id = Some(rec.client_msg_id.clone());
+            let pending = LocalEvent::Outbox {
+                mesh: reply.mesh.clone(),
+                client_msg_id: rec.client_msg_id.clone(),
+                state: SendState::Pending,
+                sent: Some(Box::new(rec.sent_record())),
+            };
             self.write(StoreOp::Outbox(rec));
+            // Published after the commit, like every event: the record is durable by then.
+            self.publish(Topic::Outbox, Some(&mesh_id), None, &pending);
             self.effect(Effect::Uplink(mesh_id, UplinkCmd::Kick));
         }
         if let Some(s) = self.state.sessions.get_mut(&from_session) {
@@ -129,6 +138,14 @@ impl Core {
             self.write(StoreOp::Idempotency { key: k, reply: v.clone(), at: now_ms() });
         }
         Ok(v)
+    }
+
+    /// When a new send is made (Unix ms), later than every earlier send of this process: the
+    /// outbox drains, and `sent` lists, in this order, so two sends in one millisecond keep the
+    /// order they were made in.
+    fn send_time(&mut self) -> u64 {
+        self.last_send_at = now_ms().max(self.last_send_at + 1);
+        self.last_send_at
     }
 
     /// The mesh a send goes to: the one named; else the one joined mesh where `to` resolves;
@@ -207,6 +224,7 @@ impl Core {
                 sent_at: at,
                 received_at: at,
                 seen: false,
+                read: false,
                 error: None,
             },
             mesh_id: mesh_id.to_string(),

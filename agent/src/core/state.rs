@@ -76,9 +76,10 @@ pub struct Subscription {
     pub conn: u64,
     pub id: u64,
     pub topics: Vec<Topic>,
-    /// Narrows `messages` to one session.
+    /// Narrows `messages` to one session: its pushes. Without it, `messages` carries every
+    /// message as it arrives in the inbox, marking nothing (a dashboard).
     pub session: Option<String>,
-    /// Narrows every topic but `messages` to one mesh (id).
+    /// Narrows every topic to one mesh (id).
     pub mesh: Option<String>,
 }
 

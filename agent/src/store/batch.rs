@@ -71,14 +71,7 @@ impl Store {
                     StoreOp::Outbox(rec) => {
                         let ob = serde_json::to_vec(rec).map_err(db_err)?;
                         outbox.insert(rec.client_msg_id.as_str(), ob.as_slice()).map_err(db_err)?;
-                        let record = SentRecord {
-                            client_msg_id: rec.client_msg_id.clone(),
-                            mesh_id: rec.mesh_id.clone(),
-                            to: rec.to.clone(),
-                            created_at: rec.created_at,
-                            state: SendState::Pending,
-                        };
-                        let sb = serde_json::to_vec(&record).map_err(db_err)?;
+                        let sb = serde_json::to_vec(&rec.sent_record()).map_err(db_err)?;
                         sent.insert(rec.client_msg_id.as_str(), sb.as_slice()).map_err(db_err)?;
                     }
                     StoreOp::OutboxFinish { client_msg_id, state } => {

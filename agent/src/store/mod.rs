@@ -1,6 +1,6 @@
 //! The agent's durable state in `agent.redb`: the inbox (deduplicated by msg_id, with per-session
 //! pushed/seen marks), the outbox (sends accepted locally, kept until the broker acks), and a
-//! record of every send for `message_status`.
+//! record of every send, with its body, for `message_status` and `sent`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -91,6 +91,26 @@ pub struct OutboxRecord {
     pub attempts: u32,
 }
 
+impl OutboxRecord {
+    /// The record of this send as `message_status`, `sent` and the `outbox` topic show it:
+    /// pending, with its body, priority, target, sending session and the members it was sealed
+    /// for.
+    pub fn sent_record(&self) -> SentRecord {
+        SentRecord {
+            client_msg_id: self.client_msg_id.clone(),
+            mesh_id: self.mesh_id.clone(),
+            to: self.to.clone(),
+            created_at: self.created_at,
+            body: self.plaintext.body.clone(),
+            priority: self.priority,
+            target: self.target.clone(),
+            from_session: Some(self.plaintext.from_session.clone()).filter(|s| !s.is_empty()),
+            recipient_ids: self.envelopes.iter().map(|e| e.member_id.clone()).collect(),
+            state: SendState::Pending,
+        }
+    }
+}
+
 /// Where a send stands, kept for `message_status`.
 pub use claudemesh_protocol::local::SendState;
 
@@ -161,13 +181,6 @@ impl Store {
             })?;
         }
         Ok(Self { db: Arc::new(db) })
-    }
-
-    fn put<T: Serialize>(&self, table: Table, k: &str, v: &T) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(v).map_err(db_err)?;
-        let w = self.db.begin_write().map_err(db_err)?;
-        w.open_table(table).map_err(db_err)?.insert(k, bytes.as_slice()).map_err(db_err)?;
-        w.commit().map_err(db_err)
     }
 
     fn get<T: DeserializeOwned>(&self, table: Table, k: &str) -> Result<Option<T>, StoreError> {
@@ -314,14 +327,7 @@ impl Store {
                 .map_err(db_err)?
                 .insert(rec.client_msg_id.as_str(), ob.as_slice())
                 .map_err(db_err)?;
-            let sent = SentRecord {
-                client_msg_id: rec.client_msg_id.clone(),
-                mesh_id: rec.mesh_id.clone(),
-                to: rec.to.clone(),
-                created_at: rec.created_at,
-                state: SendState::Pending,
-            };
-            let sb = serde_json::to_vec(&sent).map_err(db_err)?;
+            let sb = serde_json::to_vec(&rec.sent_record()).map_err(db_err)?;
             w.open_table(SENT)
                 .map_err(db_err)?
                 .insert(rec.client_msg_id.as_str(), sb.as_slice())
@@ -330,8 +336,25 @@ impl Store {
         w.commit().map_err(db_err)
     }
 
+    /// Replaces a send waiting in the outbox (sealed again, or one more attempt), and the
+    /// recipients its record lists, in one transaction.
     pub fn outbox_update(&self, rec: &OutboxRecord) -> Result<(), StoreError> {
-        self.put(OUTBOX, &rec.client_msg_id, rec)
+        let ob = serde_json::to_vec(rec).map_err(db_err)?;
+        let id = rec.client_msg_id.as_str();
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            w.open_table(OUTBOX).map_err(db_err)?.insert(id, ob.as_slice()).map_err(db_err)?;
+            let mut sent = w.open_table(SENT).map_err(db_err)?;
+            let old = sent.get(id).map_err(db_err)?.map(|v| v.value().to_vec());
+            if let Some(bytes) = old
+                && let Ok(mut record) = serde_json::from_slice::<SentRecord>(&bytes)
+            {
+                record.recipient_ids = rec.envelopes.iter().map(|e| e.member_id.clone()).collect();
+                let sb = serde_json::to_vec(&record).map_err(db_err)?;
+                sent.insert(id, sb.as_slice()).map_err(db_err)?;
+            }
+        }
+        w.commit().map_err(db_err)
     }
 
     /// Pending sends of a mesh, oldest first.
@@ -363,6 +386,15 @@ impl Store {
             w.open_table(OUTBOX).map_err(db_err)?.remove(client_msg_id).map_err(db_err)?;
         }
         w.commit().map_err(db_err)
+    }
+
+    /// Every send recorded on this machine (of mesh `mesh_id`, when given), oldest first by
+    /// creation time.
+    pub fn sent_list(&self, mesh_id: Option<&str>) -> Result<Vec<SentRecord>, StoreError> {
+        let mut v: Vec<SentRecord> = self.all(SENT)?;
+        v.retain(|r| mesh_id.is_none_or(|m| m == r.mesh_id));
+        v.sort_by(|a, b| (a.created_at, &a.client_msg_id).cmp(&(b.created_at, &b.client_msg_id)));
+        Ok(v)
     }
 
     /// A send by its client_msg_id or the broker's msg_id.

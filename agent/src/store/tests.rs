@@ -1,4 +1,5 @@
-//! Store tests: the unseen index, release of a closed session's messages, dedupe, batches.
+//! Store tests: the unseen index, release of a closed session's messages, dedupe, batches, the
+//! record of sends.
 use super::*;
 use claudemesh_protocol::frames::Priority;
 
@@ -19,6 +20,7 @@ fn rec(id: &str) -> InboxRecord {
             sent_at: 1,
             received_at: 2,
             seen: false,
+            read: false,
             error: None,
         },
         mesh_id: "mesh".into(),
@@ -115,4 +117,48 @@ fn inbox_dedupes_by_msg_id_and_survives_reopen() {
     drop(s);
     let s = Store::open(&dir.path().join("a.redb")).unwrap();
     assert_eq!(s.inbox_all().unwrap().len(), 1);
+}
+
+fn envelope(member: &str) -> claudemesh_protocol::frames::Envelope {
+    claudemesh_protocol::frames::Envelope {
+        member_id: member.into(),
+        nonce: "n".into(),
+        ciphertext: "c".into(),
+    }
+}
+
+#[test]
+fn a_send_is_recorded_with_its_body_and_its_recipients_follow_a_reseal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("a.redb")).unwrap();
+    let plaintext = MessagePlaintext::new("", "alice", "hello ops");
+    let mut out = OutboxRecord {
+        client_msg_id: "c1".into(),
+        mesh_id: "mesh".into(),
+        to: "@ops".into(),
+        target: "@ops".into(),
+        priority: Priority::Now,
+        plaintext,
+        envelopes: vec![envelope("m_1")],
+        created_at: 7,
+        attempts: 0,
+    };
+    s.apply(&[StoreOp::Outbox(out.clone())]).unwrap();
+    let first = s.sent_list(Some("mesh")).unwrap();
+    assert_eq!(first.len(), 1);
+    let r = &first[0];
+    assert_eq!((r.body.as_str(), r.priority, r.target.as_str()), ("hello ops", Priority::Now, "@ops"));
+    assert_eq!((r.from_session.clone(), r.recipient_ids.clone()), (None, vec!["m_1".to_string()]));
+    // Sealed again for a fresher directory: the record lists whom it is sealed for now.
+    out.envelopes = vec![envelope("m_1"), envelope("m_2")];
+    s.outbox_update(&out).unwrap();
+    assert_eq!(s.sent_list(None).unwrap()[0].recipient_ids, ["m_1", "m_2"]);
+    let accepted = SendState::Accepted { msg_id: "msg".into(), recipients: 2 };
+    s.apply(&[StoreOp::OutboxFinish { client_msg_id: "c1".into(), state: accepted.clone() }]).unwrap();
+    let done = &s.sent_list(None).unwrap()[0];
+    assert_eq!(
+        (done.state.clone(), done.body.as_str(), done.recipient_ids.len()),
+        (accepted, "hello ops", 2)
+    );
+    assert!(s.sent_list(Some("other")).unwrap().is_empty());
 }

@@ -285,16 +285,19 @@ pub async fn send(conn: &mut Conn, s: Send) {
     }
 }
 
-/// Moves recipient rows forward. With `senders`, returns the (msg_id, sender member) pairs that
-/// changed (reading each message record); without, returns nothing and reads no record.
+/// (msg_id, sender member) pairs of messages whose recipient row changed.
+type Changed = Vec<(String, String)>;
+
+/// Moves recipient rows forward; returns the (msg_id, sender member) pairs that changed (reading
+/// each changed message's record). A row that is already there, or expired, stays and is not
+/// returned.
 fn advance(
     tx: &crate::store::Tx<'_>,
     mesh_id: &str,
     member: &str,
     ids: &[String],
     next: DeliveryState,
-    senders: bool,
-) -> Result<Vec<(String, String)>, StoreError> {
+) -> Result<Changed, StoreError> {
     let row = to_json(mesh_id, &RecipientState { state: next, at: now_ms() })?;
     let mut changed = Vec::new();
     for id in ids {
@@ -302,7 +305,7 @@ fn advance(
         let Some(cur) = tx.get::<RecipientState>(RECIPIENTS, &k)? else { continue };
         if cur.can_become(next) {
             tx.put_raw(RECIPIENTS, &k, &row)?;
-            if senders && let Some(m) = tx.get::<MessageRecord>(MESSAGES, &key(&[mesh_id, id]))? {
+            if let Some(m) = tx.get::<MessageRecord>(MESSAGES, &key(&[mesh_id, id]))? {
                 changed.push((id.clone(), m.from_member));
             }
         }
@@ -310,6 +313,26 @@ fn advance(
     Ok(changed)
 }
 
+/// Tells each sender of `changed` (msg_id, sender member) that `member` moved those messages to
+/// `state`: one `receipt` event per sender.
+fn tell_senders(mesh: &Mesh, member: &str, changed: Changed, state: ReceiptState) {
+    if changed.is_empty() {
+        return;
+    }
+    let mut by_sender: HashMap<String, Vec<String>> = HashMap::new();
+    for (id, sender) in changed {
+        by_sender.entry(sender).or_default().push(id);
+    }
+    let st = mesh.lock();
+    for (sender, ids) in by_sender {
+        let ev = ServerFrame::Event(Event::Receipt { msg_ids: ids, member_id: member.to_string(), state });
+        st.send_to(&sender, encode(&ev), "event");
+    }
+}
+
+/// A recipient agent stored these pushes: they leave its queue, move from queued to delivered,
+/// and each sender whose message changed gets a `delivered` receipt (a re-push acknowledged
+/// again changes nothing and tells nobody).
 pub async fn client_ack(conn: &mut Conn, msg_ids: Vec<String>) {
     let Some(a) = conn.auth.clone() else { return };
     if msg_ids.len() > MAX_IDS_PER_ACK {
@@ -322,6 +345,7 @@ pub async fn client_ack(conn: &mut Conn, msg_ids: Vec<String>) {
     let (mesh_id, member) = (a.mesh.id.clone(), a.member_id.clone());
     let metrics = conn.hub.metrics.clone();
     let out = conn.out.clone();
+    let mesh = a.mesh.clone();
     let apply = move |tx: &crate::store::Tx<'_>, state: &mut crate::store::WriterState| {
         let mut removed = 0i64;
         for id in &msg_ids {
@@ -330,13 +354,14 @@ pub async fn client_ack(conn: &mut Conn, msg_ids: Vec<String>) {
             }
         }
         state.add_depth(&mesh_id, &member, -removed);
-        advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Delivered, false)?;
-        Ok(removed)
+        let changed = advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Delivered)?;
+        Ok((removed, changed, member))
     };
-    let finish = move |r: Result<i64, String>| match r {
-        Ok(n) => {
+    let finish = move |r: Result<(i64, Changed, String), String>| match r {
+        Ok((n, changed, member)) => {
             metrics.messages_acked.fetch_add(n as u64, Relaxed);
             metrics.queue_depth.fetch_sub(n, Relaxed);
+            tell_senders(&mesh, &member, changed, ReceiptState::Delivered);
         }
         Err(e) => {
             // The messages stay queued and will be pushed again: at-least-once holds.
@@ -347,32 +372,28 @@ pub async fn client_ack(conn: &mut Conn, msg_ids: Vec<String>) {
     let _ = conn.hub.store.submit(job(apply, finish)).await;
 }
 
+/// A recipient reports messages seen: recorded, and each sender whose message changed gets a
+/// `seen` receipt. Only `seen` may be reported; `delivered` is the broker's to say.
 pub async fn receipt(conn: &mut Conn, msg_ids: Vec<String>, state: ReceiptState) {
     let Some(a) = conn.auth.clone() else { return };
     if msg_ids.len() > MAX_IDS_PER_ACK {
         return conn.error(None, ErrorCode::TooLarge, format!("at most {MAX_IDS_PER_ACK} ids per receipt"));
     }
-    let ReceiptState::Seen = state;
+    if state != ReceiptState::Seen {
+        return conn.error(
+            None,
+            ErrorCode::Invalid,
+            "a receipt reports seen only; delivery is recorded by client_ack",
+        );
+    }
     let (mesh_id, member) = (a.mesh.id.clone(), a.member_id.clone());
     let mesh = a.mesh.clone();
     let apply = move |tx: &crate::store::Tx<'_>, _: &mut crate::store::WriterState| {
-        advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Seen, true).map(|c| (c, member))
+        advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Seen).map(|c| (c, member))
     };
-    let finish = move |r: Result<(Vec<(String, String)>, String), String>| {
+    let finish = move |r: Result<(Changed, String), String>| {
         let Ok((changed, member)) = r else { return };
-        let mut by_sender: HashMap<String, Vec<String>> = HashMap::new();
-        for (id, sender) in changed {
-            by_sender.entry(sender).or_default().push(id);
-        }
-        let st = mesh.lock();
-        for (sender, ids) in by_sender {
-            let ev = ServerFrame::Event(Event::Receipt {
-                msg_ids: ids,
-                member_id: member.clone(),
-                state: ReceiptState::Seen,
-            });
-            st.send_to(&sender, encode(&ev), "event");
-        }
+        tell_senders(&mesh, &member, changed, ReceiptState::Seen);
     };
     let _ = conn.hub.store.submit(job(apply, finish)).await;
 }

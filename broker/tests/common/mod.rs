@@ -236,6 +236,14 @@ pub async fn assert_no_push(c: &mut Client, ms: u64) {
     assert!(r.is_err(), "unexpected push: {r:?}");
 }
 
+/// Asserts no `receipt` event reaches `c` within `ms`.
+pub async fn assert_no_receipt(c: &mut Client, ms: u64) {
+    c.timeout = Duration::from_millis(ms);
+    let r = c.recv_match(|f| matches!(f, ServerFrame::Event(Event::Receipt { .. }))).await;
+    c.timeout = Duration::from_secs(10);
+    assert!(r.is_err(), "unexpected receipt: {r:?}");
+}
+
 pub fn error_code(f: &ServerFrame) -> ErrorCode {
     match f {
         ServerFrame::Error(e) => e.code,

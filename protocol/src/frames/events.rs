@@ -27,7 +27,8 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         display_name: String,
     },
-    /// A recipient reported messages this member sent as seen.
+    /// Messages this member sent moved forward for recipient `member_id`: `delivered` (its
+    /// agent stored them) or `seen`. Sent once per change, only for messages whose state changed.
     Receipt {
         msg_ids: Vec<String>,
         member_id: String,

@@ -303,10 +303,16 @@ pub enum DeliveryState {
     Expired,
 }
 
-/// State a recipient reports with a `receipt`.
+/// How far a message got with one recipient, as a `receipt` says it: a recipient agent reports
+/// only `seen` (a client `receipt` carrying `delivered` is refused as `invalid`); the broker tells
+/// the sender both, in `event{kind:"receipt"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReceiptState {
+    /// The recipient's agent stored the message durably (its `client_ack` moved it from queued
+    /// to delivered). Said by the broker only.
+    Delivered,
+    /// The message was shown in one of the recipient's sessions (or read by its person).
     Seen,
 }
 

@@ -68,8 +68,25 @@ pub enum AgentCall {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
     },
+    /// A person read these messages in the dashboard: set their `read` flag. Touches nothing a
+    /// session or the broker sees (no seen mark, no lease, no receipt). `mesh` (a slug) narrows
+    /// which mesh's messages the ids name. Reply: [`MarkReadReply`].
+    MarkRead {
+        msg_ids: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
     MessageStatus {
         msg_id: String,
+    },
+    /// This machine's sends with their bodies, oldest first: the newest `limit` (default
+    /// [`crate::limits::SENT_DEFAULT_LIMIT`], at most [`crate::limits::SENT_MAX_LIMIT`]), of mesh
+    /// `mesh` (a slug) or of all. Reply: [`SentReply`].
+    Sent {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     SessionRegister(SessionRegister),
     SessionUpdate {
@@ -194,7 +211,9 @@ pub const AGENT_METHODS: &[&str] = &[
     "inbox",
     "confirm",
     "mark_seen",
+    "mark_read",
     "message_status",
+    "sent",
     "session_register",
     "session_update",
     "session_close",
@@ -305,7 +324,8 @@ pub enum Topic {
     Links,
     /// This agent's local sessions opening, changing and closing.
     Sessions,
-    /// Sends moving from the outbox to the broker (accepted or failed).
+    /// Sends entering the outbox (pending, with the whole record) and leaving it for the broker
+    /// (accepted or failed).
     Outbox,
     Services,
     Vault,
@@ -397,12 +417,17 @@ pub enum LocalEvent {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         closed: bool,
     },
-    /// A send left the outbox: accepted by the broker, or refused for good.
+    /// A send entered the outbox (`pending`, with `sent`), or left it: accepted by the broker,
+    /// or refused for good.
     Outbox {
         mesh: String,
         client_msg_id: String,
         #[serde(flatten)]
         state: SendState,
+        /// The whole record of a new send (its body, target and recipients): only on the
+        /// `pending` event; `accepted` and `failed` carry none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent: Option<Box<SentRecord>>,
     },
     Services {
         mesh: String,
@@ -440,6 +465,10 @@ pub struct InboxMessage {
     pub received_at: u64,
     #[serde(default)]
     pub seen: bool,
+    /// A person marked it read in the dashboard (`mark_read`); independent of `seen`, which is
+    /// about Claude sessions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read: bool,
     /// Why the message could not be opened, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{InboxMessage, LinkState, WaitOutcome};
-use crate::frames::{ErrorCode, GroupRole, MemberInfo, PeerSession, RecipientStatus, Role, SessionStatus};
+use crate::frames::{
+    ErrorCode, GroupRole, MemberInfo, PeerSession, Priority, RecipientStatus, Role, SessionStatus,
+};
 
 /// `status`: the agent, its meshes and its local sessions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -241,6 +243,13 @@ pub struct MarkSeenReply {
     pub marked: usize,
 }
 
+/// `mark_read`: how many messages became read (those already read, or not found, are not
+/// counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MarkReadReply {
+    pub marked: usize,
+}
+
 /// Where a send stands, as `message_status` and the `outbox` topic report it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
@@ -253,7 +262,9 @@ pub enum SendState {
     Failed { error: String },
 }
 
-/// A send as this machine recorded it: kept by the agent for `message_status`.
+/// A send as this machine recorded it: kept by the agent for `message_status` and `sent`, and
+/// carried whole by the `outbox` event of a new send. Records made before a field existed read
+/// it as its default (an empty body, `next`, no target, no recipients).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentRecord {
     pub client_msg_id: String,
@@ -262,8 +273,33 @@ pub struct SentRecord {
     pub to: String,
     /// Unix ms.
     pub created_at: u64,
+    /// The message as sent (plaintext: this machine wrote it).
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub priority: Priority,
+    /// The wire target it resolved to (`member:…`, `session:…`, `@g`, `*`).
+    #[serde(default)]
+    pub target: String,
+    /// The sending session; absent when sent as the member itself (the CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_session: Option<String>,
+    /// Member ids of the recipients it was sealed for (one envelope each; sealed again, and
+    /// this list with it, when the directory was stale). Named apart from the `recipients`
+    /// count an accepted `state` carries beside it.
+    #[serde(default)]
+    pub recipient_ids: Vec<String>,
     #[serde(flatten)]
     pub state: SendState,
+}
+
+/// `sent`: this machine's sends, oldest first: the newest `limit` of those asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SentReply {
+    pub sent: Vec<SentRecord>,
+    /// How many older sends matched but did not fit `limit`.
+    #[serde(default)]
+    pub more: usize,
 }
 
 /// `message_status`: the local record of a send, and the broker's per-recipient states once

@@ -138,6 +138,7 @@ pub fn all_events() -> Vec<Event> {
             display_name: "bob".into(),
         },
         Event::Receipt { msg_ids: vec!["x".into()], member_id: "m_2".into(), state: ReceiptState::Seen },
+        Event::Receipt { msg_ids: vec!["y".into()], member_id: "m_2".into(), state: ReceiptState::Delivered },
         Event::Expired { msg_ids: vec!["x".into()], member_id: "m_2".into() },
         Event::McpDeployed(catalog()),
         Event::McpStatus {

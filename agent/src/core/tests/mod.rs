@@ -21,6 +21,8 @@ use super::*;
 use crate::config::MeshConfig;
 use crate::mesh::MeshView;
 
+mod dashboard;
+
 const MESH: &str = "mesh_1";
 
 struct T {
