@@ -29,6 +29,7 @@ mod message_status;
 mod peers;
 mod send;
 mod status;
+mod tui;
 mod uninstall;
 mod up;
 
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(a) => block_on(up::run(a)),
         Command::Down(a) => block_on(down::run(a.json)),
+        Command::Tui => tui::run(),
         Command::Agent(AgentCommand::Run) => agent_run::run(),
         Command::Agent(AgentCommand::Start(a)) => block_on(agent_start::run(a.json)),
         Command::Agent(AgentCommand::Stop(a)) => block_on(agent_stop::run(a.json)),

@@ -57,9 +57,10 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     report(&cfg, &status, &did, &notes)?;
-    // `--no-tui`: the dashboard (`claudemesh tui`) is not part of this build yet, so there is
-    // nothing to open; once it is, `up` opens it unless told not to.
-    let _ = a.no_tui;
+    // Then the dashboard, when a person is at a terminal and did not say `--no-tui`.
+    if !a.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        super::tui::open().await?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

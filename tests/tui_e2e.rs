@@ -1,0 +1,179 @@
+//! The dashboard end to end: the real `claudemesh tui` in a real terminal (a private tmux
+//! server), against a real broker on 127.0.0.1:0 and two real agent processes. Bob's session
+//! appears live; a message typed and sent in alice's dashboard reaches bob; bob's reply shows
+//! in the thread with the first message's delivery state; the agent killed shows as gone and
+//! the view recovers when it is back; SIGTERM leaves the terminal restored.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use claudemesh_protocol::frames::Priority;
+use common::{AgentProcess, EXE, World, register, send_call, wait_connected, wait_inbox, wait_peer};
+
+const BOB_SESSION: &str = "00000000-0000-4000-8000-00000000b0b0";
+
+/// A tmux server of this test's own (its socket in the test's temp dir).
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux").arg("-S").arg(&self.socket).args(args).output().unwrap()
+    }
+
+    /// Starts `argv` in a 120×36 window, with `env`; the pane stays after it exits.
+    fn start(dir: &Path, env: &[(&str, &str)], argv: &[&str]) -> Self {
+        let t = Tmux { socket: dir.join("tmux.sock") };
+        let mut args: Vec<String> = vec!["new-session".into(), "-d".into(), "-s".into(), "t".into()];
+        args.extend(["-x", "120", "-y", "36"].map(String::from));
+        for (k, v) in env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.extend(argv.iter().map(|a| a.to_string()));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = t.cmd(&argv);
+        assert!(o.status.success(), "tmux: {}", String::from_utf8_lossy(&o.stderr));
+        t.cmd(&["set-option", "-t", "t", "remain-on-exit", "on"]);
+        t
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend(keys);
+        assert!(self.cmd(&args).status.success());
+    }
+
+    /// Types `text` literally.
+    fn type_text(&self, text: &str) {
+        assert!(self.cmd(&["send-keys", "-t", "t", "-l", text]).status.success());
+    }
+
+    fn format(&self, f: &str) -> String {
+        String::from_utf8_lossy(&self.cmd(&["display-message", "-p", "-t", "t", f]).stdout).trim().to_string()
+    }
+
+    /// Waits until the screen satisfies `ok`; panics with the screen after `secs`.
+    async fn wait(&self, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!("{what}: not on screen after {secs} s:\n{s}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.cmd(&["kill-server"]);
+    }
+}
+
+fn have_tmux() -> bool {
+    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_live_send_reply_and_agent_loss() {
+    if !have_tmux() {
+        assert!(!common::external::required(), "tmux is required here (CLAUDEMESH_TEST_REQUIRE_EXTERNAL)");
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let w = World::start().await;
+    let alice = w.member("alice").await;
+    let bob = w.member("bob").await;
+    let alice_agent = AgentProcess::start(&alice).await;
+    let bob_agent = AgentProcess::start(&bob).await;
+    let mut bc = bob_agent.client().await;
+    wait_connected(&mut bc).await;
+    let mut ac = alice_agent.client().await;
+    wait_connected(&mut ac).await;
+
+    let dir = alice.dir.to_string_lossy().into_owned();
+    // A shell around the dashboard writes its exit code once it exits (test harness only; the
+    // path is an argument, never spliced into the script).
+    let exit_file = w.dir.path().join("tui.exit");
+    let script = r#""$0" tui; echo $? > "$1""#;
+    let ef = exit_file.to_string_lossy().into_owned();
+    let env = [("CLAUDEMESH_CONFIG_DIR", dir.as_str()), ("TERM", "xterm-256color")];
+    let t = Tmux::start(w.dir.path(), &env, &["sh", "-c", script, EXE, &ef]);
+    t.wait("the dashboard with its agent", 20, |s| s.contains("agent 0.") && s.contains("1 Peers")).await;
+
+    // A second agent's peer appears live.
+    register(&mut bc, BOB_SESSION, "bob-desktop", &[]).await;
+    wait_peer(&mut ac, "bob-desktop").await;
+    t.wait("bob's session in Peers", 15, |s| s.contains("bob-desktop")).await;
+
+    // A message sent from the dashboard arrives at bob.
+    t.keys(&["m"]);
+    t.wait("the compose box", 5, |s| s.contains("Message on team")).await;
+    t.type_text("hello from the dashboard");
+    t.keys(&["Enter"]);
+    t.wait("the send's confirmation", 10, |s| s.contains("sent to bob-desktop")).await;
+    let got = wait_inbox(&mut bc, Some(BOB_SESSION), 1).await;
+    assert_eq!(got.messages[0].body, "hello from the dashboard");
+    assert_eq!(got.messages[0].from_name, "alice");
+    common::take_and_confirm(&mut bc, BOB_SESSION).await;
+
+    // Bob replies; the reply appears in the thread, beside the first message and its state.
+    bc.call(send_call("alice", "reply from bob", Priority::Next, Some(BOB_SESSION))).await.unwrap();
+    t.keys(&["3"]);
+    t.wait("the conversation with bob", 15, |s| s.contains("bob (m_")).await;
+    t.keys(&["Enter"]);
+    let s = t
+        .wait("both messages in the thread, the first one seen", 15, |s| {
+            s.contains("hello from the dashboard") && s.contains("reply from bob") && s.contains("✓✓ seen")
+        })
+        .await;
+    assert!(s.contains("you → bob-desktop"), "{s}");
+    eprintln!("the thread as the dashboard showed it:\n{s}");
+
+    // The agent goes away: shown, retried; it comes back: the view recovers.
+    alice_agent.kill9();
+    t.wait("the agent gone", 15, |s| s.contains("agent gone")).await;
+    let alice_agent = AgentProcess::start(&alice).await;
+    t.keys(&["r"]);
+    t.wait("the agent back", 20, |s| s.contains("agent 0.") && !s.contains("agent gone")).await;
+    t.wait("the thread again", 15, |s| s.contains("reply from bob")).await;
+
+    // SIGTERM: the dashboard exits cleanly and leaves the alternate screen.
+    assert_eq!(t.format("#{alternate_on}"), "1");
+    // The dashboard is the shell's child.
+    let shell = t.format("#{pane_pid}");
+    let pid = String::from_utf8(Command::new("pgrep").args(["-P", &shell]).output().unwrap().stdout).unwrap();
+    assert!(Command::new("kill").args(["-TERM", pid.trim()]).status().unwrap().success(), "pid {pid:?}");
+    // The shell around the dashboard writes its exit code once it ended.
+    let start = Instant::now();
+    let code = loop {
+        if let Ok(c) = std::fs::read_to_string(&exit_file)
+            && c.ends_with('\n')
+        {
+            break c.trim().to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the dashboard did not exit on SIGTERM:\n{}",
+            t.screen()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(code, "0", "the dashboard's exit code after SIGTERM");
+    assert_eq!(t.format("#{alternate_on}"), "0", "the terminal is restored");
+    drop(alice_agent);
+}

@@ -1,0 +1,264 @@
+//! Fixed data for the dashboard's tests, snapshots and benchmark: two meshes, peers, members
+//! with every trust state, conversations both ways with every delivery state, all loaded
+//! through `update` exactly as the agent's replies would load them. Times are fixed, so
+//! renders are byte-for-byte repeatable.
+
+use claudemesh_protocol::frames::{
+    DeliveryState, GroupRole, MemberInfo, PeerSession, Priority, Role, SessionInfo, SessionStatus,
+};
+use claudemesh_protocol::local::{
+    InboxMessage, InboxReply, LinkState, LocalSessionStatus, MemberEntry, MemberTrust, MeshStatus, PeerEntry,
+    SendState, SentRecord, SentReply, Snapshot, StatusReply, SubscribeReply, TrustState,
+};
+use serde_json::json;
+
+use crate::effect::Effect;
+use crate::event::{AgentEvent, Event};
+use crate::state::{Pending, State};
+use crate::update::update;
+
+/// The fixed clock: 2026-11-30 12:00:00 UTC, Unix ms.
+pub const NOW: u64 = 1_796_040_000_000;
+
+/// A member id of the fixture (`m_` and 20 hex digits; the short ids differ: `m_1cf450`…).
+pub fn member_id(i: usize) -> String {
+    format!("m_{:06x}{:014x}", 0x1c_f450 + i, i)
+}
+
+/// A session id of the fixture (a UUID).
+pub fn session_id(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012x}")
+}
+
+fn mesh(slug: &str, i: usize, link: LinkState, role: Role) -> MeshStatus {
+    MeshStatus {
+        slug: slug.into(),
+        id: format!("mesh-{i}"),
+        broker_url: format!("wss://broker{i}.example.com"),
+        member_id: member_id(0),
+        role,
+        display_name: "alice".into(),
+        link,
+        detail: (link != LinkState::Connected).then(|| "connection refused (os error 111)".into()),
+        retrying: true,
+        peers: 3,
+        sessions: 1,
+        ..MeshStatus::default()
+    }
+}
+
+/// A member named `name` (index `i`) of `mesh`.
+pub fn member(mesh: &str, i: usize, name: &str, role: Role, trust: TrustState, online: bool) -> MemberEntry {
+    let groups = if i.is_multiple_of(2) {
+        vec![GroupRole { name: "dev".into(), role: Some("lead".into()) }]
+    } else {
+        vec![]
+    };
+    MemberEntry {
+        member: MemberInfo {
+            member_id: member_id(i),
+            pubkey: format!("{:064x}", i),
+            display_name: name.into(),
+            role,
+            groups,
+            declared_groups: vec![],
+            online,
+            statements: vec![],
+        },
+        mesh: mesh.into(),
+        me: i == 0,
+        short_id: member_id(i)[..8].into(),
+        sessions: if online { vec![format!("{name}-laptop")] } else { vec![] },
+        trust: Some(MemberTrust {
+            state: trust,
+            detail: (trust != TrustState::Verified)
+                .then(|| "the broker lists a key that differs from the pinned one".into()),
+            safety_code: format!("{:05} {:05} {:05}", 12345 + i, 67890 + i, 11111 * (i % 9)),
+            overused_invite: false,
+        }),
+    }
+}
+
+/// Session `i` of member `m` on `mesh`, named `name`.
+pub fn peer(mesh: &str, i: usize, m: usize, name: &str, status: SessionStatus, summary: &str) -> PeerEntry {
+    PeerEntry {
+        peer: PeerSession {
+            member_id: member_id(m),
+            session: SessionInfo {
+                session_id: session_id(i),
+                display_name: name.into(),
+                cwd: Some(format!("/home/{name}/src/claudemesh")),
+                pid: Some(4000 + i as u32),
+                hostname: Some(format!("{name}-host")),
+                peer_type: Default::default(),
+                channel: None,
+                model: Some("claude-opus-4".into()),
+                groups: if i.is_multiple_of(2) { vec![GroupRole::new("dev")] } else { vec![] },
+                status,
+                summary: (!summary.is_empty()).then(|| summary.into()),
+            },
+            connected_since: NOW - 3_600_000 * (i as u64 + 1),
+        },
+        mesh: mesh.into(),
+        member_name: Some(name.split('-').next().unwrap_or(name).into()),
+        me: m == 0,
+    }
+}
+
+/// A message from member `m` (`name`) on `mesh`.
+pub fn incoming(
+    mesh: &str,
+    n: usize,
+    m: usize,
+    name: &str,
+    target: &str,
+    body: &str,
+    at: u64,
+) -> InboxMessage {
+    InboxMessage {
+        msg_id: format!("msg-{mesh}-{n}"),
+        mesh: mesh.into(),
+        from_member: member_id(m),
+        from_session: session_id(m),
+        from_name: name.into(),
+        session_name: None,
+        target: target.into(),
+        priority: if n % 7 == 3 { Priority::Now } else { Priority::Next },
+        body: body.into(),
+        reply_to: None,
+        meta: Default::default(),
+        sent_at: at,
+        received_at: at,
+        seen: n.is_multiple_of(2),
+        read: n.is_multiple_of(3),
+        error: None,
+    }
+}
+
+/// A send this machine made to member `to` on mesh `mesh_id`.
+pub fn outgoing(
+    mesh_id: &str,
+    n: usize,
+    to: usize,
+    to_name: &str,
+    body: &str,
+    at: u64,
+    state: SendState,
+) -> SentRecord {
+    SentRecord {
+        client_msg_id: format!("c-{mesh_id}-{n}"),
+        mesh_id: mesh_id.into(),
+        to: to_name.into(),
+        created_at: at,
+        state,
+        body: body.into(),
+        priority: Priority::Next,
+        target: format!("member:{}", member_id(to)),
+        from_session: None,
+        recipient_ids: vec![member_id(to)],
+    }
+}
+
+/// The tag of the first call of `fx` that `pending` is for.
+fn tag_for(s: &State, fx: &[Effect], want: fn(&Pending) -> bool) -> Option<u64> {
+    fx.iter().find_map(|e| match e {
+        Effect::Call { tag, .. } if s.pending.get(tag).is_some_and(want) => Some(*tag),
+        _ => None,
+    })
+}
+
+/// Feeds `state` a subscription snapshot and the replies to the loads it asks for.
+pub fn load(
+    s: &mut State,
+    snapshot: Snapshot,
+    members: Vec<MemberEntry>,
+    inbox: Vec<InboxMessage>,
+    sent: Vec<SentRecord>,
+) {
+    let fx = update(
+        s,
+        Event::Agent(AgentEvent::Subscribed(Box::new(SubscribeReply { subscribed: 1, seq: 1, snapshot }))),
+    );
+    let reply = |s: &mut State, want: fn(&Pending) -> bool, v: serde_json::Value| {
+        if let Some(tag) = tag_for(s, &fx, want) {
+            update(s, Event::Agent(AgentEvent::Reply { tag, result: Ok(v) }));
+        }
+    };
+    reply(s, |p| matches!(p, Pending::Members), json!(members));
+    reply(s, |p| matches!(p, Pending::Inbox), json!(InboxReply { messages: inbox, lease: None, more: 0 }));
+    reply(s, |p| matches!(p, Pending::Sent), json!(SentReply { sent, more: 0 }));
+}
+
+/// The standard fixture at `size`: meshes `team` (connected, admin) and `oss` (disconnected),
+/// a handful of peers and members, and three conversations.
+pub fn standard(size: (u16, u16)) -> State {
+    let mut s = State::new(size, true, NOW);
+    let team = "team";
+    let meshes = vec![
+        mesh(team, 1, LinkState::Connected, Role::Admin),
+        mesh("oss", 2, LinkState::Disconnected, Role::Member),
+    ];
+    let peers = vec![
+        peer(team, 0, 0, "alice-laptop", SessionStatus::Working, "refactoring the agent core"),
+        peer(team, 1, 1, "bob-desktop", SessionStatus::Idle, "waiting for review of the TUI"),
+        peer(team, 2, 2, "carol-ci", SessionStatus::Dnd, "running the release build"),
+        peer("oss", 3, 3, "dave-laptop", SessionStatus::Idle, ""),
+    ];
+    let status = StatusReply {
+        agent_version: "0.1.0".into(),
+        pid: 4242,
+        uptime_secs: 3 * 3600 + 720,
+        meshes,
+        local_sessions: vec![LocalSessionStatus {
+            session_id: session_id(0),
+            display_name: "alice-laptop".into(),
+            meshes: vec![team.into()],
+            ..LocalSessionStatus::default()
+        }],
+        ..StatusReply::default()
+    };
+    let members = vec![
+        member(team, 0, "alice", Role::Admin, TrustState::Verified, true),
+        member(team, 1, "bob", Role::Member, TrustState::Verified, true),
+        member(team, 2, "carol", Role::Member, TrustState::KeyChanged, true),
+        member(team, 4, "erin", Role::Member, TrustState::Unverified, false),
+        member("oss", 3, "dave", Role::Admin, TrustState::Verified, true),
+    ];
+    let inbox = vec![
+        incoming(team, 1, 1, "bob", "member:x", "can you look at the dashboard layout?", NOW - 600_000),
+        incoming(
+            team,
+            2,
+            2,
+            "carol",
+            "@dev",
+            "release build is green; tagging v0.2 in 10 minutes",
+            NOW - 300_000,
+        ),
+        incoming(
+            team,
+            3,
+            1,
+            "bob",
+            "member:x",
+            "also: the sparkline looks great\nsecond line of the message",
+            NOW - 120_000,
+        ),
+        incoming("oss", 4, 3, "dave", "*", "hello everyone", NOW - 7_200_000),
+    ];
+    let sent = vec![
+        outgoing(
+            "mesh-1",
+            1,
+            1,
+            "bob",
+            "on it, give me five minutes",
+            NOW - 500_000,
+            SendState::Accepted { msg_id: "b-1".into(), recipients: 1 },
+        ),
+        outgoing("mesh-1", 2, 1, "bob", "done, pushed to main", NOW - 60_000, SendState::Pending),
+    ];
+    load(&mut s, Snapshot { status, peers }, members, inbox, sent);
+    s.messages.set_recipient(team, "b-1", &member_id(1), DeliveryState::Seen);
+    s
+}

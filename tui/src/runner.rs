@@ -1,0 +1,189 @@
+//! The dashboard's I/O: one task holds the agent subscription (connect, subscribe, forward
+//! sequenced events; on loss report it and retry with backoff), each call runs on its own
+//! short connection (so a slow `message_status` never holds the others), and joins talk to the
+//! broker the invite names. Every task ends with the dashboard (a cancellation token).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use claudemesh_agent::{AgentClient, ClientError, Paths};
+use claudemesh_protocol::local::Topic;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::event::{AgentEvent, CallError, Event};
+
+/// Calls in flight at once.
+const MAX_CALLS: usize = 8;
+/// The first retry after the agent went away, then doubling up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// What the subscription task is told.
+#[derive(Debug, Clone, Copy)]
+enum Control {
+    /// Reconnect now; `start` starts the agent when none runs (the person asked).
+    Reconnect { start: bool },
+}
+
+/// Performs effects; owns the tasks it spawns.
+#[derive(Debug)]
+pub struct Runner {
+    paths: Paths,
+    tx: mpsc::Sender<Event>,
+    control: mpsc::Sender<Control>,
+    calls: Arc<Semaphore>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Runner {
+    /// Starts the subscription task (which starts the agent if none runs, as `exe agent run`).
+    pub fn start(paths: Paths, exe: PathBuf, tx: mpsc::Sender<Event>, cancel: CancellationToken) -> Self {
+        let (control, rx) = mpsc::channel(4);
+        let tasks = TaskTracker::new();
+        tasks.spawn(subscription(paths.clone(), exe, tx.clone(), rx, cancel.clone()));
+        Runner { paths, tx, control, calls: Arc::new(Semaphore::new(MAX_CALLS)), tasks, cancel }
+    }
+
+    /// Asks the subscription task to reconnect now.
+    pub fn reconnect(&self, start: bool) {
+        let _ = self.control.try_send(Control::Reconnect { start });
+    }
+
+    /// Runs one call; its reply comes back as an event.
+    pub fn call(&self, tag: u64, call: claudemesh_protocol::local::AgentCall) {
+        let (paths, tx, sem, cancel) =
+            (self.paths.clone(), self.tx.clone(), self.calls.clone(), self.cancel.clone());
+        self.tasks.spawn(async move {
+            let work = async {
+                let _permit = sem.acquire().await;
+                let mut c = AgentClient::connect(&paths, "tui").await?;
+                c.call(call).await
+            };
+            let result = tokio::select! {
+                r = work => r.map_err(call_error),
+                () = cancel.cancelled() => return,
+            };
+            let _ = tx.send(Event::Agent(AgentEvent::Reply { tag, result })).await;
+        });
+    }
+
+    /// Joins a mesh with `invite` as `name`; the reply is the new mesh's slug.
+    pub fn join(&self, tag: u64, invite: String, name: String) {
+        let (paths, tx, cancel) = (self.paths.clone(), self.tx.clone(), self.cancel.clone());
+        self.tasks.spawn(async move {
+            let work = async {
+                let inv = claudemesh_protocol::invite::parse_invite(&invite)
+                    .map_err(|e| CallError { code: None, message: format!("not an invite: {e}") })?;
+                let joined = claudemesh_agent::enroll::join(&paths, &inv, &name, false)
+                    .await
+                    .map_err(|e| CallError { code: None, message: e.to_string() })?;
+                Ok(serde_json::Value::String(joined.mesh.slug))
+            };
+            let result = tokio::select! {
+                r = work => r,
+                () = cancel.cancelled() => return,
+            };
+            let _ = tx.send(Event::Agent(AgentEvent::Reply { tag, result })).await;
+        });
+    }
+
+    /// Stops every task and waits for them.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+    }
+}
+
+fn call_error(e: ClientError) -> CallError {
+    match e {
+        ClientError::Api(e) => CallError { code: Some(e.code), message: e.message },
+        other => CallError { code: None, message: other.to_string() },
+    }
+}
+
+/// Holds the subscription: connect, subscribe, forward; on loss, say so and retry.
+async fn subscription(
+    paths: Paths,
+    exe: PathBuf,
+    tx: mpsc::Sender<Event>,
+    mut control: mpsc::Receiver<Control>,
+    cancel: CancellationToken,
+) {
+    let mut start = true;
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let error = tokio::select! {
+            e = session(&paths, &exe, start, &tx, &mut control) => e,
+            () = cancel.cancelled() => return,
+        };
+        let Some(error) = error else { return };
+        if error.subscribed {
+            backoff = FIRST_BACKOFF;
+        }
+        let retry_in_ms = backoff.as_millis() as u64;
+        if tx.send(Event::Agent(AgentEvent::Gone { error: error.message, retry_in_ms })).await.is_err() {
+            return;
+        }
+        start = false;
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            c = control.recv() => match c {
+                Some(Control::Reconnect { start: s }) => start = s,
+                None => return,
+            },
+            () = cancel.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Why one subscription ended, and whether it got as far as subscribing.
+struct Ended {
+    message: String,
+    subscribed: bool,
+}
+
+/// One connection's life; `None` when the dashboard is gone (its channel closed).
+async fn session(
+    paths: &Paths,
+    exe: &std::path::Path,
+    start: bool,
+    tx: &mpsc::Sender<Event>,
+    control: &mut mpsc::Receiver<Control>,
+) -> Option<Ended> {
+    let connected = if start {
+        claudemesh_agent::connect_or_start(paths, "tui", exe).await
+    } else {
+        AgentClient::connect(paths, "tui").await
+    };
+    let ended = |message: String, subscribed| Some(Ended { message, subscribed });
+    let mut c = match connected {
+        Ok(c) => c,
+        Err(e) => return ended(e.to_string(), false),
+    };
+    let topics = vec![Topic::Messages, Topic::Presence, Topic::Links, Topic::Sessions, Topic::Outbox];
+    let reply = match c.subscribe(topics, None, None).await {
+        Ok(r) => r,
+        Err(e) => return ended(e.to_string(), false),
+    };
+    tx.send(Event::Agent(AgentEvent::Subscribed(Box::new(reply)))).await.ok()?;
+    loop {
+        tokio::select! {
+            ev = c.next_event() => match ev {
+                Ok((_, seq, event)) => {
+                    tx.send(Event::Agent(AgentEvent::Event { seq, event: Box::new(event) })).await.ok()?;
+                }
+                Err(e) => return ended(e.to_string(), true),
+            },
+            ctl = control.recv() => match ctl {
+                Some(Control::Reconnect { .. }) => return ended("subscribing again".into(), true),
+                None => return None,
+            },
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The dashboard's state: plain data, no I/O. What the agent said (snapshot, then events and
+//! replies applied by `update`), and what the person is doing (view, mesh scope, selections,
+//! filters, the open dialog). Rendering is a pure function of this.
+
+pub mod cursor;
+pub mod messages;
+mod modal;
+pub mod rate;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use claudemesh_protocol::local::{LocalSessionStatus, MemberEntry, MeshStatus, PeerEntry};
+
+pub use cursor::Cursor;
+pub use messages::{ConvKey, Messages};
+pub use modal::{Compose, ComposeFocus, Confirm, ConfirmAction, Field, Modal, Prompt, PromptKind};
+pub use rate::Rate;
+
+/// Most lines the Events view keeps.
+pub const MAX_EVENTS: usize = 2_000;
+
+/// The views, in tab order; the number key of each is its position + 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum View {
+    #[default]
+    Peers,
+    Members,
+    Messages,
+    Events,
+    Meshes,
+}
+
+impl View {
+    pub const ALL: [View; 5] = [View::Peers, View::Members, View::Messages, View::Events, View::Meshes];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Peers => "Peers",
+            View::Members => "Members",
+            View::Messages => "Messages",
+            View::Events => "Events",
+            View::Meshes => "Meshes",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+}
+
+/// Where the dashboard stands with its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AgentConn {
+    /// Not connected yet (first start, or reconnecting after `r`).
+    #[default]
+    Connecting,
+    /// Subscribed: `version`, `pid`, and the agent's uptime at the snapshot plus the tick
+    /// time then (Unix ms), to show a running uptime.
+    Up { version: String, pid: u32, uptime_secs: u64, at_ms: u64 },
+    /// The agent went away or could not be reached; the next attempt is at `retry_at_ms`.
+    Gone { error: String, retry_at_ms: u64 },
+}
+
+/// A line of the Events view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Unix ms.
+    pub at: u64,
+    /// Mesh slug, empty for the agent's own.
+    pub mesh: String,
+    /// `link`, `peer`, `member`, `message`, `receipt`, `outbox`, `session`, `agent`, `error`.
+    pub kind: &'static str,
+    /// Cleaned, one line.
+    pub text: String,
+}
+
+/// In the Messages view: the conversation list or the thread has the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Focus {
+    #[default]
+    List,
+    Thread,
+}
+
+/// A short line in the footer that says what just happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toast {
+    pub text: String,
+    pub error: bool,
+    /// Unix ms after which it is gone.
+    pub until_ms: u64,
+}
+
+/// What a reply the dashboard waits for is about (the tag of an `Effect::Call`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    Members,
+    Inbox,
+    Sent,
+    Status,
+    /// A send from the compose box into this conversation (if it had one).
+    Send {
+        conv: Option<ConvKey>,
+        to: String,
+    },
+    /// `message_status` for a message this machine sent (mesh slug, client id).
+    MessageStatus {
+        mesh: String,
+    },
+    MarkRead,
+    MemberRemove {
+        name: String,
+    },
+    MemberSet {
+        name: String,
+    },
+    /// `member_repin`: the member's entry after it.
+    Repin,
+    Leave {
+        mesh: String,
+    },
+    InviteCreate,
+    Join,
+}
+
+/// The whole dashboard state.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    pub agent: AgentConn,
+    /// The latest tick, Unix ms: every "since" and "ago" is relative to it.
+    pub now_ms: u64,
+    /// The last event sequence number applied.
+    pub seq: u64,
+    pub meshes: Vec<MeshStatus>,
+    pub sessions: Vec<LocalSessionStatus>,
+    pub peers: Vec<PeerEntry>,
+    pub members: Vec<MemberEntry>,
+    pub messages: Messages,
+    /// Message rate per mesh slug.
+    pub rates: BTreeMap<String, Rate>,
+    pub events: VecDeque<LogLine>,
+    pub view: View,
+    /// The mesh shown (slug), or every mesh.
+    pub scope: Option<String>,
+    /// The filter of each view (`/`).
+    pub filters: BTreeMap<View, String>,
+    /// The filter line is being typed.
+    pub filtering: bool,
+    pub cursors: BTreeMap<View, Cursor>,
+    /// Messages view: which pane has the keys, and the thread's scroll from its end.
+    pub focus: Focus,
+    pub thread_scroll: usize,
+    pub modal: Option<Modal>,
+    pub toast: Option<Toast>,
+    /// Terminal size (columns, rows).
+    pub size: (u16, u16),
+    /// Colours on (off under NO_COLOR).
+    pub color: bool,
+    /// The local time zone's offset from UTC, seconds (times are shown in local time).
+    pub utc_offset_secs: i32,
+    /// The name this user joins meshes as (from config.json), offered in the join dialog.
+    pub default_name: String,
+    pub(crate) next_tag: u64,
+    pub(crate) pending: BTreeMap<u64, Pending>,
+}
+
+impl State {
+    /// A fresh state for a terminal of `size`.
+    pub fn new(size: (u16, u16), color: bool, now_ms: u64) -> Self {
+        State { size, color, now_ms, ..State::default() }
+    }
+
+    /// The cursor of `view`.
+    pub fn cursor(&self, view: View) -> Cursor {
+        self.cursors.get(&view).copied().unwrap_or_default()
+    }
+
+    /// The filter of the current view, lowercased ("" for none).
+    pub fn filter(&self, view: View) -> &str {
+        self.filters.get(&view).map_or("", String::as_str)
+    }
+
+    /// Whether a row of `mesh` is shown under the current scope.
+    pub fn in_scope(&self, mesh: &str) -> bool {
+        self.scope.as_deref().is_none_or(|s| s == mesh)
+    }
+
+    /// The mesh with this slug.
+    pub fn mesh(&self, slug: &str) -> Option<&MeshStatus> {
+        self.meshes.iter().find(|m| m.slug == slug)
+    }
+
+    /// A mesh's slug from its id.
+    pub fn slug_of(&self, mesh_id: &str) -> Option<&str> {
+        self.meshes.iter().find(|m| m.id == mesh_id).map(|m| m.slug.as_str())
+    }
+
+    /// Whether this user is an admin of `mesh`.
+    pub fn is_admin(&self, mesh: &str) -> bool {
+        self.mesh(mesh).is_some_and(|m| m.role == claudemesh_protocol::frames::Role::Admin)
+    }
+
+    /// Whether the agent is connected.
+    pub fn agent_up(&self) -> bool {
+        matches!(self.agent, AgentConn::Up { .. })
+    }
+
+    /// Appends a line to the Events view (the oldest go past [`MAX_EVENTS`]).
+    pub fn log(&mut self, mesh: &str, kind: &'static str, text: impl Into<String>) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        let text = claudemesh_protocol::text::one_line(&text.into());
+        self.events.push_back(LogLine { at: self.now_ms, mesh: mesh.to_string(), kind, text });
+    }
+
+    /// Shows a footer line for a few seconds.
+    pub fn toast(&mut self, text: impl Into<String>, error: bool) {
+        let text = claudemesh_protocol::text::one_line(&text.into());
+        self.toast = Some(Toast { text, error, until_ms: self.now_ms + if error { 8_000 } else { 4_000 } });
+    }
+
+    /// A new tag for a call, remembered with what it is for.
+    pub(crate) fn tag(&mut self, p: Pending) -> u64 {
+        self.next_tag += 1;
+        self.pending.insert(self.next_tag, p);
+        self.next_tag
+    }
+}

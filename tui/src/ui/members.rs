@@ -1,0 +1,127 @@
+//! The Members view: every member of the meshes in scope with role, groups, online state and
+//! what this agent believes of its key; the detail pane shows the safety code to compare.
+
+use claudemesh_protocol::local::MemberEntry;
+use claudemesh_protocol::text;
+use ratatui::Frame;
+use ratatui::layout::Constraint;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Wrap};
+
+use super::layout::Areas;
+use super::theme::{Theme, trust_label};
+use super::{field, pane, table};
+use crate::rows;
+use crate::state::{State, View};
+
+fn groups(m: &MemberEntry) -> String {
+    let mut v: Vec<String> = m
+        .member
+        .groups
+        .iter()
+        .map(|g| match &g.role {
+            Some(r) => format!("@{}:{}", text::name(&g.name), text::name(r)),
+            None => format!("@{}", text::name(&g.name)),
+        })
+        .collect();
+    v.extend(
+        m.member
+            .declared_groups
+            .iter()
+            .filter(|d| !m.member.groups.iter().any(|g| &g.name == *d))
+            .map(|d| format!("({})", text::name(d))),
+    );
+    v.join(" ")
+}
+
+fn trust<'a>(m: &MemberEntry, t: &Theme) -> Span<'a> {
+    match &m.trust {
+        Some(tr) => Span::styled(trust_label(tr.state), t.trust(tr.state)),
+        None => Span::styled("?", t.dim()),
+    }
+}
+
+pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
+    let list = rows::members(s);
+    let many_meshes = s.scope.is_none() && s.meshes.len() > 1;
+    let rows: Vec<Row<'_>> = list
+        .iter()
+        .map(|m| {
+            let mut name = text::name(&m.member.display_name);
+            if m.me {
+                name.push_str(" (you)");
+            }
+            let online = if m.member.online {
+                Span::styled(format!("● {}", m.sessions.len().max(1)), t.good())
+            } else {
+                Span::styled("○", t.dim())
+            };
+            let mut cells = vec![Cell::from(name), Cell::from(m.short_id.clone())];
+            if many_meshes {
+                cells.push(Cell::from(m.mesh.clone()));
+            }
+            cells.extend([
+                Cell::from(m.member.role.as_str()),
+                Cell::from(groups(m)),
+                Cell::from(online),
+                Cell::from(trust(m, t)),
+            ]);
+            Row::new(cells)
+        })
+        .collect();
+    let mut header = vec!["NAME", "ID"];
+    let mut widths = vec![Constraint::Length(20), Constraint::Length(8)];
+    if many_meshes {
+        header.push("MESH");
+        widths.push(Constraint::Length(10));
+    }
+    header.extend(["ROLE", "GROUPS", "ONLINE", "KEY"]);
+    widths.extend([
+        Constraint::Length(6),
+        Constraint::Fill(1),
+        Constraint::Length(6),
+        Constraint::Length(11),
+    ]);
+    let title = format!("Members ({})", list.len());
+    let empty = if s.agent_up() { "no member in this scope" } else { "waiting for the agent…" };
+    table(f, a.table, pane(title, true, t), &header, &widths, rows, s.cursor(View::Members), empty, t);
+    detail(f, s, t, a, list.get(s.cursor(View::Members).selected).copied());
+}
+
+fn detail(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas, m: Option<&MemberEntry>) {
+    if a.detail.height == 0 {
+        return;
+    }
+    let Some(m) = m else {
+        f.render_widget(pane("Member", false, t), a.detail);
+        return;
+    };
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(text::name(&m.member.display_name), t.bold()),
+            Span::raw(format!("  {} of {}", m.member.role.as_str(), m.mesh)),
+        ]),
+        field("member", m.member.member_id.clone(), t.dim(), t),
+        field("groups", groups(m), Default::default(), t),
+    ];
+    let sessions: Vec<String> = m.sessions.iter().map(|x| text::name(x)).collect();
+    let online = if m.member.online { format!("online: {}", sessions.join(", ")) } else { "offline".into() };
+    lines.push(field("sessions", online, Default::default(), t));
+    if let Some(tr) = &m.trust {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<10}", "key"), t.dim()),
+            Span::styled(trust_label(tr.state), t.trust(tr.state)),
+            Span::raw(if tr.overused_invite { "  (its invite was used too often)" } else { "" }),
+        ]));
+        lines.push(field("safety", tr.safety_code.clone(), t.bold(), t));
+        if let Some(d) = &tr.detail {
+            lines.push(Line::styled(text::one_line(d), t.warn()));
+        }
+    }
+    let admin = s.is_admin(&m.mesh) && !m.me;
+    let keys =
+        if admin { "m message · e role/groups · d remove · p repin" } else { "m message · p repin" };
+    lines.push(Line::styled(keys, t.dim()));
+    let para = Paragraph::new(lines).block(pane("Member", false, t)).wrap(Wrap { trim: false });
+    f.render_widget(para, a.detail);
+}

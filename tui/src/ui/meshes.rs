@@ -1,0 +1,136 @@
+//! The Meshes view: each joined mesh with its link, role, peers, unread messages, outbox and a
+//! message-rate sparkline; the detail pane has the broker, why a link is down, key warnings
+//! and the rate over the last ten minutes.
+
+use claudemesh_protocol::local::MeshStatus;
+use claudemesh_protocol::text;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Sparkline, Wrap};
+
+use super::layout::Areas;
+use super::theme::{Theme, link_label};
+use super::{field, pane, spark, table};
+use crate::rows;
+use crate::state::rate::BUCKETS;
+use crate::state::{State, View};
+
+/// Buckets in the table's sparkline column.
+const SPARK_COLS: usize = 12;
+
+pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
+    let list = rows::meshes(s);
+    let wide = a.table.width >= 100;
+    let rows: Vec<Row<'_>> = list
+        .iter()
+        .map(|m| {
+            let (sym, word) = link_label(m.link);
+            let rate =
+                s.rates.get(&m.slug).map(|r| r.last_n(SPARK_COLS)).unwrap_or_else(|| vec![0; SPARK_COLS]);
+            let unread = s.messages.unread(Some(&m.slug));
+            let mut cells = vec![
+                Cell::from(m.slug.clone()),
+                Cell::from(Span::styled(format!("{sym} {word}"), t.link(m.link))),
+                Cell::from(m.role.as_str()),
+                Cell::from(m.peers.to_string()),
+                Cell::from(if unread > 0 {
+                    Span::styled(unread.to_string(), t.unread())
+                } else {
+                    Span::raw("0")
+                }),
+                Cell::from(m.outbox.to_string()),
+                Cell::from(Span::styled(spark(&rate), t.accent())),
+            ];
+            if wide {
+                cells.push(Cell::from(m.broker_url.clone()));
+            }
+            Row::new(cells)
+        })
+        .collect();
+    let mut header = vec!["MESH", "LINK", "ROLE", "PEERS", "NEW", "OUT", "RATE 2m"];
+    let mut widths = vec![
+        Constraint::Length(12),
+        Constraint::Length(14),
+        Constraint::Length(6),
+        Constraint::Length(5),
+        Constraint::Length(4),
+        Constraint::Length(4),
+        Constraint::Length(SPARK_COLS as u16),
+    ];
+    if wide {
+        header.push("BROKER");
+        widths.push(Constraint::Fill(1));
+    }
+    let title = format!("Meshes ({})", list.len());
+    let empty = if s.agent_up() {
+        "no mesh joined: J to join one with an invite"
+    } else {
+        "waiting for the agent…"
+    };
+    table(f, a.table, pane(title, true, t), &header, &widths, rows, s.cursor(View::Meshes), empty, t);
+    detail(f, s, t, a, list.get(s.cursor(View::Meshes).selected).copied());
+}
+
+fn detail(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas, m: Option<&MeshStatus>) {
+    if a.detail.height == 0 {
+        return;
+    }
+    let Some(m) = m else {
+        f.render_widget(pane("Mesh", false, t), a.detail);
+        return;
+    };
+    let block = pane(format!("Mesh {}", m.slug), false, t);
+    let inner = block.inner(a.detail);
+    f.render_widget(block, a.detail);
+    let spark_h = if inner.height >= 10 { 3 } else { 0 };
+    let [top, bottom] = Layout::vertical([Constraint::Min(1), Constraint::Length(spark_h)]).areas(inner);
+    let (sym, word) = link_label(m.link);
+    let mut link = format!("{sym} {word}");
+    if let Some(d) = &m.detail {
+        link.push_str(&format!(": {}", text::one_line(d)));
+    }
+    if let Some(r) = m.retry_in_secs {
+        link.push_str(&format!(" (retry in {r}s)"));
+    }
+    let mut lines = vec![
+        field("link", link, t.link(m.link), t),
+        field(
+            "you",
+            format!("{} · {} · {}", text::name(&m.display_name), m.role.as_str(), m.member_id),
+            Default::default(),
+            t,
+        ),
+        field("broker", m.broker_url.clone(), Default::default(), t),
+        field(
+            "counts",
+            format!(
+                "{} peers · {} local sessions · {} in inbox · {} to send",
+                m.peers, m.sessions, m.inbox, m.outbox
+            ),
+            Default::default(),
+            t,
+        ),
+    ];
+    for w in &m.trust_warnings {
+        lines.push(Line::styled(format!("⚠ {}", text::one_line(w)), t.bad()));
+    }
+    let keys = if s.is_admin(&m.slug) {
+        "i invite · L leave · J join another"
+    } else {
+        "L leave · J join another"
+    };
+    lines.push(Line::styled(keys, t.dim()));
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), top);
+    if spark_h > 0 {
+        let data = s.rates.get(&m.slug).map(|r| r.last_n(BUCKETS)).unwrap_or_default();
+        let total: u64 = data.iter().sum();
+        let title = Line::styled(format!("messages, last 10 min: {total}"), t.dim());
+        let w = bottom.width as usize;
+        let data: Vec<u64> = data.iter().skip(data.len().saturating_sub(w)).copied().collect();
+        let sp = Sparkline::default().data(&data).style(t.accent());
+        let [label, graph] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(bottom);
+        f.render_widget(Paragraph::new(title), label);
+        f.render_widget(sp, graph);
+    }
+}

@@ -1,0 +1,124 @@
+//! Rendering: `render(frame, &State)` draws the header (agent and meshes), the tabs and mesh
+//! selector, the current view, the footer and any dialog, each by a pure function of the
+//! state (one view per file). Nothing here changes the state or does I/O.
+
+mod dialogs;
+mod events;
+mod header;
+pub mod layout;
+mod members;
+mod meshes;
+mod messages;
+mod peers;
+pub mod theme;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
+
+pub use header::tab_at;
+use theme::Theme;
+
+use crate::state::{Cursor, Modal, State, View};
+
+/// Draws the whole screen.
+pub fn render(f: &mut Frame<'_>, s: &State) {
+    let t = Theme { color: s.color };
+    let a = layout::areas(s);
+    header::header(f, s, &t, a.header);
+    header::tabs(f, s, &t, a.tabs);
+    match s.view {
+        View::Peers => peers::render(f, s, &t, &a),
+        View::Members => members::render(f, s, &t, &a),
+        View::Messages => messages::render(f, s, &t, &a),
+        View::Events => events::render(f, s, &t, &a),
+        View::Meshes => meshes::render(f, s, &t, &a),
+    }
+    header::footer(f, s, &t, a.footer);
+    if let Some(m) = &s.modal {
+        let body = Rect::new(0, a.tabs.y + 1, s.size.0, a.footer.y.saturating_sub(a.tabs.y + 1));
+        match m {
+            Modal::Help => dialogs::help(f, s, &t, body),
+            Modal::Compose(c) => dialogs::compose(f, c, &t, body),
+            Modal::Confirm(c) => dialogs::confirm(f, c, &t, body),
+            Modal::Prompt(p) => dialogs::prompt(f, p, &t, body),
+            Modal::Notice { title, lines } => dialogs::notice(f, title, lines, &t, body),
+        }
+    }
+}
+
+/// A bordered pane titled `title`; the focused one has an accented border.
+pub(crate) fn pane<'a>(title: impl Into<String>, focused: bool, t: &Theme) -> Block<'a> {
+    let b = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(format!(" {} ", title.into()), t.heading()));
+    if focused { b.border_style(t.accent()) } else { b.border_style(t.dim()) }
+}
+
+/// A table over `rows` with `cursor`'s selection and scroll, or `empty` said in the pane.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn table(
+    f: &mut Frame<'_>,
+    area: Rect,
+    block: Block<'_>,
+    header: &[&str],
+    widths: &[Constraint],
+    rows: Vec<Row<'_>>,
+    cursor: Cursor,
+    empty: &str,
+    t: &Theme,
+) {
+    if rows.is_empty() {
+        let p = Paragraph::new(Line::styled(empty.to_string(), t.dim())).block(block);
+        f.render_widget(p, area);
+        return;
+    }
+    let head = Row::new(header.iter().map(|h| Cell::from(*h))).style(t.heading());
+    let mut ts = TableState::default().with_offset(cursor.offset).with_selected(Some(cursor.selected));
+    let table = Table::new(rows, widths.to_vec())
+        .header(head)
+        .block(block)
+        .column_spacing(1)
+        .row_highlight_style(t.selected());
+    f.render_stateful_widget(table, area, &mut ts);
+}
+
+/// `label: value` for a detail pane.
+pub(crate) fn field<'a>(label: &'a str, value: impl Into<String>, style: Style, t: &Theme) -> Line<'a> {
+    Line::from(vec![Span::styled(format!("{label:<10}"), t.dim()), Span::styled(value.into(), style)])
+}
+
+/// `HH:MM` (today) or `MM-DD HH:MM` of Unix ms `at`, in the state's time zone.
+pub(crate) fn clock(s: &State, at: u64) -> String {
+    let local = |ms: u64| ms as i64 / 1000 + i64::from(s.utc_offset_secs);
+    let (t, now) = (local(at), local(s.now_ms));
+    let Some(dt) = chrono::DateTime::from_timestamp(t, 0) else { return "?".into() };
+    if t.div_euclid(86_400) == now.div_euclid(86_400) {
+        dt.format("%H:%M").to_string()
+    } else {
+        dt.format("%m-%d %H:%M").to_string()
+    }
+}
+
+/// How long ago Unix ms `at` was, shortly: `12s`, `5m`, `3h`, `2d`.
+pub(crate) fn ago(s: &State, at: u64) -> String {
+    let secs = s.now_ms.saturating_sub(at) / 1000;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3_600 => format!("{}m", secs / 60),
+        3_600..86_400 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// A sparkline of `values` as block characters, one per value, scaled to the largest.
+pub(crate) fn spark(values: &[u64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = values.iter().copied().max().unwrap_or(0);
+    values
+        .iter()
+        .map(|&v| if v == 0 || max == 0 { ' ' } else { BARS[((v * 7).div_ceil(max)) as usize] })
+        .collect()
+}

@@ -1,0 +1,225 @@
+//! Applying what the agent says: the subscription's snapshot (then the loads it starts), each
+//! sequenced event (peers, members, messages, receipts, links, local sessions, sends), and the
+//! connection going away. A gap in the sequence resubscribes rather than guess.
+
+use claudemesh_protocol::frames::{DeliveryState, Event as Wire, Priority, ReceiptState};
+use claudemesh_protocol::local::{AgentCall, InboxParams, LocalEvent, PeerEntry, SendState, SubscribeReply};
+use claudemesh_protocol::text;
+
+use crate::effect::Effect;
+use crate::event::AgentEvent;
+use crate::state::{AgentConn, Pending, State};
+
+/// Most messages and sends loaded at start (the newest).
+pub const LOAD_LIMIT: u32 = 10_000;
+
+pub(super) fn apply(s: &mut State, a: AgentEvent, fx: &mut Vec<Effect>) {
+    match a {
+        AgentEvent::Subscribed(r) => subscribed(s, *r, fx),
+        AgentEvent::Event { seq, event } => {
+            if s.seq != 0 && seq != s.seq + 1 {
+                s.log("", "agent", format!("missed events ({} then {seq}): subscribing again", s.seq));
+                s.agent = AgentConn::Connecting;
+                fx.push(Effect::Reconnect);
+                return;
+            }
+            s.seq = seq;
+            event_(s, *event, fx);
+            super::clamp_all(s);
+        }
+        AgentEvent::Gone { error, retry_in_ms } => {
+            if !matches!(s.agent, AgentConn::Gone { .. }) {
+                s.log("", "agent", format!("agent connection lost: {error}"));
+            }
+            s.agent = AgentConn::Gone { error: text::one_line(&error), retry_at_ms: s.now_ms + retry_in_ms };
+            s.seq = 0;
+            // Replies of the lost connection will not come.
+            s.pending.clear();
+        }
+        AgentEvent::Reply { tag, result } => super::replies::apply(s, tag, result, fx),
+    }
+}
+
+fn subscribed(s: &mut State, r: SubscribeReply, fx: &mut Vec<Effect>) {
+    let st = r.snapshot.status;
+    let again = matches!(s.agent, AgentConn::Gone { .. }) || s.seq != 0;
+    s.agent = AgentConn::Up {
+        version: st.agent_version.clone(),
+        pid: st.pid,
+        uptime_secs: st.uptime_secs,
+        at_ms: s.now_ms,
+    };
+    s.seq = r.seq;
+    s.meshes = st.meshes;
+    s.sessions = st.local_sessions;
+    s.peers = r.snapshot.peers;
+    if s.scope.as_ref().is_some_and(|sc| s.mesh(sc).is_none()) {
+        s.scope = None;
+    }
+    s.log(
+        "",
+        "agent",
+        format!(
+            "{} agent {} (pid {})",
+            if again { "back:" } else { "connected to" },
+            st.agent_version,
+            st.pid
+        ),
+    );
+    load(s, fx);
+    super::clamp_all(s);
+}
+
+/// Asks for what the snapshot does not carry: members with their trust, the inbox, the sends.
+pub(super) fn load(s: &mut State, fx: &mut Vec<Effect>) {
+    let tag = s.tag(Pending::Members);
+    fx.push(Effect::Call { tag, call: AgentCall::Members { mesh: None } });
+    let tag = s.tag(Pending::Inbox);
+    let inbox = InboxParams { all: true, limit: Some(LOAD_LIMIT), ..InboxParams::default() };
+    fx.push(Effect::Call { tag, call: AgentCall::Inbox(inbox) });
+    let tag = s.tag(Pending::Sent);
+    fx.push(Effect::Call { tag, call: AgentCall::Sent { mesh: None, limit: Some(LOAD_LIMIT) } });
+}
+
+fn event_(s: &mut State, e: LocalEvent, fx: &mut Vec<Effect>) {
+    match e {
+        LocalEvent::Messages(m) => {
+            let (mesh, at, now_p) = (m.mesh.clone(), m.received_at, m.priority == Priority::Now);
+            let from = text::sender(&m.from_name, &m.from_member, m.session_name.as_deref());
+            if s.messages.add_incoming(m).is_some() {
+                s.rates.entry(mesh.clone()).or_default().count(at, s.now_ms);
+                s.log(&mesh, "message", format!("from {from}"));
+                if now_p {
+                    fx.push(Effect::Bell);
+                    s.toast(format!("now: a message from {from}"), false);
+                }
+            }
+        }
+        LocalEvent::Presence { mesh, event } => presence(s, &mesh, event, fx),
+        LocalEvent::Links { mesh, state, detail } => {
+            let detail_s = detail.as_deref().map(text::one_line);
+            match s.meshes.iter_mut().find(|m| m.slug == mesh) {
+                Some(m) => {
+                    m.link = state;
+                    m.detail = detail_s.clone();
+                }
+                None => {
+                    let tag = s.tag(Pending::Status);
+                    fx.push(Effect::Call { tag, call: AgentCall::Status });
+                }
+            }
+            let why = detail_s.map(|d| format!(": {d}")).unwrap_or_default();
+            s.log(&mesh, "link", format!("{state:?}{why}").to_lowercase());
+        }
+        LocalEvent::Sessions { session, closed } => {
+            let name = text::name(&session.display_name);
+            s.sessions.retain(|x| x.session_id != session.session_id);
+            if closed {
+                s.log("", "session", format!("{name} closed"));
+            } else {
+                s.sessions.push(session);
+            }
+        }
+        LocalEvent::Outbox { mesh, client_msg_id, state, sent } => {
+            match sent {
+                Some(rec) => {
+                    let title = direct_title(s, &mesh, &rec.recipient_ids);
+                    let at = rec.created_at;
+                    s.messages.add_outgoing(&mesh, *rec, &title);
+                    s.rates.entry(mesh.clone()).or_default().count(at, s.now_ms);
+                }
+                None => {
+                    s.messages.set_send_state(&client_msg_id, state.clone());
+                }
+            }
+            let what = match &state {
+                SendState::Pending => "queued".to_string(),
+                SendState::Accepted { recipients, .. } => format!("accepted by the broker for {recipients}"),
+                SendState::Failed { error } => format!("failed: {error}"),
+            };
+            s.log(&mesh, "outbox", format!("send {} {what}", short(&client_msg_id)));
+        }
+        LocalEvent::Services { mesh, event } => s.log(&mesh, "service", format!("{event:?}")),
+        LocalEvent::Vault { mesh, key, action } => s.log(&mesh, "vault", format!("{action} {key}")),
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// The title of a direct conversation with the one recipient of a send, when known.
+pub(super) fn direct_title(s: &State, mesh: &str, recipients: &[String]) -> String {
+    match recipients {
+        [one] => s
+            .members
+            .iter()
+            .find(|m| m.mesh == mesh && &m.member.member_id == one)
+            .map(|m| text::sender(&m.member.display_name, one, None))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn presence(s: &mut State, mesh: &str, e: Wire, fx: &mut Vec<Effect>) {
+    let me = s.mesh(mesh).map(|m| m.member_id.clone()).unwrap_or_default();
+    match e {
+        Wire::PeerJoined(p) | Wire::PeerUpdated(p) => {
+            let joined =
+                !s.peers.iter().any(|x| x.mesh == mesh && x.peer.session.session_id == p.session.session_id);
+            let member_name = s
+                .members
+                .iter()
+                .find(|m| m.mesh == mesh && m.member.member_id == p.member_id)
+                .map(|m| m.member.display_name.clone());
+            let name = text::name(&p.session.display_name);
+            let status = format!("{:?}", p.session.status).to_lowercase();
+            let entry = PeerEntry { me: p.member_id == me, mesh: mesh.to_string(), member_name, peer: p };
+            s.peers
+                .retain(|x| !(x.mesh == mesh && x.peer.session.session_id == entry.peer.session.session_id));
+            s.peers.push(entry);
+            s.log(
+                mesh,
+                "peer",
+                if joined { format!("{name} joined") } else { format!("{name} is {status}") },
+            );
+        }
+        Wire::PeerLeft { session_id, .. } => {
+            let name = s
+                .peers
+                .iter()
+                .find(|x| x.mesh == mesh && x.peer.session.session_id == session_id)
+                .map(|x| text::name(&x.peer.session.display_name));
+            s.peers.retain(|x| !(x.mesh == mesh && x.peer.session.session_id == session_id));
+            s.log(mesh, "peer", format!("{} left", name.unwrap_or_else(|| short(&session_id).to_string())));
+        }
+        Wire::MemberJoined(m) | Wire::MemberUpdated(m) => {
+            s.log(mesh, "member", format!("{} ({}) changed", text::name(&m.display_name), m.role.as_str()));
+            // The agent's verdict on the key comes with `members`.
+            let tag = s.tag(Pending::Members);
+            fx.push(Effect::Call { tag, call: AgentCall::Members { mesh: None } });
+        }
+        Wire::MemberRemoved { member_id, display_name, reason } => {
+            s.members.retain(|m| !(m.mesh == mesh && m.member.member_id == member_id));
+            s.log(mesh, "member", format!("{} {reason:?}", text::name(&display_name)).to_lowercase());
+        }
+        Wire::Receipt { msg_ids, member_id, state } => {
+            let st = match state {
+                ReceiptState::Seen => DeliveryState::Seen,
+                ReceiptState::Delivered => DeliveryState::Delivered,
+            };
+            for id in &msg_ids {
+                s.messages.set_recipient(mesh, id, &member_id, st);
+            }
+            let n = msg_ids.len();
+            s.log(mesh, "receipt", format!("{n} message(s) {st:?} by {}", short(&member_id)).to_lowercase());
+        }
+        Wire::Expired { msg_ids, member_id } => {
+            for id in &msg_ids {
+                s.messages.set_recipient(mesh, id, &member_id, DeliveryState::Expired);
+            }
+            s.log(mesh, "receipt", format!("{} message(s) expired for {}", msg_ids.len(), short(&member_id)));
+        }
+        other => s.log(mesh, "event", format!("{other:?}")),
+    }
+}
