@@ -1,8 +1,10 @@
 //! The rows each view shows: the state's lists narrowed by the mesh scope and the view's
 //! filter, in display order. `update` (which row is selected, what a key acts on) and the
-//! renderers both read them, so they always agree.
+//! renderers both read them, so they always agree. [`len`] counts without sorting: `update`
+//! asks it after every event.
 
 use claudemesh_protocol::local::{MemberEntry, MeshStatus, PeerEntry};
+use claudemesh_protocol::text;
 
 use crate::state::messages::Conv;
 use crate::state::{LogLine, State, View};
@@ -10,33 +12,64 @@ use crate::state::{LogLine, State, View};
 /// Whether any of `fields`, as shown (cleaned to one line), contains `filter` (already
 /// lowercase), ignoring case.
 pub fn matches(filter: &str, fields: &[&str]) -> bool {
-    filter.is_empty()
-        || fields.iter().any(|f| claudemesh_protocol::text::one_line(f).to_lowercase().contains(filter))
+    filter.is_empty() || fields.iter().any(|f| text::one_line(f).to_lowercase().contains(filter))
+}
+
+/// The current filter of `view`, lowercased.
+fn filter_of(s: &State, view: View) -> String {
+    s.filter(view).to_lowercase()
+}
+
+fn peer_shown(s: &State, f: &str, p: &PeerEntry) -> bool {
+    if !s.in_scope(&p.mesh) {
+        return false;
+    }
+    if f.is_empty() {
+        return true;
+    }
+    let ses = &p.peer.session;
+    let groups: Vec<&str> = ses.groups.iter().map(|g| g.name.as_str()).collect();
+    matches(
+        f,
+        &[
+            &ses.display_name,
+            p.member_name.as_deref().unwrap_or(""),
+            ses.summary.as_deref().unwrap_or(""),
+            ses.hostname.as_deref().unwrap_or(""),
+            ses.cwd.as_deref().unwrap_or(""),
+            &p.mesh,
+            &groups.join(" "),
+        ],
+    )
+}
+
+fn member_shown(s: &State, f: &str, m: &MemberEntry) -> bool {
+    if !s.in_scope(&m.mesh) {
+        return false;
+    }
+    if f.is_empty() {
+        return true;
+    }
+    let groups: Vec<&str> = m.member.groups.iter().map(|g| g.name.as_str()).collect();
+    matches(f, &[&m.member.display_name, &m.member.member_id, &m.mesh, &groups.join(" ")])
+}
+
+fn conv_shown(s: &State, f: &str, c: &Conv) -> bool {
+    s.in_scope(&c.key.mesh) && matches(f, &[&c.title, &c.key.mesh])
+}
+
+fn event_shown(s: &State, f: &str, e: &LogLine) -> bool {
+    (e.mesh.is_empty() || s.in_scope(&e.mesh)) && matches(f, &[&e.mesh, e.kind, &e.text])
+}
+
+fn mesh_shown(f: &str, m: &MeshStatus) -> bool {
+    matches(f, &[&m.slug, &m.broker_url, &m.display_name])
 }
 
 /// Online sessions, this user's own first, then by mesh and name.
 pub fn peers(s: &State) -> Vec<&PeerEntry> {
-    let f = s.filter(View::Peers).to_lowercase();
-    let mut v: Vec<&PeerEntry> = s
-        .peers
-        .iter()
-        .filter(|p| s.in_scope(&p.mesh))
-        .filter(|p| {
-            let groups: Vec<&str> = p.peer.session.groups.iter().map(|g| g.name.as_str()).collect();
-            matches(
-                &f,
-                &[
-                    &p.peer.session.display_name,
-                    p.member_name.as_deref().unwrap_or(""),
-                    p.peer.session.summary.as_deref().unwrap_or(""),
-                    p.peer.session.hostname.as_deref().unwrap_or(""),
-                    p.peer.session.cwd.as_deref().unwrap_or(""),
-                    &p.mesh,
-                    &groups.join(" "),
-                ],
-            )
-        })
-        .collect();
+    let f = filter_of(s, View::Peers);
+    let mut v: Vec<&PeerEntry> = s.peers.iter().filter(|p| peer_shown(s, &f, p)).collect();
     v.sort_by(|a, b| {
         (!a.me, &a.mesh, &a.peer.session.display_name, &a.peer.session.session_id).cmp(&(
             !b.me,
@@ -48,61 +81,44 @@ pub fn peers(s: &State) -> Vec<&PeerEntry> {
     v
 }
 
-/// Members: admins first, then by name.
+/// Members: by mesh, admins first, then by name.
 pub fn members(s: &State) -> Vec<&MemberEntry> {
-    let f = s.filter(View::Members).to_lowercase();
-    let mut v: Vec<&MemberEntry> = s
-        .members
-        .iter()
-        .filter(|m| s.in_scope(&m.mesh))
-        .filter(|m| {
-            let groups: Vec<&str> = m.member.groups.iter().map(|g| g.name.as_str()).collect();
-            matches(&f, &[&m.member.display_name, &m.member.member_id, &m.mesh, &groups.join(" ")])
-        })
-        .collect();
+    let f = filter_of(s, View::Members);
+    let mut v: Vec<&MemberEntry> = s.members.iter().filter(|m| member_shown(s, &f, m)).collect();
     v.sort_by(|a, b| {
-        (&a.mesh, a.member.role != claudemesh_protocol::frames::Role::Admin, &a.member.display_name).cmp(&(
-            &b.mesh,
-            b.member.role != claudemesh_protocol::frames::Role::Admin,
-            &b.member.display_name,
-        ))
+        let admin = |m: &MemberEntry| m.member.role == claudemesh_protocol::frames::Role::Admin;
+        (&a.mesh, !admin(a), &a.member.display_name).cmp(&(&b.mesh, !admin(b), &b.member.display_name))
     });
     v
 }
 
 /// Conversations, newest first.
 pub fn convs(s: &State) -> Vec<&Conv> {
-    let f = s.filter(View::Messages).to_lowercase();
-    s.messages
-        .conv_list(s.scope.as_deref())
-        .into_iter()
-        .filter(|c| matches(&f, &[&c.title, &c.key.mesh]))
-        .collect()
+    let f = filter_of(s, View::Messages);
+    s.messages.conv_list(s.scope.as_deref()).into_iter().filter(|c| conv_shown(s, &f, c)).collect()
 }
 
 /// Events, oldest first.
 pub fn events(s: &State) -> Vec<&LogLine> {
-    let f = s.filter(View::Events).to_lowercase();
-    s.events
-        .iter()
-        .filter(|e| e.mesh.is_empty() || s.in_scope(&e.mesh))
-        .filter(|e| matches(&f, &[&e.mesh, e.kind, &e.text]))
-        .collect()
+    let f = filter_of(s, View::Events);
+    s.events.iter().filter(|e| event_shown(s, &f, e)).collect()
 }
 
 /// Joined meshes, in the agent's order.
 pub fn meshes(s: &State) -> Vec<&MeshStatus> {
-    let f = s.filter(View::Meshes).to_lowercase();
-    s.meshes.iter().filter(|m| matches(&f, &[&m.slug, &m.broker_url, &m.display_name])).collect()
+    let f = filter_of(s, View::Meshes);
+    s.meshes.iter().filter(|m| mesh_shown(&f, m)).collect()
 }
 
-/// How many rows the current table of `view` has.
+/// How many rows the table of `view` has (what [`peers`], [`members`]… return, uncounted
+/// order aside).
 pub fn len(s: &State, view: View) -> usize {
+    let f = filter_of(s, view);
     match view {
-        View::Peers => peers(s).len(),
-        View::Members => members(s).len(),
-        View::Messages => convs(s).len(),
-        View::Events => events(s).len(),
-        View::Meshes => meshes(s).len(),
+        View::Peers => s.peers.iter().filter(|p| peer_shown(s, &f, p)).count(),
+        View::Members => s.members.iter().filter(|m| member_shown(s, &f, m)).count(),
+        View::Messages => s.messages.convs.values().filter(|c| conv_shown(s, &f, c)).count(),
+        View::Events => s.events.iter().filter(|e| event_shown(s, &f, e)).count(),
+        View::Meshes => s.meshes.iter().filter(|m| mesh_shown(&f, m)).count(),
     }
 }

@@ -8,41 +8,34 @@ use ratatui::widgets::{Cell, Row};
 
 use super::layout::Areas;
 use super::theme::Theme;
-use super::{clock, pane, table};
+use super::{TableSpec, clock, pane, table};
 use crate::rows;
 use crate::state::{State, View};
 
 pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     let list = rows::events(s);
-    let rows: Vec<Row<'_>> = list
-        .iter()
-        .map(|e| {
-            let style = match e.kind {
-                "error" => t.bad(),
-                "link" => t.warn(),
-                "message" => t.unread(),
-                _ => Default::default(),
-            };
-            Row::new(vec![
-                Cell::from(Span::styled(clock(s, e.at), t.dim())),
-                Cell::from(e.mesh.clone()),
-                Cell::from(Span::styled(e.kind, style)),
-                Cell::from(e.text.clone()),
-            ])
-        })
-        .collect();
+    let row = |i: usize| {
+        let e = list[i];
+        let style = match e.kind {
+            "error" => t.bad(),
+            "link" => t.warn(),
+            "message" => t.unread(),
+            _ => Default::default(),
+        };
+        Row::new(vec![
+            Cell::from(Span::styled(clock(s, e.at), t.dim())),
+            Cell::from(e.mesh.clone()),
+            Cell::from(Span::styled(e.kind, style)),
+            Cell::from(e.text.clone()),
+        ])
+    };
     let widths = [Constraint::Length(5), Constraint::Length(10), Constraint::Length(8), Constraint::Fill(1)];
     let title = format!("Events ({})", list.len());
-    let c = s.cursor(View::Events);
-    table(
-        f,
-        a.table,
-        pane(title, true, t),
-        &["TIME", "MESH", "KIND", "WHAT"],
-        &widths,
-        rows,
-        c,
-        "nothing yet",
-        t,
-    );
+    let spec = TableSpec {
+        block: pane(title, true, t),
+        header: &["TIME", "MESH", "KIND", "WHAT"],
+        widths: &widths,
+        empty: "nothing yet",
+    };
+    table(f, a.table, spec, list.len(), s.cursor(View::Events), t, row);
 }

@@ -10,7 +10,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Wrap};
 
 use super::layout::Areas;
 use super::theme::{Theme, trust_label};
-use super::{field, pane, table};
+use super::{TableSpec, field, pane, table};
 use crate::rows;
 use crate::state::{State, View};
 
@@ -44,31 +44,29 @@ fn trust<'a>(m: &MemberEntry, t: &Theme) -> Span<'a> {
 pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     let list = rows::members(s);
     let many_meshes = s.scope.is_none() && s.meshes.len() > 1;
-    let rows: Vec<Row<'_>> = list
-        .iter()
-        .map(|m| {
-            let mut name = text::name(&m.member.display_name);
-            if m.me {
-                name.push_str(" (you)");
-            }
-            let online = if m.member.online {
-                Span::styled(format!("● {}", m.sessions.len().max(1)), t.good())
-            } else {
-                Span::styled("○", t.dim())
-            };
-            let mut cells = vec![Cell::from(name), Cell::from(m.short_id.clone())];
-            if many_meshes {
-                cells.push(Cell::from(m.mesh.clone()));
-            }
-            cells.extend([
-                Cell::from(m.member.role.as_str()),
-                Cell::from(groups(m)),
-                Cell::from(online),
-                Cell::from(trust(m, t)),
-            ]);
-            Row::new(cells)
-        })
-        .collect();
+    let row = |i: usize| {
+        let m = list[i];
+        let mut name = text::name(&m.member.display_name);
+        if m.me {
+            name.push_str(" (you)");
+        }
+        let online = if m.member.online {
+            Span::styled(format!("● {}", m.sessions.len().max(1)), t.good())
+        } else {
+            Span::styled("○", t.dim())
+        };
+        let mut cells = vec![Cell::from(name), Cell::from(m.short_id.clone())];
+        if many_meshes {
+            cells.push(Cell::from(m.mesh.clone()));
+        }
+        cells.extend([
+            Cell::from(m.member.role.as_str()),
+            Cell::from(groups(m)),
+            Cell::from(online),
+            Cell::from(trust(m, t)),
+        ]);
+        Row::new(cells)
+    };
     let mut header = vec!["NAME", "ID"];
     let mut widths = vec![Constraint::Length(20), Constraint::Length(8)];
     if many_meshes {
@@ -84,7 +82,8 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     ]);
     let title = format!("Members ({})", list.len());
     let empty = if s.agent_up() { "no member in this scope" } else { "waiting for the agent…" };
-    table(f, a.table, pane(title, true, t), &header, &widths, rows, s.cursor(View::Members), empty, t);
+    let spec = TableSpec { block: pane(title, true, t), header: &header, widths: &widths, empty: empty };
+    table(f, a.table, spec, list.len(), s.cursor(View::Members), t, row);
     detail(f, s, t, a, list.get(s.cursor(View::Members).selected).copied());
 }
 

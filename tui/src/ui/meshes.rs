@@ -11,7 +11,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Sparkline, Wrap};
 
 use super::layout::Areas;
 use super::theme::{Theme, link_label};
-use super::{field, pane, spark, table};
+use super::{TableSpec, field, pane, spark, table};
 use crate::rows;
 use crate::state::rate::BUCKETS;
 use crate::state::{State, View};
@@ -22,32 +22,29 @@ const SPARK_COLS: usize = 12;
 pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     let list = rows::meshes(s);
     let wide = a.table.width >= 100;
-    let rows: Vec<Row<'_>> = list
-        .iter()
-        .map(|m| {
-            let (sym, word) = link_label(m.link);
-            let rate =
-                s.rates.get(&m.slug).map(|r| r.last_n(SPARK_COLS)).unwrap_or_else(|| vec![0; SPARK_COLS]);
-            let unread = s.messages.unread(Some(&m.slug));
-            let mut cells = vec![
-                Cell::from(m.slug.clone()),
-                Cell::from(Span::styled(format!("{sym} {word}"), t.link(m.link))),
-                Cell::from(m.role.as_str()),
-                Cell::from(m.peers.to_string()),
-                Cell::from(if unread > 0 {
-                    Span::styled(unread.to_string(), t.unread())
-                } else {
-                    Span::raw("0")
-                }),
-                Cell::from(m.outbox.to_string()),
-                Cell::from(Span::styled(spark(&rate), t.accent())),
-            ];
-            if wide {
-                cells.push(Cell::from(m.broker_url.clone()));
-            }
-            Row::new(cells)
-        })
-        .collect();
+    let row = |i: usize| {
+        let m = list[i];
+        let (sym, word) = link_label(m.link);
+        let rate = s.rates.get(&m.slug).map(|r| r.last_n(SPARK_COLS)).unwrap_or_else(|| vec![0; SPARK_COLS]);
+        let unread = s.messages.unread(Some(&m.slug));
+        let mut cells = vec![
+            Cell::from(m.slug.clone()),
+            Cell::from(Span::styled(format!("{sym} {word}"), t.link(m.link))),
+            Cell::from(m.role.as_str()),
+            Cell::from(m.peers.to_string()),
+            Cell::from(if unread > 0 {
+                Span::styled(unread.to_string(), t.unread())
+            } else {
+                Span::raw("0")
+            }),
+            Cell::from(m.outbox.to_string()),
+            Cell::from(Span::styled(spark(&rate), t.accent())),
+        ];
+        if wide {
+            cells.push(Cell::from(m.broker_url.clone()));
+        }
+        Row::new(cells)
+    };
     let mut header = vec!["MESH", "LINK", "ROLE", "PEERS", "NEW", "OUT", "RATE 2m"];
     let mut widths = vec![
         Constraint::Length(12),
@@ -68,7 +65,8 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     } else {
         "waiting for the agent…"
     };
-    table(f, a.table, pane(title, true, t), &header, &widths, rows, s.cursor(View::Meshes), empty, t);
+    let spec = TableSpec { block: pane(title, true, t), header: &header, widths: &widths, empty: empty };
+    table(f, a.table, spec, list.len(), s.cursor(View::Meshes), t, row);
     detail(f, s, t, a, list.get(s.cursor(View::Meshes).selected).copied());
 }
 

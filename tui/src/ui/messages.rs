@@ -12,7 +12,7 @@ use ratatui::widgets::{Cell, Paragraph, Row};
 
 use super::layout::Areas;
 use super::theme::{Theme, priority_label};
-use super::{clock, pane, table};
+use super::{TableSpec, clock, pane, table};
 use crate::rows;
 use crate::state::messages::{Conv, Direction, Msg, Outgoing};
 use crate::state::{Focus, State, View};
@@ -20,27 +20,26 @@ use crate::state::{Focus, State, View};
 pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     let list = rows::convs(s);
     let many_meshes = s.scope.is_none() && s.meshes.len() > 1;
-    let rows: Vec<Row<'_>> = list
-        .iter()
-        .map(|c| {
-            let mark = if c.unread > 0 { Span::styled("●", t.unread()) } else { Span::raw(" ") };
-            let title = if many_meshes { format!("{} · {}", c.title, c.key.mesh) } else { c.title.clone() };
-            let count =
-                if c.unread > 0 { Span::styled(c.unread.to_string(), t.unread()) } else { Span::raw("") };
-            Row::new(vec![
-                Cell::from(mark),
-                Cell::from(title),
-                Cell::from(count),
-                Cell::from(clock(s, c.last_at)),
-            ])
-        })
-        .collect();
+    let row = |i: usize| {
+        let c = list[i];
+        let mark = if c.unread > 0 { Span::styled("●", t.unread()) } else { Span::raw(" ") };
+        let title = if many_meshes { format!("{} · {}", c.title, c.key.mesh) } else { c.title.clone() };
+        let count = if c.unread > 0 { Span::styled(c.unread.to_string(), t.unread()) } else { Span::raw("") };
+        Row::new(vec![
+            Cell::from(mark),
+            Cell::from(title),
+            Cell::from(count),
+            Cell::from(clock(s, c.last_at)),
+        ])
+    };
     let widths = [Constraint::Length(1), Constraint::Fill(1), Constraint::Length(4), Constraint::Length(5)];
     let focused = s.focus == Focus::List;
     let title = format!("Conversations ({})", list.len());
     let empty = if s.agent_up() { "no message yet: m to write one" } else { "waiting for the agent…" };
     let block = pane(title, focused, t);
-    table(f, a.table, block, &["", "WITH", "NEW", "LAST"], &widths, rows, s.cursor(View::Messages), empty, t);
+    let spec =
+        TableSpec { block: block, header: &["", "WITH", "NEW", "LAST"], widths: &widths, empty: empty };
+    table(f, a.table, spec, list.len(), s.cursor(View::Messages), t, row);
     thread(f, s, t, a, list.get(s.cursor(View::Messages).selected).copied());
 }
 

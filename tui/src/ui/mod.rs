@@ -57,29 +57,39 @@ pub(crate) fn pane<'a>(title: impl Into<String>, focused: bool, t: &Theme) -> Bl
     if focused { b.border_style(t.accent()) } else { b.border_style(t.dim()) }
 }
 
-/// A table over `rows` with `cursor`'s selection and scroll, or `empty` said in the pane.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn table(
+/// What a table shows around its rows.
+pub(crate) struct TableSpec<'a> {
+    pub block: Block<'a>,
+    pub header: &'a [&'a str],
+    pub widths: &'a [Constraint],
+    /// Said in the pane when there is no row.
+    pub empty: &'a str,
+}
+
+/// A table of `len` rows with `cursor`'s selection and scroll. Only the rows on screen are
+/// built (`row(i)` for each), so a table of thousands costs what its viewport does.
+pub(crate) fn table<'r>(
     f: &mut Frame<'_>,
     area: Rect,
-    block: Block<'_>,
-    header: &[&str],
-    widths: &[Constraint],
-    rows: Vec<Row<'_>>,
+    spec: TableSpec<'_>,
+    len: usize,
     cursor: Cursor,
-    empty: &str,
     t: &Theme,
+    row: impl Fn(usize) -> Row<'r>,
 ) {
-    if rows.is_empty() {
-        let p = Paragraph::new(Line::styled(empty.to_string(), t.dim())).block(block);
+    if len == 0 {
+        let p = Paragraph::new(Line::styled(spec.empty.to_string(), t.dim())).block(spec.block);
         f.render_widget(p, area);
         return;
     }
-    let head = Row::new(header.iter().map(|h| Cell::from(*h))).style(t.heading());
-    let mut ts = TableState::default().with_offset(cursor.offset).with_selected(Some(cursor.selected));
-    let table = Table::new(rows, widths.to_vec())
+    let visible = area.height.saturating_sub(3).max(1) as usize;
+    let end = (cursor.offset + visible).min(len);
+    let rows: Vec<Row<'r>> = (cursor.offset.min(end)..end).map(row).collect();
+    let head = Row::new(spec.header.iter().map(|h| Cell::from(*h))).style(t.heading());
+    let mut ts = TableState::default().with_selected(cursor.selected.checked_sub(cursor.offset));
+    let table = Table::new(rows, spec.widths.to_vec())
         .header(head)
-        .block(block)
+        .block(spec.block)
         .column_spacing(1)
         .row_highlight_style(t.selected());
     f.render_stateful_widget(table, area, &mut ts);

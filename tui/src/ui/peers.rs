@@ -11,7 +11,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Wrap};
 
 use super::layout::Areas;
 use super::theme::{Theme, status_label};
-use super::{ago, field, pane, table};
+use super::{TableSpec, ago, field, pane, table};
 use crate::rows;
 use crate::state::{State, View};
 
@@ -27,29 +27,27 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     let list = rows::peers(s);
     let wide = a.table.width >= 110;
     let many_meshes = s.scope.is_none() && s.meshes.len() > 1;
-    let rows: Vec<Row<'_>> = list
-        .iter()
-        .map(|p| {
-            let ses = &p.peer.session;
-            let mut name = text::name(&ses.display_name);
-            if p.me {
-                name.push_str(" (you)");
-            }
-            let mut cells = vec![Cell::from(name)];
-            if many_meshes {
-                cells.push(Cell::from(p.mesh.clone()));
-            }
-            cells.push(Cell::from(Span::styled(status_label(ses.status), t.status(ses.status))));
-            cells.push(Cell::from(opt(&ses.summary)));
-            cells.push(Cell::from(groups(p)));
-            if wide {
-                cells.push(Cell::from(opt(&ses.hostname)));
-                cells.push(Cell::from(opt(&ses.cwd)));
-            }
-            cells.push(Cell::from(ago(s, p.peer.connected_since)));
-            Row::new(cells)
-        })
-        .collect();
+    let row = |i: usize| {
+        let p = list[i];
+        let ses = &p.peer.session;
+        let mut name = text::name(&ses.display_name);
+        if p.me {
+            name.push_str(" (you)");
+        }
+        let mut cells = vec![Cell::from(name)];
+        if many_meshes {
+            cells.push(Cell::from(p.mesh.clone()));
+        }
+        cells.push(Cell::from(Span::styled(status_label(ses.status), t.status(ses.status))));
+        cells.push(Cell::from(opt(&ses.summary)));
+        cells.push(Cell::from(groups(p)));
+        if wide {
+            cells.push(Cell::from(opt(&ses.hostname)));
+            cells.push(Cell::from(opt(&ses.cwd)));
+        }
+        cells.push(Cell::from(ago(s, p.peer.connected_since)));
+        Row::new(cells)
+    };
     let mut header = vec!["NAME"];
     let mut widths = vec![Constraint::Length(20)];
     if many_meshes {
@@ -66,7 +64,8 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     widths.push(Constraint::Length(5));
     let title = format!("Peers ({})", list.len());
     let empty = if s.agent_up() { "no session is online in this scope" } else { "waiting for the agent…" };
-    table(f, a.table, pane(title, true, t), &header, &widths, rows, s.cursor(View::Peers), empty, t);
+    let spec = TableSpec { block: pane(title, true, t), header: &header, widths: &widths, empty: empty };
+    table(f, a.table, spec, list.len(), s.cursor(View::Peers), t, row);
     detail(f, s, t, a, list.get(s.cursor(View::Peers).selected).copied());
 }
 
