@@ -1,7 +1,7 @@
 //! Where everything goes on screen, as a pure function of the terminal size and the view, so
 //! the renderers and the mouse handling in `update` agree on every rectangle.
 
-use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::layout::Rect;
 
 use crate::state::{State, View};
 
@@ -35,39 +35,36 @@ impl Areas {
     }
 }
 
-/// The areas for `s`'s size and view.
+/// The areas for `s`'s size and view. Plain arithmetic, no constraint solver: `update` asks
+/// for them after every event.
 pub fn areas(s: &State) -> Areas {
-    let full = Rect::new(0, 0, s.size.0, s.size.1);
-    let [header, tabs, body, footer] = Layout::default()
-        .direction(Direction::Vertical)
-        .constraints([
-            Constraint::Length(1),
-            Constraint::Length(1),
-            Constraint::Min(3),
-            Constraint::Length(1),
-        ])
-        .areas(full);
-    let wide = full.width >= WIDE;
+    let (w, h) = s.size;
+    let header = Rect::new(0, 0, w, h.min(1));
+    let tabs = Rect::new(0, 1.min(h), w, h.saturating_sub(1).min(1));
+    let footer = Rect::new(0, h.saturating_sub(1), w, h.min(1));
+    let body = Rect::new(0, 2.min(h), w, h.saturating_sub(3));
+    let wide = w >= WIDE;
+    let beside = |table_w: u16| {
+        let table_w = table_w.min(body.width);
+        (
+            Rect::new(body.x, body.y, table_w, body.height),
+            Rect::new(body.x + table_w, body.y, body.width - table_w, body.height),
+        )
+    };
     let (table, detail) = match s.view {
         View::Events => (body, Rect::new(body.x, body.y + body.height, body.width, 0)),
-        View::Messages => {
-            let list_w = if wide { 40 } else { (body.width / 3).max(22) };
-            split(body, Direction::Horizontal, Constraint::Length(list_w))
-        }
-        View::Peers | View::Members | View::Meshes if wide => {
-            split(body, Direction::Horizontal, Constraint::Percentage(62))
-        }
+        View::Messages => beside(if wide { 40 } else { (w / 3).max(22) }),
+        View::Peers | View::Members | View::Meshes if wide => beside((u32::from(w) * 62 / 100) as u16),
         View::Peers | View::Members | View::Meshes => {
             let detail_h = if body.height >= 18 { 8 } else { body.height / 3 };
-            split(body, Direction::Vertical, Constraint::Length(body.height.saturating_sub(detail_h)))
+            let table_h = body.height - detail_h;
+            (
+                Rect::new(body.x, body.y, body.width, table_h),
+                Rect::new(body.x, body.y + table_h, body.width, detail_h),
+            )
         }
     };
     Areas { header, tabs, table, detail, footer }
-}
-
-fn split(r: Rect, d: Direction, first: Constraint) -> (Rect, Rect) {
-    let [a, b] = Layout::default().direction(d).constraints([first, Constraint::Min(0)]).areas(r);
-    (a, b)
 }
 
 /// A centered rectangle of at most `w` × `h` inside `r`.
