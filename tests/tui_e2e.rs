@@ -91,7 +91,10 @@ fn have_tmux() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_live_send_reply_and_agent_loss() {
     if !have_tmux() {
-        assert!(!common::external::required(), "tmux is required here (CLAUDEMESH_TEST_REQUIRE_EXTERNAL)");
+        assert!(
+            !common::external::required(),
+            "tmux is required here (CLAUDEMESH_EXTERNAL_CLIENTS=required): .ci/run installs it"
+        );
         eprintln!("skipped: tmux is not installed");
         return;
     }
@@ -176,4 +179,52 @@ async fn dashboard_live_send_reply_and_agent_loss() {
     assert_eq!(code, "0", "the dashboard's exit code after SIGTERM");
     assert_eq!(t.format("#{alternate_on}"), "0", "the terminal is restored");
     drop(alice_agent);
+}
+
+/// `claudemesh up` on a fresh machine, at a terminal, ends in the dashboard showing the new
+/// mesh connected; `q` leaves it and `up` exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_opens_the_dashboard() {
+    if !have_tmux() {
+        assert!(
+            !common::external::required(),
+            "tmux is required here (CLAUDEMESH_EXTERNAL_CLIENTS=required): .ci/run installs it"
+        );
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let (home, config) = (root.path().join("home"), root.path().join("claudemesh"));
+    std::fs::create_dir_all(&home).unwrap();
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let exit_file = root.path().join("up.exit");
+    let script = r#""$0" up --no-claude --name alice --listen "$2"; echo $? > "$1""#;
+    let (h, c, ef) = (home.to_string_lossy(), config.to_string_lossy(), exit_file.to_string_lossy());
+    let env = [("HOME", &*h), ("CLAUDEMESH_CONFIG_DIR", &*c), ("TERM", "xterm-256color")];
+    let t = Tmux::start(root.path(), &env, &["sh", "-c", script, EXE, &ef, &listen]);
+    t.wait("the dashboard on the new mesh", 60, |s| s.contains("1 Peers") && s.contains("local ●")).await;
+    t.keys(&["5"]);
+    t.wait("the Meshes view", 10, |s| s.contains("Meshes (1)") && s.contains("connected")).await;
+    t.keys(&["q"]);
+    let start = Instant::now();
+    let code = loop {
+        if let Ok(c) = std::fs::read_to_string(&exit_file)
+            && c.ends_with('\n')
+        {
+            break c.trim().to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "up did not end after q:\n{}", t.screen());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(code, "0");
+    let down = Command::new(EXE)
+        .arg("down")
+        .env("HOME", &home)
+        .env("CLAUDEMESH_CONFIG_DIR", &config)
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
 }
