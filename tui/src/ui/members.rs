@@ -82,7 +82,7 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     ]);
     let title = format!("Members ({})", list.len());
     let empty = if s.agent_up() { "no member in this scope" } else { "waiting for the agent…" };
-    let spec = TableSpec { block: pane(title, true, t), header: &header, widths: &widths, empty: empty };
+    let spec = TableSpec { block: pane(title, true, t), header: &header, widths: &widths, empty };
     table(f, a.table, spec, list.len(), s.cursor(View::Members), t, row);
     detail(f, s, t, a, list.get(s.cursor(View::Members).selected).copied());
 }

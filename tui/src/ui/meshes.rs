@@ -65,7 +65,7 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     } else {
         "waiting for the agent…"
     };
-    let spec = TableSpec { block: pane(title, true, t), header: &header, widths: &widths, empty: empty };
+    let spec = TableSpec { block: pane(title, true, t), header: &header, widths: &widths, empty };
     table(f, a.table, spec, list.len(), s.cursor(View::Meshes), t, row);
     detail(f, s, t, a, list.get(s.cursor(View::Meshes).selected).copied());
 }

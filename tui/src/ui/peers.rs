@@ -64,7 +64,7 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     widths.push(Constraint::Length(5));
     let title = format!("Peers ({})", list.len());
     let empty = if s.agent_up() { "no session is online in this scope" } else { "waiting for the agent…" };
-    let spec = TableSpec { block: pane(title, true, t), header: &header, widths: &widths, empty: empty };
+    let spec = TableSpec { block: pane(title, true, t), header: &header, widths: &widths, empty };
     table(f, a.table, spec, list.len(), s.cursor(View::Peers), t, row);
     detail(f, s, t, a, list.get(s.cursor(View::Peers).selected).copied());
 }
