@@ -37,7 +37,7 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     let title = format!("Conversations ({})", list.len());
     let empty = if s.agent_up() { "no message yet: m to write one" } else { "waiting for the agent…" };
     let block = pane(title, focused, t);
-    let spec = TableSpec { block: block, header: &["", "WITH", "NEW", "LAST"], widths: &widths, empty };
+    let spec = TableSpec { block, header: &["", "WITH", "NEW", "LAST"], widths: &widths, empty };
     table(f, a.table, spec, list.len(), s.cursor(View::Messages), t, row);
     thread(f, s, t, a, list.get(s.cursor(View::Messages).selected).copied());
 }
