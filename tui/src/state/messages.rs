@@ -267,6 +267,26 @@ impl Messages {
         changed
     }
 
+    /// Names direct conversations from the directory: `name(mesh, member_id)` is the member's
+    /// directory name when known.
+    pub fn retitle(&mut self, name: impl Fn(&str, &str) -> Option<String>) {
+        for c in self.convs.values_mut() {
+            if let ConvKind::Direct(id) = &c.key.kind
+                && let Some(n) = name(&c.key.mesh, id)
+            {
+                c.title = text::sender(&n, id, None);
+            }
+        }
+    }
+
+    /// A send this machine made, by its client message id.
+    pub fn outgoing(&self, client_msg_id: &str) -> Option<&Outgoing> {
+        match &self.all[*self.by_id.get(&out_key(client_msg_id))?].dir {
+            Direction::Out(o) => Some(o),
+            Direction::In(_) => None,
+        }
+    }
+
     /// Index of a message by mesh and broker id.
     pub fn find(&self, mesh: &str, msg_id: &str) -> Option<usize> {
         self.by_id.get(&id_key(mesh, msg_id)).copied()

@@ -107,8 +107,7 @@ pub(super) fn compose(f: &mut Frame<'_>, c: &Compose, t: &Theme, body: Rect) {
     let state = if c.sending { "sending…" } else { "enter send · esc cancel · tab to/message" };
     lines.push(Line::styled(state, t.dim()));
     let h = (lines.len() as u16 + 2).min(body.height);
-    let w = body.width.min(100);
-    let area = Rect::new(body.x + (body.width - w) / 2, body.y + body.height - h, w, h);
+    let area = Rect::new(body.x, body.y + body.height - h, body.width, h);
     f.render_widget(Clear, area);
     let title = format!("Message on {}", c.mesh);
     f.render_widget(Paragraph::new(lines).block(pane(title, true, t)).wrap(Wrap { trim: false }), area);

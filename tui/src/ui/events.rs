@@ -3,31 +3,30 @@
 
 use ratatui::Frame;
 use ratatui::layout::Constraint;
-use ratatui::text::Span;
-use ratatui::widgets::{Cell, Row};
+use ratatui::style::Style;
 
 use super::layout::Areas;
 use super::theme::Theme;
-use super::{TableSpec, clock, pane, table};
+use super::{CellText, TableSpec, clock, pane, table};
 use crate::rows;
 use crate::state::{State, View};
 
 pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     let list = rows::events(s);
-    let row = |i: usize| {
+    let row = |i: usize, t: &Theme| -> Vec<CellText> {
         let e = list[i];
         let style = match e.kind {
             "error" => t.bad(),
             "link" => t.warn(),
             "message" => t.unread(),
-            _ => Default::default(),
+            _ => Style::default(),
         };
-        Row::new(vec![
-            Cell::from(Span::styled(clock(s, e.at), t.dim())),
-            Cell::from(e.mesh.clone()),
-            Cell::from(Span::styled(e.kind, style)),
-            Cell::from(e.text.clone()),
-        ])
+        vec![
+            (clock(s, e.at), t.dim()),
+            (e.mesh.clone(), Style::default()),
+            (e.kind.into(), style),
+            (e.text.clone(), Style::default()),
+        ]
     };
     let widths = [Constraint::Length(5), Constraint::Length(10), Constraint::Length(8), Constraint::Fill(1)];
     let title = format!("Events ({})", list.len());

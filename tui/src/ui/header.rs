@@ -86,8 +86,11 @@ pub(super) fn tabs(f: &mut Frame<'_>, s: &State, t: &Theme, area: Rect) {
         spans.push(Span::raw(" "));
     }
     let used: usize = spans.iter().map(|x| x.content.chars().count()).sum();
-    let scope = format!("mesh: {} [ ] ", s.scope.as_deref().unwrap_or("all"));
-    let pad = (area.width as usize).saturating_sub(used + scope.chars().count());
+    let name = s.scope.as_deref().unwrap_or("all");
+    let long = format!("mesh: {name} ([ ] change) ");
+    let room = (area.width as usize).saturating_sub(used);
+    let scope = if long.chars().count() < room { long } else { format!("mesh: {name} ") };
+    let pad = room.saturating_sub(scope.chars().count());
     if pad > 0 {
         spans.push(Span::raw(" ".repeat(pad)));
         spans.push(Span::styled(scope, t.accent()));

@@ -5,12 +5,13 @@ use claudemesh_protocol::local::MemberEntry;
 use claudemesh_protocol::text;
 use ratatui::Frame;
 use ratatui::layout::Constraint;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Wrap};
+use ratatui::widgets::Paragraph;
 
 use super::layout::Areas;
 use super::theme::{Theme, trust_label};
-use super::{TableSpec, field, pane, table};
+use super::{CellText, TableSpec, field, field_lines, pane, table};
 use crate::rows;
 use crate::state::{State, View};
 
@@ -34,38 +35,34 @@ fn groups(m: &MemberEntry) -> String {
     v.join(" ")
 }
 
-fn trust<'a>(m: &MemberEntry, t: &Theme) -> Span<'a> {
-    match &m.trust {
-        Some(tr) => Span::styled(trust_label(tr.state), t.trust(tr.state)),
-        None => Span::styled("?", t.dim()),
-    }
-}
-
 pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     let list = rows::members(s);
     let many_meshes = s.scope.is_none() && s.meshes.len() > 1;
-    let row = |i: usize| {
+    let row = |i: usize, t: &Theme| -> Vec<CellText> {
         let m = list[i];
         let mut name = text::name(&m.member.display_name);
         if m.me {
             name.push_str(" (you)");
         }
         let online = if m.member.online {
-            Span::styled(format!("● {}", m.sessions.len().max(1)), t.good())
+            (format!("● {}", m.sessions.len().max(1)), t.good())
         } else {
-            Span::styled("○", t.dim())
+            ("○".to_string(), t.dim())
         };
-        let mut cells = vec![Cell::from(name), Cell::from(m.short_id.clone())];
+        let mut cells = vec![(name, Style::default()), (m.short_id.clone(), t.dim())];
         if many_meshes {
-            cells.push(Cell::from(m.mesh.clone()));
+            cells.push((m.mesh.clone(), Style::default()));
         }
         cells.extend([
-            Cell::from(m.member.role.as_str()),
-            Cell::from(groups(m)),
-            Cell::from(online),
-            Cell::from(trust(m, t)),
+            (m.member.role.as_str().to_string(), Style::default()),
+            (groups(m), Style::default()),
+            online,
         ]);
-        Row::new(cells)
+        cells.push(match &m.trust {
+            Some(tr) => (trust_label(tr.state).to_string(), t.trust(tr.state)),
+            None => ("?".to_string(), t.dim()),
+        });
+        cells
     };
     let mut header = vec!["NAME", "ID"];
     let mut widths = vec![Constraint::Length(20), Constraint::Length(8)];
@@ -95,17 +92,16 @@ fn detail(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas, m: Option<&MemberE
         f.render_widget(pane("Member", false, t), a.detail);
         return;
     };
-    let mut lines = vec![
-        Line::from(vec![
-            Span::styled(text::name(&m.member.display_name), t.bold()),
-            Span::raw(format!("  {} of {}", m.member.role.as_str(), m.mesh)),
-        ]),
-        field("member", m.member.member_id.clone(), t.dim(), t),
-        field("groups", groups(m), Default::default(), t),
-    ];
+    let mut lines = vec![Line::from(vec![
+        Span::styled(text::name(&m.member.display_name), t.bold()),
+        Span::raw(format!("  {} of {}", m.member.role.as_str(), m.mesh)),
+    ])];
+    let w = a.detail.width.saturating_sub(2);
+    lines.extend(field_lines("member", &m.member.member_id, t.dim(), w, t));
+    lines.extend(field_lines("groups", &groups(m), Style::default(), w, t));
     let sessions: Vec<String> = m.sessions.iter().map(|x| text::name(x)).collect();
     let online = if m.member.online { format!("online: {}", sessions.join(", ")) } else { "offline".into() };
-    lines.push(field("sessions", online, Default::default(), t));
+    lines.extend(field_lines("sessions", &online, Style::default(), w, t));
     if let Some(tr) = &m.trust {
         lines.push(Line::from(vec![
             Span::styled(format!("{:<10}", "key"), t.dim()),
@@ -114,13 +110,13 @@ fn detail(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas, m: Option<&MemberE
         ]));
         lines.push(field("safety", tr.safety_code.clone(), t.bold(), t));
         if let Some(d) = &tr.detail {
-            lines.push(Line::styled(text::one_line(d), t.warn()));
+            lines.extend(field_lines("why", &text::one_line(d), t.warn(), w, t));
         }
     }
     let admin = s.is_admin(&m.mesh) && !m.me;
     let keys =
         if admin { "m message · e role/groups · d remove · p repin" } else { "m message · p repin" };
     lines.push(Line::styled(keys, t.dim()));
-    let para = Paragraph::new(lines).block(pane("Member", false, t)).wrap(Wrap { trim: false });
+    let para = Paragraph::new(lines).block(pane("Member", false, t));
     f.render_widget(para, a.detail);
 }

@@ -6,12 +6,13 @@ use claudemesh_protocol::local::MeshStatus;
 use claudemesh_protocol::text;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Sparkline, Wrap};
+use ratatui::style::Style;
+use ratatui::text::Line;
+use ratatui::widgets::{Paragraph, Sparkline, Wrap};
 
 use super::layout::Areas;
 use super::theme::{Theme, link_label};
-use super::{TableSpec, field, pane, spark, table};
+use super::{CellText, TableSpec, field_lines, pane, spark, table};
 use crate::rows;
 use crate::state::rate::BUCKETS;
 use crate::state::{State, View};
@@ -22,28 +23,25 @@ const SPARK_COLS: usize = 12;
 pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     let list = rows::meshes(s);
     let wide = a.table.width >= 100;
-    let row = |i: usize| {
+    let row = |i: usize, t: &Theme| -> Vec<CellText> {
         let m = list[i];
         let (sym, word) = link_label(m.link);
         let rate = s.rates.get(&m.slug).map(|r| r.last_n(SPARK_COLS)).unwrap_or_else(|| vec![0; SPARK_COLS]);
         let unread = s.messages.unread(Some(&m.slug));
+        let none = Style::default();
         let mut cells = vec![
-            Cell::from(m.slug.clone()),
-            Cell::from(Span::styled(format!("{sym} {word}"), t.link(m.link))),
-            Cell::from(m.role.as_str()),
-            Cell::from(m.peers.to_string()),
-            Cell::from(if unread > 0 {
-                Span::styled(unread.to_string(), t.unread())
-            } else {
-                Span::raw("0")
-            }),
-            Cell::from(m.outbox.to_string()),
-            Cell::from(Span::styled(spark(&rate), t.accent())),
+            (m.slug.clone(), none),
+            (format!("{sym} {word}"), t.link(m.link)),
+            (m.role.as_str().into(), none),
+            (m.peers.to_string(), none),
+            (unread.to_string(), if unread > 0 { t.unread() } else { none }),
+            (m.outbox.to_string(), none),
+            (spark(&rate), t.accent()),
         ];
         if wide {
-            cells.push(Cell::from(m.broker_url.clone()));
+            cells.push((m.broker_url.clone(), none));
         }
-        Row::new(cells)
+        cells
     };
     let mut header = vec!["MESH", "LINK", "ROLE", "PEERS", "NEW", "OUT", "RATE 2m"];
     let mut widths = vec![
@@ -91,25 +89,21 @@ fn detail(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas, m: Option<&MeshSta
     if let Some(r) = m.retry_in_secs {
         link.push_str(&format!(" (retry in {r}s)"));
     }
-    let mut lines = vec![
-        field("link", link, t.link(m.link), t),
-        field(
-            "you",
-            format!("{} · {} · {}", text::name(&m.display_name), m.role.as_str(), m.member_id),
-            Default::default(),
-            t,
-        ),
-        field("broker", m.broker_url.clone(), Default::default(), t),
-        field(
-            "counts",
-            format!(
-                "{} peers · {} local sessions · {} in inbox · {} to send",
-                m.peers, m.sessions, m.inbox, m.outbox
-            ),
-            Default::default(),
-            t,
-        ),
-    ];
+    let w = inner.width;
+    let none = Style::default();
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let counts = [
+        plural(m.peers, "peer", "peers"),
+        plural(m.sessions, "local session", "local sessions"),
+        format!("{} in the inbox", m.inbox),
+        format!("{} to send", m.outbox),
+    ]
+    .join(" · ");
+    let you = format!("{} · {} · {}", text::name(&m.display_name), m.role.as_str(), m.member_id);
+    let mut lines = field_lines("link", &link, t.link(m.link), w, t);
+    lines.extend(field_lines("you", &you, none, w, t));
+    lines.extend(field_lines("broker", &m.broker_url, none, w, t));
+    lines.extend(field_lines("counts", &counts, none, w, t));
     for w in &m.trust_warnings {
         lines.push(Line::styled(format!("⚠ {}", text::one_line(w)), t.bad()));
     }

@@ -7,12 +7,13 @@ use claudemesh_protocol::frames::DeliveryState;
 use claudemesh_protocol::local::SendState;
 use ratatui::Frame;
 use ratatui::layout::Constraint;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row};
+use ratatui::widgets::Paragraph;
 
 use super::layout::Areas;
 use super::theme::{Theme, priority_label};
-use super::{TableSpec, clock, pane, table};
+use super::{CellText, TableSpec, clock, pane, table};
 use crate::rows;
 use crate::state::messages::{Conv, Direction, Msg, Outgoing};
 use crate::state::{Focus, State, View};
@@ -20,17 +21,16 @@ use crate::state::{Focus, State, View};
 pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     let list = rows::convs(s);
     let many_meshes = s.scope.is_none() && s.meshes.len() > 1;
-    let row = |i: usize| {
+    let row = |i: usize, t: &Theme| -> Vec<CellText> {
         let c = list[i];
-        let mark = if c.unread > 0 { Span::styled("●", t.unread()) } else { Span::raw(" ") };
+        let unread = c.unread > 0;
         let title = if many_meshes { format!("{} · {}", c.title, c.key.mesh) } else { c.title.clone() };
-        let count = if c.unread > 0 { Span::styled(c.unread.to_string(), t.unread()) } else { Span::raw("") };
-        Row::new(vec![
-            Cell::from(mark),
-            Cell::from(title),
-            Cell::from(count),
-            Cell::from(clock(s, c.last_at)),
-        ])
+        vec![
+            (if unread { "●" } else { " " }.to_string(), t.unread()),
+            (title, if unread { t.bold() } else { Style::default() }),
+            (if unread { c.unread.to_string() } else { String::new() }, t.unread()),
+            (clock(s, c.last_at), t.dim()),
+        ]
     };
     let widths = [Constraint::Length(1), Constraint::Fill(1), Constraint::Length(4), Constraint::Length(5)];
     let focused = s.focus == Focus::List;
@@ -130,8 +130,10 @@ fn delivery<'a>(o: &Outgoing, t: &Theme) -> Span<'a> {
                     _ => Span::styled("◷ queued", t.warn()),
                 };
             }
-            let style = if seen == n { t.good() } else { t.warn() };
-            Span::styled(format!("✓ delivered {delivered}/{n} · ✓✓ seen {seen}/{n}"), style)
+            if seen == n {
+                return Span::styled(format!("✓✓ seen by all {n}"), t.good());
+            }
+            Span::styled(format!("✓ delivered {delivered}/{n} · ✓✓ seen {seen}/{n}"), t.warn())
         }
     }
 }

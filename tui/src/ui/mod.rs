@@ -13,7 +13,7 @@ mod peers;
 pub mod theme;
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
@@ -66,33 +66,88 @@ pub(crate) struct TableSpec<'a> {
     pub empty: &'a str,
 }
 
+/// One cell: its text and style.
+pub(crate) type CellText = (String, Style);
+
 /// A table of `len` rows with `cursor`'s selection and scroll. Only the rows on screen are
-/// built (`row(i)` for each), so a table of thousands costs what its viewport does.
-pub(crate) fn table<'r>(
+/// built (`row(i, theme)` for each: the selected row gets a colourless theme, so reverse video
+/// stays readable), and every cell is cut to its column with `…`.
+pub(crate) fn table(
     f: &mut Frame<'_>,
     area: Rect,
     spec: TableSpec<'_>,
     len: usize,
     cursor: Cursor,
     t: &Theme,
-    row: impl Fn(usize) -> Row<'r>,
+    row: impl Fn(usize, &Theme) -> Vec<CellText>,
 ) {
     if len == 0 {
         let p = Paragraph::new(Line::styled(spec.empty.to_string(), t.dim())).block(spec.block);
         f.render_widget(p, area);
         return;
     }
-    let visible = area.height.saturating_sub(3).max(1) as usize;
+    let inner = spec.block.inner(area);
+    let cols: Vec<u16> = Layout::horizontal(spec.widths.iter().copied())
+        .flex(Flex::Legacy)
+        .spacing(1)
+        .split(inner)
+        .iter()
+        .map(|r| r.width)
+        .collect();
+    let visible = inner.height.saturating_sub(1).max(1) as usize;
     let end = (cursor.offset + visible).min(len);
-    let rows: Vec<Row<'r>> = (cursor.offset.min(end)..end).map(row).collect();
+    let plain = Theme { color: false };
+    let rows: Vec<Row<'_>> = (cursor.offset.min(end)..end)
+        .map(|i| {
+            let cells = row(i, if i == cursor.selected { &plain } else { t });
+            Row::new(
+                cells
+                    .into_iter()
+                    .zip(cols.iter().chain(std::iter::repeat(&u16::MAX)))
+                    .map(|((text, style), w)| Cell::from(Span::styled(fit(&text, *w as usize), style))),
+            )
+        })
+        .collect();
     let head = Row::new(spec.header.iter().map(|h| Cell::from(*h))).style(t.heading());
     let mut ts = TableState::default().with_selected(cursor.selected.checked_sub(cursor.offset));
     let table = Table::new(rows, spec.widths.to_vec())
         .header(head)
         .block(spec.block)
         .column_spacing(1)
+        .flex(Flex::Legacy)
         .row_highlight_style(t.selected());
     f.render_stateful_widget(table, area, &mut ts);
+}
+
+/// `s` in at most `w` columns (counted as characters), cut with `…`.
+pub(crate) fn fit(s: &str, w: usize) -> String {
+    if s.chars().count() <= w {
+        s.to_string()
+    } else {
+        claudemesh_protocol::text::cap(s, w.saturating_sub(1))
+    }
+}
+
+/// `label  value` lines for a detail pane: the value wrapped to `width` columns under itself
+/// (a hanging indent), `—` when empty.
+pub(crate) fn field_lines<'a>(
+    label: &'a str,
+    value: &str,
+    style: Style,
+    width: u16,
+    t: &Theme,
+) -> Vec<Line<'a>> {
+    const LABEL: usize = 10;
+    let value = if value.trim().is_empty() { "—" } else { value };
+    let w = (width as usize).saturating_sub(LABEL + 2).max(8);
+    messages::wrap(value, w)
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let head = if i == 0 { format!("{label:<LABEL$}") } else { " ".repeat(LABEL) };
+            Line::from(vec![Span::styled(head, t.dim()), Span::styled(l, style)])
+        })
+        .collect()
 }
 
 /// `label: value` for a detail pane.

@@ -1,17 +1,19 @@
-//! The Peers view: every online session (name, status in colour, summary, groups, host, cwd,
-//! since) and a detail pane for the selected one. Every field a peer chose is cleaned to one
-//! line before it is drawn.
+//! The Peers view: every online session (name, member, status in colour, summary, groups,
+//! host, cwd, since) and a detail pane for the selected one. Every field a peer chose is
+//! cleaned to one line before it is drawn.
 
+use claudemesh_protocol::frames::GroupRole;
 use claudemesh_protocol::local::PeerEntry;
 use claudemesh_protocol::text;
 use ratatui::Frame;
 use ratatui::layout::Constraint;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Wrap};
+use ratatui::widgets::Paragraph;
 
 use super::layout::Areas;
 use super::theme::{Theme, status_label};
-use super::{TableSpec, ago, field, pane, table};
+use super::{CellText, TableSpec, ago, field_lines, pane, table};
 use crate::rows;
 use crate::state::{State, View};
 
@@ -19,43 +21,67 @@ fn opt(s: &Option<String>) -> String {
     s.as_deref().map(text::one_line).unwrap_or_default()
 }
 
-fn groups(p: &PeerEntry) -> String {
-    p.peer.session.groups.iter().map(|g| format!("@{}", text::name(&g.name))).collect::<Vec<_>>().join(" ")
+/// `@name` or `@name:role`.
+pub(super) fn group_label(g: &GroupRole) -> String {
+    match &g.role {
+        Some(r) => format!("@{}:{}", text::name(&g.name), text::name(r)),
+        None => format!("@{}", text::name(&g.name)),
+    }
+}
+
+/// The groups a session is in: those it declared, and those granted to its member (which it
+/// is in unless it left them; the agent's directory does not say, so granted ones are shown).
+fn groups(s: &State, p: &PeerEntry) -> String {
+    let mut v: Vec<&GroupRole> = p.peer.session.groups.iter().collect();
+    if let Some(m) = s.members.iter().find(|m| m.mesh == p.mesh && m.member.member_id == p.peer.member_id) {
+        for g in &m.member.groups {
+            match v.iter().position(|x| x.name == g.name) {
+                Some(i) if v[i].role.is_none() => v[i] = g,
+                Some(_) => {}
+                None => v.push(g),
+            }
+        }
+    }
+    v.iter().map(|g| group_label(g)).collect::<Vec<_>>().join(" ")
+}
+
+fn member(p: &PeerEntry) -> String {
+    p.member_name.as_deref().map_or_else(|| text::short_member_id(&p.peer.member_id).to_string(), text::name)
 }
 
 pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     let list = rows::peers(s);
     let wide = a.table.width >= 110;
     let many_meshes = s.scope.is_none() && s.meshes.len() > 1;
-    let row = |i: usize| {
+    let row = |i: usize, t: &Theme| -> Vec<CellText> {
         let p = list[i];
         let ses = &p.peer.session;
         let mut name = text::name(&ses.display_name);
         if p.me {
             name.push_str(" (you)");
         }
-        let mut cells = vec![Cell::from(name)];
+        let mut cells = vec![(name, Style::default()), (member(p), t.dim())];
         if many_meshes {
-            cells.push(Cell::from(p.mesh.clone()));
+            cells.push((p.mesh.clone(), Style::default()));
         }
-        cells.push(Cell::from(Span::styled(status_label(ses.status), t.status(ses.status))));
-        cells.push(Cell::from(opt(&ses.summary)));
-        cells.push(Cell::from(groups(p)));
+        cells.push((status_label(ses.status).into(), t.status(ses.status)));
+        cells.push((opt(&ses.summary), Style::default()));
+        cells.push((groups(s, p), Style::default()));
         if wide {
-            cells.push(Cell::from(opt(&ses.hostname)));
-            cells.push(Cell::from(opt(&ses.cwd)));
+            cells.push((opt(&ses.hostname), Style::default()));
+            cells.push((opt(&ses.cwd), Style::default()));
         }
-        cells.push(Cell::from(ago(s, p.peer.connected_since)));
-        Row::new(cells)
+        cells.push((ago(s, p.peer.connected_since), t.dim()));
+        cells
     };
-    let mut header = vec!["NAME"];
-    let mut widths = vec![Constraint::Length(20)];
+    let mut header = vec!["NAME", "MEMBER"];
+    let mut widths = vec![Constraint::Length(18), Constraint::Length(10)];
     if many_meshes {
         header.push("MESH");
-        widths.push(Constraint::Length(10));
+        widths.push(Constraint::Length(8));
     }
     header.extend(["STATUS", "SUMMARY", "GROUPS"]);
-    widths.extend([Constraint::Length(8), Constraint::Fill(2), Constraint::Length(14)]);
+    widths.extend([Constraint::Length(7), Constraint::Fill(3), Constraint::Fill(1)]);
     if wide {
         header.extend(["HOST", "CWD"]);
         widths.extend([Constraint::Length(14), Constraint::Fill(1)]);
@@ -78,31 +104,33 @@ fn detail(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas, p: Option<&PeerEnt
         return;
     };
     let ses = &p.peer.session;
+    let w = a.detail.width.saturating_sub(2);
     let member = text::sender(p.member_name.as_deref().unwrap_or("?"), &p.peer.member_id, None);
-    let mut lines = vec![
-        Line::from(vec![
-            Span::styled(text::name(&ses.display_name), t.bold()),
-            Span::raw("  "),
-            Span::styled(status_label(ses.status), t.status(ses.status)),
-        ]),
-        field("member", member, Default::default(), t),
-        field("mesh", p.mesh.clone(), Default::default(), t),
-        field("summary", opt(&ses.summary), Default::default(), t),
-        field("groups", groups(p), Default::default(), t),
-        field("host", opt(&ses.hostname), Default::default(), t),
-        field("cwd", opt(&ses.cwd), Default::default(), t),
-    ];
-    let mut more = vec![format!("{:?}", ses.peer_type).to_lowercase()];
+    let mut lines = vec![Line::from(vec![
+        Span::styled(text::name(&ses.display_name), t.bold()),
+        Span::raw("  "),
+        Span::styled(status_label(ses.status), t.status(ses.status)),
+        Span::styled(format!("  online {}", ago(s, p.peer.connected_since)), t.dim()),
+    ])];
+    let none = Style::default();
+    lines.extend(field_lines("member", &format!("{member} · {}", p.mesh), none, w, t));
+    lines.extend(field_lines("summary", &opt(&ses.summary), none, w, t));
+    lines.extend(field_lines("groups", &groups(s, p), none, w, t));
+    let place = match (opt(&ses.hostname), opt(&ses.cwd)) {
+        (h, c) if h.is_empty() => c,
+        (h, c) if c.is_empty() => h,
+        (h, c) => format!("{h}:{c}"),
+    };
+    lines.extend(field_lines("where", &place, none, w, t));
+    let mut kind = vec![format!("{:?}", ses.peer_type).to_lowercase()];
     if let Some(m) = &ses.model {
-        more.push(text::one_line(m));
+        kind.push(text::one_line(m));
     }
     if let Some(pid) = ses.pid {
-        more.push(format!("pid {pid}"));
+        kind.push(format!("pid {pid}"));
     }
-    lines.push(field("kind", more.join(" · "), Default::default(), t));
-    lines.push(field("online", format!("{} ago", ago(s, p.peer.connected_since)), Default::default(), t));
-    lines.push(field("session", ses.session_id.clone(), t.dim(), t));
+    lines.extend(field_lines("kind", &kind.join(" · "), none, w, t));
+    lines.extend(field_lines("session", &ses.session_id, t.dim(), w, t));
     lines.push(Line::styled("m: message this session · M: its group", t.dim()));
-    let para = Paragraph::new(lines).block(pane("Session", false, t)).wrap(Wrap { trim: false });
-    f.render_widget(para, a.detail);
+    f.render_widget(Paragraph::new(lines).block(pane("Session", false, t)), a.detail);
 }

@@ -137,7 +137,11 @@ fn event_(s: &mut State, e: LocalEvent, fx: &mut Vec<Effect>) {
                 SendState::Accepted { recipients, .. } => format!("accepted by the broker for {recipients}"),
                 SendState::Failed { error } => format!("failed: {error}"),
             };
-            s.log(&mesh, "outbox", format!("send {} {what}", short(&client_msg_id)));
+            let to = s
+                .messages
+                .outgoing(&client_msg_id)
+                .map_or_else(|| short(&client_msg_id).to_string(), |o| o.to.clone());
+            s.log(&mesh, "outbox", format!("send to {to} {what}"));
         }
         LocalEvent::Services { mesh, event } => s.log(&mesh, "service", format!("{event:?}")),
         LocalEvent::Vault { mesh, key, action } => s.log(&mesh, "vault", format!("{action} {key}")),
@@ -159,6 +163,14 @@ pub(super) fn direct_title(s: &State, mesh: &str, recipients: &[String]) -> Stri
             .unwrap_or_default(),
         _ => String::new(),
     }
+}
+
+/// `bob (m_1cf451)` when the directory knows the member, else its short id.
+fn member_label(s: &State, mesh: &str, id: &str) -> String {
+    s.members.iter().find(|m| m.mesh == mesh && m.member.member_id == id).map_or_else(
+        || text::short_member_id(id).to_string(),
+        |m| text::sender(&m.member.display_name, id, None),
+    )
 }
 
 fn presence(s: &mut State, mesh: &str, e: Wire, fx: &mut Vec<Effect>) {
@@ -211,14 +223,16 @@ fn presence(s: &mut State, mesh: &str, e: Wire, fx: &mut Vec<Effect>) {
             for id in &msg_ids {
                 s.messages.set_recipient(mesh, id, &member_id, st);
             }
-            let n = msg_ids.len();
-            s.log(mesh, "receipt", format!("{n} message(s) {st:?} by {}", short(&member_id)).to_lowercase());
+            let (n, who) = (msg_ids.len(), member_label(s, mesh, &member_id));
+            let st = format!("{st:?}").to_lowercase();
+            s.log(mesh, "receipt", format!("{who}: {n} message(s) {st}"));
         }
         Wire::Expired { msg_ids, member_id } => {
             for id in &msg_ids {
                 s.messages.set_recipient(mesh, id, &member_id, DeliveryState::Expired);
             }
-            s.log(mesh, "receipt", format!("{} message(s) expired for {}", msg_ids.len(), short(&member_id)));
+            let who = member_label(s, mesh, &member_id);
+            s.log(mesh, "receipt", format!("{who}: {} message(s) expired undelivered", msg_ids.len()));
         }
         other => s.log(mesh, "event", format!("{other:?}")),
     }

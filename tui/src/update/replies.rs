@@ -34,7 +34,17 @@ fn apply_ok(
 ) -> Result<(), CallError> {
     let v = r?;
     match p {
-        Pending::Members => s.members = parse::<Vec<MemberEntry>>(v)?,
+        Pending::Members => {
+            s.members = parse::<Vec<MemberEntry>>(v)?;
+            // Conversations made before the directory came (only this machine's sends in them)
+            // get their names now.
+            let names: std::collections::HashMap<(String, String), String> = s
+                .members
+                .iter()
+                .map(|m| ((m.mesh.clone(), m.member.member_id.clone()), m.member.display_name.clone()))
+                .collect();
+            s.messages.retitle(|mesh, id| names.get(&(mesh.to_string(), id.to_string())).cloned());
+        }
         Pending::Status => {
             let st: StatusReply = parse(v)?;
             s.meshes = st.meshes;
