@@ -108,11 +108,14 @@ fn is_b64url(c: char) -> bool {
 
 /// Whitespace and the invisible characters chat apps insert when they wrap or render a link.
 fn is_noise(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}')
+    c.is_whitespace()
+        || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}')
+        // Box-drawing characters: a link selected out of a terminal box (`│ … │`).
+        || ('\u{2500}'..='\u{257F}').contains(&c)
 }
 
-/// The pasted text without what wrapping and quoting put into a link: whitespace and invisible
-/// characters anywhere, mail quote markers (`>`) at line starts, and quoted-printable soft line
+/// The pasted text without what wrapping and quoting put into a link: whitespace, invisible and
+/// box-drawing characters anywhere, mail quote markers (`>`) at line starts, and quoted-printable soft line
 /// breaks (`=` at a line end). A token never holds any of them.
 fn unwrap_text(input: &str) -> String {
     let mut out = String::with_capacity(input.len());

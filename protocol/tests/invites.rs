@@ -165,6 +165,7 @@ fn links_mangled_by_chat_apps_and_mail_clients_still_parse() {
         ("a capitalized scheme", format!("Claudemesh://join/{}", inv.token())),
         ("a bare token, quoted, with a period", format!("\"{}\".", inv.token())),
         ("a bare token wrapped", wrap(inv.token(), 64, "\n", "")),
+        ("selected out of a terminal box", format!("│{}│", wrap(&url, 60, "│\n│", ""))),
     ];
     for (shape, text) in shapes {
         let parsed = parse_invite(&text).unwrap_or_else(|e| panic!("{shape}: {e}\n{text}"));

@@ -25,6 +25,11 @@ pub fn member_id(i: usize) -> String {
     format!("m_{:06x}{:014x}", 0x1c_f450 + i, i)
 }
 
+/// The index [`member_id`] made `id` from.
+pub fn member_index(id: &str) -> usize {
+    usize::from_str_radix(&id[id.len() - 14..], 16).unwrap_or(0)
+}
+
 /// A session id of the fixture (a UUID).
 pub fn session_id(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012x}")

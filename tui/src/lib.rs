@@ -32,8 +32,9 @@ use crate::state::State;
 /// Why the dashboard could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum TuiError {
-    #[error("claudemesh tui needs a terminal: its output is not one (use `claudemesh status` in scripts)")]
-    NotATerminal,
+    /// `what` (its input or its output) is not a terminal.
+    #[error("claudemesh tui needs a terminal: its {0} is not one (use `claudemesh status` in scripts)")]
+    NotATerminal(&'static str),
     #[error("terminal: {0}")]
     Terminal(#[from] std::io::Error),
 }
@@ -72,18 +73,34 @@ pub fn color_wanted() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// The name a join offers: the configured one, else `user@host` (what `claudemesh join` uses).
+fn default_name(paths: &Paths) -> String {
+    if let Some(n) = claudemesh_agent::Config::load(paths).ok().and_then(|c| c.display_name) {
+        return n;
+    }
+    let user = std::env::var("USER").unwrap_or_default();
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    match (user.is_empty(), host.is_empty()) {
+        (true, _) => String::new(),
+        (false, true) => user,
+        (false, false) => format!("{user}@{host}"),
+    }
+}
+
 /// Runs the dashboard until the person quits or a signal comes; the terminal is restored on
 /// every way out.
 pub async fn run(opts: Options) -> Result<(), TuiError> {
-    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        return Err(TuiError::NotATerminal);
+    if !std::io::stdout().is_terminal() {
+        return Err(TuiError::NotATerminal("output"));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(TuiError::NotATerminal("input"));
     }
     let mut guard = terminal::init()?;
     let size = guard.terminal.size()?;
     let mut s = State::new((size.width, size.height), color_wanted(), app::now_ms());
     s.utc_offset_secs = chrono::Local::now().offset().local_minus_utc();
-    s.default_name =
-        claudemesh_agent::Config::load(&opts.paths).ok().and_then(|c| c.display_name).unwrap_or_default();
+    s.default_name = default_name(&opts.paths);
     let (tx, mut rx) = mpsc::channel(EVENTS);
     let cancel = CancellationToken::new();
     let inputs = tokio_util::task::TaskTracker::new();

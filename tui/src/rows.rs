@@ -66,18 +66,26 @@ fn mesh_shown(f: &str, m: &MeshStatus) -> bool {
     matches(f, &[&m.slug, &m.broker_url, &m.display_name])
 }
 
+/// The order of Peers: this user's own sessions first, then by mesh, name and id.
+fn peer_rank(p: &PeerEntry) -> (bool, &str, &str, &str) {
+    (!p.me, &p.mesh, &p.peer.session.display_name, &p.peer.session.session_id)
+}
+
+/// The order of Members: by mesh, admins first, then by name and id.
+fn member_rank(m: &MemberEntry) -> (&str, bool, &str, &str) {
+    (
+        &m.mesh,
+        m.member.role != claudemesh_protocol::frames::Role::Admin,
+        &m.member.display_name,
+        &m.member.member_id,
+    )
+}
+
 /// Online sessions, this user's own first, then by mesh and name.
 pub fn peers(s: &State) -> Vec<&PeerEntry> {
     let f = filter_of(s, View::Peers);
     let mut v: Vec<&PeerEntry> = s.peers.iter().filter(|p| peer_shown(s, &f, p)).collect();
-    v.sort_by(|a, b| {
-        (!a.me, &a.mesh, &a.peer.session.display_name, &a.peer.session.session_id).cmp(&(
-            !b.me,
-            &b.mesh,
-            &b.peer.session.display_name,
-            &b.peer.session.session_id,
-        ))
-    });
+    v.sort_by(|a, b| peer_rank(a).cmp(&peer_rank(b)));
     v
 }
 
@@ -85,10 +93,7 @@ pub fn peers(s: &State) -> Vec<&PeerEntry> {
 pub fn members(s: &State) -> Vec<&MemberEntry> {
     let f = filter_of(s, View::Members);
     let mut v: Vec<&MemberEntry> = s.members.iter().filter(|m| member_shown(s, &f, m)).collect();
-    v.sort_by(|a, b| {
-        let admin = |m: &MemberEntry| m.member.role == claudemesh_protocol::frames::Role::Admin;
-        (&a.mesh, !admin(a), &a.member.display_name).cmp(&(&b.mesh, !admin(b), &b.member.display_name))
-    });
+    v.sort_by(|a, b| member_rank(a).cmp(&member_rank(b)));
     v
 }
 
@@ -120,5 +125,43 @@ pub fn len(s: &State, view: View) -> usize {
         View::Messages => s.messages.convs.values().filter(|c| conv_shown(s, &f, c)).count(),
         View::Events => s.events.iter().filter(|e| event_shown(s, &f, e)).count(),
         View::Meshes => s.meshes.iter().filter(|m| mesh_shown(&f, m)).count(),
+    }
+}
+
+/// What a row is, whatever its position: `mesh \u{1f} session id` (Peers), `mesh \u{1f}
+/// member id` (Members), the conversation (Messages), the mesh slug (Meshes). Events have
+/// none: their rows only ever append.
+pub fn key_at(s: &State, view: View, i: usize) -> Option<String> {
+    let k = |a: &str, b: &str| format!("{a}\u{1f}{b}");
+    match view {
+        View::Peers => peers(s).get(i).map(|p| k(&p.mesh, &p.peer.session.session_id)),
+        View::Members => members(s).get(i).map(|m| k(&m.mesh, &m.member.member_id)),
+        View::Messages => convs(s).get(i).map(|c| format!("{:?}", c.key)),
+        View::Meshes => meshes(s).get(i).map(|m| m.slug.clone()),
+        View::Events => None,
+    }
+}
+
+/// Where the row `key` ([`key_at`]) is now, counted without sorting.
+pub fn position(s: &State, view: View, key: &str) -> Option<usize> {
+    let k = |a: &str, b: &str| format!("{a}\u{1f}{b}");
+    match view {
+        View::Peers => {
+            let f = filter_of(s, view);
+            let p = s.peers.iter().find(|p| k(&p.mesh, &p.peer.session.session_id) == key)?;
+            let rank = peer_rank;
+            peer_shown(s, &f, p)
+                .then(|| s.peers.iter().filter(|x| peer_shown(s, &f, x) && rank(x) < rank(p)).count())
+        }
+        View::Members => {
+            let f = filter_of(s, view);
+            let m = s.members.iter().find(|m| k(&m.mesh, &m.member.member_id) == key)?;
+            let rank = member_rank;
+            member_shown(s, &f, m)
+                .then(|| s.members.iter().filter(|x| member_shown(s, &f, x) && rank(x) < rank(m)).count())
+        }
+        View::Messages => convs(s).iter().position(|c| format!("{:?}", c.key) == key),
+        View::Meshes => meshes(s).iter().position(|m| m.slug == key),
+        View::Events => None,
     }
 }

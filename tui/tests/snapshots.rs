@@ -134,3 +134,28 @@ fn peer_text_cannot_reach_the_terminal() {
     assert!(screen.contains("bobx"), "{screen}");
     assert!(screen.contains("summary next"), "{screen}");
 }
+
+#[test]
+fn a_long_pasted_link_scrolls_and_its_error_shows() {
+    let mut s = standard((100, 30));
+    keys(&mut s, "5J");
+    let link = format!("claudemesh://join/{}", "eyJ2IjoxLCJicm9rZXJfdXJsIjoid3M6".repeat(15));
+    update(&mut s, Event::Paste(link));
+    update(&mut s, Event::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    let screen = format!("{}", draw(&s).backend());
+    assert!(screen.contains("✖ not an invite"), "{screen}");
+    assert!(screen.contains("› …"), "the field scrolled to its end: {screen}");
+}
+
+#[test]
+fn an_invite_link_is_selectable_without_borders() {
+    let mut s = standard((80, 24));
+    let url = format!("claudemesh://join/{}", "a".repeat(150));
+    s.modal = Some(claudemesh_tui::state::Modal::Notice { title: "Invite created".into(), lines: vec![url.clone()] });
+    let screen = format!("{}", draw(&s).backend());
+    let rows: Vec<&str> = screen.lines().filter(|l| l.contains("aaaa")).collect();
+    assert!(rows.len() >= 2, "{screen}");
+    for r in rows {
+        assert!(!r.contains('│'), "a side border inside the link's rows: {r}");
+    }
+}

@@ -416,3 +416,98 @@ fn agent_loss_gap_and_recovery() {
     update(&mut s, Event::Tick(NOW + 10_000));
     assert_eq!(s.now_ms, NOW + 10_000);
 }
+
+#[test]
+fn the_selection_stays_on_its_row_when_rows_move() {
+    let mut s = standard((80, 24));
+    ch(&mut s, '3');
+    ch(&mut s, 'j');
+    let picked = claudemesh_tui::rows::convs(&s)[1].key.clone();
+    assert_eq!(picked.kind, ConvKind::Group("dev".into()));
+    key(&mut s, KeyCode::Enter);
+    // A message into another conversation puts that one on top; the open thread stays.
+    let mut m = fixture::incoming("oss", 40, 3, "dave", "*", "newest", NOW + 1_000);
+    m.msg_id = "newest".into();
+    event(&mut s, LocalEvent::Messages(m));
+    assert_ne!(claudemesh_tui::rows::convs(&s)[1].key, picked, "the rows moved");
+    let shown = &claudemesh_tui::rows::convs(&s)[s.cursor(View::Messages).selected];
+    assert_eq!(shown.key, picked, "the selection moved with its row");
+    // Members re-sort when a role changes: the selection follows the member.
+    ch(&mut s, '2');
+    ch(&mut s, 'G'); // erin
+    let erin = member_id(4);
+    let mut info = s.members.iter().find(|m| m.member.member_id == erin).unwrap().member.clone();
+    info.role = claudemesh_protocol::frames::Role::Admin;
+    let fx =
+        event(&mut s, LocalEvent::Presence { mesh: "team".into(), event: Wire::MemberUpdated(info.clone()) });
+    let mut members = s.members.clone();
+    members.iter_mut().find(|m| m.member.member_id == erin).unwrap().member = info;
+    reply(&mut s, &fx, Ok(json!(members)));
+    let sel = claudemesh_tui::rows::members(&s)[s.cursor(View::Members).selected].member.member_id.clone();
+    assert_eq!(sel, erin);
+}
+
+#[test]
+fn a_message_into_the_open_thread_is_read_as_it_arrives() {
+    let mut s = standard((80, 24));
+    ch(&mut s, '3');
+    key(&mut s, KeyCode::Enter);
+    let open = claudemesh_tui::rows::convs(&s)[s.cursor(View::Messages).selected].key.clone();
+    let ConvKind::Direct(with) = &open.kind else { panic!("{open:?}") };
+    let n = fixture::member_index(with);
+    let mut m = fixture::incoming("team", 41, n, "bob", "member:x", "while you read", NOW + 2_000);
+    m.msg_id = "live-read".into();
+    m.read = false;
+    let fx = event(&mut s, LocalEvent::Messages(m));
+    assert!(
+        matches!(calls(&fx)[..], [AgentCall::MarkRead { msg_ids, .. }] if msg_ids == &["live-read".to_string()])
+    );
+    assert_eq!(s.messages.convs[&open].unread, 0);
+}
+
+#[test]
+fn a_group_send_is_titled_by_its_group() {
+    let mut s = standard((80, 24));
+    let mut rec = fixture::outgoing("mesh-1", 9, 1, "@dev", "to the group", NOW, SendState::Pending);
+    rec.target = "@ops".into();
+    event(
+        &mut s,
+        LocalEvent::Outbox {
+            mesh: "team".into(),
+            client_msg_id: rec.client_msg_id.clone(),
+            state: SendState::Pending,
+            sent: Some(Box::new(rec)),
+        },
+    );
+    let key = claudemesh_tui::state::ConvKey { mesh: "team".into(), kind: ConvKind::Group("ops".into()) };
+    assert_eq!(s.messages.convs[&key].title, "@ops");
+}
+
+#[test]
+fn repinning_a_verified_key_has_nothing_to_accept() {
+    let mut s = standard((80, 24));
+    ch(&mut s, '2');
+    ch(&mut s, 'j'); // alice (verified)
+    assert!(ch(&mut s, 'p').is_empty());
+    assert_eq!(s.modal, None);
+    assert!(s.toast.as_ref().unwrap().text.contains("nothing to accept"));
+}
+
+#[test]
+fn a_send_cut_off_by_the_agent_going_away_keeps_the_text() {
+    let mut s = standard((80, 24));
+    ch(&mut s, 'j');
+    ch(&mut s, 'j');
+    ch(&mut s, 'm');
+    typed(&mut s, "do not lose me");
+    let fx = key(&mut s, KeyCode::Enter);
+    update(
+        &mut s,
+        Event::Agent(AgentEvent::Gone { error: "agent closed the connection".into(), retry_in_ms: 500 }),
+    );
+    reply(&mut s, &fx, Err(CallError { code: None, message: "agent socket: broken pipe".into() }));
+    let Some(Modal::Compose(c)) = &s.modal else { panic!("the box stays") };
+    assert_eq!(c.body.text, "do not lose me");
+    assert!(!c.sending);
+    assert!(c.error.as_deref().unwrap().contains("broken pipe"));
+}

@@ -192,6 +192,8 @@ impl Messages {
                 recipients: r.recipient_ids.iter().map(|m| (m.clone(), DeliveryState::Queued)).collect(),
             }),
         };
+        // A recipient's name only titles a direct conversation, never a group's.
+        let title = if matches!(msg.conv.kind, ConvKind::Direct(_)) { title } else { "" };
         let i = self.push(msg, title);
         self.by_id.insert(out_key(&r.client_msg_id), i);
         if let SendState::Accepted { msg_id, .. } = &r.state {
@@ -277,6 +279,20 @@ impl Messages {
                 c.title = text::sender(&n, id, None);
             }
         }
+    }
+
+    /// Messages of `mesh` this dashboard holds that arrived, and sends of it still waiting for
+    /// the broker.
+    pub fn counts(&self, mesh: &str) -> (usize, usize) {
+        let mut n = (0, 0);
+        for m in self.all.iter().filter(|m| m.mesh == mesh) {
+            match &m.dir {
+                Direction::In(_) => n.0 += 1,
+                Direction::Out(o) if o.state == SendState::Pending => n.1 += 1,
+                Direction::Out(_) => {}
+            }
+        }
+        n
     }
 
     /// A send this machine made, by its client message id.

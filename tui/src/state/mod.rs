@@ -147,6 +147,9 @@ pub struct State {
     /// The filter line is being typed.
     pub filtering: bool,
     pub cursors: BTreeMap<View, Cursor>,
+    /// The row each view's selection is on ([`crate::rows::key_at`]): when rows move (a
+    /// conversation gets a message, a member changes role), the selection stays on its row.
+    pub selected_rows: BTreeMap<View, String>,
     /// Messages view: which pane has the keys, and the thread's scroll from its end.
     pub focus: Focus,
     pub thread_scroll: usize,

@@ -4,7 +4,7 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Wrap};
+use ratatui::widgets::{Borders, Clear, Paragraph, Wrap};
 
 use super::layout::centered;
 use super::pane;
@@ -94,7 +94,13 @@ fn field_line<'a>(label: &'a str, f: &Field, focused: bool, t: &Theme) -> Vec<Li
 }
 
 pub(super) fn compose(f: &mut Frame<'_>, c: &Compose, t: &Theme, body: Rect) {
-    let mut lines = field_line("to       ", &c.to, c.focus == ComposeFocus::To, t);
+    let mut lines = vec![one_line_field(
+        "to       ",
+        &c.to,
+        c.focus == ComposeFocus::To,
+        (body.width as usize).saturating_sub(2),
+        t,
+    )];
     lines.push(Line::from(vec![
         Span::styled("priority ", t.dim()),
         Span::styled(priority_label(c.priority), t.priority(c.priority).patch(t.bold())),
@@ -136,19 +142,46 @@ pub(super) fn confirm(f: &mut Frame<'_>, c: &Confirm, t: &Theme, body: Rect) {
 }
 
 pub(super) fn prompt(f: &mut Frame<'_>, p: &Prompt, t: &Theme, body: Rect) {
-    let mut lines = field_line("› ", &p.field, !p.busy, t);
-    lines.push(Line::styled(p.hint.clone(), t.dim()));
-    if let Some(e) = &p.error {
-        lines.push(Line::styled(format!("✖ {e}"), t.bad()));
-    }
-    lines.push(Line::styled(if p.busy { "working…" } else { "enter ok · esc cancel" }, t.dim()));
     let w = body.width.min(100);
-    let area = centered(body, w, lines.len() as u16 + 4);
+    let inner = w.saturating_sub(2) as usize;
+    let mut lines = vec![one_line_field("› ", &p.field, !p.busy, inner, t)];
+    let mut wrapped = |text: &str, style| {
+        for l in super::messages::wrap(text, inner.max(8)) {
+            lines.push(Line::styled(l, style));
+        }
+    };
+    wrapped(&p.hint, t.dim());
+    if let Some(e) = &p.error {
+        wrapped(&format!("✖ {e}"), t.bad());
+    }
+    wrapped(if p.busy { "working…" } else { "enter ok · esc cancel" }, t.dim());
+    let area = centered(body, w, lines.len() as u16 + 2);
     f.render_widget(Clear, area);
-    f.render_widget(
-        Paragraph::new(lines).block(pane(p.title.clone(), true, t)).wrap(Wrap { trim: true }),
-        area,
-    );
+    f.render_widget(Paragraph::new(lines).block(pane(p.title.clone(), true, t)), area);
+}
+
+/// A one-line field in `width` columns: a long text scrolls sideways to keep the cursor in
+/// view (`…` marks what is cut), never wraps.
+fn one_line_field<'a>(label: &'a str, f: &Field, focused: bool, width: usize, t: &Theme) -> Line<'a> {
+    let chars: Vec<char> = f.text.chars().collect();
+    let room = width.saturating_sub(label.chars().count() + 1).max(4);
+    let start = if f.cursor >= room { f.cursor + 1 - room } else { 0 };
+    let end = (start + room).min(chars.len());
+    let mut spans = vec![Span::styled(label, t.dim())];
+    let mut shown: String = chars[start..end].iter().collect();
+    if start > 0 {
+        shown.replace_range(..shown.char_indices().nth(1).map_or(shown.len(), |(b, _)| b), "…");
+    }
+    let at = f.cursor - start;
+    if !focused {
+        spans.push(Span::raw(shown));
+        return Line::from(spans);
+    }
+    let before: String = shown.chars().take(at).collect();
+    let cur: String = shown.chars().nth(at).map_or(" ".into(), |c| c.to_string());
+    let after: String = shown.chars().skip(at + 1).collect();
+    spans.extend([Span::raw(before), Span::styled(cur, t.selected()), Span::raw(after)]);
+    Line::from(spans)
 }
 
 pub(super) fn notice(f: &mut Frame<'_>, title: &str, lines: &[String], t: &Theme, body: Rect) {
@@ -156,12 +189,11 @@ pub(super) fn notice(f: &mut Frame<'_>, title: &str, lines: &[String], t: &Theme
     text.push(Line::raw(""));
     text.push(Line::styled("y copy again · esc close · shift+drag selects text", t.dim()));
     let w = body.width;
-    let inner_w = w.saturating_sub(2).max(1) as usize;
+    let inner_w = w.max(1) as usize;
     let h: usize = text.iter().map(|l| l.width().max(1).div_ceil(inner_w)).sum::<usize>() + 2;
     let area = centered(body, w, h as u16);
     f.render_widget(Clear, area);
-    f.render_widget(
-        Paragraph::new(text).block(pane(title.to_string(), true, t)).wrap(Wrap { trim: false }),
-        area,
-    );
+    // No side borders: a link selected with the mouse carries no `│` with it.
+    let block = pane(title.to_string(), true, t).borders(Borders::TOP | Borders::BOTTOM);
+    f.render_widget(Paragraph::new(text).block(block).wrap(Wrap { trim: false }), area);
 }

@@ -26,13 +26,15 @@ pub(super) fn header(f: &mut Frame<'_>, s: &State, t: &Theme, area: Rect) {
             spans.push(Span::styled(format!(" · retry in {secs}s (r: now)"), t.warn()));
         }
     }
+    let up = s.agent_up();
     for m in &s.meshes {
-        let (sym, _) = link_label(m.link);
+        // Without the agent, nothing is known of the links: shown as unknown, not as last seen.
+        let (sym, _) = if up { link_label(m.link) } else { ("?", "") };
         spans.push(Span::styled(" │ ", t.dim()));
         let name_style =
             if s.scope.as_deref() == Some(m.slug.as_str()) { t.bold() } else { Default::default() };
         spans.push(Span::styled(m.slug.clone(), name_style));
-        spans.push(Span::styled(format!(" {sym}"), t.link(m.link)));
+        spans.push(Span::styled(format!(" {sym}"), if up { t.link(m.link) } else { t.dim() }));
         let unread = s.messages.unread(Some(&m.slug));
         if unread > 0 {
             spans.push(Span::styled(format!(" {unread} new"), t.unread()));

@@ -16,23 +16,14 @@ use crate::rows;
 use crate::state::{State, View};
 
 fn groups(m: &MemberEntry) -> String {
-    let mut v: Vec<String> = m
+    let granted = m.member.groups.iter().map(super::peers::group_label);
+    let declared = m
         .member
-        .groups
+        .declared_groups
         .iter()
-        .map(|g| match &g.role {
-            Some(r) => format!("@{}:{}", text::name(&g.name), text::name(r)),
-            None => format!("@{}", text::name(&g.name)),
-        })
-        .collect();
-    v.extend(
-        m.member
-            .declared_groups
-            .iter()
-            .filter(|d| !m.member.groups.iter().any(|g| &g.name == *d))
-            .map(|d| format!("({})", text::name(d))),
-    );
-    v.join(" ")
+        .filter(|d| !m.member.groups.iter().any(|g| &g.name == *d))
+        .map(|d| format!("({})", text::name(d)));
+    granted.chain(declared).collect::<Vec<_>>().join(" ")
 }
 
 pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
@@ -45,7 +36,8 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
             name.push_str(" (you)");
         }
         let online = if m.member.online {
-            (format!("● {}", m.sessions.len().max(1)), t.good())
+            let n = if m.sessions.is_empty() { String::new() } else { format!(" {}", m.sessions.len()) };
+            (format!("●{n}"), t.good())
         } else {
             ("○".to_string(), t.dim())
         };
@@ -98,9 +90,26 @@ fn detail(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas, m: Option<&MemberE
     ])];
     let w = a.detail.width.saturating_sub(2);
     lines.extend(field_lines("member", &m.member.member_id, t.dim(), w, t));
-    lines.extend(field_lines("groups", &groups(m), Style::default(), w, t));
+    let granted: Vec<String> = m.member.groups.iter().map(super::peers::group_label).collect();
+    lines.extend(field_lines("groups", &granted.join(" "), Style::default(), w, t));
+    let declared: Vec<String> = m
+        .member
+        .declared_groups
+        .iter()
+        .filter(|d| !m.member.groups.iter().any(|g| &g.name == *d))
+        .map(|d| text::name(d))
+        .collect();
+    if !declared.is_empty() {
+        let d =
+            format!("{} (joined by its sessions, not granted; shown in brackets above)", declared.join(" "));
+        lines.extend(field_lines("declared", &d, t.dim(), w, t));
+    }
     let sessions: Vec<String> = m.sessions.iter().map(|x| text::name(x)).collect();
-    let online = if m.member.online { format!("online: {}", sessions.join(", ")) } else { "offline".into() };
+    let online = match (m.member.online, sessions.is_empty()) {
+        (false, _) => "offline".to_string(),
+        (true, true) => "online, no session open".to_string(),
+        (true, false) => format!("online: {}", sessions.join(", ")),
+    };
     lines.extend(field_lines("sessions", &online, Style::default(), w, t));
     if let Some(tr) = &m.trust {
         lines.push(Line::from(vec![

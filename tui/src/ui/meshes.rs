@@ -28,14 +28,15 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
         let (sym, word) = link_label(m.link);
         let rate = s.rates.get(&m.slug).map(|r| r.last_n(SPARK_COLS)).unwrap_or_else(|| vec![0; SPARK_COLS]);
         let unread = s.messages.unread(Some(&m.slug));
+        let (peers, _, _, outbox) = live_counts(s, m);
         let none = Style::default();
         let mut cells = vec![
             (m.slug.clone(), none),
             (format!("{sym} {word}"), t.link(m.link)),
             (m.role.as_str().into(), none),
-            (m.peers.to_string(), none),
+            (peers.to_string(), none),
             (unread.to_string(), if unread > 0 { t.unread() } else { none }),
-            (m.outbox.to_string(), none),
+            (outbox.to_string(), none),
             (spark(&rate), t.accent()),
         ];
         if wide {
@@ -68,6 +69,15 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
     detail(f, s, t, a, list.get(s.cursor(View::Meshes).selected).copied());
 }
 
+/// Peers online, local sessions, messages received and sends waiting, from what the dashboard
+/// holds live (the snapshot's counts are only true at the snapshot).
+fn live_counts(s: &State, m: &MeshStatus) -> (usize, usize, usize, usize) {
+    let peers = s.peers.iter().filter(|p| p.mesh == m.slug).count();
+    let sessions = s.sessions.iter().filter(|x| x.meshes.contains(&m.slug)).count();
+    let (inbox, outbox) = s.messages.counts(&m.slug);
+    (peers, sessions, inbox, outbox)
+}
+
 fn detail(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas, m: Option<&MeshStatus>) {
     if a.detail.height == 0 {
         return;
@@ -92,11 +102,12 @@ fn detail(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas, m: Option<&MeshSta
     let w = inner.width;
     let none = Style::default();
     let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let (peers, sessions, inbox, outbox) = live_counts(s, m);
     let counts = [
-        plural(m.peers, "peer", "peers"),
-        plural(m.sessions, "local session", "local sessions"),
-        format!("{} in the inbox", m.inbox),
-        format!("{} to send", m.outbox),
+        plural(peers, "peer online", "peers online"),
+        plural(sessions, "local session", "local sessions"),
+        format!("{inbox} received"),
+        format!("{outbox} to send"),
     ]
     .join(" · ");
     let you = format!("{} · {} · {}", text::name(&m.display_name), m.role.as_str(), m.member_id);

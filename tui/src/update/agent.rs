@@ -8,7 +8,8 @@ use claudemesh_protocol::text;
 
 use crate::effect::Effect;
 use crate::event::AgentEvent;
-use crate::state::{AgentConn, Pending, State};
+use crate::rows;
+use crate::state::{AgentConn, Pending, State, View};
 
 /// Most messages and sends loaded at start (the newest).
 pub const LOAD_LIMIT: u32 = 10_000;
@@ -24,8 +25,14 @@ pub(super) fn apply(s: &mut State, a: AgentEvent, fx: &mut Vec<Effect>) {
                 return;
             }
             s.seq = seq;
+            // The Events view follows the newest line while its selection is on the last one.
+            let follow =
+                s.view == View::Events && s.cursor(View::Events).selected + 1 >= rows::len(s, View::Events);
             event_(s, *event, fx);
             super::clamp_all(s);
+            if follow {
+                super::move_cursor(s, isize::MAX / 2);
+            }
         }
         AgentEvent::Gone { error, retry_in_ms } => {
             if !matches!(s.agent, AgentConn::Gone { .. }) {
@@ -33,8 +40,7 @@ pub(super) fn apply(s: &mut State, a: AgentEvent, fx: &mut Vec<Effect>) {
             }
             s.agent = AgentConn::Gone { error: text::one_line(&error), retry_at_ms: s.now_ms + retry_in_ms };
             s.seq = 0;
-            // Replies of the lost connection will not come.
-            s.pending.clear();
+            // Calls run on their own connections: their replies (or failures) still come.
         }
         AgentEvent::Reply { tag, result } => super::replies::apply(s, tag, result, fx),
     }
@@ -86,9 +92,18 @@ fn event_(s: &mut State, e: LocalEvent, fx: &mut Vec<Effect>) {
         LocalEvent::Messages(m) => {
             let (mesh, at, now_p) = (m.mesh.clone(), m.received_at, m.priority == Priority::Now);
             let from = text::sender(&m.from_name, &m.from_member, m.session_name.as_deref());
-            if s.messages.add_incoming(m).is_some() {
+            if let Some(i) = s.messages.add_incoming(m) {
                 s.rates.entry(mesh.clone()).or_default().count(at, s.now_ms);
                 s.log(&mesh, "message", format!("from {from}"));
+                // Into the thread the person has open: read as it arrives.
+                let open = s.view == View::Messages
+                    && s.focus == crate::state::Focus::Thread
+                    && rows::convs(s)
+                        .get(s.cursor(View::Messages).selected)
+                        .is_some_and(|c| c.key == s.messages.all[i].conv);
+                if open {
+                    super::views::mark_read(s, &[i], fx);
+                }
                 if now_p {
                     fx.push(Effect::Bell);
                     s.toast(format!("now: a message from {from}"), false);
@@ -184,7 +199,8 @@ fn presence(s: &mut State, mesh: &str, e: Wire, fx: &mut Vec<Effect>) {
                 .iter()
                 .find(|m| m.mesh == mesh && m.member.member_id == p.member_id)
                 .map(|m| m.member.display_name.clone());
-            let name = text::name(&p.session.display_name);
+            let name =
+                format!("{} of {}", text::name(&p.session.display_name), member_label(s, mesh, &p.member_id));
             let status = format!("{:?}", p.session.status).to_lowercase();
             let entry = PeerEntry { me: p.member_id == me, mesh: mesh.to_string(), member_name, peer: p };
             s.peers
@@ -206,7 +222,10 @@ fn presence(s: &mut State, mesh: &str, e: Wire, fx: &mut Vec<Effect>) {
             s.log(mesh, "peer", format!("{} left", name.unwrap_or_else(|| short(&session_id).to_string())));
         }
         Wire::MemberJoined(m) | Wire::MemberUpdated(m) => {
-            s.log(mesh, "member", format!("{} ({}) changed", text::name(&m.display_name), m.role.as_str()));
+            let known = s.members.iter().any(|x| x.mesh == mesh && x.member.member_id == m.member_id);
+            let what = if known { "changed" } else { "joined" };
+            let who = text::sender(&m.display_name, &m.member_id, None);
+            s.log(mesh, "member", format!("{who} {what} ({})", m.role.as_str()));
             // The agent's verdict on the key comes with `members`.
             let tag = s.tag(Pending::Members);
             fx.push(Effect::Call { tag, call: AgentCall::Members { mesh: None } });

@@ -157,6 +157,7 @@ fn filter_key(s: &mut State, k: KeyEvent) {
         _ => return,
     }
     s.cursors.insert(view, Default::default());
+    s.selected_rows.remove(&view);
     clamp_all(s);
 }
 
@@ -191,11 +192,26 @@ pub(crate) fn move_cursor(s: &mut State, delta: isize) {
     if s.view == View::Messages && s.cursor(View::Messages).selected != before {
         s.thread_scroll = 0;
     }
+    remember(s);
 }
 
-/// Keeps the current view's selection inside its rows after the rows or the size changed
-/// (another view's is clamped when it is switched to).
+/// Notes which row the current view's selection is on (after the person moved it).
+pub(crate) fn remember(s: &mut State) {
+    match rows::key_at(s, s.view, s.cursor(s.view).selected) {
+        Some(k) => s.selected_rows.insert(s.view, k),
+        None => s.selected_rows.remove(&s.view),
+    };
+}
+
+/// Keeps the current view's selection on its row, and inside the rows, after the rows or the
+/// size changed (another view's is kept when it is switched to). The Events view follows the
+/// newest line while its selection is on the last one.
 pub(crate) fn clamp_all(s: &mut State) {
     let (len, h) = (rows::len(s, s.view), layout::areas(s).table_rows());
-    s.cursors.entry(s.view).or_default().clamp(len, h);
+    let at = s.selected_rows.get(&s.view).and_then(|k| rows::position(s, s.view, k));
+    let c = s.cursors.entry(s.view).or_default();
+    match at {
+        Some(i) => c.select(i, len, h),
+        None => c.clamp(len, h),
+    }
 }

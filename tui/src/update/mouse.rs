@@ -38,6 +38,7 @@ pub(super) fn apply(s: &mut State, m: MouseEvent, fx: &mut Vec<Effect>) {
             } else if a.table.contains(at) {
                 let (len, h) = (crate::rows::len(s, s.view), a.table_rows());
                 s.cursors.entry(s.view).or_default().scroll(d, len, h);
+                super::remember(s);
             }
         }
         _ => {}
@@ -62,6 +63,7 @@ fn click_row(s: &mut State, table: Rect, first_y: u16, y: u16, fx: &mut Vec<Effe
     }
     let h = layout::areas(s).table_rows();
     s.cursors.entry(s.view).or_default().select(row, len, h);
+    super::remember(s);
     if s.view == View::Messages {
         s.focus = Focus::List;
         s.thread_scroll = 0;

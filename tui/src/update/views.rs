@@ -131,6 +131,13 @@ fn members(s: &mut State, k: KeyEvent) {
                 busy: false,
             }));
         }
+        KeyCode::Char('p')
+            if m.trust
+                .as_ref()
+                .is_some_and(|t| t.state == claudemesh_protocol::local::TrustState::Verified) =>
+        {
+            s.toast(format!("{shown}'s key is verified and pinned: nothing to accept"), false);
+        }
         KeyCode::Char('p') => {
             let code = m.trust.as_ref().map_or("?".to_string(), |t| t.safety_code.clone());
             s.modal = Some(Modal::Confirm(Confirm {
