@@ -84,18 +84,37 @@ impl Drop for Tmux {
     }
 }
 
-fn have_tmux() -> bool {
-    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
+/// Whether tmux is here; without it the test is skipped, unless external tools are required
+/// (CI), where that fails.
+fn tmux_or_skip() -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    assert!(
+        !common::external::required(),
+        "tmux is required here (CLAUDEMESH_EXTERNAL_CLIENTS=required): .ci/run installs it"
+    );
+    eprintln!("skipped: tmux is not installed");
+    false
+}
+
+/// Waits for the exit code the shell around the dashboard writes to `file`.
+async fn exit_code(t: &Tmux, file: &Path, what: &str) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(c) = std::fs::read_to_string(file)
+            && c.ends_with('\n')
+        {
+            return c.trim().to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{what} did not end:\n{}", t.screen());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_live_send_reply_and_agent_loss() {
-    if !have_tmux() {
-        assert!(
-            !common::external::required(),
-            "tmux is required here (CLAUDEMESH_EXTERNAL_CLIENTS=required): .ci/run installs it"
-        );
-        eprintln!("skipped: tmux is not installed");
+    if !tmux_or_skip() {
         return;
     }
     let w = World::start().await;
@@ -161,21 +180,7 @@ async fn dashboard_live_send_reply_and_agent_loss() {
     let shell = t.format("#{pane_pid}");
     let pid = String::from_utf8(Command::new("pgrep").args(["-P", &shell]).output().unwrap().stdout).unwrap();
     assert!(Command::new("kill").args(["-TERM", pid.trim()]).status().unwrap().success(), "pid {pid:?}");
-    // The shell around the dashboard writes its exit code once it ended.
-    let start = Instant::now();
-    let code = loop {
-        if let Ok(c) = std::fs::read_to_string(&exit_file)
-            && c.ends_with('\n')
-        {
-            break c.trim().to_string();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the dashboard did not exit on SIGTERM:\n{}",
-            t.screen()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let code = exit_code(&t, &exit_file, "the dashboard after SIGTERM").await;
     assert_eq!(code, "0", "the dashboard's exit code after SIGTERM");
     assert_eq!(t.format("#{alternate_on}"), "0", "the terminal is restored");
     drop(alice_agent);
@@ -185,12 +190,7 @@ async fn dashboard_live_send_reply_and_agent_loss() {
 /// mesh connected; `q` leaves it and `up` exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_opens_the_dashboard() {
-    if !have_tmux() {
-        assert!(
-            !common::external::required(),
-            "tmux is required here (CLAUDEMESH_EXTERNAL_CLIENTS=required): .ci/run installs it"
-        );
-        eprintln!("skipped: tmux is not installed");
+    if !tmux_or_skip() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -209,16 +209,7 @@ async fn up_opens_the_dashboard() {
     t.keys(&["5"]);
     t.wait("the Meshes view", 10, |s| s.contains("Meshes (1)") && s.contains("connected")).await;
     t.keys(&["q"]);
-    let start = Instant::now();
-    let code = loop {
-        if let Ok(c) = std::fs::read_to_string(&exit_file)
-            && c.ends_with('\n')
-        {
-            break c.trim().to_string();
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "up did not end after q:\n{}", t.screen());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let code = exit_code(&t, &exit_file, "up after q").await;
     assert_eq!(code, "0");
     let down = Command::new(EXE)
         .arg("down")

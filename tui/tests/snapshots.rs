@@ -151,7 +151,10 @@ fn a_long_pasted_link_scrolls_and_its_error_shows() {
 fn an_invite_link_is_selectable_without_borders() {
     let mut s = standard((80, 24));
     let url = format!("claudemesh://join/{}", "a".repeat(150));
-    s.modal = Some(claudemesh_tui::state::Modal::Notice { title: "Invite created".into(), lines: vec![url.clone()] });
+    s.modal = Some(claudemesh_tui::state::Modal::Notice {
+        title: "Invite created".into(),
+        lines: vec![url.clone()],
+    });
     let screen = format!("{}", draw(&s).backend());
     let rows: Vec<&str> = screen.lines().filter(|l| l.contains("aaaa")).collect();
     assert!(rows.len() >= 2, "{screen}");
