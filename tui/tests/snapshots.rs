@@ -162,3 +162,19 @@ fn an_invite_link_is_selectable_without_borders() {
         assert!(!r.contains('│'), "a side border inside the link's rows: {r}");
     }
 }
+
+#[test]
+fn a_long_message_wraps_under_its_label_and_its_end_shows() {
+    let mut s = standard((80, 24));
+    keys(&mut s, "1jjm");
+    let body = "word ".repeat(60) + "THE-END";
+    update(&mut s, Event::Paste(body));
+    let screen = format!("{}", draw(&s).backend());
+    assert!(screen.contains("THE-END"), "{screen}");
+    assert!(screen.contains("enter send"), "the hints stay: {screen}");
+    let wrapped: Vec<&str> = screen.lines().filter(|l| l.contains("word")).collect();
+    assert!(wrapped.len() >= 3, "{screen}");
+    for l in &wrapped[1..] {
+        assert!(l.starts_with("\"│         "), "a wrapped row starts under the label: {l}");
+    }
+}

@@ -58,8 +58,30 @@ impl Core {
                 self.route_pending(now);
             }
             UplinkEvent::Peers(sessions) => {
-                v.peers = sessions.into_iter().map(|p| (p.session.session_id.clone(), p)).collect();
+                // A full list (after a hello): presence subscribers learn what it changed, so a
+                // dashboard that subscribed before the link (re)connected sees the same peers.
+                let new: std::collections::HashMap<String, _> =
+                    sessions.into_iter().map(|p| (p.session.session_id.clone(), p)).collect();
+                let mut changes: Vec<Event> = new
+                    .values()
+                    .filter_map(|p| match v.peers.get(&p.session.session_id) {
+                        None => Some(Event::PeerJoined(p.clone())),
+                        Some(old) if old != p => Some(Event::PeerUpdated(p.clone())),
+                        Some(_) => None,
+                    })
+                    .collect();
+                changes.extend(v.peers.values().filter(|p| !new.contains_key(&p.session.session_id)).map(
+                    |p| Event::PeerLeft {
+                        member_id: p.member_id.clone(),
+                        session_id: p.session.session_id.clone(),
+                    },
+                ));
+                v.peers = new;
                 self.changed();
+                for e in changes {
+                    let ev = LocalEvent::Presence { mesh: slug.clone(), event: e };
+                    self.publish(Topic::Presence, Some(mesh_id), None, &ev);
+                }
             }
             UplinkEvent::Events(events) => self.events(mesh_id, &slug, events, now),
             UplinkEvent::Push { push, stored } => {

@@ -47,47 +47,62 @@ pub fn keys(view: View) -> Vec<(&'static str, &'static str)> {
         ("?", "this help"),
         ("q / ctrl-c", "quit"),
     ]);
-    v.push(("compose box", "enter send · tab field · ctrl-p priority · alt-enter newline"));
+    v.push(("compose box", "enter send · tab field · ctrl-p priority · alt-enter new line"));
     v
 }
 
 pub(super) fn help(f: &mut Frame<'_>, s: &State, t: &Theme, body: Rect) {
     let keys = keys(s.view);
     let w = keys.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(10) + 2;
-    let lines: Vec<Line<'_>> = keys
-        .iter()
-        .map(|(k, d)| Line::from(vec![Span::styled(format!("{k:<w$}"), t.accent()), Span::raw(*d)]))
-        .collect();
-    let area = centered(body, 90, lines.len() as u16 + 2);
-    f.render_widget(Clear, area);
-    let title = format!("Keys: {} (esc closes)", s.view.title());
-    f.render_widget(Paragraph::new(lines).block(pane(title, true, t)).wrap(Wrap { trim: false }), area);
-}
-
-/// A field with its cursor shown as a reversed cell.
-fn field_line<'a>(label: &'a str, f: &Field, focused: bool, t: &Theme) -> Vec<Line<'a>> {
-    let mut lines = Vec::new();
-    let chars: Vec<char> = f.text.chars().collect();
-    let mut cur = vec![Span::styled(label, t.dim())];
-    let push = |cur: &mut Vec<Span<'a>>, text: String, style| cur.push(Span::styled(text, style));
-    let mut buf = String::new();
-    for (i, c) in chars.iter().enumerate() {
-        if focused && i == f.cursor {
-            push(&mut cur, std::mem::take(&mut buf), Default::default());
-            let shown = if *c == '\n' { ' ' } else { *c };
-            push(&mut cur, shown.to_string(), t.selected());
-        } else if *c != '\n' {
-            buf.push(*c);
-        }
-        if *c == '\n' {
-            push(&mut cur, std::mem::take(&mut buf), Default::default());
-            lines.push(Line::from(std::mem::take(&mut cur)));
-            cur.push(Span::raw(" ".repeat(label.chars().count())));
+    let width = body.width.min(90);
+    // Each description wraps under itself, after the key column.
+    let room = (width as usize).saturating_sub(w + 2).max(10);
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    for (k, d) in &keys {
+        for (i, part) in super::messages::wrap(d, room).into_iter().enumerate() {
+            let key = if i == 0 { format!("{k:<w$}") } else { " ".repeat(w) };
+            lines.push(Line::from(vec![Span::styled(key, t.accent()), Span::raw(part)]));
         }
     }
-    push(&mut cur, buf, Default::default());
-    if focused && f.cursor >= chars.len() {
-        push(&mut cur, " ".into(), t.selected());
+    let area = centered(body, width, lines.len() as u16 + 2);
+    f.render_widget(Clear, area);
+    let title = format!("Keys: {} (esc closes)", s.view.title());
+    f.render_widget(Paragraph::new(lines).block(pane(title, true, t)), area);
+}
+
+/// A multi-line field with its cursor shown as a reversed cell, broken into rows of `width`
+/// columns (the label's width included) under itself.
+fn field_line<'a>(label: &'a str, f: &Field, focused: bool, width: usize, t: &Theme) -> Vec<Line<'a>> {
+    let indent = label.chars().count();
+    let room = width.saturating_sub(indent + 1).max(8);
+    let mut lines = Vec::new();
+    let mut cur = vec![Span::styled(label, t.dim())];
+    let (mut buf, mut col) = (String::new(), 0usize);
+    let flush_row = |cur: &mut Vec<Span<'a>>, buf: &mut String, lines: &mut Vec<Line<'a>>| {
+        cur.push(Span::raw(std::mem::take(buf)));
+        lines.push(Line::from(std::mem::take(cur)));
+        cur.push(Span::raw(" ".repeat(indent)));
+    };
+    for (i, c) in f.text.chars().enumerate() {
+        if col == room {
+            flush_row(&mut cur, &mut buf, &mut lines);
+            col = 0;
+        }
+        if focused && i == f.cursor {
+            cur.push(Span::raw(std::mem::take(&mut buf)));
+            cur.push(Span::styled(if c == '\n' { " ".into() } else { c.to_string() }, t.selected()));
+        } else if c != '\n' {
+            buf.push(c);
+        }
+        col += 1;
+        if c == '\n' {
+            flush_row(&mut cur, &mut buf, &mut lines);
+            col = 0;
+        }
+    }
+    cur.push(Span::raw(buf));
+    if focused && f.cursor >= f.text.chars().count() {
+        cur.push(Span::styled(" ", t.selected()));
     }
     lines.push(Line::from(cur));
     lines
@@ -106,7 +121,8 @@ pub(super) fn compose(f: &mut Frame<'_>, c: &Compose, t: &Theme, body: Rect) {
         Span::styled(priority_label(c.priority), t.priority(c.priority).patch(t.bold())),
         Span::styled("  (ctrl-p: now · next · low)", t.dim()),
     ]));
-    lines.extend(field_line("message  ", &c.body, c.focus == ComposeFocus::Body, t));
+    let w = (body.width as usize).saturating_sub(2);
+    lines.extend(field_line("message  ", &c.body, c.focus == ComposeFocus::Body, w, t));
     if let Some(e) = &c.error {
         lines.push(Line::styled(format!("✖ {e}"), t.bad()));
     }
@@ -114,9 +130,11 @@ pub(super) fn compose(f: &mut Frame<'_>, c: &Compose, t: &Theme, body: Rect) {
     lines.push(Line::styled(state, t.dim()));
     let h = (lines.len() as u16 + 2).min(body.height);
     let area = Rect::new(body.x, body.y + body.height - h, body.width, h);
+    // Taller than the screen: the end (where the cursor usually is, and the hints) stays shown.
+    let overflow = (lines.len() as u16 + 2).saturating_sub(h);
     f.render_widget(Clear, area);
     let title = format!("Message on {}", c.mesh);
-    f.render_widget(Paragraph::new(lines).block(pane(title, true, t)).wrap(Wrap { trim: false }), area);
+    f.render_widget(Paragraph::new(lines).block(pane(title, true, t)).scroll((overflow, 0)), area);
 }
 
 pub(super) fn confirm(f: &mut Frame<'_>, c: &Confirm, t: &Theme, body: Rect) {

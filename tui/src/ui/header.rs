@@ -125,10 +125,15 @@ pub(super) fn footer(f: &mut Frame<'_>, s: &State, t: &Theme, area: Rect) {
             "" => String::new(),
             f => format!("filter \"{f}\" (esc clears) · "),
         };
-        Line::from(vec![
-            Span::styled(format!(" {filter}"), t.warn()),
-            Span::styled(format!("{} · ? help · / filter · [ ] mesh · tab view · q quit", hints(s)), t.dim()),
-        ])
+        // The view's keys, help and quit always; the global ones while they fit.
+        let room = (area.width as usize).saturating_sub(filter.chars().count() + 2);
+        let mut keys = format!("{} · ? help · q quit", hints(s));
+        for extra in ["/ filter", "[ ] mesh", "tab view"] {
+            if keys.chars().count() + extra.chars().count() + 3 <= room {
+                keys = keys.replace(" · q quit", &format!(" · {extra} · q quit"));
+            }
+        }
+        Line::from(vec![Span::styled(format!(" {filter}"), t.warn()), Span::styled(keys, t.dim())])
     };
     f.render_widget(Paragraph::new(line), area);
 }

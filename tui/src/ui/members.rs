@@ -84,12 +84,33 @@ fn detail(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas, m: Option<&MemberE
         f.render_widget(pane("Member", false, t), a.detail);
         return;
     };
-    let mut lines = vec![Line::from(vec![
+    // The key first: at 80×24 the pane has room for five lines, and the safety code is what a
+    // person comes here to compare.
+    let mut head = vec![
         Span::styled(text::name(&m.member.display_name), t.bold()),
         Span::raw(format!("  {} of {}", m.member.role.as_str(), m.mesh)),
-    ])];
+    ];
     let w = a.detail.width.saturating_sub(2);
-    lines.extend(field_lines("member", &m.member.member_id, t.dim(), w, t));
+    let mut lines = Vec::new();
+    if let Some(tr) = &m.trust {
+        head.push(Span::raw("  key "));
+        head.push(Span::styled(trust_label(tr.state), t.trust(tr.state)));
+        if tr.overused_invite {
+            head.push(Span::raw(" (its invite was used too often)"));
+        }
+        lines.push(field("safety", tr.safety_code.clone(), t.bold(), t));
+        if let Some(d) = &tr.detail {
+            lines.extend(field_lines("why", &text::one_line(d), t.warn(), w, t));
+        }
+    }
+    lines.insert(0, Line::from(head));
+    let sessions: Vec<String> = m.sessions.iter().map(|x| text::name(x)).collect();
+    let online = match (m.member.online, sessions.is_empty()) {
+        (false, _) => "offline".to_string(),
+        (true, true) => "online, no session open".to_string(),
+        (true, false) => format!("online: {}", sessions.join(", ")),
+    };
+    lines.extend(field_lines("sessions", &online, Style::default(), w, t));
     let granted: Vec<String> = m.member.groups.iter().map(super::peers::group_label).collect();
     lines.extend(field_lines("groups", &granted.join(" "), Style::default(), w, t));
     let declared: Vec<String> = m
@@ -100,28 +121,10 @@ fn detail(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas, m: Option<&MemberE
         .map(|d| text::name(d))
         .collect();
     if !declared.is_empty() {
-        let d =
-            format!("{} (joined by its sessions, not granted; shown in brackets above)", declared.join(" "));
+        let d = format!("{} (joined by its sessions, not granted; in brackets above)", declared.join(" "));
         lines.extend(field_lines("declared", &d, t.dim(), w, t));
     }
-    let sessions: Vec<String> = m.sessions.iter().map(|x| text::name(x)).collect();
-    let online = match (m.member.online, sessions.is_empty()) {
-        (false, _) => "offline".to_string(),
-        (true, true) => "online, no session open".to_string(),
-        (true, false) => format!("online: {}", sessions.join(", ")),
-    };
-    lines.extend(field_lines("sessions", &online, Style::default(), w, t));
-    if let Some(tr) = &m.trust {
-        lines.push(Line::from(vec![
-            Span::styled(format!("{:<10}", "key"), t.dim()),
-            Span::styled(trust_label(tr.state), t.trust(tr.state)),
-            Span::raw(if tr.overused_invite { "  (its invite was used too often)" } else { "" }),
-        ]));
-        lines.push(field("safety", tr.safety_code.clone(), t.bold(), t));
-        if let Some(d) = &tr.detail {
-            lines.extend(field_lines("why", &text::one_line(d), t.warn(), w, t));
-        }
-    }
+    lines.extend(field_lines("member", &m.member.member_id, t.dim(), w, t));
     let admin = s.is_admin(&m.mesh) && !m.me;
     let keys =
         if admin { "m message · e role/groups · d remove · p repin" } else { "m message · p repin" };

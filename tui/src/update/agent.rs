@@ -72,6 +72,12 @@ fn subscribed(s: &mut State, r: SubscribeReply, fx: &mut Vec<Effect>) {
             st.pid
         ),
     );
+    // A send refused while the agent was away can go now.
+    if let Some(crate::state::Modal::Compose(c)) = &mut s.modal
+        && !c.sending
+    {
+        c.error = None;
+    }
     load(s, fx);
     super::clamp_all(s);
 }
@@ -89,7 +95,9 @@ pub(super) fn load(s: &mut State, fx: &mut Vec<Effect>) {
 
 fn event_(s: &mut State, e: LocalEvent, fx: &mut Vec<Effect>) {
     match e {
-        LocalEvent::Messages(m) => {
+        LocalEvent::Messages(mut m) => {
+            // This member's own sends (from the CLI or another session) are not news to it.
+            m.read |= s.mesh(&m.mesh).is_some_and(|x| x.member_id == m.from_member);
             let (mesh, at, now_p) = (m.mesh.clone(), m.received_at, m.priority == Priority::Now);
             let from = text::sender(&m.from_name, &m.from_member, m.session_name.as_deref());
             if let Some(i) = s.messages.add_incoming(m) {
@@ -149,7 +157,9 @@ fn event_(s: &mut State, e: LocalEvent, fx: &mut Vec<Effect>) {
             }
             let what = match &state {
                 SendState::Pending => "queued".to_string(),
-                SendState::Accepted { recipients, .. } => format!("accepted by the broker for {recipients}"),
+                SendState::Accepted { recipients, .. } => {
+                    format!("accepted by the broker for {recipients} recipient member(s)")
+                }
                 SendState::Failed { error } => format!("failed: {error}"),
             };
             let to = s
@@ -188,8 +198,15 @@ fn member_label(s: &State, mesh: &str, id: &str) -> String {
     )
 }
 
+/// Whether a member event is a join (said once) or a change.
+enum Kind {
+    Joined,
+    Other,
+}
+
 fn presence(s: &mut State, mesh: &str, e: Wire, fx: &mut Vec<Effect>) {
     let me = s.mesh(mesh).map(|m| m.member_id.clone()).unwrap_or_default();
+    let e_kind = if matches!(e, Wire::MemberJoined(_)) { Kind::Joined } else { Kind::Other };
     match e {
         Wire::PeerJoined(p) | Wire::PeerUpdated(p) => {
             let joined =
@@ -213,17 +230,19 @@ fn presence(s: &mut State, mesh: &str, e: Wire, fx: &mut Vec<Effect>) {
             );
         }
         Wire::PeerLeft { session_id, .. } => {
-            let name = s
-                .peers
-                .iter()
-                .find(|x| x.mesh == mesh && x.peer.session.session_id == session_id)
-                .map(|x| text::name(&x.peer.session.display_name));
+            let name =
+                s.peers.iter().find(|x| x.mesh == mesh && x.peer.session.session_id == session_id).map(|x| {
+                    format!(
+                        "{} of {}",
+                        text::name(&x.peer.session.display_name),
+                        member_label(s, mesh, &x.peer.member_id)
+                    )
+                });
             s.peers.retain(|x| !(x.mesh == mesh && x.peer.session.session_id == session_id));
             s.log(mesh, "peer", format!("{} left", name.unwrap_or_else(|| short(&session_id).to_string())));
         }
         Wire::MemberJoined(m) | Wire::MemberUpdated(m) => {
-            let known = s.members.iter().any(|x| x.mesh == mesh && x.member.member_id == m.member_id);
-            let what = if known { "changed" } else { "joined" };
+            let what = if matches!(e_kind, Kind::Joined) { "joined" } else { "changed" };
             let who = text::sender(&m.display_name, &m.member_id, None);
             s.log(mesh, "member", format!("{who} {what} ({})", m.role.as_str()));
             // The agent's verdict on the key comes with `members`.

@@ -155,6 +155,10 @@ fn prompt_enter(s: &mut State, mut p: Prompt, fx: &mut Vec<Effect>) -> Option<Mo
     let outcome = match &p.kind {
         PromptKind::JoinInvite => match claudemesh_protocol::invite::parse_invite(&text) {
             Err(e) => Err(format!("not an invite: {e}")),
+            Ok(inv) if s.meshes.iter().any(|m| m.id == inv.payload.mesh_id) => Err(format!(
+                "you already joined {}; leave it first (L in Meshes) to join it again",
+                claudemesh_protocol::text::name(&inv.payload.mesh_slug)
+            )),
             Ok(inv) => match inv.check_expiry(s.now_ms / 1000) {
                 Err(e) => Err(e.to_string()),
                 Ok(()) => {

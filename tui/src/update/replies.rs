@@ -55,7 +55,8 @@ fn apply_ok(
         }
         Pending::Inbox => {
             let r: InboxReply = parse(v)?;
-            for m in r.messages {
+            for mut m in r.messages {
+                m.read |= s.mesh(&m.mesh).is_some_and(|x| x.member_id == m.from_member);
                 let (mesh, at) = (m.mesh.clone(), m.received_at);
                 if s.messages.add_incoming(m).is_some() {
                     s.rates.entry(mesh).or_default().count(at, s.now_ms);
@@ -129,13 +130,22 @@ fn apply_ok(
         }
         Pending::InviteCreate => {
             let r: InviteReply = parse(v)?;
+            let groups: Vec<String> = r.groups.iter().map(|g| format!("@{}", text::name(&g.name))).collect();
+            let groups =
+                if groups.is_empty() { String::new() } else { format!(", groups {}", groups.join(" ")) };
+            let expires = crate::ui::clock(s, r.expires_at.saturating_mul(1000));
             let mut lines = vec![
-                format!("An invite to {} as {} for {} use(s).", r.mesh, r.role.as_str(), r.max_uses),
-                "Send this link to the person joining (y copies it):".into(),
+                format!(
+                    "An invite to {} as {}{groups}, for {} use(s), until {expires}.",
+                    r.mesh,
+                    r.role.as_str(),
+                    r.max_uses
+                ),
+                "Send this link to the person joining (it is on your clipboard; y copies it again):".into(),
                 String::new(),
                 r.url.clone(),
                 String::new(),
-                format!("They run: claudemesh join '{}'", r.url),
+                "They run `claudemesh join` with it, or paste it in their dashboard (Meshes, J).".into(),
             ];
             if let Some(w) = &r.warning {
                 lines.push(String::new());

@@ -92,7 +92,7 @@ fn members(s: &mut State, k: KeyEvent) {
             return false;
         }
         if m.me {
-            s.toast("that is you: use Meshes → L to leave", true);
+            s.toast("that is you: an admin does not remove or demote themself here (Meshes, L leaves)", true);
             return false;
         }
         true

@@ -2,7 +2,7 @@
 //! arrival once and mark nothing; a person's read marks change no delivery; a new send reaches
 //! `outbox` subscribers whole.
 
-use claudemesh_protocol::frames::{ErrorCode, Priority, Push, PushFrom, Target};
+use claudemesh_protocol::frames::{ErrorCode, PeerSession, Priority, Push, PushFrom, SessionInfo, Target};
 use claudemesh_protocol::local::{
     AgentCall, AgentLine, ConfirmReply, InboxParams, InboxReply, LocalEvent, MarkReadReply, SendParams,
     SendReply, SendState, SentRecord, Topic,
@@ -306,4 +306,50 @@ fn sends_made_in_one_millisecond_keep_their_order() {
     let queued: Vec<String> =
         t.core.store.outbox_for(super::MESH).unwrap().into_iter().map(|r| r.plaintext.body).collect();
     assert_eq!(queued, bodies, "the outbox drains in the same order");
+}
+
+/// A session of the fixture's mesh, as the broker lists it.
+fn listed(id: &str, name: &str, status: claudemesh_protocol::frames::SessionStatus) -> PeerSession {
+    PeerSession {
+        member_id: "m_alice".into(),
+        session: SessionInfo {
+            session_id: id.into(),
+            display_name: name.into(),
+            status,
+            ..Default::default()
+        },
+        connected_since: 1,
+    }
+}
+
+#[test]
+fn a_full_peer_list_reaches_presence_subscribers_as_its_changes() {
+    use claudemesh_protocol::frames::{Event, SessionStatus};
+    let mut t = setup(&[]);
+    let mut dash = t.watch_topics(30, vec![Topic::Presence], None, None);
+    let list = |t: &mut T, peers: Vec<PeerSession>| {
+        let event = UplinkEvent::Peers(peers);
+        t.core.handle(Input::Uplink { mesh: super::MESH.into(), event }, t.now);
+        t.core.finish_turn();
+    };
+    // The link (re)connected: its list arrives whole; the dashboard hears of each session.
+    list(&mut t, vec![listed(S1, "one", SessionStatus::Idle), listed(S2, "two", SessionStatus::Idle)]);
+    let mut joined: Vec<String> = events(&mut dash)
+        .into_iter()
+        .filter_map(|e| match e {
+            LocalEvent::Presence { event: Event::PeerJoined(p), .. } => Some(p.session.display_name),
+            _ => None,
+        })
+        .collect();
+    joined.sort();
+    assert_eq!(joined, ["one", "two"]);
+    // The same list again says nothing; a changed one says only what changed.
+    list(&mut t, vec![listed(S1, "one", SessionStatus::Idle), listed(S2, "two", SessionStatus::Idle)]);
+    assert!(events(&mut dash).is_empty());
+    list(&mut t, vec![listed(S1, "one", SessionStatus::Working), listed(S3, "three", SessionStatus::Idle)]);
+    let got = events(&mut dash);
+    assert!(got.iter().any(|e| matches!(e, LocalEvent::Presence { event: Event::PeerUpdated(p), .. } if p.session.session_id == S1)));
+    assert!(got.iter().any(|e| matches!(e, LocalEvent::Presence { event: Event::PeerJoined(p), .. } if p.session.session_id == S3)));
+    assert!(got.iter().any(|e| matches!(e, LocalEvent::Presence { event: Event::PeerLeft { session_id, .. }, .. } if session_id == S2)));
+    assert_eq!(got.len(), 3, "{got:?}");
 }
