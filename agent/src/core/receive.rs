@@ -58,11 +58,14 @@ impl Core {
                 self.route_pending(now);
             }
             UplinkEvent::Peers(sessions) => {
-                // A full list (after a hello): presence subscribers learn what it changed, so a
-                // dashboard that subscribed before the link (re)connected sees the same peers.
+                // A full list (after a hello): presence subscribers learn the sessions it adds or
+                // changes, so a dashboard that subscribed before the link (re)connected sees the
+                // same peers. Sessions missing from it are not announced as gone: after a broker
+                // restart their agents may not have reconnected yet (they would flap); the broker
+                // says `peer_left` for those that do leave.
                 let new: std::collections::HashMap<String, _> =
                     sessions.into_iter().map(|p| (p.session.session_id.clone(), p)).collect();
-                let mut changes: Vec<Event> = new
+                let changes: Vec<Event> = new
                     .values()
                     .filter_map(|p| match v.peers.get(&p.session.session_id) {
                         None => Some(Event::PeerJoined(p.clone())),
@@ -70,12 +73,6 @@ impl Core {
                         Some(_) => None,
                     })
                     .collect();
-                changes.extend(v.peers.values().filter(|p| !new.contains_key(&p.session.session_id)).map(
-                    |p| Event::PeerLeft {
-                        member_id: p.member_id.clone(),
-                        session_id: p.session.session_id.clone(),
-                    },
-                ));
                 v.peers = new;
                 self.changed();
                 for e in changes {

@@ -350,6 +350,7 @@ fn a_full_peer_list_reaches_presence_subscribers_as_its_changes() {
     let got = events(&mut dash);
     assert!(got.iter().any(|e| matches!(e, LocalEvent::Presence { event: Event::PeerUpdated(p), .. } if p.session.session_id == S1)));
     assert!(got.iter().any(|e| matches!(e, LocalEvent::Presence { event: Event::PeerJoined(p), .. } if p.session.session_id == S3)));
-    assert!(got.iter().any(|e| matches!(e, LocalEvent::Presence { event: Event::PeerLeft { session_id, .. }, .. } if session_id == S2)));
-    assert_eq!(got.len(), 3, "{got:?}");
+    // S2 is missing: not announced as gone (after a broker restart its agent may be on its way
+    // back); the broker's own `peer_left` says so when it does leave.
+    assert_eq!(got.len(), 2, "{got:?}");
 }
