@@ -193,6 +193,11 @@ impl State {
         self.meshes.iter().find(|m| m.slug == slug)
     }
 
+    /// A member of `mesh` (slug) by id, when the directory has it.
+    pub fn member(&self, mesh: &str, member_id: &str) -> Option<&MemberEntry> {
+        self.members.iter().find(|m| m.mesh == mesh && m.member.member_id == member_id)
+    }
+
     /// A mesh's slug from its id.
     pub fn slug_of(&self, mesh_id: &str) -> Option<&str> {
         self.meshes.iter().find(|m| m.id == mesh_id).map(|m| m.slug.as_str())

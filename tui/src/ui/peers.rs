@@ -33,7 +33,7 @@ pub(super) fn group_label(g: &GroupRole) -> String {
 /// is in unless it left them; the agent's directory does not say, so granted ones are shown).
 fn groups(s: &State, p: &PeerEntry) -> String {
     let mut v: Vec<&GroupRole> = p.peer.session.groups.iter().collect();
-    if let Some(m) = s.members.iter().find(|m| m.mesh == p.mesh && m.member.member_id == p.peer.member_id) {
+    if let Some(m) = s.member(&p.mesh, &p.peer.member_id) {
         for g in &m.member.groups {
             match v.iter().position(|x| x.name == g.name) {
                 Some(i) if v[i].role.is_none() => v[i] = g,

@@ -180,19 +180,16 @@ fn short(id: &str) -> &str {
 /// The title of a direct conversation with the one recipient of a send, when known.
 pub(super) fn direct_title(s: &State, mesh: &str, recipients: &[String]) -> String {
     match recipients {
-        [one] => s
-            .members
-            .iter()
-            .find(|m| m.mesh == mesh && &m.member.member_id == one)
-            .map(|m| text::sender(&m.member.display_name, one, None))
-            .unwrap_or_default(),
+        [one] => {
+            s.member(mesh, one).map(|m| text::sender(&m.member.display_name, one, None)).unwrap_or_default()
+        }
         _ => String::new(),
     }
 }
 
 /// `bob (m_1cf451)` when the directory knows the member, else its short id.
 fn member_label(s: &State, mesh: &str, id: &str) -> String {
-    s.members.iter().find(|m| m.mesh == mesh && m.member.member_id == id).map_or_else(
+    s.member(mesh, id).map_or_else(
         || text::short_member_id(id).to_string(),
         |m| text::sender(&m.member.display_name, id, None),
     )
@@ -211,11 +208,7 @@ fn presence(s: &mut State, mesh: &str, e: Wire, fx: &mut Vec<Effect>) {
         Wire::PeerJoined(p) | Wire::PeerUpdated(p) => {
             let joined =
                 !s.peers.iter().any(|x| x.mesh == mesh && x.peer.session.session_id == p.session.session_id);
-            let member_name = s
-                .members
-                .iter()
-                .find(|m| m.mesh == mesh && m.member.member_id == p.member_id)
-                .map(|m| m.member.display_name.clone());
+            let member_name = s.member(mesh, &p.member_id).map(|m| m.member.display_name.clone());
             let name =
                 format!("{} of {}", text::name(&p.session.display_name), member_label(s, mesh, &p.member_id));
             let status = format!("{:?}", p.session.status).to_lowercase();

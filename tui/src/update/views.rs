@@ -171,12 +171,8 @@ fn messages(s: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
         KeyCode::Char('m') | KeyCode::Char('c') => {
             let to = match &c.key.kind {
                 ConvKind::Direct(id) => {
-                    let name = s
-                        .members
-                        .iter()
-                        .find(|m| m.mesh == c.key.mesh && &m.member.member_id == id)
-                        .map(|m| m.member.display_name.clone())
-                        .unwrap_or_default();
+                    let name =
+                        s.member(&c.key.mesh, id).map(|m| m.member.display_name.clone()).unwrap_or_default();
                     address(s, &c.key.mesh, &name, id)
                 }
                 _ => c.key.send_to(),
