@@ -162,7 +162,7 @@ impl AgentClient {
     ) -> Result<SubscribeReply, ClientError> {
         self.next_id += 1;
         let id = self.next_id;
-        self.write(&ClientLine::Subscribe { id, topics, session, mesh }).await?;
+        self.write(&ClientLine::Subscribe { id, topics, session, mesh, service: None }).await?;
         let v = self.response(id).await?;
         serde_json::from_value(v)
             .map_err(|e| ClientError::Protocol(format!("unexpected subscribe reply: {e}")))

@@ -146,7 +146,7 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
                     drop(slot);
                 });
             }
-            ClientLine::Subscribe { id, topics, session, mesh } => {
+            ClientLine::Subscribe { id, topics, session, mesh, .. } => {
                 if agent.core.send(Input::Subscribe { conn, id, topics, session, mesh }).await.is_err() {
                     break;
                 }

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod keyuse;
 pub mod metrics;
 pub mod rate;
+pub mod runner;
 pub mod server;
 pub mod socket;
 pub mod store;

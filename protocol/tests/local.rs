@@ -77,6 +77,44 @@ fn client_lines_round_trip() {
         }),
         AgentCall::HookWait { session_id: "s".into(), timeout_ms: 1000 },
         AgentCall::Shutdown,
+        AgentCall::ServiceDeploy(DeployParams {
+            mesh: Some("team".into()),
+            name: "time".into(),
+            source: LocalSource::Uvx { package: "mcp-server-time".into(), version: None },
+            description: String::new(),
+            args: vec!["--local-timezone=UTC".into()],
+            entry: None,
+            env: Default::default(),
+            scope: Some(json!({"group": "ops"})),
+        }),
+        AgentCall::ServiceUndeploy { name: "time".into(), mesh: None },
+        AgentCall::ServiceUpdate(UpdateParams {
+            mesh: None,
+            name: "time".into(),
+            source: None,
+            args: None,
+            env: None,
+        }),
+        AgentCall::ServiceCatalog { mesh: None },
+        AgentCall::ServiceSchema { name: "time".into(), tool: Some("get_current_time".into()), mesh: None },
+        AgentCall::ServiceLogs { name: "time".into(), lines: Some(50), mesh: None },
+        AgentCall::ServiceScope { name: "time".into(), scope: Some(json!("mesh")), mesh: None },
+        AgentCall::ServiceCall(CallParams {
+            mesh: None,
+            service: "time".into(),
+            tool: "get_current_time".into(),
+            arguments: json!({"timezone": "UTC"}),
+            timeout_ms: Some(5000),
+        }),
+        AgentCall::ServiceHost(HostParams {
+            mesh: None,
+            name: "local-db".into(),
+            command: vec!["python3".into(), "server.py".into()],
+            env: Default::default(),
+            description: String::new(),
+            scope: None,
+        }),
+        AgentCall::ServiceUnhost { name: "local-db".into(), mesh: None },
     ];
     let mut methods = Vec::new();
     for (i, call) in calls.into_iter().enumerate() {
@@ -97,6 +135,7 @@ fn client_lines_round_trip() {
         topics: vec![Topic::Messages, Topic::Presence, Topic::Links, Topic::Services, Topic::Vault],
         session: Some("s".into()),
         mesh: None,
+        service: Some("time".into()),
     });
     assert_eq!(v["topics"], json!(["messages", "presence", "links", "services", "vault"]));
     rt(&ClientLine::Unsubscribe { id: 3 });

@@ -79,6 +79,7 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
             agent.shutdown.cancel();
             to_value(&ShutdownReply { stopping: true })
         }
+        other => Err((ErrorCode::Unavailable, format!("{other:?} is not served by this agent yet"))),
     }
 }
 

@@ -233,11 +233,21 @@ pub enum ClientFrame {
         name: String,
     },
     McpUpdate(McpUpdate),
+    /// The newest `lines` (default 100, at most 1,000) of a service's log. With `follow`, this
+    /// connection then gets `mcp_log` events for the service until `mcp_logs_unfollow`, the
+    /// loss of access, or the connection closing.
     McpLogs {
         req: u64,
         name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lines: Option<u32>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        follow: bool,
+    },
+    /// Stop the `mcp_log` events of an earlier `mcp_logs{follow}`. Reply `ok`.
+    McpLogsUnfollow {
+        req: u64,
+        name: String,
     },
     McpScope {
         req: u64,
@@ -290,6 +300,13 @@ pub enum ClientFrame {
         name: String,
         size: u64,
         sha256: String,
+    },
+    /// Bytes `offset..offset+len` of an upload, base64 (at most `chunk_size` bytes decoded).
+    /// No reply; a bad chunk fails the upload, reported at `upload_end`.
+    UploadChunk {
+        upload_id: String,
+        offset: u64,
+        data: String,
     },
     UploadEnd {
         req: u64,
@@ -371,6 +388,7 @@ impl ClientFrame {
             ClientFrame::McpUndeploy { .. } => "mcp_undeploy",
             ClientFrame::McpUpdate(_) => "mcp_update",
             ClientFrame::McpLogs { .. } => "mcp_logs",
+            ClientFrame::McpLogsUnfollow { .. } => "mcp_logs_unfollow",
             ClientFrame::McpScope { .. } => "mcp_scope",
             ClientFrame::McpSchema { .. } => "mcp_schema",
             ClientFrame::McpCatalog { .. } => "mcp_catalog",
@@ -379,6 +397,7 @@ impl ClientFrame {
             ClientFrame::McpUnregister { .. } => "mcp_unregister",
             ClientFrame::McpCallResponse { .. } => "mcp_call_response",
             ClientFrame::UploadBegin { .. } => "upload_begin",
+            ClientFrame::UploadChunk { .. } => "upload_chunk",
             ClientFrame::UploadEnd { .. } => "upload_end",
             ClientFrame::VaultSet { .. } => "vault_set",
             ClientFrame::VaultGet { .. } => "vault_get",
@@ -415,6 +434,7 @@ impl ClientFrame {
             ClientFrame::McpUndeploy { req, .. } => Some(*req),
             ClientFrame::McpUpdate(f) => Some(f.req),
             ClientFrame::McpLogs { req, .. } => Some(*req),
+            ClientFrame::McpLogsUnfollow { req, .. } => Some(*req),
             ClientFrame::McpScope { req, .. } => Some(*req),
             ClientFrame::McpSchema { req, .. } => Some(*req),
             ClientFrame::McpCatalog { req, .. } => Some(*req),
@@ -435,6 +455,7 @@ impl ClientFrame {
             | ClientFrame::Enroll(_)
             | ClientFrame::Hello(_)
             | ClientFrame::McpCallResponse { .. }
+            | ClientFrame::UploadChunk { .. }
             | ClientFrame::Receipt { .. } => None,
         }
     }

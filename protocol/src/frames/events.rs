@@ -62,6 +62,11 @@ pub enum Event {
         name: String,
         tools: Vec<ToolInfo>,
     },
+    /// New lines of a followed service's log (`mcp_logs{follow}`), oldest first.
+    McpLog {
+        name: String,
+        lines: Vec<String>,
+    },
     SkillChanged {
         name: String,
         action: SkillAction,

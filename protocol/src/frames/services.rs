@@ -110,6 +110,18 @@ pub struct CatalogEntry {
     pub hosted_by: HostedBy,
     /// Unix milliseconds of the last change.
     pub updated_at: u64,
+    /// Unix milliseconds the running child started (absent unless `running`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
+    /// Restarts since the deploy (crashes, failed health checks).
+    #[serde(default)]
+    pub restarts: u32,
+    /// The package version installed (npx, uvx) or commit checked out (git).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Why it is `failed` or `crashed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// How a vault entry is used at deploy time.

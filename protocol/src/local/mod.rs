@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::frames::{ErrorCode, Event, Priority, SessionInfo, SessionPatch};
 
 mod replies;
+mod services;
 pub use replies::*;
+pub use services::*;
 
 /// A line a local client writes to the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +34,9 @@ pub enum ClientLine {
         session: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mesh: Option<String>,
+        /// With topic `services`: also follow this service's log (`mcp_log` events).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
     },
     Unsubscribe {
         id: u64,
@@ -150,6 +155,52 @@ pub enum AgentCall {
     },
     /// Ask the agent to exit cleanly.
     Shutdown,
+
+    // Shared MCP services (DESIGN §7); see [`services`] for the params and replies.
+    ServiceDeploy(DeployParams),
+    ServiceUndeploy {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    ServiceUpdate(UpdateParams),
+    /// Every service the member may see in `mesh`, or in every joined mesh.
+    ServiceCatalog {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    ServiceSchema {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    /// The newest `lines` of the log. To follow it, subscribe to `services` with `service`
+    /// set: the subscription then carries the service's new lines as `mcp_log` events.
+    ServiceLogs {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lines: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    /// Read the scope (`scope` absent) or set it (the deployer or an admin).
+    ServiceScope {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    ServiceCall(CallParams),
+    ServiceHost(HostParams),
+    /// Stop hosting a peer-hosted service: unregister it and stop its local server.
+    ServiceUnhost {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
 }
 
 /// The Claude Code hook events claudemesh handles, plus `rewake` (the `Stop` hook taking what
@@ -227,6 +278,16 @@ pub const AGENT_METHODS: &[&str] = &[
     "hook",
     "hook_wait",
     "shutdown",
+    "service_deploy",
+    "service_undeploy",
+    "service_update",
+    "service_catalog",
+    "service_schema",
+    "service_logs",
+    "service_scope",
+    "service_call",
+    "service_host",
+    "service_unhost",
 ];
 
 /// `invite_create`: what the invite grants.

@@ -68,6 +68,10 @@ pub fn catalog() -> CatalogEntry {
         deployer: "m_1".into(),
         hosted_by: HostedBy::Broker,
         updated_at: 1_700_000_000_000,
+        started_at: Some(1_700_000_000_500),
+        restarts: 1,
+        version: Some("2025.1.0".into()),
+        error: None,
     }
 }
 
@@ -151,6 +155,7 @@ pub fn all_events() -> Vec<Event> {
         Event::McpScopeChanged { name: "time".into(), scope: Scope::Mesh },
         Event::McpCrashed { name: "time".into(), error: "5 crashes in 10 minutes".into() },
         Event::McpToolsChanged { name: "time".into(), tools: vec![tool()] },
+        Event::McpLog { name: "time".into(), lines: vec!["listening".into()] },
         Event::SkillChanged { name: "review".into(), action: SkillAction::Shared },
     ]
 }
@@ -223,7 +228,8 @@ pub fn all_client() -> Vec<ClientFrame> {
             env: Some(BTreeMap::new()),
             secrets: None,
         }),
-        C::McpLogs { req: 17, name: "github".into(), lines: Some(100) },
+        C::McpLogs { req: 17, name: "github".into(), lines: Some(100), follow: true },
+        C::McpLogsUnfollow { req: 30, name: "github".into() },
         C::McpScope { req: 18, name: "github".into(), scope: Scope::Members(vec!["m_2".into()]) },
         C::McpSchema { req: 19, name: "github".into(), tool: Some("search".into()) },
         C::McpCatalog { req: 20 },
@@ -244,6 +250,7 @@ pub fn all_client() -> Vec<ClientFrame> {
         C::McpUnregister { req: 23, name: "local-db".into() },
         C::McpCallResponse { call_id: "c1".into(), result: Some(json!({"content":[]})), error: None },
         C::UploadBegin { req: 24, name: "bundle.zip".into(), size: 1024, sha256: "00".repeat(32) },
+        C::UploadChunk { upload_id: "u1".into(), offset: 0, data: "UEsDBA==".into() },
         C::UploadEnd { req: 25, upload_id: "u1".into() },
         C::VaultSet {
             req: 26,
