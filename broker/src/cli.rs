@@ -93,6 +93,25 @@ pub struct ServeArgs {
     /// even if that process is killed.
     #[arg(long)]
     stop_on_stdin_eof: bool,
+    /// Run each mesh's service runner inside this command, e.g. "docker run -i --rm IMAGE",
+    /// "bwrap --ro-bind / / --dev /dev --unshare-all --share-net --die-with-parent --" or
+    /// "systemd-run --user --scope -p MemoryMax=2G" (split on spaces; no shell). See
+    /// docs/operations.md.
+    #[arg(long)]
+    runner_wrap: Option<String>,
+    /// The claudemesh-broker executable to start as the runner (default: this executable), e.g.
+    /// /usr/local/bin/claudemesh-broker inside a --runner-wrap container image.
+    #[arg(long)]
+    runner_bin: Option<PathBuf>,
+    /// Who may deploy services: every member, or only mesh admins.
+    #[arg(long, value_enum, default_value = "members")]
+    deploy_policy: DeployPolicyArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DeployPolicyArg {
+    Members,
+    Admins,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +139,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+    let program = argv.first().cloned().unwrap_or_default();
     let args = Args::parse_from(argv);
     init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -147,6 +168,13 @@ where
             cfg.max_unauthenticated_per_ip = a.max_unauthenticated_per_ip;
             cfg.metrics_listen = a.metrics_listen;
             cfg.metrics_token_file = a.metrics_token_file;
+            cfg.services.runner_wrap =
+                a.runner_wrap.as_deref().map(|w| w.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+            cfg.services.runner_command = runner_command(&program, a.runner_bin);
+            cfg.services.deploy_policy = match a.deploy_policy {
+                DeployPolicyArg::Members => crate::services::DeployPolicy::Members,
+                DeployPolicyArg::Admins => crate::services::DeployPolicy::Admins,
+            };
             raise_fd_limit();
             let tls = a.tls_cert.zip(a.tls_key).map(|(cert, key)| TlsFiles { cert, key });
             rt.block_on(serve(&a.listen, cfg, tls, a.stop_on_stdin_eof))
@@ -161,6 +189,20 @@ where
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The argv starting a runner: `bin` (or this executable) with `runner`, or `broker runner`
+/// when this is the `claudemesh` binary forwarding `claudemesh broker …`.
+fn runner_command(program: &std::ffi::OsStr, bin: Option<PathBuf>) -> Vec<std::ffi::OsString> {
+    if let Some(bin) = bin {
+        return vec![bin.into_os_string(), "runner".into()];
+    }
+    let Ok(exe) = std::env::current_exe().map(PathBuf::into_os_string) else { return Vec::new() };
+    if program == "claudemesh broker" {
+        vec![exe, "broker".into(), "runner".into()]
+    } else {
+        vec![exe, "runner".into()]
     }
 }
 
