@@ -2,4 +2,5 @@
 //! as children and speaks JSON lines with the broker over stdio (DESIGN §7, [`wire`]).
 
 pub mod log;
+pub mod prepare;
 pub mod wire;
