@@ -156,6 +156,10 @@ fn update(conn: &mut Conn, u: McpUpdate) {
 /// A finished upload of this connection whose zip entries pass the checks.
 fn take_bundle(conn: &mut Conn, upload_id: &str) -> Result<std::path::PathBuf, (ErrorCode, String)> {
     let path = conn.uploads.take(upload_id).map_err(|e| (e.code(), e.to_string()))?;
+    if let Err(e) = crate::runner::prepare::bundle::check_zip(&path, &Default::default()) {
+        let _ = std::fs::remove_file(&path);
+        return Err((ErrorCode::Invalid, format!("bundle refused: {e}")));
+    }
     Ok(path)
 }
 
