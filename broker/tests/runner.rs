@@ -27,6 +27,8 @@ struct Runner {
     events: mpsc::UnboundedReceiver<FromRunner>,
     /// Every event seen so far, in order.
     seen: Vec<FromRunner>,
+    /// Events seen that no `wait` took yet: waits match in any order.
+    backlog: Vec<FromRunner>,
     _dir: tempfile::TempDir,
     dir: PathBuf,
 }
@@ -55,7 +57,7 @@ impl Runner {
         });
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
-        let mut r = Self { proc, stdin, events, seen: Vec::new(), _dir: dir, dir: path };
+        let mut r = Self { proc, stdin, events, seen: Vec::new(), backlog: Vec::new(), _dir: dir, dir: path };
         r.wait(|e| matches!(e, FromRunner::Ready { .. })).await;
         r
     }
@@ -72,8 +74,11 @@ impl Runner {
         stdin.flush().await.unwrap();
     }
 
-    /// The next event matching `f` (earlier ones are kept in `seen`).
+    /// The first event matching `f` not taken by an earlier wait (all are kept in `seen`).
     async fn wait(&mut self, f: impl Fn(&FromRunner) -> bool) -> FromRunner {
+        if let Some(i) = self.backlog.iter().position(&f) {
+            return self.backlog.remove(i);
+        }
         let found = tokio::time::timeout(WAIT, async {
             loop {
                 let ev = self.events.recv().await.expect("the runner's output ended");
@@ -81,6 +86,7 @@ impl Runner {
                 if f(&ev) {
                     return ev;
                 }
+                self.backlog.push(ev);
             }
         })
         .await;
