@@ -32,6 +32,29 @@ pub enum Command {
     /// Manage meshes directly in the data directory (the broker must not be running).
     #[command(subcommand)]
     Mesh(MeshCommand),
+    /// Run a mesh's MCP servers, speaking JSON lines with the broker over stdio (started by
+    /// the broker).
+    #[command(hide = true)]
+    Runner,
+    /// Set rlimits on this process, then exec CMD (how the runner starts a service).
+    #[command(hide = true)]
+    RunnerExec(RunnerExecArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunnerExecArgs {
+    /// RLIMIT_DATA in bytes.
+    #[arg(long)]
+    memory_bytes: u64,
+    /// RLIMIT_NOFILE.
+    #[arg(long)]
+    open_files: u64,
+    /// RLIMIT_NPROC.
+    #[arg(long)]
+    processes: u64,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,8 +164,20 @@ where
 {
     let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
     let program = argv.first().cloned().unwrap_or_default();
+    // `claudemesh broker …` forwards here with this program name; its runner reaches
+    // `runner-exec` through the same subcommand.
+    let via_claudemesh = argv.first().is_some_and(|a| a.to_string_lossy().ends_with(" broker"));
     let args = Args::parse_from(argv);
+    if let Command::RunnerExec(a) = &args.command {
+        // Only returns on failure.
+        let e = crate::runner::exec::exec(a.memory_bytes, a.open_files, a.processes, &a.command);
+        eprintln!("runner-exec: {}", e.map_or_else(|e| e.to_string(), |never| match never {}));
+        return ExitCode::from(127);
+    }
     init_tracing();
+    if let Command::Runner = args.command {
+        return run_runner(via_claudemesh);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -182,6 +217,7 @@ where
         Command::Mesh(MeshCommand::Create { slug, pubkey, display_name, data, json }) => {
             mesh_create(&data, &slug, &pubkey, &display_name, json)
         }
+        Command::Runner | Command::RunnerExec(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -203,6 +239,37 @@ fn runner_command(program: &std::ffi::OsStr, bin: Option<PathBuf>) -> Vec<std::f
         vec![exe, "broker".into(), "runner".into()]
     } else {
         vec![exe, "runner".into()]
+    }
+}
+
+/// `runner`: one thread (children are spawned from it, so their parent-death signal fires only
+/// when the runner exits), stdin/stdout as the wire, stopped by SIGINT/SIGTERM too.
+fn run_runner(via_claudemesh: bool) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = crate::runner::RunnerOptions::current(if via_claudemesh { &["broker"] } else { &[] });
+    let result = rt.block_on(async {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            on_signal.cancel();
+        });
+        crate::runner::run_with(opts, tokio::io::stdin(), tokio::io::stdout(), stop).await
+    });
+    // Do not wait for the blocking stdin reader thread.
+    rt.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
