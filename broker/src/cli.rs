@@ -203,8 +203,11 @@ where
             cfg.max_unauthenticated_per_ip = a.max_unauthenticated_per_ip;
             cfg.metrics_listen = a.metrics_listen;
             cfg.metrics_token_file = a.metrics_token_file;
-            cfg.services.runner_wrap =
-                a.runner_wrap.as_deref().map(|w| w.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+            cfg.services.runner_wrap = a
+                .runner_wrap
+                .as_deref()
+                .map(|w| w.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default();
             cfg.services.runner_command = runner_command(&program, a.runner_bin);
             cfg.services.deploy_policy = match a.deploy_policy {
                 DeployPolicyArg::Members => crate::services::DeployPolicy::Members,

@@ -166,7 +166,8 @@ impl Conn {
     pub(crate) fn unbind(&mut self) {
         let Some(a) = self.auth.take() else { return };
         if let Some(tx) = self.hub.services.existing(&a.mesh.id) {
-            let gone = crate::services::Cmd::ConnGone { conn_id: self.out.id, member_id: a.member_id.clone() };
+            let gone =
+                crate::services::Cmd::ConnGone { conn_id: self.out.id, member_id: a.member_id.clone() };
             if tx.try_send(gone).is_err() {
                 tracing::warn!(mesh = %a.mesh.slug, "services queue full; a closed connection's calls end at their timeout");
             }

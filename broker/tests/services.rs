@@ -35,7 +35,13 @@ async fn harness() -> Harness {
     Harness::start_with(services).await
 }
 
-fn deploy_frame(req: u64, name: &str, source: ServiceSource, scope: Scope, token: Option<&str>) -> ClientFrame {
+fn deploy_frame(
+    req: u64,
+    name: &str,
+    source: ServiceSource,
+    scope: Scope,
+    token: Option<&str>,
+) -> ClientFrame {
     ClientFrame::McpDeploy(McpDeploy {
         req,
         name: name.into(),
@@ -59,15 +65,24 @@ async fn deploy_fixture(h: &Harness, c: &mut Client, name: &str, scope: Scope) -
     r
 }
 
-async fn call(c: &mut Client, service: &str, tool: &str, args: Value, timeout_ms: Option<u64>) -> ServerFrame {
+async fn call(
+    c: &mut Client,
+    service: &str,
+    tool: &str,
+    args: Value,
+    timeout_ms: Option<u64>,
+) -> ServerFrame {
     let req = c.next_req();
-    let f = ClientFrame::McpCall { req, service: service.into(), tool: tool.into(), arguments: args, timeout_ms };
+    let f =
+        ClientFrame::McpCall { req, service: service.into(), tool: tool.into(), arguments: args, timeout_ms };
     c.request(&f).await.unwrap()
 }
 
 fn text(r: &ServerFrame) -> String {
     match r {
-        ServerFrame::McpCallResult { result, .. } => result["content"][0]["text"].as_str().unwrap_or_default().to_string(),
+        ServerFrame::McpCallResult { result, .. } => {
+            result["content"][0]["text"].as_str().unwrap_or_default().to_string()
+        }
         other => panic!("expected a call result, got {other:?}"),
     }
 }
@@ -82,13 +97,25 @@ fn procs_in(dir: &std::path::Path) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        // A removed directory reads as "<path> (deleted)": compare as text.
         if let Ok(cwd) = std::fs::read_link(e.path().join("cwd"))
-            && cwd.starts_with(dir)
+            && cwd.to_string_lossy().starts_with(&*dir.to_string_lossy())
+            && alive(pid)
         {
             out.push(pid);
         }
     }
     out
+}
+
+/// Whether `pid` runs (a zombie waiting for init to reap it does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')').next().and_then(|r| r.split_whitespace().next()).map(|st| st != "Z" && st != "X")
+        })
+        .unwrap_or(false)
 }
 
 async fn wait_no_procs(dir: &std::path::Path) {
@@ -126,15 +153,34 @@ async fn deploy_call_logs_scope_and_undeploy_leave_nothing_behind() {
     assert!(!text(&r).contains("/broker"), "the child inherited the broker's env: {r:?}");
 
     // Its stderr and stray stdout are in the log; the secret env value is not.
-    let logs = req(other, |req| ClientFrame::McpLogs { req, name: "fixture".into(), lines: None, follow: false }).await;
-    let ServerFrame::McpLogsResult { lines, .. } = &logs else { panic!("{logs:?}") };
-    let all = lines.join("\n");
+    // (Lines reach the broker in batches: wait for them.)
+    let mut all = String::new();
+    for _ in 0..50 {
+        let logs = req(other, |req| ClientFrame::McpLogs {
+            req,
+            name: "fixture".into(),
+            lines: None,
+            follow: false,
+        })
+        .await;
+        let ServerFrame::McpLogsResult { lines, .. } = &logs else { panic!("{logs:?}") };
+        all = lines.join("\n");
+        if all.contains("fixture ready") && all.contains("stray stdout line") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(all.contains("fixture ready") && all.contains("stray stdout line"), "{all}");
     assert!(!all.contains("s3cr3t-value"));
 
     // Narrowing the scope to the deployer: the other member is told, and refused everywhere.
     let admin_id = m.admin.member_id.clone();
-    let r = req(&mut m.admin_conn, |req| ClientFrame::McpScope { req, name: "fixture".into(), scope: Scope::Members(vec![admin_id]) }).await;
+    let r = req(&mut m.admin_conn, |req| ClientFrame::McpScope {
+        req,
+        name: "fixture".into(),
+        scope: Scope::Members(vec![admin_id]),
+    })
+    .await;
     assert!(matches!(r, ServerFrame::Ok { .. }), "{r:?}");
     let (other, _) = &mut m.members[0];
     wait_event(other, |e| matches!(e, Event::McpUndeployed { name } if name == "fixture")).await;
@@ -144,7 +190,9 @@ async fn deploy_call_logs_scope_and_undeploy_leave_nothing_behind() {
     assert_eq!(error_code(&r), ErrorCode::Forbidden);
     let r = req(other, |req| ClientFrame::McpSchema { req, name: "fixture".into(), tool: None }).await;
     assert_eq!(error_code(&r), ErrorCode::Forbidden);
-    let r = req(other, |req| ClientFrame::McpLogs { req, name: "fixture".into(), lines: None, follow: false }).await;
+    let r =
+        req(other, |req| ClientFrame::McpLogs { req, name: "fixture".into(), lines: None, follow: false })
+            .await;
     assert_eq!(error_code(&r), ErrorCode::Forbidden);
     // Nor may it manage the service.
     let r = req(other, |req| ClientFrame::McpUndeploy { req, name: "fixture".into() }).await;
@@ -158,7 +206,13 @@ async fn deploy_call_logs_scope_and_undeploy_leave_nothing_behind() {
     let r = req(&mut m.admin_conn, |req| ClientFrame::McpUndeploy { req, name: "fixture".into() }).await;
     assert!(matches!(r, ServerFrame::Ok { .. }), "{r:?}");
     wait_no_procs(&services_dir).await;
-    assert!(!std::path::Path::new(&format!("/proc/{grandchild}")).exists(), "grandchild {grandchild} survived");
+    for _ in 0..100 {
+        if !alive(grandchild) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!alive(grandchild), "grandchild {grandchild} survived");
 }
 
 #[tokio::test]
@@ -170,7 +224,13 @@ async fn command_sources_need_the_broker_admin_token() {
     let r = m.admin_conn.request(&f).await.unwrap();
     assert_eq!(error_code(&r), ErrorCode::Forbidden);
     let req = m.admin_conn.next_req();
-    let f = deploy_frame(req, "../x", ServiceSource::Command { command: FIXTURE.into() }, Scope::Mesh, Some(&h.broker.admin_token));
+    let f = deploy_frame(
+        req,
+        "../x",
+        ServiceSource::Command { command: FIXTURE.into() },
+        Scope::Mesh,
+        Some(&h.broker.admin_token),
+    );
     assert_eq!(error_code(&m.admin_conn.request(&f).await.unwrap()), ErrorCode::Invalid);
 }
 
@@ -205,7 +265,15 @@ async fn a_crashing_server_walks_the_restart_policy_to_crashed() {
         }
         // Wait for it to run again (or give up) before crashing it once more.
         m.admin_conn
-            .recv_match(|f| matches!(f, ServerFrame::Event(Event::McpStatus { status: ServiceStatus::Running | ServiceStatus::Crashed, .. })))
+            .recv_match(|f| {
+                matches!(
+                    f,
+                    ServerFrame::Event(Event::McpStatus {
+                        status: ServiceStatus::Running | ServiceStatus::Crashed,
+                        ..
+                    })
+                )
+            })
             .await
             .unwrap();
         let cat = req(&mut m.admin_conn, |req| ClientFrame::McpCatalog { req }).await;
@@ -270,11 +338,23 @@ fn zip_of(entries: &[(&str, &str)]) -> Vec<u8> {
 async fn upload(c: &mut Client, bytes: &[u8]) -> String {
     use sha2::Digest;
     let sha = hex::encode(sha2::Sha256::digest(bytes));
-    let r = req(c, |req| ClientFrame::UploadBegin { req, name: "b.zip".into(), size: bytes.len() as u64, sha256: sha }).await;
+    let r = req(c, |req| ClientFrame::UploadBegin {
+        req,
+        name: "b.zip".into(),
+        size: bytes.len() as u64,
+        sha256: sha,
+    })
+    .await;
     let ServerFrame::UploadReady { upload_id, chunk_size, .. } = r else { panic!("{r:?}") };
     for (i, chunk) in bytes.chunks(chunk_size as usize).enumerate() {
         let data = base64::engine::general_purpose::STANDARD.encode(chunk);
-        c.send(&ClientFrame::UploadChunk { upload_id: upload_id.clone(), offset: (i * chunk_size as usize) as u64, data }).await.unwrap();
+        c.send(&ClientFrame::UploadChunk {
+            upload_id: upload_id.clone(),
+            offset: (i * chunk_size as usize) as u64,
+            data,
+        })
+        .await
+        .unwrap();
     }
     let r = req(c, |req| ClientFrame::UploadEnd { req, upload_id: upload_id.clone() }).await;
     assert!(matches!(r, ServerFrame::UploadDone { .. }), "{r:?}");
@@ -301,9 +381,12 @@ async fn a_bundle_deploys_from_an_upload_and_a_hostile_zip_is_refused() {
     let h = harness().await;
     let mut m = mesh_with(&h, "bundle", 1).await;
     let (member, _) = &mut m.members[0];
-    let bytes = zip_of(&[("package.json", r#"{"name":"shout","main":"index.js"}"#), ("index.js", NODE_SERVER)]);
+    let bytes =
+        zip_of(&[("package.json", r#"{"name":"shout","main":"index.js"}"#), ("index.js", NODE_SERVER)]);
     let upload_id = upload(member, &bytes).await;
-    let r = req(member, |req| deploy_frame(req, "shout", ServiceSource::Bundle { upload_id }, Scope::Mesh, None)).await;
+    let r =
+        req(member, |req| deploy_frame(req, "shout", ServiceSource::Bundle { upload_id }, Scope::Mesh, None))
+            .await;
     let ServerFrame::McpDeployResult { status, error, log_tail, .. } = &r else { panic!("{r:?}") };
     assert_eq!(*status, ServiceStatus::Running, "{error:?} {log_tail:?}");
     let r = call(&mut m.admin_conn, "shout", "shout", json!({"text": "quiet"}), None).await;
@@ -312,13 +395,24 @@ async fn a_bundle_deploys_from_an_upload_and_a_hostile_zip_is_refused() {
     let (member, _) = &mut m.members[0];
     let evil = zip_of(&[("../evil.js", "x"), ("index.js", NODE_SERVER)]);
     let upload_id = upload(member, &evil).await;
-    let r = req(member, |req| deploy_frame(req, "evil", ServiceSource::Bundle { upload_id }, Scope::Mesh, None)).await;
+    let r =
+        req(member, |req| deploy_frame(req, "evil", ServiceSource::Bundle { upload_id }, Scope::Mesh, None))
+            .await;
     assert_eq!(error_code(&r), ErrorCode::Invalid, "{r:?}");
     assert!(!h.dir.path().join("data").join("services").join("evil.js").exists());
     // A wrong checksum fails the upload.
-    let r = req(member, |req| ClientFrame::UploadBegin { req, name: "b".into(), size: 3, sha256: "00".repeat(32) }).await;
+    let r = req(member, |req| ClientFrame::UploadBegin {
+        req,
+        name: "b".into(),
+        size: 3,
+        sha256: "00".repeat(32),
+    })
+    .await;
     let ServerFrame::UploadReady { upload_id, .. } = r else { panic!() };
-    member.send(&ClientFrame::UploadChunk { upload_id: upload_id.clone(), offset: 0, data: "YWJj".into() }).await.unwrap();
+    member
+        .send(&ClientFrame::UploadChunk { upload_id: upload_id.clone(), offset: 0, data: "YWJj".into() })
+        .await
+        .unwrap();
     let r = req(member, |req| ClientFrame::UploadEnd { req, upload_id }).await;
     assert_eq!(error_code(&r), ErrorCode::Invalid);
 }
@@ -328,19 +422,35 @@ async fn peer_hosted_calls_are_forwarded_and_an_offline_host_is_a_clear_error() 
     let h = harness().await;
     let mut m = mesh_with(&h, "peer", 1).await;
     let tool = ToolInfo { name: "ask".into(), description: None, input_schema: json!({"type": "object"}) };
-    let r = req(&mut m.admin_conn, |req| ClientFrame::McpRegister { req, name: "local".into(), description: "mine".into(), tools: vec![tool], scope: Scope::Mesh }).await;
+    let r = req(&mut m.admin_conn, |req| ClientFrame::McpRegister {
+        req,
+        name: "local".into(),
+        description: "mine".into(),
+        tools: vec![tool],
+        scope: Scope::Mesh,
+    })
+    .await;
     assert!(matches!(r, ServerFrame::Ok { .. }), "{r:?}");
     let (member, _) = &mut m.members[0];
     let req_id = member.next_req();
     member
-        .send(&ClientFrame::McpCall { req: req_id, service: "local".into(), tool: "ask".into(), arguments: json!({"q": 1}), timeout_ms: Some(5000) })
+        .send(&ClientFrame::McpCall {
+            req: req_id,
+            service: "local".into(),
+            tool: "ask".into(),
+            arguments: json!({"q": 1}),
+            timeout_ms: Some(5000),
+        })
         .await
         .unwrap();
     let fwd = m.admin_conn.recv_match(|f| matches!(f, ServerFrame::McpCallForward { .. })).await.unwrap();
     let ServerFrame::McpCallForward { call_id, from_member, .. } = fwd else { unreachable!() };
     assert_eq!(from_member, m.members[0].1.member_id);
     let result = json!({"content": [{"type": "text", "text": "answer"}]});
-    m.admin_conn.send(&ClientFrame::McpCallResponse { call_id, result: Some(result), error: None }).await.unwrap();
+    m.admin_conn
+        .send(&ClientFrame::McpCallResponse { call_id, result: Some(result), error: None })
+        .await
+        .unwrap();
     let (member, _) = &mut m.members[0];
     let r = member.recv_match(|f| f.req() == Some(req_id)).await.unwrap();
     assert_eq!(text(&r), "answer");

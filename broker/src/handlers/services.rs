@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use claudemesh_protocol::frames::{ClientFrame, ErrorCode, McpDeploy, McpUpdate, Role, ServerFrame, ServiceSource};
+use claudemesh_protocol::frames::{
+    ClientFrame, ErrorCode, McpDeploy, McpUpdate, Role, ServerFrame, ServiceSource,
+};
 use claudemesh_protocol::names::validate_service_name;
 
 use crate::conn::Conn;
@@ -26,7 +28,11 @@ fn caller(conn: &Conn, req: u64) -> Option<(Caller, std::sync::Arc<crate::hub::M
 fn submit(conn: &Conn, mesh: &std::sync::Arc<crate::hub::Mesh>, req: u64, cmd: Cmd) {
     let tx = conn.hub.services.actor(&conn.hub, mesh);
     if tx.try_send(cmd).is_err() {
-        conn.error(Some(req), ErrorCode::Unavailable, format!("the services of mesh {} are busy; try again", mesh.slug));
+        conn.error(
+            Some(req),
+            ErrorCode::Unavailable,
+            format!("the services of mesh {} are busy; try again", mesh.slug),
+        );
     }
 }
 
@@ -47,7 +53,8 @@ pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) -> Option<ClientFrame
         C::McpLogsUnfollow { req, name } => simple(conn, req, |caller| Cmd::Unfollow { caller, name }),
         C::McpCall { req, service, tool, arguments, timeout_ms } => {
             let cfg = &conn.hub.config.services;
-            let timeout = timeout_ms.map_or(cfg.call_timeout, Duration::from_millis).min(cfg.max_call_timeout);
+            let timeout =
+                timeout_ms.map_or(cfg.call_timeout, Duration::from_millis).min(cfg.max_call_timeout);
             simple(conn, req, |caller| Cmd::Call { caller, service, tool, arguments, timeout })
         }
         C::McpRegister { req, name, description, tools, scope } => {
@@ -71,7 +78,9 @@ pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) -> Option<ClientFrame
         C::UploadBegin { req, name: _, size, sha256 } => {
             let dir = conn.hub.config.data_dir.join("uploads");
             match conn.uploads.begin(&dir, size, &sha256, conn.hub.config.services.max_bundle_bytes) {
-                Ok(upload_id) => conn.reply(&ServerFrame::UploadReady { req, upload_id, chunk_size: UPLOAD_CHUNK }),
+                Ok(upload_id) => {
+                    conn.reply(&ServerFrame::UploadReady { req, upload_id, chunk_size: UPLOAD_CHUNK })
+                }
                 Err(e) => conn.error(Some(req), e.code(), e.to_string()),
             }
         }
@@ -103,7 +112,11 @@ fn deploy(conn: &mut Conn, d: McpDeploy) {
         return conn.error(Some(req), ErrorCode::Invalid, e.to_string());
     }
     if conn.hub.config.services.deploy_policy == DeployPolicy::Admins && caller.who.role != Role::Admin {
-        return conn.error(Some(req), ErrorCode::Forbidden, format!("only admins may deploy services on mesh {}", mesh.slug));
+        return conn.error(
+            Some(req),
+            ErrorCode::Forbidden,
+            format!("only admins may deploy services on mesh {}", mesh.slug),
+        );
     }
     if let Err(e) = check_source(conn, &d.source, d.admin_token.as_ref()) {
         return conn.error(Some(req), e.0, e.1);
@@ -141,7 +154,11 @@ fn update(conn: &mut Conn, u: McpUpdate) {
     let mut bundle = None;
     if let Some(s) = &u.source {
         if matches!(s, ServiceSource::Command { .. }) {
-            return conn.error(Some(req), ErrorCode::Forbidden, "a command source is set at deploy time by the broker's operator");
+            return conn.error(
+                Some(req),
+                ErrorCode::Forbidden,
+                "a command source is set at deploy time by the broker's operator",
+            );
         }
         if let ServiceSource::Bundle { upload_id } = s {
             match take_bundle(conn, upload_id) {

@@ -18,9 +18,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::access::{Who, audience};
+use super::now_ms;
 use super::proc::{RunnerMsg, RunnerProc};
 use super::record::{Runtime, ServiceRecord};
-use super::now_ms;
 use crate::hub::{ConnHandle, Hub, Mesh, Outgoing};
 use crate::runner::wire::{CallErrorCode, FromRunner, PrepareMode, ToRunner};
 
@@ -55,21 +55,73 @@ pub enum Cmd {
     /// Broker start: these records were stored; start the enabled ones.
     Restore(Vec<ServiceRecord>),
     /// `bundle`: the checked upload to move into the service dir.
-    Deploy { caller: Caller, rec: Box<ServiceRecord>, bundle: Option<PathBuf> },
-    Update { caller: Caller, update: Box<McpUpdate>, bundle: Option<PathBuf> },
-    Undeploy { caller: Caller, name: String },
-    Scope { caller: Caller, name: String, scope: Scope },
-    Catalog { caller: Caller },
-    Schema { caller: Caller, name: String, tool: Option<String> },
-    Logs { caller: Caller, name: String, lines: Option<u32>, follow: bool },
-    Unfollow { caller: Caller, name: String },
-    Call { caller: Caller, service: String, tool: String, arguments: serde_json::Value, timeout: Duration },
-    Register { caller: Caller, name: String, description: String, tools: Vec<ToolInfo>, scope: Scope },
-    Unregister { caller: Caller, name: String },
+    Deploy {
+        caller: Caller,
+        rec: Box<ServiceRecord>,
+        bundle: Option<PathBuf>,
+    },
+    Update {
+        caller: Caller,
+        update: Box<McpUpdate>,
+        bundle: Option<PathBuf>,
+    },
+    Undeploy {
+        caller: Caller,
+        name: String,
+    },
+    Scope {
+        caller: Caller,
+        name: String,
+        scope: Scope,
+    },
+    Catalog {
+        caller: Caller,
+    },
+    Schema {
+        caller: Caller,
+        name: String,
+        tool: Option<String>,
+    },
+    Logs {
+        caller: Caller,
+        name: String,
+        lines: Option<u32>,
+        follow: bool,
+    },
+    Unfollow {
+        caller: Caller,
+        name: String,
+    },
+    Call {
+        caller: Caller,
+        service: String,
+        tool: String,
+        arguments: serde_json::Value,
+        timeout: Duration,
+    },
+    Register {
+        caller: Caller,
+        name: String,
+        description: String,
+        tools: Vec<ToolInfo>,
+        scope: Scope,
+    },
+    Unregister {
+        caller: Caller,
+        name: String,
+    },
     /// A host agent's answer to a forwarded call.
-    CallResponse { member_id: String, call_id: String, result: Option<serde_json::Value>, error: Option<String> },
+    CallResponse {
+        member_id: String,
+        call_id: String,
+        result: Option<serde_json::Value>,
+        error: Option<String>,
+    },
     /// A connection closed: cancel its calls, drop its follows, mark what it hosted offline.
-    ConnGone { conn_id: u64, member_id: String },
+    ConnGone {
+        conn_id: u64,
+        member_id: String,
+    },
 }
 
 /// A broker-hosted service as the actor holds it.
@@ -87,7 +139,14 @@ pub struct Svc {
 
 impl Svc {
     pub fn new(rec: ServiceRecord) -> Self {
-        Self { rec, rt: Runtime::default(), log: VecDeque::new(), followers: HashMap::new(), waiters: Vec::new(), unloading: Vec::new() }
+        Self {
+            rec,
+            rt: Runtime::default(),
+            log: VecDeque::new(),
+            followers: HashMap::new(),
+            waiters: Vec::new(),
+            unloading: Vec::new(),
+        }
     }
 
     pub fn push_log(&mut self, lines: &[String]) {
@@ -192,7 +251,8 @@ impl MeshActor {
     /// Deadlines of calls and deploys, and a runner due to be started again.
     fn tick(&mut self) {
         let now = Instant::now();
-        let late: Vec<u64> = self.calls.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| *id).collect();
+        let late: Vec<u64> =
+            self.calls.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| *id).collect();
         for id in late {
             if let Some(p) = self.calls.remove(&id) {
                 if let Some(r) = &self.runner {
@@ -217,7 +277,10 @@ impl MeshActor {
             for (c, _, _) in late {
                 c.error(
                     ErrorCode::Timeout,
-                    format!("service {} is still {:?} after the deploy timeout; see `claudemesh logs {}`", svc.rec.name, svc.rt.status, svc.rec.name),
+                    format!(
+                        "service {} is still {:?} after the deploy timeout; see `claudemesh logs {}`",
+                        svc.rec.name, svc.rt.status, svc.rec.name
+                    ),
                 );
             }
         }
@@ -239,7 +302,13 @@ impl MeshActor {
                 }
             };
             self.generation += 1;
-            match super::proc::spawn(&argv, &cfg.data_dir, &self.mesh.slug, self.generation, self.events_tx.clone()) {
+            match super::proc::spawn(
+                &argv,
+                &cfg.data_dir,
+                &self.mesh.slug,
+                self.generation,
+                self.events_tx.clone(),
+            ) {
                 Ok(r) => {
                     tracing::info!(mesh = %self.mesh.slug, pid = ?r.pid, "runner started");
                     self.runner = Some(r);
@@ -255,7 +324,8 @@ impl MeshActor {
 
     /// Sends `load` for every enabled service (after a runner restart or at boot).
     pub fn reload_all(&mut self) {
-        let names: Vec<String> = self.svcs.values().filter(|s| s.rec.enabled).map(|s| s.rec.name.clone()).collect();
+        let names: Vec<String> =
+            self.svcs.values().filter(|s| s.rec.enabled).map(|s| s.rec.name.clone()).collect();
         for name in names {
             self.load(&name, PrepareMode::Reuse);
         }
@@ -268,7 +338,11 @@ impl MeshActor {
         let spec = svc.rec.spec(dir, &self.hub.config.services, mode);
         let sent = self.ensure_runner().map(|r| r.send(ToRunner::Load { spec: Box::new(spec) }));
         if sent != Some(true) {
-            self.set_status(name, ServiceStatus::Failed, Some("the service runner could not be started; see the broker's log".into()));
+            self.set_status(
+                name,
+                ServiceStatus::Failed,
+                Some("the service runner could not be started; see the broker's log".into()),
+            );
             self.answer_waiters(name);
         }
     }
@@ -357,7 +431,10 @@ impl MeshActor {
         for (_, p) in self.calls.drain() {
             p.caller.error(
                 ErrorCode::Unavailable,
-                format!("the runner of service {} exited during the call ({why}); it is being restarted", p.service),
+                format!(
+                    "the runner of service {} exited during the call ({why}); it is being restarted",
+                    p.service
+                ),
             );
         }
         let names: Vec<String> = self.svcs.keys().cloned().collect();
@@ -369,7 +446,11 @@ impl MeshActor {
                 !s.waiters.is_empty()
             });
             if failed == Some(true) {
-                self.set_status(name, ServiceStatus::Failed, Some(format!("the service runner exited ({why})")));
+                self.set_status(
+                    name,
+                    ServiceStatus::Failed,
+                    Some(format!("the service runner exited ({why})")),
+                );
                 self.answer_waiters(name);
                 if let Some(s) = self.svcs.get_mut(name) {
                     s.rec.enabled = false;
@@ -427,7 +508,8 @@ impl MeshActor {
                     for c in svc.unloading.drain(..) {
                         c.ok();
                     }
-                    let dir = super::record::service_dir(&self.hub.config.services_dir(), &self.mesh.id, &name);
+                    let dir =
+                        super::record::service_dir(&self.hub.config.services_dir(), &self.mesh.id, &name);
                     if let Err(e) = tokio::fs::remove_dir_all(&dir).await
                         && e.kind() != std::io::ErrorKind::NotFound
                     {

@@ -3,10 +3,12 @@
 //! Every verb checks the caller against the service's scope (or deployer/admin) here, at the
 //! time it acts, from the member's granted groups and role.
 
-use claudemesh_protocol::frames::{CatalogEntry, ErrorCode, Event, HostedBy, ServerFrame, ServiceStatus, encode};
+use claudemesh_protocol::frames::{
+    CatalogEntry, ErrorCode, Event, HostedBy, ServerFrame, ServiceStatus, encode,
+};
 use tokio::time::Instant;
 
-use super::actor::{Caller, Cmd, MeshActor, Pending, PeerSvc, Svc};
+use super::actor::{Caller, Cmd, MeshActor, PeerSvc, Pending, Svc};
 use super::now_ms;
 use super::record::{BUNDLE_FILE, Runtime, service_dir};
 use crate::runner::wire::{MAX_RESULT_BYTES, PrepareMode, ToRunner};
@@ -45,7 +47,10 @@ impl MeshActor {
                 let tools = match tool {
                     Some(t) => match tools.into_iter().find(|x| x.name == t) {
                         Some(x) => vec![x],
-                        None => return caller.error(ErrorCode::NotFound, format!("service {name} has no tool {t}")),
+                        None => {
+                            return caller
+                                .error(ErrorCode::NotFound, format!("service {name} has no tool {t}"));
+                        }
                     },
                     None => tools,
                 };
@@ -56,7 +61,10 @@ impl MeshActor {
                     return;
                 }
                 let Some(svc) = self.svcs.get_mut(&name) else {
-                    return caller.error(ErrorCode::Invalid, format!("service {name} is hosted by a peer; its log stays with its host"));
+                    return caller.error(
+                        ErrorCode::Invalid,
+                        format!("service {name} is hosted by a peer; its log stays with its host"),
+                    );
                 };
                 let n = lines.unwrap_or(100).min(super::actor::LOG_RING as u32) as usize;
                 if follow {
@@ -70,15 +78,21 @@ impl MeshActor {
                 }
                 caller.ok();
             }
-            Cmd::Call { caller, service, tool, arguments, timeout } => self.call(caller, service, tool, arguments, timeout),
+            Cmd::Call { caller, service, tool, arguments, timeout } => {
+                self.call(caller, service, tool, arguments, timeout)
+            }
             Cmd::Register { caller, name, description, tools, scope } => {
                 if self.svcs.contains_key(&name) {
-                    return caller.error(ErrorCode::Conflict, format!("a service named {name} is deployed on the broker"));
+                    return caller.error(
+                        ErrorCode::Conflict,
+                        format!("a service named {name} is deployed on the broker"),
+                    );
                 }
                 if let Some(p) = self.peers.get(&name)
                     && p.host != caller.who.member_id
                 {
-                    return caller.error(ErrorCode::Conflict, format!("service {name} is hosted by another member"));
+                    return caller
+                        .error(ErrorCode::Conflict, format!("service {name} is hosted by another member"));
                 }
                 let p = PeerSvc {
                     host: caller.who.member_id.clone(),
@@ -100,7 +114,10 @@ impl MeshActor {
                     self.tell(&scope, &host, &Event::McpUndeployed { name });
                     caller.ok();
                 }
-                Some(_) => caller.error(ErrorCode::Forbidden, format!("only the host of {name} or an admin may unregister it")),
+                Some(_) => caller.error(
+                    ErrorCode::Forbidden,
+                    format!("only the host of {name} or an admin may unregister it"),
+                ),
                 None => caller.error(ErrorCode::NotFound, format!("no peer-hosted service {name}")),
             },
             Cmd::CallResponse { member_id, call_id, result, error } => {
@@ -110,10 +127,16 @@ impl MeshActor {
                 }
                 let Some(p) = self.forwards.remove(&call_id) else { return };
                 match (result, error) {
-                    (Some(r), _) => p.caller.reply(&ServerFrame::McpCallResult { req: p.caller.req, result: cut_result(r) }),
+                    (Some(r), _) => p
+                        .caller
+                        .reply(&ServerFrame::McpCallResult { req: p.caller.req, result: cut_result(r) }),
                     (None, e) => p.caller.error(
                         ErrorCode::Unavailable,
-                        format!("service {} (hosted by a peer): {}", p.service, e.unwrap_or_else(|| "no result".into())),
+                        format!(
+                            "service {} (hosted by a peer): {}",
+                            p.service,
+                            e.unwrap_or_else(|| "no result".into())
+                        ),
                     ),
                 }
             }
@@ -132,7 +155,10 @@ impl MeshActor {
             return None;
         };
         if !caller.who.can_use(&entry.scope, &entry.deployer) {
-            caller.error(ErrorCode::Forbidden, format!("service {name} is not shared with you (ask its deployer to widen its scope)"));
+            caller.error(
+                ErrorCode::Forbidden,
+                format!("service {name} is not shared with you (ask its deployer to widen its scope)"),
+            );
             return None;
         }
         Some(entry)
@@ -144,18 +170,27 @@ impl MeshActor {
         broker.chain(peers).filter(|e| caller.who.can_use(&e.scope, &e.deployer)).collect()
     }
 
-    async fn deploy(&mut self, caller: Caller, rec: super::ServiceRecord, bundle: Option<std::path::PathBuf>) {
+    async fn deploy(
+        &mut self,
+        caller: Caller,
+        rec: super::ServiceRecord,
+        bundle: Option<std::path::PathBuf>,
+    ) {
         let name = rec.name.clone();
         if self.svcs.contains_key(&name) || self.peers.contains_key(&name) {
             return caller.error(ErrorCode::Conflict, format!("service {name} already exists in mesh {}; use `claudemesh update {name}` or undeploy it first", self.mesh.slug));
         }
         let max = self.hub.config.services.max_per_mesh;
         if self.svcs.len() >= max {
-            return caller.error(ErrorCode::Limit, format!("mesh {} has its maximum of {max} services", self.mesh.slug));
+            return caller.error(
+                ErrorCode::Limit,
+                format!("mesh {} has its maximum of {max} services", self.mesh.slug),
+            );
         }
         let dir = service_dir(&self.hub.config.services_dir(), &self.mesh.id, &name);
         if let Err(e) = prepare_dir(&dir, bundle.as_deref()).await {
-            return caller.error(ErrorCode::Internal, format!("cannot create the directory of service {name}: {e}"));
+            return caller
+                .error(ErrorCode::Internal, format!("cannot create the directory of service {name}: {e}"));
         }
         self.persist(&rec).await;
         let deadline = Instant::now() + self.hub.config.services.deploy_timeout;
@@ -166,12 +201,23 @@ impl MeshActor {
         self.load(&name, PrepareMode::Fresh);
     }
 
-    async fn update(&mut self, caller: Caller, u: claudemesh_protocol::frames::McpUpdate, bundle: Option<std::path::PathBuf>) {
+    async fn update(
+        &mut self,
+        caller: Caller,
+        u: claudemesh_protocol::frames::McpUpdate,
+        bundle: Option<std::path::PathBuf>,
+    ) {
         let Some(svc) = self.svcs.get_mut(&u.name) else {
-            return caller.error(ErrorCode::NotFound, format!("no broker-hosted service {} in mesh {}", u.name, self.mesh.slug));
+            return caller.error(
+                ErrorCode::NotFound,
+                format!("no broker-hosted service {} in mesh {}", u.name, self.mesh.slug),
+            );
         };
         if !caller.who.can_manage(&svc.rec.deployer) {
-            return caller.error(ErrorCode::Forbidden, format!("only the deployer of {} or an admin may update it", u.name));
+            return caller.error(
+                ErrorCode::Forbidden,
+                format!("only the deployer of {} or an admin may update it", u.name),
+            );
         }
         if let Some(s) = u.source {
             svc.rec.source = s;
@@ -202,10 +248,19 @@ impl MeshActor {
 
     async fn undeploy(&mut self, caller: Caller, name: String) {
         let Some(svc) = self.svcs.get_mut(&name) else {
-            return caller.error(ErrorCode::NotFound, format!("no broker-hosted service {name} in mesh {} (peer-hosted ones are stopped by their host)", self.mesh.slug));
+            return caller.error(
+                ErrorCode::NotFound,
+                format!(
+                    "no broker-hosted service {name} in mesh {} (peer-hosted ones are stopped by their host)",
+                    self.mesh.slug
+                ),
+            );
         };
         if !caller.who.can_manage(&svc.rec.deployer) {
-            return caller.error(ErrorCode::Forbidden, format!("only the deployer of {name} or an admin may undeploy it"));
+            return caller.error(
+                ErrorCode::Forbidden,
+                format!("only the deployer of {name} or an admin may undeploy it"),
+            );
         }
         svc.rec.enabled = false;
         let (key, scope, deployer) = (svc.rec.key(), svc.rec.scope.clone(), svc.rec.deployer.clone());
@@ -224,7 +279,8 @@ impl MeshActor {
             return;
         }
         self.svcs.remove(&name);
-        let _ = tokio::fs::remove_dir_all(service_dir(&self.hub.config.services_dir(), &self.mesh.id, &name)).await;
+        let _ = tokio::fs::remove_dir_all(service_dir(&self.hub.config.services_dir(), &self.mesh.id, &name))
+            .await;
         caller.ok();
         self.stop_runner_if_idle().await;
     }
@@ -233,7 +289,8 @@ impl MeshActor {
         if let claudemesh_protocol::scope::Scope::Members(ids) = &scope {
             let st = self.mesh.lock();
             if let Some(bad) = ids.iter().find(|id| st.members.get(*id).is_none_or(|m| m.removed)) {
-                return caller.error(ErrorCode::NotFound, format!("{bad} is not a member of mesh {}", self.mesh.slug));
+                return caller
+                    .error(ErrorCode::NotFound, format!("{bad} is not a member of mesh {}", self.mesh.slug));
             }
         }
         let (before, deployer) = if let Some(s) = self.svcs.get(&name) {
@@ -241,10 +298,14 @@ impl MeshActor {
         } else if let Some(p) = self.peers.get(&name) {
             (p.scope.clone(), p.host.clone())
         } else {
-            return caller.error(ErrorCode::NotFound, format!("no service {name} in mesh {}", self.mesh.slug));
+            return caller
+                .error(ErrorCode::NotFound, format!("no service {name} in mesh {}", self.mesh.slug));
         };
         if !caller.who.can_manage(&deployer) {
-            return caller.error(ErrorCode::Forbidden, format!("only the deployer of {name} or an admin may change its scope"));
+            return caller.error(
+                ErrorCode::Forbidden,
+                format!("only the deployer of {name} or an admin may change its scope"),
+            );
         }
         let (gain, lose) = super::access::scope_change(&self.mesh.lock(), &deployer, &before, &scope);
         let entry = if let Some(s) = self.svcs.get_mut(&name) {
@@ -273,14 +334,24 @@ impl MeshActor {
         caller.ok();
     }
 
-    fn call(&mut self, caller: Caller, service: String, tool: String, arguments: serde_json::Value, timeout: std::time::Duration) {
+    fn call(
+        &mut self,
+        caller: Caller,
+        service: String,
+        tool: String,
+        arguments: serde_json::Value,
+        timeout: std::time::Duration,
+    ) {
         let Some(entry) = self.usable(&caller, &service) else { return };
         if entry.hosted_by == HostedBy::Peer {
             return self.forward(caller, service, tool, arguments, timeout);
         }
         if entry.status != ServiceStatus::Running {
             let why = entry.error.map(|e| format!(": {e}")).unwrap_or_default();
-            return caller.error(ErrorCode::Unavailable, format!("service {service} is {:?}{why}", entry.status).to_lowercase());
+            return caller.error(
+                ErrorCode::Unavailable,
+                format!("service {service} is {:?}{why}", entry.status).to_lowercase(),
+            );
         }
         let id = self.id();
         let sent = self.runner.as_ref().is_some_and(|r| {
@@ -294,13 +365,23 @@ impl MeshActor {
             })
         });
         if !sent {
-            return caller.error(ErrorCode::Unavailable, format!("the runner of service {service} is not accepting calls; try again"));
+            return caller.error(
+                ErrorCode::Unavailable,
+                format!("the runner of service {service} is not accepting calls; try again"),
+            );
         }
         let deadline = Instant::now() + timeout + FORWARD_GRACE;
         self.calls.insert(id, Pending { caller, service, deadline, host: None });
     }
 
-    fn forward(&mut self, caller: Caller, service: String, tool: String, arguments: serde_json::Value, timeout: std::time::Duration) {
+    fn forward(
+        &mut self,
+        caller: Caller,
+        service: String,
+        tool: String,
+        arguments: serde_json::Value,
+        timeout: std::time::Duration,
+    ) {
         let call_id = format!("f{}", self.id());
         let Some(p) = self.peers.get(&service) else { return };
         let frame = ServerFrame::McpCallForward {
@@ -312,16 +393,21 @@ impl MeshActor {
             timeout_ms: timeout.as_millis() as u64,
         };
         let host = p.host.clone();
-        let sent = p.host_conn.is_some() && self.mesh.lock().send_to(&host, encode(&frame), frame.type_name());
+        let sent =
+            p.host_conn.is_some() && self.mesh.lock().send_to(&host, encode(&frame), frame.type_name());
         if !sent {
-            return caller.error(ErrorCode::Unavailable, format!("service {service} is offline: its host is not connected"));
+            return caller.error(
+                ErrorCode::Unavailable,
+                format!("service {service} is offline: its host is not connected"),
+            );
         }
         let deadline = Instant::now() + timeout + FORWARD_GRACE;
         self.forwards.insert(call_id, Pending { caller, service, deadline, host: Some(host) });
     }
 
     fn conn_gone(&mut self, conn_id: u64, member_id: &str) {
-        let gone: Vec<u64> = self.calls.iter().filter(|(_, p)| p.caller.conn.id == conn_id).map(|(id, _)| *id).collect();
+        let gone: Vec<u64> =
+            self.calls.iter().filter(|(_, p)| p.caller.conn.id == conn_id).map(|(id, _)| *id).collect();
         for id in gone {
             self.calls.remove(&id);
             if let Some(r) = &self.runner {
@@ -339,16 +425,24 @@ impl MeshActor {
             .map(|(n, _)| n.clone())
             .collect();
         for name in hosted {
-            let failed: Vec<String> = self.forwards.iter().filter(|(_, p)| p.service == name).map(|(id, _)| id.clone()).collect();
+            let failed: Vec<String> =
+                self.forwards.iter().filter(|(_, p)| p.service == name).map(|(id, _)| id.clone()).collect();
             for id in failed {
                 if let Some(p) = self.forwards.remove(&id) {
-                    p.caller.error(ErrorCode::Unavailable, format!("service {name} went offline during the call: its host disconnected"));
+                    p.caller.error(
+                        ErrorCode::Unavailable,
+                        format!("service {name} went offline during the call: its host disconnected"),
+                    );
                 }
             }
             if let Some(p) = self.peers.get_mut(&name) {
                 p.host_conn = None;
                 let (scope, host) = (p.scope.clone(), p.host.clone());
-                self.tell(&scope, &host, &Event::McpStatus { name, status: ServiceStatus::Offline, error: None });
+                self.tell(
+                    &scope,
+                    &host,
+                    &Event::McpStatus { name, status: ServiceStatus::Offline, error: None },
+                );
             }
         }
     }

@@ -75,7 +75,12 @@ impl Default for ServicesConfig {
                 processes: 4096,
                 prepare_timeout_ms: 10 * 60 * 1000,
             },
-            health: HealthPolicy { interval_ms: 30_000, timeout_ms: 5_000, misses: 3, start_timeout_ms: 60_000 },
+            health: HealthPolicy {
+                interval_ms: 30_000,
+                timeout_ms: 5_000,
+                misses: 3,
+                start_timeout_ms: 60_000,
+            },
             restart: RestartPolicy {
                 backoff_min_ms: 1_000,
                 backoff_max_ms: 60_000,

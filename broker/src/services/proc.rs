@@ -63,7 +63,8 @@ pub fn spawn(
     }
     let mut child = cmd.spawn()?;
     let pid = child.id();
-    let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         return Err(std::io::Error::other("runner pipes missing"));
     };

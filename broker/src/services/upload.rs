@@ -150,7 +150,9 @@ impl Uploads {
     pub fn take(&mut self, id: &str) -> Result<PathBuf, UploadError> {
         match self.open.get(id) {
             Some(u) if u.done => Ok(self.open.remove(id).map(|u| u.path).unwrap_or_default()),
-            Some(_) => Err(UploadError::Bad { id: id.into(), why: "not finished: send upload_end first".into() }),
+            Some(_) => {
+                Err(UploadError::Bad { id: id.into(), why: "not finished: send upload_end first".into() })
+            }
             None => Err(UploadError::Unknown(id.into())),
         }
     }
