@@ -28,7 +28,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the WebSocket protocol, /health and /metrics.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage meshes directly in the data directory (the broker must not be running).
     #[command(subcommand)]
     Mesh(MeshCommand),

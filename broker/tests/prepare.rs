@@ -2,6 +2,8 @@
 //! prepared, updated and reused, the step runner's timeout and cancellation, and, when
 //! `CLAUDEMESH_SERVICES_NETWORK` is set, real npm and PyPI packages.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
