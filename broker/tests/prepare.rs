@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use claudemesh_broker::runner::log::LogSink;
-use claudemesh_broker::runner::prepare::step::{Step, StepCtx, which_in};
+use claudemesh_broker::runner::prepare::step::{PASSTHROUGH, Step, StepCtx, which_in};
 use claudemesh_broker::runner::prepare::{
     BundleError, GitPolicy, PrepareOptions, ZipLimits, check_zip, prepare, prepare_with,
 };
@@ -281,13 +281,18 @@ async fn failing_steps_report_their_exit_code_and_tail() {
     assert_eq!(err.to_string(), "make failed: exited with code 3 (service `svc`)");
     assert_eq!(err.log_tail.len(), 40);
     assert_eq!(err.log_tail.last().map(String::as_str), Some("oops"));
-    // The environment is cleared: only PATH, HOME (the service dir) and LANG.
+    // The environment is cleared: PATH, HOME (the service dir), LANG, the step's own, and the
+    // runner's registry settings (proxies, CA bundles) when it has them.
     let (ctx, _log) = step_ctx(dir.path(), Duration::from_secs(30), &cancel);
     let env = which_in("env", &ctx.path).unwrap();
     let out = ctx.run(&Step::new("env", env, dir.path()).env("EXTRA", "1")).await.unwrap();
-    let mut keys: Vec<&str> = out.stdout.iter().filter_map(|l| l.split('=').next()).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, vec!["EXTRA", "HOME", "LANG", "PATH"]);
+    let keys: Vec<&str> = out.stdout.iter().filter_map(|l| l.split('=').next()).collect();
+    for k in ["EXTRA", "HOME", "LANG", "PATH"] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+    for k in &keys {
+        assert!(["EXTRA", "HOME", "LANG", "PATH"].contains(k) || PASSTHROUGH.contains(k), "{k} leaked");
+    }
     assert!(out.stdout.contains(&format!("HOME={}", dir.path().display())));
 }
 
