@@ -1,6 +1,7 @@
 //! Service preparation (runner::prepare): bundles checked and extracted, a local git repository
 //! prepared, updated and reused, the step runner's timeout and cancellation, and, when
 //! `CLAUDEMESH_SERVICES_NETWORK` is set, real npm and PyPI packages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -101,7 +102,10 @@ fn check_zip_refuses_every_way_out_and_every_excess() {
     let names: Vec<String> = (0..=limits.max_entries).map(|i| format!("f{i}")).collect();
     let many: Vec<E<'_>> = names.iter().map(|n| E::File(n, b"")).collect();
     let many = zip("many.zip", &many);
-    assert!(matches!(check_zip(&many, &limits), Err(BundleError::TooManyEntries { count: 10_001, max: 10_000 })));
+    assert!(matches!(
+        check_zip(&many, &limits),
+        Err(BundleError::TooManyEntries { count: 10_001, max: 10_000 })
+    ));
 
     let big = vec![0u8; 64 * 1024];
     let bomb = zip("bomb.zip", &[E::File("zeros", &big)]);
@@ -122,7 +126,10 @@ fn check_zip_refuses_every_way_out_and_every_excess() {
 async fn a_node_bundle_is_extracted_detected_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let pkg = br#"{"name": "hello-mcp", "version": "1.0.0", "main": "index.js"}"#;
-    write_zip(&dir.path().join("bundle.zip"), &[E::File("package.json", pkg), E::File("index.js", b"// hi\n")]);
+    write_zip(
+        &dir.path().join("bundle.zip"),
+        &[E::File("package.json", pkg), E::File("index.js", b"// hi\n")],
+    );
     let source = PrepareSource::Bundle { zip: "bundle.zip".into() };
     let (log, mut rx) = sink();
     let cancel = CancellationToken::new();
@@ -195,7 +202,8 @@ async fn a_local_git_repository_is_cloned_updated_and_reused() {
     std::fs::write(repo.path().join("server.sh"), "#!/bin/sh\n").unwrap();
     let first = commit(repo.path(), 1);
     let url = format!("file://{}", repo.path().display());
-    let mut s = spec(dir.path(), PrepareSource::Git { url, rev: Some("main".into()) }, PrepareMode::Fresh, 60_000);
+    let mut s =
+        spec(dir.path(), PrepareSource::Git { url, rev: Some("main".into()) }, PrepareMode::Fresh, 60_000);
     s.entry = Some(vec!["server.sh".into()]);
     let (log, mut rx) = sink();
     let cancel = CancellationToken::new();
@@ -223,7 +231,8 @@ async fn a_local_git_repository_is_cloned_updated_and_reused() {
 
     // A tag or commit checks out as it is.
     s.prepare = PrepareMode::Fresh;
-    s.source = PrepareSource::Git { url: format!("file://{}", repo.path().display()), rev: Some(first.clone()) };
+    s.source =
+        PrepareSource::Git { url: format!("file://{}", repo.path().display()), rev: Some(first.clone()) };
     let p = prepare_with(&s, &log, &cancel, &local).await.unwrap();
     assert_eq!(p.resolved.sha.as_deref(), Some(first.as_str()));
 }
@@ -301,11 +310,21 @@ async fn command_sources_resolve_argv_zero() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _rx) = sink();
     let cancel = CancellationToken::new();
-    let s = spec(dir.path(), PrepareSource::Command { argv: vec!["sh".into(), "-x".into()] }, PrepareMode::Fresh, 1000);
+    let s = spec(
+        dir.path(),
+        PrepareSource::Command { argv: vec!["sh".into(), "-x".into()] },
+        PrepareMode::Fresh,
+        1000,
+    );
     let p = prepare(&s, &log, &cancel).await.unwrap();
     assert!(Path::new(&p.argv[0]).is_absolute() && p.argv[0].ends_with("/sh"));
     assert_eq!(&p.argv[1..], ["-x", "--flag"]);
-    let s = spec(dir.path(), PrepareSource::Command { argv: vec!["no-such-tool-x".into()] }, PrepareMode::Fresh, 1000);
+    let s = spec(
+        dir.path(),
+        PrepareSource::Command { argv: vec!["no-such-tool-x".into()] },
+        PrepareMode::Fresh,
+        1000,
+    );
     assert!(prepare(&s, &log, &cancel).await.unwrap_err().message.contains("not found on PATH"));
     let s = spec(dir.path(), PrepareSource::Command { argv: vec!["./rel".into()] }, PrepareMode::Fresh, 1000);
     assert!(prepare(&s, &log, &cancel).await.is_err());
@@ -320,7 +339,10 @@ fn network_test(name: &str, tool: &str) -> bool {
     };
     let path = std::env::var_os("PATH").unwrap_or_default();
     if which_in(tool, &path).is_none() {
-        assert_ne!(mode, "required", "{name}: `{tool}` is not on PATH and CLAUDEMESH_SERVICES_NETWORK=required");
+        assert_ne!(
+            mode, "required",
+            "{name}: `{tool}` is not on PATH and CLAUDEMESH_SERVICES_NETWORK=required"
+        );
         eprintln!("skipped {name}: `{tool}` is not on PATH");
         return false;
     }
@@ -333,7 +355,8 @@ async fn npx_installs_the_real_server_everything() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let source = PrepareSource::Npx { package: "@modelcontextprotocol/server-everything".into(), version: None };
+    let source =
+        PrepareSource::Npx { package: "@modelcontextprotocol/server-everything".into(), version: None };
     let (log, _rx) = sink();
     let p = prepare(&spec(dir.path(), source, PrepareMode::Fresh, 600_000), &log, &CancellationToken::new())
         .await

@@ -23,9 +23,9 @@ pub(crate) fn prepare(ctx: &StepCtx, argv: &[String]) -> Result<Entry, PrepareEr
             Vec::new(),
         ));
     } else {
-        let found = ctx.which(program).ok_or_else(|| {
-            ctx.error(STEP, format_args!("`{program}` was not found on PATH"), Vec::new())
-        })?;
+        let found = ctx
+            .which(program)
+            .ok_or_else(|| ctx.error(STEP, format_args!("`{program}` was not found on PATH"), Vec::new()))?;
         super::path_string(ctx, STEP, &found)?
     };
     let mut full = vec![resolved];

@@ -64,7 +64,9 @@ pub(crate) async fn prepare(ctx: &StepCtx, spec: &ServiceSpec, src: &Path) -> Re
         )),
         (None, None) => Err(ctx.error(
             "detect runtime",
-            format_args!("found a {runtime:?} project but no command to start it: give the command with --entry"),
+            format_args!(
+                "found a {runtime:?} project but no command to start it: give the command with --entry"
+            ),
             vec![],
         )),
     }
@@ -90,7 +92,11 @@ async fn node(ctx: &StepCtx, src: &Path) -> Result<Option<Vec<String>>, PrepareE
         .or_else(|| manifest.get("main").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| "index.js".to_owned());
     let path = inside(src, &file).ok_or_else(|| {
-        ctx.error("detect runtime", format_args!("package.json names `{file}`, which is missing or outside the code"), vec![])
+        ctx.error(
+            "detect runtime",
+            format_args!("package.json names `{file}`, which is missing or outside the code"),
+            vec![],
+        )
     })?;
     let node = ctx.require_tool("node", "detect runtime", "Node.js")?;
     Ok(Some(vec![path_string(ctx, STEP, &node)?, path_string(ctx, STEP, &path)?]))
@@ -137,9 +143,8 @@ async fn cargo(ctx: &StepCtx, src: &Path) -> Result<Option<Vec<String>>, Prepare
     }
     ctx.run(&step).await?;
     let release = target.join("release");
-    let mut bins: Vec<PathBuf> = std::fs::read_dir(&release)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut bins: Vec<PathBuf> =
+        std::fs::read_dir(&release).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     bins.retain(|p| is_executable(p) && p.file_name().is_some_and(|n| !n.to_string_lossy().contains('.')));
     let text = std::fs::read_to_string(src.join("Cargo.toml")).unwrap_or_default();
     let package = toml_string(&text, "package", "name");
@@ -148,7 +153,15 @@ async fn cargo(ctx: &StepCtx, src: &Path) -> Result<Option<Vec<String>>, Prepare
         many => many.iter().find(|p| package.as_deref().is_some_and(|n| p.ends_with(n))).cloned(),
     };
     let bin = chosen.ok_or_else(|| {
-        ctx.error(STEP, format_args!("expected one binary in {}, found {}: give the command with --entry", release.display(), bins.len()), vec![])
+        ctx.error(
+            STEP,
+            format_args!(
+                "expected one binary in {}, found {}: give the command with --entry",
+                release.display(),
+                bins.len()
+            ),
+            vec![],
+        )
     })?;
     Ok(Some(vec![path_string(ctx, STEP, &bin)?]))
 }
@@ -156,14 +169,23 @@ async fn cargo(ctx: &StepCtx, src: &Path) -> Result<Option<Vec<String>>, Prepare
 /// `spec.entry` made runnable: `node`/`python` as the prepared runtime's, a relative path inside
 /// the code, a bare name from the venv, `node_modules/.bin` or PATH; later arguments naming a
 /// file of the code made absolute (the child runs in the service directory, not the code's).
-fn explicit_entry(ctx: &StepCtx, entry: &[String], src: &Path, venv: &Path) -> Result<Vec<String>, PrepareError> {
+fn explicit_entry(
+    ctx: &StepCtx,
+    entry: &[String],
+    src: &Path,
+    venv: &Path,
+) -> Result<Vec<String>, PrepareError> {
     const STEP: &str = "entry";
     let first = entry.first().ok_or_else(|| ctx.error(STEP, "the entry command is empty", vec![]))?;
     let venv_bin = venv.join("bin");
     let program: PathBuf = if first == "python" || first == "python3" {
         Some(venv_bin.join("python")).filter(|p| p.exists()).or_else(|| ctx.which("python3"))
     } else if first.starts_with('/') {
-        return Err(ctx.error(STEP, format_args!("`{first}` must be relative to the code, not absolute"), vec![]));
+        return Err(ctx.error(
+            STEP,
+            format_args!("`{first}` must be relative to the code, not absolute"),
+            vec![],
+        ));
     } else if first.contains('/') || src.join(first).is_file() {
         inside(src, first)
     } else {
@@ -172,7 +194,9 @@ fn explicit_entry(ctx: &StepCtx, entry: &[String], src: &Path, venv: &Path) -> R
             .or_else(|| inside(src, &format!("node_modules/.bin/{first}")))
             .or_else(|| ctx.which(first))
     }
-    .ok_or_else(|| ctx.error(STEP, format_args!("`{first}` was not found (in the code, its venv or on PATH)"), vec![]))?;
+    .ok_or_else(|| {
+        ctx.error(STEP, format_args!("`{first}` was not found (in the code, its venv or on PATH)"), vec![])
+    })?;
     let mut argv = vec![path_string(ctx, STEP, &program)?];
     for arg in &entry[1..] {
         let as_file = (!arg.starts_with('-') && !arg.starts_with('/') && src.join(arg).is_file())

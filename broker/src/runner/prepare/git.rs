@@ -79,7 +79,8 @@ pub(crate) async fn prepare(
     validate_url(url, policy)
         .map_err(|why| ctx.error("git clone", format_args!("refused repository URL: {why}"), vec![]))?;
     if let Some(rev) = rev {
-        validate_rev(rev).map_err(|why| ctx.error("git checkout", format_args!("bad rev `{rev}`: {why}"), vec![]))?;
+        validate_rev(rev)
+            .map_err(|why| ctx.error("git checkout", format_args!("bad rev `{rev}`: {why}"), vec![]))?;
     }
     let git = ctx.require_tool("git", "git clone", "git")?;
     let src = ctx.dir.join("src");
@@ -147,7 +148,9 @@ mod tests {
         for ok in ["https://github.com/a/b.git", "http://h/x", "ssh://git@h/x", "git@github.com:a/b.git"] {
             assert!(validate_url(ok, &strict).is_ok(), "{ok}");
         }
-        for bad in ["-uhttps://x", "ext::sh -c x", "EXT::x", "fd::17", "https://a b", "ftp://h/x", "git@:x", "x"] {
+        for bad in
+            ["-uhttps://x", "ext::sh -c x", "EXT::x", "fd::17", "https://a b", "ftp://h/x", "git@:x", "x"]
+        {
             assert!(validate_url(bad, &local).is_err(), "{bad}");
         }
         for l in ["file:///tmp/repo", "/tmp/repo"] {

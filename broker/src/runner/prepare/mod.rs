@@ -76,8 +76,13 @@ pub async fn prepare_with(
     cancel: &CancellationToken,
     options: &PrepareOptions,
 ) -> Result<Prepared, PrepareError> {
-    let mut ctx =
-        StepCtx::new(&spec.name, &spec.dir, Duration::from_millis(spec.limits.prepare_timeout_ms), log, cancel);
+    let mut ctx = StepCtx::new(
+        &spec.name,
+        &spec.dir,
+        Duration::from_millis(spec.limits.prepare_timeout_ms),
+        log,
+        cancel,
+    );
     if let Some(path) = &options.path {
         ctx.path = path.clone();
     }
@@ -97,7 +102,8 @@ pub async fn prepare_with(
         PrepareSource::Npx { package, version } => npx::prepare(&ctx, package, version.as_deref()).await?,
         PrepareSource::Uvx { package, version } => uvx::prepare(&ctx, package, version.as_deref()).await?,
         PrepareSource::Git { url, rev } => {
-            let reusable = previous.as_ref().is_some_and(|r| r.source == spec.source || same_git_url(&r.source, url));
+            let reusable =
+                previous.as_ref().is_some_and(|r| r.source == spec.source || same_git_url(&r.source, url));
             git::prepare(&ctx, spec, url, rev.as_deref(), &options.git, reusable).await?
         }
         PrepareSource::Bundle { zip } => bundle::prepare(&ctx, spec, zip).await?,
@@ -182,7 +188,9 @@ async fn write_record(ctx: &StepCtx, record: &Record) -> Result<(), PrepareError
     let step = "record preparation";
     let json = serde_json::to_vec_pretty(record).map_err(|e| ctx.error(step, e, Vec::new()))?;
     let tmp = ctx.dir.join(format!("{RECORD_FILE}.tmp"));
-    tokio::fs::write(&tmp, json).await.map_err(|e| ctx.error(step, format_args!("{}: {e}", tmp.display()), vec![]))?;
+    tokio::fs::write(&tmp, json)
+        .await
+        .map_err(|e| ctx.error(step, format_args!("{}: {e}", tmp.display()), vec![]))?;
     tokio::fs::rename(&tmp, ctx.dir.join(RECORD_FILE))
         .await
         .map_err(|e| ctx.error(step, format_args!("{RECORD_FILE}: {e}"), Vec::new()))

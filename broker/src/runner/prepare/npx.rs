@@ -11,10 +11,16 @@ use super::{Entry, PrepareError};
 const STEP: &str = "npm install";
 
 /// Installs `package@version` (default `latest`) and settles its bin as the entry.
-pub(crate) async fn prepare(ctx: &StepCtx, package: &str, version: Option<&str>) -> Result<Entry, PrepareError> {
-    validate_package(package).map_err(|why| ctx.error(STEP, format_args!("bad package name `{package}`: {why}"), vec![]))?;
+pub(crate) async fn prepare(
+    ctx: &StepCtx,
+    package: &str,
+    version: Option<&str>,
+) -> Result<Entry, PrepareError> {
+    validate_package(package)
+        .map_err(|why| ctx.error(STEP, format_args!("bad package name `{package}`: {why}"), vec![]))?;
     if let Some(v) = version {
-        validate_version(v).map_err(|why| ctx.error(STEP, format_args!("bad version `{v}`: {why}"), vec![]))?;
+        validate_version(v)
+            .map_err(|why| ctx.error(STEP, format_args!("bad version `{v}`: {why}"), vec![]))?;
     }
     let npm = ctx.require_tool("npm", STEP, "Node.js and npm")?;
     let node = ctx.require_tool("node", STEP, "Node.js")?;
@@ -43,7 +49,11 @@ pub(crate) async fn prepare(ctx: &StepCtx, package: &str, version: Option<&str>)
         .and_then(|b| select_bin(package, b))
         .ok_or_else(|| ctx.error(STEP, format_args!("package `{package}` has no `bin` to run"), vec![]))?;
     let bin_path = super::inside(&pkg_dir, &bin).ok_or_else(|| {
-        ctx.error(STEP, format_args!("the bin `{bin}` of `{package}` is missing or outside the package"), vec![])
+        ctx.error(
+            STEP,
+            format_args!("the bin `{bin}` of `{package}` is missing or outside the package"),
+            vec![],
+        )
     })?;
     Ok(Entry {
         argv: vec![super::path_string(ctx, STEP, &node)?, super::path_string(ctx, STEP, &bin_path)?],
@@ -55,7 +65,9 @@ pub(crate) async fn prepare(ctx: &StepCtx, package: &str, version: Option<&str>)
 /// The npm installation's global config, `<node's prefix>/etc/npmrc`, unless the runner's
 /// environment names one.
 fn global_npmrc(node: &Path) -> Option<std::path::PathBuf> {
-    if std::env::var_os("npm_config_globalconfig").is_some() || std::env::var_os("NPM_CONFIG_GLOBALCONFIG").is_some() {
+    if std::env::var_os("npm_config_globalconfig").is_some()
+        || std::env::var_os("NPM_CONFIG_GLOBALCONFIG").is_some()
+    {
         return None;
     }
     let prefix = node.canonicalize().ok()?.parent()?.parent()?.to_owned();
@@ -65,8 +77,10 @@ fn global_npmrc(node: &Path) -> Option<std::path::PathBuf> {
 /// `package.json` of an installed package.
 pub(crate) fn read_manifest(ctx: &StepCtx, pkg_dir: &Path) -> Result<Value, PrepareError> {
     let path = pkg_dir.join("package.json");
-    let bytes = std::fs::read(&path).map_err(|e| ctx.error(STEP, format_args!("{}: {e}", path.display()), vec![]))?;
-    serde_json::from_slice(&bytes).map_err(|e| ctx.error(STEP, format_args!("{}: {e}", path.display()), vec![]))
+    let bytes =
+        std::fs::read(&path).map_err(|e| ctx.error(STEP, format_args!("{}: {e}", path.display()), vec![]))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ctx.error(STEP, format_args!("{}: {e}", path.display()), vec![]))
 }
 
 /// The bin to run: a string `bin`, else the entry named like the package (without its scope),
@@ -136,7 +150,9 @@ mod tests {
         for ok in ["left-pad", "@modelcontextprotocol/server-everything", "a.b_c~d", "x1"] {
             assert!(validate_package(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Upper", "-flag", ".hidden", "_x", "a b", "@scope", "@/x", "@s/", "a;rm", "a/b", "../x"] {
+        for bad in
+            ["", "Upper", "-flag", ".hidden", "_x", "a b", "@scope", "@/x", "@s/", "a;rm", "a/b", "../x"]
+        {
             assert!(validate_package(bad).is_err(), "{bad}");
         }
         assert!(validate_package(&"a".repeat(215)).is_err());

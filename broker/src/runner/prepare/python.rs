@@ -79,7 +79,10 @@ pub(crate) fn dist_info(venv: &Path, name: &str) -> Option<PathBuf> {
 /// `Version:` from a dist-info's `METADATA`.
 pub(crate) fn version(dist_info: &Path) -> Option<String> {
     let meta = std::fs::read_to_string(dist_info.join("METADATA")).ok()?;
-    meta.lines().take_while(|l| !l.is_empty()).find_map(|l| l.strip_prefix("Version:")).map(|v| v.trim().to_owned())
+    meta.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("Version:"))
+        .map(|v| v.trim().to_owned())
 }
 
 /// The names in the `[console_scripts]` section of an `entry_points.txt`.
@@ -102,7 +105,11 @@ pub(crate) fn console_scripts(entry_points: &str) -> Vec<String> {
 /// The console script named like the package (normalized), else the only one.
 pub(crate) fn select_script(package: &str, scripts: &[String]) -> Option<String> {
     let want = normalize(package);
-    scripts.iter().find(|s| normalize(s) == want).or(if scripts.len() == 1 { scripts.first() } else { None }).cloned()
+    scripts
+        .iter()
+        .find(|s| normalize(s) == want)
+        .or(if scripts.len() == 1 { scripts.first() } else { None })
+        .cloned()
 }
 
 /// The entry script of distribution `package` installed in `venv`: `<venv>/bin/<script>`, and
@@ -116,7 +123,9 @@ pub(crate) fn entry_script(
     let info = dist_info(venv, package).ok_or_else(|| {
         ctx.error(step, format_args!("`{package}` is not installed in {}", venv.display()), vec![])
     })?;
-    let scripts = std::fs::read_to_string(info.join("entry_points.txt")).map(|s| console_scripts(&s)).unwrap_or_default();
+    let scripts = std::fs::read_to_string(info.join("entry_points.txt"))
+        .map(|s| console_scripts(&s))
+        .unwrap_or_default();
     let script = select_script(package, &scripts).ok_or_else(|| {
         ctx.error(
             step,

@@ -147,7 +147,13 @@ enum Outcome {
 
 impl StepCtx {
     /// A context for service `service` in `dir`, `PATH` from the runner's environment.
-    pub fn new(service: &str, dir: &Path, timeout: Duration, log: &LogSink, cancel: &CancellationToken) -> Self {
+    pub fn new(
+        service: &str,
+        dir: &Path,
+        timeout: Duration,
+        log: &LogSink,
+        cancel: &CancellationToken,
+    ) -> Self {
         Self {
             service: service.to_owned(),
             dir: dir.to_owned(),
@@ -205,7 +211,11 @@ impl StepCtx {
             .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| {
-            self.error(&step.name, format_args!("could not start {}: {e}", step.program.display()), Vec::new())
+            self.error(
+                &step.name,
+                format_args!("could not start {}: {e}", step.program.display()),
+                Vec::new(),
+            )
         })?;
         let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
         let (tx, mut rx) = mpsc::unbounded_channel();

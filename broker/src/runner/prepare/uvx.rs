@@ -8,10 +8,16 @@ use super::{Entry, PrepareError};
 const STEP: &str = "uv pip install";
 
 /// Installs `package[==version]` into a fresh venv and settles its console script as the entry.
-pub(crate) async fn prepare(ctx: &StepCtx, package: &str, version: Option<&str>) -> Result<Entry, PrepareError> {
-    validate_package(package).map_err(|why| ctx.error(STEP, format_args!("bad package name `{package}`: {why}"), vec![]))?;
+pub(crate) async fn prepare(
+    ctx: &StepCtx,
+    package: &str,
+    version: Option<&str>,
+) -> Result<Entry, PrepareError> {
+    validate_package(package)
+        .map_err(|why| ctx.error(STEP, format_args!("bad package name `{package}`: {why}"), vec![]))?;
     if let Some(v) = version {
-        validate_version(v).map_err(|why| ctx.error(STEP, format_args!("bad version `{v}`: {why}"), vec![]))?;
+        validate_version(v)
+            .map_err(|why| ctx.error(STEP, format_args!("bad version `{v}`: {why}"), vec![]))?;
     }
     let venv = ctx.dir.join("venv");
     let uv = python::make_venv(ctx, &venv).await?;
