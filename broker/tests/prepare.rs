@@ -330,6 +330,32 @@ async fn command_sources_resolve_argv_zero() {
     assert!(prepare(&s, &log, &cancel).await.is_err());
 }
 
+#[tokio::test]
+async fn a_missing_tool_says_what_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let (log, _rx) = sink();
+    let cancel = CancellationToken::new();
+    let no_tools =
+        PrepareOptions { path: Some(empty.path().as_os_str().to_owned()), ..PrepareOptions::default() };
+    let uvx = PrepareSource::Uvx { package: "mcp-server-time".into(), version: None };
+    let err = prepare_with(&spec(dir.path(), uvx, PrepareMode::Fresh, 1000), &log, &cancel, &no_tools)
+        .await
+        .unwrap_err();
+    assert_eq!(err.step, "uv venv");
+    assert!(err.message.contains("`uv` was not found on PATH: install uv"), "{err}");
+    let npx = PrepareSource::Npx { package: "left-pad".into(), version: Some("1.3.0".into()) };
+    let err = prepare_with(&spec(dir.path(), npx, PrepareMode::Fresh, 1000), &log, &cancel, &no_tools)
+        .await
+        .unwrap_err();
+    assert_eq!(err.step, "npm install");
+    assert!(err.message.contains("install Node.js"), "{err}");
+    // Bad input is refused before any tool is looked for.
+    let bad = PrepareSource::Npx { package: "left-pad".into(), version: Some("--prefix=/".into()) };
+    let err = prepare(&spec(dir.path(), bad, PrepareMode::Fresh, 1000), &log, &cancel).await.unwrap_err();
+    assert!(err.message.contains("bad version"), "{err}");
+}
+
 /// Whether a network test runs: `CLAUDEMESH_SERVICES_NETWORK` unset → skip; set and `tool`
 /// missing → skip, or fail when it is `required` (CI).
 fn network_test(name: &str, tool: &str) -> bool {

@@ -72,7 +72,9 @@ pub struct StepCtx {
     pub path: OsString,
     /// Longest one step may run.
     pub timeout: Duration,
+    /// Where every output line goes.
     pub log: LogSink,
+    /// Cancelling it kills the running step (and its group).
     pub cancel: CancellationToken,
 }
 
@@ -84,7 +86,9 @@ pub struct Step {
     pub name: String,
     /// The program (an absolute path, as [`StepCtx::require_tool`] finds it).
     pub program: PathBuf,
+    /// Arguments after the program.
     pub args: Vec<OsString>,
+    /// Working directory.
     pub cwd: PathBuf,
     /// Added to the base environment (PATH, HOME, LANG).
     pub env: Vec<(String, OsString)>,
@@ -197,6 +201,9 @@ impl StepCtx {
 
     /// Runs `step` to its end, its timeout or the context's cancellation, whichever is first.
     pub async fn run(&self, step: &Step) -> Result<StepOutput, PrepareError> {
+        if self.cancel.is_cancelled() {
+            return Err(self.error(&step.name, "cancelled before it started", Vec::new()));
+        }
         self.log.line(format!("==> {}", step.name));
         let mut cmd = Command::new(&step.program);
         cmd.args(&step.args)
