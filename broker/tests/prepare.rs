@@ -176,6 +176,26 @@ async fn a_bundle_without_a_known_runtime_asks_for_an_entry() {
     assert_eq!(prepare(&s, &log, &CancellationToken::new()).await.unwrap_err().step, "entry");
 }
 
+#[tokio::test]
+async fn a_cargo_bundle_is_built_and_its_binary_is_the_entry() {
+    if which_in("cargo", &std::env::var_os("PATH").unwrap_or_default()).is_none() {
+        eprintln!("skipped: cargo is not on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = b"[package]\nname = \"hello-mcp\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
+    let main = b"fn main() { println!(\"hi\"); }\n";
+    write_zip(&dir.path().join("b.zip"), &[E::File("Cargo.toml", manifest), E::File("src/main.rs", main)]);
+    let s = spec(dir.path(), PrepareSource::Bundle { zip: "b.zip".into() }, PrepareMode::Fresh, 300_000);
+    let (log, _rx) = sink();
+    let p = prepare(&s, &log, &CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", e.log_tail.join("\n")));
+    assert!(p.argv[0].ends_with("/src/target/release/hello-mcp"), "{:?}", p.argv);
+    let out = Command::new(&p.argv[0]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"])
@@ -405,4 +425,29 @@ async fn uvx_installs_the_real_mcp_server_time() {
         .unwrap_or_else(|e| panic!("{e}\n{}", e.log_tail.join("\n")));
     assert!(p.resolved.version.as_deref().is_some_and(|v| !v.is_empty()), "{:?}", p.resolved);
     assert!(Path::new(&p.argv[0]).is_file() && p.argv[0].ends_with("/mcp-server-time"), "{:?}", p.argv);
+}
+
+#[tokio::test]
+async fn a_python_bundle_installs_its_console_script() {
+    if !network_test("a_python_bundle_installs_its_console_script", "uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pyproject =
+        b"[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+[project]\nname = \"hello-mcp\"\nversion = \"0.1.0\"\n\n[project.scripts]\nhello-mcp = \"hello_mcp:main\"\n\n\
+[tool.setuptools]\npy-modules = [\"hello_mcp\"]\n";
+    let module = b"def main():\n    print('hi')\n";
+    write_zip(
+        &dir.path().join("b.zip"),
+        &[E::File("pyproject.toml", pyproject), E::File("hello_mcp.py", module)],
+    );
+    let s = spec(dir.path(), PrepareSource::Bundle { zip: "b.zip".into() }, PrepareMode::Fresh, 600_000);
+    let (log, _rx) = sink();
+    let p = prepare(&s, &log, &CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", e.log_tail.join("\n")));
+    assert!(p.argv[0].ends_with("/venv/bin/hello-mcp") && Path::new(&p.argv[0]).is_file(), "{:?}", p.argv);
+    let out = Command::new(&p.argv[0]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 }
