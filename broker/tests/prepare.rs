@@ -155,6 +155,10 @@ async fn a_node_bundle_is_extracted_detected_and_reused() {
     // Fresh extracts into a new directory.
     prepare(&s, &log, &cancel).await.unwrap();
     assert!(!src.join("marker").exists());
+    // A failed preparation leaves no record for a later reuse.
+    std::fs::write(dir.path().join("bundle.zip"), b"broken").unwrap();
+    assert_eq!(prepare(&s, &log, &cancel).await.unwrap_err().step, "unzip");
+    assert!(!dir.path().join("prepared.json").exists());
 }
 
 #[tokio::test]

@@ -105,6 +105,14 @@ pub async fn prepare_with(
         log.line(format!("==> reusing the preparation recorded in {RECORD_FILE}"));
         return Ok(finish(spec, record.entry.clone()));
     }
+    // A preparation that fails halfway leaves no record behind that a later reuse could trust.
+    match tokio::fs::remove_file(spec.dir.join(RECORD_FILE)).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ctx.error("record preparation", format_args!("removing {RECORD_FILE}: {e}"), vec![]));
+        }
+    }
     let entry = match &spec.source {
         PrepareSource::Npx { package, version } => npx::prepare(&ctx, package, version.as_deref()).await?,
         PrepareSource::Uvx { package, version } => uvx::prepare(&ctx, package, version.as_deref()).await?,
