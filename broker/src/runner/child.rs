@@ -36,7 +36,7 @@ pub enum ChildError {
     #[error("service {name}: initialize failed: {message}")]
     Initialize { name: String, message: String },
     #[error("service {name}: tools/list failed: {source}")]
-    ListTools { name: String, source: rmcp::ServiceError },
+    ListTools { name: String, source: Box<rmcp::ServiceError> },
 }
 
 /// The rmcp client's handler: forwards `notifications/tools/list_changed`.
@@ -194,7 +194,7 @@ impl Child {
             .peer()
             .list_all_tools()
             .await
-            .map_err(|source| ChildError::ListTools { name: self.name.clone(), source })?;
+            .map_err(|source| ChildError::ListTools { name: self.name.clone(), source: Box::new(source) })?;
         Ok(tools
             .into_iter()
             .map(|t| ToolInfo {
