@@ -86,6 +86,7 @@ impl std::fmt::Debug for Child {
 /// A started child before its MCP handshake.
 #[derive(Debug)]
 pub struct Spawned {
+    /// The process (killed if the handshake fails or this is dropped).
     pub child: Child,
     transport_read: tokio::io::DuplexStream,
     stdin: tokio::process::ChildStdin,
@@ -316,5 +317,33 @@ impl Logger {
         if self.dropped > 0 || !self.sink.line(line) {
             self.dropped += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_flood_is_counted_and_reported_once_the_sink_has_room() {
+        let (sink, mut rx) = LogSink::channel("svc", 1);
+        let mut logger = Logger::new(sink, Tail::default());
+        logger.line("one");
+        logger.line("two");
+        logger.line("three");
+        assert_eq!(rx.recv().await.map(|(_, l)| l).as_deref(), Some("one"));
+        logger.line("four");
+        assert_eq!(rx.recv().await.map(|(_, l)| l).as_deref(), Some("(2 lines dropped)"));
+        logger.line("five");
+        assert_eq!(rx.recv().await.map(|(_, l)| l).as_deref(), Some("(1 lines dropped)"));
+        let tail = logger.tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        assert_eq!(tail, ["one", "two", "three", "four", "five"]);
+    }
+
+    #[test]
+    fn only_json_rpc_objects_go_to_rmcp() {
+        assert!(is_json_rpc(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
+        assert!(!is_json_rpc(b"stray stdout line"));
+        assert!(!is_json_rpc(br#"{"hello":"world"}"#));
     }
 }

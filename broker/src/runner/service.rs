@@ -24,8 +24,11 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// What the runner shares with every supervisor.
 #[derive(Debug, Clone)]
 pub struct Ctx {
+    /// Events for the broker (the writer task).
     pub out: mpsc::Sender<FromRunner>,
+    /// Lines for the log batcher, behind each service's [`LogSink`].
     pub log_tx: mpsc::Sender<(String, String)>,
+    /// How children are started (`runner-exec`).
     pub exec: ExecPrefix,
 }
 
@@ -42,13 +45,16 @@ impl Ctx {
 /// Whether a service can take calls now.
 #[derive(Debug, Clone)]
 pub enum Conn {
+    /// Preparing, starting, restarting, crashed or stopped.
     Down,
+    /// Running: its MCP peer, and a token cancelled when the child exits.
     Up { peer: Peer<RoleClient>, exited: CancellationToken },
 }
 
 /// The runner's handle on a supervisor.
 #[derive(Debug)]
 pub struct ServiceHandle {
+    /// The service's current child, for calls.
     pub conn: watch::Receiver<Conn>,
     stop: CancellationToken,
     task: JoinHandle<()>,

@@ -11,8 +11,11 @@ use super::wire::{PrepareSource, Resolved, ServiceSpec};
 /// What preparation settled on: the command to start and the extra env its runtime needs.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The command to start.
     pub argv: Vec<String>,
+    /// Extra env vars the runtime needs (e.g. a PATH prefix).
     pub env: BTreeMap<String, String>,
+    /// What it settled on, for the broker.
     pub resolved: Resolved,
 }
 
@@ -20,8 +23,11 @@ pub struct Prepared {
 #[derive(Debug, thiserror::Error)]
 #[error("{step}: {message}")]
 pub struct PrepareError {
+    /// The step that failed (`npm install`, `git clone`, …).
     pub step: String,
+    /// What went wrong.
     pub message: String,
+    /// The end of the step's output.
     pub log_tail: Vec<String>,
 }
 
