@@ -409,3 +409,16 @@ async fn a_killed_runner_takes_its_children_along() {
 fn kill_leftover(pid: u32) {
     let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
 }
+
+#[tokio::test]
+async fn a_silent_first_start_times_out_as_load_failed() {
+    let mut r = Runner::start().await;
+    let mut spec = r.spec("fx", &[("FIXTURE_HANG_START", "1")]);
+    spec.health.start_timeout_ms = 500;
+    let started = std::time::Instant::now();
+    let FromRunner::LoadFailed { step, error, log_tail, .. } = r.load(spec).await else { panic!("loaded") };
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(step, "initialize");
+    assert!(error.contains("initialize"), "{error}");
+    assert!(log_tail.iter().any(|l| l.contains("fixture ready")), "{log_tail:?}");
+}

@@ -218,43 +218,35 @@ async fn start(
     sink: &LogSink,
     stop: &CancellationToken,
 ) -> Result<(Child, Vec<ToolInfo>, mpsc::Receiver<()>), StartError> {
-    let spawned = spawn(spec, &ctx.exec, &prepared.argv, &prepared.env, sink).map_err(|e| StartError {
-        step: "start",
-        error: e.to_string(),
-        tail: Vec::new(),
-    })?;
+    let mut spawned = spawn(spec, &ctx.exec, &prepared.argv, &prepared.env, sink)
+        .map_err(|e| StartError { step: "start", error: e.to_string(), tail: Vec::new() })?;
     let (list_tx, list_rx) = mpsc::channel(1);
     let limit = Duration::from_millis(spec.health.start_timeout_ms);
     let deadline = tokio::time::Instant::now() + limit;
+    let stopped = || StartError { step: "start", error: "stopped".into(), tail: Vec::new() };
     let init = tokio::select! {
         r = tokio::time::timeout_at(deadline, spawned.initialize(list_tx)) => r,
-        _ = stop.cancelled() => return Err(StartError { step: "start", error: "stopped".into(), tail: Vec::new() }),
+        _ = stop.cancelled() => return Err(stopped()),
     };
-    let child = match init {
-        Ok(Ok(child)) => child,
-        Ok(Err((mut child, e))) => {
-            let tail = child.tail_after(Duration::from_millis(500)).await;
-            child.kill().await;
-            return Err(StartError { step: "initialize", error: e.to_string(), tail });
+    let mut child = spawned.child;
+    let error = match init {
+        Ok(Ok(())) => {
+            let listed = tokio::select! {
+                r = tokio::time::timeout_at(deadline, child.list_tools()) => r,
+                _ = stop.cancelled() => return Err(stopped()),
+            };
+            match listed {
+                Ok(Ok(tools)) => return Ok((child, tools, list_rx)),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("service {}: no answer to tools/list within {limit:?}", spec.name),
+            }
         }
-        Err(_) => {
-            let error = format!("service {}: no answer to initialize within {limit:?}", spec.name);
-            return Err(StartError { step: "initialize", error, tail: Vec::new() });
-        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("service {}: no answer to initialize within {limit:?}", spec.name),
     };
-    let listed = tokio::select! {
-        r = tokio::time::timeout_at(deadline, child.list_tools()) => r,
-        _ = stop.cancelled() => return Err(StartError { step: "start", error: "stopped".into(), tail: Vec::new() }),
-    };
-    match listed {
-        Ok(Ok(tools)) => Ok((child, tools, list_rx)),
-        Ok(Err(e)) => Err(StartError { step: "initialize", error: e.to_string(), tail: Vec::new() }),
-        Err(_) => Err(StartError {
-            step: "initialize",
-            error: format!("service {}: no answer to tools/list within {limit:?}", spec.name),
-            tail: Vec::new(),
-        }),
-    }
+    let tail = child.kill_for_tail(Duration::from_millis(500)).await;
+    child.kill().await;
+    Err(StartError { step: "initialize", error, tail })
 }
 
 /// Watches a running child until it exits, fails its health checks or the service stops;
