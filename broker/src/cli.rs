@@ -52,8 +52,9 @@ pub struct RunnerExecArgs {
     /// RLIMIT_NPROC.
     #[arg(long)]
     processes: u64,
-    /// The command and its arguments.
-    #[arg(last = true, required = true)]
+    /// The command and its arguments, after `--` (optional: `claudemesh broker …` may have
+    /// consumed it already).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
 }
 
@@ -348,4 +349,46 @@ pub fn mesh_create(
         println!("created mesh {} ({}); admin member {}", mesh.slug, mesh.id, member.member_id);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runner_exec_takes_the_command_after_its_limits_with_or_without_dashes() {
+        for argv in [
+            &[
+                "b",
+                "runner-exec",
+                "--memory-bytes",
+                "1",
+                "--open-files",
+                "2",
+                "--processes",
+                "3",
+                "--",
+                "cmd",
+                "--flag",
+            ][..],
+            &[
+                "b",
+                "runner-exec",
+                "--memory-bytes",
+                "1",
+                "--open-files",
+                "2",
+                "--processes",
+                "3",
+                "cmd",
+                "--flag",
+            ][..],
+        ] {
+            let Ok(Args { command: Command::RunnerExec(a) }) = Args::try_parse_from(argv) else {
+                panic!("{argv:?} did not parse");
+            };
+            assert_eq!((a.memory_bytes, a.open_files, a.processes), (1, 2, 3));
+            assert_eq!(a.command, ["cmd", "--flag"]);
+        }
+    }
 }
