@@ -155,10 +155,12 @@ where
         eprintln!("runner-exec: {}", e.map_or_else(|e| e.to_string(), |never| match never {}));
         return ExitCode::from(127);
     }
-    init_tracing();
     if let Command::Runner = args.command {
+        // rmcp logs every message it handles at info: too much for a log per mesh.
+        init_tracing_with("info,rmcp=warn");
         return run_runner(via_claudemesh);
     }
+    init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -236,8 +238,14 @@ fn run_runner(via_claudemesh: bool) -> ExitCode {
 /// Logs to stderr; `RUST_LOG` (or `CLAUDEMESH_DEBUG=1`) sets the level. Colours only on a
 /// terminal: a service manager's journal or a log file gets plain text.
 pub fn init_tracing() {
+    init_tracing_with("info");
+}
+
+/// [`init_tracing`] with `default` as the filter when neither `RUST_LOG` nor
+/// `CLAUDEMESH_DEBUG` is set.
+fn init_tracing_with(default: &str) {
     use std::io::IsTerminal;
-    let default = if std::env::var("CLAUDEMESH_DEBUG").is_ok_and(|v| v != "0") { "debug" } else { "info" };
+    let default = if std::env::var("CLAUDEMESH_DEBUG").is_ok_and(|v| v != "0") { "debug" } else { default };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

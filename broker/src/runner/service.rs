@@ -272,7 +272,12 @@ async fn watch_child(
             }
             Some(()) = list_rx.recv() => {
                 let limit = Duration::from_millis(spec.health.start_timeout_ms);
-                match tokio::time::timeout(limit, child.list_tools()).await {
+                let listed = tokio::select! {
+                    r = tokio::time::timeout(limit, child.list_tools()) => r,
+                    _ = stop.cancelled() => return End::Stopped,
+                    _ = child.exited.cancelled() => return End::Exited,
+                };
+                match listed {
                     Ok(Ok(tools)) => {
                         ctx.send(FromRunner::ToolsChanged { name: spec.name.clone(), tools }).await;
                     }
