@@ -19,16 +19,24 @@ fn network_test(name: &str, tool: &str) -> bool {
         eprintln!("skipped {name}: set CLAUDEMESH_SERVICES_NETWORK=1 (or =required) to deploy real packages");
         return false;
     };
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    let found =
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
     if !found {
-        assert!(mode != "required", "{name}: `{tool}` is not on PATH and CLAUDEMESH_SERVICES_NETWORK=required");
+        assert!(
+            mode != "required",
+            "{name}: `{tool}` is not on PATH and CLAUDEMESH_SERVICES_NETWORK=required"
+        );
         eprintln!("skipped {name}: `{tool}` is not on PATH");
     }
     found
 }
 
-async fn deploy_and_call(source: ServiceSource, name: &str, tool: &str, args: serde_json::Value) -> serde_json::Value {
+async fn deploy_and_call(
+    source: ServiceSource,
+    name: &str,
+    tool: &str,
+    args: serde_json::Value,
+) -> serde_json::Value {
     let h = Harness::start_with(|c| {
         c.services.runner_command = vec![env!("CARGO_BIN_EXE_claudemesh-broker").into(), "runner".into()];
     })
@@ -54,7 +62,13 @@ async fn deploy_and_call(source: ServiceSource, name: &str, tool: &str, args: se
     assert_eq!(*status, ServiceStatus::Running, "{error:?}\n{}", log_tail.join("\n"));
     assert!(tools.iter().any(|t| t.name == tool), "{tools:?}");
     let req = m.admin_conn.next_req();
-    let call = ClientFrame::McpCall { req, service: name.into(), tool: tool.into(), arguments: args, timeout_ms: Some(60_000) };
+    let call = ClientFrame::McpCall {
+        req,
+        service: name.into(),
+        tool: tool.into(),
+        arguments: args,
+        timeout_ms: Some(60_000),
+    };
     m.admin_conn.timeout = Duration::from_secs(90);
     match m.admin_conn.request(&call).await.unwrap() {
         ServerFrame::McpCallResult { result, .. } => result,
@@ -67,7 +81,8 @@ async fn npm_server_everything_deployed_with_npx_answers_echo() {
     if !network_test("server-everything", "npm") {
         return;
     }
-    let source = ServiceSource::Npx { package: "@modelcontextprotocol/server-everything".into(), version: None };
+    let source =
+        ServiceSource::Npx { package: "@modelcontextprotocol/server-everything".into(), version: None };
     let result = deploy_and_call(source, "everything", "echo", json!({"message": "hi from the mesh"})).await;
     let text = result["content"][0]["text"].as_str().unwrap_or_default();
     assert!(text.contains("hi from the mesh"), "{result}");
