@@ -43,9 +43,21 @@ async fn malformed_frames_get_errors_and_the_connection_stays() {
     c.ws_binary(vec![1, 2, 3]).await;
     let e = c.recv_match(|f| matches!(f, ServerFrame::Error(_))).await.unwrap();
     assert_eq!(error_code(&e), ErrorCode::Invalid);
-    // Service frames of a later version say so plainly.
-    let r = c.request(&ClientFrame::McpCatalog { req: 10 }).await.unwrap();
+    // Vault frames of a later version say so plainly.
+    let r = c.request(&ClientFrame::VaultList { req: 10 }).await.unwrap();
     assert_eq!(error_code(&r), ErrorCode::Unavailable);
+    // A service frame naming a hostile service name is refused, not used as a path.
+    let r = c
+        .request(&ClientFrame::McpRegister {
+            req: 12,
+            name: "../../etc".into(),
+            description: String::new(),
+            tools: vec![],
+            scope: Default::default(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(error_code(&r), ErrorCode::Invalid);
     // Still served after all that.
     let r = c.request(&ClientFrame::MeshInfo { req: 11 }).await.unwrap();
     assert!(matches!(r, ServerFrame::MeshInfo { .. }), "{r:?}");
