@@ -92,7 +92,7 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket, slot: Arc<Slot>) {
                             slot.authenticated();
                         }
                     }
-                    Message::Binary(_) => conn.error(None, ErrorCode::Invalid, "binary frames are only accepted during a bundle upload"),
+                    Message::Binary(_) => conn.error(None, ErrorCode::Invalid, "binary frames are not part of the protocol: bundle bytes go base64 in upload_chunk"),
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => {}
                 }
