@@ -415,6 +415,9 @@ pub struct DeployArgs {
     /// Run a command on the broker host (broker admins): `--command -- CMD ARGS…`.
     #[arg(long, requires = "argv")]
     pub command: bool,
+    /// With --command: a file holding the broker admin token (or set $CLAUDEMESH_ADMIN_TOKEN).
+    #[arg(long, requires = "command")]
+    pub admin_token_file: Option<std::path::PathBuf>,
     /// The command that starts a git or bundle service, overriding detection (split on spaces,
     /// never run through a shell), e.g. --entry "node dist/index.js".
     #[arg(long, value_name = "CMD")]

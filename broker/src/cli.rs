@@ -32,6 +32,29 @@ pub enum Command {
     /// Manage meshes directly in the data directory (the broker must not be running).
     #[command(subcommand)]
     Mesh(MeshCommand),
+    /// Run a mesh's MCP servers, speaking JSON lines with the broker over stdio (started by
+    /// the broker).
+    #[command(hide = true)]
+    Runner,
+    /// Set rlimits on this process, then exec CMD (how the runner starts a service).
+    #[command(hide = true)]
+    RunnerExec(RunnerExecArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunnerExecArgs {
+    /// RLIMIT_DATA in bytes.
+    #[arg(long)]
+    memory_bytes: u64,
+    /// RLIMIT_NOFILE.
+    #[arg(long)]
+    open_files: u64,
+    /// RLIMIT_NPROC.
+    #[arg(long)]
+    processes: u64,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +116,25 @@ pub struct ServeArgs {
     /// even if that process is killed.
     #[arg(long)]
     stop_on_stdin_eof: bool,
+    /// Run each mesh's service runner inside this command, e.g. "docker run -i --rm IMAGE",
+    /// "bwrap --ro-bind / / --dev /dev --unshare-all --share-net --die-with-parent --" or
+    /// "systemd-run --user --scope -p MemoryMax=2G" (split on spaces; no shell). See
+    /// docs/operations.md.
+    #[arg(long)]
+    runner_wrap: Option<String>,
+    /// The claudemesh-broker executable to start as the runner (default: this executable), e.g.
+    /// /usr/local/bin/claudemesh-broker inside a --runner-wrap container image.
+    #[arg(long)]
+    runner_bin: Option<PathBuf>,
+    /// Who may deploy services: every member, or only mesh admins.
+    #[arg(long, value_enum, default_value = "members")]
+    deploy_policy: DeployPolicyArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DeployPolicyArg {
+    Members,
+    Admins,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,8 +162,22 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+    let program = argv.first().cloned().unwrap_or_default();
+    // `claudemesh broker …` forwards here with this program name; its runner reaches
+    // `runner-exec` through the same subcommand.
+    let via_claudemesh = argv.first().is_some_and(|a| a.to_string_lossy().ends_with(" broker"));
     let args = Args::parse_from(argv);
+    if let Command::RunnerExec(a) = &args.command {
+        // Only returns on failure.
+        let e = crate::runner::exec::exec(a.memory_bytes, a.open_files, a.processes, &a.command);
+        eprintln!("runner-exec: {}", e.map_or_else(|e| e.to_string(), |never| match never {}));
+        return ExitCode::from(127);
+    }
     init_tracing();
+    if let Command::Runner = args.command {
+        return run_runner(via_claudemesh);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -147,6 +203,16 @@ where
             cfg.max_unauthenticated_per_ip = a.max_unauthenticated_per_ip;
             cfg.metrics_listen = a.metrics_listen;
             cfg.metrics_token_file = a.metrics_token_file;
+            cfg.services.runner_wrap = a
+                .runner_wrap
+                .as_deref()
+                .map(|w| w.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default();
+            cfg.services.runner_command = runner_command(&program, a.runner_bin);
+            cfg.services.deploy_policy = match a.deploy_policy {
+                DeployPolicyArg::Members => crate::services::DeployPolicy::Members,
+                DeployPolicyArg::Admins => crate::services::DeployPolicy::Admins,
+            };
             raise_fd_limit();
             let tls = a.tls_cert.zip(a.tls_key).map(|(cert, key)| TlsFiles { cert, key });
             rt.block_on(serve(&a.listen, cfg, tls, a.stop_on_stdin_eof))
@@ -154,11 +220,57 @@ where
         Command::Mesh(MeshCommand::Create { slug, pubkey, display_name, data, json }) => {
             mesh_create(&data, &slug, &pubkey, &display_name, json)
         }
+        Command::Runner | Command::RunnerExec(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The argv starting a runner: `bin` (or this executable) with `runner`, or `broker runner`
+/// when this is the `claudemesh` binary forwarding `claudemesh broker …`.
+fn runner_command(program: &std::ffi::OsStr, bin: Option<PathBuf>) -> Vec<std::ffi::OsString> {
+    if let Some(bin) = bin {
+        return vec![bin.into_os_string(), "runner".into()];
+    }
+    let Ok(exe) = std::env::current_exe().map(PathBuf::into_os_string) else { return Vec::new() };
+    if program == "claudemesh broker" {
+        vec![exe, "broker".into(), "runner".into()]
+    } else {
+        vec![exe, "runner".into()]
+    }
+}
+
+/// `runner`: one thread (children are spawned from it, so their parent-death signal fires only
+/// when the runner exits), stdin/stdout as the wire, stopped by SIGINT/SIGTERM too.
+fn run_runner(via_claudemesh: bool) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = crate::runner::RunnerOptions::current(if via_claudemesh { &["broker"] } else { &[] });
+    let result = rt.block_on(async {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            on_signal.cancel();
+        });
+        crate::runner::run_with(opts, tokio::io::stdin(), tokio::io::stdout(), stop).await
+    });
+    // Do not wait for the blocking stdin reader thread.
+    rt.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

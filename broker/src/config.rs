@@ -63,6 +63,8 @@ pub struct BrokerConfig {
     pub metrics_token_file: Option<PathBuf>,
     /// Bytes of presence (the sum of its sessions' field sizes) one member may hold.
     pub max_presence_bytes_per_member: usize,
+    /// Shared MCP services (DESIGN §7): runner command, wrap, policy and limits.
+    pub services: crate::services::ServicesConfig,
 }
 
 impl BrokerConfig {
@@ -97,6 +99,7 @@ impl BrokerConfig {
             max_presence_bytes_per_member: limits::MAX_PRESENCE_BYTES_PER_MEMBER,
             metrics_listen: None,
             metrics_token_file: None,
+            services: crate::services::ServicesConfig::default(),
         }
     }
 
@@ -117,6 +120,11 @@ impl BrokerConfig {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("broker.redb")
+    }
+
+    /// `<data>/services/`: one directory per mesh, one per service inside (DESIGN §7).
+    pub fn services_dir(&self) -> PathBuf {
+        self.data_dir.join("services")
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Conn {
     pub out: ConnHandle,
     pub challenge: String,
     pub auth: Option<Authed>,
+    /// Bundle uploads in progress or waiting for their deploy (removed when it closes).
+    pub uploads: crate::services::upload::Uploads,
 }
 
 impl Conn {
@@ -163,6 +165,13 @@ impl Conn {
     /// announced offline.
     pub(crate) fn unbind(&mut self) {
         let Some(a) = self.auth.take() else { return };
+        if let Some(tx) = self.hub.services.existing(&a.mesh.id) {
+            let gone =
+                crate::services::Cmd::ConnGone { conn_id: self.out.id, member_id: a.member_id.clone() };
+            if tx.try_send(gone).is_err() {
+                tracing::warn!(mesh = %a.mesh.slug, "services queue full; a closed connection's calls end at their timeout");
+            }
+        }
         let mut st = a.mesh.lock();
         if st.conns.get(&a.member_id).is_some_and(|c| c.id == self.out.id) {
             st.conns.remove(&a.member_id);

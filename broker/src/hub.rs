@@ -211,6 +211,8 @@ pub struct Hub {
     pub metrics_token: Option<claudemesh_protocol::frames::Secret>,
     pub started: Instant,
     pub shutdown: CancellationToken,
+    /// Shared MCP services: one actor per mesh that has any.
+    pub services: crate::services::Services,
     meshes: RwLock<HashMap<String, Arc<Mesh>>>,
     next_conn: AtomicU64,
 }
@@ -247,6 +249,7 @@ impl Hub {
             admin_token,
             metrics_token: None,
             started: Instant::now(),
+            services: crate::services::Services::new(CancellationToken::new()),
             shutdown,
             meshes: RwLock::new(meshes),
             next_conn: AtomicU64::new(1),

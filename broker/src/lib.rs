@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod rate;
 pub mod runner;
 pub mod server;
+pub mod services;
 pub mod socket;
 pub mod store;
 pub mod testkit;

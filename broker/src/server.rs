@@ -99,7 +99,7 @@ pub async fn serve(
         .map_err(|source| BrokerError::DataDir { path: config.data_dir.display().to_string(), source })?;
     let admin_token = ensure_admin_token(&config.admin_token_file)?;
     let db = Arc::new(store::open(&config.db_path())?);
-    let snapshot = store::load(&db)?;
+    let mut snapshot = store::load(&db)?;
     let metrics = Arc::new(Metrics::default());
     let (store, writer) = store::writer::start(
         db,
@@ -124,9 +124,11 @@ pub async fn serve(
         None => None,
     };
     let gate = Gate::new(config.gate_limits(), metrics.clone());
+    let restore = std::mem::take(&mut snapshot.services);
     let mut hub = Hub::new(config, metrics, store, admin_token, snapshot, CancellationToken::new());
     hub.metrics_token = metrics_token.map(claudemesh_protocol::frames::Secret);
     let hub = Arc::new(hub);
+    crate::services::restore(&hub, restore);
     let tracker = TaskTracker::new();
 
     tracker.spawn(sweeper(hub.clone(), stop.clone()));
@@ -191,6 +193,8 @@ pub async fn serve(
         let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     }
     hub.shutdown.cancel();
+    // Runners stop their services (killing their process groups) before the broker exits.
+    hub.services.shutdown(Duration::from_secs(5)).await;
     drop(hub);
     // The writer commits what it took and exits once the last store handle is gone.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;

@@ -39,7 +39,8 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket, slot: Arc<Slot>) {
         ConnHandle { id: hub.next_conn_id(), tx, kill: kill.clone(), stop: stop.clone(), instance: None };
     let writer = tokio::spawn(write_loop(sink, rx, kill.clone(), hub.clone()));
     let challenge = to_hex(&random_bytes::<32>());
-    let mut conn = Conn { hub: hub.clone(), out, challenge: challenge.clone(), auth: None };
+    let mut conn =
+        Conn { hub: hub.clone(), out, challenge: challenge.clone(), auth: None, uploads: Default::default() };
     conn.reply(&ServerFrame::Welcome {
         protocol: PROTOCOL_VERSION,
         challenge,

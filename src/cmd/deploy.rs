@@ -34,6 +34,23 @@ fn source(a: &DeployArgs) -> anyhow::Result<LocalSource> {
     })
 }
 
+/// The broker admin token a `--command` deploy needs: from `--admin-token-file` or
+/// `$CLAUDEMESH_ADMIN_TOKEN`, never from argv.
+fn admin_token(a: &DeployArgs) -> anyhow::Result<String> {
+    use anyhow::Context;
+    if let Some(f) = &a.admin_token_file {
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the admin token file {}", f.display()))?;
+        return Ok(t.trim().to_string());
+    }
+    match std::env::var("CLAUDEMESH_ADMIN_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => anyhow::bail!(
+            "--command runs an executable on the broker host, which only its operator may do: pass              --admin-token-file FILE (on the broker host: <data>/admin.token) or set CLAUDEMESH_ADMIN_TOKEN"
+        ),
+    }
+}
+
 pub async fn run(a: DeployArgs) -> anyhow::Result<ExitCode> {
     let p = DeployParams {
         mesh: a.mesh.clone(),
@@ -44,6 +61,11 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<ExitCode> {
         entry: a.entry.as_deref().map(|e| e.split_whitespace().map(str::to_string).collect()),
         env: parse_env(&a.env)?,
         scope: a.scope.as_deref().map(parse_scope).transpose()?,
+        admin_token: if a.command {
+            Some(claudemesh_protocol::frames::Secret(admin_token(&a)?))
+        } else {
+            None
+        },
     };
     if !a.json {
         eprintln!("deploying {} (this can take minutes while packages install)…", a.name);

@@ -225,6 +225,7 @@ async fn deploy(link: &Shared, args: &Args) -> ToolResult {
         entry: None,
         env,
         scope: args.get("scope").filter(|v| !v.is_null()).cloned(),
+        admin_token: None,
     };
     let r: DeployReply = ask(link, AgentCall::ServiceDeploy(p), Duration::from_secs(16 * 60)).await?;
     let tools: Vec<String> = r.tools.iter().map(|t| text::name(&t.name)).collect();

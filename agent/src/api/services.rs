@@ -294,6 +294,7 @@ async fn deploy(agent: &Agent, p: DeployParams) -> Result<Value, ApiError> {
         env: p.env,
         secrets: vec![],
         scope,
+        admin_token: p.admin_token,
     };
     let build =
         Box::new(move |req| ClientFrame::McpDeploy(claudemesh_protocol::frames::McpDeploy { req, ..frame }));

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod expiry;
 pub mod membership;
 pub mod messaging;
+pub mod services;
 pub mod sessions;
 pub mod statements;
 
@@ -44,8 +45,9 @@ pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) {
         C::Statement { req, statement } => statements::publish(conn, req, statement).await,
         C::MeshInfo { req } => admin::mesh_info(conn, req),
         other => {
-            // Services, vault, skills and uploads are defined by the protocol but served by a
-            // later broker version; say so plainly instead of pretending.
+            let Some(other) = services::dispatch(conn, other).await else { return };
+            // Vault and skills are defined by the protocol but served by a later broker version;
+            // say so plainly instead of pretending.
             conn.error(
                 other.req(),
                 ErrorCode::Unavailable,

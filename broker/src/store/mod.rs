@@ -29,9 +29,11 @@ pub const IDEMPOTENCY: Table = TableDefinition::new("idempotency");
 pub const SESSION_OWNERS: Table = TableDefinition::new("session_owners");
 /// Per-recipient delivery state: `mesh␟msg_id␟member` → `{state, at}`.
 pub const RECIPIENTS: Table = TableDefinition::new("recipients");
+/// Services deployed on the broker: `mesh␟name` → [`crate::services::ServiceRecord`].
+pub const SERVICES: Table = TableDefinition::new("services");
 
-const ALL_TABLES: [Table; 9] =
-    [MESHES, SLUGS, MEMBERS, INVITES, MESSAGES, QUEUE, IDEMPOTENCY, SESSION_OWNERS, RECIPIENTS];
+const ALL_TABLES: [Table; 10] =
+    [MESHES, SLUGS, MEMBERS, INVITES, MESSAGES, QUEUE, IDEMPOTENCY, SESSION_OWNERS, RECIPIENTS, SERVICES];
 
 /// Key separator; ids and names never contain it.
 pub const SEP: char = '\u{1f}';
@@ -208,6 +210,7 @@ pub struct Snapshot {
     pub members: Vec<MemberRecord>,
     pub queue_depth: HashMap<(String, String), u32>,
     pub session_owners: Vec<(String, String, String)>,
+    pub services: Vec<crate::services::ServiceRecord>,
 }
 
 /// Creates the store file 0600 if it is missing, and makes an existing one 0600 (older brokers
@@ -262,6 +265,10 @@ pub fn load(db: &Database) -> Result<Snapshot, StoreError> {
         if let (Some(m), Some(mem)) = (parts.next(), parts.next()) {
             *snap.queue_depth.entry((m.to_string(), mem.to_string())).or_default() += 1;
         }
+    }
+    for item in r.open_table(SERVICES)?.iter()? {
+        let (k, v) = item?;
+        snap.services.push(decode(&key_string(k.value()), v.value())?);
     }
     for item in r.open_table(SESSION_OWNERS)?.iter()? {
         let (k, v) = item?;

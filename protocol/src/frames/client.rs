@@ -98,6 +98,10 @@ pub struct McpDeploy {
     pub secrets: Vec<SealedSecret>,
     #[serde(default)]
     pub scope: Scope,
+    /// The broker's admin token: required for a `command` source (an executable on the broker
+    /// host), which only the broker's operator may deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<Secret>,
 }
 
 /// `mcp_update`: change a deployed service; absent fields stay as they are.

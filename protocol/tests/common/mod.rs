@@ -113,6 +113,7 @@ pub fn deploy() -> McpDeploy {
         env: BTreeMap::from([("GITHUB_TOKEN".into(), "$vault:gh_token".into())]),
         secrets: vec![SealedSecret { key: "gh_token".into(), sealed: "c2VhbGVk".into() }],
         scope: Scope::Groups(vec!["backend".into(), "ops".into()]),
+        admin_token: None,
     }
 }
 
