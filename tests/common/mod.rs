@@ -417,6 +417,7 @@ pub fn one_mesh_config(
         }],
         local_broker: None,
         session_grace_secs: None,
+        hosted_services: vec![],
         extra: Default::default(),
     }
 }
