@@ -22,6 +22,7 @@ use crate::config::MeshConfig;
 use crate::mesh::MeshView;
 
 mod dashboard;
+mod follows;
 
 const MESH: &str = "mesh_1";
 
