@@ -28,7 +28,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the WebSocket protocol, /health and /metrics.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage meshes directly in the data directory (the broker must not be running).
     #[command(subcommand)]
     Mesh(MeshCommand),
@@ -52,8 +52,9 @@ pub struct RunnerExecArgs {
     /// RLIMIT_NPROC.
     #[arg(long)]
     processes: u64,
-    /// The command and its arguments.
-    #[arg(last = true, required = true)]
+    /// The command and its arguments, after `--` (optional: `claudemesh broker …` may have
+    /// consumed it already).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
 }
 
@@ -174,10 +175,12 @@ where
         eprintln!("runner-exec: {}", e.map_or_else(|e| e.to_string(), |never| match never {}));
         return ExitCode::from(127);
     }
-    init_tracing();
     if let Command::Runner = args.command {
+        // rmcp logs every message it handles at info: too much for a log per mesh.
+        init_tracing_with("info,rmcp=warn");
         return run_runner(via_claudemesh);
     }
+    init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -279,8 +282,14 @@ fn run_runner(via_claudemesh: bool) -> ExitCode {
 /// Logs to stderr; `RUST_LOG` (or `CLAUDEMESH_DEBUG=1`) sets the level. Colours only on a
 /// terminal: a service manager's journal or a log file gets plain text.
 pub fn init_tracing() {
+    init_tracing_with("info");
+}
+
+/// [`init_tracing`] with `default` as the filter when neither `RUST_LOG` nor
+/// `CLAUDEMESH_DEBUG` is set.
+fn init_tracing_with(default: &str) {
     use std::io::IsTerminal;
-    let default = if std::env::var("CLAUDEMESH_DEBUG").is_ok_and(|v| v != "0") { "debug" } else { "info" };
+    let default = if std::env::var("CLAUDEMESH_DEBUG").is_ok_and(|v| v != "0") { "debug" } else { default };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
@@ -392,4 +401,46 @@ pub fn mesh_create(
         println!("created mesh {} ({}); admin member {}", mesh.slug, mesh.id, member.member_id);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runner_exec_takes_the_command_after_its_limits_with_or_without_dashes() {
+        for argv in [
+            &[
+                "b",
+                "runner-exec",
+                "--memory-bytes",
+                "1",
+                "--open-files",
+                "2",
+                "--processes",
+                "3",
+                "--",
+                "cmd",
+                "--flag",
+            ][..],
+            &[
+                "b",
+                "runner-exec",
+                "--memory-bytes",
+                "1",
+                "--open-files",
+                "2",
+                "--processes",
+                "3",
+                "cmd",
+                "--flag",
+            ][..],
+        ] {
+            let Ok(Args { command: Command::RunnerExec(a) }) = Args::try_parse_from(argv) else {
+                panic!("{argv:?} did not parse");
+            };
+            assert_eq!((a.memory_bytes, a.open_files, a.processes), (1, 2, 3));
+            assert_eq!(a.command, ["cmd", "--flag"]);
+        }
+    }
 }

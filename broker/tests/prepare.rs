@@ -1,6 +1,8 @@
 //! Service preparation (runner::prepare): bundles checked and extracted, a local git repository
 //! prepared, updated and reused, the step runner's timeout and cancellation, and, when
 //! `CLAUDEMESH_SERVICES_NETWORK` is set, real npm and PyPI packages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use claudemesh_broker::runner::log::LogSink;
-use claudemesh_broker::runner::prepare::step::{Step, StepCtx, which_in};
+use claudemesh_broker::runner::prepare::step::{PASSTHROUGH, Step, StepCtx, which_in};
 use claudemesh_broker::runner::prepare::{
     BundleError, GitPolicy, PrepareOptions, ZipLimits, check_zip, prepare, prepare_with,
 };
@@ -154,6 +156,10 @@ async fn a_node_bundle_is_extracted_detected_and_reused() {
     // Fresh extracts into a new directory.
     prepare(&s, &log, &cancel).await.unwrap();
     assert!(!src.join("marker").exists());
+    // A failed preparation leaves no record for a later reuse.
+    std::fs::write(dir.path().join("bundle.zip"), b"broken").unwrap();
+    assert_eq!(prepare(&s, &log, &cancel).await.unwrap_err().step, "unzip");
+    assert!(!dir.path().join("prepared.json").exists());
 }
 
 #[tokio::test]
@@ -173,6 +179,26 @@ async fn a_bundle_without_a_known_runtime_asks_for_an_entry() {
     assert_eq!(p.argv, vec![server.to_str().unwrap(), "--stdio", "--flag"]);
     s.entry = Some(vec!["../../etc/passwd".into()]);
     assert_eq!(prepare(&s, &log, &CancellationToken::new()).await.unwrap_err().step, "entry");
+}
+
+#[tokio::test]
+async fn a_cargo_bundle_is_built_and_its_binary_is_the_entry() {
+    if which_in("cargo", &std::env::var_os("PATH").unwrap_or_default()).is_none() {
+        eprintln!("skipped: cargo is not on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = b"[package]\nname = \"hello-mcp\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
+    let main = b"fn main() { println!(\"hi\"); }\n";
+    write_zip(&dir.path().join("b.zip"), &[E::File("Cargo.toml", manifest), E::File("src/main.rs", main)]);
+    let s = spec(dir.path(), PrepareSource::Bundle { zip: "b.zip".into() }, PrepareMode::Fresh, 300_000);
+    let (log, _rx) = sink();
+    let p = prepare(&s, &log, &CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", e.log_tail.join("\n")));
+    assert!(p.argv[0].ends_with("/src/target/release/hello-mcp"), "{:?}", p.argv);
+    let out = Command::new(&p.argv[0]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -289,13 +315,18 @@ async fn failing_steps_report_their_exit_code_and_tail() {
     assert_eq!(err.to_string(), "make failed: exited with code 3 (service `svc`)");
     assert_eq!(err.log_tail.len(), 40);
     assert_eq!(err.log_tail.last().map(String::as_str), Some("oops"));
-    // The environment is cleared: only PATH, HOME (the service dir) and LANG.
+    // The environment is cleared: PATH, HOME (the service dir), LANG, the step's own, and the
+    // runner's registry settings (proxies, CA bundles) when it has them.
     let (ctx, _log) = step_ctx(dir.path(), Duration::from_secs(30), &cancel);
     let env = which_in("env", &ctx.path).unwrap();
     let out = ctx.run(&Step::new("env", env, dir.path()).env("EXTRA", "1")).await.unwrap();
-    let mut keys: Vec<&str> = out.stdout.iter().filter_map(|l| l.split('=').next()).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, vec!["EXTRA", "HOME", "LANG", "PATH"]);
+    let keys: Vec<&str> = out.stdout.iter().filter_map(|l| l.split('=').next()).collect();
+    for k in ["EXTRA", "HOME", "LANG", "PATH"] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+    for k in &keys {
+        assert!(["EXTRA", "HOME", "LANG", "PATH"].contains(k) || PASSTHROUGH.contains(k), "{k} leaked");
+    }
     assert!(out.stdout.contains(&format!("HOME={}", dir.path().display())));
 }
 
@@ -322,6 +353,32 @@ async fn command_sources_resolve_argv_zero() {
     assert!(prepare(&s, &log, &cancel).await.unwrap_err().message.contains("not found on PATH"));
     let s = spec(dir.path(), PrepareSource::Command { argv: vec!["./rel".into()] }, PrepareMode::Fresh, 1000);
     assert!(prepare(&s, &log, &cancel).await.is_err());
+}
+
+#[tokio::test]
+async fn a_missing_tool_says_what_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let (log, _rx) = sink();
+    let cancel = CancellationToken::new();
+    let no_tools =
+        PrepareOptions { path: Some(empty.path().as_os_str().to_owned()), ..PrepareOptions::default() };
+    let uvx = PrepareSource::Uvx { package: "mcp-server-time".into(), version: None };
+    let err = prepare_with(&spec(dir.path(), uvx, PrepareMode::Fresh, 1000), &log, &cancel, &no_tools)
+        .await
+        .unwrap_err();
+    assert_eq!(err.step, "uv venv");
+    assert!(err.message.contains("`uv` was not found on PATH: install uv"), "{err}");
+    let npx = PrepareSource::Npx { package: "left-pad".into(), version: Some("1.3.0".into()) };
+    let err = prepare_with(&spec(dir.path(), npx, PrepareMode::Fresh, 1000), &log, &cancel, &no_tools)
+        .await
+        .unwrap_err();
+    assert_eq!(err.step, "npm install");
+    assert!(err.message.contains("install Node.js"), "{err}");
+    // Bad input is refused before any tool is looked for.
+    let bad = PrepareSource::Npx { package: "left-pad".into(), version: Some("--prefix=/".into()) };
+    let err = prepare(&spec(dir.path(), bad, PrepareMode::Fresh, 1000), &log, &cancel).await.unwrap_err();
+    assert!(err.message.contains("bad version"), "{err}");
 }
 
 /// Whether a network test runs: `CLAUDEMESH_SERVICES_NETWORK` unset → skip; set and `tool`
@@ -373,4 +430,29 @@ async fn uvx_installs_the_real_mcp_server_time() {
         .unwrap_or_else(|e| panic!("{e}\n{}", e.log_tail.join("\n")));
     assert!(p.resolved.version.as_deref().is_some_and(|v| !v.is_empty()), "{:?}", p.resolved);
     assert!(Path::new(&p.argv[0]).is_file() && p.argv[0].ends_with("/mcp-server-time"), "{:?}", p.argv);
+}
+
+#[tokio::test]
+async fn a_python_bundle_installs_its_console_script() {
+    if !network_test("a_python_bundle_installs_its_console_script", "uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pyproject =
+        b"[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+[project]\nname = \"hello-mcp\"\nversion = \"0.1.0\"\n\n[project.scripts]\nhello-mcp = \"hello_mcp:main\"\n\n\
+[tool.setuptools]\npy-modules = [\"hello_mcp\"]\n";
+    let module = b"def main():\n    print('hi')\n";
+    write_zip(
+        &dir.path().join("b.zip"),
+        &[E::File("pyproject.toml", pyproject), E::File("hello_mcp.py", module)],
+    );
+    let s = spec(dir.path(), PrepareSource::Bundle { zip: "b.zip".into() }, PrepareMode::Fresh, 600_000);
+    let (log, _rx) = sink();
+    let p = prepare(&s, &log, &CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", e.log_tail.join("\n")));
+    assert!(p.argv[0].ends_with("/venv/bin/hello-mcp") && Path::new(&p.argv[0]).is_file(), "{:?}", p.argv);
+    let out = Command::new(&p.argv[0]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 }

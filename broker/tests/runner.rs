@@ -356,6 +356,10 @@ async fn unload_kills_the_child_and_its_children() {
     assert!(is_loaded(&r.load(spec).await));
     let (child, grandchild) = spawn_grandchild(&mut r, 1).await;
     assert!(Path::new(&format!("/proc/{child}")).exists());
+    // runner-exec applied the spec's limits before exec.
+    let limits = std::fs::read_to_string(format!("/proc/{child}/limits")).unwrap();
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    assert_eq!(open_files.split_whitespace().nth(3), Some("256"), "{open_files}");
     r.send(&ToRunner::Unload { name: "fx".into() }).await;
     r.wait(|e| matches!(e, FromRunner::Unloaded { name } if name == "fx")).await;
     assert!(gone(child).await, "child {child} survived unload");
@@ -386,4 +390,35 @@ async fn malformed_lines_are_ignored_and_shutdown_exits() {
     r.send(&ToRunner::Shutdown).await;
     let status = tokio::time::timeout(WAIT, r.proc.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn a_killed_runner_takes_its_children_along() {
+    let mut r = Runner::start().await;
+    let spec = r.spec("fx", &[]);
+    assert!(is_loaded(&r.load(spec).await));
+    let (child, grandchild) = spawn_grandchild(&mut r, 1).await;
+    r.proc.start_kill().unwrap();
+    let _ = r.proc.wait().await;
+    // The parent-death signal runner-exec set; a grandchild is beyond its reach.
+    assert!(gone(child).await, "child {child} survived a killed runner");
+    kill_leftover(grandchild);
+}
+
+/// Cleans up the grandchild a SIGKILLed runner leaves behind.
+fn kill_leftover(pid: u32) {
+    let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+}
+
+#[tokio::test]
+async fn a_silent_first_start_times_out_as_load_failed() {
+    let mut r = Runner::start().await;
+    let mut spec = r.spec("fx", &[("FIXTURE_HANG_START", "1")]);
+    spec.health.start_timeout_ms = 500;
+    let started = std::time::Instant::now();
+    let FromRunner::LoadFailed { step, error, log_tail, .. } = r.load(spec).await else { panic!("loaded") };
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(step, "initialize");
+    assert!(error.contains("initialize"), "{error}");
+    assert!(log_tail.iter().any(|l| l.contains("fixture ready")), "{log_tail:?}");
 }

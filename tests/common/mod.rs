@@ -32,7 +32,14 @@ pub fn broker_config(dir: &std::path::Path) -> BrokerConfig {
     let mut c = BrokerConfig::new(dir.join("broker"));
     c.send_rate_per_sec = 1000.0;
     c.send_burst = 1000.0;
+    // The broker runs in this test process: its services' runner is `claudemesh broker runner`.
+    c.services.runner_command = vec![EXE.into(), "broker".into(), "runner".into()];
     c
+}
+
+/// The workspace's MCP fixture server (`claudemesh-mcp-fixture`, built beside `claudemesh`).
+pub fn fixture_exe() -> std::path::PathBuf {
+    std::path::Path::new(EXE).with_file_name("claudemesh-mcp-fixture")
 }
 
 impl World {

@@ -1,5 +1,6 @@
 //! `claudemesh-mcp-fixture`: a small MCP server over stdio for the runner's tests (echo, add,
-//! sleep, crash, big, env, add_tool, spawn_child), with stray output and failure switches.
+//! sleep, crash, big, env, add_tool, spawn_child), with stray output and failure switches
+//! (`FIXTURE_CRASH_ON_START`, `FIXTURE_HANG_START`, `FIXTURE_HANG_PING`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,6 +138,9 @@ async fn main() -> std::process::ExitCode {
     }
     eprintln!("fixture ready");
     println!("stray stdout line");
+    if std::env::var("FIXTURE_HANG_START").is_ok_and(|v| v == "1") {
+        std::future::pending::<()>().await;
+    }
     let fixture = Fixture {
         hang_ping: std::env::var("FIXTURE_HANG_PING").is_ok_and(|v| v == "1"),
         ..Default::default()

@@ -36,7 +36,7 @@ pub enum ChildError {
     #[error("service {name}: initialize failed: {message}")]
     Initialize { name: String, message: String },
     #[error("service {name}: tools/list failed: {source}")]
-    ListTools { name: String, source: rmcp::ServiceError },
+    ListTools { name: String, source: Box<rmcp::ServiceError> },
 }
 
 /// The rmcp client's handler: forwards `notifications/tools/list_changed`.
@@ -86,9 +86,10 @@ impl std::fmt::Debug for Child {
 /// A started child before its MCP handshake.
 #[derive(Debug)]
 pub struct Spawned {
+    /// The process (killed if the handshake fails or this is dropped).
     pub child: Child,
-    transport_read: tokio::io::DuplexStream,
-    stdin: tokio::process::ChildStdin,
+    /// rmcp's ends of the child's stdio, until the handshake takes them.
+    handshake: Option<(tokio::io::DuplexStream, tokio::process::ChildStdin)>,
 }
 
 /// Starts `argv` for `spec` through `runner-exec`: env cleared, then PATH (the runner's),
@@ -152,25 +153,26 @@ pub fn spawn(
     let pgid = Pid::from_raw(i32::try_from(pid).unwrap_or(0));
     let child =
         Child { name: spec.name.clone(), pgid, exited, waiter: Some(waiter), client: None, readers, tail };
-    Ok(Spawned { child, transport_read, stdin })
+    Ok(Spawned { child, handshake: Some((transport_read, stdin)) })
 }
 
 impl Spawned {
     /// The MCP handshake (`initialize`); `list_changed` receives tools/list_changed signals.
-    pub async fn initialize(self, list_changed: mpsc::Sender<()>) -> Result<Child, (Child, ChildError)> {
-        let Spawned { mut child, transport_read, stdin } = self;
+    /// Runs once; the child stays in `self.child` whatever happens (also when this future is
+    /// dropped at a timeout), so the caller can collect its output and kill it.
+    pub async fn initialize(&mut self, list_changed: mpsc::Sender<()>) -> Result<(), ChildError> {
+        let name = self.child.name.clone();
+        let Some((transport_read, stdin)) = self.handshake.take() else {
+            return Err(ChildError::Initialize { name, message: "already initialized".into() });
+        };
         let transport =
             AsyncRwTransport::new_client(transport_read, stdin).with_max_line_length(MAX_CHILD_LINE);
-        match (Handler { list_changed }).serve(transport).await {
-            Ok(client) => {
-                child.client = Some(client);
-                Ok(child)
-            }
-            Err(e) => {
-                let err = ChildError::Initialize { name: child.name.clone(), message: e.to_string() };
-                Err((child, err))
-            }
-        }
+        let client = (Handler { list_changed })
+            .serve(transport)
+            .await
+            .map_err(|e| ChildError::Initialize { name, message: e.to_string() })?;
+        self.child.client = Some(client);
+        Ok(())
     }
 }
 
@@ -194,7 +196,7 @@ impl Child {
             .peer()
             .list_all_tools()
             .await
-            .map_err(|source| ChildError::ListTools { name: self.name.clone(), source })?;
+            .map_err(|source| ChildError::ListTools { name: self.name.clone(), source: Box::new(source) })?;
         Ok(tools
             .into_iter()
             .map(|t| ToolInfo {
@@ -218,9 +220,10 @@ impl Child {
         status
     }
 
-    /// Waits (at most `wait`) for the output readers to reach the end of the child's output,
-    /// then returns the last lines.
-    pub async fn tail_after(&mut self, wait: std::time::Duration) -> Vec<String> {
+    /// Kills the process group, waits (at most `wait`) for the output readers to reach the end
+    /// of the child's output, then returns its last lines.
+    pub async fn kill_for_tail(&mut self, wait: std::time::Duration) -> Vec<String> {
+        self.killpg();
         let readers = std::mem::take(&mut self.readers);
         let _ = tokio::time::timeout(wait, futures_util::future::join_all(readers)).await;
         self.tail.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
@@ -316,5 +319,33 @@ impl Logger {
         if self.dropped > 0 || !self.sink.line(line) {
             self.dropped += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_flood_is_counted_and_reported_once_the_sink_has_room() {
+        let (sink, mut rx) = LogSink::channel("svc", 1);
+        let mut logger = Logger::new(sink, Tail::default());
+        logger.line("one");
+        logger.line("two");
+        logger.line("three");
+        assert_eq!(rx.recv().await.map(|(_, l)| l).as_deref(), Some("one"));
+        logger.line("four");
+        assert_eq!(rx.recv().await.map(|(_, l)| l).as_deref(), Some("(2 lines dropped)"));
+        logger.line("five");
+        assert_eq!(rx.recv().await.map(|(_, l)| l).as_deref(), Some("(1 lines dropped)"));
+        let tail = logger.tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        assert_eq!(tail, ["one", "two", "three", "four", "five"]);
+    }
+
+    #[test]
+    fn only_json_rpc_objects_go_to_rmcp() {
+        assert!(is_json_rpc(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
+        assert!(!is_json_rpc(b"stray stdout line"));
+        assert!(!is_json_rpc(br#"{"hello":"world"}"#));
     }
 }

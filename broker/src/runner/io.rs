@@ -145,4 +145,22 @@ mod tests {
         assert_eq!(read_line_capped(&mut r, 8).await.ok().flatten(), Some(Line::Full(b"end".to_vec())));
         assert_eq!(read_line_capped(&mut r, 8).await.ok().flatten(), None);
     }
+
+    #[tokio::test]
+    async fn log_lines_are_batched_per_service_in_order() {
+        let (tx, rx) = mpsc::channel(LOG_CAPACITY);
+        let (out, mut events) = mpsc::channel(16);
+        let batcher = tokio::spawn(batch_logs(rx, out));
+        for i in 0..LOG_BATCH + 1 {
+            let _ = tx.send(("a".into(), format!("a{i}"))).await;
+        }
+        let _ = tx.send(("b".into(), "b0".into())).await;
+        drop(tx);
+        let _ = batcher.await;
+        let mut got = Vec::new();
+        while let Some(FromRunner::Log { name, lines }) = events.recv().await {
+            got.push((name, lines.len()));
+        }
+        assert_eq!(got, [("a".to_string(), LOG_BATCH), ("a".to_string(), 1), ("b".to_string(), 1)]);
+    }
 }

@@ -24,8 +24,11 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// What the runner shares with every supervisor.
 #[derive(Debug, Clone)]
 pub struct Ctx {
+    /// Events for the broker (the writer task).
     pub out: mpsc::Sender<FromRunner>,
+    /// Lines for the log batcher, behind each service's [`LogSink`].
     pub log_tx: mpsc::Sender<(String, String)>,
+    /// How children are started (`runner-exec`).
     pub exec: ExecPrefix,
 }
 
@@ -42,13 +45,16 @@ impl Ctx {
 /// Whether a service can take calls now.
 #[derive(Debug, Clone)]
 pub enum Conn {
+    /// Preparing, starting, restarting, crashed or stopped.
     Down,
+    /// Running: its MCP peer, and a token cancelled when the child exits.
     Up { peer: Peer<RoleClient>, exited: CancellationToken },
 }
 
 /// The runner's handle on a supervisor.
 #[derive(Debug)]
 pub struct ServiceHandle {
+    /// The service's current child, for calls.
     pub conn: watch::Receiver<Conn>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -212,43 +218,35 @@ async fn start(
     sink: &LogSink,
     stop: &CancellationToken,
 ) -> Result<(Child, Vec<ToolInfo>, mpsc::Receiver<()>), StartError> {
-    let spawned = spawn(spec, &ctx.exec, &prepared.argv, &prepared.env, sink).map_err(|e| StartError {
-        step: "start",
-        error: e.to_string(),
-        tail: Vec::new(),
-    })?;
+    let mut spawned = spawn(spec, &ctx.exec, &prepared.argv, &prepared.env, sink)
+        .map_err(|e| StartError { step: "start", error: e.to_string(), tail: Vec::new() })?;
     let (list_tx, list_rx) = mpsc::channel(1);
     let limit = Duration::from_millis(spec.health.start_timeout_ms);
     let deadline = tokio::time::Instant::now() + limit;
+    let stopped = || StartError { step: "start", error: "stopped".into(), tail: Vec::new() };
     let init = tokio::select! {
         r = tokio::time::timeout_at(deadline, spawned.initialize(list_tx)) => r,
-        _ = stop.cancelled() => return Err(StartError { step: "start", error: "stopped".into(), tail: Vec::new() }),
+        _ = stop.cancelled() => return Err(stopped()),
     };
-    let child = match init {
-        Ok(Ok(child)) => child,
-        Ok(Err((mut child, e))) => {
-            let tail = child.tail_after(Duration::from_millis(500)).await;
-            child.kill().await;
-            return Err(StartError { step: "initialize", error: e.to_string(), tail });
+    let mut child = spawned.child;
+    let error = match init {
+        Ok(Ok(())) => {
+            let listed = tokio::select! {
+                r = tokio::time::timeout_at(deadline, child.list_tools()) => r,
+                _ = stop.cancelled() => return Err(stopped()),
+            };
+            match listed {
+                Ok(Ok(tools)) => return Ok((child, tools, list_rx)),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("service {}: no answer to tools/list within {limit:?}", spec.name),
+            }
         }
-        Err(_) => {
-            let error = format!("service {}: no answer to initialize within {limit:?}", spec.name);
-            return Err(StartError { step: "initialize", error, tail: Vec::new() });
-        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("service {}: no answer to initialize within {limit:?}", spec.name),
     };
-    let listed = tokio::select! {
-        r = tokio::time::timeout_at(deadline, child.list_tools()) => r,
-        _ = stop.cancelled() => return Err(StartError { step: "start", error: "stopped".into(), tail: Vec::new() }),
-    };
-    match listed {
-        Ok(Ok(tools)) => Ok((child, tools, list_rx)),
-        Ok(Err(e)) => Err(StartError { step: "initialize", error: e.to_string(), tail: Vec::new() }),
-        Err(_) => Err(StartError {
-            step: "initialize",
-            error: format!("service {}: no answer to tools/list within {limit:?}", spec.name),
-            tail: Vec::new(),
-        }),
-    }
+    let tail = child.kill_for_tail(Duration::from_millis(500)).await;
+    child.kill().await;
+    Err(StartError { step: "initialize", error, tail })
 }
 
 /// Watches a running child until it exits, fails its health checks or the service stops;
@@ -274,7 +272,12 @@ async fn watch_child(
             }
             Some(()) = list_rx.recv() => {
                 let limit = Duration::from_millis(spec.health.start_timeout_ms);
-                match tokio::time::timeout(limit, child.list_tools()).await {
+                let listed = tokio::select! {
+                    r = tokio::time::timeout(limit, child.list_tools()) => r,
+                    _ = stop.cancelled() => return End::Stopped,
+                    _ = child.exited.cancelled() => return End::Exited,
+                };
+                match listed {
                     Ok(Ok(tools)) => {
                         ctx.send(FromRunner::ToolsChanged { name: spec.name.clone(), tools }).await;
                     }

@@ -72,7 +72,7 @@ mod tests {
     use super::*;
 
     fn who(id: &str, role: Role, groups: &[&str]) -> Who {
-        Who { member_id: id.into(), role, groups: groups.iter().map(|g| GroupRole::new(g)).collect() }
+        Who { member_id: id.into(), role, groups: groups.iter().map(|g| GroupRole::new(*g)).collect() }
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub struct RunnerProc {
 }
 
 /// Starts a runner for mesh `mesh_slug`. Its environment is PATH, LANG and HOME (the data
-/// dir) only; `RUST_LOG` passes through for its own diagnostics.
+/// dir), the settings that reach package registries (proxies, CA bundles, mirrors:
+/// [`crate::runner::prepare::step::PASSTHROUGH`], used only by preparation steps, never given to
+/// services), and `RUST_LOG` for its own diagnostics.
 pub fn spawn(
     argv: &[OsString],
     data_dir: &Path,
@@ -56,7 +58,8 @@ pub fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for var in ["PATH", "RUST_LOG", "CLAUDEMESH_DEBUG"] {
+    let passthrough = crate::runner::prepare::step::PASSTHROUGH.iter();
+    for var in ["PATH", "RUST_LOG", "CLAUDEMESH_DEBUG"].iter().chain(passthrough) {
         if let Some(v) = std::env::var_os(var) {
             cmd.env(var, v);
         }

@@ -40,9 +40,11 @@ impl Default for ZipLimits {
 /// What a checked bundle holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ZipSummary {
+    /// Entries, directories included.
     pub entries: usize,
     /// Files (not directories).
     pub files: usize,
+    /// Sum of the declared uncompressed sizes.
     pub uncompressed_bytes: u64,
 }
 

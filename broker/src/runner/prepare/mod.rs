@@ -37,8 +37,11 @@ pub const RECORD_FILE: &str = "prepared.json";
 /// environment (before `spec.env`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
+    /// The absolute program and its arguments: the entry, then `spec.args`.
     pub argv: Vec<String>,
+    /// What the runtime needs besides the base environment (never secrets).
     pub env: BTreeMap<String, String>,
+    /// Version (npx, uvx), commit sha (git) and `argv`, for the broker's records.
     pub resolved: Resolved,
 }
 
@@ -47,14 +50,18 @@ pub struct Prepared {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{step} failed: {message}")]
 pub struct PrepareError {
+    /// The command or stage that failed (`npm install`, `git clone`, `unzip`, `entry`).
     pub step: String,
+    /// Why (exit code, timeout, refused input), naming the service.
     pub message: String,
+    /// The last lines (at most [`step::TAIL_LINES`]) of that step's output.
     pub log_tail: Vec<String>,
 }
 
 /// Choices the runner does not make per service.
 #[derive(Debug, Clone, Default)]
 pub struct PrepareOptions {
+    /// Which git URLs are accepted.
     pub git: GitPolicy,
     /// `PATH` for the steps and for finding tools; the runner's own when `None`.
     pub path: Option<OsString>,
@@ -98,12 +105,20 @@ pub async fn prepare_with(
         log.line(format!("==> reusing the preparation recorded in {RECORD_FILE}"));
         return Ok(finish(spec, record.entry.clone()));
     }
+    // A preparation that fails halfway leaves no record behind that a later reuse could trust.
+    match tokio::fs::remove_file(spec.dir.join(RECORD_FILE)).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ctx.error("record preparation", format_args!("removing {RECORD_FILE}: {e}"), vec![]));
+        }
+    }
     let entry = match &spec.source {
         PrepareSource::Npx { package, version } => npx::prepare(&ctx, package, version.as_deref()).await?,
         PrepareSource::Uvx { package, version } => uvx::prepare(&ctx, package, version.as_deref()).await?,
         PrepareSource::Git { url, rev } => {
-            let reusable =
-                previous.as_ref().is_some_and(|r| r.source == spec.source || same_git_url(&r.source, url));
+            // A clone of the same repository is fetched into rather than cloned again.
+            let reusable = previous.as_ref().is_some_and(|r| same_git_url(&r.source, url));
             git::prepare(&ctx, spec, url, rev.as_deref(), &options.git, reusable).await?
         }
         PrepareSource::Bundle { zip } => bundle::prepare(&ctx, spec, zip).await?,

@@ -29,11 +29,16 @@ pub(crate) async fn prepare(
         .await
         .map_err(|e| ctx.error(STEP, format_args!("creating {}: {e}", app.display()), vec![]))?;
     let spec = format!("{package}@{}", version.unwrap_or("latest"));
-    let step = Step::new(STEP, npm, &app)
+    let mut step = Step::new(STEP, npm, &app)
         .args(["install", "--no-audit", "--no-fund", "--no-save", "--prefix"])
         .args([app.as_os_str(), spec.as_ref()])
         .env("npm_config_cache", ctx.dir.join(".npm"))
         .env("npm_config_update_notifier", "false");
+    // `--prefix` also moves npm's global config (`<prefix>/etc/npmrc`), where the operator's
+    // registry and CA settings live: point npm back at the installation's own.
+    if let Some(global) = global_npmrc(&node) {
+        step = step.env("npm_config_globalconfig", global);
+    }
     ctx.run(&step).await?;
 
     let pkg_dir = app.join("node_modules").join(package);
@@ -55,6 +60,18 @@ pub(crate) async fn prepare(
         version,
         ..Entry::default()
     })
+}
+
+/// The npm installation's global config, `<node's prefix>/etc/npmrc`, unless the runner's
+/// environment names one.
+fn global_npmrc(node: &Path) -> Option<std::path::PathBuf> {
+    if std::env::var_os("npm_config_globalconfig").is_some()
+        || std::env::var_os("NPM_CONFIG_GLOBALCONFIG").is_some()
+    {
+        return None;
+    }
+    let prefix = node.canonicalize().ok()?.parent()?.parent()?.to_owned();
+    Some(prefix.join("etc").join("npmrc")).filter(|p| p.is_file())
 }
 
 /// `package.json` of an installed package.

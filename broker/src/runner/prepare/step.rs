@@ -27,6 +27,40 @@ const MAX_READ_LINE: u64 = 64 * 1024;
 /// How long output may still drain after the step's process group is gone.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// Variables of the runner's own environment that steps (not children) inherit: how the
+/// operator's host reaches the package registries (proxies, CA bundles, mirrors). Without them
+/// a host behind a TLS-inspecting proxy or with a registry mirror cannot install anything.
+pub const PASSTHROUGH: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "CARGO_HTTP_CAINFO",
+    "npm_config_registry",
+    "npm_config_cafile",
+    "npm_config_globalconfig",
+    "NPM_CONFIG_REGISTRY",
+    "NPM_CONFIG_CAFILE",
+    "NPM_CONFIG_GLOBALCONFIG",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_INDEX",
+    "UV_FIND_LINKS",
+    "UV_NATIVE_TLS",
+    "UV_SYSTEM_CERTS",
+];
+
 /// Where and how the steps of one service's preparation run.
 #[derive(Debug, Clone)]
 pub struct StepCtx {
@@ -38,7 +72,9 @@ pub struct StepCtx {
     pub path: OsString,
     /// Longest one step may run.
     pub timeout: Duration,
+    /// Where every output line goes.
     pub log: LogSink,
+    /// Cancelling it kills the running step (and its group).
     pub cancel: CancellationToken,
 }
 
@@ -50,7 +86,9 @@ pub struct Step {
     pub name: String,
     /// The program (an absolute path, as [`StepCtx::require_tool`] finds it).
     pub program: PathBuf,
+    /// Arguments after the program.
     pub args: Vec<OsString>,
+    /// Working directory.
     pub cwd: PathBuf,
     /// Added to the base environment (PATH, HOME, LANG).
     pub env: Vec<(String, OsString)>,
@@ -163,12 +201,16 @@ impl StepCtx {
 
     /// Runs `step` to its end, its timeout or the context's cancellation, whichever is first.
     pub async fn run(&self, step: &Step) -> Result<StepOutput, PrepareError> {
+        if self.cancel.is_cancelled() {
+            return Err(self.error(&step.name, "cancelled before it started", Vec::new()));
+        }
         self.log.line(format!("==> {}", step.name));
         let mut cmd = Command::new(&step.program);
         cmd.args(&step.args)
             .current_dir(&step.cwd)
             .env_clear()
             .envs(self.base_env())
+            .envs(PASSTHROUGH.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))))
             .envs(step.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
