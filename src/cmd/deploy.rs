@@ -71,7 +71,7 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<ExitCode> {
         eprintln!("deploying {} (this can take minutes while packages install)…", a.name);
     }
     let mut c = super::agent().await?;
-    let r: DeployReply = c.request(AgentCall::ServiceDeploy(p)).await?;
+    let r: DeployReply = c.request(AgentCall::ServiceDeploy(Box::new(p))).await?;
     print(&r, a.json)
 }
 

@@ -30,7 +30,7 @@ pub fn parse_scope(s: &str) -> anyhow::Result<Value> {
         ),
     };
     // Names are resolved by the agent; the shape is checked here already.
-    if !matches!(v.get("members"), Some(_)) {
+    if v.get("members").is_none() {
         claudemesh_protocol::scope::Scope::from_json(&v)?;
     }
     Ok(v)

@@ -227,7 +227,8 @@ async fn deploy(link: &Shared, args: &Args) -> ToolResult {
         scope: args.get("scope").filter(|v| !v.is_null()).cloned(),
         admin_token: None,
     };
-    let r: DeployReply = ask(link, AgentCall::ServiceDeploy(p), Duration::from_secs(16 * 60)).await?;
+    let r: DeployReply =
+        ask(link, AgentCall::ServiceDeploy(Box::new(p)), Duration::from_secs(16 * 60)).await?;
     let tools: Vec<String> = r.tools.iter().map(|t| text::name(&t.name)).collect();
     match r.error {
         None => Ok(ok(format!(

@@ -31,7 +31,7 @@ const CALL_GRACE: Duration = Duration::from_secs(10);
 /// Serves one `service_*` call.
 pub async fn handle(agent: &Agent, call: AgentCall) -> Result<Value, ApiError> {
     match call {
-        AgentCall::ServiceDeploy(p) => deploy(agent, p).await,
+        AgentCall::ServiceDeploy(p) => deploy(agent, *p).await,
         AgentCall::ServiceUpdate(p) => update(agent, p).await,
         AgentCall::ServiceUndeploy { name, mesh } => {
             let m = Mesh::resolve(agent, mesh.as_deref())?;
