@@ -160,9 +160,21 @@ impl AgentClient {
         session: Option<String>,
         mesh: Option<String>,
     ) -> Result<SubscribeReply, ClientError> {
+        self.subscribe_with(topics, session, mesh, None).await
+    }
+
+    /// As [`AgentClient::subscribe`]; with topic `services` and `service`, the subscription
+    /// also carries that service's new log lines (`mcp_log` events).
+    pub async fn subscribe_with(
+        &mut self,
+        topics: Vec<Topic>,
+        session: Option<String>,
+        mesh: Option<String>,
+        service: Option<String>,
+    ) -> Result<SubscribeReply, ClientError> {
         self.next_id += 1;
         let id = self.next_id;
-        self.write(&ClientLine::Subscribe { id, topics, session, mesh, service: None }).await?;
+        self.write(&ClientLine::Subscribe { id, topics, session, mesh, service }).await?;
         let v = self.response(id).await?;
         serde_json::from_value(v)
             .map_err(|e| ClientError::Protocol(format!("unexpected subscribe reply: {e}")))

@@ -91,6 +91,10 @@ pub struct Config {
     /// [`claudemesh_protocol::limits::DEFAULT_SESSION_GRACE_SECS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_grace_secs: Option<u64>,
+    /// Local MCP servers this agent exposes to a mesh (`claudemesh serve-mcp`), started again
+    /// when the agent starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosted_services: Vec<crate::hosting::HostedService>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }

@@ -186,6 +186,7 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
     let (handle, core_thread) =
         CoreHandle::start(core, view).map_err(io("cannot start the delivery core", &paths.dir))?;
     let agent = Arc::new(Agent::new(paths.clone(), store, instance, handle, shutdown.clone()));
+    agent.hosting.bind(&agent);
     let tracker = TaskTracker::new();
     tracker.spawn(ticks(agent.clone(), shutdown.clone()));
     // The local broker starts before the uplinks, which then find it (or retry until it is up).
@@ -203,6 +204,7 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
     }
     let mut links = Links::default();
     reconcile(&agent, &tracker, &mut links, &config).await;
+    agent.hosting.start_configured(&config);
 
     let listener = UnixListener::bind(&sock).map_err(io("cannot listen on", &sock))?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
@@ -214,7 +216,12 @@ pub async fn run(paths: Paths, shutdown: CancellationToken) -> Result<(), Daemon
     shutdown.cancelled().await;
     tracing::info!("agent stopping");
     tracker.close();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    agent.hosting.tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        tracker.wait().await;
+        agent.hosting.tracker.wait().await;
+    })
+    .await;
     // The core commits what it has and closes the store before the pid lock goes.
     let _ = agent.core.send(Input::Stop).await;
     drop(agent);

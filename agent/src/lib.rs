@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod enroll;
 pub mod error;
 pub mod fds;
+pub mod hosting;
 pub mod local_broker;
 pub mod mesh;
 pub mod paths;

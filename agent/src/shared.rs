@@ -29,6 +29,8 @@ pub struct Agent {
     /// should run), and what it reports.
     pub local_broker_wanted: watch::Sender<Option<LocalBrokerConfig>>,
     pub local_broker: watch::Sender<Option<LocalBrokerStatus>>,
+    /// The local MCP servers this agent exposes to its meshes (peer-hosted services).
+    pub hosting: crate::hosting::Hosting,
     next_conn: AtomicU64,
 }
 
@@ -48,6 +50,7 @@ impl Agent {
             core,
             local_broker_wanted: watch::Sender::new(None),
             local_broker: watch::Sender::new(None),
+            hosting: crate::hosting::Hosting::default(),
             next_conn: AtomicU64::new(1),
         }
     }

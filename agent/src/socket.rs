@@ -146,8 +146,9 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
                     drop(slot);
                 });
             }
-            ClientLine::Subscribe { id, topics, session, mesh, .. } => {
-                if agent.core.send(Input::Subscribe { conn, id, topics, session, mesh }).await.is_err() {
+            ClientLine::Subscribe { id, topics, session, mesh, service } => {
+                let input = Input::Subscribe { conn, id, topics, session, mesh, service };
+                if agent.core.send(input).await.is_err() {
                     break;
                 }
             }

@@ -2,7 +2,6 @@
 //! prepared, updated and reused, the step runner's timeout and cancellation, and, when
 //! `CLAUDEMESH_SERVICES_NETWORK` is set, real npm and PyPI packages.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -77,7 +77,7 @@ fn client_lines_round_trip() {
         }),
         AgentCall::HookWait { session_id: "s".into(), timeout_ms: 1000 },
         AgentCall::Shutdown,
-        AgentCall::ServiceDeploy(DeployParams {
+        AgentCall::ServiceDeploy(Box::new(DeployParams {
             mesh: Some("team".into()),
             name: "time".into(),
             source: LocalSource::Uvx { package: "mcp-server-time".into(), version: None },
@@ -86,7 +86,8 @@ fn client_lines_round_trip() {
             entry: None,
             env: Default::default(),
             scope: Some(json!({"group": "ops"})),
-        }),
+            admin_token: None,
+        })),
         AgentCall::ServiceUndeploy { name: "time".into(), mesh: None },
         AgentCall::ServiceUpdate(UpdateParams {
             mesh: None,

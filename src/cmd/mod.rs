@@ -6,6 +6,9 @@ mod agent_start;
 mod agent_status;
 mod agent_stop;
 mod agent_uninstall;
+mod call;
+mod catalog;
+mod deploy;
 mod doctor;
 mod down;
 mod hook;
@@ -19,6 +22,7 @@ mod join;
 mod launch;
 mod leave;
 mod list;
+mod logs;
 mod mcp;
 mod member_remove;
 mod member_repin;
@@ -27,11 +31,17 @@ mod members;
 mod mesh_create;
 mod message_status;
 mod peers;
+mod schema;
+mod scope;
 mod send;
+mod serve_mcp;
+pub mod service_args;
 mod status;
 mod tui;
+mod undeploy;
 mod uninstall;
 mod up;
+mod update;
 
 use std::process::ExitCode;
 
@@ -62,6 +72,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Member(MemberCommand::Remove(a)) => block_on(member_remove::run(a)),
         Command::Member(MemberCommand::Set(a)) => block_on(member_set::run(a)),
         Command::Member(MemberCommand::Repin(a)) => block_on(member_repin::run(a)),
+        Command::Deploy(a) => block_on(deploy::run(a)),
+        Command::Undeploy(a) => block_on(undeploy::run(a)),
+        Command::Update(a) => block_on(update::run(a)),
+        Command::Logs(a) => block_on(logs::run(a)),
+        Command::Scope(a) => block_on(scope::run(a)),
+        Command::Catalog(a) => block_on(catalog::run(a)),
+        Command::Schema(a) => block_on(schema::run(a)),
+        Command::Call(a) => block_on(call::run(a)),
+        Command::ServeMcp(a) => block_on(serve_mcp::run(a)),
         Command::Peers(a) => block_on(peers::run(a)),
         Command::Send(a) => block_on(send::run(a)),
         Command::MessageStatus(a) => block_on(message_status::run(a)),

@@ -132,6 +132,17 @@ impl Link {
         }
     }
 
+    /// One call that may take long (a deploy, a service call), within `limit`; never
+    /// repeated (a deploy or a tool call is not safe to run twice).
+    pub async fn request_long<T: DeserializeOwned>(
+        &mut self,
+        call: AgentCall,
+        limit: Duration,
+    ) -> Result<T, ClientError> {
+        self.confirm_written().await;
+        self.request_within(call, true, limit).await
+    }
+
     async fn request_with<T: DeserializeOwned>(
         &mut self,
         call: AgentCall,

@@ -13,6 +13,7 @@ mod inbox;
 mod line_check;
 mod link;
 mod server;
+mod services;
 mod stdio;
 mod tools;
 

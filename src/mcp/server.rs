@@ -202,7 +202,14 @@ mod tests {
                 "set_summary",
                 "set_status",
                 "join_group",
-                "leave_group"
+                "leave_group",
+                "mesh_services",
+                "mesh_tool_call",
+                "mesh_deploy",
+                "mesh_undeploy",
+                "mesh_scope",
+                "mesh_logs",
+                "mesh_schema"
             ]
         );
         for t in tools::all() {

@@ -20,7 +20,7 @@ pub struct Held<'a> {
     pub request: &'a RequestId,
 }
 
-fn tool(name: &'static str, description: &'static str, schema: Value) -> Tool {
+pub fn tool(name: &'static str, description: &'static str, schema: Value) -> Tool {
     let schema = match schema {
         Value::Object(o) => o,
         _ => JsonObject::new(),
@@ -28,12 +28,19 @@ fn tool(name: &'static str, description: &'static str, schema: Value) -> Tool {
     Tool::new(name, description, Arc::new(schema))
 }
 
-fn object(props: Value, required: &[&str]) -> Value {
+pub fn object(props: Value, required: &[&str]) -> Value {
     json!({ "type": "object", "properties": props, "required": required, "additionalProperties": false })
 }
 
 /// Every tool this server offers.
 pub fn all() -> Vec<Tool> {
+    let mut tools = messaging();
+    tools.extend(super::services::all());
+    tools
+}
+
+/// The messaging tools.
+fn messaging() -> Vec<Tool> {
     vec![
         tool(
             "send_message",
@@ -147,7 +154,7 @@ pub type Args = JsonObject;
 
 // `CallToolResult` is large once serde_json keeps key order (`preserve_order`); this is a cold path.
 #[allow(clippy::result_large_err)]
-fn str_arg(args: &Args, key: &str) -> Result<String, CallToolResult> {
+pub fn str_arg(args: &Args, key: &str) -> Result<String, CallToolResult> {
     match args.get(key) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
         None | Some(Value::Null) => Err(fail(format!("`{key}` is required (a non-empty string)."))),
@@ -171,7 +178,7 @@ pub async fn call(link: &Shared, held: Held<'_>, name: &str, args: &Args) -> Opt
         "set_status" => set_status(link, args).await,
         "join_group" => join_group(link, args).await,
         "leave_group" => leave_group(link, args).await,
-        _ => return None,
+        other => return super::services::call(link, other, args).await,
     };
     Some(r.unwrap_or_else(|e| e))
 }

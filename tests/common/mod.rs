@@ -424,6 +424,7 @@ pub fn one_mesh_config(
         }],
         local_broker: None,
         session_grace_secs: None,
+        hosted_services: vec![],
         extra: Default::default(),
     }
 }

@@ -33,6 +33,20 @@ pub(crate) async fn request_raw(
     mesh_id: &str,
     build: Box<dyn FnOnce(u64) -> ClientFrame + Send>,
 ) -> Result<ServerFrame, ApiError> {
+    request_raw_within(agent, mesh_id, build, REQUEST_TIMEOUT).await
+}
+
+/// How long a request waits for the broker's reply unless its caller says otherwise.
+pub(crate) const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// As [`request_raw`], waiting up to `within` for the reply (a deploy runs `npm install`; a
+/// service call lasts as long as the tool).
+pub(crate) async fn request_raw_within(
+    agent: &Agent,
+    mesh_id: &str,
+    build: Box<dyn FnOnce(u64) -> ClientFrame + Send>,
+    within: std::time::Duration,
+) -> Result<ServerFrame, ApiError> {
     let uplink = agent
         .view()
         .meshes
@@ -44,7 +58,7 @@ pub(crate) async fn request_raw(
         .send(UplinkCmd::Request { build, reply: tx })
         .await
         .map_err(|_| (ErrorCode::Unavailable, "the mesh link is shutting down".to_string()))?;
-    match tokio::time::timeout(std::time::Duration::from_secs(15), rx).await {
+    match tokio::time::timeout(within, rx).await {
         Ok(Ok(f)) => Ok(f),
         _ => Err((
             ErrorCode::Unavailable,

@@ -18,9 +18,11 @@ use crate::core::calls::to_value;
 use crate::shared::Agent;
 
 pub mod admin;
+pub mod bundle;
 pub mod inbox;
 pub mod members;
 pub mod sent;
+pub mod services;
 
 pub use crate::error::ApiError;
 pub(crate) use crate::error::internal;
@@ -79,7 +81,16 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
             agent.shutdown.cancel();
             to_value(&ShutdownReply { stopping: true })
         }
-        other => Err((ErrorCode::Unavailable, format!("{other:?} is not served by this agent yet"))),
+        call @ (AgentCall::ServiceDeploy(_)
+        | AgentCall::ServiceUndeploy { .. }
+        | AgentCall::ServiceUpdate(_)
+        | AgentCall::ServiceCatalog { .. }
+        | AgentCall::ServiceSchema { .. }
+        | AgentCall::ServiceLogs { .. }
+        | AgentCall::ServiceScope { .. }
+        | AgentCall::ServiceCall(_)
+        | AgentCall::ServiceHost(_)
+        | AgentCall::ServiceUnhost { .. }) => services::handle(agent, call).await,
     }
 }
 

@@ -38,6 +38,8 @@ impl Core {
         }
     }
 
+    // The fields of one `Input::Subscribe`, as they came.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn subscribe(
         &mut self,
         conn: u64,
@@ -45,6 +47,7 @@ impl Core {
         topics: Vec<Topic>,
         session: Option<String>,
         mesh: Option<String>,
+        service: Option<String>,
         now: Instant,
     ) {
         let mesh = match mesh.map(|m| resolve_mesh(&self.state.meshes, Some(&m))) {
@@ -55,8 +58,23 @@ impl Core {
             Some(Ok(m)) => Some(m),
             None => None,
         };
+        // Following a log needs its mesh: the only one, when none was named.
+        let (mesh, service) = match (mesh, service) {
+            (m, Some(s)) if topics.contains(&Topic::Services) => match m {
+                Some(m) => (Some(m), Some(s)),
+                None => match resolve_mesh(&self.state.meshes, None) {
+                    Ok(m) => (Some(m), Some(s)),
+                    Err(e) => {
+                        self.effect(Effect::Line(conn, AgentLine::err(id, ErrorCode::NotFound, e)));
+                        return;
+                    }
+                },
+            },
+            (m, _) => (m, None),
+        };
         let wants_messages = topics.contains(&Topic::Messages);
-        self.state.subs.push(Subscription { conn, id, topics, session: session.clone(), mesh });
+        let sub = Subscription { conn, id, topics, session: session.clone(), mesh, service };
+        self.state.subs.push(sub);
         // The snapshot as of this input: the view published after the last turn, brought up to
         // date, so that events numbered after `seq` are exactly what follows it.
         let snapshot = super::snapshot::build(self).snapshot(None);

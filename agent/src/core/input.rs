@@ -35,6 +35,8 @@ pub enum Input {
         topics: Vec<Topic>,
         session: Option<String>,
         mesh: Option<String>,
+        /// With topic `services`: follow this service's log (`mcp_log` events).
+        service: Option<String>,
     },
     Unsubscribe {
         conn: u64,

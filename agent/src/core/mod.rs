@@ -166,13 +166,21 @@ impl Core {
             Input::ConnOpened { conn, tx } => {
                 self.state.conns.insert(conn, state::ConnOut { tx, seq: 0 });
             }
-            Input::Subscribe { conn, id, topics, session, mesh } => {
-                self.subscribe(conn, id, topics, session, mesh, now)
+            Input::Subscribe { conn, id, topics, session, mesh, service } => {
+                let before = self.state.follows();
+                self.subscribe(conn, id, topics, session, mesh, service, now);
+                self.follows_changed(before);
             }
             Input::Unsubscribe { conn, id } => {
+                let before = self.state.follows();
                 self.state.subs.retain(|s| !(s.conn == conn && s.id == id));
+                self.follows_changed(before);
             }
-            Input::ConnClosed { conn } => self.conn_closed(conn, now),
+            Input::ConnClosed { conn } => {
+                let before = self.state.follows();
+                self.conn_closed(conn, now);
+                self.follows_changed(before);
+            }
             Input::Wait { session, reply } => {
                 let r = self.wait(&session);
                 self.effects.push(Effect::Wait(reply, r));
@@ -267,7 +275,15 @@ impl Core {
                     None => false,
                 };
                 if gone {
+                    let before = self.state.follows();
                     self.state.subs.retain(|s| s.conn != conn);
+                    let after = self.state.follows();
+                    // Run now: the effects of this turn are being drained.
+                    for (mesh, name) in before.difference(&after) {
+                        if let Some(v) = self.state.meshes.get(mesh) {
+                            let _ = v.uplink.try_send(crate::mesh::UplinkCmd::Unfollow(name.clone()));
+                        }
+                    }
                 }
             }
             Effect::Uplink(mesh, cmd) => {
@@ -301,6 +317,40 @@ impl Core {
         self.dirty = false;
         let v = snapshot::build(self);
         self.view.send_replace(Arc::new(v));
+    }
+
+    /// Tells the links which service logs to start or stop following after the subscriptions
+    /// changed (the first follower of a service starts it, the last one gone stops it).
+    fn follows_changed(&mut self, before: std::collections::BTreeSet<(String, String)>) {
+        let after = self.state.follows();
+        if after == before {
+            return;
+        }
+        for (mesh, name) in after.difference(&before) {
+            self.effect(Effect::Uplink(mesh.clone(), crate::mesh::UplinkCmd::Follow(name.clone())));
+        }
+        for (mesh, name) in before.difference(&after) {
+            self.effect(Effect::Uplink(mesh.clone(), crate::mesh::UplinkCmd::Unfollow(name.clone())));
+        }
+        self.changed();
+    }
+
+    /// Sends an `mcp_log` event of `service` on `mesh` to the subscriptions following it.
+    pub(crate) fn publish_log(&mut self, mesh: &str, service: &str, event: &LocalEvent) {
+        let targets: Vec<(u64, u64)> = self
+            .state
+            .subs
+            .iter()
+            .filter(|s| s.topics.contains(&Topic::Services))
+            .filter(|s| s.mesh.as_deref() == Some(mesh) && s.service.as_deref() == Some(service))
+            .map(|s| (s.conn, s.id))
+            .collect();
+        for (conn, sub) in targets {
+            let Some(c) = self.state.conns.get_mut(&conn) else { continue };
+            c.seq += 1;
+            let line = AgentLine::Event { sub, seq: c.seq, event: Box::new(event.clone()) };
+            self.effects.push(Effect::Line(conn, line));
+        }
     }
 
     /// Sends `event` to every subscription it matches. For `messages`, `session` says whose

@@ -114,6 +114,12 @@ impl Core {
                 matches!(e, Event::MemberJoined(_) | Event::MemberUpdated(_) | Event::MemberRemoved { .. });
             // Presence, receipts and expiries go to `presence` subscribers; service events to
             // `services`.
+            if let Event::McpLog { name, .. } = &e {
+                let name = name.clone();
+                let ev = LocalEvent::Services { mesh: slug.to_string(), event: e };
+                self.publish_log(mesh_id, &name, &ev);
+                continue;
+            }
             let (topic, ev) = if e.is_presence() || matches!(e, Event::Receipt { .. } | Event::Expired { .. })
             {
                 (Topic::Presence, LocalEvent::Presence { mesh: slug.to_string(), event: e })

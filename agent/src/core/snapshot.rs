@@ -35,6 +35,9 @@ pub struct View {
     pub inbox: HashMap<String, (usize, usize)>,
     pub started: Option<Instant>,
     pub config_dir: PathBuf,
+    /// The service logs local subscribers follow: `(mesh id, service)`, re-followed by a
+    /// link after it reconnects.
+    pub follows: std::collections::BTreeSet<(String, String)>,
 }
 
 impl Core {
@@ -114,6 +117,7 @@ pub(crate) fn build(core: &Core) -> View {
         inbox,
         started: Some(core.started),
         config_dir: core.paths.dir.clone(),
+        follows: core.state.follows(),
     }
 }
 

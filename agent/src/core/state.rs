@@ -81,6 +81,8 @@ pub struct Subscription {
     pub session: Option<String>,
     /// Narrows every topic to one mesh (id).
     pub mesh: Option<String>,
+    /// With `services`: the service whose log it follows (its mesh is then always set).
+    pub service: Option<String>,
 }
 
 /// Where the lines of one socket connection go, and its event sequence.
@@ -131,6 +133,15 @@ impl State {
     /// Whether the message `key` is held by a lease for `session`.
     pub fn is_leased(&self, key: &MsgKey, session: &str) -> bool {
         self.leased.get(key).is_some_and(|s| s.contains(session))
+    }
+
+    /// The service logs local subscribers follow: `(mesh id, service)`.
+    pub fn follows(&self) -> std::collections::BTreeSet<(String, String)> {
+        self.subs
+            .iter()
+            .filter(|s| s.topics.contains(&Topic::Services))
+            .filter_map(|s| Some((s.mesh.clone()?, s.service.clone()?)))
+            .collect()
     }
 
     /// Whether any subscriber listens to messages for `session`.

@@ -17,6 +17,12 @@ pub enum UplinkCmd {
     SessionUpdate(String, SessionPatch),
     SessionClose(String),
     Receipt(Vec<String>),
+    /// A frame that has no reply (`upload_chunk`, `mcp_call_response`), written as it is.
+    Frame(Box<ClientFrame>),
+    /// Follow a service's log (`mcp_logs{follow}`): a local subscriber wants its lines.
+    Follow(String),
+    /// The last local follower of a service's log went away (`mcp_logs_unfollow`).
+    Unfollow(String),
 }
 
 impl std::fmt::Debug for UplinkCmd {
@@ -28,6 +34,9 @@ impl std::fmt::Debug for UplinkCmd {
             UplinkCmd::SessionUpdate(..) => "SessionUpdate",
             UplinkCmd::SessionClose(_) => "SessionClose",
             UplinkCmd::Receipt(_) => "Receipt",
+            UplinkCmd::Frame(_) => "Frame",
+            UplinkCmd::Follow(_) => "Follow",
+            UplinkCmd::Unfollow(_) => "Unfollow",
         })
     }
 }

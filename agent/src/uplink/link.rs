@@ -142,7 +142,26 @@ impl<'a> Link<'a> {
         self.request(|req| ClientFrame::ListMembers { req }, Pending::Members).await?;
         self.request(|req| ClientFrame::ListPeers { req, cursor: None, limit: None }, Pending::Peers(vec![]))
             .await?;
+        // Service logs local subscribers follow: a new connection follows nothing yet.
+        let follows: Vec<String> = self
+            .agent
+            .view()
+            .follows
+            .iter()
+            .filter(|(m, _)| m == self.mesh_id)
+            .map(|(_, s)| s.clone())
+            .collect();
+        for name in follows {
+            self.follow(name).await?;
+        }
         Ok(())
+    }
+
+    /// `mcp_logs{follow}` for `name`: new lines then come as `mcp_log` events (none of the
+    /// old ones: `lines: 0`).
+    async fn follow(&mut self, name: String) -> Result<(), End> {
+        self.request(|req| ClientFrame::McpLogs { req, name, lines: Some(0), follow: true }, Pending::Ignore)
+            .await
     }
 
     /// Serves the connection (frames, commands, pings, outbox retries) until it ends.
@@ -222,6 +241,11 @@ impl<'a> Link<'a> {
             UplinkCmd::Receipt(ids) => {
                 self.send(&ClientFrame::Receipt { msg_ids: ids, state: ReceiptState::Seen }).await
             }
+            UplinkCmd::Frame(f) => self.send(&f).await,
+            UplinkCmd::Follow(name) => self.follow(name).await,
+            UplinkCmd::Unfollow(name) => {
+                self.request(|req| ClientFrame::McpLogsUnfollow { req, name }, Pending::Ignore).await
+            }
         }
     }
 
@@ -230,6 +254,14 @@ impl<'a> Link<'a> {
             ServerFrame::Push(p) => self.push(p).await,
             ServerFrame::Event(e) => self.events(vec![e]).await,
             ServerFrame::Events { events } => self.events(events).await,
+            ServerFrame::McpCallForward { call_id, service, tool, arguments, from_member, timeout_ms } => {
+                let call =
+                    crate::hosting::Forward { call_id, service, tool, arguments, from_member, timeout_ms };
+                if let Some(answer) = self.agent.hosting.forward(self.mesh_id, call) {
+                    self.send(&answer).await?;
+                }
+                Ok(())
+            }
             ServerFrame::Error(e) if e.req.is_none() => {
                 if matches!(e.code, ErrorCode::Revoked | ErrorCode::KeyInUse) {
                     return Err(End::from_error(e));
@@ -277,7 +309,7 @@ impl<'a> Link<'a> {
                     }
                     Some(Pending::Ignore) => {
                         if let ServerFrame::Error(e) = other {
-                            tracing::warn!(code = ?e.code, message = %e.message, "broker refused a session update");
+                            tracing::warn!(code = ?e.code, message = %e.message, "broker refused a session or log-follow request");
                         }
                         Ok(())
                     }

@@ -157,7 +157,8 @@ pub enum AgentCall {
     Shutdown,
 
     // Shared MCP services (DESIGN §7); see [`services`] for the params and replies.
-    ServiceDeploy(DeployParams),
+    /// Boxed: the largest call by far (keeps every other call small).
+    ServiceDeploy(Box<DeployParams>),
     ServiceUndeploy {
         name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -59,6 +59,10 @@ pub struct DeployParams {
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<serde_json::Value>,
+    /// The broker's admin token, for a `command` source (only the broker's operator may run an
+    /// executable on the broker host). Never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<crate::frames::Secret>,
 }
 
 /// `service_update`: fetch and restart (git: fetch, rebuild, new sha; npx/uvx: resolve the

@@ -45,6 +45,7 @@ impl T {
             topics,
             session: session.map(Into::into),
             mesh: mesh.map(Into::into),
+            service: None,
         };
         self.core.handle(sub, self.now);
         self.core.finish_turn();

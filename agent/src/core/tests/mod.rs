@@ -22,6 +22,7 @@ use crate::config::MeshConfig;
 use crate::mesh::MeshView;
 
 mod dashboard;
+mod follows;
 
 const MESH: &str = "mesh_1";
 
@@ -272,6 +273,7 @@ fn a_hook_skips_a_fresh_push_but_shows_one_left_unseen_past_the_grace() {
         topics: vec![claudemesh_protocol::local::Topic::Messages],
         session: Some("00000001-0000-4000-8000-000000000001".into()),
         mesh: None,
+        service: None,
     };
     t.core.handle(sub, t.now);
     t.core.finish_turn();
