@@ -18,11 +18,18 @@ use tokio::sync::mpsc;
 use super::EXE;
 
 /// The tools `claudemesh mcp` serves, sorted.
-pub const TOOLS: [&str; 8] = [
+pub const TOOLS: [&str; 15] = [
     "check_messages",
     "join_group",
     "leave_group",
     "list_peers",
+    "mesh_deploy",
+    "mesh_logs",
+    "mesh_schema",
+    "mesh_scope",
+    "mesh_services",
+    "mesh_tool_call",
+    "mesh_undeploy",
     "message_status",
     "send_message",
     "set_status",
