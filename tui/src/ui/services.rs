@@ -51,20 +51,22 @@ pub(super) fn render(f: &mut Frame<'_>, s: &State, t: &Theme, a: &Areas) {
         ]);
         cells
     };
+    // Narrow: names and deployers give way, so the scope keeps some room.
+    let wide = a.table.width >= 100;
     let mut header = vec!["NAME"];
-    let mut widths = vec![Constraint::Length(18)];
+    let mut widths = vec![Constraint::Length(if wide { 18 } else { 14 })];
     if all_meshes {
         header.push("MESH");
-        widths.push(Constraint::Length(10));
+        widths.push(Constraint::Length(if wide { 10 } else { 8 }));
     }
     header.extend(["STATUS", "TOOLS", "SCOPE", "DEPLOYER", "RESTARTS", "UPTIME"]);
     widths.extend([
         Constraint::Length(10),
         Constraint::Length(5),
         Constraint::Fill(1),
-        Constraint::Length(12),
+        Constraint::Length(if wide { 12 } else { 9 }),
         Constraint::Length(8),
-        Constraint::Length(7),
+        Constraint::Length(6),
     ]);
     let title = format!("Services ({})", list.len());
     let empty =
