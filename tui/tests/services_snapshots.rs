@@ -134,3 +134,49 @@ fn deploy_form_masks_env() {
     assert!(!screen.contains("supersecret"), "{screen}");
     insta::assert_snapshot!("services_deploy_form_120x30", screen);
 }
+
+#[test]
+fn service_text_cannot_reach_the_terminal() {
+    let mut s = standard((120, 30));
+    let evil = "x\u{1b}]52;c;ZXZpbA==\u{7}y\u{1b}[2J\u{202e}z";
+    let mut e = claudemesh_tui::fixture::services().remove(0).entry;
+    e.name = format!("evil{evil}");
+    e.description = evil.into();
+    e.source_kind = evil.into();
+    e.version = Some(evil.into());
+    e.error = Some(evil.into());
+    e.tools = vec![claudemesh_tui::fixture::tool(
+        &format!("t{evil}"),
+        evil,
+        json!({"properties": {evil: {"type": evil, "description": evil}}}),
+    )];
+    let seq = s.seq + 1;
+    let event = Box::new(claudemesh_protocol::local::LocalEvent::Services {
+        mesh: "team".into(),
+        event: claudemesh_protocol::frames::Event::McpDeployed(e.clone()),
+    });
+    update(&mut s, Event::Agent(AgentEvent::Event { seq, event }));
+    typed(&mut s, "6/evil");
+    key(&mut s, KeyCode::Enter);
+    assert_eq!(s.services.following.as_ref().map(|f| f.name.as_str()), Some(e.name.as_str()));
+    update(
+        &mut s,
+        Event::Agent(AgentEvent::ServiceLog {
+            mesh: "team".into(),
+            name: e.name.clone(),
+            lines: vec![evil.into()],
+        }),
+    );
+    for screen in [draw(&s), {
+        key(&mut s, KeyCode::Enter);
+        draw(&s)
+    }] {
+        for c in screen.chars() {
+            assert!(
+                c == '\n' || (!c.is_control() && !claudemesh_protocol::text::is_bidi_control(c)),
+                "{c:?} drawn"
+            );
+        }
+        assert!(!screen.contains("52;c") && screen.contains("evilxy"), "{screen}");
+    }
+}

@@ -89,9 +89,11 @@ impl FormField {
     pub fn value(&self) -> Result<Option<Value>, String> {
         let t = self.field.text.trim();
         if t.is_empty() {
-            return if self.required { Err(format!("{} is required", self.name)) } else { Ok(None) };
+            let name = claudemesh_protocol::text::one_line(&self.name);
+            return if self.required { Err(format!("{name} is required")) } else { Ok(None) };
         }
-        let bad = |what: &str| format!("{}: {t:?} is not {what}", self.name);
+        let name = claudemesh_protocol::text::one_line(&self.name);
+        let bad = |what: &str| format!("{name}: {t:?} is not {what}");
         let v = match &self.input {
             Input::Text | Input::Secret => Value::String(self.field.text.clone()),
             Input::Integer => Value::from(t.parse::<i64>().map_err(|_| bad("an integer"))?),
@@ -107,7 +109,7 @@ impl FormField {
             Input::Choice(c) => {
                 c.iter().find(|v| choice_text(v) == t).cloned().ok_or_else(|| bad("one of the choices"))?
             }
-            Input::Json => serde_json::from_str(t).map_err(|e| format!("{}: not JSON ({e})", self.name))?,
+            Input::Json => serde_json::from_str(t).map_err(|e| format!("{name}: not JSON ({e})"))?,
         };
         Ok(Some(v))
     }

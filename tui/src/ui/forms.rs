@@ -1,6 +1,7 @@
 //! The forms (deploy, a tool call generated from its schema) and the output dialog (a tool's
 //! result, a failed deploy): drawn from their state, env values masked, errors in red.
 
+use claudemesh_protocol::text::one_line;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -25,11 +26,12 @@ pub(super) fn form(f: &mut Frame<'_>, form: &Form, t: &Theme, body: Rect) {
     }
     for (i, x) in form.fields.iter().enumerate() {
         let focused = i == form.focus && !form.busy;
-        let label = format!("{}{}", x.name, if x.required { "*" } else { "" });
+        // Property names come from the service: cleaned like any peer text.
+        let label = format!("{}{}", one_line(&x.name), if x.required { "*" } else { "" });
         let label = format!("{:<LABEL$}", super::fit(&label, LABEL - 1));
         let choices = x.choices();
         if !choices.is_empty() {
-            let shown = if x.field.text.is_empty() { "(none)".to_string() } else { x.field.text.clone() };
+            let shown = if x.field.text.is_empty() { "(none)".to_string() } else { one_line(&x.field.text) };
             let style = if focused { t.selected() } else { Default::default() };
             lines.push(Line::from(vec![
                 Span::styled(label, t.dim()),
@@ -71,7 +73,10 @@ pub(super) fn form(f: &mut Frame<'_>, form: &Form, t: &Theme, body: Rect) {
 }
 
 fn choices_text(c: &[String]) -> String {
-    c.iter().map(|x| if x.is_empty() { "(none)" } else { x.as_str() }).collect::<Vec<_>>().join(" · ")
+    c.iter()
+        .map(|x| if x.is_empty() { "(none)".to_string() } else { one_line(x) })
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 pub(super) fn output(f: &mut Frame<'_>, title: &str, lines: &[String], error: bool, t: &Theme, body: Rect) {

@@ -116,7 +116,7 @@ fn info_pane(f: &mut Frame<'_>, s: &State, t: &Theme, area: Rect, x: &ServiceEnt
     };
     lines.extend(field_lines(
         "source",
-        &format!("{}{version}, {host}", e.source_kind),
+        &format!("{}{version}, {host}", text::one_line(&e.source_kind)),
         Style::default(),
         w,
         t,
