@@ -297,7 +297,7 @@ pub fn services() -> Vec<ServiceEntry> {
 
 /// Answers the dashboard's pending `service_catalog` (asked at the snapshot) with `services`.
 pub fn catalog(s: &mut State, services: Vec<ServiceEntry>) {
-    let tag = s.pending.iter().find(|(_, p)| matches!(p, Pending::Catalog)).map(|(t, _)| *t);
+    let tag = s.pending.iter().find(|(_, p)| matches!(p, Pending::Catalog(None))).map(|(t, _)| *t);
     if let Some(tag) = tag {
         let reply = CatalogReply { services, errors: vec![] };
         update(s, Event::Agent(AgentEvent::Reply { tag, result: Ok(json!(reply)) }));

@@ -363,3 +363,20 @@ fn the_deploy_form_sends_service_deploy_and_shows_how_it_ended() {
     assert!(s.modal.is_none());
     assert_eq!(s.toast.unwrap().text, "weather deployed on team: running with 2 tool(s)");
 }
+
+#[test]
+fn a_service_rescoped_into_view_refetches_that_meshs_catalog_only() {
+    let mut s = standard((120, 30));
+    let scope = claudemesh_protocol::scope::Scope::Mesh;
+    let fx = service_event(&mut s, "team", Wire::McpScopeChanged { name: "new-one".into(), scope });
+    assert!(matches!(calls(&fx)[..], [AgentCall::ServiceCatalog { mesh: Some(m) }] if m == "team"));
+    let mut e = fixture::services().remove(0);
+    e.entry.name = "new-one".into();
+    answer(&mut s, &fx, Ok(json!({"services": [e]})));
+    assert_eq!(names(&s), ["notes", "new-one"], "oss's services stay; team's are the reply's");
+    // A known service's scope is patched in place, no call.
+    let scope = claudemesh_protocol::scope::Scope::Peer;
+    let fx = service_event(&mut s, "team", Wire::McpScopeChanged { name: "new-one".into(), scope });
+    assert!(calls(&fx).is_empty());
+    assert_eq!(s.services.get("team", "new-one").unwrap().entry.scope.to_string(), "peer");
+}

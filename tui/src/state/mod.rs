@@ -128,8 +128,8 @@ pub enum Pending {
     },
     InviteCreate,
     Join,
-    /// `service_catalog` of every mesh.
-    Catalog,
+    /// `service_catalog` of one mesh, or of every mesh.
+    Catalog(Option<String>),
     /// `service_logs` of the service followed then.
     ServiceLogs(Follow),
     Deploy,

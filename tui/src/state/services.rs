@@ -52,10 +52,10 @@ impl Services {
         }
     }
 
-    /// Replaces the services of the meshes in `meshes` (a catalog reply) and keeps the others
-    /// (meshes the catalog could not reach).
-    pub fn replace(&mut self, services: Vec<ServiceEntry>, unreachable: &[String]) {
-        self.list.retain(|s| unreachable.contains(&s.mesh));
+    /// Replaces the services of `mesh` (or of every mesh) with a catalog reply's, keeping those
+    /// of meshes the catalog could not reach.
+    pub fn replace(&mut self, mesh: Option<&str>, services: Vec<ServiceEntry>, unreachable: &[String]) {
+        self.list.retain(|s| unreachable.contains(&s.mesh) || mesh.is_some_and(|m| m != s.mesh));
         self.list.extend(services);
     }
 

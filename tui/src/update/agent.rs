@@ -99,7 +99,7 @@ pub(super) fn load(s: &mut State, fx: &mut Vec<Effect>) {
     fx.push(Effect::Call { tag, call: AgentCall::Inbox(inbox) });
     let tag = s.tag(Pending::Sent);
     fx.push(Effect::Call { tag, call: AgentCall::Sent { mesh: None, limit: Some(LOAD_LIMIT) } });
-    let tag = s.tag(Pending::Catalog);
+    let tag = s.tag(Pending::Catalog(None));
     fx.push(Effect::Call { tag, call: AgentCall::ServiceCatalog { mesh: None } });
 }
 
@@ -178,7 +178,7 @@ fn event_(s: &mut State, e: LocalEvent, fx: &mut Vec<Effect>) {
                 .map_or_else(|| short(&client_msg_id).to_string(), |o| o.to.clone());
             s.log(&mesh, "outbox", format!("send to {to} {what}"));
         }
-        LocalEvent::Services { mesh, event } => super::services::event(s, &mesh, event),
+        LocalEvent::Services { mesh, event } => super::services::event(s, &mesh, event, fx),
         LocalEvent::Vault { mesh, key, action } => s.log(&mesh, "vault", format!("{action} {key}")),
     }
 }

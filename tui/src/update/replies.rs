@@ -154,7 +154,7 @@ fn apply_ok(
             fx.push(Effect::Copy(r.url.clone()));
             s.modal = Some(Modal::Notice { title: "Invite created".into(), lines });
         }
-        Pending::Catalog
+        Pending::Catalog(_)
         | Pending::ServiceLogs(_)
         | Pending::Deploy
         | Pending::ServiceUpdate { .. }
@@ -177,7 +177,7 @@ fn apply_ok(
 fn failed(s: &mut State, p: &Pending, e: CallError) {
     let service_call = matches!(
         p,
-        Pending::Catalog
+        Pending::Catalog(_)
             | Pending::ServiceLogs(_)
             | Pending::Deploy
             | Pending::ServiceUpdate { .. }

@@ -24,7 +24,7 @@ pub(crate) fn selected(s: &State) -> Option<ServiceEntry> {
 }
 
 /// A key of the Services view.
-pub(super) fn key(s: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
+pub(super) fn key(s: &mut State, k: KeyEvent) {
     let sel = selected(s);
     match (k.code, sel) {
         (KeyCode::Char('D'), _) => deploy_form(s),
@@ -69,7 +69,6 @@ pub(super) fn key(s: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
         (KeyCode::Enter | KeyCode::Char('c'), Some(x)) => call_form(s, &x),
         _ => {}
     }
-    let _ = fx;
 }
 
 fn deploy_form(s: &mut State) {
@@ -113,7 +112,7 @@ fn deploy_form(s: &mut State) {
 }
 
 fn call_form(s: &mut State, x: &ServiceEntry) {
-    let Some(tool) = x.entry.tools.get(s.services.tool) else {
+    let Some(tool) = x.entry.tools.get(s.services.tool.min(x.entry.tools.len().saturating_sub(1))) else {
         s.toast(format!("{} has no tool to call", text::name(&x.entry.name)), true);
         return;
     };
@@ -255,7 +254,14 @@ pub(super) fn scope_enter(
 }
 
 /// A `services` event of `mesh`.
-pub(super) fn event(s: &mut State, mesh: &str, e: Wire) {
+pub(super) fn event(s: &mut State, mesh: &str, e: Wire, fx: &mut Vec<Effect>) {
+    // A scope change may have just made a service visible: the catalog says what it is.
+    if let Wire::McpScopeChanged { name, .. } = &e
+        && s.services.get(mesh, name).is_none()
+    {
+        let tag = s.tag(Pending::Catalog(Some(mesh.to_string())));
+        fx.push(Effect::Call { tag, call: AgentCall::ServiceCatalog { mesh: Some(mesh.to_string()) } });
+    }
     if let Some(line) = s.services.apply(mesh, e, s.now_ms) {
         s.log(mesh, "service", line);
     }
@@ -292,13 +298,13 @@ fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CallError> {
 /// The reply to a service call (`p` is one of the service pendings).
 pub(super) fn reply(s: &mut State, p: &Pending, v: Value) -> Result<(), CallError> {
     match p {
-        Pending::Catalog => {
+        Pending::Catalog(mesh) => {
             let r: CatalogReply = parse(v)?;
             let unreachable: Vec<String> = r.errors.iter().map(|e| e.mesh.clone()).collect();
             for e in &r.errors {
                 s.log(&e.mesh, "service", format!("catalog unavailable: {}", e.message));
             }
-            s.services.replace(r.services, &unreachable);
+            s.services.replace(mesh.as_deref(), r.services, &unreachable);
         }
         Pending::ServiceLogs(f) => {
             let r: LogsReply = parse(v)?;
