@@ -380,3 +380,18 @@ fn a_service_rescoped_into_view_refetches_that_meshs_catalog_only() {
     assert!(calls(&fx).is_empty());
     assert_eq!(s.services.get("team", "new-one").unwrap().entry.scope.to_string(), "peer");
 }
+
+#[test]
+fn a_log_that_cannot_be_fetched_says_so_in_its_pane() {
+    let mut s = standard((120, 30));
+    let fx = typed(&mut s, "6");
+    let e = CallError { code: Some(ErrorCode::Unavailable), message: "broker away".into() };
+    answer(&mut s, &fx, Err(e));
+    assert!(s.toast.is_none());
+    assert_eq!(s.services.log.len(), 1);
+    assert!(
+        s.services.log[0].starts_with("(the log could not be fetched: unavailable"),
+        "{:?}",
+        s.services.log
+    );
+}

@@ -208,6 +208,11 @@ fn failed(s: &mut State, p: &Pending, e: CallError) {
             pr.busy = false;
             pr.error = Some(msg.clone());
         }
+        // The log tail says it in its pane: a toast on every selection change would be noise.
+        (_, Pending::ServiceLogs(f)) if s.services.following.as_ref() == Some(f) => {
+            s.services.push_log([format!("(the log could not be fetched: {msg})")]);
+        }
+        (_, Pending::ServiceLogs(_)) => {}
         _ => s.toast(msg.clone(), true),
     }
     s.log("", "error", msg);
