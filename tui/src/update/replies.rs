@@ -213,6 +213,8 @@ fn failed(s: &mut State, p: &Pending, e: CallError) {
             s.services.push_log([format!("(the log could not be fetched: {msg})")]);
         }
         (_, Pending::ServiceLogs(_)) => {}
+        // Asked at every connect: said in the Events view, not over whatever the person is doing.
+        (_, Pending::Catalog(_)) => {}
         _ => s.toast(msg.clone(), true),
     }
     s.log("", "error", msg);
