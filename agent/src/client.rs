@@ -180,6 +180,24 @@ impl AgentClient {
             .map_err(|e| ClientError::Protocol(format!("unexpected subscribe reply: {e}")))
     }
 
+    /// Subscribes to `services` of `mesh` and follows `service`'s log: its new lines then come
+    /// from [`AgentClient::next_event`] as `mcp_log` events (with the mesh's other service
+    /// events).
+    pub async fn follow_service(
+        &mut self,
+        mesh: Option<String>,
+        service: String,
+    ) -> Result<SubscribeReply, ClientError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let topics = vec![Topic::Services];
+        self.write(&ClientLine::Subscribe { id, topics, session: None, mesh, service: Some(service) })
+            .await?;
+        let v = self.response(id).await?;
+        serde_json::from_value(v)
+            .map_err(|e| ClientError::Protocol(format!("unexpected subscribe reply: {e}")))
+    }
+
     /// The next event: `(subscription id, sequence number, event)`.
     pub async fn next_event(&mut self) -> Result<(u64, u64, LocalEvent), ClientError> {
         if let Some(e) = self.events.pop_front() {

@@ -1,9 +1,12 @@
 //! What `update` asks the outside world to do: calls to the agent, a join (which talks to a
-//! broker, not the agent), the terminal bell, a clipboard write, a reconnect, quitting.
+//! broker, not the agent), the terminal bell, a clipboard write, a reconnect, following a
+//! service's log, quitting.
 
 use claudemesh_protocol::local::AgentCall;
 
-/// One thing to do; its outcome comes back as an `Event`.
+/// One thing to do; its outcome comes back as an `Event`. (A few per event, moved once: the
+/// size of `Call`, which holds a whole deploy, does not matter.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// A call to the agent; the reply comes back as `AgentEvent::Reply { tag }`.
@@ -25,5 +28,8 @@ pub enum Effect {
     /// Drop the agent connection and subscribe again (`r` while it is gone, or a gap in the
     /// event sequence).
     Reconnect,
+    /// Follow this service's log (its new lines come back as `AgentEvent::ServiceLog`), ending
+    /// the follow before; `None` ends it.
+    Follow(Option<crate::state::Follow>),
     Quit,
 }

@@ -31,6 +31,8 @@ pub enum AgentEvent {
     Event { seq: u64, event: Box<LocalEvent> },
     /// The connection failed or ended; the next attempt is in `retry_in_ms`.
     Gone { error: String, retry_in_ms: u64 },
+    /// New lines of the followed service's log (from the follow's own subscription).
+    ServiceLog { mesh: String, name: String, lines: Vec<String> },
     /// The reply to the call tagged `tag`.
     Reply { tag: u64, result: Result<Value, CallError> },
 }

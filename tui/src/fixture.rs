@@ -1,15 +1,19 @@
 //! Fixed data for the dashboard's tests, snapshots and benchmark: two meshes, peers, members
-//! with every trust state, conversations both ways with every delivery state, all loaded
+//! with every trust state, conversations both ways with every delivery state, three shared
+//! services, all loaded
 //! through `update` exactly as the agent's replies would load them. Times are fixed, so
 //! renders are byte-for-byte repeatable.
 
 use claudemesh_protocol::frames::{
-    DeliveryState, GroupRole, MemberInfo, PeerSession, Priority, Role, SessionInfo, SessionStatus,
+    CatalogEntry, DeliveryState, GroupRole, HostedBy, MemberInfo, PeerSession, Priority, Role, ServiceStatus,
+    SessionInfo, SessionStatus, ToolInfo,
 };
+use claudemesh_protocol::local::{CatalogReply, ServiceEntry};
 use claudemesh_protocol::local::{
     InboxMessage, InboxReply, LinkState, LocalSessionStatus, MemberEntry, MemberTrust, MeshStatus, PeerEntry,
     SendState, SentRecord, SentReply, Snapshot, StatusReply, SubscribeReply, TrustState,
 };
+use claudemesh_protocol::scope::Scope;
 use serde_json::json;
 
 use crate::effect::Effect;
@@ -194,6 +198,112 @@ pub fn load(
     reply(s, |p| matches!(p, Pending::Sent), json!(SentReply { sent, more: 0 }));
 }
 
+/// A shared service `name` of `mesh` deployed by member `deployer`.
+pub fn service(
+    mesh: &str,
+    name: &str,
+    source_kind: &str,
+    status: ServiceStatus,
+    scope: Scope,
+    deployer: usize,
+    tools: Vec<ToolInfo>,
+) -> ServiceEntry {
+    let running = status == ServiceStatus::Running;
+    ServiceEntry {
+        mesh: mesh.into(),
+        entry: CatalogEntry {
+            name: name.into(),
+            description: format!("the {name} service, shared with the mesh"),
+            source_kind: source_kind.into(),
+            status,
+            tools,
+            scope,
+            deployer: member_id(deployer),
+            hosted_by: HostedBy::Broker,
+            updated_at: NOW - 600_000,
+            started_at: running.then_some(NOW - 2 * 3_600_000 - 720_000),
+            restarts: if status == ServiceStatus::Crashed { 3 } else { 0 },
+            version: Some(if source_kind == "git" { "a1b2c3d".into() } else { "1.4.2".into() }),
+            error: (status == ServiceStatus::Crashed)
+                .then(|| "exited with status 1: connection refused".into()),
+        },
+    }
+}
+
+/// A tool with a description and an input schema.
+pub fn tool(name: &str, description: &str, input_schema: serde_json::Value) -> ToolInfo {
+    ToolInfo { name: name.into(), description: Some(description.into()), input_schema }
+}
+
+/// The fixture's services: `search` (running, two tools) and `db-ops` (crashed) on `team`,
+/// `notes` (starting, no tool yet) on `oss`.
+pub fn services() -> Vec<ServiceEntry> {
+    let search_schema = json!({
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "description": "what to search for"},
+            "limit": {"type": "integer", "description": "most results", "default": 10},
+            "safe": {"type": "boolean"},
+            "engine": {"type": "string", "enum": ["web", "news", "code"]},
+        },
+        "required": ["query"],
+    });
+    let fetch_schema = json!({
+        "type": "object",
+        "properties": {
+            "url": {"type": "string", "description": "the page's address"},
+            "headers": {"type": "object", "description": "extra request headers"},
+        },
+        "required": ["url"],
+    });
+    let sql_schema = json!({
+        "type": "object",
+        "properties": {"sql": {"type": "string"}, "params": {"type": "array"}},
+        "required": ["sql"],
+    });
+    vec![
+        service(
+            "team",
+            "search",
+            "npx",
+            ServiceStatus::Running,
+            Scope::Mesh,
+            0,
+            vec![
+                tool("web_search", "search the web and return the top results", search_schema),
+                tool("fetch_page", "fetch a page as text", fetch_schema),
+            ],
+        ),
+        service(
+            "team",
+            "db-ops",
+            "git",
+            ServiceStatus::Crashed,
+            Scope::Group("ops".into()),
+            1,
+            vec![tool("query", "run a read-only SQL query", sql_schema)],
+        ),
+        service(
+            "oss",
+            "notes",
+            "uvx",
+            ServiceStatus::Starting,
+            Scope::Members(vec![member_id(3), member_id(9)]),
+            3,
+            vec![],
+        ),
+    ]
+}
+
+/// Answers the dashboard's pending `service_catalog` (asked at the snapshot) with `services`.
+pub fn catalog(s: &mut State, services: Vec<ServiceEntry>) {
+    let tag = s.pending.iter().find(|(_, p)| matches!(p, Pending::Catalog(None))).map(|(t, _)| *t);
+    if let Some(tag) = tag {
+        let reply = CatalogReply { services, errors: vec![] };
+        update(s, Event::Agent(AgentEvent::Reply { tag, result: Ok(json!(reply)) }));
+    }
+}
+
 /// The standard fixture at `size`: meshes `team` (connected, admin) and `oss` (disconnected),
 /// a handful of peers and members, and three conversations.
 pub fn standard(size: (u16, u16)) -> State {
@@ -265,5 +375,6 @@ pub fn standard(size: (u16, u16)) -> State {
     ];
     load(&mut s, Snapshot { status, peers }, members, inbox, sent);
     s.messages.set_recipient(team, "b-1", &member_id(1), DeliveryState::Seen);
+    catalog(&mut s, services());
     s
 }

@@ -63,6 +63,7 @@ impl app::Outside for Real {
             Effect::Bell => terminal::bell(),
             Effect::Copy(text) => terminal::copy(&text),
             Effect::Reconnect => self.runner.reconnect(true),
+            Effect::Follow(f) => self.runner.follow(f),
             Effect::Quit => {}
         }
     }

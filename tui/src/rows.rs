@@ -3,7 +3,7 @@
 //! renderers both read them, so they always agree. [`len`] counts without sorting: `update`
 //! asks it after every event.
 
-use claudemesh_protocol::local::{MemberEntry, MeshStatus, PeerEntry};
+use claudemesh_protocol::local::{MemberEntry, MeshStatus, PeerEntry, ServiceEntry};
 use claudemesh_protocol::text;
 
 use crate::state::messages::Conv;
@@ -66,6 +66,21 @@ fn mesh_shown(f: &str, m: &MeshStatus) -> bool {
     matches(f, &[&m.slug, &m.broker_url, &m.display_name])
 }
 
+fn service_shown(s: &State, f: &str, x: &ServiceEntry) -> bool {
+    if !s.in_scope(&x.mesh) {
+        return false;
+    }
+    let e = &x.entry;
+    let scope = e.scope.to_string();
+    let status = crate::state::services::status_label(e.status);
+    f.is_empty() || matches(f, &[&e.name, &x.mesh, &e.description, status, &scope, &e.source_kind])
+}
+
+/// The order of Services: by mesh, then name.
+fn service_rank(x: &ServiceEntry) -> (&str, &str) {
+    (&x.mesh, &x.entry.name)
+}
+
 /// The order of Peers: this user's own sessions first, then by mesh, name and id.
 fn peer_rank(p: &PeerEntry) -> (bool, &str, &str, &str) {
     (!p.me, &p.mesh, &p.peer.session.display_name, &p.peer.session.session_id)
@@ -115,6 +130,14 @@ pub fn meshes(s: &State) -> Vec<&MeshStatus> {
     s.meshes.iter().filter(|m| mesh_shown(&f, m)).collect()
 }
 
+/// Shared services, by mesh and name.
+pub fn services(s: &State) -> Vec<&ServiceEntry> {
+    let f = filter_of(s, View::Services);
+    let mut v: Vec<&ServiceEntry> = s.services.list.iter().filter(|x| service_shown(s, &f, x)).collect();
+    v.sort_by(|a, b| service_rank(a).cmp(&service_rank(b)));
+    v
+}
+
 /// How many rows the table of `view` has (what [`peers`], [`members`]… return, uncounted
 /// order aside).
 pub fn len(s: &State, view: View) -> usize {
@@ -125,11 +148,13 @@ pub fn len(s: &State, view: View) -> usize {
         View::Messages => s.messages.convs.values().filter(|c| conv_shown(s, &f, c)).count(),
         View::Events => s.events.iter().filter(|e| event_shown(s, &f, e)).count(),
         View::Meshes => s.meshes.iter().filter(|m| mesh_shown(&f, m)).count(),
+        View::Services => s.services.list.iter().filter(|x| service_shown(s, &f, x)).count(),
     }
 }
 
 /// What a row is, whatever its position: `mesh \u{1f} session id` (Peers), `mesh \u{1f}
-/// member id` (Members), the conversation (Messages), the mesh slug (Meshes). Events have
+/// member id` (Members), the conversation (Messages), the mesh slug (Meshes), `mesh \u{1f}
+/// name` (Services). Events have
 /// none: their rows only ever append.
 pub fn key_at(s: &State, view: View, i: usize) -> Option<String> {
     let k = |a: &str, b: &str| format!("{a}\u{1f}{b}");
@@ -138,6 +163,7 @@ pub fn key_at(s: &State, view: View, i: usize) -> Option<String> {
         View::Members => members(s).get(i).map(|m| k(&m.mesh, &m.member.member_id)),
         View::Messages => convs(s).get(i).map(|c| format!("{:?}", c.key)),
         View::Meshes => meshes(s).get(i).map(|m| m.slug.clone()),
+        View::Services => services(s).get(i).map(|x| k(&x.mesh, &x.entry.name)),
         View::Events => None,
     }
 }
@@ -162,6 +188,17 @@ pub fn position(s: &State, view: View, key: &str) -> Option<usize> {
         }
         View::Messages => convs(s).iter().position(|c| format!("{:?}", c.key) == key),
         View::Meshes => meshes(s).iter().position(|m| m.slug == key),
+        View::Services => {
+            let f = filter_of(s, view);
+            let x = s.services.list.iter().find(|x| k(&x.mesh, &x.entry.name) == key)?;
+            service_shown(s, &f, x).then(|| {
+                s.services
+                    .list
+                    .iter()
+                    .filter(|y| service_shown(s, &f, y) && service_rank(y) < service_rank(x))
+                    .count()
+            })
+        }
         View::Events => None,
     }
 }

@@ -1,19 +1,22 @@
 //! The dashboard's I/O: one task holds the agent subscription (connect, subscribe, forward
 //! sequenced events; on loss report it and retry with backoff), each call runs on its own
 //! short connection (so a slow `message_status` never holds the others), and joins talk to the
-//! broker the invite names. Every task ends with the dashboard (a cancellation token).
+//! broker the invite names; the Services view's log follow has its own subscription, one at a
+//! time. Every task ends with the dashboard (a cancellation token).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use claudemesh_agent::{AgentClient, ClientError, Paths};
-use claudemesh_protocol::local::Topic;
+use claudemesh_protocol::frames::Event as Wire;
+use claudemesh_protocol::local::{LocalEvent, Topic};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::event::{AgentEvent, CallError, Event};
+use crate::state::Follow;
 
 /// Calls in flight at once.
 const MAX_CALLS: usize = 8;
@@ -37,6 +40,8 @@ pub struct Runner {
     calls: Arc<Semaphore>,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// Ends the current log follow (a child of `cancel`).
+    follow: Option<CancellationToken>,
 }
 
 impl Runner {
@@ -45,7 +50,7 @@ impl Runner {
         let (control, rx) = mpsc::channel(4);
         let tasks = TaskTracker::new();
         tasks.spawn(subscription(paths.clone(), exe, tx.clone(), rx, cancel.clone()));
-        Runner { paths, tx, control, calls: Arc::new(Semaphore::new(MAX_CALLS)), tasks, cancel }
+        Runner { paths, tx, control, calls: Arc::new(Semaphore::new(MAX_CALLS)), tasks, cancel, follow: None }
     }
 
     /// Asks the subscription task to reconnect now.
@@ -68,6 +73,30 @@ impl Runner {
                 () = cancel.cancelled() => return,
             };
             let _ = tx.send(Event::Agent(AgentEvent::Reply { tag, result })).await;
+        });
+    }
+
+    /// Follows one service's log on its own subscription (ending the follow before), or none.
+    /// A lost connection is retried until the follow ends.
+    pub fn follow(&mut self, f: Option<Follow>) {
+        if let Some(old) = self.follow.take() {
+            old.cancel();
+        }
+        let Some(f) = f else { return };
+        let token = self.cancel.child_token();
+        self.follow = Some(token.clone());
+        let (paths, tx) = (self.paths.clone(), self.tx.clone());
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    gone = follow_once(&paths, &f, &tx) => if gone { return },
+                    () = token.cancelled() => return,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(MAX_BACKOFF) => {}
+                    () = token.cancelled() => return,
+                }
+            }
         });
     }
 
@@ -104,6 +133,27 @@ fn call_error(e: ClientError) -> CallError {
         ClientError::Api(e) => CallError { code: Some(e.code), message: e.message },
         other => CallError { code: None, message: other.to_string() },
     }
+}
+
+/// One follow connection: subscribe with the service set, forward its `mcp_log` lines. True
+/// when the dashboard is gone (its channel closed); false when the connection failed.
+async fn follow_once(paths: &Paths, f: &Follow, tx: &mpsc::Sender<Event>) -> bool {
+    let Ok(mut c) = AgentClient::connect(paths, "tui").await else { return false };
+    if c.follow_service(Some(f.mesh.clone()), f.name.clone()).await.is_err() {
+        return false;
+    }
+    while let Ok((_, _, ev)) = c.next_event().await {
+        if let LocalEvent::Services { mesh, event: Wire::McpLog { name, lines } } = ev
+            && mesh == f.mesh
+            && name == f.name
+        {
+            let ev = Event::Agent(AgentEvent::ServiceLog { mesh, name, lines });
+            if tx.send(ev).await.is_err() {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Holds the subscription: connect, subscribe, forward; on loss, say so and retry.
@@ -166,7 +216,8 @@ async fn session(
         Ok(c) => c,
         Err(e) => return ended(e.to_string(), false),
     };
-    let topics = vec![Topic::Messages, Topic::Presence, Topic::Links, Topic::Sessions, Topic::Outbox];
+    let topics =
+        vec![Topic::Messages, Topic::Presence, Topic::Links, Topic::Sessions, Topic::Outbox, Topic::Services];
     let reply = match c.subscribe(topics, None, None).await {
         Ok(r) => r,
         Err(e) => return ended(e.to_string(), false),

@@ -20,7 +20,8 @@ fn draw(s: &State) -> Terminal<TestBackend> {
 
 fn keys(s: &mut State, keys: &str) {
     for c in keys.chars() {
-        update(s, Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)));
+        let code = if c == '\n' { KeyCode::Enter } else { KeyCode::Char(c) };
+        update(s, Event::Key(KeyEvent::new(code, KeyModifiers::NONE)));
     }
 }
 
@@ -65,7 +66,7 @@ fn agent_gone() {
 
 #[test]
 fn no_color_draws_no_colour() {
-    for k in ["1", "2", "3", "4", "5", "3l", "1m"] {
+    for k in ["1", "2", "3", "4", "5", "6", "6G\n", "6D", "3l", "1m"] {
         let mut s = standard((160, 48));
         s.color = false;
         keys(&mut s, k);
@@ -83,7 +84,7 @@ fn no_color_draws_no_colour() {
 
 #[test]
 fn never_white_or_black_text() {
-    for k in ["1", "2", "3", "4", "5", "3l", "1m", "3?"] {
+    for k in ["1", "2", "3", "4", "5", "6", "6G\n", "6D", "3l", "1m", "3?"] {
         let mut s = standard((160, 48));
         keys(&mut s, k);
         for cell in draw(&s).backend().buffer().content() {

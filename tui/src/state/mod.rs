@@ -3,18 +3,22 @@
 //! filters, the open dialog). Rendering is a pure function of this.
 
 pub mod cursor;
+pub mod form;
 pub mod messages;
 mod modal;
 pub mod rate;
+pub mod services;
 
 use std::collections::{BTreeMap, VecDeque};
 
 use claudemesh_protocol::local::{LocalSessionStatus, MemberEntry, MeshStatus, PeerEntry};
 
 pub use cursor::Cursor;
+pub use form::{Form, FormField, FormKind, Input};
 pub use messages::{ConvKey, Messages};
 pub use modal::{Compose, ComposeFocus, Confirm, ConfirmAction, Field, Modal, Prompt, PromptKind};
 pub use rate::Rate;
+pub use services::{Follow, Services};
 
 /// Most lines the Events view keeps.
 pub const MAX_EVENTS: usize = 2_000;
@@ -28,10 +32,12 @@ pub enum View {
     Messages,
     Events,
     Meshes,
+    Services,
 }
 
 impl View {
-    pub const ALL: [View; 5] = [View::Peers, View::Members, View::Messages, View::Events, View::Meshes];
+    pub const ALL: [View; 6] =
+        [View::Peers, View::Members, View::Messages, View::Events, View::Meshes, View::Services];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -40,6 +46,7 @@ impl View {
             View::Messages => "Messages",
             View::Events => "Events",
             View::Meshes => "Meshes",
+            View::Services => "Services",
         }
     }
 
@@ -121,6 +128,23 @@ pub enum Pending {
     },
     InviteCreate,
     Join,
+    /// `service_catalog` of one mesh, or of every mesh.
+    Catalog(Option<String>),
+    /// `service_logs` of the service followed then.
+    ServiceLogs(Follow),
+    Deploy,
+    ServiceUpdate {
+        name: String,
+    },
+    Undeploy {
+        mesh: String,
+        name: String,
+    },
+    ServiceScope,
+    ServiceCall {
+        service: String,
+        tool: String,
+    },
 }
 
 /// The whole dashboard state.
@@ -135,6 +159,8 @@ pub struct State {
     pub sessions: Vec<LocalSessionStatus>,
     pub peers: Vec<PeerEntry>,
     pub members: Vec<MemberEntry>,
+    /// Shared MCP services and the followed log (the Services view).
+    pub services: Services,
     pub messages: Messages,
     /// Message rate per mesh slug.
     pub rates: BTreeMap<String, Rate>,
@@ -206,6 +232,23 @@ impl State {
     /// Whether this user is an admin of `mesh`.
     pub fn is_admin(&self, mesh: &str) -> bool {
         self.mesh(mesh).is_some_and(|m| m.role == claudemesh_protocol::frames::Role::Admin)
+    }
+
+    /// A service scope as the CLI takes it (`peer`, `group:ops`, `members:alice,bob`), member
+    /// ids shown as their names when the directory of `mesh` has them.
+    pub fn scope_cli(&self, mesh: &str, scope: &claudemesh_protocol::scope::Scope) -> String {
+        match scope {
+            claudemesh_protocol::scope::Scope::Members(ids) => {
+                let names: Vec<String> = ids
+                    .iter()
+                    .map(|id| {
+                        self.member(mesh, id).map_or_else(|| id.clone(), |m| m.member.display_name.clone())
+                    })
+                    .collect();
+                format!("members:{}", names.join(","))
+            }
+            other => other.to_string(),
+        }
     }
 
     /// Whether the agent is connected.

@@ -1,5 +1,6 @@
 //! The dialogs over a view: help, the compose box, a yes/no confirmation, a one-line prompt
-//! (join, invite, member edit) and a notice (an invite link to copy). Each holds what it
+//! (join, invite, member edit, service scope), a notice (an invite link to copy), a form
+//! (deploy, tool call) and a service's output. Each holds what it
 //! edits; `update` turns Enter into the call.
 
 use claudemesh_protocol::frames::Priority;
@@ -127,6 +128,16 @@ pub enum ConfirmAction {
         mesh: String,
         member_id: String,
     },
+    /// Stop and remove a shared service.
+    Undeploy {
+        mesh: String,
+        name: String,
+    },
+    /// Fetch a service's code again and restart it.
+    UpdateService {
+        mesh: String,
+        name: String,
+    },
 }
 
 /// A yes/no question.
@@ -148,6 +159,8 @@ pub enum PromptKind {
     InviteCreate { mesh: String },
     /// `role [@group[:role]…]` for a member.
     MemberEdit { mesh: String, member_id: String, name: String },
+    /// A service's new scope, in the CLI's form (`peer`, `group:ops`, `members:alice,bob`).
+    ServiceScope { mesh: String, name: String },
 }
 
 /// A one-line prompt.
@@ -175,6 +188,15 @@ pub enum Modal {
     Notice {
         title: String,
         lines: Vec<String>,
+    },
+    /// A form of several fields (deploy, a tool call).
+    Form(Box<super::Form>),
+    /// What a service said (a tool call's result, a failed deploy): cleaned lines, red when
+    /// `error`.
+    Output {
+        title: String,
+        lines: Vec<String>,
+        error: bool,
     },
 }
 

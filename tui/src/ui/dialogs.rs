@@ -36,9 +36,17 @@ pub fn keys(view: View) -> Vec<(&'static str, &'static str)> {
             ("L", "leave the selected mesh (asks first)"),
             ("enter / s", "show only this mesh"),
         ],
+        View::Services => vec![
+            ("← → / h l", "select a tool of the selected service (the detail pane marks it ▶)"),
+            ("enter / c", "call the selected tool (a form from its schema; tab moves, space cycles choices)"),
+            ("D", "deploy a service (name, source, package/url/path, scope, env)"),
+            ("U", "update the selected service: fetch and restart (asks first)"),
+            ("X", "undeploy the selected service (asks first)"),
+            ("S", "change its scope: peer, mesh, group:g, groups:a,b, role:r, members:a,b"),
+        ],
     };
     v.extend([
-        ("1-5 / tab / shift-tab", "switch view"),
+        ("1-6 / tab / shift-tab", "switch view"),
         ("[ / ]", "previous / next mesh (or all)"),
         ("/", "filter this table; esc clears"),
         ("↑↓ j k · pgup pgdn · g G", "move"),
@@ -180,7 +188,13 @@ pub(super) fn prompt(f: &mut Frame<'_>, p: &Prompt, t: &Theme, body: Rect) {
 
 /// A one-line field in `width` columns: a long text scrolls sideways to keep the cursor in
 /// view (`…` marks what is cut), never wraps.
-fn one_line_field<'a>(label: &'a str, f: &Field, focused: bool, width: usize, t: &Theme) -> Line<'a> {
+pub(super) fn one_line_field<'a>(
+    label: &'a str,
+    f: &Field,
+    focused: bool,
+    width: usize,
+    t: &Theme,
+) -> Line<'a> {
     let chars: Vec<char> = f.text.chars().collect();
     let room = width.saturating_sub(label.chars().count() + 1).max(4);
     let start = if f.cursor >= room { f.cursor + 1 - room } else { 0 };

@@ -91,7 +91,14 @@ pub(super) fn tabs(f: &mut Frame<'_>, s: &State, t: &Theme, area: Rect) {
     let name = s.scope.as_deref().unwrap_or("all");
     let long = format!("mesh: {name} ([ ] change) ");
     let room = (area.width as usize).saturating_sub(used);
-    let scope = if long.chars().count() < room { long } else { format!("mesh: {name} ") };
+    let short = format!("mesh: {name} ");
+    let scope = if long.chars().count() < room {
+        long
+    } else if short.chars().count() < room {
+        short
+    } else {
+        format!("{name} ")
+    };
     let pad = room.saturating_sub(scope.chars().count());
     if pad > 0 {
         spans.push(Span::raw(" ".repeat(pad)));
@@ -108,6 +115,7 @@ fn hints(s: &State) -> &'static str {
         View::Messages => "enter open · m compose · r mark read · esc back",
         View::Events => "g/G first/last",
         View::Meshes => "J join · i invite · L leave · enter show only",
+        View::Services => "←→ tool · enter call · D deploy · U update · X undeploy · S scope",
     }
 }
 

@@ -17,7 +17,8 @@ pub struct Areas {
     pub tabs: Rect,
     /// The view's main table (with its border).
     pub table: Rect,
-    /// The detail pane (Peers, Members, Meshes) or the thread (Messages); empty for Events.
+    /// The detail pane (Peers, Members, Meshes, Services) or the thread (Messages); empty for
+    /// Events.
     pub detail: Rect,
     /// Key hints, a toast or the filter line.
     pub footer: Rect,
@@ -54,6 +55,14 @@ pub fn areas(s: &State) -> Areas {
     let (table, detail) = match s.view {
         View::Events => (body, Rect::new(body.x, body.y + body.height, body.width, 0)),
         View::Messages => beside(if wide { 40 } else { (w / 3).max(22) }),
+        // Services: the detail (tools and a log tail) wants the whole width, under the table.
+        View::Services => {
+            let table_h = (body.height * 2 / 5).max(7).min(body.height);
+            (
+                Rect::new(body.x, body.y, body.width, table_h),
+                Rect::new(body.x, body.y + table_h, body.width, body.height - table_h),
+            )
+        }
         View::Peers | View::Members | View::Meshes if wide => beside((u32::from(w) * 62 / 100) as u16),
         View::Peers | View::Members | View::Meshes => {
             let detail_h = if body.height >= 18 { 8 } else { body.height / 3 };

@@ -4,12 +4,14 @@
 
 mod dialogs;
 mod events;
+mod forms;
 mod header;
 pub mod layout;
 mod members;
 mod meshes;
 mod messages;
 mod peers;
+mod services;
 pub mod theme;
 
 use ratatui::Frame;
@@ -35,6 +37,7 @@ pub fn render(f: &mut Frame<'_>, s: &State) {
         View::Messages => messages::render(f, s, &t, &a),
         View::Events => events::render(f, s, &t, &a),
         View::Meshes => meshes::render(f, s, &t, &a),
+        View::Services => services::render(f, s, &t, &a),
     }
     header::footer(f, s, &t, a.footer);
     if let Some(m) = &s.modal {
@@ -45,6 +48,8 @@ pub fn render(f: &mut Frame<'_>, s: &State) {
             Modal::Confirm(c) => dialogs::confirm(f, c, &t, body),
             Modal::Prompt(p) => dialogs::prompt(f, p, &t, body),
             Modal::Notice { title, lines } => dialogs::notice(f, title, lines, &t, body),
+            Modal::Form(form) => forms::form(f, form, &t, body),
+            Modal::Output { title, lines, error } => forms::output(f, title, lines, *error, &t, body),
         }
     }
 }

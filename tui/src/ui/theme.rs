@@ -3,7 +3,7 @@
 //! text; the selection is reverse video. Under NO_COLOR (<https://no-color.org>) every colour
 //! is dropped and only bold, dim, underline and reverse remain.
 
-use claudemesh_protocol::frames::{Priority, SessionStatus};
+use claudemesh_protocol::frames::{Priority, ServiceStatus, SessionStatus};
 use claudemesh_protocol::local::{LinkState, TrustState};
 use ratatui::style::{Color, Modifier, Style};
 
@@ -70,6 +70,16 @@ impl Theme {
             SessionStatus::Idle => self.good(),
             SessionStatus::Working => self.warn(),
             SessionStatus::Dnd => self.fg(Color::Red),
+        }
+    }
+
+    /// A service's status: running green, on its way yellow, broken red, not running dim.
+    pub fn service(&self, s: ServiceStatus) -> Style {
+        match s {
+            ServiceStatus::Running => self.good(),
+            ServiceStatus::Preparing | ServiceStatus::Starting | ServiceStatus::Restarting => self.warn(),
+            ServiceStatus::Crashed | ServiceStatus::Failed => self.fg(Color::Red),
+            ServiceStatus::Stopped | ServiceStatus::Offline => self.dim(),
         }
     }
 

@@ -43,6 +43,11 @@ pub(super) fn apply(s: &mut State, a: AgentEvent, fx: &mut Vec<Effect>) {
             // Calls run on their own connections: their replies (or failures) still come.
         }
         AgentEvent::Reply { tag, result } => super::replies::apply(s, tag, result, fx),
+        AgentEvent::ServiceLog { mesh, name, lines } => {
+            if s.services.following.as_ref().is_some_and(|f| f.mesh == mesh && f.name == name) {
+                s.services.push_log(lines);
+            }
+        }
     }
 }
 
@@ -79,10 +84,13 @@ fn subscribed(s: &mut State, r: SubscribeReply, fx: &mut Vec<Effect>) {
         c.error = None;
     }
     load(s, fx);
+    // A new connection: the log follow (if any) starts again, with a fresh tail.
+    s.services.following = None;
     super::clamp_all(s);
 }
 
-/// Asks for what the snapshot does not carry: members with their trust, the inbox, the sends.
+/// Asks for what the snapshot does not carry: members with their trust, the inbox, the sends,
+/// the services.
 pub(super) fn load(s: &mut State, fx: &mut Vec<Effect>) {
     let tag = s.tag(Pending::Members);
     fx.push(Effect::Call { tag, call: AgentCall::Members { mesh: None } });
@@ -91,6 +99,8 @@ pub(super) fn load(s: &mut State, fx: &mut Vec<Effect>) {
     fx.push(Effect::Call { tag, call: AgentCall::Inbox(inbox) });
     let tag = s.tag(Pending::Sent);
     fx.push(Effect::Call { tag, call: AgentCall::Sent { mesh: None, limit: Some(LOAD_LIMIT) } });
+    let tag = s.tag(Pending::Catalog(None));
+    fx.push(Effect::Call { tag, call: AgentCall::ServiceCatalog { mesh: None } });
 }
 
 fn event_(s: &mut State, e: LocalEvent, fx: &mut Vec<Effect>) {
@@ -168,7 +178,7 @@ fn event_(s: &mut State, e: LocalEvent, fx: &mut Vec<Effect>) {
                 .map_or_else(|| short(&client_msg_id).to_string(), |o| o.to.clone());
             s.log(&mesh, "outbox", format!("send to {to} {what}"));
         }
-        LocalEvent::Services { mesh, event } => s.log(&mesh, "service", format!("{event:?}")),
+        LocalEvent::Services { mesh, event } => super::services::event(s, &mesh, event, fx),
         LocalEvent::Vault { mesh, key, action } => s.log(&mesh, "vault", format!("{action} {key}")),
     }
 }

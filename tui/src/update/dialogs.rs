@@ -1,5 +1,6 @@
 //! Keys while a dialog is open: editing the compose box and prompts, answering a confirmation,
-//! closing help and notices; and what each dialog's Enter asks the agent to do.
+//! closing help, notices and outputs; and what each dialog's Enter asks the agent to do (forms
+//! and the Services view's dialogs go to `services.rs`).
 
 use claudemesh_protocol::frames::{GroupRole, Priority, Role};
 use claudemesh_protocol::local::{AgentCall, InviteCreate, SendParams};
@@ -44,11 +45,16 @@ pub(super) fn key(s: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
             }
         },
         Modal::Compose(mut c) => compose_key(s, &mut c, k, fx).then_some(Modal::Compose(c)),
+        Modal::Form(f) => super::services::form_key(s, f, k, fx),
+        Modal::Output { title, lines, error } => match k.code {
+            KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => None,
+            _ => Some(Modal::Output { title, lines, error }),
+        },
     };
 }
 
 /// Edits a field; returns whether `k` was an editing key.
-fn edit(f: &mut Field, k: KeyEvent, multiline: bool) -> bool {
+pub(super) fn edit(f: &mut Field, k: KeyEvent, multiline: bool) -> bool {
     let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
     match k.code {
         KeyCode::Char('w') if ctrl => f.delete_word(),
@@ -146,6 +152,9 @@ fn confirmed(s: &mut State, a: ConfirmAction, fx: &mut Vec<Effect>) {
                 call: AgentCall::MemberRepin { member: member_id, mesh: Some(mesh) },
             });
         }
+        a @ (ConfirmAction::Undeploy { .. } | ConfirmAction::UpdateService { .. }) => {
+            super::services::confirmed(s, a, fx)
+        }
     }
 }
 
@@ -205,6 +214,10 @@ fn prompt_enter(s: &mut State, mut p: Prompt, fx: &mut Vec<Effect>) -> Option<Mo
             };
             fx.push(Effect::Call { tag, call });
         }),
+        PromptKind::ServiceScope { mesh, name } => {
+            let (mesh, name) = (mesh.clone(), name.clone());
+            super::services::scope_enter(s, &mesh, &name, &text, fx)
+        }
     };
     match outcome {
         Ok(()) => {

@@ -1,12 +1,14 @@
 //! `update(state, event) -> effects`: every change to the dashboard's state, with no I/O.
 //! Keys go to the open dialog, else the filter line, else the global keys, else the current
 //! view (`views.rs`); the agent's snapshot, events and replies are applied in `agent.rs` and
-//! `replies.rs`; the mouse in `mouse.rs`; dialogs in `dialogs.rs`.
+//! `replies.rs`; the mouse in `mouse.rs`; dialogs in `dialogs.rs`; the Services view, its forms
+//! and its log follow in `services.rs`.
 
 mod agent;
 mod dialogs;
 mod mouse;
 mod replies;
+mod services;
 mod views;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -33,6 +35,7 @@ pub fn update(s: &mut State, ev: Event) -> Vec<Effect> {
         Event::Mouse(m) => mouse::apply(s, m, &mut fx),
         Event::Paste(text) => paste(s, &text),
     }
+    services::sync_follow(s, &mut fx);
     fx
 }
 
@@ -53,6 +56,12 @@ fn paste(s: &mut State, text: &str) {
             ComposeFocus::Body => c.body.paste(text, true),
         },
         Some(Modal::Prompt(p)) => p.field.paste(text, false),
+        Some(Modal::Form(f)) => {
+            let focus = f.focus;
+            if let Some(x) = f.fields.get_mut(focus).filter(|x| x.choices().is_empty()) {
+                x.field.paste(text, false);
+            }
+        }
         _ if s.filtering => {
             let f = s.filters.entry(s.view).or_default();
             f.extend(text.chars().filter(|c| !c.is_control()));

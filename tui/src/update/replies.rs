@@ -154,6 +154,13 @@ fn apply_ok(
             fx.push(Effect::Copy(r.url.clone()));
             s.modal = Some(Modal::Notice { title: "Invite created".into(), lines });
         }
+        Pending::Catalog(_)
+        | Pending::ServiceLogs(_)
+        | Pending::Deploy
+        | Pending::ServiceUpdate { .. }
+        | Pending::Undeploy { .. }
+        | Pending::ServiceScope
+        | Pending::ServiceCall { .. } => super::services::reply(s, p, v)?,
         Pending::Join => {
             let slug: String = parse(v)?;
             s.modal = None;
@@ -168,16 +175,46 @@ fn apply_ok(
 
 /// A call failed: its dialog stays open with the error; otherwise a toast and a log line.
 fn failed(s: &mut State, p: &Pending, e: CallError) {
-    let msg = text::one_line(&e.message);
+    let service_call = matches!(
+        p,
+        Pending::Catalog(_)
+            | Pending::ServiceLogs(_)
+            | Pending::Deploy
+            | Pending::ServiceUpdate { .. }
+            | Pending::Undeploy { .. }
+            | Pending::ServiceScope
+            | Pending::ServiceCall { .. }
+    );
+    let msg = match e.code {
+        Some(code) if service_call => {
+            format!("{}: {}", crate::state::services::code_meaning(code), text::one_line(&e.message))
+        }
+        _ => text::one_line(&e.message),
+    };
     match (&mut s.modal, p) {
         (Some(Modal::Compose(c)), Pending::Send { .. }) => {
             c.sending = false;
             c.error = Some(msg.clone());
         }
-        (Some(Modal::Prompt(pr)), Pending::Join | Pending::InviteCreate | Pending::MemberSet { .. }) => {
+        (Some(Modal::Form(f)), Pending::Deploy | Pending::ServiceCall { .. }) => {
+            f.busy = false;
+            f.error = Some(msg.clone());
+            s.toast(msg.clone(), true);
+        }
+        (
+            Some(Modal::Prompt(pr)),
+            Pending::Join | Pending::InviteCreate | Pending::MemberSet { .. } | Pending::ServiceScope,
+        ) => {
             pr.busy = false;
             pr.error = Some(msg.clone());
         }
+        // The log tail says it in its pane: a toast on every selection change would be noise.
+        (_, Pending::ServiceLogs(f)) if s.services.following.as_ref() == Some(f) => {
+            s.services.push_log([format!("(the log could not be fetched: {msg})")]);
+        }
+        (_, Pending::ServiceLogs(_)) => {}
+        // Asked at every connect: said in the Events view, not over whatever the person is doing.
+        (_, Pending::Catalog(_)) => {}
         _ => s.toast(msg.clone(), true),
     }
     s.log("", "error", msg);

@@ -25,6 +25,7 @@ pub(super) fn key(s: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
         View::Messages => messages(s, k, fx),
         View::Events => {}
         View::Meshes => meshes(s, k),
+        View::Services => super::services::key(s, k),
     }
 }
 
