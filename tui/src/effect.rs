@@ -4,9 +4,7 @@
 
 use claudemesh_protocol::local::AgentCall;
 
-/// One thing to do; its outcome comes back as an `Event`. (A few per event, moved once: the
-/// size of `Call`, which holds a whole deploy, does not matter.)
-#[allow(clippy::large_enum_variant)]
+/// One thing to do; its outcome comes back as an `Event`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// A call to the agent; the reply comes back as `AgentEvent::Reply { tag }`.

@@ -159,7 +159,7 @@ fn submit(s: &mut State, f: &mut Form, fx: &mut Vec<Effect>) {
     let outcome = match &f.kind {
         FormKind::Deploy { mesh } => deploy_params(mesh, &f.fields).map(|p| {
             let tag = s.tag(Pending::Deploy);
-            fx.push(Effect::Call { tag, call: AgentCall::ServiceDeploy(p) });
+            fx.push(Effect::Call { tag, call: AgentCall::ServiceDeploy(Box::new(p)) });
         }),
         FormKind::Call { mesh, service, tool } => form::arguments(&f.fields).map(|arguments| {
             let tag = s.tag(Pending::ServiceCall { service: service.clone(), tool: tool.clone() });
@@ -218,6 +218,7 @@ pub(crate) fn deploy_params(mesh: &str, fields: &[FormField]) -> Result<DeployPa
         entry: None,
         env,
         scope,
+        admin_token: None,
     })
 }
 
