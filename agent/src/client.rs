@@ -283,10 +283,13 @@ const AGENT_ENV: &[&str] = &[
     "CLAUDEMESH_DEBUG",
 ];
 
-/// Whether the agent keeps variable `name` of its starter's environment ([`AGENT_ENV`] and the
-/// locale's `LC_*`).
+/// Whether the agent keeps variable `name` of its starter's environment ([`AGENT_ENV`], the
+/// locale's `LC_*`, and how this host reaches package registries,
+/// [`claudemesh_protocol::limits::REGISTRY_ENV`], for the services of the broker it may run).
 pub fn agent_keeps_env(name: &str) -> bool {
-    AGENT_ENV.contains(&name) || name.starts_with("LC_")
+    AGENT_ENV.contains(&name)
+        || name.starts_with("LC_")
+        || claudemesh_protocol::limits::REGISTRY_ENV.contains(&name)
 }
 
 /// Starts `exe agent run` detached (own process group, output appended to `agent.log`),

@@ -463,29 +463,3 @@ async fn peer_hosted_calls_are_forwarded_and_an_offline_host_is_a_clear_error() 
     assert_eq!(error_code(&r), ErrorCode::Unavailable, "{r:?}");
     let _: &Identity = &members[0].1;
 }
-
-#[tokio::test]
-async fn the_runner_starts_inside_its_wrap() {
-    let marker = format!("CLAUDEMESH_WRAP_TEST={}", std::process::id());
-    let wrap = marker.clone();
-    let h = Harness::start_with(move |c| {
-        services(c);
-        c.services.runner_wrap = vec!["env".into(), wrap];
-    })
-    .await;
-    let mut m = mesh_with(&h, "wrap", 0).await;
-    let r = deploy_fixture(&h, &mut m.admin_conn, "fx", Scope::Peer).await;
-    assert!(matches!(&r, ServerFrame::McpDeployResult { status: ServiceStatus::Running, .. }), "{r:?}");
-    assert_eq!(
-        text(&call(&mut m.admin_conn, "fx", "echo", json!({"text": "wrapped"}), None).await),
-        "wrapped"
-    );
-    // `env VAR=… claudemesh-broker runner` exec'd the runner with the variable set.
-    let wrapped = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        environ.split(|b| *b == 0).any(|v| v == marker.as_bytes())
-            && cmdline.split(|b| *b == 0).any(|a| a == b"runner")
-    });
-    assert!(wrapped, "no runner process carries the wrap's {marker}");
-}

@@ -123,3 +123,39 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
 /// Close code on broker shutdown.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Environment variables that say how this host reaches package registries (proxies, CA
+/// bundles, mirrors). The agent keeps them for the broker it runs, the broker for its runners,
+/// and the runner gives them to a service's preparation steps (npm, uv, git), never to the
+/// service. Without them a host behind a TLS-inspecting proxy or with a registry mirror cannot
+/// install anything.
+pub const REGISTRY_ENV: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "CARGO_HTTP_CAINFO",
+    "npm_config_registry",
+    "npm_config_cafile",
+    "npm_config_globalconfig",
+    "NPM_CONFIG_REGISTRY",
+    "NPM_CONFIG_CAFILE",
+    "NPM_CONFIG_GLOBALCONFIG",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_INDEX",
+    "UV_FIND_LINKS",
+    "UV_NATIVE_TLS",
+    "UV_SYSTEM_CERTS",
+];

@@ -1,20 +1,19 @@
 //! The mesh actor's commands: deploy, update, undeploy, scope, catalog, schema, logs and
-//! calls for broker-hosted services, and register, forward and answer for peer-hosted ones.
+//! calls (peer-hosted registration and forwarding are in [`super::peer`]).
 //! Every verb checks the caller against the service's scope (or deployer/admin) here, at the
 //! time it acts, from the member's granted groups and role.
 
-use claudemesh_protocol::frames::{
-    CatalogEntry, ErrorCode, Event, HostedBy, ServerFrame, ServiceStatus, encode,
-};
+use claudemesh_protocol::frames::{CatalogEntry, ErrorCode, Event, HostedBy, ServerFrame, ServiceStatus};
 use tokio::time::Instant;
 
-use super::actor::{Caller, Cmd, MeshActor, PeerSvc, Pending, Svc};
+use super::actor::{Caller, Cmd, MeshActor, Pending, Svc};
 use super::now_ms;
-use super::record::{BUNDLE_FILE, Runtime, service_dir};
+use super::peer::peer_entry;
+use super::record::{BUNDLE_FILE, service_dir};
 use crate::runner::wire::{MAX_RESULT_BYTES, PrepareMode, ToRunner};
 
 /// Longest wait for a host agent beyond the call's own timeout.
-const FORWARD_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+pub(super) const FORWARD_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl MeshActor {
     pub async fn command(&mut self, cmd: Cmd) {
@@ -82,63 +81,11 @@ impl MeshActor {
                 self.call(caller, service, tool, arguments, timeout)
             }
             Cmd::Register { caller, name, description, tools, scope } => {
-                if self.svcs.contains_key(&name) {
-                    return caller.error(
-                        ErrorCode::Conflict,
-                        format!("a service named {name} is deployed on the broker"),
-                    );
-                }
-                if let Some(p) = self.peers.get(&name)
-                    && p.host != caller.who.member_id
-                {
-                    return caller
-                        .error(ErrorCode::Conflict, format!("service {name} is hosted by another member"));
-                }
-                let p = PeerSvc {
-                    host: caller.who.member_id.clone(),
-                    host_conn: Some(caller.conn.id),
-                    description,
-                    tools,
-                    scope,
-                    updated_at: now_ms(),
-                };
-                let entry = peer_entry(&name, &p);
-                self.tell(&p.scope, &p.host, &Event::McpDeployed(entry));
-                self.peers.insert(name, p);
-                caller.ok();
+                self.register(caller, name, description, tools, scope)
             }
-            Cmd::Unregister { caller, name } => match self.peers.get(&name) {
-                Some(p) if caller.who.can_manage(&p.host) => {
-                    let (scope, host) = (p.scope.clone(), p.host.clone());
-                    self.peers.remove(&name);
-                    self.tell(&scope, &host, &Event::McpUndeployed { name });
-                    caller.ok();
-                }
-                Some(_) => caller.error(
-                    ErrorCode::Forbidden,
-                    format!("only the host of {name} or an admin may unregister it"),
-                ),
-                None => caller.error(ErrorCode::NotFound, format!("no peer-hosted service {name}")),
-            },
+            Cmd::Unregister { caller, name } => self.unregister(caller, name),
             Cmd::CallResponse { member_id, call_id, result, error } => {
-                let Some(p) = self.forwards.get(&call_id) else { return };
-                if p.host.as_deref() != Some(member_id.as_str()) {
-                    return;
-                }
-                let Some(p) = self.forwards.remove(&call_id) else { return };
-                match (result, error) {
-                    (Some(r), _) => p
-                        .caller
-                        .reply(&ServerFrame::McpCallResult { req: p.caller.req, result: cut_result(r) }),
-                    (None, e) => p.caller.error(
-                        ErrorCode::Unavailable,
-                        format!(
-                            "service {} (hosted by a peer): {}",
-                            p.service,
-                            e.unwrap_or_else(|| "no result".into())
-                        ),
-                    ),
-                }
+                self.call_response(member_id, call_id, result, error)
             }
             Cmd::ConnGone { conn_id, member_id } => self.conn_gone(conn_id, &member_id),
         }
@@ -177,6 +124,18 @@ impl MeshActor {
         bundle: Option<std::path::PathBuf>,
     ) {
         let name = rec.name.clone();
+        // A deploy that failed left its record (for its error and log); deploying again over it
+        // replaces it, for whoever may manage it.
+        let retry = self.svcs.get(&name).is_some_and(|s| {
+            !s.rec.enabled
+                && s.waiters.is_empty()
+                && s.unloading.is_empty()
+                && caller.who.can_manage(&s.rec.deployer)
+        });
+        if retry {
+            // (The runner's `load` replaces whatever it holds under this name.)
+            self.svcs.remove(&name);
+        }
         if self.svcs.contains_key(&name) || self.peers.contains_key(&name) {
             return caller.error(ErrorCode::Conflict, format!("service {name} already exists in mesh {}; use `claudemesh update {name}` or undeploy it first", self.mesh.slug));
         }
@@ -374,37 +333,6 @@ impl MeshActor {
         self.calls.insert(id, Pending { caller, service, deadline, host: None });
     }
 
-    fn forward(
-        &mut self,
-        caller: Caller,
-        service: String,
-        tool: String,
-        arguments: serde_json::Value,
-        timeout: std::time::Duration,
-    ) {
-        let call_id = format!("f{}", self.id());
-        let Some(p) = self.peers.get(&service) else { return };
-        let frame = ServerFrame::McpCallForward {
-            call_id: call_id.clone(),
-            service: service.clone(),
-            tool,
-            arguments,
-            from_member: caller.who.member_id.clone(),
-            timeout_ms: timeout.as_millis() as u64,
-        };
-        let host = p.host.clone();
-        let sent =
-            p.host_conn.is_some() && self.mesh.lock().send_to(&host, encode(&frame), frame.type_name());
-        if !sent {
-            return caller.error(
-                ErrorCode::Unavailable,
-                format!("service {service} is offline: its host is not connected"),
-            );
-        }
-        let deadline = Instant::now() + timeout + FORWARD_GRACE;
-        self.forwards.insert(call_id, Pending { caller, service, deadline, host: Some(host) });
-    }
-
     fn conn_gone(&mut self, conn_id: u64, member_id: &str) {
         let gone: Vec<u64> =
             self.calls.iter().filter(|(_, p)| p.caller.conn.id == conn_id).map(|(id, _)| *id).collect();
@@ -445,29 +373,6 @@ impl MeshActor {
                 );
             }
         }
-    }
-}
-
-/// A peer-hosted service's catalog entry: running while its host is connected.
-fn peer_entry(name: &str, p: &PeerSvc) -> CatalogEntry {
-    let rt = Runtime {
-        status: if p.host_conn.is_some() { ServiceStatus::Running } else { ServiceStatus::Offline },
-        ..Runtime::default()
-    };
-    CatalogEntry {
-        name: name.to_string(),
-        description: p.description.clone(),
-        source_kind: "peer".into(),
-        status: rt.status,
-        tools: p.tools.clone(),
-        scope: p.scope.clone(),
-        deployer: p.host.clone(),
-        hosted_by: HostedBy::Peer,
-        updated_at: p.updated_at,
-        started_at: None,
-        restarts: 0,
-        version: None,
-        error: None,
     }
 }
 

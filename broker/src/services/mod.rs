@@ -9,6 +9,8 @@
 pub mod access;
 pub mod actor;
 pub mod catalog;
+pub mod lines;
+pub mod peer;
 pub mod proc;
 pub mod record;
 pub mod upload;

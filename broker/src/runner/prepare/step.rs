@@ -2,6 +2,7 @@
 //! with a timeout and cancellation that kill its whole process group, every output line sent to
 //! the service's [`LogSink`] and the last [`TAIL_LINES`] kept for the error.
 
+use claudemesh_protocol::limits::REGISTRY_ENV;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -28,38 +29,8 @@ const MAX_READ_LINE: u64 = 64 * 1024;
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// Variables of the runner's own environment that steps (not children) inherit: how the
-/// operator's host reaches the package registries (proxies, CA bundles, mirrors). Without them
-/// a host behind a TLS-inspecting proxy or with a registry mirror cannot install anything.
-pub const PASSTHROUGH: &[&str] = &[
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "all_proxy",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "NODE_EXTRA_CA_CERTS",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "GIT_SSL_CAINFO",
-    "CARGO_HTTP_CAINFO",
-    "npm_config_registry",
-    "npm_config_cafile",
-    "npm_config_globalconfig",
-    "NPM_CONFIG_REGISTRY",
-    "NPM_CONFIG_CAFILE",
-    "NPM_CONFIG_GLOBALCONFIG",
-    "UV_INDEX_URL",
-    "UV_DEFAULT_INDEX",
-    "UV_EXTRA_INDEX_URL",
-    "UV_INDEX",
-    "UV_FIND_LINKS",
-    "UV_NATIVE_TLS",
-    "UV_SYSTEM_CERTS",
-];
+/// operator's host reaches the package registries (see [`REGISTRY_ENV`]).
+pub const PASSTHROUGH: &[&str] = REGISTRY_ENV;
 
 /// Where and how the steps of one service's preparation run.
 #[derive(Debug, Clone)]
