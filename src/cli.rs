@@ -395,7 +395,7 @@ pub struct InviteInspectArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["npx", "uvx", "git", "bundle", "command"])))]
 pub struct DeployArgs {
-    /// The service's name in the mesh (lowercase letters, digits, `-`).
+    /// The service's name in the mesh (1–64 of lowercase letters, digits, `-` and `_`, starting with a letter or digit).
     pub name: String,
     /// An npm package run with npx: PKG or PKG@VERSION.
     #[arg(long, value_name = "PKG[@VER]")]

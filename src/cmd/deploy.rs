@@ -46,7 +46,7 @@ fn admin_token(a: &DeployArgs) -> anyhow::Result<String> {
     match std::env::var("CLAUDEMESH_ADMIN_TOKEN") {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
         _ => anyhow::bail!(
-            "--command runs an executable on the broker host, which only its operator may do: pass              --admin-token-file FILE (on the broker host: <data>/admin.token) or set CLAUDEMESH_ADMIN_TOKEN"
+            "--command runs an executable on the broker host, which only its operator may do: pass --admin-token-file FILE (on the broker host: <data>/admin.token; under `claudemesh up`: $CLAUDEMESH_CONFIG_DIR/broker/admin.token, default ~/.claudemesh/broker/admin.token) or set CLAUDEMESH_ADMIN_TOKEN"
         ),
     }
 }
