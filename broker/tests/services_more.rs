@@ -99,3 +99,62 @@ async fn the_runner_starts_inside_its_wrap() {
     });
     assert!(wrapped, "no runner process carries the wrap's {marker}");
 }
+
+/// Uploads `bytes` as a bundle over this connection; returns the upload id.
+async fn upload(c: &mut Client, bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(bytes));
+    let req = c.next_req();
+    let begin = ClientFrame::UploadBegin { req, name: "b.zip".into(), size: bytes.len() as u64, sha256: sha };
+    let ServerFrame::UploadReady { upload_id, chunk_size, .. } = c.request(&begin).await.unwrap() else {
+        panic!()
+    };
+    for (i, chunk) in bytes.chunks(chunk_size as usize).enumerate() {
+        let data = base64::engine::general_purpose::STANDARD.encode(chunk);
+        let offset = (i * chunk_size as usize) as u64;
+        c.send(&ClientFrame::UploadChunk { upload_id: upload_id.clone(), offset, data }).await.unwrap();
+    }
+    let req = c.next_req();
+    let r = c.request(&ClientFrame::UploadEnd { req, upload_id: upload_id.clone() }).await.unwrap();
+    assert!(matches!(r, ServerFrame::UploadDone { .. }), "{r:?}");
+    upload_id
+}
+
+/// The workspace's own MCP server (the rmcp fixture binary) deployed as a `bundle` by a plain
+/// member, with an explicit entry, and called by another member.
+#[tokio::test]
+async fn the_workspace_fixture_deploys_as_a_bundle() {
+    use std::io::Write;
+    let h = Harness::start_with(services).await;
+    let mut m = mesh_with(&h, "fxbundle", 1).await;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        z.start_file("claudemesh-mcp-fixture", opts).unwrap();
+        z.write_all(&std::fs::read(FIXTURE).unwrap()).unwrap();
+        z.finish().unwrap();
+    }
+    let bytes = buf.into_inner();
+    let (member, _) = &mut m.members[0];
+    let upload_id = upload(member, &bytes).await;
+    let req = member.next_req();
+    member.timeout = Duration::from_secs(120);
+    let f = ClientFrame::McpDeploy(McpDeploy {
+        req,
+        name: "fxb".into(),
+        source: ServiceSource::Bundle { upload_id },
+        description: String::new(),
+        args: vec![],
+        entry: Some(vec!["./claudemesh-mcp-fixture".into()]),
+        env: Default::default(),
+        secrets: vec![],
+        scope: Scope::Mesh,
+        admin_token: None,
+    });
+    let r = member.request(&f).await.unwrap();
+    let ServerFrame::McpDeployResult { status, error, log_tail, .. } = &r else { panic!("{r:?}") };
+    assert_eq!(*status, ServiceStatus::Running, "{error:?} {log_tail:?}");
+    assert_eq!(text(&call(&mut m.admin_conn, "fxb", "echo", json!({"text": "bundled"})).await), "bundled");
+}
