@@ -9,7 +9,9 @@ pub mod limits;
 pub mod local;
 pub mod names;
 pub mod scope;
+pub mod sharing;
 pub mod text;
 pub mod trust;
+pub mod vault_ref;
 
 pub use frames::{ClientFrame, ServerFrame, decode_client, decode_server, encode};

@@ -76,6 +76,27 @@ pub const MAX_CALL_RESULT_BYTES: usize = 1024 * 1024;
 /// Lines kept per service in its log ring.
 pub const SERVICE_LOG_RING_LINES: usize = 1000;
 
+/// Largest vault value (plaintext bytes; a file secret such as a service-account JSON or a
+/// kubeconfig fits).
+pub const MAX_VAULT_VALUE_BYTES: usize = 64 * 1024;
+/// Largest base64 ciphertext of a vault value: the value plus its 16-byte MAC.
+pub const MAX_VAULT_CIPHERTEXT_B64: usize = (MAX_VAULT_VALUE_BYTES + 16).div_ceil(3) * 4;
+/// Vault entries one member may keep in one mesh.
+pub const MAX_VAULT_ENTRIES: usize = 200;
+/// Longest vault entry or skill description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// Largest skill instructions (`SKILL.md`), in bytes.
+pub const MAX_SKILL_INSTRUCTIONS_BYTES: usize = 64 * 1024;
+/// Most extra files one skill may carry.
+pub const MAX_SKILL_FILES: usize = 32;
+/// Largest skill as a whole: instructions plus every file, in bytes.
+pub const MAX_SKILL_BYTES: usize = 1024 * 1024;
+/// Most tags on a skill, and the longest tag in characters.
+pub const MAX_SKILL_TAGS: usize = 16;
+pub const MAX_SKILL_TAG_CHARS: usize = 32;
+/// Skills one mesh may hold.
+pub const MAX_SKILLS_PER_MESH: usize = 500;
+
 /// Largest single line on the agent socket.
 pub const MAX_AGENT_LINE_BYTES: usize = MAX_FRAME_BYTES;
 /// Longest local session id (bytes; no control characters).

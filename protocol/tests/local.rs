@@ -8,6 +8,8 @@ use claudemesh_protocol::frames::{
 use claudemesh_protocol::local::*;
 use serde_json::{Value, json};
 
+mod common;
+
 fn rt<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(v: &T) -> Value {
     let text = serde_json::to_string(v).unwrap();
     let back: T = serde_json::from_str(&text).unwrap();
@@ -116,6 +118,21 @@ fn client_lines_round_trip() {
             scope: None,
         }),
         AgentCall::ServiceUnhost { name: "local-db".into(), mesh: None },
+        AgentCall::VaultSet(VaultSetParams {
+            mesh: None,
+            key: "GH_TOKEN".into(),
+            value: Some("ghp_x".into()),
+            value_b64: None,
+            kind: None,
+            mount_path: None,
+            description: Some("github".into()),
+        }),
+        AgentCall::VaultList { mesh: Some("team".into()) },
+        AgentCall::VaultDelete { key: "GH_TOKEN".into(), mesh: None },
+        AgentCall::SkillShare(Box::new(SkillShareParams { mesh: None, skill: common::skill() })),
+        AgentCall::SkillList { query: Some("review".into()), mesh: None },
+        AgentCall::SkillGet { name: "review".into(), mesh: None },
+        AgentCall::SkillRemove { name: "review".into(), mesh: None },
     ];
     let mut methods = Vec::new();
     for (i, call) in calls.into_iter().enumerate() {
@@ -207,7 +224,12 @@ fn agent_lines_round_trip() {
             detail: Some("retry in 2s".into()),
         },
         LocalEvent::Services { mesh: "team".into(), event: Event::McpUndeployed { name: "x".into() } },
-        LocalEvent::Vault { mesh: "team".into(), key: "k".into(), action: "set".into() },
+        LocalEvent::Vault { mesh: "team".into(), key: "k".into(), action: VaultAction::Set },
+        LocalEvent::Skills(SkillEvent {
+            mesh: "team".into(),
+            name: "review".into(),
+            action: claudemesh_protocol::frames::SkillAction::Shared,
+        }),
     ] {
         let v = rt(&AgentLine::Event { sub: 4, seq: 1, event: Box::new(event) });
         assert_eq!(v["type"], "event");

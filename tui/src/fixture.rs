@@ -226,6 +226,7 @@ pub fn service(
             version: Some(if source_kind == "git" { "a1b2c3d".into() } else { "1.4.2".into() }),
             error: (status == ServiceStatus::Crashed)
                 .then(|| "exited with status 1: connection refused".into()),
+            vault_keys: Vec::new(),
         },
     }
 }

@@ -23,6 +23,8 @@ pub mod inbox;
 pub mod members;
 pub mod sent;
 pub mod services;
+pub mod skills;
+pub mod vault;
 
 pub use crate::error::ApiError;
 pub(crate) use crate::error::internal;
@@ -91,6 +93,13 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
         | AgentCall::ServiceCall(_)
         | AgentCall::ServiceHost(_)
         | AgentCall::ServiceUnhost { .. }) => services::handle(agent, call).await,
+        call @ (AgentCall::VaultSet(_) | AgentCall::VaultList { .. } | AgentCall::VaultDelete { .. }) => {
+            vault::handle(agent, call).await
+        }
+        call @ (AgentCall::SkillShare(_)
+        | AgentCall::SkillList { .. }
+        | AgentCall::SkillGet { .. }
+        | AgentCall::SkillRemove { .. }) => skills::handle(agent, call).await,
     }
 }
 

@@ -168,14 +168,9 @@ fn link_word(s: LinkState) -> &'static str {
     }
 }
 
-fn unexpected(f: &ServerFrame) -> ApiError {
-    (ErrorCode::Internal, format!("unexpected reply {} from the broker", f.type_name()))
-}
-
-/// `service_catalog`: one mesh, or every joined mesh at once (a mesh that cannot answer is
-/// listed in `errors`, the others still answer).
-async fn catalog(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
-    let meshes: Vec<Mesh> = match mesh {
+/// `mesh` resolved, or every joined mesh by slug when it is `None`.
+pub(crate) fn every_mesh(agent: &Agent, mesh: Option<&str>) -> Result<Vec<Mesh>, ApiError> {
+    Ok(match mesh {
         Some(_) => vec![Mesh::resolve(agent, mesh)?],
         None => {
             let view = agent.view();
@@ -187,7 +182,17 @@ async fn catalog(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
             all.sort_by(|a, b| a.slug.cmp(&b.slug));
             all
         }
-    };
+    })
+}
+
+pub(crate) fn unexpected(f: &ServerFrame) -> ApiError {
+    (ErrorCode::Internal, format!("unexpected reply {} from the broker", f.type_name()))
+}
+
+/// `service_catalog`: one mesh, or every joined mesh at once (a mesh that cannot answer is
+/// listed in `errors`, the others still answer).
+async fn catalog(agent: &Agent, mesh: Option<&str>) -> Result<Value, ApiError> {
+    let meshes = every_mesh(agent, mesh)?;
     let answers = futures_util::future::join_all(meshes.iter().map(|m| m.catalog(agent))).await;
     let mut reply = CatalogReply::default();
     for (m, answer) in meshes.into_iter().zip(answers) {
@@ -283,6 +288,9 @@ async fn deploy(agent: &Agent, p: DeployParams) -> Result<Value, ApiError> {
         None => Scope::Peer,
     };
     let mut args = p.args;
+    let mut env = p.env;
+    // Sealed first: a missing vault key fails the deploy before a bundle is uploaded.
+    let secrets = super::vault::seal_for_runner(agent, &m, &mut env).await?;
     let source = source(agent, &m, &p.name, p.source, &mut args).await?;
     let frame = claudemesh_protocol::frames::McpDeploy {
         req: 0,
@@ -291,8 +299,8 @@ async fn deploy(agent: &Agent, p: DeployParams) -> Result<Value, ApiError> {
         description: p.description,
         args,
         entry: p.entry,
-        env: p.env,
-        secrets: vec![],
+        env,
+        secrets,
         scope,
         admin_token: p.admin_token,
     };
@@ -303,6 +311,22 @@ async fn deploy(agent: &Agent, p: DeployParams) -> Result<Value, ApiError> {
 
 async fn update(agent: &Agent, p: UpdateParams) -> Result<Value, ApiError> {
     let m = Mesh::resolve(agent, p.mesh.as_deref())?;
+    // Every referenced vault key is sealed again, so a value changed with `vault set` reaches
+    // the service: from the new environment, or the keys the catalog says the old one uses.
+    let mut env = p.env;
+    let secrets = match env.as_mut() {
+        Some(env) => Some(super::vault::seal_for_runner(agent, &m, env).await?),
+        None => {
+            let keys = m
+                .catalog(agent)
+                .await?
+                .into_iter()
+                .find(|e| e.name == p.name)
+                .map(|e| e.vault_keys)
+                .unwrap_or_default();
+            if keys.is_empty() { None } else { Some(super::vault::seal_keys(agent, &m, &keys, None).await?) }
+        }
+    };
     let mut extra = vec![];
     let source = match p.source {
         Some(s) => Some(source(agent, &m, &p.name, s, &mut extra).await?),
@@ -322,8 +346,8 @@ async fn update(agent: &Agent, p: UpdateParams) -> Result<Value, ApiError> {
         source,
         description: None,
         args,
-        env: p.env,
-        secrets: None,
+        env,
+        secrets,
     };
     let build =
         Box::new(move |req| ClientFrame::McpUpdate(claudemesh_protocol::frames::McpUpdate { req, ..frame }));

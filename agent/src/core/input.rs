@@ -76,6 +76,13 @@ pub enum Input {
         member_id: String,
         done: tokio::sync::oneshot::Sender<()>,
     },
+    /// An event for local subscribers of `topic` that no broker frame carries (this agent's
+    /// own vault changes).
+    Publish {
+        topic: claudemesh_protocol::local::Topic,
+        mesh_id: String,
+        event: Box<claudemesh_protocol::local::LocalEvent>,
+    },
     /// How long a message for a session that went away waits for it (config).
     SessionGrace {
         secs: u64,

@@ -212,6 +212,9 @@ impl Core {
                 }
                 self.effect(Effect::Done(done));
             }
+            Input::Publish { topic, mesh_id, event } => {
+                self.publish(topic, Some(&mesh_id), None, &event);
+            }
             Input::SessionGrace { secs } => self.session_grace = Duration::from_secs(secs),
             Input::Tick => self.tick(now),
             Input::Stop => {}

@@ -7,7 +7,7 @@ use std::time::Instant;
 use claudemesh_protocol::codec::from_hex_array;
 use claudemesh_protocol::crypto::{MessagePlaintext, open_message};
 use claudemesh_protocol::frames::{Event, Push};
-use claudemesh_protocol::local::{InboxMessage, LinkState, LocalEvent, Topic};
+use claudemesh_protocol::local::{InboxMessage, LinkState, LocalEvent, SkillEvent, Topic};
 
 use super::input::UplinkEvent;
 use super::{Core, Effect, now_ms};
@@ -118,6 +118,11 @@ impl Core {
                 let name = name.clone();
                 let ev = LocalEvent::Services { mesh: slug.to_string(), event: e };
                 self.publish_log(mesh_id, &name, &ev);
+                continue;
+            }
+            if let Event::SkillChanged { name, action } = e {
+                let ev = LocalEvent::Skills(SkillEvent { mesh: slug.to_string(), name, action });
+                self.publish(Topic::Skills, Some(mesh_id), None, &ev);
                 continue;
             }
             let (topic, ev) = if e.is_presence() || matches!(e, Event::Receipt { .. } | Event::Expired { .. })

@@ -145,5 +145,6 @@ pub(super) fn peer_entry(name: &str, p: &PeerSvc) -> CatalogEntry {
         restarts: 0,
         version: None,
         error: None,
+        vault_keys: Vec::new(),
     }
 }

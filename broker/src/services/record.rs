@@ -112,6 +112,7 @@ impl ServiceRecord {
             restarts: rt.restarts,
             version: self.resolved.sha.clone().or_else(|| self.resolved.version.clone()),
             error: rt.error.clone(),
+            vault_keys: Vec::new(),
         }
     }
 }

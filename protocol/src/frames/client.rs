@@ -317,6 +317,12 @@ pub enum ClientFrame {
         upload_id: String,
     },
 
+    /// The public key of this mesh's service runner (starting the runner if none runs), to
+    /// seal vault secrets to at deploy. Answered by `runner_key`.
+    McpRunnerKey {
+        req: u64,
+    },
+
     // Vault
     VaultSet {
         req: u64,
@@ -403,6 +409,7 @@ impl ClientFrame {
             ClientFrame::UploadBegin { .. } => "upload_begin",
             ClientFrame::UploadChunk { .. } => "upload_chunk",
             ClientFrame::UploadEnd { .. } => "upload_end",
+            ClientFrame::McpRunnerKey { .. } => "mcp_runner_key",
             ClientFrame::VaultSet { .. } => "vault_set",
             ClientFrame::VaultGet { .. } => "vault_get",
             ClientFrame::VaultList { .. } => "vault_list",
@@ -447,6 +454,7 @@ impl ClientFrame {
             ClientFrame::McpUnregister { req, .. } => Some(*req),
             ClientFrame::UploadBegin { req, .. } => Some(*req),
             ClientFrame::UploadEnd { req, .. } => Some(*req),
+            ClientFrame::McpRunnerKey { req } => Some(*req),
             ClientFrame::VaultSet { req, .. } => Some(*req),
             ClientFrame::VaultGet { req, .. } => Some(*req),
             ClientFrame::VaultList { req, .. } => Some(*req),

@@ -279,6 +279,12 @@ pub enum ServerFrame {
         sha256: String,
     },
 
+    /// The mesh runner's X25519 public key (32 bytes, base64), for `crypto_box_seal`.
+    RunnerKey {
+        req: u64,
+        public_key: String,
+    },
+
     // Vault
     VaultEntry {
         req: u64,
@@ -332,6 +338,7 @@ impl ServerFrame {
             ServerFrame::McpCallForward { .. } => "mcp_call_forward",
             ServerFrame::UploadReady { .. } => "upload_ready",
             ServerFrame::UploadDone { .. } => "upload_done",
+            ServerFrame::RunnerKey { .. } => "runner_key",
             ServerFrame::VaultEntry { .. } => "vault_entry",
             ServerFrame::VaultEntries { .. } => "vault_entries",
             ServerFrame::Skill { .. } => "skill",
@@ -358,6 +365,7 @@ impl ServerFrame {
             | ServerFrame::McpCallResult { req, .. }
             | ServerFrame::UploadReady { req, .. }
             | ServerFrame::UploadDone { req, .. }
+            | ServerFrame::RunnerKey { req, .. }
             | ServerFrame::VaultEntry { req, .. }
             | ServerFrame::VaultEntries { req, .. }
             | ServerFrame::Skill { req, .. }

@@ -122,6 +122,10 @@ pub struct CatalogEntry {
     /// Why it is `failed` or `crashed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The deployer's vault keys its environment references (names only, never values).
+    /// Filled only in the deployer's own view, so that `update` can seal them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vault_keys: Vec<String>,
 }
 
 /// How a vault entry is used at deploy time.

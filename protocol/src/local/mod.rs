@@ -10,9 +10,11 @@ use crate::frames::{ErrorCode, Event, Priority, SessionPatch};
 mod params;
 mod replies;
 mod services;
+mod vault;
 pub use params::*;
 pub use replies::*;
 pub use services::*;
+pub use vault::*;
 
 /// A line a local client writes to the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +206,42 @@ pub enum AgentCall {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mesh: Option<String>,
     },
+
+    // Vault and skills (DESIGN §8, §9); see [`vault`] for the params and replies.
+    VaultSet(VaultSetParams),
+    /// This member's entries (metadata only). Reply: [`VaultListReply`].
+    VaultList {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    /// Reply: [`VaultDeleteReply`]; `not_found` when there is no such entry.
+    VaultDelete {
+        key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    /// Boxed: a skill carries its files.
+    SkillShare(Box<SkillShareParams>),
+    /// Skills whose name, description or tags contain every word of `query`. Reply:
+    /// [`SkillListReply`].
+    SkillList {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    /// Reply: [`SkillItem`].
+    SkillGet {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
+    /// Its author or an admin. Reply: [`SkillRemoveReply`].
+    SkillRemove {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<String>,
+    },
 }
 
 /// The Claude Code hook events claudemesh handles, plus `rewake` (the `Stop` hook taking what
@@ -291,6 +329,13 @@ pub const AGENT_METHODS: &[&str] = &[
     "service_call",
     "service_host",
     "service_unhost",
+    "vault_set",
+    "vault_list",
+    "vault_delete",
+    "skill_share",
+    "skill_list",
+    "skill_get",
+    "skill_remove",
 ];
 
 /// Streams a client can subscribe to.
@@ -306,7 +351,10 @@ pub enum Topic {
     /// (accepted or failed).
     Outbox,
     Services,
+    /// This agent's own vault changes (`vault` events).
     Vault,
+    /// Skills shared, replaced or removed in a mesh (`skills` events).
+    Skills,
 }
 
 /// A line the agent writes to a local client.
@@ -411,11 +459,13 @@ pub enum LocalEvent {
         mesh: String,
         event: Event,
     },
+    /// A vault entry of this member was set or deleted through this agent.
     Vault {
         mesh: String,
         key: String,
-        action: String,
+        action: VaultAction,
     },
+    Skills(SkillEvent),
 }
 
 /// A received message as the agent stores and serves it (decrypted).

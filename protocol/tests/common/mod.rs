@@ -72,6 +72,7 @@ pub fn catalog() -> CatalogEntry {
         restarts: 1,
         version: Some("2025.1.0".into()),
         error: None,
+        vault_keys: vec!["TZ_TOKEN".into()],
     }
 }
 
@@ -253,6 +254,7 @@ pub fn all_client() -> Vec<ClientFrame> {
         C::UploadBegin { req: 24, name: "bundle.zip".into(), size: 1024, sha256: "00".repeat(32) },
         C::UploadChunk { upload_id: "u1".into(), offset: 0, data: "UEsDBA==".into() },
         C::UploadEnd { req: 25, upload_id: "u1".into() },
+        C::McpRunnerKey { req: 26 },
         C::VaultSet {
             req: 26,
             key: "gh_token".into(),
@@ -362,6 +364,7 @@ pub fn all_server() -> Vec<ServerFrame> {
         },
         S::UploadReady { req: 24, upload_id: "u1".into(), chunk_size: 1 << 20 },
         S::UploadDone { req: 25, upload_id: "u1".into(), size: 1024, sha256: "00".repeat(32) },
+        S::RunnerKey { req: 26, public_key: "AA".repeat(22) },
         S::VaultEntry {
             req: 27,
             entry: VaultEntry {

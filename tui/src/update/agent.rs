@@ -180,6 +180,13 @@ fn event_(s: &mut State, e: LocalEvent, fx: &mut Vec<Effect>) {
         }
         LocalEvent::Services { mesh, event } => super::services::event(s, &mesh, event, fx),
         LocalEvent::Vault { mesh, key, action } => s.log(&mesh, "vault", format!("{action} {key}")),
+        LocalEvent::Skills(e) => {
+            let action = match e.action {
+                claudemesh_protocol::frames::SkillAction::Shared => "shared",
+                claudemesh_protocol::frames::SkillAction::Removed => "removed",
+            };
+            s.log(&e.mesh, "skills", format!("{action} {}", e.name));
+        }
     }
 }
 
