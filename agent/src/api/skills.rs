@@ -40,7 +40,7 @@ fn member_name(agent: &Agent, mesh_id: &str, member_id: &str) -> Option<String> 
 }
 
 async fn share(agent: &Agent, p: SkillShareParams) -> Result<Value, ApiError> {
-    claudemesh_protocol::sharing::validate_skill(&p.skill).map_err(|e| (ErrorCode::Invalid, e))?;
+    claudemesh_protocol::sharing::validate_skill(&p.skill).map_err(|e| (e.code, e.message))?;
     let m = Mesh::resolve(agent, p.mesh.as_deref())?;
     let name = p.skill.name.clone();
     let skill = p.skill;

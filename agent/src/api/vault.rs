@@ -72,7 +72,7 @@ async fn set(agent: &Agent, p: VaultSetParams) -> Result<Value, ApiError> {
         p.mount_path.as_deref(),
         description.as_deref(),
     )
-    .map_err(|e| (ErrorCode::Invalid, e))?;
+    .map_err(|e| (e.code, e.message))?;
     let value = value_of(&p)?;
     let blob = {
         let view = agent.view();

@@ -7,7 +7,9 @@ pub mod membership;
 pub mod messaging;
 pub mod services;
 pub mod sessions;
+pub mod skills;
 pub mod statements;
+pub mod vault;
 
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode};
 
@@ -44,19 +46,31 @@ pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) {
         C::Leave { req, statement } => membership::leave(conn, req, statement).await,
         C::Statement { req, statement } => statements::publish(conn, req, statement).await,
         C::MeshInfo { req } => admin::mesh_info(conn, req),
+        C::VaultSet { req, key, ciphertext, nonce, sealed_key, kind, mount_path, description } => {
+            let f = vault::SetFrame { key, ciphertext, nonce, sealed_key, kind, mount_path, description };
+            vault::set(conn, req, f).await
+        }
+        C::VaultGet { req, key } => vault::get(conn, req, key).await,
+        C::VaultList { req } => vault::list(conn, req).await,
+        C::VaultDelete { req, key } => vault::delete(conn, req, key).await,
+        C::SkillShare { req, skill } => skills::share(conn, req, skill).await,
+        C::SkillGet { req, name } => skills::get(conn, req, name).await,
+        C::SkillList { req, query } => skills::list(conn, req, query).await,
+        C::SkillRemove { req, name } => skills::remove(conn, req, name).await,
         other => {
-            let Some(other) = services::dispatch(conn, other).await else { return };
-            // Vault and skills are defined by the protocol but served by a later broker version;
-            // say so plainly instead of pretending.
-            conn.error(
-                other.req(),
-                ErrorCode::Unavailable,
-                format!(
-                    "{} is not supported by this broker version ({})",
-                    other.type_name(),
-                    env!("CARGO_PKG_VERSION")
-                ),
-            )
+            if let Some(other) = services::dispatch(conn, other).await {
+                // Every frame type has a handler above or in `services`; this is a frame a
+                // newer protocol added that this broker does not serve.
+                conn.error(
+                    other.req(),
+                    ErrorCode::Unavailable,
+                    format!(
+                        "{} is not supported by this broker version ({})",
+                        other.type_name(),
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                )
+            }
         }
     }
 }

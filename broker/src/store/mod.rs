@@ -31,9 +31,25 @@ pub const SESSION_OWNERS: Table = TableDefinition::new("session_owners");
 pub const RECIPIENTS: Table = TableDefinition::new("recipients");
 /// Services deployed on the broker: `mesh␟name` → [`crate::services::ServiceRecord`].
 pub const SERVICES: Table = TableDefinition::new("services");
+/// Vault entries, opaque to the broker: `mesh␟member␟key` → [`claudemesh_protocol::frames::VaultEntry`].
+pub const VAULT: Table = TableDefinition::new("vault");
+/// Shared skills: `mesh␟name` → [`claudemesh_protocol::frames::SkillRecord`].
+pub const SKILLS: Table = TableDefinition::new("skills");
 
-const ALL_TABLES: [Table; 10] =
-    [MESHES, SLUGS, MEMBERS, INVITES, MESSAGES, QUEUE, IDEMPOTENCY, SESSION_OWNERS, RECIPIENTS, SERVICES];
+const ALL_TABLES: [Table; 12] = [
+    MESHES,
+    SLUGS,
+    MEMBERS,
+    INVITES,
+    MESSAGES,
+    QUEUE,
+    IDEMPOTENCY,
+    SESSION_OWNERS,
+    RECIPIENTS,
+    SERVICES,
+    VAULT,
+    SKILLS,
+];
 
 /// Key separator; ids and names never contain it.
 pub const SEP: char = '\u{1f}';
