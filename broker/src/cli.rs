@@ -35,10 +35,18 @@ pub enum Command {
     /// Run a mesh's MCP servers, speaking JSON lines with the broker over stdio (started by
     /// the broker).
     #[command(hide = true)]
-    Runner,
+    Runner(RunnerArgs),
     /// Set rlimits on this process, then exec CMD (how the runner starts a service).
     #[command(hide = true)]
     RunnerExec(RunnerExecArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunnerArgs {
+    /// The runner's keypair file (made 0600 at first start): deployers seal vault secrets to
+    /// its public key. Without it a fresh key is made each run.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -175,10 +183,10 @@ where
         eprintln!("runner-exec: {}", e.map_or_else(|e| e.to_string(), |never| match never {}));
         return ExitCode::from(127);
     }
-    if let Command::Runner = args.command {
+    if let Command::Runner(a) = args.command {
         // rmcp logs every message it handles at info: too much for a log per mesh.
         init_tracing_with("info,rmcp=warn");
-        return run_runner(via_claudemesh);
+        return run_runner(via_claudemesh, a.key_file);
     }
     init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -223,7 +231,7 @@ where
         Command::Mesh(MeshCommand::Create { slug, pubkey, display_name, data, json }) => {
             mesh_create(&data, &slug, &pubkey, &display_name, json)
         }
-        Command::Runner | Command::RunnerExec(_) => Ok(()),
+        Command::Runner(_) | Command::RunnerExec(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -250,7 +258,7 @@ fn runner_command(program: &std::ffi::OsStr, bin: Option<PathBuf>) -> Vec<std::f
 
 /// `runner`: one thread (children are spawned from it, so their parent-death signal fires only
 /// when the runner exits), stdin/stdout as the wire, stopped by SIGINT/SIGTERM too.
-fn run_runner(via_claudemesh: bool) -> ExitCode {
+fn run_runner(via_claudemesh: bool, key_file: Option<PathBuf>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -258,7 +266,8 @@ fn run_runner(via_claudemesh: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let opts = crate::runner::RunnerOptions::current(if via_claudemesh { &["broker"] } else { &[] });
+    let mut opts = crate::runner::RunnerOptions::current(if via_claudemesh { &["broker"] } else { &[] });
+    opts.key_file = key_file;
     let result = rt.block_on(async {
         let stop = tokio_util::sync::CancellationToken::new();
         let on_signal = stop.clone();

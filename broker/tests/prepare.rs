@@ -29,6 +29,7 @@ fn spec(dir: &Path, source: PrepareSource, prepare: PrepareMode, timeout_ms: u64
         args: vec!["--flag".into()],
         entry: None,
         env: BTreeMap::from([("SECRET".into(), "hunter2".into())]),
+        secrets: Vec::new(),
         prepare,
         limits: ChildLimits {
             memory_bytes: 512 << 20,

@@ -103,6 +103,7 @@ impl Runner {
             args: Vec::new(),
             entry: None,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            secrets: Vec::new(),
             prepare: PrepareMode::Fresh,
             limits: ChildLimits {
                 memory_bytes: 1 << 30,

@@ -41,6 +41,16 @@ impl Fixture {
             Tool::new("env", "Reports env var name", schema(json!({"name": {"type": "string"}}))),
             Tool::new("add_tool", "Adds the tool extra", schema(json!({}))),
             Tool::new("spawn_child", "Starts sleep 1000, returns its pid", schema(json!({}))),
+            Tool::new(
+                "read_file",
+                "Reads the file at path: its text and permission bits",
+                schema(json!({"path": {"type": "string"}})),
+            ),
+            Tool::new(
+                "log_env",
+                "Writes env var name's value to stderr",
+                schema(json!({"name": {"type": "string"}})),
+            ),
         ];
         if self.extra.load(Ordering::SeqCst) {
             tools.push(Tool::new("extra", "Added at run time", schema(json!({}))));
@@ -111,6 +121,23 @@ impl ServerHandler for Fixture {
                 Ok(child) => text(child.id().to_string()),
                 Err(e) => Err(McpError::internal_error(format!("cannot spawn sleep: {e}"), None)),
             },
+            "read_file" => {
+                use std::os::unix::fs::PermissionsExt;
+                let path = arg(&args, "path")?.as_str().unwrap_or_default();
+                let read = std::fs::read_to_string(path).and_then(|t| Ok((t, std::fs::metadata(path)?)));
+                match read {
+                    Ok((t, m)) => {
+                        let mode = format!("{:o}", m.permissions().mode() & 0o777);
+                        text(json!({"text": t, "mode": mode}).to_string())
+                    }
+                    Err(e) => Err(McpError::invalid_params(format!("cannot read {path}: {e}"), None)),
+                }
+            }
+            "log_env" => {
+                let name = arg(&args, "name")?.as_str().unwrap_or_default();
+                eprintln!("the value of {name} is {}", std::env::var(name).unwrap_or_default());
+                text("logged")
+            }
             "extra" => text("extra"),
             other => Err(McpError::invalid_params(format!("unknown tool {other:?}"), None)),
         }

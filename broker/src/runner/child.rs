@@ -93,13 +93,15 @@ pub struct Spawned {
 }
 
 /// Starts `argv` for `spec` through `runner-exec`: env cleared, then PATH (the runner's),
-/// HOME = the service dir, LANG, `extra_env` (from preparation), then the service's env;
-/// cwd = the service dir; a new process group.
+/// HOME = the service dir, LANG, `extra_env` (from preparation), then `service_env` (the
+/// service's env with its vault references resolved); cwd = the service dir; a new process
+/// group.
 pub fn spawn(
     spec: &ServiceSpec,
     exec: &ExecPrefix,
     argv: &[String],
     extra_env: &BTreeMap<String, String>,
+    service_env: &BTreeMap<String, zeroize::Zeroizing<String>>,
     log: &LogSink,
 ) -> Result<Spawned, ChildError> {
     let (program, prefix) = match exec.0.split_first() {
@@ -114,7 +116,10 @@ pub fn spawn(
     }
     cmd.env("HOME", &spec.dir);
     cmd.env("LANG", std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()));
-    cmd.envs(extra_env).envs(&spec.env);
+    cmd.envs(extra_env);
+    for (k, v) in service_env {
+        cmd.env(k, v.as_str());
+    }
     cmd.current_dir(&spec.dir)
         .process_group(0)
         .stdin(Stdio::piped())

@@ -2,23 +2,42 @@
 //! The runner batches what arrives into `log` events for the broker, which keeps each
 //! service's 1,000-line ring.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
+use zeroize::Zeroizing;
 
 /// Lines longer than this are cut (with `…`) before they are sent on.
 pub const MAX_LOG_LINE_BYTES: usize = 4096;
 
+/// What replaces a secret value in a log line.
+pub const REDACTED: &str = "[redacted]";
+
 /// A service's log: cheap to clone, never blocks. When the runner falls behind, lines are
-/// dropped and counted rather than stalling the child that writes them.
-#[derive(Debug, Clone)]
+/// dropped and counted rather than stalling the child that writes them. Lines are scrubbed of
+/// the service's secret values ([`LogSink::redacting`]).
+#[derive(Clone)]
 pub struct LogSink {
     name: String,
     tx: mpsc::Sender<(String, String)>,
+    redact: Arc<Vec<Zeroizing<String>>>,
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSink").field("name", &self.name).field("redact", &self.redact.len()).finish()
+    }
 }
 
 impl LogSink {
     /// A sink for service `name` feeding `tx` with `(name, line)`.
     pub fn new(name: impl Into<String>, tx: mpsc::Sender<(String, String)>) -> Self {
-        Self { name: name.into(), tx }
+        Self { name: name.into(), tx, redact: Arc::default() }
+    }
+
+    /// This sink, replacing each of `values` (longest first) with [`REDACTED`] in every line.
+    pub fn redacting(&self, values: Vec<Zeroizing<String>>) -> Self {
+        Self { redact: Arc::new(values), ..self.clone() }
     }
 
     /// A sink and the receiving end of its lines (tests, and code run outside a runner).
@@ -34,7 +53,12 @@ impl LogSink {
     /// Queues one line (control characters but tab replaced, cut to [`MAX_LOG_LINE_BYTES`]).
     /// Returns false when it was dropped because the queue is full or closed.
     pub fn line(&self, line: impl AsRef<str>) -> bool {
-        let clean = clean_line(line.as_ref());
+        let mut clean = clean_line(line.as_ref());
+        for v in self.redact.iter() {
+            if clean.contains(v.as_str()) {
+                clean = clean.replace(v.as_str(), REDACTED);
+            }
+        }
         self.tx.try_send((self.name.clone(), clean)).is_ok()
     }
 }
@@ -65,6 +89,14 @@ mod tests {
         let long = "x".repeat(MAX_LOG_LINE_BYTES + 10);
         let c = clean_line(&long);
         assert!(c.ends_with('…') && c.len() <= MAX_LOG_LINE_BYTES + '…'.len_utf8());
+    }
+
+    #[tokio::test]
+    async fn secret_values_are_scrubbed() {
+        let (sink, mut rx) = LogSink::channel("svc", 4);
+        let sink = sink.redacting(vec![Zeroizing::new("tok-123".to_string())]);
+        assert!(sink.line("auth with tok-123 ok"));
+        assert_eq!(rx.recv().await, Some(("svc".into(), "auth with [redacted] ok".into())));
     }
 
     #[tokio::test]

@@ -9,13 +9,16 @@ pub mod call;
 pub mod child;
 pub mod exec;
 pub mod io;
+pub mod key;
 pub mod log;
 pub mod prepare;
+pub mod secrets;
 pub mod service;
 pub mod wire;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +44,9 @@ pub struct RunnerOptions {
     /// The program and subcommands that reach `runner-exec`: `[claudemesh-broker, runner-exec]`
     /// or `[claudemesh, broker, runner-exec]`.
     pub exec: Vec<OsString>,
+    /// Where the runner's keypair is kept (made at first start); `None`: a fresh key per run
+    /// (tests), so sealed secrets do not survive a restart.
+    pub key_file: Option<PathBuf>,
 }
 
 impl RunnerOptions {
@@ -51,7 +57,7 @@ impl RunnerOptions {
         let mut exec = vec![exe];
         exec.extend(subcommands.iter().map(OsString::from));
         exec.push("runner-exec".into());
-        Self { exec }
+        Self { exec, key_file: None }
     }
 }
 
@@ -78,12 +84,28 @@ pub async fn run_with(
     let writer = tokio::spawn(write_events(output, out_rx, broken.clone()));
     let (log_tx, log_rx) = mpsc::channel(LOG_CAPACITY);
     let batcher = tokio::spawn(batch_logs(log_rx, out.clone()));
-    let ready = FromRunner::Ready { version: env!("CARGO_PKG_VERSION").into(), pid: std::process::id() };
+    let key = match &opts.key_file {
+        Some(path) => key::load_or_create(path).map_err(|e| e.to_string()),
+        None => Ok(claudemesh_protocol::crypto::RunnerKeypair::generate()),
+    };
+    let (public_key, key_error) = match &key {
+        Ok(k) => (Some(claudemesh_protocol::codec::to_b64(k.public())), None),
+        Err(e) => {
+            tracing::error!(error = %e, "no runner key: services with vault secrets cannot start");
+            (None, Some(e.clone()))
+        }
+    };
+    let ready = FromRunner::Ready {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        public_key,
+        key_error,
+    };
     let _ = out.send(ready).await;
     let mut runner = Runner {
         services: HashMap::new(),
         calls: Arc::default(),
-        ctx: Ctx { out: out.clone(), log_tx, exec: ExecPrefix(opts.exec) },
+        ctx: Ctx { out: out.clone(), log_tx, exec: ExecPrefix(opts.exec), key: Arc::new(key) },
     };
     let mut reader = BufReader::new(input);
     let result = loop {

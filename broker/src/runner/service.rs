@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::child::{Child, ExecPrefix, spawn};
 use super::log::LogSink;
 use super::prepare::{Prepared, prepare};
+use super::secrets::{Opened, SECRETS_DIR, SecretFiles};
 use super::wire::{FromRunner, ServiceSpec};
 
 /// Longest an unload or shutdown waits for a supervisor before aborting it (which still kills
@@ -30,6 +31,8 @@ pub struct Ctx {
     pub log_tx: mpsc::Sender<(String, String)>,
     /// How children are started (`runner-exec`).
     pub exec: ExecPrefix,
+    /// The runner's key, which opens the services' sealed secrets; why there is none.
+    pub key: std::sync::Arc<Result<claudemesh_protocol::crypto::RunnerKeypair, String>>,
 }
 
 impl Ctx {
@@ -120,13 +123,23 @@ async fn supervise(
             return;
         }
     };
+    // Secret files live while the service is loaded; the log never shows a secret value.
+    let _files = SecretFiles(spec.dir.join(SECRETS_DIR));
+    let opened = match super::secrets::open(&spec, ctx.key.as_ref().as_ref().map_err(String::as_str)) {
+        Ok(o) => o,
+        Err(e) => {
+            load_failed(&ctx, &name, "secrets", e.to_string(), Vec::new()).await;
+            return;
+        }
+    };
+    let sink = sink.redacting(opened.redactions());
     let policy = spec.restart;
     let mut crashes: VecDeque<Instant> = VecDeque::new();
     let mut backoff = Duration::from_millis(policy.backoff_min_ms);
     let mut tools: Option<Vec<ToolInfo>> = None;
     ctx.status(&name, ServiceStatus::Starting, None).await;
     loop {
-        let error = match start(&spec, &ctx, &prepared, &sink, &stop).await {
+        let error = match start(&spec, &ctx, &prepared, &opened, &sink, &stop).await {
             Ok((child, listed, list_rx)) => {
                 match &tools {
                     None => {
@@ -215,10 +228,11 @@ async fn start(
     spec: &ServiceSpec,
     ctx: &Ctx,
     prepared: &Prepared,
+    opened: &Opened,
     sink: &LogSink,
     stop: &CancellationToken,
 ) -> Result<(Child, Vec<ToolInfo>, mpsc::Receiver<()>), StartError> {
-    let mut spawned = spawn(spec, &ctx.exec, &prepared.argv, &prepared.env, sink)
+    let mut spawned = spawn(spec, &ctx.exec, &prepared.argv, &prepared.env, &opened.env, sink)
         .map_err(|e| StartError { step: "start", error: e.to_string(), tail: Vec::new() })?;
     let (list_tx, list_rx) = mpsc::channel(1);
     let limit = Duration::from_millis(spec.health.start_timeout_ms);

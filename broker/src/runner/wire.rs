@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use claudemesh_protocol::frames::{ServiceStatus, ToolInfo};
+use claudemesh_protocol::frames::{SealedSecret, ServiceStatus, ToolInfo};
 use serde::{Deserialize, Serialize};
 
 /// Longest line either side writes (a call's arguments or result, cut to 1 MiB, plus framing).
@@ -67,9 +67,13 @@ pub struct ServiceSpec {
     /// Explicit entry command (git and bundle sources), overriding runtime detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<Vec<String>>,
-    /// The service's own environment, added to the cleared base (PATH, HOME, LANG).
+    /// The service's own environment, added to the cleared base (PATH, HOME, LANG). Values may
+    /// be `$vault:` references (`protocol::vault_ref`), resolved from `secrets` at each start.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The referenced vault values, sealed to this runner's key (only the runner opens them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SealedSecret>,
     pub prepare: PrepareMode,
     pub limits: ChildLimits,
     pub health: HealthPolicy,
@@ -85,6 +89,7 @@ impl std::fmt::Debug for ServiceSpec {
             .field("args", &self.args)
             .field("entry", &self.entry)
             .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("secrets", &self.secrets.iter().map(|s| &s.key).collect::<Vec<_>>())
             .field("prepare", &self.prepare)
             .finish_non_exhaustive()
     }
@@ -180,10 +185,15 @@ pub struct Resolved {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum FromRunner {
-    /// First line: the runner is up.
+    /// First line: the runner is up. `public_key` is its X25519 key (base64), which deployers
+    /// seal secrets to; absent with `key_error` when its key file could not be read or made.
     Ready {
         version: String,
         pid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        public_key: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_error: Option<String>,
     },
     /// A service's lifecycle moved (DESIGN §7 "Status").
     Status {
