@@ -46,6 +46,20 @@ pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) -> Option<ClientFrame
         C::McpUndeploy { req, name } => simple(conn, req, |caller| Cmd::Undeploy { caller, name }),
         C::McpScope { req, name, scope } => simple(conn, req, |caller| Cmd::Scope { caller, name, scope }),
         C::McpCatalog { req } => simple(conn, req, |caller| Cmd::Catalog { caller }),
+        C::McpRunnerKey { req } => {
+            let (caller, mesh) = caller(conn, req)?;
+            if conn.hub.config.services.deploy_policy == DeployPolicy::Admins
+                && caller.who.role != Role::Admin
+            {
+                conn.error(
+                    Some(req),
+                    ErrorCode::Forbidden,
+                    format!("only admins may deploy services on mesh {}", mesh.slug),
+                );
+                return None;
+            }
+            submit(conn, &mesh, req, Cmd::RunnerKey { caller });
+        }
         C::McpSchema { req, name, tool } => simple(conn, req, |caller| Cmd::Schema { caller, name, tool }),
         C::McpLogs { req, name, lines, follow } => {
             simple(conn, req, |caller| Cmd::Logs { caller, name, lines, follow })
@@ -128,6 +142,10 @@ fn deploy(conn: &mut Conn, d: McpDeploy) {
         },
         _ => None,
     };
+    let secrets = match crate::services::secrets::check(&d.env, &d.secrets) {
+        Ok(s) => s,
+        Err(e) => return conn.error(Some(req), ErrorCode::Invalid, format!("service {}: {e}", d.name)),
+    };
     let now = now_ms();
     let rec = ServiceRecord {
         mesh_id: mesh.id.clone(),
@@ -137,6 +155,7 @@ fn deploy(conn: &mut Conn, d: McpDeploy) {
         args: d.args,
         entry: d.entry,
         env: d.env,
+        secrets,
         scope: d.scope,
         deployer: caller.who.member_id.clone(),
         enabled: true,

@@ -117,6 +117,10 @@ pub enum Cmd {
         result: Option<serde_json::Value>,
         error: Option<String>,
     },
+    /// `mcp_runner_key`: the runner's public key (the runner is started if none runs).
+    RunnerKey {
+        caller: Caller,
+    },
     /// A connection closed: cancel its calls, drop its follows, mark what it hosted offline.
     ConnGone {
         conn_id: u64,
@@ -200,6 +204,7 @@ pub struct MeshActor {
     pub next_id: u64,
     pub calls: HashMap<u64, Pending>,
     pub forwards: HashMap<String, Pending>,
+    pub key: super::runner_key::RunnerKeyState,
     shutdown: CancellationToken,
 }
 
@@ -220,6 +225,7 @@ impl MeshActor {
             next_id: 1,
             calls: HashMap::new(),
             forwards: HashMap::new(),
+            key: Default::default(),
             shutdown,
         }
     }
@@ -288,6 +294,7 @@ impl MeshActor {
             self.respawn_at = None;
             self.reload_all();
         }
+        self.runner_key_tick(now);
     }
 
     /// The runner, started if none runs. `None` (after telling the callers) when it cannot be.
@@ -295,7 +302,13 @@ impl MeshActor {
         if self.runner.is_none() {
             let cfg = &self.hub.config;
             let argv = match cfg.services.runner_argv() {
-                Ok(a) => a,
+                Ok(mut a) => {
+                    // Kept beside the mesh's services; read only by the runner.
+                    let key_file = cfg.services_dir().join(&self.mesh.id).join("runner.key");
+                    a.push("--key-file".into());
+                    a.push(key_file.into_os_string());
+                    a
+                }
                 Err(e) => {
                     tracing::error!(mesh = %self.mesh.slug, error = %e, "cannot find the runner executable");
                     return None;
@@ -353,6 +366,7 @@ impl MeshActor {
             && let Some(r) = self.runner.take()
         {
             self.generation += 1;
+            self.runner_key_gone();
             r.stop(Duration::from_secs(3)).await;
             tracing::info!(mesh = %self.mesh.slug, "runner stopped: no services left");
         }

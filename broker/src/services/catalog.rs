@@ -37,6 +37,7 @@ impl MeshActor {
             Cmd::Update { caller, update, bundle } => self.update(caller, *update, bundle).await,
             Cmd::Undeploy { caller, name } => self.undeploy(caller, name).await,
             Cmd::Scope { caller, name, scope } => self.scope(caller, name, scope).await,
+            Cmd::RunnerKey { caller } => self.runner_key(caller),
             Cmd::Catalog { caller } => {
                 let services = self.catalog_for(&caller);
                 caller.reply(&ServerFrame::McpCatalogResult { req: caller.req, services });
@@ -112,7 +113,7 @@ impl MeshActor {
     }
 
     fn catalog_for(&self, caller: &Caller) -> Vec<CatalogEntry> {
-        let broker = self.svcs.values().map(|s| s.rec.entry(&s.rt));
+        let broker = self.svcs.values().map(|s| s.rec.entry_for(&s.rt, &caller.who.member_id));
         let peers = self.peers.iter().map(|(n, p)| peer_entry(n, p));
         broker.chain(peers).filter(|e| caller.who.can_use(&e.scope, &e.deployer)).collect()
     }
@@ -187,6 +188,13 @@ impl MeshActor {
         if let Some(a) = u.args {
             svc.rec.args = a;
         }
+        let env = u.env.as_ref().unwrap_or(&svc.rec.env);
+        let secrets = u.secrets.as_ref().unwrap_or(&svc.rec.secrets);
+        let secrets = match super::secrets::check(env, secrets) {
+            Ok(s) => s,
+            Err(e) => return caller.error(ErrorCode::Invalid, format!("service {}: {e}", u.name)),
+        };
+        svc.rec.secrets = secrets;
         if let Some(e) = u.env {
             svc.rec.env = e;
         }

@@ -26,6 +26,13 @@ impl MeshActor {
         tracing::warn!(mesh = %self.mesh.slug, why, "runner exited");
         self.runner = None;
         self.generation += 1;
+        self.runner_key_gone();
+        for (c, _) in self.key.waiters.drain(..) {
+            c.error(
+                ErrorCode::Unavailable,
+                format!("the service runner exited before it said its key ({why})"),
+            );
+        }
         for (_, p) in self.calls.drain() {
             p.caller.error(
                 ErrorCode::Unavailable,
@@ -69,8 +76,9 @@ impl MeshActor {
 
     async fn runner_line(&mut self, line: FromRunner) {
         match line {
-            FromRunner::Ready { version, pid } => {
+            FromRunner::Ready { version, pid, public_key, key_error } => {
                 tracing::debug!(mesh = %self.mesh.slug, version, pid, "runner ready");
+                self.runner_ready(public_key, key_error);
             }
             FromRunner::Status { name, status, error } => self.set_status(&name, status, error),
             FromRunner::Loaded { name, tools, resolved } => {

@@ -13,6 +13,8 @@ pub mod lines;
 pub mod peer;
 pub mod proc;
 pub mod record;
+pub mod runner_key;
+pub mod secrets;
 pub mod upload;
 
 use std::collections::HashMap;

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use claudemesh_protocol::frames::{CatalogEntry, HostedBy, ServiceSource, ServiceStatus, ToolInfo};
+use claudemesh_protocol::frames::{
+    CatalogEntry, HostedBy, SealedSecret, ServiceSource, ServiceStatus, ToolInfo,
+};
 use claudemesh_protocol::scope::Scope;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,10 @@ pub struct ServiceRecord {
     pub entry: Option<Vec<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The vault values `env` references, sealed by the deployer's agent to the mesh runner's
+    /// key: opaque here, opened only by the runner (also at boot restore, deployer offline).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SealedSecret>,
     pub scope: Scope,
     /// Member id of the deployer.
     pub deployer: String,
@@ -48,6 +54,7 @@ impl std::fmt::Debug for ServiceRecord {
             .field("name", &self.name)
             .field("source", &self.source.kind())
             .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("secrets", &self.secrets.iter().map(|s| &s.key).collect::<Vec<_>>())
             .field("scope", &self.scope)
             .field("deployer", &self.deployer)
             .field("enabled", &self.enabled)
@@ -89,11 +96,22 @@ impl ServiceRecord {
             args: self.args.clone(),
             entry: self.entry.clone(),
             env: self.env.clone(),
+            secrets: self.secrets.clone(),
             prepare: mode,
             limits: cfg.child,
             health: cfg.health,
             restart: cfg.restart,
         }
+    }
+
+    /// The catalog entry `viewer` sees: no env, no secrets; the referenced vault key names only
+    /// for its deployer (so that `update` can seal them again).
+    pub fn entry_for(&self, rt: &Runtime, viewer: &str) -> CatalogEntry {
+        let mut e = self.entry(rt);
+        if viewer == self.deployer {
+            e.vault_keys = self.secrets.iter().map(|s| s.key.clone()).collect();
+        }
+        e
     }
 
     /// The catalog entry members see (no env, no secrets).
