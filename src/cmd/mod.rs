@@ -38,7 +38,7 @@ mod serve_mcp;
 pub mod service_args;
 mod skill_files;
 mod skill_get;
-mod skill_list;
+pub mod skill_list;
 mod skill_remove;
 mod skill_share;
 mod status;
