@@ -123,9 +123,7 @@ pub async fn run(a: VaultSetArgs) -> anyhow::Result<ExitCode> {
     let r: VaultItem = c.request(AgentCall::VaultSet(p)).await.map_err(|e| {
         super::advise(e, |code| match code {
             ErrorCode::Limit => Some("delete entries you no longer use (`claudemesh vault list`)".into()),
-            ErrorCode::Unavailable => {
-                Some("the broker cannot store vault entries now; `claudemesh status` shows the link".into())
-            }
+            ErrorCode::Unavailable => Some("`claudemesh status` shows the broker link".into()),
             _ => None,
         })
     })?;
