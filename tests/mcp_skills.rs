@@ -55,8 +55,9 @@ async fn changed(rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_skills_are_prompts_that_follow_the_mesh() {
     let w = World::start().await;
-    let alice = agent(&w, "alice").await;
+    // bob first: alice's agent then finds him in the directory it loads, and names him.
     let bob = agent(&w, "bob").await;
+    let alice = agent(&w, "alice").await;
     let mut b = bob.client().await;
     share(&mut b, "review", "Code review checklist", "Check the tests.\n\nThen the error paths.").await;
 
@@ -165,8 +166,9 @@ async fn python_mcp_sdk_lists_and_gets_skill_prompts() {
     let Some(python) = python_with_mcp(test).await else { return };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/mcp_prompts.py");
     let w = World::start().await;
-    let alice = agent(&w, "alice").await;
+    // bob first: alice's agent then finds him in the directory it loads, and names him.
     let bob = agent(&w, "bob").await;
+    let alice = agent(&w, "alice").await;
     share(&mut bob.client().await, "review", "Code review checklist", "Check the tests.").await;
 
     let mut cmd = tokio::process::Command::new(&python);
