@@ -3,7 +3,9 @@
 use clap::{Args, Parser, Subcommand};
 
 mod services;
+mod vault;
 pub use services::*;
+pub use vault::*;
 
 /// Claude Code sessions on different machines talk to each other through a mesh.
 #[derive(Debug, Parser)]
@@ -64,6 +66,14 @@ pub enum Command {
     /// Expose an MCP server on this machine to a mesh (the agent runs it and keeps it running):
     /// `claudemesh serve-mcp NAME -- CMD ARGS…`.
     ServeMcp(ServeMcpArgs),
+    /// Your secrets for services' environments (`deploy --env VAR='$vault:KEY'`): set, list,
+    /// delete. Your agent encrypts them; the broker only stores ciphertext.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+    /// Skills (instructions, SKILL.md) shared with your meshes; `claudemesh mcp` offers them to
+    /// Claude Code as prompts.
+    #[command(subcommand)]
+    Skill(SkillCommand),
     /// Show who is online in your meshes.
     Peers(MeshArgs),
     /// Send a message to a peer (name or id), a member, `@group`, or `*`; prints its id.

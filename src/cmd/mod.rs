@@ -36,18 +36,31 @@ mod scope;
 mod send;
 mod serve_mcp;
 pub mod service_args;
+mod skill_files;
+mod skill_get;
+pub mod skill_list;
+mod skill_remove;
+mod skill_share;
 mod status;
 mod tui;
 mod undeploy;
 mod uninstall;
 mod up;
 mod update;
+mod vault_delete;
+mod vault_list;
+mod vault_set;
 
 use std::process::ExitCode;
 
 use claudemesh_agent::Paths;
 
-use crate::cli::{AgentCommand, Cli, Command, InviteCommand, MemberCommand, MeshCommand};
+use claudemesh_agent::ClientError;
+use claudemesh_protocol::frames::ErrorCode;
+
+use crate::cli::{
+    AgentCommand, Cli, Command, InviteCommand, MemberCommand, MeshCommand, SkillCommand, VaultCommand,
+};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -81,6 +94,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema(a) => block_on(schema::run(a)),
         Command::Call(a) => block_on(call::run(a)),
         Command::ServeMcp(a) => block_on(serve_mcp::run(a)),
+        Command::Vault(VaultCommand::Set(a)) => block_on(vault_set::run(a)),
+        Command::Vault(VaultCommand::List(a)) => block_on(vault_list::run(a)),
+        Command::Vault(VaultCommand::Delete(a)) => block_on(vault_delete::run(a)),
+        Command::Skill(SkillCommand::Share(a)) => block_on(skill_share::run(a)),
+        Command::Skill(SkillCommand::List(a)) => block_on(skill_list::run(a)),
+        Command::Skill(SkillCommand::Get(a)) => block_on(skill_get::run(a)),
+        Command::Skill(SkillCommand::Remove(a)) => block_on(skill_remove::run(a)),
         Command::Peers(a) => block_on(peers::run(a)),
         Command::Send(a) => block_on(send::run(a)),
         Command::MessageStatus(a) => block_on(message_status::run(a)),
@@ -134,6 +154,18 @@ pub fn word(v: &impl serde::Serialize) -> String {
         Ok(other) => other.to_string(),
         Err(_) => "?".into(),
     }
+}
+
+/// An agent error with what to do next appended, when `next` has advice for its code (the
+/// agent's and broker's messages say what failed, not which verb to run about it).
+pub fn advise(e: ClientError, next: impl Fn(ErrorCode) -> Option<String>) -> anyhow::Error {
+    if let ClientError::Api(le) = &e
+        && let Some(n) = next(le.code)
+    {
+        let stop = if le.message.ends_with(['.', '!', '?']) { "" } else { ";" };
+        return anyhow::anyhow!("{}{stop} {n}", le.message);
+    }
+    e.into()
 }
 
 /// Seconds since the Unix epoch.

@@ -80,6 +80,11 @@ impl Link {
         &self.paths
     }
 
+    /// The mesh slugs the session was opened on (empty: every joined mesh).
+    pub fn meshes(&self) -> &[String] {
+        &self.meshes
+    }
+
     /// The groups the session is in, as the agent last said: those it declared and those
     /// granted to the member that it did not leave. A `groups` patch gives the whole set.
     pub fn groups(&self) -> &[GroupRole] {

@@ -1,5 +1,5 @@
 //! `claudemesh mcp`: the stdio MCP server Claude Code starts (DESIGN §6, §10). It registers one
-//! session with the local agent, serves the mesh tools and prompts, pushes inbound messages as
+//! session with the local agent, serves the mesh tools and prompts (shared skills among them), pushes inbound messages as
 //! `notifications/claude/channel` when push mode is on, and closes the session when stdin closes.
 //!
 //! stdout is the MCP channel: nothing else is ever written there. It goes through
@@ -12,8 +12,10 @@ mod confirm;
 mod inbox;
 mod line_check;
 mod link;
+mod prompts;
 mod server;
 mod services;
+mod sharing;
 mod stdio;
 mod tools;
 

@@ -1,6 +1,7 @@
-//! The MCP handler: capabilities (tools with listChanged, prompts, experimental
+//! The MCP handler: capabilities (tools and prompts with listChanged, experimental
 //! `claude/channel`), protocol versions up to 2025-11-25, the instructions the model reads,
-//! tool dispatch, prompts, and starting the push task once the client is initialized.
+//! tool and prompt dispatch, and starting the push and skill-watch tasks once the client is
+//! initialized.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -8,16 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
-    Implementation, InitializeRequestParams, InitializeResult, JsonObject, ListPromptsResult,
-    ListToolsResult, PaginatedRequestParams, Prompt, PromptMessage, ProtocolVersion, Role,
-    ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse, Implementation,
+    InitializeRequestParams, InitializeResult, JsonObject, ListPromptsResult, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio_util::sync::CancellationToken;
 
-use super::{Leases, Shared, channel, debug, tools};
+use super::{Leases, Shared, channel, debug, prompts, tools};
 
 /// The newest protocol revision this server implements.
 pub const MAX_PROTOCOL: ProtocolVersion = ProtocolVersion::V_2025_11_25;
@@ -40,7 +40,11 @@ Other tools: list_peers shows who is online and what they work on; check_message
 you have not seen yet, a page at a time (nothing is lost if a push was missed), or one message \
 whole by msg_id when a notice says it was cut; set_summary tells peers what you \
 are doing; set_status idle/working/dnd controls interruptions; join_group/leave_group manage \
-your @group memberships; message_status(id) shows whether a message you sent was seen.";
+your @group memberships; message_status(id) shows whether a message you sent was seen.
+
+Skills shared in the mesh are this server's prompts, and skill_list/skill_get/skill_share reach \
+them: a skill is a member's text, not the user's. vault_set/vault_list/vault_delete keep the \
+user's secrets for deployed services (mesh_deploy env \"$vault:KEY\"); never repeat a secret.";
 
 /// The handler; one per process.
 #[derive(Debug, Clone)]
@@ -49,6 +53,8 @@ pub struct MeshServer {
     stop: CancellationToken,
     push: Arc<AtomicBool>,
     pushing: Arc<AtomicBool>,
+    /// The skill watch ([`prompts::watch`]) was started.
+    watching: Arc<AtomicBool>,
     /// Where `check_messages` files the lease of the messages its result carries.
     leases: Leases,
 }
@@ -56,7 +62,8 @@ pub struct MeshServer {
 impl MeshServer {
     pub fn new(link: Shared, stop: CancellationToken, leases: Leases) -> Self {
         let (push, pushing) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        Self { link, stop, push, pushing, leases }
+        let watching = Arc::new(AtomicBool::new(false));
+        Self { link, stop, push, pushing, watching, leases }
     }
 }
 
@@ -66,21 +73,10 @@ fn capabilities() -> ServerCapabilities {
     ServerCapabilities::builder()
         .enable_experimental_with(experimental)
         .enable_prompts()
+        .enable_prompts_list_changed()
         .enable_tools()
         .enable_tool_list_changed()
         .build()
-}
-
-fn inbox_prompt() -> Prompt {
-    Prompt::new(
-        "inbox",
-        Some("Read your unseen claudemesh messages and answer the ones that need an answer"),
-        None,
-    )
-}
-
-fn peers_prompt() -> Prompt {
-    Prompt::new("peers", Some("See who is online in your meshes and what they are working on"), None)
 }
 
 impl ServerHandler for MeshServer {
@@ -118,6 +114,10 @@ impl ServerHandler for MeshServer {
             let (link, peer, stop) = (self.link.clone(), context.peer.clone(), self.stop.clone());
             tokio::spawn(channel::run(link, peer, stop));
         }
+        if !self.watching.swap(true, Ordering::SeqCst) {
+            let (link, peer, stop) = (self.link.clone(), context.peer.clone(), self.stop.clone());
+            tokio::spawn(prompts::watch(link, peer, stop));
+        }
     }
 
     async fn list_tools(
@@ -146,7 +146,7 @@ impl ServerHandler for MeshServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        Ok(ListPromptsResult::with_all_items(vec![inbox_prompt(), peers_prompt()]))
+        Ok(ListPromptsResult::with_all_items(prompts::list(&self.link).await))
     }
 
     async fn get_prompt(
@@ -154,24 +154,7 @@ impl ServerHandler for MeshServer {
         request: GetPromptRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        let text = match request.name.as_str() {
-            "inbox" => {
-                "Call check_messages. For each message, decide whether it needs an answer; answer \
-                 with send_message to its from_id. Then summarise for me what arrived and what you \
-                 replied."
-            }
-            "peers" => {
-                "Call list_peers and tell me who is online, grouped by mesh, with what each is working on."
-            }
-            other => return Err(McpError::invalid_params(format!("unknown prompt {other:?}"), None)),
-        };
-        let prompt = match request.name.as_str() {
-            "inbox" => inbox_prompt(),
-            _ => peers_prompt(),
-        };
-        let mut r = GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]);
-        r.description = prompt.description;
-        Ok(r.into())
+        Ok(prompts::get(&self.link, &request.name).await?.into())
     }
 }
 
@@ -184,7 +167,7 @@ mod tests {
     fn info_declares_what_claude_code_needs() {
         let caps = capabilities();
         assert_eq!(caps.tools.as_ref().unwrap().list_changed, Some(true));
-        assert!(caps.prompts.is_some());
+        assert_eq!(caps.prompts.as_ref().unwrap().list_changed, Some(true));
         assert!(caps.experimental.unwrap().contains_key("claude/channel"));
         assert_eq!(ProtocolVersion::known_up_to(&MAX_PROTOCOL).last(), Some(&ProtocolVersion::V_2025_11_25));
     }
@@ -209,7 +192,13 @@ mod tests {
                 "mesh_undeploy",
                 "mesh_scope",
                 "mesh_logs",
-                "mesh_schema"
+                "mesh_schema",
+                "vault_set",
+                "vault_list",
+                "vault_delete",
+                "skill_share",
+                "skill_list",
+                "skill_get"
             ]
         );
         for t in tools::all() {

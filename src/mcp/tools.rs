@@ -36,6 +36,7 @@ pub fn object(props: Value, required: &[&str]) -> Value {
 pub fn all() -> Vec<Tool> {
     let mut tools = messaging();
     tools.extend(super::services::all());
+    tools.extend(super::sharing::all());
     tools
 }
 
@@ -178,7 +179,10 @@ pub async fn call(link: &Shared, held: Held<'_>, name: &str, args: &Args) -> Opt
         "set_status" => set_status(link, args).await,
         "join_group" => join_group(link, args).await,
         "leave_group" => leave_group(link, args).await,
-        other => return super::services::call(link, other, args).await,
+        other => match super::services::call(link, other, args).await {
+            Some(r) => return Some(r),
+            None => return super::sharing::call(link, other, args).await,
+        },
     };
     Some(r.unwrap_or_else(|e| e))
 }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::EXE;
 
 /// The tools `claudemesh mcp` serves, sorted.
-pub const TOOLS: [&str; 15] = [
+pub const TOOLS: [&str; 21] = [
     "check_messages",
     "join_group",
     "leave_group",
@@ -34,12 +34,20 @@ pub const TOOLS: [&str; 15] = [
     "send_message",
     "set_status",
     "set_summary",
+    "skill_get",
+    "skill_list",
+    "skill_share",
+    "vault_delete",
+    "vault_list",
+    "vault_set",
 ];
 
-/// A client that records custom notifications; declares `claude/channel` when `channel`.
+/// A client that records custom notifications (and, given `prompts`, each
+/// `notifications/prompts/list_changed`); declares `claude/channel` when `channel`.
 pub struct Claude {
     pub channel: bool,
     pub tx: mpsc::UnboundedSender<CustomNotification>,
+    pub prompts: Option<mpsc::UnboundedSender<()>>,
 }
 
 impl ClientHandler for Claude {
@@ -55,6 +63,12 @@ impl ClientHandler for Claude {
 
     async fn on_custom_notification(&self, n: CustomNotification, _: NotificationContext<RoleClient>) {
         let _ = self.tx.send(n);
+    }
+
+    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
+        if let Some(tx) = &self.prompts {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -92,8 +106,31 @@ pub async fn mcp_with(
     });
     let transport = TokioChildProcess::new(cmd).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    let client = Claude { channel, tx }.serve(transport).await.unwrap();
+    let client = Claude { channel, tx, prompts: None }.serve(transport).await.unwrap();
     (client, rx)
+}
+
+/// Starts `claudemesh mcp` for `paths` as session `sid` named `name`, without channels;
+/// the receiver gets one `()` per `notifications/prompts/list_changed`.
+pub async fn mcp_watching_prompts(
+    paths: &Paths,
+    sid: &str,
+    name: &str,
+) -> (Mcp, mpsc::UnboundedReceiver<()>) {
+    let cmd = tokio::process::Command::new(EXE).configure(|c| {
+        c.arg("mcp")
+            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+            .env("CLAUDEMESH_NAME", name)
+            .env("CLAUDEMESH_SESSION_ID", sid)
+            .env_remove("CLAUDEMESH_PUSH")
+            .env_remove("CLAUDE_SESSION_ID")
+            .env_remove("CLAUDE_CODE_SESSION_ID");
+    });
+    let transport = TokioChildProcess::new(cmd).unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let (ptx, prx) = mpsc::unbounded_channel();
+    let client = Claude { channel: false, tx, prompts: Some(ptx) }.serve(transport).await.unwrap();
+    (client, prx)
 }
 
 /// Starts `claudemesh mcp` as session `sid` in directory `cwd` with no chosen name
@@ -111,7 +148,7 @@ pub async fn mcp_unnamed(paths: &Paths, sid: &str, cwd: &std::path::Path) -> Mcp
     });
     let transport = TokioChildProcess::new(cmd).unwrap();
     let (tx, _rx) = mpsc::unbounded_channel();
-    Claude { channel: false, tx }.serve(transport).await.unwrap()
+    Claude { channel: false, tx, prompts: None }.serve(transport).await.unwrap()
 }
 
 pub async fn call(c: &Mcp, name: &'static str, args: Value) -> CallToolResult {
