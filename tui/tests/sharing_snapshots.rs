@@ -222,3 +222,13 @@ fn a_skill_removed_elsewhere_leaves_the_list() {
     let screen = draw(&s);
     assert!(!screen.contains("Cutting a release") && screen.contains("code-review"), "{screen}");
 }
+
+#[test]
+fn help_lists_the_new_views_keys() {
+    for (keys, want) in [("7?", "add a secret"), ("8?", "share a skill from a SKILL.md file")] {
+        let mut s = standard((120, 40));
+        typed(&mut s, keys);
+        let screen = draw(&s);
+        assert!(screen.contains(want) && screen.contains("1-8 / tab / shift-tab"), "{screen}");
+    }
+}
