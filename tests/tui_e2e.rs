@@ -2,7 +2,9 @@
 //! server), against a real broker on 127.0.0.1:0 and two real agent processes. Bob's session
 //! appears live; a message typed and sent in alice's dashboard reaches bob; bob's reply shows
 //! in the thread with the first message's delivery state; the agent killed shows as gone and
-//! the view recovers when it is back; SIGTERM leaves the terminal restored.
+//! the view recovers when it is back; SIGTERM leaves the terminal restored. The Vault and
+//! Skills views: a secret typed masked (never on screen) is stored, listed and deleted; a skill
+//! directory is shared, read and removed, and a skill of another member cannot be.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use claudemesh_protocol::frames::Priority;
+use claudemesh_protocol::frames::{Priority, Skill};
+use claudemesh_protocol::local::{AgentCall, SkillListReply, SkillShareParams, VaultListReply};
 use common::{AgentProcess, EXE, World, register, send_call, wait_connected, wait_inbox, wait_peer};
 
 const BOB_SESSION: &str = "00000000-0000-4000-8000-00000000b0b0";
@@ -218,4 +221,131 @@ async fn up_opens_the_dashboard() {
         .output()
         .unwrap();
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+}
+
+/// What alice types as her secret: it must never be on her screen.
+const SECRET: &str = "s3cr3t-Value_42xyz";
+
+/// Waits for `ok`, and checks on every screen seen meanwhile that the secret is not on it.
+async fn wait_secret_free(t: &Tmux, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+    t.wait(what, secs, |s| {
+        assert!(!s.contains(SECRET) && !s.contains("s3cr3t"), "the secret is on screen:\n{s}");
+        ok(s)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_vault_and_skills() {
+    if !tmux_or_skip() {
+        return;
+    }
+    let w = World::start().await;
+    let alice = w.member("alice").await;
+    let bob = w.member("bob").await;
+    let alice_agent = AgentProcess::start(&alice).await;
+    let bob_agent = AgentProcess::start(&bob).await;
+    let mut ac = alice_agent.client().await;
+    wait_connected(&mut ac).await;
+    let mut bc = bob_agent.client().await;
+    wait_connected(&mut bc).await;
+
+    // A skill directory: SKILL.md with front matter, and a text file beside it.
+    let skill_dir = w.dir.path().join("deploy-checklist");
+    std::fs::create_dir_all(skill_dir.join("refs")).unwrap();
+    std::fs::write(
+        skill_dir.join("SKILL.md"),
+        "---\ndescription: Steps before a deploy\n---\n# Deploy checklist\n\nRun the tests, then tag.\n",
+    )
+    .unwrap();
+    std::fs::write(skill_dir.join("refs/rollback.md"), "How to roll back: redeploy the previous tag.\n")
+        .unwrap();
+
+    let dir = alice.dir.to_string_lossy().into_owned();
+    let env = [("CLAUDEMESH_CONFIG_DIR", dir.as_str()), ("TERM", "xterm-256color")];
+    let t = Tmux::start(w.dir.path(), &env, &[EXE, "tui"]);
+    t.wait("the dashboard with its agent", 20, |s| s.contains("agent 0.") && s.contains("7 Vault")).await;
+
+    // Vault: add through the form, the value typed masked.
+    t.keys(&["7"]);
+    t.wait("the empty Vault view", 15, |s| s.contains("Vault (0)") && s.contains("a adds one")).await;
+    t.keys(&["a"]);
+    t.wait("the add form", 5, |s| s.contains("Add a secret to your vault on team")).await;
+    t.type_text("GH_TOKEN");
+    t.keys(&["Tab"]);
+    t.type_text(SECRET);
+    let masked = "•".repeat(SECRET.chars().count());
+    wait_secret_free(&t, "the value masked", 5, |s| s.contains(&masked)).await;
+    t.keys(&["Tab", "Tab", "Tab", "Tab"]);
+    t.type_text("release bot");
+    t.keys(&["Enter"]);
+    let s = wait_secret_free(&t, "the entry listed", 15, |s| {
+        s.contains("Vault (1)")
+            && s.contains("GH_TOKEN")
+            && s.contains("release bot")
+            && !s.contains("Add a secret")
+    })
+    .await;
+    assert!(s.contains("$vault:GH_TOKEN"), "{s}");
+    let listed: VaultListReply = ac.request(AgentCall::VaultList { mesh: None }).await.unwrap();
+    assert_eq!(listed.entries.iter().map(|e| e.entry.key.as_str()).collect::<Vec<_>>(), ["GH_TOKEN"]);
+
+    // Delete, after a confirmation naming key and mesh.
+    t.keys(&["d"]);
+    wait_secret_free(&t, "the delete confirmation", 5, |s| {
+        s.contains("Delete GH_TOKEN from your vault on team?")
+    })
+    .await;
+    t.keys(&["y"]);
+    wait_secret_free(&t, "the entry gone", 15, |s| s.contains("Vault (0)")).await;
+    let listed: VaultListReply = ac.request(AgentCall::VaultList { mesh: None }).await.unwrap();
+    assert!(listed.entries.is_empty(), "{listed:?}");
+
+    // Skills: share the directory (name and description by default), see it, read it.
+    t.keys(&["8"]);
+    t.wait("the Skills view", 15, |s| s.contains("Skills (0)")).await;
+    t.keys(&["s"]);
+    t.wait("the share form", 5, |s| s.contains("Share a skill with team")).await;
+    t.type_text(&skill_dir.to_string_lossy());
+    t.keys(&["Enter"]);
+    t.wait("the skill listed", 15, |s| {
+        s.contains("Skills (1)") && s.contains("deploy-checklist") && s.contains("Steps before a deploy")
+    })
+    .await;
+    t.keys(&["Enter"]);
+    t.wait("the skill in the reader", 10, |s| {
+        s.contains("Skill deploy-checklist") && s.contains("Run the tests, then tag.")
+    })
+    .await;
+    t.keys(&["G"]);
+    t.wait("its file in the reader", 5, |s| s.contains("refs/rollback.md") && s.contains("How to roll back"))
+        .await;
+    t.keys(&["Escape"]);
+
+    // Bob's skill: alice may not remove it, and is told why.
+    let bobs = Skill {
+        name: "bobs-notes".into(),
+        description: "Bob's notes".into(),
+        instructions: "Notes.".into(),
+        tags: vec![],
+        files: Default::default(),
+    };
+    let share = AgentCall::SkillShare(Box::new(SkillShareParams { mesh: None, skill: bobs }));
+    bc.call(share).await.unwrap();
+    t.wait("bob's skill, live", 15, |s| s.contains("Skills (2)") && s.contains("bobs-notes")).await;
+    // Rows are by name: bobs-notes, then deploy-checklist.
+    t.keys(&["g", "d"]);
+    t.wait("the remove confirmation", 5, |s| s.contains("Remove the skill bobs-notes from team?")).await;
+    t.keys(&["y"]);
+    t.wait("not allowed", 10, |s| s.contains("not allowed: only its author or an admin")).await;
+
+    // Her own: removed.
+    t.keys(&["G", "d"]);
+    t.wait("the remove confirmation", 5, |s| s.contains("Remove the skill deploy-checklist from team?"))
+        .await;
+    t.keys(&["y"]);
+    t.wait("the skill gone", 15, |s| s.contains("Skills (1)") && !s.contains("deploy-checklist")).await;
+    let left: SkillListReply = ac.request(AgentCall::SkillList { query: None, mesh: None }).await.unwrap();
+    assert_eq!(left.skills.iter().map(|x| x.skill.name.as_str()).collect::<Vec<_>>(), ["bobs-notes"]);
+    t.keys(&["q"]);
 }

@@ -1,14 +1,16 @@
 //! Fixed data for the dashboard's tests, snapshots and benchmark: two meshes, peers, members
 //! with every trust state, conversations both ways with every delivery state, three shared
-//! services, all loaded
-//! through `update` exactly as the agent's replies would load them. Times are fixed, so
-//! renders are byte-for-byte repeatable.
+//! services, four vault entries and three skills, all loaded through `update` exactly as the
+//! agent's replies would load them. Times are fixed, so renders are byte-for-byte repeatable.
 
 use claudemesh_protocol::frames::{
     CatalogEntry, DeliveryState, GroupRole, HostedBy, MemberInfo, PeerSession, Priority, Role, ServiceStatus,
     SessionInfo, SessionStatus, ToolInfo,
 };
-use claudemesh_protocol::local::{CatalogReply, ServiceEntry};
+use claudemesh_protocol::frames::{Skill, SkillRecord, SkillSummary, VaultEntryMeta, VaultKind};
+use claudemesh_protocol::local::{
+    CatalogReply, ServiceEntry, SkillItem, SkillListItem, SkillListReply, VaultItem, VaultListReply,
+};
 use claudemesh_protocol::local::{
     InboxMessage, InboxReply, LinkState, LocalSessionStatus, MemberEntry, MemberTrust, MeshStatus, PeerEntry,
     SendState, SentRecord, SentReply, Snapshot, StatusReply, SubscribeReply, TrustState,
@@ -305,6 +307,106 @@ pub fn catalog(s: &mut State, services: Vec<ServiceEntry>) {
     }
 }
 
+/// A vault entry `key` of `mesh`.
+pub fn vault_entry(
+    mesh: &str,
+    key: &str,
+    mount: Option<&str>,
+    description: Option<&str>,
+    ago_ms: u64,
+) -> VaultItem {
+    let entry = VaultEntryMeta {
+        key: key.into(),
+        kind: if mount.is_some() { VaultKind::File } else { VaultKind::Env },
+        mount_path: mount.map(Into::into),
+        description: description.map(Into::into),
+        updated_at: NOW - ago_ms,
+    };
+    VaultItem { mesh: mesh.into(), entry }
+}
+
+/// The fixture's vault: three entries on `team` (one a file), one on `oss`.
+pub fn vault_entries() -> Vec<VaultItem> {
+    vec![
+        vault_entry("team", "GH_TOKEN", None, Some("GitHub token of the release bot"), 3_600_000),
+        vault_entry(
+            "team",
+            "gcp-sa",
+            Some("gcp/sa.json"),
+            Some("service account of the CI project"),
+            86_400_000,
+        ),
+        vault_entry("team", "OPENAI_KEY", None, None, 300_000),
+        vault_entry("oss", "NPM_TOKEN", None, Some("publishing to npm"), 7_200_000),
+    ]
+}
+
+/// A whole skill `name` of `mesh` by member `author`.
+pub fn skill(
+    mesh: &str,
+    name: &str,
+    description: &str,
+    tags: &[&str],
+    author: usize,
+    ago_ms: u64,
+) -> SkillItem {
+    let skill = Skill {
+        name: name.into(),
+        description: description.into(),
+        instructions: format!(
+            "# {name}\n\n{description}.\n\n1. Read the diff top to bottom.\n2. Run the tests.\n3. Say what you would change, and why."
+        ),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        files: [("checklist.md".to_string(), "- [ ] tests\n- [ ] docs\n- [ ] changelog".to_string())].into(),
+    };
+    SkillItem {
+        mesh: mesh.into(),
+        skill: SkillRecord { skill, author: member_id(author), updated_at: NOW - ago_ms },
+        author_name: None,
+    }
+}
+
+/// The fixture's skills: `code-review` (alice) and `release` (bob) on `team`, `triage`
+/// (dave) on `oss`.
+pub fn skills() -> Vec<SkillItem> {
+    vec![
+        skill("team", "code-review", "Code review checklist for Rust PRs", &["rust", "review"], 0, 600_000),
+        skill(
+            "team",
+            "release",
+            "Cutting a release: tags, changelog, crates.io",
+            &["release"],
+            1,
+            172_800_000,
+        ),
+        skill("oss", "triage", "Triage new issues", &["issues"], 3, 3_600_000),
+    ]
+}
+
+/// A skill as `skill_list` lists it.
+pub fn summary(x: &SkillItem) -> SkillListItem {
+    let r = &x.skill;
+    SkillListItem {
+        mesh: x.mesh.clone(),
+        skill: SkillSummary {
+            name: r.skill.name.clone(),
+            description: r.skill.description.clone(),
+            tags: r.skill.tags.clone(),
+            author: r.author.clone(),
+            updated_at: r.updated_at,
+        },
+        author_name: x.author_name.clone(),
+    }
+}
+
+/// Loads the vault and skills lists as their replies would.
+pub fn sharing(s: &mut State, vault: Vec<VaultItem>, skills: Vec<SkillListItem>) {
+    let tag = s.tag(Pending::VaultList(None));
+    update(s, Event::Agent(AgentEvent::Reply { tag, result: Ok(json!(VaultListReply { entries: vault })) }));
+    let tag = s.tag(Pending::SkillList(None));
+    update(s, Event::Agent(AgentEvent::Reply { tag, result: Ok(json!(SkillListReply { skills })) }));
+}
+
 /// The standard fixture at `size`: meshes `team` (connected, admin) and `oss` (disconnected),
 /// a handful of peers and members, and three conversations.
 pub fn standard(size: (u16, u16)) -> State {
@@ -377,5 +479,6 @@ pub fn standard(size: (u16, u16)) -> State {
     load(&mut s, Snapshot { status, peers }, members, inbox, sent);
     s.messages.set_recipient(team, "b-1", &member_id(1), DeliveryState::Seen);
     catalog(&mut s, services());
+    sharing(&mut s, vault_entries(), skills().iter().map(summary).collect());
     s
 }

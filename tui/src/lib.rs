@@ -4,11 +4,13 @@
 //! returns [`effect::Effect`]s, with no I/O; [`ui::render`] draws a frame as a pure function of
 //! the state (one view per file under `ui/`); [`rows`] is what each table shows, shared by both;
 //! [`app::run`] is the loop, generic over ratatui's backend; [`runner`] performs effects (agent
-//! subscription with retry, calls, joins); [`terminal`] enters and restores the terminal.
+//! subscription with retry, calls, joins), reading what a call sends from a file with
+//! [`files`]; [`terminal`] enters and restores the terminal.
 
 pub mod app;
 pub mod effect;
 pub mod event;
+pub mod files;
 /// Fixed data for tests, snapshots and the benchmark (feature `fixture`).
 #[cfg(feature = "fixture")]
 pub mod fixture;
@@ -59,6 +61,7 @@ impl app::Outside for Real {
     fn perform(&mut self, e: Effect) {
         match e {
             Effect::Call { tag, call } => self.runner.call(tag, call),
+            Effect::CallWithFile { tag, call } => self.runner.call_with_file(tag, call),
             Effect::Join { tag, invite, name } => self.runner.join(tag, invite, name),
             Effect::Bell => terminal::bell(),
             Effect::Copy(text) => terminal::copy(&text),

@@ -3,7 +3,9 @@
 //! renderers both read them, so they always agree. [`len`] counts without sorting: `update`
 //! asks it after every event.
 
-use claudemesh_protocol::local::{MemberEntry, MeshStatus, PeerEntry, ServiceEntry};
+use claudemesh_protocol::local::{
+    MemberEntry, MeshStatus, PeerEntry, ServiceEntry, SkillListItem, VaultItem,
+};
 use claudemesh_protocol::text;
 
 use crate::state::messages::Conv;
@@ -76,6 +78,39 @@ fn service_shown(s: &State, f: &str, x: &ServiceEntry) -> bool {
     f.is_empty() || matches(f, &[&e.name, &x.mesh, &e.description, status, &scope, &e.source_kind])
 }
 
+fn vault_shown(s: &State, f: &str, x: &VaultItem) -> bool {
+    let e = &x.entry;
+    let kind = crate::state::sharing::kind_label(e.kind);
+    s.in_scope(&x.mesh)
+        && (f.is_empty()
+            || matches(
+                f,
+                &[
+                    &e.key,
+                    &x.mesh,
+                    kind,
+                    e.mount_path.as_deref().unwrap_or(""),
+                    e.description.as_deref().unwrap_or(""),
+                ],
+            ))
+}
+
+/// A skill is shown when every word of the filter is in its name, description or tags: what
+/// the broker's `skill_list` query matches.
+fn skill_shown(s: &State, f: &str, x: &SkillListItem) -> bool {
+    let k = &x.skill;
+    s.in_scope(&x.mesh) && claudemesh_protocol::sharing::skill_matches(&k.name, &k.description, &k.tags, f)
+}
+
+/// The order of Vault and Skills: by mesh, then key or name.
+fn vault_rank(x: &VaultItem) -> (&str, &str) {
+    (&x.mesh, &x.entry.key)
+}
+
+fn skill_rank(x: &SkillListItem) -> (&str, &str) {
+    (&x.mesh, &x.skill.name)
+}
+
 /// The order of Services: by mesh, then name.
 fn service_rank(x: &ServiceEntry) -> (&str, &str) {
     (&x.mesh, &x.entry.name)
@@ -138,6 +173,22 @@ pub fn services(s: &State) -> Vec<&ServiceEntry> {
     v
 }
 
+/// This member's vault entries, by mesh and key.
+pub fn vault(s: &State) -> Vec<&VaultItem> {
+    let f = filter_of(s, View::Vault);
+    let mut v: Vec<&VaultItem> = s.vault.list.iter().filter(|x| vault_shown(s, &f, x)).collect();
+    v.sort_by(|a, b| vault_rank(a).cmp(&vault_rank(b)));
+    v
+}
+
+/// Shared skills, by mesh and name.
+pub fn skills(s: &State) -> Vec<&SkillListItem> {
+    let f = filter_of(s, View::Skills);
+    let mut v: Vec<&SkillListItem> = s.skills.list.iter().filter(|x| skill_shown(s, &f, x)).collect();
+    v.sort_by(|a, b| skill_rank(a).cmp(&skill_rank(b)));
+    v
+}
+
 /// How many rows the table of `view` has (what [`peers`], [`members`]… return, uncounted
 /// order aside).
 pub fn len(s: &State, view: View) -> usize {
@@ -149,13 +200,15 @@ pub fn len(s: &State, view: View) -> usize {
         View::Events => s.events.iter().filter(|e| event_shown(s, &f, e)).count(),
         View::Meshes => s.meshes.iter().filter(|m| mesh_shown(&f, m)).count(),
         View::Services => s.services.list.iter().filter(|x| service_shown(s, &f, x)).count(),
+        View::Vault => s.vault.list.iter().filter(|x| vault_shown(s, &f, x)).count(),
+        View::Skills => s.skills.list.iter().filter(|x| skill_shown(s, &f, x)).count(),
     }
 }
 
 /// What a row is, whatever its position: `mesh \u{1f} session id` (Peers), `mesh \u{1f}
 /// member id` (Members), the conversation (Messages), the mesh slug (Meshes), `mesh \u{1f}
-/// name` (Services). Events have
-/// none: their rows only ever append.
+/// name` (Services, Skills), `mesh \u{1f} key` (Vault). Events have none: their rows only
+/// ever append.
 pub fn key_at(s: &State, view: View, i: usize) -> Option<String> {
     let k = |a: &str, b: &str| format!("{a}\u{1f}{b}");
     match view {
@@ -164,6 +217,8 @@ pub fn key_at(s: &State, view: View, i: usize) -> Option<String> {
         View::Messages => convs(s).get(i).map(|c| format!("{:?}", c.key)),
         View::Meshes => meshes(s).get(i).map(|m| m.slug.clone()),
         View::Services => services(s).get(i).map(|x| k(&x.mesh, &x.entry.name)),
+        View::Vault => vault(s).get(i).map(|x| k(&x.mesh, &x.entry.key)),
+        View::Skills => skills(s).get(i).map(|x| k(&x.mesh, &x.skill.name)),
         View::Events => None,
     }
 }
@@ -196,6 +251,24 @@ pub fn position(s: &State, view: View, key: &str) -> Option<usize> {
                     .list
                     .iter()
                     .filter(|y| service_shown(s, &f, y) && service_rank(y) < service_rank(x))
+                    .count()
+            })
+        }
+        View::Vault => {
+            let f = filter_of(s, view);
+            let x = s.vault.list.iter().find(|x| k(&x.mesh, &x.entry.key) == key)?;
+            vault_shown(s, &f, x).then(|| {
+                s.vault.list.iter().filter(|y| vault_shown(s, &f, y) && vault_rank(y) < vault_rank(x)).count()
+            })
+        }
+        View::Skills => {
+            let f = filter_of(s, view);
+            let x = s.skills.list.iter().find(|x| k(&x.mesh, &x.skill.name) == key)?;
+            skill_shown(s, &f, x).then(|| {
+                s.skills
+                    .list
+                    .iter()
+                    .filter(|y| skill_shown(s, &f, y) && skill_rank(y) < skill_rank(x))
                     .count()
             })
         }

@@ -1,7 +1,7 @@
 //! The dashboard's I/O: one task holds the agent subscription (connect, subscribe, forward
 //! sequenced events; on loss report it and retry with backoff), each call runs on its own
-//! short connection (so a slow `message_status` never holds the others), and joins talk to the
-//! broker the invite names; the Services view's log follow has its own subscription, one at a
+//! short connection (so a slow `message_status` never holds the others; a call with a file
+//! reads it first, off the async threads), and joins talk to the broker the invite names; the Services view's log follow has its own subscription, one at a
 //! time. Every task ends with the dashboard (a cancellation token).
 
 use std::path::PathBuf;
@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use claudemesh_agent::{AgentClient, ClientError, Paths};
 use claudemesh_protocol::frames::Event as Wire;
-use claudemesh_protocol::local::{LocalEvent, Topic};
+use claudemesh_protocol::local::{AgentCall, LocalEvent, Topic};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::effect::FileCall;
 use crate::event::{AgentEvent, CallError, Event};
 use crate::state::Follow;
 
@@ -59,17 +60,37 @@ impl Runner {
     }
 
     /// Runs one call; its reply comes back as an event.
-    pub fn call(&self, tag: u64, call: claudemesh_protocol::local::AgentCall) {
+    pub fn call(&self, tag: u64, call: AgentCall) {
+        self.run_call(tag, async move { Ok(call) });
+    }
+
+    /// Reads the file a call sends (on a blocking thread), then runs the call; a file that
+    /// cannot be read or sent comes back as the call's error.
+    pub fn call_with_file(&self, tag: u64, call: FileCall) {
+        self.run_call(tag, async move {
+            tokio::task::spawn_blocking(move || crate::files::prepare(call))
+                .await
+                .map_err(|e| CallError { code: None, message: format!("reading the file failed: {e}") })?
+        });
+    }
+
+    /// Runs the call `build` makes (unless it fails) on its own connection.
+    fn run_call(
+        &self,
+        tag: u64,
+        build: impl std::future::Future<Output = Result<AgentCall, CallError>> + Send + 'static,
+    ) {
         let (paths, tx, sem, cancel) =
             (self.paths.clone(), self.tx.clone(), self.calls.clone(), self.cancel.clone());
         self.tasks.spawn(async move {
             let work = async {
+                let call = build.await?;
                 let _permit = sem.acquire().await;
-                let mut c = AgentClient::connect(&paths, "tui").await?;
-                c.call(call).await
+                let mut c = AgentClient::connect(&paths, "tui").await.map_err(call_error)?;
+                c.call(call).await.map_err(call_error)
             };
             let result = tokio::select! {
-                r = work => r.map_err(call_error),
+                r = work => r,
                 () = cancel.cancelled() => return,
             };
             let _ = tx.send(Event::Agent(AgentEvent::Reply { tag, result })).await;
@@ -216,8 +237,16 @@ async fn session(
         Ok(c) => c,
         Err(e) => return ended(e.to_string(), false),
     };
-    let topics =
-        vec![Topic::Messages, Topic::Presence, Topic::Links, Topic::Sessions, Topic::Outbox, Topic::Services];
+    let topics = vec![
+        Topic::Messages,
+        Topic::Presence,
+        Topic::Links,
+        Topic::Sessions,
+        Topic::Outbox,
+        Topic::Services,
+        Topic::Vault,
+        Topic::Skills,
+    ];
     let reply = match c.subscribe(topics, None, None).await {
         Ok(r) => r,
         Err(e) => return ended(e.to_string(), false),

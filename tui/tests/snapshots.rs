@@ -66,7 +66,7 @@ fn agent_gone() {
 
 #[test]
 fn no_color_draws_no_colour() {
-    for k in ["1", "2", "3", "4", "5", "6", "6G\n", "6D", "3l", "1m"] {
+    for k in ["1", "2", "3", "4", "5", "6", "6G\n", "6D", "3l", "1m", "7", "7a", "7d", "8", "8s"] {
         let mut s = standard((160, 48));
         s.color = false;
         keys(&mut s, k);

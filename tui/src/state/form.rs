@@ -1,6 +1,8 @@
-//! Multi-field forms: the deploy form and the call form generated from a tool's JSON schema
-//! (one field per property: text, number, integer, boolean and enum choices, nested values as
-//! raw JSON), with the validation that turns the fields into a tool's `arguments`.
+//! Multi-field forms: the deploy form, the call form generated from a tool's JSON schema (one
+//! field per property: text, number, integer, boolean and enum choices, nested values as raw
+//! JSON) with the validation that turns the fields into a tool's `arguments`, and the vault and
+//! skill forms. A masked field's text is never shown, never in `Debug`, and wiped when its
+//! form goes.
 
 use serde_json::{Map, Value};
 
@@ -12,6 +14,9 @@ pub enum Input {
     Text,
     /// `K=V` pairs whose values are masked on screen.
     Secret,
+    /// A secret value: one `•` per character on screen, never its text; taken out of the form
+    /// when it is sent, and wiped when the form goes.
+    Masked,
     Number,
     Integer,
     /// `true`/`false` (and empty when optional), cycled with space or ← →.
@@ -23,7 +28,7 @@ pub enum Input {
 }
 
 /// One field of a form.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct FormField {
     /// The property name (the key in the produced JSON).
     pub name: String,
@@ -34,6 +39,18 @@ pub struct FormField {
     pub field: Field,
 }
 
+impl std::fmt::Debug for FormField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = matches!(self.input, Input::Masked | Input::Secret);
+        f.debug_struct("FormField")
+            .field("name", &self.name)
+            .field("input", &self.input)
+            .field("required", &self.required)
+            .field("field", if secret { &"<redacted>" } else { &self.field })
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a form's Enter does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormKind {
@@ -41,6 +58,10 @@ pub enum FormKind {
     Deploy { mesh: String },
     /// Call `tool` of `service` on `mesh`.
     Call { mesh: String, service: String, tool: String },
+    /// Set a vault entry of this member in `mesh`.
+    VaultSet { mesh: String },
+    /// Share a skill from a file or directory with `mesh`.
+    SkillShare { mesh: String },
 }
 
 /// A dialog of several fields, Tab/↑/↓ between them.
@@ -53,6 +74,34 @@ pub struct Form {
     pub error: Option<String>,
     /// Its call is on the way.
     pub busy: bool,
+}
+
+impl Form {
+    /// The field `name`.
+    pub fn field(&self, name: &str) -> Option<&FormField> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// The field `name`, to change.
+    pub fn field_mut(&mut self, name: &str) -> Option<&mut FormField> {
+        self.fields.iter_mut().find(|f| f.name == name)
+    }
+
+    /// The trimmed text of field `name` ("" when there is none).
+    pub fn text(&self, name: &str) -> &str {
+        self.field(name).map_or("", |f| f.field.text.trim())
+    }
+}
+
+/// A masked value is wiped from memory with its form (cancelled, sent, or replaced).
+impl Drop for Form {
+    fn drop(&mut self) {
+        for f in &mut self.fields {
+            if f.input == Input::Masked {
+                zeroize::Zeroize::zeroize(&mut f.field.text);
+            }
+        }
+    }
 }
 
 impl FormField {
@@ -95,7 +144,7 @@ impl FormField {
         let name = claudemesh_protocol::text::one_line(&self.name);
         let bad = |what: &str| format!("{name}: {t:?} is not {what}");
         let v = match &self.input {
-            Input::Text | Input::Secret => Value::String(self.field.text.clone()),
+            Input::Text | Input::Secret | Input::Masked => Value::String(self.field.text.clone()),
             Input::Integer => Value::from(t.parse::<i64>().map_err(|_| bad("an integer"))?),
             Input::Number => {
                 let n: f64 = t.parse().map_err(|_| bad("a number"))?;
@@ -195,7 +244,7 @@ pub fn schema_summary(schema: &Value) -> String {
         .iter()
         .map(|f| {
             let t = match &f.input {
-                Input::Text | Input::Secret => "string".to_string(),
+                Input::Text | Input::Secret | Input::Masked => "string".to_string(),
                 Input::Number => "number".into(),
                 Input::Integer => "integer".into(),
                 Input::Bool => "boolean".into(),

@@ -8,6 +8,7 @@ pub mod messages;
 mod modal;
 pub mod rate;
 pub mod services;
+pub mod sharing;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -19,6 +20,7 @@ pub use messages::{ConvKey, Messages};
 pub use modal::{Compose, ComposeFocus, Confirm, ConfirmAction, Field, Modal, Prompt, PromptKind};
 pub use rate::Rate;
 pub use services::{Follow, Services};
+pub use sharing::{SkillRead, Skills, Vault};
 
 /// Most lines the Events view keeps.
 pub const MAX_EVENTS: usize = 2_000;
@@ -33,11 +35,23 @@ pub enum View {
     Events,
     Meshes,
     Services,
+    /// This member's vault entries (metadata only, never a value).
+    Vault,
+    /// The skills shared in the meshes.
+    Skills,
 }
 
 impl View {
-    pub const ALL: [View; 6] =
-        [View::Peers, View::Members, View::Messages, View::Events, View::Meshes, View::Services];
+    pub const ALL: [View; 8] = [
+        View::Peers,
+        View::Members,
+        View::Messages,
+        View::Events,
+        View::Meshes,
+        View::Services,
+        View::Vault,
+        View::Skills,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -47,6 +61,20 @@ impl View {
             View::Events => "Events",
             View::Meshes => "Meshes",
             View::Services => "Services",
+            View::Vault => "Vault",
+            View::Skills => "Skills",
+        }
+    }
+
+    /// A shorter title for the tab bar of a narrow terminal.
+    pub fn short_title(self) -> &'static str {
+        match self {
+            View::Members => "Memb",
+            View::Messages => "Msgs",
+            View::Events => "Evts",
+            View::Meshes => "Mesh",
+            View::Services => "Svcs",
+            other => other.title(),
         }
     }
 
@@ -145,6 +173,42 @@ pub enum Pending {
         service: String,
         tool: String,
     },
+    /// `vault_list` of one mesh, or of every mesh.
+    VaultList(Option<String>),
+    /// `vault_set` of this key (typed in the form, or read from a file).
+    VaultSet {
+        key: String,
+    },
+    VaultDelete {
+        mesh: String,
+        key: String,
+    },
+    /// `skill_list` of one mesh, or of every mesh.
+    SkillList(Option<String>),
+    /// `skill_get`: the reply opens the reader.
+    SkillGet,
+    /// `skill_share` from a file or directory.
+    SkillShare,
+    SkillRemove {
+        mesh: String,
+        name: String,
+    },
+}
+
+impl Pending {
+    /// Whether this is a vault or skill call (their errors are explained in those words).
+    pub fn is_sharing(&self) -> bool {
+        matches!(
+            self,
+            Pending::VaultList(_)
+                | Pending::VaultSet { .. }
+                | Pending::VaultDelete { .. }
+                | Pending::SkillList(_)
+                | Pending::SkillGet
+                | Pending::SkillShare
+                | Pending::SkillRemove { .. }
+        )
+    }
 }
 
 /// The whole dashboard state.
@@ -161,6 +225,10 @@ pub struct State {
     pub members: Vec<MemberEntry>,
     /// Shared MCP services and the followed log (the Services view).
     pub services: Services,
+    /// This member's vault entries (the Vault view): metadata only.
+    pub vault: Vault,
+    /// Shared skills (the Skills view) and the one open in the reader.
+    pub skills: Skills,
     pub messages: Messages,
     /// Message rate per mesh slug.
     pub rates: BTreeMap<String, Rate>,

@@ -1,7 +1,7 @@
 //! The dialogs over a view: help, the compose box, a yes/no confirmation, a one-line prompt
 //! (join, invite, member edit, service scope), a notice (an invite link to copy), a form
-//! (deploy, tool call) and a service's output. Each holds what it
-//! edits; `update` turns Enter into the call.
+//! (deploy, tool call, vault entry, skill share), a service's output and the skill reader.
+//! Each holds what it edits; `update` turns Enter into the call.
 
 use claudemesh_protocol::frames::Priority;
 
@@ -138,6 +138,16 @@ pub enum ConfirmAction {
         mesh: String,
         name: String,
     },
+    /// Delete one of this member's vault entries.
+    VaultDelete {
+        mesh: String,
+        key: String,
+    },
+    /// Remove a shared skill (its author or an admin).
+    SkillRemove {
+        mesh: String,
+        name: String,
+    },
 }
 
 /// A yes/no question.
@@ -198,6 +208,8 @@ pub enum Modal {
         lines: Vec<String>,
         error: bool,
     },
+    /// A shared skill to read: its instructions and files, scrolled.
+    Skill(Box<super::SkillRead>),
 }
 
 #[cfg(test)]

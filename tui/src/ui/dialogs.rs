@@ -44,9 +44,20 @@ pub fn keys(view: View) -> Vec<(&'static str, &'static str)> {
             ("X", "undeploy the selected service (asks first)"),
             ("S", "change its scope: peer, mesh, group:g, groups:a,b, role:r, members:a,b"),
         ],
+        View::Vault => vec![
+            ("a", "add a secret: key, value (typed masked) or a file to read, kind, mount path, description"),
+            ("d / Del", "delete the selected entry (asks first)"),
+            ("in a deploy", "reference it in env as $vault:KEY; values are never shown here"),
+        ],
+        View::Skills => vec![
+            ("enter", "read the selected skill: instructions and files (j k pgup pgdn scroll, esc closes)"),
+            ("s", "share a skill from a SKILL.md file or a directory with SKILL.md and text files"),
+            ("d / Del", "remove the selected skill (its author or an admin; asks first)"),
+            ("/", "search names, descriptions and tags (enter asks the broker too)"),
+        ],
     };
     v.extend([
-        ("1-6 / tab / shift-tab", "switch view"),
+        ("1-8 / tab / shift-tab", "switch view"),
         ("[ / ]", "previous / next mesh (or all)"),
         ("/", "filter this table; esc clears"),
         ("↑↓ j k · pgup pgdn · g G", "move"),

@@ -1,5 +1,6 @@
-//! The forms (deploy, a tool call generated from its schema) and the output dialog (a tool's
-//! result, a failed deploy): drawn from their state, env values masked, errors in red.
+//! The forms (deploy, a tool call generated from its schema, a vault entry, a skill share) and
+//! the output dialog (a tool's result, a failed deploy): drawn from their state, env values
+//! masked, a vault value shown only as one `•` per character, errors in red.
 
 use claudemesh_protocol::text::one_line;
 use ratatui::Frame;
@@ -44,6 +45,9 @@ pub(super) fn form(f: &mut Frame<'_>, form: &Form, t: &Theme, body: Rect) {
         } else {
             let shown = match x.input {
                 Input::Secret => Field { text: mask_env(&x.field.text), cursor: x.field.cursor },
+                Input::Masked => {
+                    Field { text: "•".repeat(x.field.text.chars().count()), cursor: x.field.cursor }
+                }
                 _ => x.field.clone(),
             };
             let mut line = one_line_field("", &shown, focused, inner.saturating_sub(LABEL), t);

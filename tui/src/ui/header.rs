@@ -56,22 +56,59 @@ pub(crate) fn duration(secs: u64) -> String {
     }
 }
 
-/// The tab labels and where each starts and ends (columns), as drawn.
+/// How much of each tab's title is shown: all of them padded, then unpadded, then the current
+/// view's whole and the others' short, then the others' numbers only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    Padded,
+    Tight,
+    Short,
+    Numbers,
+}
+
+/// The tab labels and where each starts and ends (columns), as drawn: the widest that leaves
+/// the mesh selector a little room.
 fn tab_spans(s: &State) -> Vec<(View, String, u16, u16)> {
+    let room = (s.size.0 as usize).saturating_sub(s.scope.as_deref().unwrap_or("all").chars().count() + 2);
+    let fits = [Fit::Padded, Fit::Tight, Fit::Short];
+    let fit = fits.into_iter().find(|f| labels_width(s, *f) <= room).unwrap_or(Fit::Numbers);
     let mut x = 1u16;
     let mut out = Vec::new();
-    for (i, v) in View::ALL.iter().enumerate() {
-        let label = match v {
-            View::Messages if s.messages.unread(s.scope.as_deref()) > 0 => {
-                format!(" {} {} ({}) ", i + 1, v.title(), s.messages.unread(s.scope.as_deref()))
-            }
-            _ => format!(" {} {} ", i + 1, v.title()),
-        };
+    for (v, label) in labels(s, fit) {
         let w = label.chars().count() as u16;
-        out.push((*v, label, x, x + w));
+        out.push((v, label, x, x + w));
         x += w + 1;
     }
     out
+}
+
+fn labels(s: &State, fit: Fit) -> Vec<(View, String)> {
+    let unread = s.messages.unread(s.scope.as_deref());
+    View::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let title = match fit {
+                Fit::Padded | Fit::Tight => v.title(),
+                _ if v == s.view => v.title(),
+                Fit::Short => v.short_title(),
+                Fit::Numbers => "",
+            };
+            let count =
+                if v == View::Messages && unread > 0 { format!(" ({unread})") } else { String::new() };
+            let label = match (fit, title) {
+                (Fit::Padded, t) => format!(" {} {t}{count} ", i + 1),
+                (_, "") => format!("{}{count}", i + 1),
+                (_, t) => format!("{} {t}{count}", i + 1),
+            };
+            (v, label)
+        })
+        .collect()
+}
+
+/// Columns the tabs take at `fit` (with the space before and between them).
+fn labels_width(s: &State, fit: Fit) -> usize {
+    labels(s, fit).iter().map(|(_, l)| l.chars().count() + 1).sum::<usize>() + 1
 }
 
 /// The view whose tab is at column `x`.
@@ -116,6 +153,8 @@ fn hints(s: &State) -> &'static str {
         View::Events => "g/G first/last",
         View::Meshes => "J join · i invite · L leave · enter show only",
         View::Services => "←→ tool · enter call · D deploy · U update · X undeploy · S scope",
+        View::Vault => "a add · d delete",
+        View::Skills => "enter read · s share · d remove",
     }
 }
 

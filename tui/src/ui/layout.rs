@@ -17,8 +17,8 @@ pub struct Areas {
     pub tabs: Rect,
     /// The view's main table (with its border).
     pub table: Rect,
-    /// The detail pane (Peers, Members, Meshes, Services) or the thread (Messages); empty for
-    /// Events.
+    /// The detail pane (Peers, Members, Meshes, Services, Vault, Skills) or the thread
+    /// (Messages); empty for Events.
     pub detail: Rect,
     /// Key hints, a toast or the filter line.
     pub footer: Rect,
@@ -63,6 +63,15 @@ pub fn areas(s: &State) -> Areas {
                 Rect::new(body.x, body.y + table_h, body.width, body.height - table_h),
             )
         }
+        // Vault and Skills: wide tables (descriptions), a short detail under them.
+        View::Vault | View::Skills => {
+            let detail_h = if body.height >= 18 { 7 } else { body.height / 3 };
+            let table_h = body.height - detail_h;
+            (
+                Rect::new(body.x, body.y, body.width, table_h),
+                Rect::new(body.x, body.y + table_h, body.width, detail_h),
+            )
+        }
         View::Peers | View::Members | View::Meshes if wide => beside((u32::from(w) * 62 / 100) as u16),
         View::Peers | View::Members | View::Meshes => {
             let detail_h = if body.height >= 18 { 8 } else { body.height / 3 };
@@ -74,6 +83,24 @@ pub fn areas(s: &State) -> Areas {
         }
     };
     Areas { header, tabs, table, detail, footer }
+}
+
+/// Where dialogs go: between the tabs and the footer.
+pub fn dialog_body(s: &State) -> Rect {
+    let a = areas(s);
+    Rect::new(0, a.tabs.y + 1, s.size.0, a.footer.y.saturating_sub(a.tabs.y + 1))
+}
+
+/// The skill reader: as tall as the dialogs' room, at most 100 columns wide.
+pub fn reader(s: &State) -> Rect {
+    let body = dialog_body(s);
+    centered(body, body.width.min(100), body.height)
+}
+
+/// The reader's text: columns and rows inside its border, less the line of keys.
+pub fn reader_page(s: &State) -> (usize, usize) {
+    let r = reader(s);
+    (r.width.saturating_sub(2).max(8) as usize, r.height.saturating_sub(3).max(1) as usize)
 }
 
 /// A centered rectangle of at most `w` × `h` inside `r`.

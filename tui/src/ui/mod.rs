@@ -1,6 +1,7 @@
 //! Rendering: `render(frame, &State)` draws the header (agent and meshes), the tabs and mesh
 //! selector, the current view, the footer and any dialog, each by a pure function of the
-//! state (one view per file). Nothing here changes the state or does I/O.
+//! state (one view per file). Nothing here changes the state or does I/O. A vault value is
+//! never drawn: the add form shows one `•` per character.
 
 mod dialogs;
 mod events;
@@ -12,7 +13,9 @@ mod meshes;
 mod messages;
 mod peers;
 mod services;
+mod skills;
 pub mod theme;
+mod vault;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
@@ -21,6 +24,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 
 pub use header::tab_at;
+pub(crate) use skills::reader_text;
 use theme::Theme;
 
 use crate::state::{Cursor, Modal, State, View};
@@ -38,10 +42,12 @@ pub fn render(f: &mut Frame<'_>, s: &State) {
         View::Events => events::render(f, s, &t, &a),
         View::Meshes => meshes::render(f, s, &t, &a),
         View::Services => services::render(f, s, &t, &a),
+        View::Vault => vault::render(f, s, &t, &a),
+        View::Skills => skills::render(f, s, &t, &a),
     }
     header::footer(f, s, &t, a.footer);
     if let Some(m) = &s.modal {
-        let body = Rect::new(0, a.tabs.y + 1, s.size.0, a.footer.y.saturating_sub(a.tabs.y + 1));
+        let body = layout::dialog_body(s);
         match m {
             Modal::Help => dialogs::help(f, s, &t, body),
             Modal::Compose(c) => dialogs::compose(f, c, &t, body),
@@ -50,6 +56,7 @@ pub fn render(f: &mut Frame<'_>, s: &State) {
             Modal::Notice { title, lines } => dialogs::notice(f, title, lines, &t, body),
             Modal::Form(form) => forms::form(f, form, &t, body),
             Modal::Output { title, lines, error } => forms::output(f, title, lines, *error, &t, body),
+            Modal::Skill(r) => skills::reader(f, s, r, &t),
         }
     }
 }

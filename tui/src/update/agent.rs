@@ -1,6 +1,7 @@
 //! Applying what the agent says: the subscription's snapshot (then the loads it starts), each
-//! sequenced event (peers, members, messages, receipts, links, local sessions, sends), and the
-//! connection going away. A gap in the sequence resubscribes rather than guess.
+//! sequenced event (peers, members, messages, receipts, links, local sessions, sends, services,
+//! vault and skills), and the connection going away. A gap in the sequence resubscribes rather
+//! than guess.
 
 use claudemesh_protocol::frames::{DeliveryState, Event as Wire, Priority, ReceiptState};
 use claudemesh_protocol::local::{AgentCall, InboxParams, LocalEvent, PeerEntry, SendState, SubscribeReply};
@@ -84,6 +85,7 @@ fn subscribed(s: &mut State, r: SubscribeReply, fx: &mut Vec<Effect>) {
         c.error = None;
     }
     load(s, fx);
+    super::reload_view(s, fx);
     // A new connection: the log follow (if any) starts again, with a fresh tail.
     s.services.following = None;
     super::clamp_all(s);
@@ -179,14 +181,8 @@ fn event_(s: &mut State, e: LocalEvent, fx: &mut Vec<Effect>) {
             s.log(&mesh, "outbox", format!("send to {to} {what}"));
         }
         LocalEvent::Services { mesh, event } => super::services::event(s, &mesh, event, fx),
-        LocalEvent::Vault { mesh, key, action } => s.log(&mesh, "vault", format!("{action} {key}")),
-        LocalEvent::Skills(e) => {
-            let action = match e.action {
-                claudemesh_protocol::frames::SkillAction::Shared => "shared",
-                claudemesh_protocol::frames::SkillAction::Removed => "removed",
-            };
-            s.log(&e.mesh, "skills", format!("{action} {}", e.name));
-        }
+        LocalEvent::Vault { mesh, key, action } => super::vault::event(s, &mesh, &key, action, fx),
+        LocalEvent::Skills(e) => super::skills::event(s, e, fx),
     }
 }
 

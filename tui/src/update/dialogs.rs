@@ -1,6 +1,7 @@
 //! Keys while a dialog is open: editing the compose box and prompts, answering a confirmation,
 //! closing help, notices and outputs; and what each dialog's Enter asks the agent to do (forms
-//! and the Services view's dialogs go to `services.rs`).
+//! and the Services view's dialogs go to `services.rs`, the Vault and Skills views' to
+//! `vault.rs` and `skills.rs`).
 
 use claudemesh_protocol::frames::{GroupRole, Priority, Role};
 use claudemesh_protocol::local::{AgentCall, InviteCreate, SendParams};
@@ -50,6 +51,7 @@ pub(super) fn key(s: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
             KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => None,
             _ => Some(Modal::Output { title, lines, error }),
         },
+        Modal::Skill(r) => super::skills::reader_key(s, r, k),
     };
 }
 
@@ -155,6 +157,8 @@ fn confirmed(s: &mut State, a: ConfirmAction, fx: &mut Vec<Effect>) {
         a @ (ConfirmAction::Undeploy { .. } | ConfirmAction::UpdateService { .. }) => {
             super::services::confirmed(s, a, fx)
         }
+        ConfirmAction::VaultDelete { mesh, key } => super::vault::confirmed(s, mesh, key, fx),
+        ConfirmAction::SkillRemove { mesh, name } => super::skills::confirmed(s, mesh, name, fx),
     }
 }
 

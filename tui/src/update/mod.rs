@@ -2,13 +2,16 @@
 //! Keys go to the open dialog, else the filter line, else the global keys, else the current
 //! view (`views.rs`); the agent's snapshot, events and replies are applied in `agent.rs` and
 //! `replies.rs`; the mouse in `mouse.rs`; dialogs in `dialogs.rs`; the Services view, its forms
-//! and its log follow in `services.rs`.
+//! and its log follow in `services.rs`; the Vault and Skills views in `vault.rs` and
+//! `skills.rs`.
 
 mod agent;
 mod dialogs;
 mod mouse;
 mod replies;
 mod services;
+mod skills;
+mod vault;
 mod views;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -82,7 +85,7 @@ fn key(s: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
         return;
     }
     if s.filtering {
-        filter_key(s, k);
+        filter_key(s, k, fx);
         return;
     }
     if matches!(s.agent, AgentConn::Gone { .. }) && matches!(k.code, KeyCode::Char('r')) {
@@ -115,6 +118,9 @@ fn key(s: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
         KeyCode::Esc if !s.filter(s.view).is_empty() => {
             s.filters.remove(&s.view);
             clamp_all(s);
+            if s.view == View::Skills {
+                skills::load(s, None, fx);
+            }
         }
         _ => {
             let before = s.cursor(s.view).selected;
@@ -132,8 +138,20 @@ pub(crate) fn switch(s: &mut State, v: View, fx: &mut Vec<Effect>) {
     s.view = v;
     s.focus = Focus::List;
     clamp_all(s);
-    if v == View::Messages {
-        views::conversation_opened(s, fx);
+    match v {
+        View::Messages => views::conversation_opened(s, fx),
+        View::Vault => vault::load(s, None, fx),
+        View::Skills => skills::load(s, None, fx),
+        _ => {}
+    }
+}
+
+/// After a (re)connect: the list of the view shown is asked for again.
+pub(crate) fn reload_view(s: &mut State, fx: &mut Vec<Effect>) {
+    match s.view {
+        View::Vault => vault::load(s, None, fx),
+        View::Skills => skills::load(s, None, fx),
+        _ => {}
     }
 }
 
@@ -149,13 +167,22 @@ fn cycle_scope(s: &mut State, dir: isize) {
     clamp_all(s);
 }
 
-fn filter_key(s: &mut State, k: KeyEvent) {
+fn filter_key(s: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
     let view = s.view;
     match k.code {
-        KeyCode::Enter => s.filtering = false,
+        // The Skills view's filter, once confirmed, is also the broker's query.
+        KeyCode::Enter => {
+            s.filtering = false;
+            if view == View::Skills {
+                skills::load(s, None, fx);
+            }
+        }
         KeyCode::Esc => {
             s.filtering = false;
             s.filters.remove(&view);
+            if view == View::Skills {
+                skills::load(s, None, fx);
+            }
         }
         KeyCode::Backspace => {
             s.filters.entry(view).or_default().pop();

@@ -161,6 +161,12 @@ fn apply_ok(
         | Pending::Undeploy { .. }
         | Pending::ServiceScope
         | Pending::ServiceCall { .. } => super::services::reply(s, p, v)?,
+        Pending::VaultList(_) | Pending::VaultSet { .. } | Pending::VaultDelete { .. } => {
+            super::vault::reply(s, p, v)?
+        }
+        Pending::SkillList(_) | Pending::SkillGet | Pending::SkillShare | Pending::SkillRemove { .. } => {
+            super::skills::reply(s, p, v)?
+        }
         Pending::Join => {
             let slug: String = parse(v)?;
             s.modal = None;
@@ -185,9 +191,17 @@ fn failed(s: &mut State, p: &Pending, e: CallError) {
             | Pending::ServiceScope
             | Pending::ServiceCall { .. }
     );
+    let vault_call =
+        matches!(p, Pending::VaultList(_) | Pending::VaultSet { .. } | Pending::VaultDelete { .. });
     let msg = match e.code {
         Some(code) if service_call => {
             format!("{}: {}", crate::state::services::code_meaning(code), text::one_line(&e.message))
+        }
+        Some(code) if vault_call => {
+            format!("{}: {}", crate::state::sharing::vault_meaning(code), text::one_line(&e.message))
+        }
+        Some(code) if p.is_sharing() => {
+            format!("{}: {}", crate::state::sharing::skill_meaning(code), text::one_line(&e.message))
         }
         _ => text::one_line(&e.message),
     };
@@ -196,9 +210,24 @@ fn failed(s: &mut State, p: &Pending, e: CallError) {
             c.sending = false;
             c.error = Some(msg.clone());
         }
-        (Some(Modal::Form(f)), Pending::Deploy | Pending::ServiceCall { .. }) => {
+        (
+            Some(Modal::Form(f)),
+            Pending::Deploy | Pending::ServiceCall { .. } | Pending::VaultSet { .. } | Pending::SkillShare,
+        ) => {
             f.busy = false;
-            f.error = Some(msg.clone());
+            // A typed secret left the form with the call: it is typed again, not kept.
+            let retype = matches!(p, Pending::VaultSet { .. })
+                && f.text("from file").is_empty()
+                && f.field("value").is_some_and(|x| x.field.text.is_empty());
+            f.error = Some(if retype { format!("{msg} (type the value again)") } else { msg.clone() });
+            s.toast(msg.clone(), true);
+        }
+        (_, Pending::VaultList(_)) => {
+            s.vault.error = Some(msg.clone());
+            s.toast(msg.clone(), true);
+        }
+        (_, Pending::SkillList(_)) => {
+            s.skills.error = Some(msg.clone());
             s.toast(msg.clone(), true);
         }
         (

@@ -161,6 +161,14 @@ fn submit(s: &mut State, f: &mut Form, fx: &mut Vec<Effect>) {
             let tag = s.tag(Pending::Deploy);
             fx.push(Effect::Call { tag, call: AgentCall::ServiceDeploy(Box::new(p)) });
         }),
+        FormKind::VaultSet { mesh } => {
+            let mesh = mesh.clone();
+            super::vault::submit(s, f, &mesh, fx)
+        }
+        FormKind::SkillShare { mesh } => {
+            let mesh = mesh.clone();
+            super::skills::submit(s, f, &mesh, fx)
+        }
         FormKind::Call { mesh, service, tool } => form::arguments(&f.fields).map(|arguments| {
             let tag = s.tag(Pending::ServiceCall { service: service.clone(), tool: tool.clone() });
             let p = CallParams {

@@ -1,6 +1,7 @@
 //! The keys of each view (what `?` lists): compose to a peer, member or conversation; member
 //! admin (remove, role and groups, repin); reading and marking conversations read; joining,
-//! leaving and inviting in the Meshes view.
+//! leaving and inviting in the Meshes view (the Services, Vault and Skills views' keys are in
+//! their own files).
 
 use claudemesh_protocol::frames::Priority;
 use claudemesh_protocol::local::AgentCall;
@@ -26,6 +27,8 @@ pub(super) fn key(s: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
         View::Events => {}
         View::Meshes => meshes(s, k),
         View::Services => super::services::key(s, k),
+        View::Vault => super::vault::key(s, k),
+        View::Skills => super::skills::key(s, k, fx),
     }
 }
 
