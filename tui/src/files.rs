@@ -130,7 +130,7 @@ pub fn load_skill(path: &Path, name: &str, description: &str, tags: Vec<String>)
         d => d.to_string(),
     };
     let skill = Skill { name, description, instructions, tags, files };
-    validate_skill(&skill).map_err(invalid)?;
+    validate_skill(&skill).map_err(|e| invalid(e.message))?;
     Ok(skill)
 }
 

@@ -115,7 +115,7 @@ pub(super) fn submit(s: &mut State, f: &mut Form, mesh: &str, fx: &mut Vec<Effec
     let description = Some(f.text("description").to_string()).filter(|d| !d.is_empty());
     let kind = if f.text("kind") == "file" || mount.is_some() { VaultKind::File } else { VaultKind::Env };
     let typed = f.field("value").is_some_and(|x| !x.field.text.is_empty());
-    validate_vault_meta(&key, kind, mount.as_deref(), description.as_deref())?;
+    validate_vault_meta(&key, kind, mount.as_deref(), description.as_deref()).map_err(|e| e.message)?;
     let params = VaultSetParams {
         mesh: Some(mesh.to_string()),
         key: key.clone(),
