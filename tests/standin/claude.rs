@@ -24,7 +24,8 @@ fn record(v: &Value) -> anyhow::Result<()> {
 
 /// `rows cols` of the terminal on stdin, from `stty size` (argv, stdin inherited).
 fn size() -> Option<String> {
-    let out = std::process::Command::new("stty").arg("size").output().ok()?;
+    let out =
+        std::process::Command::new("stty").arg("size").stdin(std::process::Stdio::inherit()).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
