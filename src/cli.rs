@@ -22,7 +22,7 @@ pub enum Command {
     Up(UpArgs),
     /// Stop what `up` started (the agent and the local broker); all data is kept.
     Down(JsonArg),
-    /// The dashboard: peers, members, messages and events of every mesh, live (`?` lists the
+    /// The dashboard: peers, members, messages, events, meshes, services, vault and skills of every mesh, live (`?` lists the
     /// keys).
     Tui,
     /// Run and manage the local agent that holds broker connections and keys.

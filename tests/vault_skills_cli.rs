@@ -128,9 +128,7 @@ async fn vault_values_stay_secret_and_per_member() {
     assert_eq!(by_key("DER")["kind"], "file");
     let table = ok(&bob.paths, &["vault", "list"]);
     assert!(
-        table.starts_with("KEY")
-            && table.contains("secrets/gcp/sa.json")
-            && table.contains("github, read-only"),
+        table.starts_with("KEY") && table.contains(" gcp/sa.json ") && table.contains("github, read-only"),
         "{table}"
     );
     outputs.extend([list.to_string(), table]);
@@ -161,6 +159,16 @@ async fn vault_values_stay_secret_and_per_member() {
     assert!(err.contains("cannot read --file /no/such/file"), "{err}");
     let err = fails(&bob.paths, &["vault", "set", "M", "v", "--mount", "../etc/passwd"]);
     assert!(err.contains("--mount"), "{err}");
+    // A mistyped flag is not stored as the value; an unquoted value is not echoed.
+    let err = fails(&bob.paths, &["vault", "set", "TYPO", "--descripton=x"]);
+    assert!(err.contains("--descripton"), "{err}");
+    let err = fails(&bob.paths, &["vault", "set", "WORDS", "my", "pass", "phrase"]);
+    assert!(err.contains("3 separate words") && !err.contains("phrase"), "{err}");
+    // A value with a NUL byte cannot be an environment variable: refused, naming the file form.
+    let err = fails(&bob.paths, &["vault", "set", "NUL", "--file", der.to_str().unwrap()]);
+    assert!(err.contains("NUL byte") && err.contains("--kind file"), "{err}");
+    let err = fails(&bob.paths, &["vault", "delete", ""]);
+    assert!(err.contains("invalid vault key"), "{err}");
     assert_eq!(keys(&json(&bob.paths, &["vault", "list", "--json"])).len(), 3);
 
     // No value anywhere: not in any output, not in the agents' logs, not in the broker's files.

@@ -185,7 +185,16 @@ where
     }
     if let Command::Runner(a) = args.command {
         // rmcp logs every message it handles at info: too much for a log per mesh.
-        init_tracing_with("info,rmcp=warn");
+        // Its stderr goes into the broker's log, which adds the time: lines are `LEVEL message`.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .try_init();
         return run_runner(via_claudemesh, a.key_file);
     }
     init_tracing();

@@ -43,9 +43,9 @@ async fn malformed_frames_get_errors_and_the_connection_stays() {
     c.ws_binary(vec![1, 2, 3]).await;
     let e = c.recv_match(|f| matches!(f, ServerFrame::Error(_))).await.unwrap();
     assert_eq!(error_code(&e), ErrorCode::Invalid);
-    // Vault frames of a later version say so plainly.
+    // After all that the connection still answers: a member with no vault entries lists none.
     let r = c.request(&ClientFrame::VaultList { req: 10 }).await.unwrap();
-    assert_eq!(error_code(&r), ErrorCode::Unavailable);
+    assert!(matches!(&r, ServerFrame::VaultEntries { entries, .. } if entries.is_empty()), "{r:?}");
     // A service frame naming a hostile service name is refused, not used as a path.
     let r = c
         .request(&ClientFrame::McpRegister {

@@ -86,6 +86,12 @@ pub fn referenced_keys(env: &BTreeMap<String, String>) -> Result<Vec<String>, (S
     Ok(keys.into_iter().collect())
 }
 
+/// Whether `value` can be an environment variable's value: UTF-8 text without a NUL byte
+/// (`execve` ends a variable at the first NUL). Other values must be `file` entries.
+pub fn env_safe(value: &[u8]) -> bool {
+    !value.contains(&0) && std::str::from_utf8(value).is_ok()
+}
+
 /// A path relative to a directory that cannot leave it: not empty, at most
 /// [`MAX_RELATIVE_PATH_BYTES`], `/`-separated parts that are neither empty, `.` nor `..`, no
 /// leading `/`, no backslash, no control characters. The error says which rule it broke.
@@ -161,5 +167,12 @@ mod tests {
         assert!(validate_relative_path(&"a".repeat(256)).is_err());
         assert!(validate_relative_path("./a").is_err());
         assert!(validate_relative_path("a\n").is_err());
+    }
+
+    #[test]
+    fn env_values_are_text_without_nul() {
+        assert!(super::env_safe(b"tok-123 with spaces\n"));
+        assert!(!super::env_safe(b"ab\0cd"));
+        assert!(!super::env_safe(&[0xff, 0xfe]));
     }
 }

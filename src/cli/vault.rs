@@ -11,6 +11,9 @@ use super::MeshArgs;
 pub enum VaultCommand {
     /// Store a secret (encrypted by your agent; the broker never sees it) for `$vault:KEY`
     /// references in `deploy --env`: `vault set KEY -` reads it from stdin.
+    #[command(
+        override_usage = "claudemesh vault set <KEY> <VALUE | - | --file PATH> [--mount REL/PATH] [--kind env|file] [--description D] [--mesh SLUG]"
+    )]
     Set(VaultSetArgs),
     /// Your vault entries: key, kind, mount path, description (never a value).
     List(MeshArgs),
@@ -23,9 +26,10 @@ pub struct VaultSetArgs {
     /// The key: letters, digits, `_`, `.` and `-` (e.g. GH_TOKEN), at most 128.
     pub key: String,
     /// The value; `-` reads it from stdin (one trailing newline is dropped), which keeps it out
-    /// of your shell history and `ps`. A value given here is visible to both.
-    #[arg(required_unless_present = "file", conflicts_with = "file", allow_hyphen_values = true)]
-    pub value: Option<String>,
+    /// of your shell history and `ps`. A value given here is visible to both; one that starts
+    /// with `-` goes after `--` (`vault set K -- -value`), so a mistyped flag is never stored.
+    #[arg(required_unless_present = "file", conflicts_with = "file", num_args = 1.., value_name = "VALUE")]
+    pub value: Vec<String>,
     /// Read the value from this file, byte for byte (a binary file is fine), at most 64 KiB.
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,

@@ -19,6 +19,19 @@ pub async fn run(a: SkillShareArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&a.file)?;
     let description =
         a.description.clone().or_else(|| front_matter_description(&loaded.instructions)).unwrap_or_default();
+    if description.trim().is_empty() {
+        eprintln!(
+            "note: {} has no description (`skill list` and Claude Code show it blank); add `description:` to \
+             SKILL.md's front matter (between `---` lines) or pass --description",
+            text::name(&a.name)
+        );
+    }
+    if a.file.is_file() && a.file.file_name().is_some_and(|n| n != "SKILL.md") {
+        eprintln!(
+            "note: sharing {} as the skill's SKILL.md (Claude Code's name for a skill's instructions)",
+            a.file.display()
+        );
+    }
     let skill = Skill {
         name: a.name.clone(),
         description,

@@ -11,6 +11,8 @@ use crate::cli::VaultDeleteArgs;
 use crate::out::outln;
 
 pub async fn run(a: VaultDeleteArgs) -> anyhow::Result<ExitCode> {
+    claudemesh_protocol::names::validate_vault_key(&a.key)
+        .map_err(|e| anyhow::anyhow!("{e}; `claudemesh vault list` shows the keys you have set"))?;
     let mut c = super::agent().await?;
     let r: VaultDeleteReply =
         c.request(AgentCall::VaultDelete { key: a.key.clone(), mesh: a.mesh }).await.map_err(|e| {

@@ -29,7 +29,7 @@ pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     for item in &r.entries {
         let e = &item.entry;
         let mount = match e.kind {
-            VaultKind::File => format!("secrets/{}", e.mount_path.as_deref().unwrap_or(&e.key)),
+            VaultKind::File => e.mount_path.as_deref().unwrap_or(&e.key).to_string(),
             VaultKind::Env => "-".into(),
         };
         outln!(

@@ -22,13 +22,17 @@ use crate::out::outln;
 
 /// The value's bytes, checked; errors name where they came from, never the bytes.
 fn value(a: &VaultSetArgs) -> anyhow::Result<Vec<u8>> {
-    let (bytes, from) = match (&a.value, &a.file) {
+    let (bytes, from) = match (a.value.as_slice(), &a.file) {
         (_, Some(path)) => (read_file(path)?, format!("--file {}", path.display())),
-        (Some(v), None) if v == "-" => (read_stdin(&a.key)?, "stdin".to_string()),
-        (Some(v), None) => (v.clone().into_bytes(), "the value".to_string()),
-        (None, None) => {
+        ([v], None) if v == "-" => (read_stdin(&a.key)?, "stdin".to_string()),
+        ([v], None) => (v.clone().into_bytes(), "the value".to_string()),
+        ([], None) => {
             anyhow::bail!("give the value: `-` to read it from stdin, --file PATH, or as an argument")
         }
+        (words, None) => anyhow::bail!(
+            "the value came as {} separate words: quote it, or give `-` and type it on stdin; nothing was stored",
+            words.len()
+        ),
     };
     check(&bytes, &from)?;
     Ok(bytes)
@@ -131,6 +135,10 @@ pub async fn run(a: VaultSetArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", serde_json::to_string(&r)?)?;
     } else {
         outln!("set {} in {} ({})", text::name(&r.entry.key), text::name(&r.mesh), kind_shown(&r))?;
+        eprintln!(
+            "services deployed with $vault:{} keep the value they were given; `claudemesh update <service>` hands them this one",
+            text::name(&r.entry.key)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -171,7 +179,7 @@ mod tests {
     fn binary_values_go_as_base64() {
         let a = VaultSetArgs {
             key: "K".into(),
-            value: None,
+            value: vec![],
             file: None,
             mount: Some("certs/k.der".into()),
             kind: None,

@@ -74,6 +74,16 @@ async fn set(agent: &Agent, p: VaultSetParams) -> Result<Value, ApiError> {
     )
     .map_err(|e| (e.code, e.message))?;
     let value = value_of(&p)?;
+    if kind == VaultKind::Env && !claudemesh_protocol::vault_ref::env_safe(&value) {
+        return Err((
+            ErrorCode::Invalid,
+            format!(
+                "vault entry {}: the value holds a NUL byte or is not UTF-8 text, which an environment \
+                 variable cannot carry; make it a file entry (--kind file, or --mount PATH)",
+                p.key
+            ),
+        ));
+    }
     let blob = {
         let view = agent.view();
         let v = view.meshes.get(&m.id).ok_or_else(|| not_joined(&m))?;

@@ -33,6 +33,10 @@ pub enum SecretError {
         "service {name}: vault key {key} cannot be opened by this runner (it was sealed to another runner key, e.g. before the runner's key file was replaced); its deployer can seal it again with `claudemesh update {name}`"
     )]
     Open { name: String, key: String },
+    #[error(
+        "service {name}: environment variable {var}: vault key {key} holds a NUL byte or non-UTF-8 bytes, which an environment variable cannot carry; its deployer can reference it as a file (`$vault:{key}:file:REL_PATH`) or set it again as a file entry, then `claudemesh update {name}`"
+    )]
+    NotEnvText { name: String, var: String, key: String },
     #[error("service {name}: cannot write secret file {path}: {source}")]
     Write { name: String, path: PathBuf, source: std::io::Error },
 }
@@ -114,6 +118,13 @@ pub fn open(spec: &ServiceSpec, key: Result<&RunnerKeypair, &str>) -> Result<Ope
             .map_err(|_| SecretError::Open { name: name.clone(), key: k.to_string() })?;
         match r {
             VaultRef::Env { .. } => {
+                if !claudemesh_protocol::vault_ref::env_safe(&plain) {
+                    return Err(SecretError::NotEnvText {
+                        name: name.clone(),
+                        var: var.clone(),
+                        key: k.to_string(),
+                    });
+                }
                 let text = Zeroizing::new(String::from_utf8_lossy(&plain).into_owned());
                 out.redact.push(text.clone());
                 out.env.insert(var.clone(), text);
@@ -231,5 +242,13 @@ mod tests {
         assert!(open(&s, Ok(&runner)).unwrap_err().to_string().contains("no sealed value"));
         let s = spec(dir.path(), &[("A", "$vault:T")], vec![seal(b"x", &runner, "T")]);
         assert!(open(&s, Err("key file unreadable")).unwrap_err().to_string().contains("unreadable"));
+        // A NUL byte cannot be in an environment variable: named, with the file form to use.
+        let s = spec(dir.path(), &[("N", "$vault:B")], vec![seal(b"ab\0cd", &runner, "B")]);
+        let e = open(&s, Ok(&runner)).unwrap_err().to_string();
+        assert!(e.contains("variable N") && e.contains("vault key B") && e.contains("$vault:B:file:"), "{e}");
+        // As a file it is fine, byte for byte.
+        let s = spec(dir.path(), &[("N", "$vault:B:file:b.bin")], vec![seal(b"ab\0cd", &runner, "B")]);
+        let opened = open(&s, Ok(&runner)).unwrap();
+        assert_eq!(std::fs::read(opened.env["N"].as_str()).unwrap(), b"ab\0cd");
     }
 }

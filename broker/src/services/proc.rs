@@ -91,7 +91,16 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(l)) = lines.next_line().await {
-            tracing::info!(target: "claudemesh_broker::runner", mesh = %slug, "{}", crate::runner::log::clean_line(&l));
+            let l = crate::runner::log::clean_line(&l);
+            let (level, msg) = runner_level(&l);
+            match level {
+                "ERROR" => tracing::error!(target: "claudemesh_broker::runner", mesh = %slug, "{msg}"),
+                "WARN" => tracing::warn!(target: "claudemesh_broker::runner", mesh = %slug, "{msg}"),
+                "DEBUG" | "TRACE" => {
+                    tracing::debug!(target: "claudemesh_broker::runner", mesh = %slug, "{msg}")
+                }
+                _ => tracing::info!(target: "claudemesh_broker::runner", mesh = %slug, "{msg}"),
+            }
         }
     });
     tokio::spawn(async move {
@@ -133,5 +142,26 @@ impl RunnerProc {
     /// Queues a line; false when the runner's queue is full or it is gone.
     pub fn send(&self, msg: ToRunner) -> bool {
         self.tx.try_send(msg).is_ok()
+    }
+}
+
+/// A runner stderr line's level and message: the runner writes `LEVEL message` (no time: the
+/// broker's log adds it); any other line (a wrap's own output) is `INFO`, whole.
+fn runner_level(line: &str) -> (&str, &str) {
+    match line.trim_start().split_once(' ') {
+        Some((lv, rest)) if ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&lv) => {
+            (lv, rest.trim_start())
+        }
+        _ => ("INFO", line),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runner_lines_keep_their_level_once() {
+        assert_eq!(super::runner_level(" INFO load service=tools"), ("INFO", "load service=tools"));
+        assert_eq!(super::runner_level("ERROR service x failed"), ("ERROR", "service x failed"));
+        assert_eq!(super::runner_level("docker: pulling image"), ("INFO", "docker: pulling image"));
     }
 }
