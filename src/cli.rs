@@ -88,7 +88,8 @@ pub enum Command {
     Doctor(JsonArg),
     /// Serve MCP over stdio for Claude Code (started by Claude Code, not by hand).
     Mcp,
-    /// Run `claude` as a mesh session: shared session id, a name, optionally one mesh and channels.
+    /// Run `claude` as a mesh session: shared session id, a name, groups, optionally one mesh and
+    /// channels; the mesh's running services become MCP servers (`mesh:NAME`) while it runs.
     Launch(LaunchArgs),
     /// Handle a Claude Code hook (run by Claude Code with the hook JSON on stdin; never fails).
     Hook(HookArgs),
@@ -145,6 +146,9 @@ pub struct LaunchArgs {
     /// How peers see this session (default: your configured name, else the directory's name).
     #[arg(long)]
     pub name: Option<String>,
+    /// A group the session joins for messaging, as name or name:role (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
     /// Push messages into the session as channel events (Claude Code's research-preview
     /// `--dangerously-load-development-channels server:claudemesh`); hooks deliver them otherwise.
     #[arg(long)]

@@ -6,6 +6,7 @@ mod claude_settings;
 mod cli;
 mod cmd;
 mod hook;
+mod launch_entries;
 mod mcp;
 mod out;
 mod when;

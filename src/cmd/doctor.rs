@@ -1,5 +1,6 @@
 //! `claudemesh doctor`: each check with its result and the fix — config permissions, keys,
-//! agent, broker links, `claude` on PATH, the MCP entry and hooks in Claude Code's settings.
+//! agent, broker links, `claude` on PATH, the MCP entry and hooks in Claude Code's settings —
+//! and the one fix it makes itself: `mesh:*` entries of launches that ended are removed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -11,7 +12,7 @@ use claudemesh_protocol::local::{AgentCall, LinkState, MeshStatus, StatusReply};
 use serde_json::{Value, json};
 
 use crate::out::outln;
-use crate::{claude_hooks, claude_settings};
+use crate::{claude_hooks, claude_settings, launch_entries};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -74,6 +75,40 @@ fn mcp_check(claude_json: &Path) -> Check {
             format!("no claudemesh server in {}", claude_json.display()),
             "`claudemesh install` (or: claude mcp add --scope user claudemesh -- claudemesh mcp)",
         )
+    }
+}
+
+/// Removes the `mesh:*` entries `claudemesh launch` left in `~/.claude.json` when it could not
+/// clean up (killed, machine crashed): their launch is gone, so Claude Code would start service
+/// servers nobody launched. Says what it removed. A file it cannot read is [`mcp_check`]'s.
+fn launch_entries_check(claude_json: &Path) -> Check {
+    let name = "launch entries";
+    if !claude_settings::read_object(claude_json).is_ok_and(|r| r.is_some()) {
+        return check(name, Level::Ok, "none", "");
+    }
+    let swept = claude_settings::edit(claude_json, |root| {
+        let swept = launch_entries::sweep(root, launch_entries::is_live_launch);
+        Ok((!swept.is_empty(), swept))
+    });
+    match swept {
+        Ok(o) if o.value.is_empty() => check(name, Level::Ok, "none of an ended launch", ""),
+        Ok(o) => {
+            let what: Vec<String> =
+                o.value.iter().map(|(k, pid)| format!("{k} (launch pid {pid})")).collect();
+            let detail = format!(
+                "removed {} entries of launches that ended from {}: {}",
+                what.len(),
+                claude_json.display(),
+                what.join(", ")
+            );
+            check(name, Level::Ok, detail, "")
+        }
+        Err(e) => check(
+            name,
+            Level::Warn,
+            format!("cannot remove entries of ended launches: {e:#}"),
+            "run `claudemesh doctor` again when no Claude Code session is starting",
+        ),
     }
 }
 
@@ -272,6 +307,7 @@ pub async fn run(json_out: bool) -> anyhow::Result<ExitCode> {
     }
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
     checks.push(mcp_check(&home.join(".claude.json")));
+    checks.push(launch_entries_check(&home.join(".claude.json")));
     checks.push(hooks_check(&home.join(".claude").join("settings.json")));
 
     let failed = checks.iter().any(|c| c.level == Level::Fail);

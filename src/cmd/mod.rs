@@ -19,7 +19,7 @@ mod invite_inspect;
 mod invite_list;
 mod invite_revoke;
 mod join;
-mod launch;
+pub mod launch;
 mod leave;
 mod list;
 mod logs;

@@ -3,9 +3,9 @@
 //! its children (DESIGN §6).
 //!
 //! It also decides whether an inherited `CLAUDEMESH_SESSION_ID` is ours: `claudemesh launch`
-//! sets it with `CLAUDEMESH_LAUNCH_PID`, its own pid, and then execs `claude` (so that pid is
-//! `claude`'s). A `claude -p` run from inside that session inherits both, but its nearest
-//! `claude` ancestor is itself, not the launched one: it must not act as the outer session.
+//! sets it with `CLAUDEMESH_LAUNCH_PID`, its own pid, and runs `claude` as its child. A
+//! `claude -p` run from inside that session inherits both, but its nearest `claude` ancestor
+//! is itself, whose parent is not the launch: it must not act as the outer session.
 
 /// How far up to look: the hook, maybe a shell or two, then `claude`.
 const MAX_DEPTH: usize = 8;
@@ -60,14 +60,14 @@ pub fn nearest_claude(p: &impl Procs, ancestors: &[u32]) -> Option<u32> {
 /// nearest `claude` ancestor is `claude`. `launch_pid` is `CLAUDEMESH_LAUNCH_PID` as found:
 /// - unset: the id was set some other way (by hand, or by a launch that predates the variable),
 ///   so it is taken as is;
-/// - the launched `claude` itself (launch exec'd it), or a `claude` whose parent is the launch
-///   process, when that process is not itself a `claude` (a launch that stays the parent; a
-///   `claude` parent is the launched one, and only it matches);
+/// - the pid of `claude`'s parent, when that process is not itself a `claude`: the launched
+///   `claude` (launch stays its parent). A `claude` started under it, even straight under it
+///   (`bash -c 'claude -p …'` may exec), has a `claude` or a shell as parent, never the launch;
 /// - anything else (unreadable, no `claude` found, another `claude`): not ours.
 pub fn launched_here(p: &impl Procs, launch_pid: Option<&str>, claude: Option<u32>) -> bool {
     let Some(raw) = launch_pid.map(str::trim) else { return true };
     let (Ok(launch), Some(claude)) = (raw.parse::<u32>(), claude) else { return false };
-    claude == launch || (!p.is_claude(launch) && p.parent(claude) == Some(launch))
+    claude != launch && !p.is_claude(launch) && p.parent(claude) == Some(launch)
 }
 
 /// The inherited launch session id, when it is ours (see [`launched_here`]).
@@ -156,17 +156,19 @@ mod tests {
         }
     }
 
-    /// launch (100) exec'd claude (still 100), whose Bash tool ran `sh` (200) running
+    /// launch (100, claudemesh) runs claude (150), whose Bash tool ran `sh` (200) running
     /// `claude -p` (300), which runs a hook through `sh` (400) and its MCP server (500); the
-    /// outer claude's own hook shell is 600.
+    /// outer claude's own hook shell is 600 and its MCP server 700.
     fn nested() -> Fake {
         Fake::new(&[
-            (100, 10, "claude"),
-            (200, 100, "bash"),
+            (100, 10, "claudemesh"),
+            (150, 100, "claude"),
+            (200, 150, "bash"),
             (300, 200, "claude"),
             (400, 300, "sh"),
             (500, 300, "claudemesh"),
-            (600, 100, "sh"),
+            (600, 150, "sh"),
+            (700, 150, "claudemesh"),
             (10, 1, "zsh"),
         ])
     }
@@ -174,32 +176,38 @@ mod tests {
     #[test]
     fn the_launched_claude_keeps_its_session_and_a_nested_one_does_not() {
         let p = nested();
-        let outer_hook = nearest_claude(&p, &ancestors_in(&p, 600));
-        assert_eq!(outer_hook, Some(100));
-        assert!(launched_here(&p, Some("100"), outer_hook));
+        for outer in [600, 700] {
+            let c = nearest_claude(&p, &ancestors_in(&p, outer));
+            assert_eq!(c, Some(150));
+            assert!(launched_here(&p, Some("100"), c), "{outer}");
+        }
         let inner_hook = nearest_claude(&p, &ancestors_in(&p, 400));
         assert_eq!(inner_hook, Some(300));
         assert!(!launched_here(&p, Some("100"), inner_hook), "claude -p inside must not be the outer");
-        let inner_mcp = nearest_claude(&p, &ancestors_in(&p, 300));
+        let inner_mcp = nearest_claude(&p, &ancestors_in(&p, 500));
         assert!(!launched_here(&p, Some("100"), inner_mcp));
     }
 
     #[test]
-    fn a_launch_that_stays_the_parent_is_accepted() {
-        // launch 100 (claudemesh) runs claude 150; a hook shell 160 under it.
-        let p = Fake::new(&[(100, 10, "claudemesh"), (150, 100, "claude"), (160, 150, "sh")]);
-        let c = nearest_claude(&p, &ancestors_in(&p, 160));
-        assert_eq!(c, Some(150));
-        assert!(launched_here(&p, Some("100"), c));
-    }
-
-    #[test]
     fn a_claude_exec_d_straight_under_the_launched_claude_is_not_it() {
-        // `bash -c 'claude -p x'` may exec, leaving the inner claude 300 a child of claude 100.
-        let p = Fake::new(&[(100, 10, "claude"), (300, 100, "claude"), (400, 300, "sh")]);
+        // `bash -c 'claude -p x'` may exec, leaving the inner claude 300 a child of claude 150.
+        let p = Fake::new(&[
+            (100, 10, "claudemesh"),
+            (150, 100, "claude"),
+            (300, 150, "claude"),
+            (400, 300, "sh"),
+        ]);
         let c = nearest_claude(&p, &ancestors_in(&p, 400));
         assert_eq!(c, Some(300));
         assert!(!launched_here(&p, Some("100"), c));
+    }
+
+    #[test]
+    fn a_launch_pid_that_is_a_claude_or_the_claude_itself_is_not_a_launch() {
+        // An older launch exec'd claude: its pid is claude's own, which no launch is now.
+        let p = Fake::new(&[(100, 10, "claude"), (600, 100, "sh"), (300, 100, "claude")]);
+        assert!(!launched_here(&p, Some("100"), nearest_claude(&p, &ancestors_in(&p, 600))));
+        assert!(!launched_here(&p, Some("100"), Some(300)), "the launch pid names a claude");
     }
 
     #[test]
@@ -209,7 +217,7 @@ mod tests {
         assert!(launched_here(&p, None, Some(300)));
         assert!(!launched_here(&p, Some("100"), None), "no claude found: not provably ours");
         assert!(!launched_here(&p, Some("x"), Some(100)), "unreadable launch pid");
-        assert!(launched_here(&p, Some(" 100\n"), Some(100)));
+        assert!(launched_here(&p, Some(" 100\n"), Some(150)));
     }
 
     #[test]

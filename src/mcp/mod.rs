@@ -116,6 +116,8 @@ fn session_info(paths: &Paths, claude: Option<u32>) -> SessionInfo {
         hostname,
         peer_type: PeerType::Ai,
         channel: Some(CHANNEL.into()),
+        // The groups `claudemesh launch --group` registered, kept when this registers again.
+        groups: crate::cmd::launch::groups_from_env(&std::env::var("CLAUDEMESH_GROUPS").unwrap_or_default()),
         status: SessionStatus::Idle,
         ..Default::default()
     }

@@ -4,6 +4,7 @@
 
 pub mod external;
 pub mod fake_broker;
+pub mod launch;
 pub mod mcp_client;
 
 use std::time::Duration;
