@@ -1,6 +1,8 @@
 //! `claudemesh mcp`: the stdio MCP server Claude Code starts (DESIGN §6, §10). It registers one
 //! session with the local agent, serves the mesh tools and prompts (shared skills among them), pushes inbound messages as
 //! `notifications/claude/channel` when push mode is on, and closes the session when stdin closes.
+//! `claudemesh mcp --service NAME` is another server in this module: one mesh service's tools
+//! ([`service_proxy`], [`service_follow`]); both call services through [`service_call`].
 //!
 //! stdout is the MCP channel: nothing else is ever written there. It goes through
 //! [`confirm::ConfirmingWriter`], which confirms the messages a `check_messages` result carries
@@ -14,6 +16,9 @@ mod line_check;
 mod link;
 mod prompts;
 mod server;
+mod service_call;
+mod service_follow;
+mod service_proxy;
 mod services;
 mod sharing;
 mod stdio;
@@ -32,6 +37,7 @@ use crate::hook::ancestry;
 pub use confirm::Leases;
 pub use link::Link;
 pub use server::MeshServer;
+pub use service_proxy::{ProxyArgs, serve as serve_service};
 
 /// The `channel` this server declares for its session.
 const CHANNEL: &str = "claudemesh";
