@@ -1,6 +1,7 @@
 //! `claudemesh mcp`: the stdio MCP server Claude Code starts (DESIGN §6, §10). It registers one
 //! session with the local agent, serves the mesh tools and prompts (shared skills among them), pushes inbound messages as
 //! `notifications/claude/channel` when push mode is on, and closes the session when stdin closes.
+//! Services deployed while it runs get tools of their own ([`svc_tools`], [`svc_watch`]).
 //! `claudemesh mcp --service NAME` is another server in this module: one mesh service's tools
 //! ([`service_proxy`], [`service_follow`]); both call services through [`service_call`].
 //!
@@ -22,6 +23,8 @@ mod service_proxy;
 mod services;
 mod sharing;
 mod stdio;
+mod svc_tools;
+mod svc_watch;
 mod tools;
 
 use std::sync::Arc;
