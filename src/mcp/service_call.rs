@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use claudemesh_agent::ClientError;
 use claudemesh_protocol::frames::ErrorCode;
-use claudemesh_protocol::local::{AgentCall, CallParams, CallReply, LinkState, MeshStatus};
+use claudemesh_protocol::local::{AgentCall, CallParams, CallReply, LinkState, MeshEntry};
 use claudemesh_protocol::text;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use serde_json::Value;
@@ -46,8 +46,8 @@ pub struct Target {
 enum Outage {
     /// The agent does not answer (stopped, restarting).
     Agent(String),
-    /// The mesh's broker link is not connected: its slug, state and why.
-    Link { mesh: String, state: LinkState, detail: Option<String> },
+    /// The mesh's broker link is not connected: its slug and state.
+    Link { mesh: String, state: LinkState },
 }
 
 /// Calls `target` with `arguments` once the agent and the link are up (at most
@@ -77,11 +77,11 @@ pub async fn call(link: &Shared, target: &Target, arguments: JsonObject) -> Call
 async fn wait_ready(link: &Shared, mesh: Option<&str>) -> Result<(), Outage> {
     let deadline = Instant::now() + OUTAGE_WAIT;
     loop {
-        let asked = link.lock().await.request_retry::<Vec<MeshStatus>>(AgentCall::Meshes).await;
+        let asked = link.lock().await.request_retry::<Vec<MeshEntry>>(AgentCall::Meshes).await;
         let outage = match asked {
             Ok(meshes) => match pick(&meshes, mesh) {
                 Some(m) if m.link == LinkState::Connected => return Ok(()),
-                Some(m) => Outage::Link { mesh: m.slug.clone(), state: m.link, detail: m.detail.clone() },
+                Some(m) => Outage::Link { mesh: m.slug.clone(), state: m.link },
                 None => return Ok(()),
             },
             Err(ClientError::Api(_)) => return Ok(()),
@@ -95,7 +95,7 @@ async fn wait_ready(link: &Shared, mesh: Option<&str>) -> Result<(), Outage> {
 }
 
 /// The mesh `mesh` names (slug or id), or the only joined one.
-fn pick<'a>(meshes: &'a [MeshStatus], mesh: Option<&str>) -> Option<&'a MeshStatus> {
+fn pick<'a>(meshes: &'a [MeshEntry], mesh: Option<&str>) -> Option<&'a MeshEntry> {
     match mesh {
         Some(m) => meshes.iter().find(|s| s.slug == m || s.id == m),
         None if meshes.len() == 1 => meshes.first(),
@@ -122,16 +122,13 @@ fn outage_result(t: &Target, outage: &Outage) -> CallToolResult {
     let what = format!("Mesh service {} (tool {})", text::name(&t.service), text::name(&t.tool));
     let secs = OUTAGE_WAIT.as_secs();
     match outage {
-        Outage::Link { mesh, state, detail } => {
-            let why = detail.as_deref().map(|d| format!(" ({})", text::one_line(d))).unwrap_or_default();
-            fail(format!(
-                "{what} cannot be reached: this machine's link to the broker of mesh {} is {}{why} and \
+        Outage::Link { mesh, state } => fail(format!(
+            "{what} cannot be reached: this machine's link to the broker of mesh {} is {} and \
                  did not come back within {secs} s, so the call was not made. Try again in a minute; \
                  if it keeps failing, ask the user to check `claudemesh status`.",
-                text::name(mesh),
-                state_word(*state)
-            ))
-        }
+            text::name(mesh),
+            state_word(*state)
+        )),
         Outage::Agent(e) => fail(format!(
             "{what} cannot be reached: the claudemesh agent on this machine did not answer within \
              {secs} s ({}), so the call was not made. Ask the user to run `claudemesh status` (or \
@@ -241,15 +238,11 @@ mod tests {
     #[test]
     fn an_outage_says_the_call_was_not_made() {
         let t = Target { mesh: Some("team".into()), service: "tools".into(), tool: "echo".into() };
-        let o = Outage::Link {
-            mesh: "team".into(),
-            state: LinkState::Disconnected,
-            detail: Some("refused\n".into()),
-        };
+        let o = Outage::Link { mesh: "team".into(), state: LinkState::Disconnected };
         let r = outage_result(&t, &o);
         assert_eq!(r.is_error, Some(true));
         let s = &r.content[0].as_text().unwrap().text;
-        assert!(s.contains("mesh team is disconnected (refused )") && s.contains("not made"), "{s}");
+        assert!(s.contains("mesh team is disconnected and") && s.contains("not made"), "{s}");
         assert!(s.contains("claudemesh status"), "{s}");
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use claudemesh_agent::{AgentClient, ClientError};
-use claudemesh_protocol::local::{AgentCall, CatalogReply, LinkState, LocalEvent, MeshStatus, Topic};
+use claudemesh_protocol::local::{AgentCall, CatalogReply, LinkState, LocalEvent, MeshEntry, Topic};
 use claudemesh_protocol::text;
 use rmcp::model::{CustomNotification, ServerNotification};
 use rmcp::service::{Peer, RoleServer};
@@ -132,7 +132,7 @@ async fn subscribe(link: &Shared) -> Result<(AgentClient, Vec<String>), ClientEr
 async fn refresh(link: &Shared, out: &Outputs, meshes: &[String]) -> bool {
     let read = async {
         let mut l = link.lock().await;
-        let joined: Vec<MeshStatus> = l.request_retry(AgentCall::Meshes).await?;
+        let joined: Vec<MeshEntry> = l.request_retry(AgentCall::Meshes).await?;
         let cat: CatalogReply = l.request_retry(AgentCall::ServiceCatalog { mesh: None }).await?;
         Ok::<_, ClientError>((joined, cat))
     };
