@@ -222,14 +222,24 @@ async fn notify(f: &Follow) -> bool {
     }
 }
 
-/// The service left: ends the process cleanly.
+/// The service left: ends the process cleanly; one never found cannot be served (a failure).
 async fn gone(f: &Follow) -> bool {
-    let mesh = lock(&f.known).mesh.clone().or_else(|| f.mesh.clone());
+    let (mesh, seen) = {
+        let k = lock(&f.known);
+        (k.mesh.clone().or_else(|| f.mesh.clone()), k.entry.is_some())
+    };
     let on = mesh.map(|m| format!(" on mesh {}", text::name(&m))).unwrap_or_default();
+    let service = text::name(&f.service);
+    if !seen {
+        let message = format!(
+            "no service {service} that you may use{on} (not deployed, or not shared with you); \
+             `claudemesh catalog` lists the services you may use"
+        );
+        return end(f, message, true).await;
+    }
     let message = format!(
-        "service {}{on} is no longer available to you (undeployed, or your access was withdrawn); \
-         `claudemesh catalog` lists the services you may use",
-        text::name(&f.service)
+        "service {service}{on} is no longer available to you (undeployed, or your access was \
+         withdrawn); `claudemesh catalog` lists the services you may use"
     );
     end(f, message, false).await
 }
