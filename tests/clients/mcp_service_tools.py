@@ -34,14 +34,14 @@ async def steps(exe: str, service: str, mesh: str, out: dict) -> None:
             init = await s.initialize()
             out["capabilities"] = dump(init.capabilities)
             listed = await s.list_tools()
+            tools = [dump(t) for t in listed.tools]
             out["tools"] = [
-                {"name": t.name, "description": t.description, "inputSchema": t.inputSchema}
-                for t in listed.tools
+                {k: t.get(k) for k in ("name", "description", "inputSchema")} for t in tools
             ]
-            r = await s.call_tool("echo", {"text": "from python"})
+            r = dump(await s.call_tool("echo", {"text": "from python"}))
             out["call"] = {
-                "isError": bool(r.isError),
-                "texts": [getattr(c, "text", None) for c in r.content],
+                "isError": bool(r.get("isError", False)),
+                "texts": [c.get("text") for c in r.get("content", [])],
             }
 
 
