@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use claudemesh_agent::{AgentClient, ClientError};
-use claudemesh_protocol::frames::{CatalogEntry, Event, ToolInfo};
+use claudemesh_protocol::frames::{CatalogEntry, ErrorCode, Event, ToolInfo};
 use claudemesh_protocol::local::{AgentCall, CatalogReply, LinkState, LocalEvent, Topic};
 use claudemesh_protocol::text;
 use rmcp::service::{Peer, RoleServer};
@@ -134,6 +134,14 @@ async fn reload(link: &Shared, f: &Follow) -> bool {
         .await;
     let found = match asked {
         Ok(cat) => find(&cat, &f.service, lock(&f.known).mesh.as_deref().or(f.mesh.as_deref())),
+        // The link is down or busy: the next `links` event brings another read.
+        Err(ClientError::Api(e))
+            if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::RateLimited) =>
+        {
+            debug(&format!("cannot read the catalog now: {}", e.message));
+            Found::Unknown
+        }
+        // The mesh is not joined, or the call is refused: this entry cannot work.
         Err(ClientError::Api(e)) => {
             return end(
                 f,
@@ -154,7 +162,8 @@ async fn reload(link: &Shared, f: &Follow) -> bool {
                 k.mesh = Some(mesh);
                 let before = k.entry.as_ref().map(|e| e.tools.clone());
                 k.entry = Some(*entry);
-                before.is_some() && before != k.entry.as_ref().map(|e| e.tools.clone())
+                // First found after a listing without it (the link was down at start) counts too.
+                before != k.entry.as_ref().map(|e| e.tools.clone())
             };
             !changed || notify(f).await
         }
