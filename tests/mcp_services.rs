@@ -112,7 +112,9 @@ async fn service_server_lists_calls_follows_rides_out_outages_and_exits() {
     let r = call_named(&s.client, "nope", json!({})).await;
     assert!(is_error(&r), "an unknown tool is the service's error: {r:?}");
 
-    // The service's tools change: told, and listed.
+    // The service's tools change: told, and listed. (A notice from the start, when the first
+    // catalog read raced the handshake, is not this one.)
+    while s.tools_changed.try_recv().is_ok() {}
     let r = call_named(&s.client, "add_tool", json!({})).await;
     assert_eq!(answer(&r, "add_tool"), ["added"]);
     assert!(changed(&mut s.tools_changed).await, "no tools/list_changed after the service added a tool");
@@ -136,6 +138,9 @@ async fn service_server_lists_calls_follows_rides_out_outages_and_exits() {
         "{t}"
     );
     assert!(waited >= Duration::from_secs(8) && waited < Duration::from_secs(20), "{waited:?}");
+    // A server started now lists nothing yet, and is told once the service is reachable.
+    let mut late = ServiceMcp::start(&bob.paths, "tools", "team").await;
+    assert!(tool_names(&late.client).await.is_empty());
     // Back: a call succeeds again (the agent reconnects on its own backoff).
     w.start_broker().await;
     let mut ok = false;
@@ -149,12 +154,19 @@ async fn service_server_lists_calls_follows_rides_out_outages_and_exits() {
     }
     assert!(ok, "no call succeeded after the broker came back");
     wait_connected(&mut a).await;
+    if !changed(&mut late.tools_changed).await {
+        late.child.start_kill().unwrap();
+        let (_, err) = late.exited().await;
+        panic!("no tools/list_changed once the service was reachable: {err}");
+    }
+    assert!(tool_names(&late.client).await.contains(&"echo".to_string()));
 
     // Undeployed: the server says so and exits 0.
     undeploy(&mut a, "tools").await;
     let (code, err) = s.exited().await;
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("service tools on mesh team is no longer available"), "{err}");
+    assert_eq!(late.exited().await.0, Some(0));
 
     // Access withdrawn (the scope narrowed to the admin): the same.
     deploy(&w, &mut a, "tools").await;
