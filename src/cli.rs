@@ -86,8 +86,9 @@ pub enum Command {
     Status(JsonArg),
     /// Check the set-up and say how to fix what is wrong.
     Doctor(JsonArg),
-    /// Serve MCP over stdio for Claude Code (started by Claude Code, not by hand).
-    Mcp,
+    /// Serve MCP over stdio for Claude Code (started by Claude Code, not by hand): the mesh
+    /// tools, or with --service one mesh service's own tools.
+    Mcp(McpArgs),
     /// Run `claude` as a mesh session: shared session id, a name, groups, optionally one mesh and
     /// channels; the mesh's running services become MCP servers (`mesh:NAME`) while it runs.
     Launch(LaunchArgs),
@@ -101,6 +102,21 @@ pub enum Command {
     /// `claudemesh broker mesh create …`; `claudemesh broker --help` lists them.
     #[command(disable_help_flag = true)]
     Broker(BrokerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Serve exactly this mesh service's tools (what `claudemesh launch` writes as a
+    /// `mesh:<service>` MCP server), instead of the mesh tools.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// The service's mesh (slug), when you are in several.
+    #[arg(long, value_name = "SLUG", requires = "service")]
+    pub mesh: Option<String>,
+    /// The `claudemesh launch` process that wrote this server's entry (a tag for the owner;
+    /// only recorded in debug logs).
+    #[arg(long, value_name = "PID")]
+    pub launch_pid: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -107,7 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inbox(a) => block_on(inbox::run(a)),
         Command::Status(a) => block_on(status::run(a.json)),
         Command::Doctor(a) => block_on(doctor::run(a.json)),
-        Command::Mcp => mcp::run(),
+        Command::Mcp(a) => mcp::run(a),
         Command::Hook(a) => Ok(hook::run(a)),
         Command::Launch(a) => block_on(launch::run(a)),
         Command::Install(a) => install::run(a.json),

@@ -1,7 +1,10 @@
-//! The MCP server's connection to the agent for request/response calls, and the session it
+//! The MCP servers' connection to the agent for request/response calls, and the session it
 //! registered. The connection is made lazily and remade after the agent went away; every
 //! (re)connection registers the session again with its current state (summary, status,
 //! groups). A call that fails because the connection broke is retried once on a new one.
+//!
+//! `claudemesh mcp --service` uses a [`Link::bare`] one: the same reconnecting connection, with
+//! no session (a service's tools are not a peer others can message).
 
 use std::time::Duration;
 
@@ -20,10 +23,12 @@ pub const CALL_TIMEOUT: Duration = Duration::from_millis(AGENT_CALL_TIMEOUT_MILL
 /// How long a keepalive probe waits for the agent.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The agent connection of one MCP server process; shared behind [`super::Shared`].
 #[derive(Debug)]
 pub struct Link {
     paths: Paths,
-    session: SessionInfo,
+    /// The session registered on every (re)connection; `None` for a [`Link::bare`] link.
+    session: Option<SessionInfo>,
     claude_pid: Option<u32>,
     /// The name was not chosen (no `CLAUDEMESH_NAME`): the agent may suffix it (`repo-2`).
     default_name: bool,
@@ -47,6 +52,8 @@ fn broken(e: &ClientError) -> bool {
 }
 
 impl Link {
+    /// A link that registers `session` (on `meshes`, every joined one when empty) on each
+    /// connection, for the `claude` process `claude_pid`.
     pub fn new(
         paths: Paths,
         session: SessionInfo,
@@ -56,7 +63,31 @@ impl Link {
         written: Written,
     ) -> Self {
         let groups = session.groups.clone();
-        Self { paths, session, claude_pid, default_name, meshes, client: None, written, groups }
+        Self {
+            paths,
+            session: Some(session),
+            claude_pid,
+            default_name,
+            meshes,
+            client: None,
+            written,
+            groups,
+        }
+    }
+
+    /// A link that registers no session: calls only (`claudemesh mcp --service`), about
+    /// `meshes` (every joined one when empty).
+    pub fn bare(paths: Paths, meshes: Vec<String>) -> Self {
+        Self {
+            paths,
+            session: None,
+            claude_pid: None,
+            default_name: false,
+            meshes,
+            client: None,
+            written: Written::default(),
+            groups: Vec::new(),
+        }
     }
 
     /// Confirms the leases of the tool results written so far (never starting an agent: one
@@ -72,8 +103,9 @@ impl Link {
         }
     }
 
+    /// The registered session's id; empty for a [`Link::bare`] link.
     pub fn session_id(&self) -> &str {
-        &self.session.session_id
+        self.session.as_ref().map_or("", |s| s.session_id.as_str())
     }
 
     pub fn paths(&self) -> &Paths {
@@ -101,18 +133,20 @@ impl Link {
             } else {
                 AgentClient::connect(&self.paths, "mcp").await?
             };
-            let r: RegisterReply = c
-                .request(AgentCall::SessionRegister(SessionRegister {
-                    meshes: self.meshes.clone(),
-                    session: self.session.clone(),
-                    claude_pid: self.claude_pid,
-                    default_name: self.default_name,
-                }))
-                .await?;
-            // A default name may come back made distinct (`repo-2`): keep it for re-registering.
-            self.session.display_name = r.display_name;
-            self.groups = r.groups;
-            debug(&format!("registered session {} ({} waiting)", r.session_id, r.waiting));
+            if let Some(session) = self.session.as_mut() {
+                let r: RegisterReply = c
+                    .request(AgentCall::SessionRegister(SessionRegister {
+                        meshes: self.meshes.clone(),
+                        session: session.clone(),
+                        claude_pid: self.claude_pid,
+                        default_name: self.default_name,
+                    }))
+                    .await?;
+                // A default name may come back made distinct (`repo-2`): keep it for re-registering.
+                session.display_name = r.display_name;
+                self.groups = r.groups;
+                debug(&format!("registered session {} ({} waiting)", r.session_id, r.waiting));
+            }
             self.client = Some(c);
         }
         match self.client.as_mut() {
@@ -212,10 +246,12 @@ impl Link {
     /// Applies `patch` at the agent (retried once after a broken connection: a patch is
     /// idempotent), then to the local copy (kept for re-registration).
     pub async fn update(&mut self, patch: SessionPatch) -> Result<UpdateReply, ClientError> {
-        let session_id = self.session.session_id.clone();
+        let session_id = self.session_id().to_string();
         let r: UpdateReply =
             self.request_retry(AgentCall::SessionUpdate { session_id, patch: patch.clone() }).await?;
-        patch.apply(&mut self.session);
+        if let Some(session) = self.session.as_mut() {
+            patch.apply(session);
+        }
         self.groups.clone_from(&r.groups);
         Ok(r)
     }
@@ -223,8 +259,10 @@ impl Link {
     /// Closes the session at the agent and drops the connection (a silent agent gets
     /// [`CALL_TIMEOUT`]; the agent also closes the session when the connection goes).
     pub async fn close(&mut self) {
-        if let Some(mut c) = self.client.take() {
-            let session_id = self.session.session_id.clone();
+        let session_id = self.session_id().to_string();
+        if let Some(mut c) = self.client.take()
+            && !session_id.is_empty()
+        {
             match tokio::time::timeout(
                 CALL_TIMEOUT,
                 c.request::<IgnoredAny>(AgentCall::SessionClose { session_id }),

@@ -1,6 +1,9 @@
 //! `claudemesh mcp`: the stdio MCP server Claude Code starts (DESIGN §6, §10). It registers one
 //! session with the local agent, serves the mesh tools and prompts (shared skills among them), pushes inbound messages as
 //! `notifications/claude/channel` when push mode is on, and closes the session when stdin closes.
+//! Services deployed while it runs get tools of their own ([`svc_tools`], [`svc_watch`]).
+//! `claudemesh mcp --service NAME` is another server in this module: one mesh service's tools
+//! ([`service_proxy`], [`service_follow`]); both call services through [`service_call`].
 //!
 //! stdout is the MCP channel: nothing else is ever written there. It goes through
 //! [`confirm::ConfirmingWriter`], which confirms the messages a `check_messages` result carries
@@ -14,9 +17,14 @@ mod line_check;
 mod link;
 mod prompts;
 mod server;
+mod service_call;
+mod service_follow;
+mod service_proxy;
 mod services;
 mod sharing;
 mod stdio;
+mod svc_tools;
+mod svc_watch;
 mod tools;
 
 use std::sync::Arc;
@@ -32,6 +40,7 @@ use crate::hook::ancestry;
 pub use confirm::Leases;
 pub use link::Link;
 pub use server::MeshServer;
+pub use service_proxy::{ProxyArgs, serve as serve_service};
 
 /// The `channel` this server declares for its session.
 const CHANNEL: &str = "claudemesh";

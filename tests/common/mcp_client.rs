@@ -42,12 +42,14 @@ pub const TOOLS: [&str; 21] = [
     "vault_set",
 ];
 
-/// A client that records custom notifications (and, given `prompts`, each
-/// `notifications/prompts/list_changed`); declares `claude/channel` when `channel`.
+/// A client that records custom notifications (and, given `prompts` or `tools`, each
+/// `notifications/prompts/list_changed` or `notifications/tools/list_changed`); declares
+/// `claude/channel` when `channel`.
 pub struct Claude {
     pub channel: bool,
     pub tx: mpsc::UnboundedSender<CustomNotification>,
     pub prompts: Option<mpsc::UnboundedSender<()>>,
+    pub tools: Option<mpsc::UnboundedSender<()>>,
 }
 
 impl ClientHandler for Claude {
@@ -67,6 +69,12 @@ impl ClientHandler for Claude {
 
     async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
         if let Some(tx) = &self.prompts {
+            let _ = tx.send(());
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        if let Some(tx) = &self.tools {
             let _ = tx.send(());
         }
     }
@@ -106,7 +114,7 @@ pub async fn mcp_with(
     });
     let transport = TokioChildProcess::new(cmd).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    let client = Claude { channel, tx, prompts: None }.serve(transport).await.unwrap();
+    let client = Claude { channel, tx, prompts: None, tools: None }.serve(transport).await.unwrap();
     (client, rx)
 }
 
@@ -129,7 +137,8 @@ pub async fn mcp_watching_prompts(
     let transport = TokioChildProcess::new(cmd).unwrap();
     let (tx, _rx) = mpsc::unbounded_channel();
     let (ptx, prx) = mpsc::unbounded_channel();
-    let client = Claude { channel: false, tx, prompts: Some(ptx) }.serve(transport).await.unwrap();
+    let client =
+        Claude { channel: false, tx, prompts: Some(ptx), tools: None }.serve(transport).await.unwrap();
     (client, prx)
 }
 
@@ -148,7 +157,81 @@ pub async fn mcp_unnamed(paths: &Paths, sid: &str, cwd: &std::path::Path) -> Mcp
     });
     let transport = TokioChildProcess::new(cmd).unwrap();
     let (tx, _rx) = mpsc::unbounded_channel();
-    Claude { channel: false, tx, prompts: None }.serve(transport).await.unwrap()
+    Claude { channel: false, tx, prompts: None, tools: None }.serve(transport).await.unwrap()
+}
+
+/// `claudemesh mcp` for `paths` as session `sid` named `name`, declaring channels when
+/// `channel`: its custom notifications, and one `()` per `notifications/tools/list_changed`.
+pub async fn mcp_watching_tools(
+    paths: &Paths,
+    sid: &str,
+    name: &str,
+    channel: bool,
+) -> (Mcp, mpsc::UnboundedReceiver<CustomNotification>, mpsc::UnboundedReceiver<()>) {
+    let cmd = tokio::process::Command::new(EXE).configure(|c| {
+        c.arg("mcp")
+            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+            .env("CLAUDEMESH_NAME", name)
+            .env("CLAUDEMESH_SESSION_ID", sid)
+            .env_remove("CLAUDEMESH_PUSH")
+            .env_remove("CLAUDE_SESSION_ID")
+            .env_remove("CLAUDE_CODE_SESSION_ID");
+    });
+    let transport = TokioChildProcess::new(cmd).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ttx, trx) = mpsc::unbounded_channel();
+    let client = Claude { channel, tx, prompts: None, tools: Some(ttx) }.serve(transport).await.unwrap();
+    (client, rx, trx)
+}
+
+/// `claudemesh mcp --service …` as a child of this test, its stdio the MCP channel and its
+/// stderr kept, so that a test can see how it exits.
+pub struct ServiceMcp {
+    pub client: Mcp,
+    /// One `()` per `notifications/tools/list_changed`.
+    pub tools_changed: mpsc::UnboundedReceiver<()>,
+    pub child: tokio::process::Child,
+}
+
+impl ServiceMcp {
+    /// Starts `claudemesh mcp --service service --mesh mesh --launch-pid 4242` for `paths`.
+    pub async fn start(paths: &Paths, service: &str, mesh: &str) -> Self {
+        let mut child = tokio::process::Command::new(EXE)
+            .args(["mcp", "--service", service, "--mesh", mesh, "--launch-pid", "4242"])
+            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+            .env_remove("CLAUDEMESH_SESSION_ID")
+            .env_remove("CLAUDEMESH_NAME")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let io = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let (ttx, tools_changed) = mpsc::unbounded_channel();
+        let client = Claude { channel: false, tx, prompts: None, tools: Some(ttx) }.serve(io).await.unwrap();
+        Self { client, tools_changed, child }
+    }
+
+    /// Waits (15 s at most) for the process to exit on its own: its exit code and stderr.
+    pub async fn exited(mut self) -> (Option<i32>, String) {
+        use tokio::io::AsyncReadExt;
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("claudemesh mcp --service did not exit")
+            .unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err).await;
+        }
+        (status.code(), err)
+    }
+}
+
+/// Waits for one `()` on `rx` (15 s at most).
+pub async fn changed(rx: &mut mpsc::UnboundedReceiver<()>) -> bool {
+    tokio::time::timeout(Duration::from_secs(15), rx.recv()).await.is_ok_and(|r| r.is_some())
 }
 
 pub async fn call(c: &Mcp, name: &'static str, args: Value) -> CallToolResult {
