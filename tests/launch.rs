@@ -193,3 +193,47 @@ fn without_claude_launch_says_how_to_install_it() {
         "{err}"
     );
 }
+
+/// The real Claude Code (`claude mcp list`, which starts every MCP server of `~/.claude.json`
+/// and health-checks it) sees each service a launch wrote as a connected server. The launched
+/// `claude` is the stand-in, waiting; the real one runs beside it in the same home.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_claude_sees_the_launched_services_connected() {
+    let Some(claude) = common::external::claude("real_claude_sees_the_launched_services_connected").await
+    else {
+        return;
+    };
+    let w = services_world().await;
+    let admin = AgentProcess::start(&w.admin_paths()).await;
+    wait_connected(&mut admin.client().await).await;
+    deploy_fixture(&w, &admin.paths, "tools");
+    deploy_fixture(&w, &admin.paths, "search");
+    let home = Home::new(&admin.paths);
+    let mut launch = home.spawn("wait", &["launch", "--name", "cc-list"]);
+    home.wait_record("start", 1).await;
+
+    let mut cmd = tokio::process::Command::new(&claude);
+    cmd.args(["mcp", "list"])
+        .current_dir(home.dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home.home)
+        .env("CLAUDEMESH_CONFIG_DIR", &home.paths.dir)
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+    let out = common::external::run("claude mcp list", &mut cmd, Duration::from_secs(120)).await;
+    let text = format!("{}{}", common::external::stdout(&out), common::external::stderr(&out));
+    for name in ["mesh:tools", "mesh:search"] {
+        let line = text.lines().find(|l| l.starts_with(&format!("{name}:"))).unwrap_or_else(|| {
+            panic!("claude mcp list does not show {name}:\n{text}");
+        });
+        assert!(line.contains("Connected"), "{name} is not connected: {line}\n{text}");
+        assert!(line.contains("--service") && line.contains("--launch-pid"), "{line}");
+    }
+
+    kill(Pid::from_raw(launch.id() as i32), Signal::SIGTERM).unwrap();
+    wait_exit(&mut launch, Duration::from_secs(20)).await;
+    assert!(!home.servers().keys().any(|k| k.starts_with("mesh:")), "{:?}", home.servers());
+}
