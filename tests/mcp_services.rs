@@ -184,6 +184,16 @@ async fn service_server_lists_calls_follows_rides_out_outages_and_exits() {
     let (code, err) = s.exited().await;
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("no service nothing-here that you may use on mesh team"), "{err}");
+    // Nor on a mesh this member has not joined.
+    let out = std::process::Command::new(EXE)
+        .args(["mcp", "--service", "tools", "--mesh", "nosuch"])
+        .env("CLAUDEMESH_CONFIG_DIR", &bob.paths.dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a member of mesh nosuch; joined: team"), "{err}");
 
     undeploy(&mut a, "tools").await;
     bob.stop().await;

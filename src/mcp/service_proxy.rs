@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use claudemesh_agent::Paths;
+use claudemesh_protocol::local::AgentCall;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, InitializeRequestParams, InitializeResult,
     JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
@@ -55,6 +56,22 @@ struct ServiceProxy {
     primed: Arc<watch::Sender<bool>>,
 }
 
+/// Refuses a `--mesh` this member has not joined, when the agent can say so (an agent that is
+/// down is waited for later, as for any call).
+async fn check_mesh(mesh: &str) -> anyhow::Result<()> {
+    let Ok(mut c) = claudemesh_agent::AgentClient::connect(&Paths::from_env(), "mcp-service").await else {
+        return Ok(());
+    };
+    let Ok(meshes) = c.request::<Vec<claudemesh_protocol::local::MeshEntry>>(AgentCall::Meshes).await else {
+        return Ok(());
+    };
+    if meshes.iter().any(|m| m.slug == mesh) {
+        return Ok(());
+    }
+    let joined: Vec<String> = meshes.iter().map(|m| text_name(&m.slug)).collect();
+    anyhow::bail!("not a member of mesh {}; joined: {}", text_name(mesh), joined.join(", "))
+}
+
 /// Serves the service on stdin/stdout until the client closes stdin (`Ok(true)`), or the
 /// service leaves (`Ok(true)`, after a line on stderr) or cannot be served (`Ok(false)`).
 pub async fn serve(args: ProxyArgs) -> anyhow::Result<bool> {
@@ -62,6 +79,9 @@ pub async fn serve(args: ProxyArgs) -> anyhow::Result<bool> {
         "serving service {} (mesh {:?}) for launch pid {:?}",
         args.service, args.mesh, args.launch_pid
     ));
+    if let Some(m) = &args.mesh {
+        check_mesh(m).await?;
+    }
     let link = Link::bare(Paths::from_env(), args.mesh.iter().cloned().collect());
     let link: Shared = Arc::new(tokio::sync::Mutex::new(link));
     let stop = CancellationToken::new();
