@@ -4,31 +4,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-
-/// `claudemesh <args>` with `stdin` on its standard input.
-fn cli_stdin(paths: &claudemesh_agent::Paths, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
-    let mut child = Command::new(EXE)
-        .args(args)
-        .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A send that stops reading at the size limit may close stdin before all of it is written.
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 /// Runs `message-status id` until its output contains `want`; returns it.
 async fn status_until(paths: &claudemesh_agent::Paths, id: &str, want: &str) -> String {

@@ -7,33 +7,11 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 
 use claudemesh_agent::Paths;
 use common::*;
 use serde_json::Value;
-
-/// `claudemesh <args>` with `input` on stdin.
-fn cli_stdin(paths: &Paths, args: &[&str], input: &[u8]) -> (i32, String, String) {
-    let mut child = std::process::Command::new(EXE)
-        .args(args)
-        .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A child that stops reading early (input over the limit) closes the pipe: not an error here.
-    let _ = child.stdin.take().unwrap().write_all(input);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 fn ok(paths: &Paths, args: &[&str]) -> String {
     let (code, out, err) = cli(paths, args);

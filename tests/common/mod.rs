@@ -343,6 +343,28 @@ pub fn cli(paths: &Paths, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// [`cli`] with `input` on stdin. A child that stops reading early (input over a size limit)
+/// closes the pipe: not an error here.
+pub fn cli_stdin(paths: &Paths, args: &[&str], input: &[u8]) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(EXE)
+        .args(args)
+        .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
 /// An agent running as a real `claudemesh agent run` process (killed on drop).
 pub struct AgentProcess {
     pub paths: Paths,
