@@ -103,16 +103,6 @@ fn pick<'a>(meshes: &'a [MeshEntry], mesh: Option<&str>) -> Option<&'a MeshEntry
     }
 }
 
-fn state_word(s: LinkState) -> &'static str {
-    match s {
-        LinkState::Connecting => "connecting",
-        LinkState::Connected => "connected",
-        LinkState::Disconnected => "disconnected",
-        LinkState::Refused => "refused by the broker",
-        LinkState::KeyInUse => "stopped (another agent uses this member's key)",
-    }
-}
-
 fn fail(t: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(t)])
 }
@@ -127,7 +117,7 @@ fn outage_result(t: &Target, outage: &Outage) -> CallToolResult {
                  did not come back within {secs} s, so the call was not made. Try again in a minute; \
                  if it keeps failing, ask the user to check `claudemesh status`.",
             text::name(mesh),
-            state_word(*state)
+            state.describe()
         )),
         Outage::Agent(e) => fail(format!(
             "{what} cannot be reached: the claudemesh agent on this machine did not answer within \

@@ -101,6 +101,12 @@ pub async fn run(link: Shared, f: Follow, stop: CancellationToken) {
                     }
                 }
             }
+            // The agent answered that the mesh is not one this member joined: no retry helps.
+            Err(ClientError::Api(e)) if e.code == ErrorCode::NotFound => {
+                end(&f, e.message, true).await;
+                f.primed.send_replace(true);
+                return;
+            }
             Err(e) => {
                 debug(&format!("cannot subscribe to services: {e}"));
                 f.primed.send_replace(true);

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use claudemesh_agent::Paths;
-use claudemesh_protocol::local::AgentCall;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, InitializeRequestParams, InitializeResult,
     JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
@@ -56,22 +55,6 @@ struct ServiceProxy {
     primed: Arc<watch::Sender<bool>>,
 }
 
-/// Refuses a `--mesh` this member has not joined, when the agent can say so (an agent that is
-/// down is waited for later, as for any call).
-async fn check_mesh(mesh: &str) -> anyhow::Result<()> {
-    let Ok(mut c) = claudemesh_agent::AgentClient::connect(&Paths::from_env(), "mcp-service").await else {
-        return Ok(());
-    };
-    let Ok(meshes) = c.request::<Vec<claudemesh_protocol::local::MeshEntry>>(AgentCall::Meshes).await else {
-        return Ok(());
-    };
-    if meshes.iter().any(|m| m.slug == mesh) {
-        return Ok(());
-    }
-    let joined: Vec<String> = meshes.iter().map(|m| text_name(&m.slug)).collect();
-    anyhow::bail!("not a member of mesh {}; joined: {}", text_name(mesh), joined.join(", "))
-}
-
 /// Serves the service on stdin/stdout until the client closes stdin (`Ok(true)`), or the
 /// service leaves (`Ok(true)`, after a line on stderr) or cannot be served (`Ok(false)`).
 pub async fn serve(args: ProxyArgs) -> anyhow::Result<bool> {
@@ -79,9 +62,6 @@ pub async fn serve(args: ProxyArgs) -> anyhow::Result<bool> {
         "serving service {} (mesh {:?}) for launch pid {:?}",
         args.service, args.mesh, args.launch_pid
     ));
-    if let Some(m) = &args.mesh {
-        check_mesh(m).await?;
-    }
     let link = Link::bare(Paths::from_env(), args.mesh.iter().cloned().collect());
     let link: Shared = Arc::new(tokio::sync::Mutex::new(link));
     let stop = CancellationToken::new();
@@ -106,6 +86,7 @@ pub async fn serve(args: ProxyArgs) -> anyhow::Result<bool> {
     // The same stdin check as the main server; nothing here takes leases.
     let ((stdin, stdout), (filter, writer)) =
         stdio::Stdio::start(Leases::default(), Written::default()).split();
+    let mut primed = server.primed.subscribe();
     let ending = tokio::select! {
         served = server.serve((stdin, stdout)) => match served {
             Ok(running) => tokio::select! {
@@ -121,6 +102,15 @@ pub async fn serve(args: ProxyArgs) -> anyhow::Result<bool> {
             }
         },
         end = end_rx.recv() => end,
+    };
+    // A client gone before the first catalog answered (stdin closed at once) still learns a
+    // service or mesh that cannot be served: the follow task reports it before it is primed.
+    let ending = match ending {
+        Some(e) => Some(e),
+        None => {
+            let _ = tokio::time::timeout(service_call::OUTAGE_WAIT, primed.wait_for(|p| *p)).await;
+            end_rx.try_recv().ok()
+        }
     };
     stop.cancel();
     stdio::Stdio::finish(filter, writer).await;

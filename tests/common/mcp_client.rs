@@ -10,7 +10,7 @@ use rmcp::model::{
     Implementation, JsonObject, ProtocolVersion,
 };
 use rmcp::service::{NotificationContext, RunningService};
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -92,6 +92,26 @@ pub async fn mcp(
     mcp_with(paths, Some(sid), name, channel).await
 }
 
+/// `claudemesh mcp` for `paths` as Claude Code starts it: session `sid` and name `name` when
+/// given (else unset), no push, none of Claude Code's own session variables.
+fn mcp_command(paths: &Paths, sid: Option<&str>, name: Option<&str>) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(EXE);
+    c.arg("mcp")
+        .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+        .env_remove("CLAUDEMESH_PUSH")
+        .env_remove("CLAUDE_SESSION_ID")
+        .env_remove("CLAUDE_CODE_SESSION_ID");
+    match sid {
+        Some(sid) => c.env("CLAUDEMESH_SESSION_ID", sid),
+        None => c.env_remove("CLAUDEMESH_SESSION_ID"),
+    };
+    match name {
+        Some(n) => c.env("CLAUDEMESH_NAME", n),
+        None => c.env_remove("CLAUDEMESH_NAME"),
+    };
+    c
+}
+
 /// Starts `claudemesh mcp` as Claude Code does: a child of this process (which thus plays the
 /// `claude` process), with `CLAUDEMESH_SESSION_ID` only when `sid` is given.
 pub async fn mcp_with(
@@ -100,18 +120,7 @@ pub async fn mcp_with(
     name: &str,
     channel: bool,
 ) -> (Mcp, mpsc::UnboundedReceiver<CustomNotification>) {
-    let cmd = tokio::process::Command::new(EXE).configure(|c| {
-        c.arg("mcp")
-            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
-            .env("CLAUDEMESH_NAME", name)
-            .env_remove("CLAUDEMESH_PUSH")
-            .env_remove("CLAUDE_SESSION_ID")
-            .env_remove("CLAUDE_CODE_SESSION_ID");
-        match sid {
-            Some(sid) => c.env("CLAUDEMESH_SESSION_ID", sid),
-            None => c.env_remove("CLAUDEMESH_SESSION_ID"),
-        };
-    });
+    let cmd = mcp_command(paths, sid, Some(name));
     let transport = TokioChildProcess::new(cmd).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let client = Claude { channel, tx, prompts: None, tools: None }.serve(transport).await.unwrap();
@@ -125,15 +134,7 @@ pub async fn mcp_watching_prompts(
     sid: &str,
     name: &str,
 ) -> (Mcp, mpsc::UnboundedReceiver<()>) {
-    let cmd = tokio::process::Command::new(EXE).configure(|c| {
-        c.arg("mcp")
-            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
-            .env("CLAUDEMESH_NAME", name)
-            .env("CLAUDEMESH_SESSION_ID", sid)
-            .env_remove("CLAUDEMESH_PUSH")
-            .env_remove("CLAUDE_SESSION_ID")
-            .env_remove("CLAUDE_CODE_SESSION_ID");
-    });
+    let cmd = mcp_command(paths, Some(sid), Some(name));
     let transport = TokioChildProcess::new(cmd).unwrap();
     let (tx, _rx) = mpsc::unbounded_channel();
     let (ptx, prx) = mpsc::unbounded_channel();
@@ -145,16 +146,8 @@ pub async fn mcp_watching_prompts(
 /// Starts `claudemesh mcp` as session `sid` in directory `cwd` with no chosen name
 /// (`CLAUDEMESH_NAME` unset), as a Claude Code started there without `launch --name` does.
 pub async fn mcp_unnamed(paths: &Paths, sid: &str, cwd: &std::path::Path) -> Mcp {
-    let cmd = tokio::process::Command::new(EXE).configure(|c| {
-        c.arg("mcp")
-            .current_dir(cwd)
-            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
-            .env("CLAUDEMESH_SESSION_ID", sid)
-            .env_remove("CLAUDEMESH_NAME")
-            .env_remove("CLAUDEMESH_PUSH")
-            .env_remove("CLAUDE_SESSION_ID")
-            .env_remove("CLAUDE_CODE_SESSION_ID");
-    });
+    let mut cmd = mcp_command(paths, Some(sid), None);
+    cmd.current_dir(cwd);
     let transport = TokioChildProcess::new(cmd).unwrap();
     let (tx, _rx) = mpsc::unbounded_channel();
     Claude { channel: false, tx, prompts: None, tools: None }.serve(transport).await.unwrap()
@@ -168,15 +161,7 @@ pub async fn mcp_watching_tools(
     name: &str,
     channel: bool,
 ) -> (Mcp, mpsc::UnboundedReceiver<CustomNotification>, mpsc::UnboundedReceiver<()>) {
-    let cmd = tokio::process::Command::new(EXE).configure(|c| {
-        c.arg("mcp")
-            .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
-            .env("CLAUDEMESH_NAME", name)
-            .env("CLAUDEMESH_SESSION_ID", sid)
-            .env_remove("CLAUDEMESH_PUSH")
-            .env_remove("CLAUDE_SESSION_ID")
-            .env_remove("CLAUDE_CODE_SESSION_ID");
-    });
+    let cmd = mcp_command(paths, Some(sid), Some(name));
     let transport = TokioChildProcess::new(cmd).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let (ttx, trx) = mpsc::unbounded_channel();

@@ -3,6 +3,8 @@
 //! the schema-generated call form, the confirmations and forms and the calls they make.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use claudemesh_protocol::frames::{ErrorCode, Event as Wire, ServiceStatus};
 use claudemesh_protocol::local::{AgentCall, LocalEvent, LocalSource};
 use claudemesh_tui::effect::Effect;
@@ -12,16 +14,9 @@ use claudemesh_tui::rows;
 use claudemesh_tui::state::form::{Input, arguments, call_fields, scope_json};
 use claudemesh_tui::state::{Follow, Modal, State, View};
 use claudemesh_tui::update::update;
+use common::*;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use serde_json::json;
-
-fn key(s: &mut State, code: KeyCode) -> Vec<Effect> {
-    update(s, Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
-}
-
-fn typed(s: &mut State, text: &str) -> Vec<Effect> {
-    text.chars().flat_map(|c| key(s, KeyCode::Char(c))).collect()
-}
 
 fn calls(fx: &[Effect]) -> Vec<&AgentCall> {
     fx.iter()
@@ -39,17 +34,6 @@ fn follows(fx: &[Effect]) -> Vec<Option<Follow>> {
             _ => None,
         })
         .collect()
-}
-
-fn answer(s: &mut State, fx: &[Effect], result: Result<serde_json::Value, CallError>) -> Vec<Effect> {
-    let tag = fx
-        .iter()
-        .find_map(|e| match e {
-            Effect::Call { tag, .. } => Some(*tag),
-            _ => None,
-        })
-        .expect("a call");
-    update(s, Event::Agent(AgentEvent::Reply { tag, result }))
 }
 
 fn service_event(s: &mut State, mesh: &str, e: Wire) -> Vec<Effect> {

@@ -4,38 +4,15 @@
 //! values masked.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use claudemesh_tui::effect::Effect;
+mod common;
+
 use claudemesh_tui::event::{AgentEvent, Event};
 use claudemesh_tui::fixture::standard;
 use claudemesh_tui::state::State;
 use claudemesh_tui::update::update;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
+use common::*;
+use crossterm::event::KeyCode;
 use serde_json::json;
-
-fn draw(s: &State) -> String {
-    let mut t = Terminal::new(TestBackend::new(s.size.0, s.size.1)).unwrap();
-    t.draw(|f| claudemesh_tui::ui::render(f, s)).unwrap();
-    format!("{}", t.backend())
-}
-
-fn key(s: &mut State, code: KeyCode) -> Vec<Effect> {
-    update(s, Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
-}
-
-fn typed(s: &mut State, text: &str) -> Vec<Effect> {
-    text.chars().flat_map(|c| key(s, KeyCode::Char(c))).collect()
-}
-
-/// Answers the first call of `fx` with `v`.
-fn answer(s: &mut State, fx: &[Effect], v: serde_json::Value) {
-    let tag = fx.iter().find_map(|e| match e {
-        Effect::Call { tag, .. } => Some(*tag),
-        _ => None,
-    });
-    update(s, Event::Agent(AgentEvent::Reply { tag: tag.expect("a call"), result: Ok(v) }));
-}
 
 /// The Services view with `search` selected and its log fetched and followed.
 fn services_view(size: (u16, u16)) -> State {
@@ -45,7 +22,7 @@ fn services_view(size: (u16, u16)) -> State {
     let fx = typed(&mut s, "G");
     let lines: Vec<String> =
         (1..=30).map(|i| format!("[search] request {i} served in {}ms", 10 + i)).collect();
-    answer(&mut s, &fx, json!({"mesh": "team", "name": "search", "lines": lines}));
+    answer(&mut s, &fx, Ok(json!({"mesh": "team", "name": "search", "lines": lines})));
     update(
         &mut s,
         Event::Agent(AgentEvent::ServiceLog {
@@ -101,7 +78,11 @@ fn call_result_and_error_result() {
         {"type": "text", "text": "1. ratatui: build terminal UIs\n2. crossterm\u{1b}]52;c;ZXZpbA==\u{7}: terminal I/O"},
         {"type": "image", "data": "…", "mimeType": "image/png"},
     ]});
-    answer(&mut s, &fx, json!({"mesh": "team", "service": "search", "tool": "web_search", "result": result}));
+    answer(
+        &mut s,
+        &fx,
+        Ok(json!({"mesh": "team", "service": "search", "tool": "web_search", "result": result})),
+    );
     let screen = draw(&s);
     assert!(!screen.contains('\u{1b}') && !screen.contains("52;c"), "{screen}");
     insta::assert_snapshot!("services_call_result_120x30", screen);
@@ -111,7 +92,11 @@ fn call_result_and_error_result() {
     typed(&mut s, "x");
     let fx = key(&mut s, KeyCode::Enter);
     let result = json!({"isError": true, "content": [{"type": "text", "text": "rate limit of the search API reached"}]});
-    answer(&mut s, &fx, json!({"mesh": "team", "service": "search", "tool": "web_search", "result": result}));
+    answer(
+        &mut s,
+        &fx,
+        Ok(json!({"mesh": "team", "service": "search", "tool": "web_search", "result": result})),
+    );
     insta::assert_snapshot!("services_call_error_result_80x24", {
         s.size = (80, 24);
         draw(&s)

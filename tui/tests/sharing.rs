@@ -4,6 +4,8 @@
 //! scroll; and the agent's errors shown where they belong.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 
 use claudemesh_protocol::frames::{ErrorCode, SkillAction, VaultKind};
@@ -14,16 +16,9 @@ use claudemesh_tui::fixture::{self, standard};
 use claudemesh_tui::rows;
 use claudemesh_tui::state::{ConfirmAction, Modal, State, View};
 use claudemesh_tui::update::update;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use common::*;
+use crossterm::event::KeyCode;
 use serde_json::json;
-
-fn key(s: &mut State, code: KeyCode) -> Vec<Effect> {
-    update(s, Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
-}
-
-fn typed(s: &mut State, text: &str) -> Vec<Effect> {
-    text.chars().flat_map(|c| key(s, KeyCode::Char(c))).collect()
-}
 
 fn tabs(s: &mut State, n: usize) {
     for _ in 0..n {
@@ -38,17 +33,6 @@ fn calls(fx: &[Effect]) -> Vec<&AgentCall> {
             _ => None,
         })
         .collect()
-}
-
-fn answer(s: &mut State, fx: &[Effect], result: Result<serde_json::Value, CallError>) -> Vec<Effect> {
-    let tag = fx
-        .iter()
-        .find_map(|e| match e {
-            Effect::Call { tag, .. } | Effect::CallWithFile { tag, .. } => Some(*tag),
-            _ => None,
-        })
-        .expect("a call");
-    update(s, Event::Agent(AgentEvent::Reply { tag, result }))
 }
 
 fn event(s: &mut State, e: LocalEvent) -> Vec<Effect> {

@@ -4,41 +4,19 @@
 //! form, and hostile skill text drawn harmless.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use claudemesh_protocol::local::{AgentCall, LocalEvent, SkillEvent};
 use claudemesh_tui::effect::Effect;
 use claudemesh_tui::event::{AgentEvent, Event};
 use claudemesh_tui::fixture::{self, standard};
 use claudemesh_tui::state::{Modal, State, View};
 use claudemesh_tui::update::update;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
+use common::*;
+use crossterm::event::{KeyCode, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use serde_json::json;
 
 const SECRET: &str = "sk_live_9f8e7d6c5b4a";
-
-fn draw(s: &State) -> String {
-    let mut t = Terminal::new(TestBackend::new(s.size.0, s.size.1)).unwrap();
-    t.draw(|f| claudemesh_tui::ui::render(f, s)).unwrap();
-    format!("{}", t.backend())
-}
-
-fn key(s: &mut State, code: KeyCode) -> Vec<Effect> {
-    update(s, Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
-}
-
-fn typed(s: &mut State, text: &str) -> Vec<Effect> {
-    text.chars().flat_map(|c| key(s, KeyCode::Char(c))).collect()
-}
-
-/// Answers the first call of `fx` with `v`.
-fn answer(s: &mut State, fx: &[Effect], v: serde_json::Value) {
-    let tag = fx.iter().find_map(|e| match e {
-        Effect::Call { tag, .. } => Some(*tag),
-        _ => None,
-    });
-    update(s, Event::Agent(AgentEvent::Reply { tag: tag.expect("a call"), result: Ok(v) }));
-}
 
 /// The add form filled in: key, the secret typed, a description.
 fn add_form_filled(size: (u16, u16)) -> State {
@@ -131,7 +109,7 @@ fn skill_reader_scrolls_through_instructions_and_files() {
         fixture::skill("team", "code-review", "Code review checklist for Rust PRs", &["rust"], 0, 600_000);
     item.skill.skill.instructions =
         (1..=40).map(|i| format!("step {i}: do the thing")).collect::<Vec<_>>().join("\n");
-    answer(&mut s, &fx, json!(item));
+    answer(&mut s, &fx, Ok(json!(item)));
     assert!(matches!(s.modal, Some(Modal::Skill(_))));
     insta::assert_snapshot!("skill_reader_120x30", draw(&s));
     typed(&mut s, "G");
@@ -165,9 +143,9 @@ fn hostile_skill_text_is_drawn_harmless() {
     item.skill.skill.files = [(format!("f{evil}"), evil.to_string())].into();
     let reply = json!({"skills": [fixture::summary(&item)]});
     let fx = typed(&mut s, "8");
-    answer(&mut s, &fx, reply);
+    answer(&mut s, &fx, Ok(reply));
     let fx = key(&mut s, KeyCode::Enter);
-    answer(&mut s, &fx, json!(item));
+    answer(&mut s, &fx, Ok(json!(item)));
     for screen in [draw(&s), {
         key(&mut s, KeyCode::Esc);
         draw(&s)

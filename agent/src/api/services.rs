@@ -131,7 +131,7 @@ impl Mesh {
                     format!(
                         "mesh {}: the broker link is {}{why}; see `claudemesh status` and try again",
                         self.slug,
-                        link_word(state)
+                        state.describe()
                     ),
                 ));
             }
@@ -155,16 +155,6 @@ impl Mesh {
             ServerFrame::McpCatalogResult { services, .. } => Ok(services),
             other => Err(unexpected(&other)),
         }
-    }
-}
-
-fn link_word(s: LinkState) -> &'static str {
-    match s {
-        LinkState::Connecting => "connecting",
-        LinkState::Connected => "connected",
-        LinkState::Disconnected => "disconnected",
-        LinkState::Refused => "refused by the broker",
-        LinkState::KeyInUse => "stopped (another agent uses this member's key)",
     }
 }
 

@@ -209,14 +209,8 @@ pub async fn invite_revoke(conn: &mut Conn, req: u64, invite_id: String) {
 
 pub async fn invite_list(conn: &mut Conn, req: u64) {
     let Some(a) = require_admin(conn, req) else { return };
-    let db = conn.hub.store.db.clone();
-    let mesh_id = a.mesh.id.clone();
-    let rows = tokio::task::spawn_blocking(move || crate::store::read_scan(&db, INVITES, &mesh_id)).await;
-    let rows = match rows {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            return conn.error(Some(req), ErrorCode::Internal, format!("invites could not be read: {e}"));
-        }
+    let rows = match conn.hub.store.scan_blocking(INVITES, a.mesh.id.clone()).await {
+        Ok(r) => r,
         Err(e) => {
             return conn.error(Some(req), ErrorCode::Internal, format!("invites could not be read: {e}"));
         }

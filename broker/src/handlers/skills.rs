@@ -11,7 +11,7 @@ use claudemesh_protocol::sharing::{skill_matches, validate_skill};
 use crate::conn::Conn;
 use crate::services::access::Who;
 use crate::services::now_ms;
-use crate::store::{SKILLS, key, read_get, read_scan};
+use crate::store::{SKILLS, key};
 
 /// The caller as access rules see it, and its mesh id; `None` after answering why not.
 fn who(conn: &Conn, req: u64) -> Option<(Who, String)> {
@@ -112,14 +112,9 @@ pub async fn share(conn: &mut Conn, req: u64, skill: Skill) {
 /// `skill_get`.
 pub async fn get(conn: &mut Conn, req: u64, name: String) {
     let Some((_, mesh)) = who(conn, req) else { return };
-    let db = conn.hub.store.db.clone();
-    let k = key(&[&mesh, &name]);
-    match tokio::task::spawn_blocking(move || read_get::<SkillRecord>(&db, SKILLS, &k)).await {
-        Ok(Ok(Some(skill))) => conn.reply(&ServerFrame::Skill { req, skill }),
-        Ok(Ok(None)) => refusal(conn, req, &name, Refusal::Missing),
-        Ok(Err(e)) => {
-            conn.error(Some(req), ErrorCode::Internal, format!("skill {name} could not be read: {e}"))
-        }
+    match conn.hub.store.get_blocking::<SkillRecord>(SKILLS, key(&[&mesh, &name])).await {
+        Ok(Some(skill)) => conn.reply(&ServerFrame::Skill { req, skill }),
+        Ok(None) => refusal(conn, req, &name, Refusal::Missing),
         Err(e) => conn.error(Some(req), ErrorCode::Internal, format!("skill {name} could not be read: {e}")),
     }
 }
@@ -127,12 +122,8 @@ pub async fn get(conn: &mut Conn, req: u64, name: String) {
 /// `skill_list`: summaries of the skills matching `query`, by name.
 pub async fn list(conn: &mut Conn, req: u64, query: Option<String>) {
     let Some((_, mesh)) = who(conn, req) else { return };
-    let db = conn.hub.store.db.clone();
-    let rows = match tokio::task::spawn_blocking(move || read_scan(&db, SKILLS, &mesh)).await {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(e)) => {
-            return conn.error(Some(req), ErrorCode::Internal, format!("skills could not be read: {e}"));
-        }
+    let rows = match conn.hub.store.scan_blocking(SKILLS, mesh).await {
+        Ok(rows) => rows,
         Err(e) => {
             return conn.error(Some(req), ErrorCode::Internal, format!("skills could not be read: {e}"));
         }

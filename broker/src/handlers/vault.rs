@@ -10,7 +10,7 @@ use claudemesh_protocol::sharing::validate_vault_meta;
 
 use crate::conn::Conn;
 use crate::services::now_ms;
-use crate::store::{VAULT, key, read_get, read_scan};
+use crate::store::{VAULT, key};
 
 /// Bytes of a `crypto_box_seal`ed 32-byte key: the key, an ephemeral public key and a MAC.
 const SEALED_KEY_BYTES: usize = 32 + 48;
@@ -112,14 +112,10 @@ pub async fn set(conn: &mut Conn, req: u64, f: SetFrame) {
 /// `vault_get`: the member's own entry, whole.
 pub async fn get(conn: &mut Conn, req: u64, name: String) {
     let Some((mesh, member)) = owner(conn, req) else { return };
-    let db = conn.hub.store.db.clone();
     let k = key(&[&mesh, &member, &name]);
-    match tokio::task::spawn_blocking(move || read_get::<VaultEntry>(&db, VAULT, &k)).await {
-        Ok(Ok(Some(entry))) => conn.reply(&ServerFrame::VaultEntry { req, entry }),
-        Ok(Ok(None)) => conn.error(Some(req), ErrorCode::NotFound, format!("you have no vault entry {name}")),
-        Ok(Err(e)) => {
-            conn.error(Some(req), ErrorCode::Internal, format!("vault entry {name} could not be read: {e}"))
-        }
+    match conn.hub.store.get_blocking::<VaultEntry>(VAULT, k).await {
+        Ok(Some(entry)) => conn.reply(&ServerFrame::VaultEntry { req, entry }),
+        Ok(None) => conn.error(Some(req), ErrorCode::NotFound, format!("you have no vault entry {name}")),
         Err(e) => {
             conn.error(Some(req), ErrorCode::Internal, format!("vault entry {name} could not be read: {e}"))
         }
@@ -129,13 +125,8 @@ pub async fn get(conn: &mut Conn, req: u64, name: String) {
 /// `vault_list`: the member's entries, metadata only, by key.
 pub async fn list(conn: &mut Conn, req: u64) {
     let Some((mesh, member)) = owner(conn, req) else { return };
-    let db = conn.hub.store.db.clone();
-    let prefix = key(&[&mesh, &member]);
-    let rows = match tokio::task::spawn_blocking(move || read_scan(&db, VAULT, &prefix)).await {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(e)) => {
-            return conn.error(Some(req), ErrorCode::Internal, format!("the vault could not be read: {e}"));
-        }
+    let rows = match conn.hub.store.scan_blocking(VAULT, key(&[&mesh, &member])).await {
+        Ok(rows) => rows,
         Err(e) => {
             return conn.error(Some(req), ErrorCode::Internal, format!("the vault could not be read: {e}"));
         }

@@ -111,6 +111,30 @@ impl std::fmt::Debug for dyn Job {
 }
 
 impl StoreHandle {
+    /// [`super::read_get`] on the blocking pool (a redb read blocks): for connection tasks.
+    pub async fn get_blocking<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        table: super::Table,
+        key: String,
+    ) -> Result<Option<T>, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || super::read_get::<T>(&db, table, &key))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Failed(format!("the store read stopped: {e}"))))
+    }
+
+    /// [`super::read_scan`] (every row under `prefix`) on the blocking pool.
+    pub async fn scan_blocking(
+        &self,
+        table: super::Table,
+        prefix: String,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || super::read_scan(&db, table, &prefix))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Failed(format!("the store read stopped: {e}"))))
+    }
+
     /// Queues a job; waits only when the queue is full (backpressure).
     pub async fn submit(&self, job: Box<dyn Job>) -> Result<(), StoreError> {
         self.tx.send(job).await.map_err(|_| StoreError::Closed)

@@ -422,6 +422,19 @@ pub enum LinkState {
     KeyInUse,
 }
 
+impl LinkState {
+    /// The state in words, for errors that tell a person why a mesh cannot be reached.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Connected => "connected",
+            LinkState::Disconnected => "disconnected",
+            LinkState::Refused => "refused by the broker",
+            LinkState::KeyInUse => "stopped (another agent uses this member's key)",
+        }
+    }
+}
+
 /// An event on a subscription: `{"topic": "...", "data": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "topic", content = "data", rename_all = "snake_case")]
