@@ -17,8 +17,8 @@ use claudemesh_broker::testkit::Client;
 use claudemesh_protocol::codec::to_b64;
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, McpDeploy, Secret, ServerFrame, ServiceSource};
 use claudemesh_protocol::local::{
-    AgentCall, CallParams, CatalogReply, DeployParams, DeployReply, LocalSource, LogsReply, UpdateParams,
-    VaultListReply, VaultSetParams,
+    AgentCall, CallParams, CatalogReply, DeployParams, DeployReply, LocalSource, LogsReply, Topic,
+    UpdateParams, VaultListReply, VaultSetParams,
 };
 use claudemesh_protocol::scope::Scope;
 use common::*;
@@ -79,6 +79,18 @@ fn all_cmdlines() -> Vec<String> {
         if let Ok(b) = std::fs::read(e.path().join("cmdline")) {
             out.push(String::from_utf8_lossy(&b).replace('\0', " "));
         }
+    }
+    out
+}
+
+/// Every event `c` has received until none comes for half a second, as JSON lines.
+async fn drain(c: &mut AgentClient) -> String {
+    let mut out = String::new();
+    while let Ok(Ok((_, _, ev))) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), c.next_event()).await
+    {
+        out.push_str(&serde_json::to_string(&ev).unwrap());
+        out.push('\n');
     }
     out
 }
@@ -243,6 +255,11 @@ async fn secrets_reach_the_service_and_nowhere_else() {
     let alice = RunningAgent::start(&alice_paths).await;
     let mut a = alice.client().await;
     wait_connected(&mut a).await;
+    // Every event both agents publish from here on is kept, to be scanned for the values.
+    let mut events_a = alice.client().await;
+    events_a.subscribe(vec![Topic::Services, Topic::Vault], None, None).await.unwrap();
+    let mut events_b = bob.client().await;
+    events_b.subscribe(vec![Topic::Services, Topic::Vault], None, None).await.unwrap();
     let rotated = format!("rot-{}", uuid::Uuid::new_v4().simple());
     a.call(set("API_TOKEN", &rotated)).await.unwrap();
     let up = UpdateParams { mesh: None, name: "tools".into(), source: None, args: None, env: None };
@@ -257,6 +274,11 @@ async fn secrets_reach_the_service_and_nowhere_else() {
     a.call(AgentCall::VaultDelete { key: "SA".into(), mesh: None }).await.unwrap();
     let list: VaultListReply = a.request(AgentCall::VaultList { mesh: None }).await.unwrap();
     assert_eq!(list.entries.iter().map(|e| e.entry.key.as_str()).collect::<Vec<_>>(), ["API_TOKEN"]);
+    let events = format!("{}{}", drain(&mut events_a).await, drain(&mut events_b).await);
+    assert!(events.contains("tools"), "the update and undeploy were published: {events}");
+    for v in [&secret, &rotated, &file_line] {
+        assert!(!events.contains(v.as_str()), "a value is in an event: {events}");
+    }
     alice.stop().await;
     bob.stop().await;
 }
