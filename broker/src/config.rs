@@ -22,6 +22,21 @@ pub struct BrokerConfig {
     /// Sends per second per member, and the burst allowed.
     pub send_rate_per_sec: f64,
     pub send_burst: f64,
+    /// Read-only list requests per member (`list_peers`, `list_members`, …): a client that
+    /// asks faster gets `rate_limited` instead of making the broker encode answers it never
+    /// reads. Burst 200 covers a full 50,000-session `list_peers` walk at link start.
+    pub query_rate: crate::rate::RateRule,
+    /// Presence changes per member (`session_open`/`update`/`close`), each fanned out to
+    /// every connection of the mesh.
+    pub presence_rate: crate::rate::RateRule,
+    /// Session ids a member may open for the first time: each is remembered (`session_owner`)
+    /// so ids grow at most by this rate, not by how fast a client can invent them.
+    pub new_session_rate: crate::rate::RateRule,
+    /// Bytes queued to one connection's writer beyond which it is dropped (a member that
+    /// does not read is disconnected, not buffered); at least a few largest frames.
+    pub out_queue_bytes: usize,
+    /// One write to a connection (a frame, a flush, a ping) taking longer than this drops it.
+    pub write_timeout: Duration,
     /// Connections per mesh.
     pub max_connections_per_mesh: usize,
     /// Sessions per mesh, and per member.
@@ -79,6 +94,11 @@ impl BrokerConfig {
             max_queue_per_member: 10_000,
             send_rate_per_sec: 50.0,
             send_burst: 200.0,
+            query_rate: crate::rate::RateRule { per_sec: 20.0, burst: 200.0 },
+            presence_rate: crate::rate::RateRule { per_sec: 20.0, burst: 200.0 },
+            new_session_rate: crate::rate::RateRule { per_sec: 0.2, burst: 200.0 },
+            out_queue_bytes: 4 * limits::MAX_WS_MESSAGE_BYTES,
+            write_timeout: Duration::from_secs(15),
             max_connections_per_mesh: 20_000,
             max_sessions_per_mesh: 50_000,
             max_sessions_per_member: 64,

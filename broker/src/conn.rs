@@ -43,6 +43,20 @@ impl Conn {
         self.reply(&ServerFrame::error(req, code, message));
     }
 
+    /// Takes one token of `budget` for this connection's member. When none is left, answers
+    /// `req` with `rate_limited` (and `retry_after_ms`) and returns true: the frame is dropped.
+    pub fn rate_limited(&self, budget: crate::rate::Budget, req: Option<u64>) -> bool {
+        let Some(a) = &self.auth else { return false };
+        let Err(wait) = a.mesh.lock().take(&a.member_id, budget, &self.hub.config) else { return false };
+        self.reply(&ServerFrame::Error(claudemesh_protocol::frames::ErrorFrame {
+            req,
+            code: ErrorCode::RateLimited,
+            message: format!("{} too fast; retry in {wait} ms", budget.doing()),
+            retry_after_ms: Some(wait),
+        }));
+        true
+    }
+
     /// Sends an error, then closes with 1008 (failed hello or enroll).
     pub fn refuse(&self, code: ErrorCode, message: impl Into<String>) {
         let message = message.into();

@@ -2,7 +2,7 @@
 //! connections and presence. Each mesh has its own mutex, never held across an `.await`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::BrokerConfig;
 use crate::keyuse::KeyUse;
 use crate::metrics::Metrics;
-use crate::rate::TokenBucket;
+use crate::rate::{Budget, MemberBuckets};
 use crate::store::{MemberRecord, MeshRecord, Snapshot, StoreHandle};
 
 /// What a connection's writer task sends.
@@ -44,20 +44,56 @@ pub struct ConnHandle {
     pub stop: CancellationToken,
     /// The agent process on the other end, when its hello said.
     pub instance: Option<AgentInstance>,
+    /// Bytes queued for the writer and not yet written: the writer subtracts what it wrote.
+    pub queued: Arc<AtomicUsize>,
+    /// [`crate::BrokerConfig::out_queue_bytes`]: `queued` past this drops the connection.
+    pub max_queued: usize,
+    /// Counts the connections dropped for not reading.
+    pub metrics: Arc<Metrics>,
 }
 
 impl ConnHandle {
-    /// Queues a frame. A connection whose queue is full is dropped rather than blocking the
-    /// broker; what it missed is durable and re-pushed when it reconnects.
+    /// Queues a frame. A connection whose queue is full, in frames or in bytes, is dropped
+    /// rather than buffered; what it missed is durable and re-pushed when it reconnects.
     pub fn send(&self, out: Outgoing) -> bool {
+        let bytes = out.bytes();
+        let queued = self.queued.fetch_add(bytes, Relaxed) + bytes;
+        if queued > self.max_queued && !matches!(out, Outgoing::Close(..)) {
+            self.queued.fetch_sub(bytes, Relaxed);
+            tracing::warn!(conn = self.id, queued, "connection does not read what it is sent; dropping it");
+            self.drop_slow();
+            return false;
+        }
         match self.tx.try_send(out) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(conn = self.id, "connection fell behind its outgoing queue; dropping it");
-                self.kill.cancel();
+            Err(e) => {
+                self.queued.fetch_sub(bytes, Relaxed);
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    tracing::warn!(conn = self.id, "connection fell behind its outgoing queue; dropping it");
+                    self.drop_slow();
+                }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+impl ConnHandle {
+    fn drop_slow(&self) {
+        if !self.kill.is_cancelled() {
+            self.metrics.slow_dropped.fetch_add(1, Relaxed);
+        }
+        self.kill.cancel();
+    }
+}
+
+impl Outgoing {
+    /// The bytes this item holds while queued (what [`ConnHandle::queued`] counts).
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Frame(text, _) => text.len(),
+            Self::Presence(json) => json.len(),
+            Self::Close(_, reason) => reason.len(),
         }
     }
 }
@@ -90,7 +126,7 @@ pub struct MeshState {
     pub sessions: HashMap<String, SessionEntry>,
     /// Last known owner of every session id ever opened (for `session:` targets while offline).
     pub session_owner: HashMap<String, String>,
-    pub buckets: HashMap<String, TokenBucket>,
+    pub buckets: HashMap<String, MemberBuckets>,
     /// Per member: recent replacements of its connection by another agent instance.
     pub key_use: HashMap<String, KeyUse>,
 }
@@ -134,6 +170,15 @@ impl MeshState {
         former.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.member_id.cmp(&b.member_id)));
         former.truncate(MAX_FORMER_MEMBERS);
         former
+    }
+
+    /// Takes one token of `budget` from `member`'s buckets, or says how many milliseconds
+    /// until one is available.
+    pub fn take(&mut self, member: &str, budget: Budget, cfg: &BrokerConfig) -> Result<(), u64> {
+        if let Some(b) = self.buckets.get_mut(member) {
+            return b.take(budget);
+        }
+        self.buckets.entry(member.to_string()).or_insert_with(|| MemberBuckets::new(cfg)).take(budget)
     }
 
     /// Queues a presence event for every connection of the mesh, encoded once.

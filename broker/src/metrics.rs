@@ -53,6 +53,9 @@ pub struct Metrics {
     pub preauth_evicted: AtomicU64,
     /// Connections closed for not authenticating in time, or sending too much first.
     pub preauth_refused: AtomicU64,
+    /// Connections dropped for not reading: their outgoing queue passed its byte or frame
+    /// bound, or one write took longer than the write timeout.
+    pub slow_dropped: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -75,6 +78,7 @@ impl Default for Metrics {
             unauthenticated: AtomicI64::new(0),
             preauth_evicted: AtomicU64::new(0),
             preauth_refused: AtomicU64::new(0),
+            slow_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -130,6 +134,12 @@ impl Metrics {
             "claudemesh_preauth_refused_total",
             "Connections closed before authenticating: hello deadline missed or pre-auth byte budget exceeded.",
             self.preauth_refused.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "claudemesh_slow_dropped_total",
+            "Connections dropped for not reading: outgoing queue over its byte or frame bound, or a write past the write timeout.",
+            self.slow_dropped.load(Relaxed),
         );
         gauge(
             &mut out,

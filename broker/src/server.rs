@@ -232,6 +232,9 @@ async fn ws_handler(
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
+        // Bytes tungstenite may hold unwritten for a peer that stopped reading: one largest
+        // message and change; past it the write fails and the connection is dropped.
+        .max_write_buffer_size(2 * MAX_WS_MESSAGE_BYTES)
         .on_upgrade(move |websocket| tracker.track_future(socket::run(hub, websocket, peer.slot)))
 }
 

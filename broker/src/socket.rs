@@ -25,6 +25,9 @@ use crate::hub::{ConnHandle, Hub, Outgoing};
 /// undelivered messages stay queued durably and are re-pushed on reconnect).
 const OUT_QUEUE: usize = 4096;
 
+/// Largest batched presence frame, in bytes of its events.
+const PRESENCE_FRAME_BYTES: usize = 16 * 1024;
+
 /// Runs a connection to completion. `slot` is its entry in the pre-authentication gate: until
 /// `hello`/`enroll` succeeds the connection must authenticate within the hello timeout, is
 /// closed if a newer connection evicts it, and is refused once it sent more than the pre-auth
@@ -35,9 +38,18 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket, slot: Arc<Slot>) {
     let (tx, rx) = mpsc::channel(OUT_QUEUE);
     let kill = hub.shutdown.child_token();
     let stop = kill.child_token();
-    let out =
-        ConnHandle { id: hub.next_conn_id(), tx, kill: kill.clone(), stop: stop.clone(), instance: None };
-    let writer = tokio::spawn(write_loop(sink, rx, kill.clone(), hub.clone()));
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let out = ConnHandle {
+        id: hub.next_conn_id(),
+        tx,
+        kill: kill.clone(),
+        stop: stop.clone(),
+        instance: None,
+        queued: queued.clone(),
+        max_queued: hub.config.out_queue_bytes,
+        metrics: hub.metrics.clone(),
+    };
+    let writer = tokio::spawn(write_loop(sink, rx, queued, kill.clone(), hub.clone()));
     let challenge = to_hex(&random_bytes::<32>());
     let mut conn =
         Conn { hub: hub.clone(), out, challenge: challenge.clone(), auth: None, uploads: Default::default() };
@@ -144,25 +156,34 @@ async fn handle_text(conn: &mut Conn, text: &str) {
     handlers::dispatch(conn, frame).await;
 }
 
+/// The writer task: feeds queued frames, batches presence events for `presence_batch`,
+/// pings, and flushes once per burst. Every write is bounded by `write_timeout`, and
+/// `queued` (bytes waiting, see [`ConnHandle::send`]) drops as items leave the queue; a peer
+/// that stops reading is dropped by one bound or the other, never buffered without limit.
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Outgoing>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     kill: CancellationToken,
     hub: Arc<Hub>,
 ) {
     let metrics = hub.metrics.clone();
+    let limit = hub.config.write_timeout;
     let mut pending: Vec<Arc<str>> = Vec::new();
     let mut flush_at: Option<Instant> = None;
     let mut ping = tokio::time::interval(hub.config.ping_interval);
     ping.tick().await;
     let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
     loop {
-        let result: Result<bool, axum::Error> = tokio::select! {
+        let result: Result<bool, WriteError> = tokio::select! {
             _ = kill.cancelled() => break,
-            _ = ping.tick() => sink.send(Message::Ping(Default::default())).await.map(|_| true),
+            _ = ping.tick() => bounded(limit, sink.send(Message::Ping(Default::default()))).await.map(|_| true),
             _ = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
                 flush_at = None;
-                send_events(&mut sink, &mut pending, &metrics).await.map(|_| true)
+                let sent = pending.iter().map(|p| p.len()).sum::<usize>();
+                let r = bounded(limit, send_events(&mut sink, &mut pending, &metrics)).await.map(|_| true);
+                queued.fetch_sub(sent, Relaxed);
+                r
             }
             m = rx.recv() => {
                 let Some(m) = m else { break };
@@ -170,21 +191,27 @@ async fn write_loop(
                 let mut r = Ok(true);
                 // Feed everything already waiting, then flush once.
                 while let Some(m) = next.take() {
+                    let bytes = m.bytes();
                     match m {
                         Outgoing::Frame(text, ty) => {
                             metrics.frame_out(ty);
-                            if let Err(e) = sink.feed(Message::Text(Utf8Bytes::from(text))).await {
+                            let fed = bounded(limit, sink.feed(Message::Text(Utf8Bytes::from(text)))).await;
+                            queued.fetch_sub(bytes, Relaxed);
+                            if let Err(e) = fed {
                                 r = Err(e);
                                 break;
                             }
                         }
                         Outgoing::Presence(ev) => {
+                            // Counted as queued until its batch is written.
                             pending.push(ev);
                             flush_at.get_or_insert_with(|| Instant::now() + hub.config.presence_batch);
                         }
                         Outgoing::Close(code, reason) => {
-                            let _ = send_events(&mut sink, &mut pending, &metrics).await;
-                            let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }))).await;
+                            queued.fetch_sub(bytes, Relaxed);
+                            let _ = bounded(limit, send_events(&mut sink, &mut pending, &metrics)).await;
+                            let close = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+                            let _ = bounded(limit, sink.send(Message::Close(Some(close)))).await;
                             r = Ok(false);
                             break;
                         }
@@ -192,21 +219,53 @@ async fn write_loop(
                     next = rx.try_recv().ok();
                 }
                 match r {
-                    Ok(true) => sink.flush().await.map(|_| true),
+                    Ok(true) => bounded(limit, sink.flush()).await.map(|_| true),
                     other => other,
                 }
             }
         };
         match result {
             Ok(true) => {}
-            Ok(false) | Err(_) => break,
+            Ok(false) => break,
+            Err(WriteError::Timeout) => {
+                if !kill.is_cancelled() {
+                    hub.metrics.slow_dropped.fetch_add(1, Relaxed);
+                }
+                tracing::warn!(
+                    secs = limit.as_secs_f64(),
+                    "a write to a connection took too long; dropping it"
+                );
+                break;
+            }
+            Err(WriteError::Ws) => break,
         }
     }
     kill.cancel();
 }
 
-/// Sends the pending presence events as one `event` frame, or one `events` frame when there
-/// are several. Events arrive already encoded as `{"kind":…,"data":…}` objects.
+/// Why a write to a connection failed.
+#[derive(Debug)]
+enum WriteError {
+    /// The WebSocket failed or closed (the peer went away).
+    Ws,
+    Timeout,
+}
+
+/// One write, or [`WriteError::Timeout`] after `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    write: impl std::future::Future<Output = Result<T, axum::Error>>,
+) -> Result<T, WriteError> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(r) => r.map_err(|_| WriteError::Ws),
+        Err(_) => Err(WriteError::Timeout),
+    }
+}
+
+/// Sends the pending presence events as `event`/`events` frames of at most
+/// [`PRESENCE_FRAME_BYTES`] each (one larger event goes alone), so a burst of joins never
+/// grows a connection's write buffer past a few KiB at a time. Events arrive already encoded
+/// as `{"kind":…,"data":…}` objects.
 async fn send_events(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     pending: &mut Vec<Arc<str>>,
@@ -215,10 +274,21 @@ async fn send_events(
     if pending.is_empty() {
         return Ok(());
     }
-    let text = batch_frame(pending);
+    let mut start = 0;
+    while start < pending.len() {
+        let mut end = start + 1;
+        let mut bytes = pending[start].len();
+        while end < pending.len() && bytes + pending[end].len() + 1 <= PRESENCE_FRAME_BYTES {
+            bytes += pending[end].len() + 1;
+            end += 1;
+        }
+        let text = batch_frame(&pending[start..end]);
+        metrics.frame_out(if end - start > 1 { "events" } else { "event" });
+        sink.feed(Message::Text(Utf8Bytes::from(text))).await?;
+        start = end;
+    }
     pending.clear();
-    metrics.frame_out(if text.starts_with(r#"{"type":"events""#) { "events" } else { "event" });
-    sink.send(Message::Text(Utf8Bytes::from(text))).await
+    sink.flush().await
 }
 
 /// The frame text for encoded events: `{"type":"event",kind,data}` or `{"type":"events",…}`.

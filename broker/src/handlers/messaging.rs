@@ -119,10 +119,8 @@ pub async fn send(conn: &mut Conn, s: Send) {
     if s.client_msg_id.is_empty() || s.client_msg_id.len() > 128 || s.client_msg_id.contains(SEP) {
         return conn.error(Some(req), ErrorCode::Invalid, "client_msg_id must be 1-128 characters");
     }
-    // Rate limit per member (the bucket outlives reconnects).
-    let limited = {
-        let mut st = a.mesh.lock();
-        let cfg = &conn.hub.config;
+    {
+        let st = a.mesh.lock();
         if !s.from_session.is_empty()
             && st.sessions.get(&s.from_session).is_none_or(|x| x.member_id != a.member_id)
         {
@@ -133,20 +131,10 @@ pub async fn send(conn: &mut Conn, s: Send) {
                 format!("from_session {} is not an open session of yours", s.from_session),
             );
         }
-        st.buckets
-            .entry(a.member_id.clone())
-            .or_insert_with(|| crate::rate::TokenBucket::new(cfg.send_rate_per_sec, cfg.send_burst))
-            .take()
-            .err()
-    };
-    if let Some(wait) = limited {
-        // `reply` counts the error frame in the metrics, once.
-        return conn.reply(&ServerFrame::Error(claudemesh_protocol::frames::ErrorFrame {
-            req: Some(req),
-            code: ErrorCode::RateLimited,
-            message: format!("sending too fast; retry in {wait} ms"),
-            retry_after_ms: Some(wait),
-        }));
+    }
+    // Rate limit per member (the bucket outlives reconnects).
+    if conn.rate_limited(crate::rate::Budget::Send, Some(req)) {
+        return;
     }
     let want = match recipients(&a.mesh, &a.member_id, &s.target) {
         Ok(w) => w,

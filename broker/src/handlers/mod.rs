@@ -14,10 +14,34 @@ pub mod vault;
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode};
 
 use crate::conn::Conn;
+use crate::rate::Budget;
+
+/// The per-member budget a frame spends before it is handled (`send` spends its own in
+/// [`messaging::send`], after its checks): lists and presence changes cost the broker work for
+/// every peer, so a member asking faster than its rule gets `rate_limited`.
+fn budget(frame: &ClientFrame) -> Option<Budget> {
+    use ClientFrame as C;
+    match frame {
+        C::ListPeers { .. }
+        | C::ListMembers { .. }
+        | C::MeshInfo { .. }
+        | C::MessageStatus { .. }
+        | C::InviteList { .. }
+        | C::VaultList { .. }
+        | C::SkillList { .. } => Some(Budget::Query),
+        C::SessionOpen { .. } | C::SessionUpdate { .. } | C::SessionClose { .. } => Some(Budget::Presence),
+        _ => None,
+    }
+}
 
 /// Handles a frame on an authenticated connection.
 pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) {
     use ClientFrame as C;
+    if let Some(b) = budget(&frame)
+        && conn.rate_limited(b, frame.req())
+    {
+        return;
+    }
     match frame {
         C::Hello(_) | C::Enroll(_) => {
             conn.error(None, ErrorCode::Invalid, "this connection is already authenticated")

@@ -140,6 +140,19 @@ pub async fn open(conn: &mut Conn, req: u64, session: SessionInfo) {
                             format!("session {sid} belongs to another member"),
                         );
                     }
+                    // A session id never seen before is remembered for good: its member may
+                    // create them only at `new_session_rate`.
+                    if let Err(wait) = st.take(&a.member_id, crate::rate::Budget::NewSession, cfg) {
+                        drop(st);
+                        return conn.reply(&ServerFrame::Error(claudemesh_protocol::frames::ErrorFrame {
+                            req: Some(req),
+                            code: ErrorCode::RateLimited,
+                            message: format!(
+                                "opening new session ids too fast; retry in {wait} ms or reuse a session id"
+                            ),
+                            retry_after_ms: Some(wait),
+                        }));
+                    }
                     st.session_owner.insert(sid.clone(), a.member_id.clone());
                     new_owner = true;
                 }
