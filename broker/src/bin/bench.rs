@@ -4,6 +4,8 @@
 
 #[path = "bench/broker.rs"]
 mod broker;
+#[path = "bench/relay.rs"]
+mod relay;
 #[path = "bench/report.rs"]
 mod report;
 #[path = "bench/scenarios.rs"]
@@ -18,6 +20,7 @@ mod traffic;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use broker::Server;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -40,7 +43,7 @@ struct Args {
     opts: Opts,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 enum Command {
     /// Every scenario below, then the results table (3–5 minutes; 10,000 connections dominate).
     All,
@@ -52,11 +55,23 @@ enum Command {
     DmThroughput,
     /// One sender broadcasting to receivers: push deliveries per second.
     Broadcast,
+    /// Serve a relay floor on 127.0.0.1:0 until killed (what `--servers durable,storeless`
+    /// start; run by hand to drive it with another load generator).
+    Relay {
+        /// Append every send and `client_ack` to DIR/relay.log, `fdatasync` before acking.
+        #[arg(long, value_name = "DIR")]
+        durable: Option<PathBuf>,
+    },
 }
 
 /// Options shared by every scenario.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Opts {
+    /// Servers to measure, each scenario run on each in turn (interleaved, fresh each time):
+    /// the broker, the durable floor (a relay that group-commits an append-only file with
+    /// fdatasync before each ack) and the storeless floor (WebSocket + JSON only).
+    #[arg(long, global = true, value_delimiter = ',', default_values = ["broker", "durable", "storeless"])]
+    pub servers: Vec<Server>,
     /// Broker binary [default: claudemesh-broker next to this executable].
     #[arg(long = "broker", global = true, value_name = "PATH")]
     broker_arg: Option<PathBuf>,
@@ -108,31 +123,43 @@ async fn main() -> anyhow::Result<()> {
         None => broker::default_broker_path()?,
     };
     opts.runs = opts.runs.max(1);
+    if let Command::Relay { durable } = command {
+        return relay::serve(durable).await;
+    }
     let mut r = report::Report::default();
     report::print_machine(&opts);
     let all = command == Command::All;
+    let servers = opts.servers.clone();
     if all || command == Command::Connections {
         for &n in &opts.n {
-            let out = bounded(Duration::from_secs(400), scenarios::connections(&opts, n)).await;
-            r.connections(n, out);
+            for &s in &servers {
+                let out = bounded(Duration::from_secs(400), scenarios::connections(s, &opts, n)).await;
+                r.connections(s, n, out);
+            }
         }
     }
     if all || command == Command::Latency {
         for i in 0..opts.runs {
-            let out = bounded(budget(&opts), scenarios::latency(&opts)).await;
-            r.latency(i, out);
+            for &s in &servers {
+                let out = bounded(budget(&opts), scenarios::latency(s, &opts)).await;
+                r.latency(s, i, out);
+            }
         }
     }
     if all || command == Command::DmThroughput {
         for i in 0..opts.runs {
-            let out = bounded(budget(&opts), scenarios::dm_throughput(&opts)).await;
-            r.dm(i, out);
+            for &s in &servers {
+                let out = bounded(budget(&opts), scenarios::dm_throughput(s, &opts)).await;
+                r.dm(s, i, out);
+            }
         }
     }
     if all || command == Command::Broadcast {
         for i in 0..opts.runs {
-            let out = bounded(budget(&opts), scenarios::broadcast(&opts)).await;
-            r.broadcast(i, out);
+            for &s in &servers {
+                let out = bounded(budget(&opts), scenarios::broadcast(s, &opts)).await;
+                r.broadcast(s, i, out);
+            }
         }
     }
     r.print_table(&opts);

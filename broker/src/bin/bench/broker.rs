@@ -1,5 +1,6 @@
-//! The broker under test: a `claudemesh-broker serve` child process on 127.0.0.1:0 with a
-//! fresh data directory, its URL and admin token, its RSS, and a summary of its warning log.
+//! The server under test: a `claudemesh-broker serve` child process on 127.0.0.1:0 with a
+//! fresh data directory, or one of the relay floors (`claudemesh-broker-bench relay`, see
+//! [`super::relay`]); its URL and admin token, its RSS, and a summary of its warning log.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,11 +11,35 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::Opts;
+
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 
-/// A running broker child. Killed (and its data directory removed) when dropped.
+/// Which server a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Server {
+    /// `claudemesh-broker serve`.
+    Broker,
+    /// The relay that appends to one file and `fdatasync`s before each ack (the durable floor).
+    Durable,
+    /// The relay that stores nothing (the WebSocket + JSON floor).
+    Storeless,
+}
+
+impl Server {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Broker => "broker",
+            Self::Durable => "durable floor",
+            Self::Storeless => "storeless floor",
+        }
+    }
+}
+
+/// A running server child. Killed (and its data directory removed) when dropped.
 #[derive(Debug)]
 pub struct Broker {
+    pub kind: Server,
     child: Child,
     pub pid: u32,
     pub url: String,
@@ -67,21 +92,38 @@ pub fn default_broker_path() -> anyhow::Result<PathBuf> {
 }
 
 impl Broker {
-    /// Starts `exe serve` with limits opened up (rate, burst, queue) so the bench measures
-    /// throughput rather than the per-member policy, and waits until it listens.
-    pub async fn start(exe: &Path, root: &Path) -> anyhow::Result<Self> {
+    /// Starts `kind`: the broker (`o.broker serve`) with limits opened up (rate, burst, queue)
+    /// so the bench measures throughput rather than the per-member policy, or a relay floor
+    /// (this executable's `relay`), and waits until it listens.
+    pub async fn start(kind: Server, o: &Opts) -> anyhow::Result<Self> {
         let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
-        let dir = root.join(format!("claudemesh-bench-{}-{n}", std::process::id()));
+        let dir = o.data_root.join(format!("claudemesh-bench-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let data = dir.join("data");
         let log = std::fs::File::create(dir.join("broker.log")).context("cannot create the broker log")?;
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data"])
-            .arg(&data)
-            .args(["--rate", "1000000000", "--burst", "1000000000"])
-            .args(["--max-queue", "10000000", "--max-connections", "20000"])
+        let mut cmd = match kind {
+            Server::Broker => {
+                let mut c = Command::new(&o.broker);
+                c.arg("serve")
+                    .args(["--listen", "127.0.0.1:0", "--data"])
+                    .arg(&data)
+                    .args(["--rate", "1000000000", "--burst", "1000000000"])
+                    .args(["--max-queue", "10000000", "--max-connections", "20000"]);
+                c
+            }
+            Server::Durable | Server::Storeless => {
+                let me = std::env::current_exe().context("cannot find this executable's path")?;
+                let mut c = Command::new(me);
+                c.arg("relay");
+                if kind == Server::Durable {
+                    c.arg("--durable").arg(&data);
+                }
+                c
+            }
+        };
+        let exe = if kind == Server::Broker { o.broker.clone() } else { PathBuf::from("relay") };
+        let mut child = cmd
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -113,8 +155,11 @@ impl Broker {
         }
         // Keep draining stdout so the broker never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let token = wait_for_token(&data.join("admin.token")).await?;
-        Ok(Self { child, pid, url, token, dir })
+        let token = match kind {
+            Server::Broker => wait_for_token(&data.join("admin.token")).await?,
+            Server::Durable | Server::Storeless => String::new(),
+        };
+        Ok(Self { kind, child, pid, url, token, dir })
     }
 
     /// The broker's current and peak resident memory.
@@ -133,7 +178,11 @@ impl Broker {
     }
 
     /// Reads `/metrics` over plain HTTP on the broker's port.
+    /// The relays have no store counters: zeros.
     pub async fn store_stats(&self) -> anyhow::Result<StoreStats> {
+        if self.kind != Server::Broker {
+            return Ok(StoreStats::default());
+        }
         let addr = self.url.trim_start_matches("ws://").trim_end_matches("/ws");
         let fetch = async {
             let mut s = tokio::net::TcpStream::connect(addr).await?;

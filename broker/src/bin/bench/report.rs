@@ -1,21 +1,27 @@
 //! Output: the machine note, one result line per run as it finishes, and the final markdown
-//! table with medians, min–max spreads and the aims (measured, never asserted).
+//! table with, per server, medians and min–max spreads, the broker's ratio to each floor
+//! (per interleaved run, then median and spread) and the aims (measured, never asserted).
 
-use super::broker::LogSummary;
+use std::collections::BTreeMap;
+
+use super::broker::{LogSummary, Server};
 use super::scenarios::{ConnResult, LatencyResult, ThroughputResult};
 use super::stats::{Spread, count, mb, ms};
 use crate::Opts;
 
-/// A latency table row: measure name, the figure of one run, aim.
-type LatencyRow<'a> = (&'a str, &'a dyn Fn(&LatencyResult) -> f64, &'a str);
+/// What one server gave, run by run.
+#[derive(Debug, Default)]
+pub struct Part {
+    pub conns: Vec<ConnResult>,
+    pub latency: Vec<LatencyResult>,
+    pub dm: Vec<ThroughputResult>,
+    pub broadcast: Vec<ThroughputResult>,
+}
 
 /// Everything measured so far.
 #[derive(Debug, Default)]
 pub struct Report {
-    conns: Vec<ConnResult>,
-    latency: Vec<LatencyResult>,
-    dm: Vec<ThroughputResult>,
-    broadcast: Vec<ThroughputResult>,
+    pub parts: BTreeMap<Server, Part>,
     failures: Vec<String>,
     notes: Vec<String>,
 }
@@ -56,14 +62,15 @@ impl Report {
         self.failures.push(format!("{what}: {e:#}"));
     }
 
-    pub fn connections(&mut self, n: usize, r: anyhow::Result<ConnResult>) {
+    pub fn connections(&mut self, server: Server, n: usize, r: anyhow::Result<ConnResult>) {
         let r = match r {
             Ok(r) => r,
-            Err(e) => return self.fail(format!("connections n={n}"), &e),
+            Err(e) => return self.fail(format!("{}: connections n={n}", server.name()), &e),
         };
         let per = (r.settled.now_kb.saturating_sub(r.before.now_kb)) as f64 * 1024.0 / n as f64;
         println!(
-            "connections n={}: enroll {:.1} s, connect {:.2} s ({:.0}/s); RSS idle {} -> connected {} -> settled {} (peak {}), {:.1} KB/conn; presence to clients {:.1} MB over {:.1} s settle; dropped {}{}",
+            "{}: connections n={}: enroll {:.1} s, connect {:.2} s ({:.0}/s); RSS idle {} -> connected {} -> settled {} (peak {}), {:.1} KB/conn; presence to clients {:.1} MB over {:.1} s settle; dropped {}{}",
+            server.name(),
             n,
             r.enroll.as_secs_f64(),
             r.connect.as_secs_f64(),
@@ -79,18 +86,23 @@ impl Report {
             log_note(&r.log)
         );
         if r.dropped > 0 {
-            self.notes.push(format!("connections n={n}: the broker closed {} held connections", r.dropped));
+            self.notes.push(format!(
+                "{}: connections n={n}: the server closed {} held connections",
+                server.name(),
+                r.dropped
+            ));
         }
-        self.conns.push(r);
+        self.parts.entry(server).or_default().conns.push(r);
     }
 
-    pub fn latency(&mut self, i: usize, r: anyhow::Result<LatencyResult>) {
+    pub fn latency(&mut self, server: Server, i: usize, r: anyhow::Result<LatencyResult>) {
         let r = match r {
             Ok(r) => r,
-            Err(e) => return self.fail(format!("latency run {}", i + 1), &e),
+            Err(e) => return self.fail(format!("{}: latency run {}", server.name(), i + 1), &e),
         };
         println!(
-            "latency run {}: {:.0} msg/s, sent {} delivered {} errors {}; one-way p50 {} p90 {} p99 {} max {} (n={}); send->ack p50 {} p99 {}; store {:.0} commits/s, mean {:.2} ms{}",
+            "{}: latency run {}: {:.0} msg/s, sent {} delivered {} errors {}; one-way p50 {} p90 {} p99 {} max {} (n={}); send->ack p50 {} p99 {}; store {:.0} commits/s, mean {:.2} ms{}",
+            server.name(),
             i + 1,
             r.achieved_rate,
             r.sent,
@@ -107,10 +119,10 @@ impl Report {
             r.mean_commit_ms,
             log_note(&r.log)
         );
-        self.latency.push(r);
+        self.parts.entry(server).or_default().latency.push(r);
     }
 
-    fn throughput(what: &str, i: usize, r: &ThroughputResult) {
+    fn throughput(what: String, i: usize, r: &ThroughputResult) {
         let failed = match (&r.first_failure, r.failed_tasks) {
             (Some(why), n) => format!("; {n} tasks ended early, first: {why}"),
             _ => String::new(),
@@ -134,100 +146,77 @@ impl Report {
         );
     }
 
-    pub fn dm(&mut self, i: usize, r: anyhow::Result<ThroughputResult>) {
+    pub fn dm(&mut self, server: Server, i: usize, r: anyhow::Result<ThroughputResult>) {
+        let what = format!("{}: dm-throughput", server.name());
         match r {
             Ok(r) => {
-                Self::throughput("dm-throughput", i, &r);
-                self.dm.push(r);
+                Self::throughput(what, i, &r);
+                self.parts.entry(server).or_default().dm.push(r);
             }
-            Err(e) => self.fail(format!("dm-throughput run {}", i + 1), &e),
+            Err(e) => self.fail(format!("{what} run {}", i + 1), &e),
         }
     }
 
-    pub fn broadcast(&mut self, i: usize, r: anyhow::Result<ThroughputResult>) {
+    pub fn broadcast(&mut self, server: Server, i: usize, r: anyhow::Result<ThroughputResult>) {
+        let what = format!("{}: broadcast", server.name());
         match r {
             Ok(r) => {
-                Self::throughput("broadcast", i, &r);
-                self.broadcast.push(r);
+                Self::throughput(what, i, &r);
+                self.parts.entry(server).or_default().broadcast.push(r);
             }
-            Err(e) => self.fail(format!("broadcast run {}", i + 1), &e),
+            Err(e) => self.fail(format!("{what} run {}", i + 1), &e),
         }
     }
 
     pub fn print_table(&self, o: &Opts) {
-        let mut rows: Vec<[String; 4]> = Vec::new();
-        let mut row =
-            |a: String, b: &str, c: String, d: &str| rows.push([a, b.to_string(), c, d.to_string()]);
-        for r in &self.conns {
-            let per = r.settled.now_kb.saturating_sub(r.before.now_kb) as f64 / r.n as f64;
-            let aim = if r.n >= 10_000 { "≤ 200 MB at 10,000" } else { "" };
-            let what = format!("{} connections", count(r.n as f64));
-            row(
-                what.clone(),
-                "time to connect + hello, all",
-                format!("{:.2} s", r.connect.as_secs_f64()),
-                "",
-            );
-            row(
-                what.clone(),
-                "broker RSS: enrolled idle → all connected → settled",
-                format!(
-                    "{} → {} → {}",
-                    mb(r.before.now_kb as f64),
-                    mb(r.connected.now_kb as f64),
-                    mb(r.settled.now_kb as f64)
-                ),
-                aim,
-            );
-            row(what.clone(), "broker RSS per connection", format!("{per:.1} KB"), "");
-            row(
-                what,
-                "presence bytes pushed to the idle clients",
-                format!("{:.1} MB", r.presence_bytes as f64 / 1e6),
-                "",
-            );
+        let servers: Vec<Server> = self.parts.keys().copied().collect();
+        let floors: Vec<Server> =
+            [Server::Durable, Server::Storeless].into_iter().filter(|s| self.parts.contains_key(s)).collect();
+        let mut head = String::from("| scenario | measure |");
+        let mut rule = String::from("|---|---|");
+        for s in &servers {
+            head.push_str(&format!(" {} |", s.name()));
+            rule.push_str("---|");
         }
-        let lat = |f: &dyn Fn(&LatencyResult) -> f64| {
-            Spread::of(&self.latency.iter().map(f).collect::<Vec<_>>()).map(|s| s.show(ms))
-        };
-        let what = format!("DM latency at {} msg/s", count(f64::from(o.rate)));
-        let lat_rows: [LatencyRow<'_>; 6] = [
-            ("one-way p50", &|r| r.one_way.p50 as f64, "≤ 1 ms"),
-            ("one-way p90", &|r| r.one_way.p90 as f64, ""),
-            ("one-way p99", &|r| r.one_way.p99 as f64, "≤ 5 ms"),
-            ("one-way max", &|r| r.one_way.max as f64, ""),
-            ("send → ack p50", &|r| r.round_trip.p50 as f64, ""),
-            ("send → ack p99", &|r| r.round_trip.p99 as f64, ""),
-        ];
-        for (name, f, aim) in lat_rows {
-            if let Some(v) = lat(f) {
-                row(what.clone(), name, v, aim);
+        if self.parts.contains_key(&Server::Broker) {
+            for f in &floors {
+                head.push_str(&format!(" broker ÷ {} |", f.name()));
+                rule.push_str("---|");
             }
         }
-        let tp = |v: &[ThroughputResult], f: &dyn Fn(&ThroughputResult) -> f64| {
-            Spread::of(&v.iter().map(f).collect::<Vec<_>>()).map(|s| s.show(count))
-        };
-        let what = format!("DM throughput, {} pairs, {} B", o.pairs, o.body);
-        if let Some(v) = tp(&self.dm, &|r| r.delivered_per_s) {
-            row(what.clone(), "delivered DMs/s", v, "≥ 50,000");
-        }
-        if let Some(v) = tp(&self.dm, &|r| r.acked_per_s) {
-            row(what, "acked (durable) sends/s", v, "");
-        }
-        let what = format!("broadcast, 1 → {} receivers, {} B", o.receivers, o.body);
-        if let Some(v) = tp(&self.broadcast, &|r| r.delivered_per_s) {
-            row(what.clone(), "deliveries/s", v, "≥ 200,000");
-        }
-        if let Some(v) = tp(&self.broadcast, &|r| r.acked_per_s) {
-            row(what, "acked broadcasts/s", v, "");
-        }
-        println!("\n| scenario | measure | result: median (min–max) over {} runs | aim |", o.runs);
-        println!("|---|---|---|---|");
-        for [a, b, c, d] in rows {
-            println!("| {a} | {b} | {c} | {d} |");
+        head.push_str(" aim |");
+        rule.push_str("---|");
+        println!(
+            "\nmedian (min–max) over {} interleaved runs; ratios are per run, then median (min–max)",
+            o.runs
+        );
+        println!("{head}\n{rule}");
+        for row in rows(o, &self.parts) {
+            if self.parts.values().all(|p| (row.values)(p).is_empty()) {
+                continue;
+            }
+            let mut line = format!("| {} | {} |", row.scenario, row.measure);
+            for s in &servers {
+                let v = self.parts.get(s).map(|p| (row.values)(p)).unwrap_or_default();
+                let cell = Spread::of(&v).map(|sp| sp.show(&row.format)).unwrap_or_default();
+                line.push_str(&format!(" {cell} |"));
+            }
+            if let Some(b) = self.parts.get(&Server::Broker) {
+                let bv = (row.values)(b);
+                for f in &floors {
+                    let fv = self.parts.get(f).map(|p| (row.values)(p)).unwrap_or_default();
+                    let ratios: Vec<f64> =
+                        bv.iter().zip(&fv).filter(|(_, y)| **y > 0.0).map(|(x, y)| x / y).collect();
+                    let cell =
+                        Spread::of(&ratios).map(|sp| sp.show(|x| format!("{x:.2}×"))).unwrap_or_default();
+                    line.push_str(&format!(" {cell} |"));
+                }
+            }
+            line.push_str(&format!(" {} |", row.aim));
+            println!("{line}");
         }
         println!(
-            "\nBench clients and broker ran on the same {} CPUs; figures are for both together.",
+            "\nBench clients and servers ran on the same {} CPUs; figures are for both together.",
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
         );
         for n in &self.notes {
@@ -237,4 +226,120 @@ impl Report {
             println!("FAILED: {f}");
         }
     }
+}
+
+/// One table row: its figure in each run of a server, how to print it, and the aim.
+struct Row {
+    scenario: String,
+    measure: &'static str,
+    values: Box<dyn Fn(&Part) -> Vec<f64>>,
+    format: Box<dyn Fn(f64) -> String>,
+    aim: &'static str,
+}
+
+fn rows(o: &Opts, parts: &BTreeMap<Server, Part>) -> Vec<Row> {
+    let mut out = Vec::new();
+    let mut ns: Vec<usize> = parts.values().flat_map(|p| p.conns.iter().map(|c| c.n)).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    for n in ns {
+        let what = format!("{} connections", count(n as f64));
+        let pick = move |p: &Part, f: &dyn Fn(&ConnResult) -> f64| {
+            p.conns.iter().filter(|c| c.n == n).map(f).collect::<Vec<_>>()
+        };
+        let aim = if n >= 10_000 { "≤ 200 MB at 10,000" } else { "" };
+        out.push(Row {
+            scenario: what.clone(),
+            measure: "connect + hello, all, per second",
+            values: Box::new(move |p| pick(p, &|c| c.n as f64 / c.connect.as_secs_f64())),
+            format: Box::new(count),
+            aim: "",
+        });
+        out.push(Row {
+            scenario: what.clone(),
+            measure: "RSS settled, all connected",
+            values: Box::new(move |p| pick(p, &|c| c.settled.now_kb as f64)),
+            format: Box::new(mb),
+            aim,
+        });
+        out.push(Row {
+            scenario: what.clone(),
+            measure: "RSS per connection (KB)",
+            values: Box::new(move |p| {
+                pick(p, &|c| c.settled.now_kb.saturating_sub(c.before.now_kb) as f64 / c.n as f64)
+            }),
+            format: Box::new(|x| format!("{x:.1}")),
+            aim: "",
+        });
+        out.push(Row {
+            scenario: what,
+            measure: "presence bytes to the idle clients",
+            values: Box::new(move |p| pick(p, &|c| c.presence_bytes as f64)),
+            format: Box::new(|x| format!("{:.1} MB", x / 1e6)),
+            aim: "O(N)",
+        });
+    }
+    let what = format!("DM latency at {} msg/s", count(f64::from(o.rate)));
+    let lat: [(&'static str, fn(&LatencyResult) -> f64, &'static str); 4] = [
+        ("one-way p50", |r| r.one_way.p50 as f64, "≤ 1 ms"),
+        ("one-way p99", |r| r.one_way.p99 as f64, "≤ 5 ms"),
+        ("send → ack p50", |r| r.round_trip.p50 as f64, ""),
+        ("send → ack p99", |r| r.round_trip.p99 as f64, ""),
+    ];
+    for (measure, f, aim) in lat {
+        out.push(Row {
+            scenario: what.clone(),
+            measure,
+            values: Box::new(move |p| p.latency.iter().map(f).collect()),
+            format: Box::new(ms),
+            aim,
+        });
+    }
+    let tp: [(String, &'static str, fn(&Part) -> &Vec<ThroughputResult>, bool, &'static str); 4] = [
+        (
+            format!("DM throughput, {} pairs, {} B", o.pairs, o.body),
+            "delivered DMs/s",
+            |p| &p.dm,
+            true,
+            "≥ 0.9× durable",
+        ),
+        (format!("DM throughput, {} pairs, {} B", o.pairs, o.body), "acked sends/s", |p| &p.dm, false, ""),
+        (
+            format!("broadcast, 1 → {} receivers, {} B", o.receivers, o.body),
+            "deliveries/s",
+            |p| &p.broadcast,
+            true,
+            "≥ 0.9× durable",
+        ),
+        (
+            format!("broadcast, 1 → {} receivers, {} B", o.receivers, o.body),
+            "acked broadcasts/s",
+            |p| &p.broadcast,
+            false,
+            "",
+        ),
+    ];
+    for (scenario, measure, pick, delivered, aim) in tp {
+        out.push(Row {
+            scenario,
+            measure,
+            values: Box::new(move |p| {
+                pick(p).iter().map(|r| if delivered { r.delivered_per_s } else { r.acked_per_s }).collect()
+            }),
+            format: Box::new(count),
+            aim,
+        });
+    }
+    let rss: [(&'static str, fn(&Part) -> &Vec<ThroughputResult>); 2] =
+        [("DM throughput", |p| &p.dm), ("broadcast", |p| &p.broadcast)];
+    for (scenario, pick) in rss {
+        out.push(Row {
+            scenario: scenario.into(),
+            measure: "RSS under load",
+            values: Box::new(move |p| pick(p).iter().map(|r| r.rss_under_load.now_kb as f64).collect()),
+            format: Box::new(mb),
+            aim: "",
+        });
+    }
+    out
 }

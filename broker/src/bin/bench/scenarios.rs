@@ -1,4 +1,4 @@
-//! The four scenarios, each against its own fresh broker: idle connections and RSS, DM
+//! The four scenarios, each against its own fresh server (the broker or a relay floor): idle connections and RSS, DM
 //! latency at a fixed rate, DM throughput with 50 pairs, and broadcast fan-out.
 
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::broker::{Broker, LogSummary, Rss};
-use super::setup::{MeshSetup, SendTemplate, body, connect, connect_all, envelopes, mesh_with};
+use super::broker::{Broker, LogSummary, Rss, Server};
+use super::setup::{MeshSetup, SendTemplate, body, connect, connect_all, envelopes, mesh_for};
 use super::stats::Percentiles;
 use super::traffic::{Counters, LatencyLog, drain, pipelined_sender, rate_sender, receiver};
 use crate::Opts;
@@ -37,10 +37,10 @@ pub struct ConnResult {
     pub log: LogSummary,
 }
 
-pub async fn connections(o: &Opts, n: usize) -> anyhow::Result<ConnResult> {
-    let broker = Broker::start(&o.broker, &o.data_root).await?;
+pub async fn connections(server: Server, o: &Opts, n: usize) -> anyhow::Result<ConnResult> {
+    let broker = Broker::start(server, o).await?;
     let t0 = Instant::now();
-    let mesh = mesh_with(&broker.url, &broker.token, "bench-conns", n, 64).await?;
+    let mesh = mesh_for(&broker, "bench-conns", n, 64).await?;
     let enroll = t0.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = broker.rss()?;
@@ -102,9 +102,9 @@ pub struct LatencyResult {
     pub log: LogSummary,
 }
 
-pub async fn latency(o: &Opts) -> anyhow::Result<LatencyResult> {
-    let broker = Broker::start(&o.broker, &o.data_root).await?;
-    let mesh = mesh_with(&broker.url, &broker.token, "bench-latency", 2, 2).await?;
+pub async fn latency(server: Server, o: &Opts) -> anyhow::Result<LatencyResult> {
+    let broker = Broker::start(server, o).await?;
+    let mesh = mesh_for(&broker, "bench-latency", 2, 2).await?;
     let (a, b) = (&mesh.members[0], &mesh.members[1]);
     let c = Arc::new(Counters::default());
     let total = (f64::from(o.rate) * (o.warmup + o.secs)).round() as u64;
@@ -171,9 +171,9 @@ pub struct ThroughputResult {
     pub log: LogSummary,
 }
 
-pub async fn dm_throughput(o: &Opts) -> anyhow::Result<ThroughputResult> {
-    let broker = Broker::start(&o.broker, &o.data_root).await?;
-    let mesh = mesh_with(&broker.url, &broker.token, "bench-dm", 2 * o.pairs, 32).await?;
+pub async fn dm_throughput(server: Server, o: &Opts) -> anyhow::Result<ThroughputResult> {
+    let broker = Broker::start(server, o).await?;
+    let mesh = mesh_for(&broker, "bench-dm", 2 * o.pairs, 32).await?;
     let c = Arc::new(Counters::default());
     let mut tasks = JoinSet::new();
     let text = body(o.body);
@@ -200,10 +200,9 @@ pub async fn dm_throughput(o: &Opts) -> anyhow::Result<ThroughputResult> {
     measure(o, broker, c, tasks).await
 }
 
-pub async fn broadcast(o: &Opts) -> anyhow::Result<ThroughputResult> {
-    let broker = Broker::start(&o.broker, &o.data_root).await?;
-    let MeshSetup { admin, members } =
-        mesh_with(&broker.url, &broker.token, "bench-broadcast", o.receivers, 32).await?;
+pub async fn broadcast(server: Server, o: &Opts) -> anyhow::Result<ThroughputResult> {
+    let broker = Broker::start(server, o).await?;
+    let MeshSetup { admin, members } = mesh_for(&broker, "bench-broadcast", o.receivers, 32).await?;
     let c = Arc::new(Counters::default());
     let mut tasks = JoinSet::new();
     let mut windows = Vec::with_capacity(members.len());

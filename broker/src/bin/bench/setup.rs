@@ -29,6 +29,25 @@ pub struct MeshSetup {
     pub members: Vec<Identity>,
 }
 
+/// A mesh of `n` members on `server`: enrolled through the broker, or, for a relay floor
+/// (which lets in any key that signs its challenge), keys made here.
+pub async fn mesh_for(
+    server: &super::broker::Broker,
+    slug: &str,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<MeshSetup> {
+    if server.kind == super::broker::Server::Broker {
+        return mesh_with(&server.url, &server.token, slug, n, concurrency).await;
+    }
+    let local = |name: String| Identity {
+        mesh_id: slug.to_string(),
+        member_id: name,
+        key: MemberKeypair::generate(),
+    };
+    Ok(MeshSetup { admin: local("admin".into()), members: (0..n).map(|i| local(format!("m{i}"))).collect() })
+}
+
 /// Creates mesh `slug` and enrolls `n` members, `concurrency` enrollments at a time. Every
 /// set-up connection is dropped again, so the mesh starts with nobody online.
 pub async fn mesh_with(
