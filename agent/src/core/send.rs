@@ -82,7 +82,9 @@ impl Core {
             }
         });
         let (key, slug, own_member) = (v.key.clone(), v.config.slug.clone(), v.config.member_id.clone());
-        let client_msg_id = uuid::Uuid::new_v4().to_string();
+        // Time-ordered (UUIDv7): the broker's idempotency rows for one sender then append at the
+        // end of its key range instead of landing on a random B-tree page per send.
+        let client_msg_id = uuid::Uuid::now_v7().to_string();
         let mut plaintext = MessagePlaintext::new(from_session.clone(), from_name, p.message).addressed(
             own_member.clone(),
             client_msg_id.clone(),

@@ -245,10 +245,16 @@ fn make_private(path: &Path) -> Result<(), StoreError> {
     f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(err)
 }
 
-/// Opens (creating if needed, 0600) the store and every table.
+/// redb's page cache, bytes. redb's default (1 GiB) let the broker's RSS climb from 89 to
+/// 419 MB under a DM load; the hot pages (queue tails, recent messages) fit in far less.
+pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Opens (creating if needed, 0600) the store and every table, with a [`CACHE_BYTES`] cache.
 pub fn open(path: &Path) -> Result<Database, StoreError> {
     make_private(path)?;
-    let db = Database::create(path)
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
         .map_err(|e| StoreError::Open { path: path.to_path_buf(), source: Box::new(e) })?;
     let txn = db.begin_write()?;
     for t in ALL_TABLES {
