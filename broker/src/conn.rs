@@ -10,7 +10,7 @@ use claudemesh_protocol::limits::{CLOSE_POLICY, CLOSE_REPLACED};
 
 use crate::hub::{ConnHandle, Hub, Mesh, Outgoing};
 use crate::keyuse::{Verdict, key_in_use_message};
-use crate::store::{QUEUE, key, read_scan};
+use crate::store::{QUEUE, key};
 
 /// The authenticated identity of a connection.
 #[derive(Debug, Clone)]
@@ -155,7 +155,7 @@ impl Conn {
         let kill = self.out.kill.clone();
         tokio::spawn(async move {
             let prefix = key(&[&mesh.id, &member_id]);
-            let rows = match tokio::task::spawn_blocking(move || read_scan(&db, QUEUE, &prefix)).await {
+            let rows = match tokio::task::spawn_blocking(move || db.read_scan(QUEUE, &prefix)).await {
                 Ok(Ok(rows)) => rows,
                 Ok(Err(e)) => {
                     tracing::error!(mesh = %mesh.slug, member = %member_id, error = %e, "cannot read queue for replay; dropping connection so the agent retries");

@@ -70,7 +70,7 @@ async fn group_and_broadcast_reach_exactly_their_members() {
         "g2",
     )
     .await;
-    assert_eq!(error_code(&bad), ErrorCode::Invalid);
+    assert_eq!(error_code(&bad), ErrorCode::RecipientsChanged);
 
     // * is every other member, admin included.
     let ack = send_to(
@@ -98,7 +98,7 @@ async fn group_and_broadcast_reach_exactly_their_members() {
         "b2",
     )
     .await;
-    assert_eq!(error_code(&bad), ErrorCode::Invalid);
+    assert_eq!(error_code(&bad), ErrorCode::RecipientsChanged);
 
     // session: targets route to the session's member.
     let ack = send_to(

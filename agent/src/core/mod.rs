@@ -293,7 +293,12 @@ impl Core {
                 if let Some(v) = self.state.meshes.get(&mesh)
                     && let Err(e) = v.uplink.try_send(cmd)
                 {
-                    tracing::warn!(mesh = %v.config.slug, error = %e, "mesh link is busy; dropping a command");
+                    if matches!(e.into_inner(), crate::mesh::UplinkCmd::Queued(_)) {
+                        // The send is committed: the link reads it from the outbox instead.
+                        v.outbox_missed.store(true, std::sync::atomic::Ordering::Release);
+                    } else {
+                        tracing::warn!(mesh = %v.config.slug, "mesh link is busy; dropping a command");
+                    }
                 }
             }
         }

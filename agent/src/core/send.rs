@@ -127,10 +127,10 @@ impl Core {
                 state: SendState::Pending,
                 sent: Some(Box::new(rec.sent_record())),
             };
-            self.write(StoreOp::Outbox(rec));
+            self.write(StoreOp::Outbox(rec.clone()));
             // Published after the commit, like every event: the record is durable by then.
             self.publish(Topic::Outbox, Some(&mesh_id), None, &pending);
-            self.effect(Effect::Uplink(mesh_id, UplinkCmd::Kick));
+            self.effect(Effect::Uplink(mesh_id, UplinkCmd::Queued(Box::new(rec))));
         }
         if let Some(s) = self.state.sessions.get_mut(&from_session) {
             s.last_active = now;

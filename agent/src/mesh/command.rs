@@ -11,8 +11,8 @@ pub enum UplinkCmd {
         build: Box<dyn FnOnce(u64) -> ClientFrame + std::marker::Send>,
         reply: oneshot::Sender<ServerFrame>,
     },
-    /// The outbox has new work.
-    Kick,
+    /// A send was committed to the outbox: the link queues it (no re-read of the outbox).
+    Queued(Box<crate::store::OutboxRecord>),
     SessionOpen(SessionInfo),
     SessionUpdate(String, SessionPatch),
     SessionClose(String),
@@ -29,7 +29,7 @@ impl std::fmt::Debug for UplinkCmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             UplinkCmd::Request { .. } => "Request",
-            UplinkCmd::Kick => "Kick",
+            UplinkCmd::Queued(_) => "Queued",
             UplinkCmd::SessionOpen(_) => "SessionOpen",
             UplinkCmd::SessionUpdate(..) => "SessionUpdate",
             UplinkCmd::SessionClose(_) => "SessionClose",

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use claudemesh_protocol::crypto::MemberKeypair;
@@ -51,6 +52,9 @@ pub struct MeshView {
     pub cancel: CancellationToken,
     /// Root key, pins and the verdict on every member's key.
     pub trust: MeshTrust,
+    /// Set when an [`UplinkCmd::Queued`] could not be handed to the link (its queue was full):
+    /// the link then reads the outbox again, so no committed send waits for a reconnect.
+    pub outbox_missed: Arc<AtomicBool>,
 }
 
 /// How many recent senders a mesh view remembers (see [`MeshView::senders`]).
@@ -117,6 +121,7 @@ impl MeshView {
             refusal: None,
             uplink,
             cancel,
+            outbox_missed: Arc::default(),
         }
     }
 

@@ -47,8 +47,14 @@ pub(crate) struct Link<'a> {
     storing: FuturesUnordered<StoreWait>,
     req: u64,
     pub(super) pending: HashMap<u64, Pending>,
-    /// Outbox sends awaiting the broker's answer: client message id → when it was sent.
-    pub(super) inflight: HashMap<String, Instant>,
+    /// Outbox sends awaiting the broker's answer: client message id → when it was sent, and
+    /// the record (queued again if the broker asks for a retry).
+    pub(super) inflight: HashMap<String, (Instant, crate::store::OutboxRecord)>,
+    /// Outbox records known to this connection and not sent yet, oldest first.
+    pub(super) queue: std::collections::BTreeMap<(u64, String), crate::store::OutboxRecord>,
+    /// Ids the last read of the outbox returned: their `Queued` commands, still on their way,
+    /// are not queued twice. `None` until the first read.
+    pub(super) loaded: Option<std::collections::HashSet<String>>,
     parked: Vec<Push>,
     /// No outbox send before this instant (the broker's `retry_after_ms`, or the pace).
     pub(super) retry_at: Option<Instant>,
@@ -59,8 +65,6 @@ pub(crate) struct Link<'a> {
     pub(super) backlog: bool,
     /// When the last rate-limit wait began: refusals of sends made before it say nothing new.
     pub(super) limited_at: Option<Instant>,
-    /// Sends answered for good whose removal from the outbox the core has not committed yet.
-    pub(super) finished: std::collections::HashSet<String>,
 }
 
 impl<'a> Link<'a> {
@@ -79,7 +83,8 @@ impl<'a> Link<'a> {
             pace: None,
             backlog: false,
             limited_at: None,
-            finished: Default::default(),
+            queue: Default::default(),
+            loaded: None,
         }
     }
 
@@ -227,7 +232,10 @@ impl<'a> Link<'a> {
     async fn command(&mut self, c: UplinkCmd) -> Result<(), End> {
         match c {
             UplinkCmd::Request { build, reply } => self.request(build, Pending::Reply(reply)).await,
-            UplinkCmd::Kick => self.drain_outbox().await,
+            UplinkCmd::Queued(rec) => {
+                self.queued(*rec);
+                self.drain_outbox().await
+            }
             UplinkCmd::SessionOpen(s) => {
                 self.request(|req| ClientFrame::SessionOpen { req, session: s }, Pending::Ignore).await
             }

@@ -12,65 +12,92 @@ use super::End;
 use super::link::{Link, Pending};
 use crate::core::UplinkEvent;
 use crate::mesh::resolve::recipients;
-use crate::store::SendState;
+use crate::store::{OutboxRecord, SendState};
 
 /// Outbox sends in flight at once when the broker is not pacing us.
 const MAX_IN_FLIGHT: usize = 256;
 
 impl Link<'_> {
-    /// Sends outbox entries of this mesh that are not in flight yet: none while a retry wait
-    /// runs, one per pace interval after a rate limit, else up to [`MAX_IN_FLIGHT`] at once.
+    /// Reads this mesh's outbox into the queue: once per connection, and again only when a
+    /// `Queued` command was lost on the way (so each send costs O(1), not a read of the whole
+    /// outbox). Records in flight stay where they are.
+    fn load_outbox(&mut self) -> bool {
+        let missed = self
+            .agent
+            .view()
+            .meshes
+            .get(self.mesh_id)
+            .is_some_and(|v| v.outbox_missed.swap(false, std::sync::atomic::Ordering::AcqRel));
+        if self.loaded.is_some() && !missed {
+            return true;
+        }
+        let records = match self.agent.store.outbox_for(self.mesh_id) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read outbox");
+                return false;
+            }
+        };
+        let mut ids = std::collections::HashSet::with_capacity(records.len());
+        for r in records {
+            ids.insert(r.client_msg_id.clone());
+            if !self.inflight.contains_key(&r.client_msg_id) {
+                self.queue.insert((r.created_at, r.client_msg_id.clone()), r);
+            }
+        }
+        self.loaded = Some(ids);
+        true
+    }
+
+    /// A send the core just committed: queued, unless the last read of the outbox had it.
+    pub(super) fn queued(&mut self, rec: OutboxRecord) {
+        let Some(loaded) = &self.loaded else { return };
+        if !loaded.contains(&rec.client_msg_id) && !self.inflight.contains_key(&rec.client_msg_id) {
+            self.queue.insert((rec.created_at, rec.client_msg_id.clone()), rec);
+        }
+    }
+
+    /// Sends queued outbox entries of this mesh: none while a retry wait runs, one per pace
+    /// interval after a rate limit, else up to [`MAX_IN_FLIGHT`] at once.
     pub(super) async fn drain_outbox(&mut self) -> Result<(), End> {
         if self.retry_at.is_some_and(|t| t > Instant::now()) {
             // The timer drains when the wait is over; a new local send does not jump it.
             return Ok(());
         }
         self.retry_at = None;
-        let records = match self.agent.store.outbox_for(self.mesh_id) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read outbox");
-                return Ok(());
-            }
-        };
+        if !self.load_outbox() {
+            return Ok(());
+        }
         let limit = if self.pace.is_some() { 1 } else { MAX_IN_FLIGHT };
-        // Finished sends stay in the table until the core's next commit: skip them meanwhile.
-        self.finished.retain(|id| records.iter().any(|r| &r.client_msg_id == id));
-        let waiting: Vec<_> = records
-            .into_iter()
-            .filter(|r| {
-                !self.inflight.contains_key(&r.client_msg_id) && !self.finished.contains(&r.client_msg_id)
-            })
-            .collect();
-        if waiting.is_empty() {
+        if self.queue.is_empty() {
             // Nothing left to send: the pace ends with the backlog.
             self.pace = None;
         }
         self.backlog = false;
         let mut sent = 0;
-        for rec in waiting {
+        while !self.queue.is_empty() {
             if self.inflight.len() >= MAX_IN_FLIGHT || sent >= limit {
                 self.backlog = true;
                 break;
             }
-            let Ok(target) = rec.target.parse::<Target>() else { continue };
-            sent += 1;
-            self.inflight.insert(rec.client_msg_id.clone(), Instant::now());
+            let Some((_, rec)) = self.queue.pop_first() else { break };
             let id = rec.client_msg_id.clone();
-            self.request(
-                |req| {
-                    ClientFrame::Send(Send {
-                        req,
-                        client_msg_id: rec.client_msg_id,
-                        from_session: rec.plaintext.from_session.clone(),
-                        target,
-                        priority: rec.priority,
-                        envelopes: rec.envelopes,
-                    })
-                },
-                Pending::Outbox(id),
-            )
-            .await?;
+            let Ok(target) = rec.target.parse::<Target>() else {
+                let error = format!("the stored target {:?} cannot be read", rec.target);
+                self.finish(&id, SendState::Failed { error }).await;
+                continue;
+            };
+            sent += 1;
+            let frame = Send {
+                req: 0,
+                client_msg_id: id.clone(),
+                from_session: rec.plaintext.from_session.clone(),
+                target,
+                priority: rec.priority,
+                envelopes: rec.envelopes.clone(),
+            };
+            self.inflight.insert(id.clone(), (Instant::now(), rec));
+            self.request(|req| ClientFrame::Send(Send { req, ..frame }), Pending::Outbox(id)).await?;
         }
         if let Some(pace) = self.pace.filter(|_| sent > 0) {
             self.retry_at = Some(Instant::now() + pace);
@@ -78,8 +105,15 @@ impl Link<'_> {
         Ok(())
     }
 
+    /// A send the broker asked to retry goes back in the queue, in its place.
+    fn requeue(&mut self, rec: Option<OutboxRecord>) {
+        if let Some(rec) = rec {
+            self.queue.insert((rec.created_at, rec.client_msg_id.clone()), rec);
+        }
+    }
+
     pub(super) async fn outbox_reply(&mut self, id: String, reply: ServerFrame) -> Result<(), End> {
-        let sent_at = self.inflight.remove(&id);
+        let (sent_at, rec) = self.inflight.remove(&id).map_or((None, None), |(t, r)| (Some(t), Some(r)));
         match reply {
             ServerFrame::Ack { msg_id, recipients, .. } => {
                 self.finish(&id, SendState::Accepted { msg_id, recipients }).await;
@@ -110,14 +144,19 @@ impl Link<'_> {
                     self.limited_at = Some(now);
                 }
                 self.retry_at = Some(self.retry_at.map_or(now + wait, |t| t.max(now + wait)));
+                self.requeue(rec);
             }
-            ServerFrame::Error(ErrorFrame { code: ErrorCode::Internal | ErrorCode::Unavailable, .. }) => {
+            ServerFrame::Error(ErrorFrame {
+                code: ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::StorageFull,
+                ..
+            }) => {
                 self.retry_at = Some(Instant::now() + Duration::from_secs(5));
+                self.requeue(rec);
             }
-            ServerFrame::Error(ErrorFrame { code: ErrorCode::Invalid, message, .. })
-                if message.contains("envelopes must be exactly") =>
-            {
-                self.reseal(&id, &message).await?;
+            ServerFrame::Error(ErrorFrame { code: ErrorCode::RecipientsChanged, message, .. }) => {
+                if let Some(rec) = rec {
+                    self.reseal(rec, &message).await?;
+                }
             }
             ServerFrame::Error(e) => {
                 self.finish(&id, SendState::Failed { error: format!("{}: {}", e.code.as_str(), e.message) })
@@ -137,18 +176,14 @@ impl Link<'_> {
     /// Ends a send: the core records its final state (out of the outbox, batched with the
     /// turn's other writes) and tells the `outbox` topic.
     async fn finish(&mut self, id: &str, state: SendState) {
-        self.finished.insert(id.to_string());
         super::report(self.agent, self.mesh_id, UplinkEvent::Outbox { client_msg_id: id.to_string(), state })
             .await;
     }
 
     /// The directory was stale: refresh it and seal the message again to the right members.
-    async fn reseal(&mut self, id: &str, why: &str) -> Result<(), End> {
-        let Ok(Some(mut rec)) =
-            self.agent.store.outbox_for(self.mesh_id).map(|v| v.into_iter().find(|r| r.client_msg_id == id))
-        else {
-            return Ok(());
-        };
+    async fn reseal(&mut self, mut rec: OutboxRecord, why: &str) -> Result<(), End> {
+        let id = rec.client_msg_id.clone();
+        let id = id.as_str();
         rec.attempts += 1;
         if rec.attempts > 3 {
             self.finish(id, SendState::Failed { error: why.to_string() }).await;
@@ -183,7 +218,10 @@ impl Link<'_> {
         match fan_out(&rec.plaintext, &to, &v.key) {
             Ok(env) => {
                 rec.envelopes = env;
-                let _ = self.agent.store.outbox_update(&rec);
+                if let Err(e) = self.agent.store.outbox_update(&rec) {
+                    tracing::warn!(error = %e, "cannot store a resealed send; sending it anyway");
+                }
+                self.requeue(Some(rec));
                 self.drain_outbox().await
             }
             Err(e) => {

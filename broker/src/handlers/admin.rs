@@ -107,7 +107,7 @@ pub async fn mesh_create(
             );
         }
         Err(e) => {
-            return conn.error(Some(req), ErrorCode::Internal, format!("mesh could not be stored: {e}"));
+            return conn.error(Some(req), e.code(), format!("mesh could not be stored: {e}"));
         }
     }
     let m = Arc::new(Mesh::new(&mesh));
@@ -181,7 +181,7 @@ pub async fn invite_register(conn: &mut Conn, req: u64, invite: String) {
             ErrorCode::Conflict,
             "another invite with this invite_id is already registered",
         ),
-        Err(e) => conn.error(Some(req), ErrorCode::Internal, format!("invite could not be stored: {e}")),
+        Err(e) => conn.error(Some(req), e.code(), format!("invite could not be stored: {e}")),
     }
 }
 
@@ -203,7 +203,7 @@ pub async fn invite_revoke(conn: &mut Conn, req: u64, invite_id: String) {
         Ok(false) => {
             conn.error(Some(req), ErrorCode::NotFound, format!("no invite {invite_id} in this mesh"))
         }
-        Err(e) => conn.error(Some(req), ErrorCode::Internal, format!("invite could not be revoked: {e}")),
+        Err(e) => conn.error(Some(req), e.code(), format!("invite could not be revoked: {e}")),
     }
 }
 

@@ -19,7 +19,7 @@ use crate::handlers::admin::require_admin;
 use crate::handlers::statements;
 use crate::hub::{ConnHandle, Hub, Mesh, MeshState, Outgoing};
 use crate::ids::now_ms;
-use crate::store::{MEMBERS, MemberRecord, QUEUE, StoreError, key, read_get};
+use crate::store::{MEMBERS, MemberRecord, QUEUE, StoreError, key};
 
 /// WebSocket close code of a normal closure, sent after `leave`.
 pub const CLOSE_NORMAL: u16 = 1000;
@@ -79,7 +79,7 @@ fn last_admin_refusal(
 /// had already changed the cache failed to commit.
 async fn reload_member(hub: &Hub, mesh: &Arc<Mesh>, member_id: &str) {
     let (db, k) = (hub.store.db.clone(), key(&[&mesh.id, member_id]));
-    let committed = tokio::task::spawn_blocking(move || read_get::<MemberRecord>(&db, MEMBERS, &k)).await;
+    let committed = tokio::task::spawn_blocking(move || db.read_get::<MemberRecord>(MEMBERS, &k)).await;
     match committed {
         Ok(Ok(Some(rec))) => {
             mesh.lock().members.insert(member_id.to_string(), rec);

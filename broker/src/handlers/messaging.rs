@@ -17,7 +17,8 @@ use crate::hub::Mesh;
 use crate::ids::{msg_id, now_ms};
 use crate::store::writer::job;
 use crate::store::{
-    IDEMPOTENCY, IdemRecord, MESSAGES, MessageRecord, QUEUE, RECIPIENTS, RecipientState, SEP, StoreError, key,
+    IDEMPOTENCY, IdemRecord, MESSAGES, MessageRecord, QUEUE, RECIPIENTS, RecipientState, SEP, StoreError,
+    WriteFailure, key,
 };
 
 /// One recipient's copy of a send, prepared before it reaches the writer.
@@ -103,7 +104,7 @@ fn check_envelopes(s: &Send, want: &BTreeSet<String>) -> Result<(), (ErrorCode, 
         let missing: Vec<_> = want.difference(&got).cloned().collect();
         let extra: Vec<_> = got.difference(want).cloned().collect();
         return Err((
-            ErrorCode::Invalid,
+            ErrorCode::RecipientsChanged,
             format!(
                 "envelopes must be exactly the recipients of {}: missing {missing:?}, not recipients {extra:?}; refresh the member list and retry",
                 s.target
@@ -225,7 +226,7 @@ pub async fn send(conn: &mut Conn, s: Send) {
         Ok(Persisted::New { pushes, ack })
     };
     let mesh = a.mesh.clone();
-    let finish = move |r: Result<Persisted, String>| {
+    let finish = move |r: Result<Persisted, WriteFailure>| {
         let frame = match r {
             Ok(Persisted::New { pushes, ack }) => {
                 let n = pushes.len() as u64;
@@ -254,10 +255,10 @@ pub async fn send(conn: &mut Conn, s: Send) {
                 )
             }
             Err(e) => {
-                metrics.error(ErrorCode::Internal);
+                metrics.error(e.code());
                 ServerFrame::error(
                     Some(req),
-                    ErrorCode::Internal,
+                    e.code(),
                     format!("{e}; the message was not accepted, send it again"),
                 )
             }
@@ -345,7 +346,7 @@ pub async fn client_ack(conn: &mut Conn, msg_ids: Vec<String>) {
         let changed = advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Delivered)?;
         Ok((removed, changed, member))
     };
-    let finish = move |r: Result<(i64, Changed, String), String>| match r {
+    let finish = move |r: Result<(i64, Changed, String), WriteFailure>| match r {
         Ok((n, changed, member)) => {
             metrics.messages_acked.fetch_add(n as u64, Relaxed);
             metrics.queue_depth.fetch_sub(n, Relaxed);
@@ -353,7 +354,7 @@ pub async fn client_ack(conn: &mut Conn, msg_ids: Vec<String>) {
         }
         Err(e) => {
             // The messages stay queued and will be pushed again: at-least-once holds.
-            let f = ServerFrame::error(None, ErrorCode::Internal, format!("client_ack not stored: {e}"));
+            let f = ServerFrame::error(None, e.code(), format!("client_ack not stored: {e}"));
             out.send(crate::hub::Outgoing::Frame(encode(&f), "error"));
         }
     };
@@ -379,7 +380,7 @@ pub async fn receipt(conn: &mut Conn, msg_ids: Vec<String>, state: ReceiptState)
     let apply = move |tx: &crate::store::Tx<'_>, _: &mut crate::store::WriterState| {
         advance(tx, &mesh_id, &member, &msg_ids, DeliveryState::Seen).map(|c| (c, member))
     };
-    let finish = move |r: Result<(Changed, String), String>| {
+    let finish = move |r: Result<(Changed, String), WriteFailure>| {
         let Ok((changed, member)) = r else { return };
         tell_senders(&mesh, &member, changed, ReceiptState::Seen);
     };
@@ -392,8 +393,8 @@ pub async fn message_status(conn: &mut Conn, req: u64, id: String) {
     let mesh_id = a.mesh.id.clone();
     let id2 = id.clone();
     let r = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-        let rec: Option<MessageRecord> = crate::store::read_get(&db, MESSAGES, &key(&[&mesh_id, &id2]))?;
-        let rows = crate::store::read_scan(&db, RECIPIENTS, &key(&[&mesh_id, &id2]))?;
+        let rec: Option<MessageRecord> = db.read_get(MESSAGES, &key(&[&mesh_id, &id2]))?;
+        let rows = db.read_scan(RECIPIENTS, &key(&[&mesh_id, &id2]))?;
         Ok((rec, rows))
     })
     .await;

@@ -1,6 +1,7 @@
 //! The broker's durable state in one redb file: tables, typed access inside transactions, and
 //! the startup snapshot. All writes go through the group-commit [`writer`].
 
+pub mod db;
 pub mod records;
 pub mod writer;
 
@@ -12,6 +13,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHand
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use db::{Db, FailureKind, WriteFailure};
 pub use records::{IdemRecord, InviteRecord, MemberRecord, MeshRecord, MessageRecord, RecipientState};
 pub use writer::{StoreHandle, WriterState};
 
@@ -66,8 +68,9 @@ pub fn key(parts: &[&str]) -> String {
     k
 }
 
-/// Storage failures. Each says what failed; the broker answers `internal`/`unavailable` and
-/// acknowledges nothing that was not committed.
+/// Storage failures. Each says what failed; the broker answers `storage_full` (disk full),
+/// `internal` or `unavailable` ([`StoreError::code`]) and acknowledges nothing that was not
+/// committed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open store {path}: {source}")]
@@ -86,8 +89,65 @@ pub enum StoreError {
     Closed,
     #[error("store write failed: {0}")]
     Failed(String),
+    /// A write batch failed; what kind of failure it was travels with it.
+    #[error("store write failed: {0}")]
+    Batch(WriteFailure),
+    /// The store is being reopened after an I/O failure (or could not be reopened yet).
+    #[error("the store is reopening after an I/O failure; try again shortly")]
+    Reopening,
     #[error("cannot make store {path} private (0600): {source}")]
     Private { path: PathBuf, source: std::io::Error },
+}
+
+impl StoreError {
+    /// The redb storage error inside, if this is one.
+    fn storage(&self) -> Option<&redb::StorageError> {
+        match self {
+            StoreError::Storage(s) => Some(s),
+            StoreError::Transaction(e) => match &**e {
+                redb::TransactionError::Storage(s) => Some(s),
+                _ => None,
+            },
+            StoreError::Table(e) => match &**e {
+                redb::TableError::Storage(s) => Some(s),
+                _ => None,
+            },
+            StoreError::Commit(e) => match &**e {
+                redb::CommitError::Storage(s) => Some(s),
+                _ => None,
+            },
+            StoreError::Open { source, .. } => match &**source {
+                redb::DatabaseError::Storage(s) => Some(s),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether the disk (or quota) is full.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StoreError::Batch(f) => f.kind == FailureKind::Full,
+            StoreError::Private { source, .. } => db::is_full_io(source),
+            _ => matches!(self.storage(), Some(redb::StorageError::Io(e)) if db::is_full_io(e)),
+        }
+    }
+
+    /// Whether redb's handle is unusable after this error and must be reopened.
+    pub fn needs_reopen(&self) -> bool {
+        matches!(self.storage(), Some(redb::StorageError::Io(_) | redb::StorageError::PreviousIo))
+    }
+
+    /// The error code a client gets for this failure.
+    pub fn code(&self) -> claudemesh_protocol::frames::ErrorCode {
+        use claudemesh_protocol::frames::ErrorCode;
+        match self {
+            StoreError::Batch(f) => f.code(),
+            _ if self.is_full() => ErrorCode::StorageFull,
+            StoreError::Closed | StoreError::Reopening => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
 }
 
 macro_rules! boxed_from {

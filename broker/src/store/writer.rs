@@ -1,7 +1,8 @@
 //! Group commit: one thread owns every write. Jobs queue on a bounded channel; the thread
 //! applies as many as are waiting inside one redb write transaction, commits once (fsync), then
 //! runs each job's completion in submission order. A failed commit fails every job in the
-//! batch, so nothing is acknowledged that is not durable.
+//! batch, so nothing is acknowledged that is not durable; after an I/O failure (a full disk)
+//! the writer reopens the file before the next batch, so writes work again once space returns.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{StoreError, Tx};
+use super::{Db, StoreError, Tx, WriteFailure};
 use crate::metrics::Metrics;
 
 /// State only the writer thread touches, kept consistent with committed data.
@@ -53,8 +54,8 @@ pub trait Job: Send {
     /// Runs inside the batch's write transaction. Domain refusals are part of the job's own
     /// outcome and must write nothing; an `Err` is a storage failure that aborts the batch.
     fn apply(&mut self, tx: &Tx<'_>, state: &mut WriterState) -> Result<(), StoreError>;
-    /// Runs after the commit (or with the error that failed the batch).
-    fn finish(self: Box<Self>, committed: Result<(), &StoreError>);
+    /// Runs after the commit (or with what failed the batch).
+    fn finish(self: Box<Self>, committed: Result<(), &WriteFailure>);
 }
 
 struct FnJob<T, A, F> {
@@ -67,7 +68,7 @@ impl<T, A, F> Job for FnJob<T, A, F>
 where
     T: Send,
     A: FnOnce(&Tx<'_>, &mut WriterState) -> Result<T, StoreError> + Send,
-    F: FnOnce(Result<T, String>) + Send,
+    F: FnOnce(Result<T, WriteFailure>) + Send,
 {
     fn apply(&mut self, tx: &Tx<'_>, state: &mut WriterState) -> Result<(), StoreError> {
         if let Some(f) = self.apply.take() {
@@ -76,23 +77,26 @@ where
         Ok(())
     }
 
-    fn finish(self: Box<Self>, committed: Result<(), &StoreError>) {
+    fn finish(self: Box<Self>, committed: Result<(), &WriteFailure>) {
         let r = match (committed, self.out) {
             (Ok(()), Some(v)) => Ok(v),
-            (Err(e), _) => Err(e.to_string()),
-            (Ok(()), None) => Err("job was not applied".to_string()),
+            (Err(e), _) => Err(e.clone()),
+            (Ok(()), None) => Err(WriteFailure {
+                kind: super::FailureKind::Other,
+                message: "job was not applied".to_string(),
+            }),
         };
         (self.finish)(r)
     }
 }
 
 /// A job from two closures: `apply` in the transaction, `finish` after the commit with its
-/// output (or the storage error, as text).
+/// output (or what failed the batch).
 pub fn job<T, A, F>(apply: A, finish: F) -> Box<dyn Job>
 where
     T: Send + 'static,
     A: FnOnce(&Tx<'_>, &mut WriterState) -> Result<T, StoreError> + Send + 'static,
-    F: FnOnce(Result<T, String>) + Send + 'static,
+    F: FnOnce(Result<T, WriteFailure>) + Send + 'static,
 {
     Box::new(FnJob { apply: Some(apply), out: None, finish })
 }
@@ -101,7 +105,8 @@ where
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Box<dyn Job>>,
-    pub db: Arc<Database>,
+    /// For reads; the writer may replace the handle inside after an I/O failure.
+    pub db: Arc<Db>,
 }
 
 impl std::fmt::Debug for dyn Job {
@@ -118,7 +123,7 @@ impl StoreHandle {
         key: String,
     ) -> Result<Option<T>, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || super::read_get::<T>(&db, table, &key))
+        tokio::task::spawn_blocking(move || db.read_get::<T>(table, &key))
             .await
             .unwrap_or_else(|e| Err(StoreError::Failed(format!("the store read stopped: {e}"))))
     }
@@ -130,7 +135,7 @@ impl StoreHandle {
         prefix: String,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || super::read_scan(&db, table, &prefix))
+        tokio::task::spawn_blocking(move || db.read_scan(table, &prefix))
             .await
             .unwrap_or_else(|e| Err(StoreError::Failed(format!("the store read stopped: {e}"))))
     }
@@ -153,7 +158,7 @@ impl StoreHandle {
         .await?;
         match wait.await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(msg)) => Err(StoreError::Failed(msg)),
+            Ok(Err(f)) => Err(StoreError::Batch(f)),
             Err(_) => Err(StoreError::Closed),
         }
     }
@@ -162,7 +167,7 @@ impl StoreHandle {
 /// Starts the writer thread. It stops, after committing what it already took, once every
 /// [`StoreHandle`] is dropped.
 pub fn start(
-    db: Arc<Database>,
+    db: Arc<Db>,
     state: WriterState,
     metrics: Arc<Metrics>,
     max_batch: usize,
@@ -176,13 +181,15 @@ pub fn start(
 }
 
 fn run(
-    db: &Database,
+    db: &Db,
     mut state: WriterState,
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     metrics: &Metrics,
     max_batch: usize,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    // The last failure was a full disk: until a batch commits, a failed reopen counts as full too.
+    let mut full = false;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -192,15 +199,32 @@ fn run(
             }
         }
         let t0 = Instant::now();
-        let result = commit_batch(db, &mut state, &mut batch);
+        let result = match db.get() {
+            Ok(handle) => commit_batch(&handle, &mut state, &mut batch),
+            // A reopen failed earlier (the disk was still full): try again now.
+            Err(_) => db.reopen().and_then(|()| commit_batch(&*db.get()?, &mut state, &mut batch)),
+        };
         metrics.commit_latency.observe(t0.elapsed());
         metrics.commit_batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = &result {
+        let result = result.map_err(|e| {
+            let failure = WriteFailure::from_error(&e, full && !db.is_open());
+            full = failure.kind == super::FailureKind::Full;
             tracing::error!(error = %e, jobs = batch.len(), "store batch failed; nothing in it was acknowledged");
+            if e.needs_reopen() || !db.is_open() {
+                // redb refuses every later write on a handle that saw an I/O error.
+                match db.reopen() {
+                    Ok(()) => tracing::warn!("store reopened after an I/O failure"),
+                    Err(e) => tracing::error!(error = %e, "cannot reopen the store yet; retrying at the next write"),
+                }
+            }
             // Depth counters may include the aborted batch: recount from what is committed.
-            if let Ok(snap) = super::load(db) {
+            if let Ok(snap) = db.get().and_then(|h| super::load(&h)) {
                 state = WriterState::new(snap.queue_depth);
             }
+            failure
+        });
+        if result.is_ok() {
+            full = false;
         }
         for j in batch.drain(..) {
             j.finish(result.as_ref().map(|_| ()));

@@ -33,6 +33,12 @@ pub enum ErrorCode {
     /// Another agent holds a live connection with this member's key (a copied config dir):
     /// the agent that started later gets this and stops that mesh's link.
     KeyInUse,
+    /// The broker's store is out of space (disk full): nothing was stored; retry once an
+    /// operator frees space.
+    StorageFull,
+    /// A send's envelopes do not name exactly its recipients (the sender's member directory is
+    /// stale): refresh `list_members`, seal again and resend.
+    RecipientsChanged,
 }
 
 impl ErrorCode {
@@ -53,10 +59,12 @@ impl ErrorCode {
             ErrorCode::Revoked => "revoked",
             ErrorCode::Internal => "internal",
             ErrorCode::KeyInUse => "key_in_use",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::RecipientsChanged => "recipients_changed",
         }
     }
 
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadSignature,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -72,6 +80,8 @@ impl ErrorCode {
         ErrorCode::Revoked,
         ErrorCode::Internal,
         ErrorCode::KeyInUse,
+        ErrorCode::StorageFull,
+        ErrorCode::RecipientsChanged,
     ];
 }
 
