@@ -309,3 +309,19 @@ pub fn nest(inner: &str, depth: usize, objects: bool) -> String {
     let (open, close) = if objects { ("{\"a\":", "}") } else { ("[", "]") };
     format!("{}{inner}{}", open.repeat(depth), close.repeat(depth))
 }
+
+/// Whether `text` holds a number that is not an integer (or is not JSON as `Value` reads it).
+/// Such a number in a free-form value (a scope, a tool's input) may come back one unit in the
+/// last place off: serde_json's default float parsing is fast, not exact. Frames holding one
+/// must still re-encode to something that decodes, not necessarily to the same value.
+pub fn has_float(text: &str) -> bool {
+    fn walk(v: &Value) -> bool {
+        match v {
+            Value::Number(n) => n.is_f64(),
+            Value::Array(a) => a.iter().any(walk),
+            Value::Object(m) => m.values().any(walk),
+            _ => false,
+        }
+    }
+    serde_json::from_str::<Value>(text).map_or(true, |v| walk(&v))
+}
