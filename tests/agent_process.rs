@@ -209,8 +209,13 @@ async fn socket_is_private_and_bad_requests_do_not_disturb_others() {
     wr.write_all(b"{\"type\":\"request\",\"id\":10,\"method\":\"st\xffatus\"}\n").await.unwrap();
     line.clear();
     r.read_line(&mut line).await.unwrap();
-    assert!(line.contains("\"ok\":false") && line.contains("invalid") && line.contains("\"id\":10"), "{line}");
-    wr.write_all(b"\xc3\x28\xa0\xa1\n{\"type\":\"request\",\"id\":11,\"method\":\"status\"}\n").await.unwrap();
+    assert!(
+        line.contains("\"ok\":false") && line.contains("invalid") && line.contains("\"id\":10"),
+        "{line}"
+    );
+    wr.write_all(b"\xc3\x28\xa0\xa1\n{\"type\":\"request\",\"id\":11,\"method\":\"status\"}\n")
+        .await
+        .unwrap();
     line.clear();
     r.read_line(&mut line).await.unwrap();
     assert!(line.contains("\"ok\":false") && line.contains("UTF-8"), "{line}");

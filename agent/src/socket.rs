@@ -112,7 +112,8 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
                 break;
             }
             Err(e) => {
-                let _ = tx.send(AgentLine::err(e.id().unwrap_or(0), e.code(), format!("bad request: {e}"))).await;
+                let _ =
+                    tx.send(AgentLine::err(e.id().unwrap_or(0), e.code(), format!("bad request: {e}"))).await;
                 continue;
             }
         };

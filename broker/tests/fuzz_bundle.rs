@@ -24,12 +24,14 @@ use zip::{CompressionMethod, ZipWriter};
 const DEFAULT_CASES: u32 = 128;
 
 fn config() -> Config {
-    let cases = std::env::var("CLAUDEMESH_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES);
+    let cases =
+        std::env::var("CLAUDEMESH_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES);
     Config { cases, max_shrink_iters: 1024, ..Config::default() }
 }
 
 /// Small limits, so that bombs are cheap to build.
-const LIMITS: ZipLimits = ZipLimits { max_archive_bytes: 1 << 20, max_entries: 64, max_uncompressed_bytes: 1 << 20 };
+const LIMITS: ZipLimits =
+    ZipLimits { max_archive_bytes: 1 << 20, max_entries: 64, max_uncompressed_bytes: 1 << 20 };
 
 /// One entry to write: name, data, unix mode (none: no mode), deflated or stored.
 #[derive(Debug, Clone)]
@@ -97,7 +99,9 @@ fn patch_mode(zip: &mut [u8], mode: u16) {
 /// Replaces `from` by `to` (same length) in every entry name, local and central.
 fn patch_name(zip: &mut [u8], from: &[u8], to: &[u8]) {
     let (local, central) = headers(zip);
-    for (start, len_at) in local.iter().map(|o| (o + 30, o + 26)).chain(central.iter().map(|o| (o + 46, o + 28))) {
+    for (start, len_at) in
+        local.iter().map(|o| (o + 30, o + 26)).chain(central.iter().map(|o| (o + 46, o + 28)))
+    {
         let len = u16::from_le_bytes([zip[len_at], zip[len_at + 1]]) as usize;
         if &zip[start..start + len] == from {
             zip[start..start + len].copy_from_slice(to);
@@ -193,7 +197,9 @@ fn check(bytes: &[u8]) -> Result<(), BundleError> {
     assert_eq!(names, ["bundle.zip", "dest"], "something was written beside the target");
     match extracted {
         // Only the data can still be wrong: names, layout and methods were checked.
-        Err(e @ (BundleError::SizeMismatch { .. } | BundleError::Corrupt { .. } | BundleError::Zip(_))) => Err(e),
+        Err(e @ (BundleError::SizeMismatch { .. } | BundleError::Corrupt { .. } | BundleError::Zip(_))) => {
+            Err(e)
+        }
         Err(e) => panic!("check_zip passed but extraction failed: {e:?}"),
         Ok(_) => {
             let files = count_files(&dest);
@@ -258,12 +264,15 @@ fn a_bomb_that_lies_about_its_size_stops_at_the_declared_size() {
 /// Names built from parts that matter to the path rules.
 fn names() -> impl Strategy<Value = String> {
     let part = prop::sample::select(&["a", "b", "..", ".", "", "C:", "\\", "\u{0}", "caf\u{e9}", "a b"][..]);
-    (any::<bool>(), vec(part, 1..4), any::<bool>())
-        .prop_map(|(abs, parts, dir)| format!("{}{}{}", if abs { "/" } else { "" }, parts.join("/"), if dir { "/" } else { "" }))
+    (any::<bool>(), vec(part, 1..4), any::<bool>()).prop_map(|(abs, parts, dir)| {
+        format!("{}{}{}", if abs { "/" } else { "" }, parts.join("/"), if dir { "/" } else { "" })
+    })
 }
 
 fn entries() -> impl Strategy<Value = Vec<Entry>> {
-    let mode = prop::sample::select(&[None, Some(0o644), Some(0o755), Some(0o120777), Some(0o040755), Some(0o020644)][..]);
+    let mode = prop::sample::select(
+        &[None, Some(0o644), Some(0o755), Some(0o120777), Some(0o040755), Some(0o020644)][..],
+    );
     vec(
         (names(), vec(any::<u8>(), 0..64), mode, any::<bool>())
             .prop_map(|(name, data, mode, deflate)| Entry { name, data, mode, deflate }),

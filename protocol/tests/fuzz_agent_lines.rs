@@ -20,7 +20,7 @@ use serde_json::Value;
 static SEEDS: LazyLock<Arc<Vec<Seed>>> = LazyLock::new(|| Arc::new(corpus("agent_lines")));
 
 /// The JSON seeds, parsed, and every key they use.
-static DOCS: LazyLock<(Arc<Vec<Value>>, Arc<Vec<String>>)> = LazyLock::new(|| {
+static DOCS: LazyLock<Docs> = LazyLock::new(|| {
     let docs: Vec<Value> = SEEDS.iter().filter_map(|s| serde_json::from_slice(&s.bytes).ok()).collect();
     let mut keys = vec!["params".to_string(), "method".to_string()];
     docs.iter().for_each(|d| keys_of(d, &mut keys));
@@ -52,7 +52,10 @@ fn check(bytes: &[u8]) -> bool {
     let doc = serde_json::from_str::<Value>(text);
     match result {
         Ok(line) => {
-            assert!(doc.as_ref().is_ok_and(Value::is_object), "a line that is no JSON object was accepted: {text:?}");
+            assert!(
+                doc.as_ref().is_ok_and(Value::is_object),
+                "a line that is no JSON object was accepted: {text:?}"
+            );
             let again = serde_json::to_string(&line).unwrap();
             let back = parse_client_line(again.as_bytes());
             if has_float(text) {
@@ -81,7 +84,12 @@ fn check(bytes: &[u8]) -> bool {
 fn the_corpus_replays() {
     for s in SEEDS.iter() {
         let accepted = check(&s.bytes);
-        assert!(!s.valid() || accepted, "agent_lines/{} was refused: {:?}", s.name, parse_client_line(&s.bytes));
+        assert!(
+            !s.valid() || accepted,
+            "agent_lines/{} was refused: {:?}",
+            s.name,
+            parse_client_line(&s.bytes)
+        );
         assert!(!s.invalid() || !accepted, "agent_lines/{} was accepted", s.name);
     }
 }
@@ -109,9 +117,14 @@ fn huge_lines_are_too_long_and_a_line_at_the_limit_is_read() {
 fn nesting_far_past_the_limit_is_an_error_not_a_stack_overflow() {
     for depth in [200, 100_000] {
         let scope = nest("1", depth, false);
-        let line = format!(r#"{{"type":"request","id":9,"method":"service_scope","params":{{"name":"t","scope":{scope}}}}}"#);
+        let line = format!(
+            r#"{{"type":"request","id":9,"method":"service_scope","params":{{"name":"t","scope":{scope}}}}}"#
+        );
         assert!(matches!(parse_client_line(line.as_bytes()), Err(LineError::NotJson { .. })), "{depth}");
-        assert!(matches!(parse_client_line(nest("1", depth, true).as_bytes()), Err(LineError::NotJson { .. })));
+        assert!(matches!(
+            parse_client_line(nest("1", depth, true).as_bytes()),
+            Err(LineError::NotJson { .. })
+        ));
     }
 }
 

@@ -61,7 +61,7 @@ static CLIENT_SEEDS: LazyLock<Arc<Vec<Seed>>> = LazyLock::new(|| Arc::new(corpus
 static SERVER_SEEDS: LazyLock<Arc<Vec<Seed>>> = LazyLock::new(|| Arc::new(corpus(Server::DIR)));
 
 /// The seeds that are JSON, parsed, for structural edits; and every key they use.
-fn documents(seeds: &[Seed]) -> (Arc<Vec<Value>>, Arc<Vec<String>>) {
+fn documents(seeds: &[Seed]) -> Docs {
     let docs: Vec<Value> = seeds.iter().filter_map(|s| serde_json::from_slice(&s.bytes).ok()).collect();
     let mut keys = Vec::new();
     docs.iter().for_each(|d| keys_of(d, &mut keys));
@@ -70,8 +70,8 @@ fn documents(seeds: &[Seed]) -> (Arc<Vec<Value>>, Arc<Vec<String>>) {
     (Arc::new(docs), Arc::new(keys))
 }
 
-static CLIENT_DOCS: LazyLock<(Arc<Vec<Value>>, Arc<Vec<String>>)> = LazyLock::new(|| documents(&CLIENT_SEEDS));
-static SERVER_DOCS: LazyLock<(Arc<Vec<Value>>, Arc<Vec<String>>)> = LazyLock::new(|| documents(&SERVER_SEEDS));
+static CLIENT_DOCS: LazyLock<Docs> = LazyLock::new(|| documents(&CLIENT_SEEDS));
+static SERVER_DOCS: LazyLock<Docs> = LazyLock::new(|| documents(&SERVER_SEEDS));
 
 /// Whether `text` is a JSON object as far as its first character says.
 fn looks_like_object(text: &str) -> bool {

@@ -30,14 +30,42 @@ static SEEDS: LazyLock<Arc<Vec<Seed>>> = LazyLock::new(|| {
 
 /// Every payload a valid seed carries: a mutation may only ever parse to one of them.
 static SIGNED: LazyLock<Vec<InvitePayload>> = LazyLock::new(|| {
-    SEEDS.iter().filter_map(|s| parse_invite(&String::from_utf8_lossy(&s.bytes)).ok()).map(|i| i.payload).collect()
+    SEEDS
+        .iter()
+        .filter_map(|s| parse_invite(&String::from_utf8_lossy(&s.bytes)).ok())
+        .map(|i| i.payload)
+        .collect()
 });
 
 /// Tokens that matter to the link parser: separators, mangling, invisible characters.
 const INVITE_TOKENS: &[&[u8]] = &[
-    b".", b"/", b"/join/", b"claudemesh://join/", b"https://", b"://", b"=\n", b"\n> ", b"\r\n", b" ", b"\t",
-    b">", b"<", b"\"", b"'", b"?", b"#", b"-", b"_", b"A", b"e", b"\xe2\x80\x8b", b"\xef\xbb\xbf", b"\xc2\xad",
-    b"\xe2\x94\x82", b"\xff", b"eyJ2Ijox",
+    b".",
+    b"/",
+    b"/join/",
+    b"claudemesh://join/",
+    b"https://",
+    b"://",
+    b"=\n",
+    b"\n> ",
+    b"\r\n",
+    b" ",
+    b"\t",
+    b">",
+    b"<",
+    b"\"",
+    b"'",
+    b"?",
+    b"#",
+    b"-",
+    b"_",
+    b"A",
+    b"e",
+    b"\xe2\x80\x8b",
+    b"\xef\xbb\xbf",
+    b"\xc2\xad",
+    b"\xe2\x94\x82",
+    b"\xff",
+    b"eyJ2Ijox",
 ];
 
 fn payload(issuer: &MemberKeypair) -> InvitePayload {
@@ -83,7 +111,10 @@ fn write_corpus() {
     w("ok-odd-fields.txt", odd.claudemesh_url());
     w("ok-capitalized.txt", base.claudemesh_url().replacen("claudemesh://join", "Claudemesh://Join", 1));
     w("ok-sentence.txt", format!("Join us: <{}>, thanks.", base.https_url("h")));
-    w("ok-wrapped-mail.txt", format!("> {}=\n> {}", &base.claudemesh_url()[..40], &base.claudemesh_url()[40..]));
+    w(
+        "ok-wrapped-mail.txt",
+        format!("> {}=\n> {}", &base.claudemesh_url()[..40], &base.claudemesh_url()[40..]),
+    );
     w("ok-zero-width.txt", base.token().replacen('.', "\u{200b}.\u{feff}", 1));
     w("ok-box.txt", format!("\u{2502} {} \u{2502}", base.claudemesh_url()));
     w("ok-query.txt", format!("https://h/prefix/join/{}?utm=x#frag", base.token()));
@@ -125,24 +156,27 @@ fn payloads() -> impl Strategy<Value = InvitePayload> {
         ("wss?://[a-z0-9.-]{1,20}(:[0-9]{1,5})?(/[a-z]{0,8})?", ".+", slug, ".+"),
         (any::<bool>(), groups, any::<u64>(), 1..=u32::MAX),
     )
-        .prop_map(|((broker_url, mesh_id, mesh_slug, invite_id), (admin, groups, expires_at, max_uses))| {
-            InvitePayload {
-                v: 1,
-                broker_url,
-                mesh_id,
-                mesh_slug,
-                invite_id,
-                role: if admin { Role::Admin } else { Role::Member },
-                groups,
-                expires_at,
-                max_uses,
-                issuer_pubkey: issuer().public_hex(),
-            }
-        })
+        .prop_map(
+            |((broker_url, mesh_id, mesh_slug, invite_id), (admin, groups, expires_at, max_uses))| {
+                InvitePayload {
+                    v: 1,
+                    broker_url,
+                    mesh_id,
+                    mesh_slug,
+                    invite_id,
+                    role: if admin { Role::Admin } else { Role::Member },
+                    groups,
+                    expires_at,
+                    max_uses,
+                    issuer_pubkey: issuer().public_hex(),
+                }
+            },
+        )
 }
 
 /// Noise a chat app or mail client puts into a link, inserted between its characters.
-const NOISE: &[&str] = &[" ", "\n", "\r\n", "\t", "\u{200b}", "\u{feff}", "\u{ad}", "\u{2502}", "=\n", "\n> "];
+const NOISE: &[&str] =
+    &[" ", "\n", "\r\n", "\t", "\u{200b}", "\u{feff}", "\u{ad}", "\u{2502}", "=\n", "\n> "];
 
 proptest! {
     #![proptest_config(config())]

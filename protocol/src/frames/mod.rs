@@ -97,7 +97,8 @@ fn decode<T: DeserializeOwned>(text: &str, known: &dyn Fn(&str) -> bool) -> Resu
     };
     // Classified from the whole document, as any JSON reader sees it (the last of duplicate keys
     // wins), so that `type` and `req` are the ones the sender meant.
-    let doc = serde_json::from_str::<serde_json::Value>(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let doc =
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     let (Some(e), Some(serde_json::Value::String(ty))) = (first, doc.get("type")) else {
         return Err(DecodeError::MissingType);
     };

@@ -150,9 +150,34 @@ pub fn mutated(seeds: Arc<Vec<Seed>>, tokens: &'static [&'static [u8]]) -> impl 
 
 /// Tokens that change the meaning of JSON text.
 pub const JSON_TOKENS: &[&[u8]] = &[
-    b"\"", b"\\", b"{", b"}", b"[", b"]", b":", b",", b"null", b"true", b"-1", b"0", b"1e999",
-    b"18446744073709551616", b"-9223372036854775809", b"0.1", b"\"\\ud800\"", b"\\u0000", b"\xff",
-    b"\xc3", b"\xed\xa0\x80", b"\n", b" ", b"\"type\"", b"\"req\"", b"{}", b"[]", b"\"\"",
+    b"\"",
+    b"\\",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b",",
+    b"null",
+    b"true",
+    b"-1",
+    b"0",
+    b"1e999",
+    b"18446744073709551616",
+    b"-9223372036854775809",
+    b"0.1",
+    b"\"\\ud800\"",
+    b"\\u0000",
+    b"\xff",
+    b"\xc3",
+    b"\xed\xa0\x80",
+    b"\n",
+    b" ",
+    b"\"type\"",
+    b"\"req\"",
+    b"{}",
+    b"[]",
+    b"\"\"",
 ];
 
 /// Any JSON value, nested a few levels, with keys that are often ones frames use.
@@ -325,3 +350,6 @@ pub fn has_float(text: &str) -> bool {
     }
     serde_json::from_str::<Value>(text).map_or(true, |v| walk(&v))
 }
+
+/// Parsed JSON seeds and every object key they use: the material of structural edits.
+pub type Docs = (Arc<Vec<Value>>, Arc<Vec<String>>);

@@ -105,7 +105,10 @@ pub fn check_zip(path: &Path, limits: &ZipLimits) -> Result<ZipSummary, BundleEr
         match file.compression() {
             zip::CompressionMethod::Stored | zip::CompressionMethod::Deflated => {}
             other => {
-                return Err(BundleError::UnsupportedCompression { entry: checked.name, method: format!("{other:?}") });
+                return Err(BundleError::UnsupportedCompression {
+                    entry: checked.name,
+                    method: format!("{other:?}"),
+                });
             }
         }
         layout.add(&checked)?;
