@@ -204,6 +204,24 @@ async fn socket_is_private_and_bad_requests_do_not_disturb_others() {
     }
     // The probe's id comes back so it can match the error.
     assert!(line.contains("\"id\":9"), "{line}");
+    // A line that is not UTF-8 is one more bad line: answered (with its id), the connection
+    // stays open and its next request is served.
+    wr.write_all(b"{\"type\":\"request\",\"id\":10,\"method\":\"st\xffatus\"}\n").await.unwrap();
+    line.clear();
+    r.read_line(&mut line).await.unwrap();
+    assert!(
+        line.contains("\"ok\":false") && line.contains("invalid") && line.contains("\"id\":10"),
+        "{line}"
+    );
+    wr.write_all(b"\xc3\x28\xa0\xa1\n{\"type\":\"request\",\"id\":11,\"method\":\"status\"}\n")
+        .await
+        .unwrap();
+    line.clear();
+    r.read_line(&mut line).await.unwrap();
+    assert!(line.contains("\"ok\":false") && line.contains("UTF-8"), "{line}");
+    line.clear();
+    r.read_line(&mut line).await.unwrap();
+    assert!(line.contains("\"ok\":true") && line.contains("\"id\":11"), "{line}");
     // An oversized line closes only that connection.
     let big = vec![b'x'; claudemesh_protocol::limits::MAX_AGENT_LINE_BYTES + 10];
     let _ = wr.write_all(&big).await;

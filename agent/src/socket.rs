@@ -1,6 +1,7 @@
 //! The agent's Unix socket: JSON lines, peer uid checked, a `hello` first, then requests (served
 //! concurrently, replies matched by id) and subscriptions (handed to the core, which numbers
-//! their events). A bad line gets an error reply and disturbs no other client; sessions a client
+//! their events). A bad line (bad JSON, not even UTF-8) gets an error reply, with its request's id
+//! when one could be read, and disturbs neither this connection nor any other client; sessions a client
 //! registered close when it disconnects, and its requests in progress are dropped.
 
 use std::os::unix::fs::MetadataExt;
@@ -10,7 +11,7 @@ use claudemesh_protocol::frames::ErrorCode;
 use claudemesh_protocol::limits::{
     AGENT_PROTOCOL_VERSION, MAX_AGENT_LINE_BYTES, MAX_CONCURRENT_REQUESTS_PER_CONN,
 };
-use claudemesh_protocol::local::{AgentLine, ClientLine, UnsubscribeReply};
+use claudemesh_protocol::local::{AgentLine, ClientLine, LineError, UnsubscribeReply, parse_client_line};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -80,16 +81,17 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
     }
     let mut reader = BufReader::new(read);
     let mut greeted = false;
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     // Requests in progress, served concurrently; dropped (so their waits end) when the client goes.
     let mut work: JoinSet<()> = JoinSet::new();
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS_PER_CONN));
     loop {
         buf.clear();
+        // Bytes, not text: a line that is not UTF-8 is answered like any bad line.
         let mut limited = (&mut reader).take(MAX_AGENT_LINE_BYTES as u64 + 1);
         let n = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = limited.read_line(&mut buf) => match r {
+            r = limited.read_until(b'\n', &mut buf) => match r {
                 Ok(n) => n,
                 Err(e) => {
                     let _ = tx.send(AgentLine::err(0, ErrorCode::Invalid, format!("unreadable line: {e}"))).await;
@@ -101,23 +103,17 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
             break;
         }
         while work.try_join_next().is_some() {}
-        if buf.len() > MAX_AGENT_LINE_BYTES {
-            let _ = tx
-                .send(AgentLine::err(
-                    0,
-                    ErrorCode::TooLarge,
-                    format!("line longer than {MAX_AGENT_LINE_BYTES} bytes; closing"),
-                ))
-                .await;
-            break;
-        }
-        if buf.trim().is_empty() {
-            continue;
-        }
-        let msg = match parse_line(&buf) {
+        let msg = match parse_client_line(&buf) {
             Ok(m) => m,
-            Err((id, e)) => {
-                let _ = tx.send(AgentLine::err(id, ErrorCode::Invalid, format!("bad request: {e}"))).await;
+            Err(LineError::Empty) => continue,
+            // The rest of the line was never read: the next one cannot be found.
+            Err(e @ LineError::TooLong { .. }) => {
+                let _ = tx.send(AgentLine::err(0, e.code(), format!("{e}; closing"))).await;
+                break;
+            }
+            Err(e) => {
+                let _ =
+                    tx.send(AgentLine::err(e.id().unwrap_or(0), e.code(), format!("bad request: {e}"))).await;
                 continue;
             }
         };
@@ -169,41 +165,4 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
     let _ = agent.core.send(Input::ConnClosed { conn }).await;
     drop(tx);
     let _ = writer.await;
-}
-
-/// Reads one client line. A method without params also takes `"params": {}` (what hand-written
-/// clients send). An error carries the request's id when one could be read.
-fn parse_line(line: &str) -> Result<ClientLine, (u64, serde_json::Error)> {
-    let first = match serde_json::from_str::<ClientLine>(line) {
-        Ok(m) => return Ok(m),
-        Err(e) => e,
-    };
-    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(line) else { return Err((0, first)) };
-    let id = v.get("id").and_then(serde_json::Value::as_u64).unwrap_or(0);
-    let empty = v.get("params").is_some_and(|p| p.as_object().is_some_and(serde_json::Map::is_empty));
-    if let (true, Some(o)) = (empty, v.as_object_mut()) {
-        o.remove("params");
-        if let Ok(m) = serde_json::from_value::<ClientLine>(v) {
-            return Ok(m);
-        }
-    }
-    Err((id, first))
-}
-
-#[cfg(test)]
-mod tests {
-    use claudemesh_protocol::local::AgentCall;
-
-    use super::*;
-
-    #[test]
-    fn empty_params_are_no_params_and_bad_lines_keep_their_id() {
-        let l = parse_line(r#"{"type":"request","id":3,"method":"status","params":{}}"#).unwrap();
-        assert_eq!(l, ClientLine::Request { id: 3, call: AgentCall::Status });
-        let l = parse_line(r#"{"type":"request","id":4,"method":"status"}"#).unwrap();
-        assert_eq!(l, ClientLine::Request { id: 4, call: AgentCall::Status });
-        let (id, _) = parse_line(r#"{"type":"request","id":5,"method":"nope","params":{}}"#).unwrap_err();
-        assert_eq!(id, 5);
-        assert_eq!(parse_line("not json").unwrap_err().0, 0);
-    }
 }

@@ -65,38 +65,48 @@ impl DecodeError {
     }
 }
 
-/// Just enough of a frame to classify a decode failure.
+/// Just enough of a frame to read the `req` of one too large to decode.
 #[derive(Deserialize)]
 struct Probe {
-    #[serde(rename = "type")]
-    ty: Option<serde_json::Value>,
     req: Option<serde_json::Value>,
+}
+
+/// Whether `text` starts (after JSON whitespace) as an object does. Nothing else is a frame:
+/// serde would otherwise take an array such as `["ok",1]` for one (its first element as the tag).
+fn is_object_text(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{')
 }
 
 fn decode<T: DeserializeOwned>(text: &str, known: &dyn Fn(&str) -> bool) -> Result<T, DecodeError> {
     if text.len() > MAX_FRAME_BYTES {
         // Not decoded, only scanned for its `req` so the error reaches the right request.
-        let req = serde_json::from_str::<Probe>(text).ok().and_then(|p| p.req).and_then(|r| r.as_u64());
+        let req = Some(text)
+            .filter(|t| is_object_text(t))
+            .and_then(|t| serde_json::from_str::<Probe>(t).ok())
+            .and_then(|p| p.req)
+            .and_then(|r| r.as_u64());
         return Err(DecodeError::TooLarge { size: text.len(), max: MAX_FRAME_BYTES, req });
     }
-    match serde_json::from_str::<T>(text) {
-        Ok(f) => Ok(f),
-        Err(e) => {
-            let probe: Probe = match serde_json::from_str(text) {
-                Ok(p) => p,
-                Err(pe) if pe.is_syntax() || pe.is_eof() => return Err(DecodeError::NotJson(pe.to_string())),
-                Err(_) => return Err(DecodeError::MissingType),
-            };
-            let req = probe.req.as_ref().and_then(serde_json::Value::as_u64);
-            let Some(serde_json::Value::String(ty)) = probe.ty else {
-                return Err(DecodeError::MissingType);
-            };
-            if known(&ty) {
-                Err(DecodeError::Invalid { ty, req, message: e.to_string() })
-            } else {
-                Err(DecodeError::UnknownType { ty, req })
-            }
+    let first = if is_object_text(text) {
+        match serde_json::from_str::<T>(text) {
+            Ok(f) => return Ok(f),
+            Err(e) => Some(e),
         }
+    } else {
+        None
+    };
+    // Classified from the whole document, as any JSON reader sees it (the last of duplicate keys
+    // wins), so that `type` and `req` are the ones the sender meant.
+    let doc =
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let (Some(e), Some(serde_json::Value::String(ty))) = (first, doc.get("type")) else {
+        return Err(DecodeError::MissingType);
+    };
+    let (ty, req) = (ty.clone(), doc.get("req").and_then(serde_json::Value::as_u64));
+    if known(&ty) {
+        Err(DecodeError::Invalid { ty, req, message: e.to_string() })
+    } else {
+        Err(DecodeError::UnknownType { ty, req })
     }
 }
 

@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::frames::{ErrorCode, Event, Priority, SessionPatch};
 
+mod line;
 mod params;
 mod replies;
 mod services;
 mod vault;
+pub use line::{LineError, parse_client_line};
 pub use params::*;
 pub use replies::*;
 pub use services::*;

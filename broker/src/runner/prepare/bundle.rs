@@ -5,10 +5,13 @@
 //! Nothing can be written outside the target: absolute names, `..` components, backslashes,
 //! NUL and non-regular entries (symlinks, devices) are refused, files are created with
 //! `O_EXCL` (never through an existing path) and no symlink is ever created, so none can be
-//! followed.
+//! followed. Two entries for one path (by name or once normalized), a file where another entry
+//! needs a directory, compression other than stored and deflate, and data that does not match
+//! its declared size or checksum are refused too.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -83,21 +86,69 @@ pub enum BundleError {
     SizeMismatch { entry: String },
     #[error("entry `{entry}` appears twice or collides with another entry")]
     Duplicate { entry: String },
+    #[error("the zip names one entry twice")]
+    DuplicateNames,
+    #[error("entry `{entry}` is compressed with {method}; only stored and deflate are supported")]
+    UnsupportedCompression { entry: String, method: String },
+    #[error("entry `{entry}` cannot be read: {source}")]
+    Corrupt { entry: String, source: io::Error },
 }
 
 /// Checks the zip at `path` against `limits` and the path rules without extracting it.
 pub fn check_zip(path: &Path, limits: &ZipLimits) -> Result<ZipSummary, BundleError> {
     let mut archive = open(path, limits)?;
     let mut summary = ZipSummary { entries: archive.len(), files: 0, uncompressed_bytes: 0 };
+    let mut layout = Layout::default();
     for index in 0..archive.len() {
         let file = archive.by_index_raw(index)?;
         let checked = check_entry(index, &file)?;
+        match file.compression() {
+            zip::CompressionMethod::Stored | zip::CompressionMethod::Deflated => {}
+            other => {
+                return Err(BundleError::UnsupportedCompression {
+                    entry: checked.name,
+                    method: format!("{other:?}"),
+                });
+            }
+        }
+        layout.add(&checked)?;
         if !checked.dir {
             summary.files += 1;
         }
         summary.uncompressed_bytes = add_size(summary.uncompressed_bytes, file.size(), limits)?;
     }
     Ok(summary)
+}
+
+/// The paths a bundle's entries take once extracted: a file may not be written twice, nor be
+/// a directory another entry needs (`a` and `a/b`, `a` and `a/`, `a/b` and `./a//b`).
+#[derive(Default)]
+struct Layout {
+    files: HashSet<PathBuf>,
+    dirs: HashSet<PathBuf>,
+}
+
+impl Layout {
+    fn add(&mut self, checked: &Checked) -> Result<(), BundleError> {
+        let clash = || BundleError::Duplicate { entry: checked.name.clone() };
+        let path = &checked.relative;
+        let parents = path.ancestors().skip(1).filter(|p| !p.as_os_str().is_empty());
+        for parent in parents {
+            if self.files.contains(parent) {
+                return Err(clash());
+            }
+            self.dirs.insert(parent.to_owned());
+        }
+        if self.files.contains(path) || (!checked.dir && self.dirs.contains(path)) {
+            return Err(clash());
+        }
+        if checked.dir {
+            self.dirs.insert(path.clone());
+        } else {
+            self.files.insert(path.clone());
+        }
+        Ok(())
+    }
 }
 
 /// Extracts the zip at `path` into `dest` (an empty directory), checking every entry again and
@@ -128,11 +179,7 @@ pub fn extract_zip(path: &Path, dest: &Path, limits: &ZipLimits) -> Result<ZipSu
                 io::ErrorKind::AlreadyExists => BundleError::Duplicate { entry: checked.name.clone() },
                 _ => io_err(e),
             })?;
-        let declared = file.size();
-        let n = io::copy(&mut (&mut file).take(declared.saturating_add(1)), &mut out).map_err(io_err)?;
-        if n != declared {
-            return Err(BundleError::SizeMismatch { entry: checked.name });
-        }
+        let n = copy_entry(&mut file, &mut out, &checked.name, &target)?;
         written = add_size(written, n, limits)?;
     }
     Ok(summary)
@@ -179,7 +226,41 @@ fn open(path: &Path, limits: &ZipLimits) -> Result<ZipArchive<File>, BundleError
     if archive.len() > limits.max_entries {
         return Err(BundleError::TooManyEntries { count: archive.len(), max: limits.max_entries });
     }
+    // The reader keeps one of two entries of the same name: refuse rather than pick.
+    if archive.has_duplicate_names() {
+        return Err(BundleError::DuplicateNames);
+    }
     Ok(archive)
+}
+
+/// Copies an entry's data to `out`, never more than its declared size: reading errors (bad
+/// compressed data, a wrong checksum) are the bundle's, writing errors the disk's.
+fn copy_entry<R: Read>(
+    file: &mut zip::read::ZipFile<'_, R>,
+    out: &mut File,
+    entry: &str,
+    target: &Path,
+) -> Result<u64, BundleError> {
+    let declared = file.size();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut n = 0u64;
+    loop {
+        let k = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(BundleError::Corrupt { entry: entry.to_owned(), source }),
+        };
+        n += k as u64;
+        if n > declared {
+            return Err(BundleError::SizeMismatch { entry: entry.to_owned() });
+        }
+        out.write_all(&buf[..k]).map_err(|source| BundleError::Io { path: target.to_owned(), source })?;
+    }
+    if n != declared {
+        return Err(BundleError::SizeMismatch { entry: entry.to_owned() });
+    }
+    Ok(n)
 }
 
 fn add_size(total: u64, more: u64, limits: &ZipLimits) -> Result<u64, BundleError> {
