@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use claudemesh_protocol::frames::{SessionInfo, Target};
-use claudemesh_protocol::local::{AgentLine, Topic, WaitOutcome};
-use tokio::sync::{mpsc, oneshot};
+use claudemesh_protocol::local::{Topic, WaitOutcome};
+use tokio::sync::oneshot;
 
 use crate::mesh::MeshView;
 use crate::store::InboxRecord;
@@ -88,7 +88,7 @@ pub struct Subscription {
 /// Where the lines of one socket connection go, and its event sequence.
 #[derive(Debug)]
 pub struct ConnOut {
-    pub tx: mpsc::Sender<AgentLine>,
+    pub tx: crate::socket_bounds::ClientTx,
     /// The sequence number of the last event (or `subscribe` reply) written to it.
     pub seq: u64,
 }
