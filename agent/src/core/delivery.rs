@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::calls::to_value;
 use super::state::{Lease, MsgKey};
 use super::{Core, now_ms};
-use crate::error::{ApiError, internal};
+use crate::error::ApiError;
 use crate::mesh::{deliverable, resolve_mesh};
 use crate::store::{Delivery, InboxRecord, StoreOp};
 
@@ -243,7 +243,7 @@ impl Core {
             if let Some(s) = self.state.sessions.get_mut(session) {
                 s.last_active = now;
             }
-            return to_value(&InboxReply { messages, lease, more });
+            return to_value(&InboxReply { messages, lease, more, next: None });
         }
         Err((ErrorCode::Invalid, "take needs the session the messages are shown to".into()))
     }
@@ -294,12 +294,20 @@ impl Core {
     ) -> Result<Value, ApiError> {
         let mut keys: Vec<MsgKey> = self.state.live.keys().filter(|k| ids.contains(&k.1)).cloned().collect();
         if session.is_none() {
-            // The user may mark what no session holds any more (already seen by one).
-            for rec in self.store.inbox_all().map_err(internal)? {
-                let k = (rec.mesh_id.clone(), rec.message.msg_id.clone());
-                if ids.contains(&k.1) && !keys.contains(&k) && !rec.message.seen {
-                    self.state.live.insert(k.clone(), rec);
-                    keys.push(k);
+            // The user may mark what no session holds any more (already seen by one): looked up
+            // by key in each mesh the inbox holds, never by reading the whole inbox.
+            let meshes: Vec<String> = self.state.inbox_total.keys().cloned().collect();
+            for id in ids {
+                for mesh in &meshes {
+                    let k = (mesh.clone(), id.clone());
+                    if keys.contains(&k) {
+                        continue;
+                    }
+                    let Some(rec) = self.inbox_record(&k)? else { continue };
+                    if !rec.message.seen {
+                        self.state.live.insert(k.clone(), rec);
+                        keys.push(k);
+                    }
                 }
             }
         }
