@@ -15,6 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Lines queued for one client at most, whatever their size.
 pub const QUEUED_LINES: usize = 1024;
+/// How long a reply waits for room in a full queue before the client counts as not reading
+/// and is disconnected.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What reading one request line found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,8 +146,8 @@ impl ClientTx {
         }
     }
 
-    /// Queues a reply, waiting while the queue is full in lines; past the bound in bytes the
-    /// client is disconnected.
+    /// Queues a reply, waiting while the queue is full in lines (at most [`SEND_TIMEOUT`]);
+    /// past that, or past the bound in bytes, the client is disconnected.
     pub async fn send(&self, line: &AgentLine) -> Result<(), QueueError> {
         if self.gone.is_cancelled() {
             return Err(QueueError::Closed);
@@ -153,14 +156,20 @@ impl ClientTx {
         let n = s.len();
         self.reserve(n)?;
         let sent = tokio::select! {
-            r = self.tx.send(s) => r.is_ok(),
-            () = self.gone.cancelled() => false,
+            r = tokio::time::timeout(SEND_TIMEOUT, self.tx.send(s)) => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(QueueError::Closed),
+                Err(_) => {
+                    self.gone.cancel();
+                    Err(QueueError::Full)
+                }
+            },
+            () = self.gone.cancelled() => Err(QueueError::Closed),
         };
-        if !sent {
+        if sent.is_err() {
             self.queued.fetch_sub(n, Ordering::AcqRel);
-            return Err(QueueError::Closed);
         }
-        Ok(())
+        sent
     }
 
     /// Bytes queued and not written yet.

@@ -59,9 +59,9 @@ impl Core {
         let key = (rec.mesh_id.clone(), rec.message.msg_id.clone());
         self.write(StoreOp::Inbox(rec.clone()));
         if rec.pending || rec.deliveries.values().any(|d| !d.seen) {
-            self.state.live.insert(key, rec);
+            self.state.set_live(key, rec);
         } else {
-            self.state.live.remove(&key);
+            self.state.unset_live(&key);
             self.state.pending_since.remove(&key);
         }
         self.changed();
@@ -92,8 +92,7 @@ impl Core {
     /// Gives every waiting message the sessions that may take it now (a session opened, joined
     /// a group, or the grace of a closed one ran out).
     pub(crate) fn route_pending(&mut self, now: Instant) -> usize {
-        let waiting: Vec<MsgKey> =
-            self.state.live.iter().filter(|(_, r)| r.pending).map(|(k, _)| k.clone()).collect();
+        let waiting: Vec<MsgKey> = self.state.waiting.iter().cloned().collect();
         let mut moved = 0;
         for key in waiting {
             let Some(rec) = self.state.live.get(&key) else { continue };
@@ -122,13 +121,8 @@ impl Core {
 
     /// Pushes every message of `session` that may be pushed now.
     pub(crate) fn push_session(&mut self, session: &str, now: Instant) -> usize {
-        let keys: Vec<MsgKey> = self
-            .state
-            .live
-            .iter()
-            .filter(|(_, r)| r.deliveries.contains_key(session))
-            .map(|(k, _)| k.clone())
-            .collect();
+        // Only unseen deliveries can be pushed.
+        let keys: Vec<MsgKey> = self.state.unseen_of(session).map(|(k, _)| k.clone()).collect();
         keys.iter().filter(|k| self.push_record(k, session, now)).count()
     }
 
@@ -164,8 +158,7 @@ impl Core {
     ) -> Vec<MsgKey> {
         let mut v: Vec<(&InboxRecord, &MsgKey)> = self
             .state
-            .live
-            .iter()
+            .unseen_of(session)
             .filter(|(k, r)| {
                 r.deliveries.get(session).is_some_and(|d| !d.seen && pick(r, d))
                     && !self.state.is_leased(k, session)
@@ -305,7 +298,7 @@ impl Core {
                     }
                     let Some(rec) = self.inbox_record(&k)? else { continue };
                     if !rec.message.seen {
-                        self.state.live.insert(k.clone(), rec);
+                        self.state.set_live(k.clone(), rec);
                         keys.push(k);
                     }
                 }

@@ -109,7 +109,7 @@ impl Core {
             }
             let key = (rec.mesh_id.clone(), rec.message.msg_id.clone());
             state.pending_since.insert(key.clone(), now);
-            state.live.insert(key, rec);
+            state.set_live(key, rec);
         }
         if !ops.is_empty() {
             tracing::info!(
