@@ -14,6 +14,9 @@ use super::{INBOX, InboxRecord, META, Store, StoreError, db_err, key};
 
 type RoTable = ReadOnlyTable<&'static str, &'static [u8]>;
 
+/// A count per mesh id.
+pub type PerMesh = BTreeMap<String, usize>;
+
 /// Which messages a page holds.
 #[derive(Debug, Clone, Default)]
 pub struct InboxQuery {
@@ -69,14 +72,14 @@ impl Store {
 
     /// Messages in the inbox per mesh id, and sends waiting in the outbox per mesh id: kept
     /// counters, no scan.
-    pub fn counts(&self) -> Result<(BTreeMap<String, usize>, BTreeMap<String, usize>), StoreError> {
+    pub fn counts(&self) -> Result<(PerMesh, PerMesh), StoreError> {
         let r = self.db.begin_read().map_err(db_err)?;
         let meta = r.open_table(META).map_err(db_err)?;
         Ok((counters(&meta, "inbox")?, counters(&meta, "outbox")?))
     }
 
     /// Sends waiting in the outbox per mesh id (a kept counter).
-    pub fn outbox_count(&self) -> Result<BTreeMap<String, usize>, StoreError> {
+    pub fn outbox_count(&self) -> Result<PerMesh, StoreError> {
         Ok(self.counts()?.1)
     }
 

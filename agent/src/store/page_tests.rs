@@ -24,7 +24,7 @@ fn rec(i: usize, session: &str, seen: bool) -> InboxRecord {
             read: false,
             error: None,
         },
-        mesh_id: if i % 2 == 0 { "mesh-a".into() } else { "mesh-b".into() },
+        mesh_id: if i.is_multiple_of(2) { "mesh-a".into() } else { "mesh-b".into() },
         deliveries: [(session.to_string(), Delivery { pushed: false, pushed_at: None, seen })].into(),
         pending: false,
         replay: Some(("m".into(), format!("c{i}"))),
@@ -34,8 +34,9 @@ fn rec(i: usize, session: &str, seen: bool) -> InboxRecord {
 fn filled(n: usize) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(&dir.path().join("a.redb")).unwrap();
-    let ops: Vec<StoreOp> =
-        (0..n).map(|i| StoreOp::Inbox(rec(i, if i % 4 == 0 { "s1" } else { "s2" }, i % 5 != 0))).collect();
+    let ops: Vec<StoreOp> = (0..n)
+        .map(|i| StoreOp::Inbox(rec(i, if i.is_multiple_of(4) { "s1" } else { "s2" }, !i.is_multiple_of(5))))
+        .collect();
     s.apply(&ops).unwrap();
     (dir, s)
 }
