@@ -222,7 +222,7 @@ async fn socket_is_private_and_bad_requests_do_not_disturb_others() {
     line.clear();
     r.read_line(&mut line).await.unwrap();
     assert!(line.contains("\"ok\":true") && line.contains("\"id\":11"), "{line}");
-    // An oversized line closes only that connection.
+    // An oversized line is dropped with `too_large`; only that line is lost.
     let big = vec![b'x'; claudemesh_protocol::limits::MAX_AGENT_LINE_BYTES + 10];
     let _ = wr.write_all(&big).await;
     let _ = wr.write_all(b"\n").await;

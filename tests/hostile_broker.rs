@@ -188,7 +188,8 @@ fn push(
         client_id,
         inside,
         target.to_string(),
-        7,
+        // Sent now: a box older than the agent's replay window is refused by its age.
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64,
     );
     p.to_member = to_id.to_string();
     let sealed = seal_message(&p, to_key.public(), &from.key).unwrap();

@@ -91,6 +91,15 @@ pub struct Config {
     /// [`claudemesh_protocol::limits::DEFAULT_SESSION_GRACE_SECS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_grace_secs: Option<u64>,
+    /// How long a received message is kept once it was seen (default
+    /// [`claudemesh_protocol::limits::DEFAULT_INBOX_TTL_SECS`], the broker's queue TTL); unseen
+    /// messages are kept until seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox_ttl_secs: Option<u64>,
+    /// How often seen messages past their TTL are pruned (default
+    /// [`claudemesh_protocol::limits::DEFAULT_INBOX_PRUNE_SECS`]; also at start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox_prune_secs: Option<u64>,
     /// Local MCP servers this agent exposes to a mesh (`claudemesh serve-mcp`), started again
     /// when the agent starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

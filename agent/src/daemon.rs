@@ -18,7 +18,9 @@ use tokio_util::task::TaskTracker;
 use claudemesh_protocol::codec::to_hex;
 use claudemesh_protocol::crypto::random_bytes;
 use claudemesh_protocol::frames::AgentInstance;
-use claudemesh_protocol::limits::{DEFAULT_SESSION_GRACE_SECS, IDEMPOTENCY_TTL_SECS};
+use claudemesh_protocol::limits::{
+    DEFAULT_INBOX_PRUNE_SECS, DEFAULT_INBOX_TTL_SECS, DEFAULT_SESSION_GRACE_SECS, IDEMPOTENCY_TTL_SECS,
+};
 
 use crate::config::{Config, ConfigError, MeshConfig};
 use crate::core::{Core, CoreHandle, Input, now_ms};
@@ -130,6 +132,11 @@ pub async fn reconcile(agent: &Arc<Agent>, tracker: &TaskTracker, links: &mut Li
     });
     let grace = config.session_grace_secs.unwrap_or(DEFAULT_SESSION_GRACE_SECS);
     let _ = agent.core.send(Input::SessionGrace { secs: grace }).await;
+    let retention = Input::Retention {
+        ttl_secs: config.inbox_ttl_secs.unwrap_or(DEFAULT_INBOX_TTL_SECS),
+        every_secs: config.inbox_prune_secs.unwrap_or(DEFAULT_INBOX_PRUNE_SECS),
+    };
+    let _ = agent.core.send(retention).await;
     let wanted: HashSet<&str> = config.meshes.iter().map(|m| m.id.as_str()).collect();
     let stale: Vec<String> = links
         .running

@@ -16,6 +16,7 @@ pub mod paths;
 pub mod service_unit;
 pub mod shared;
 pub mod socket;
+pub mod socket_bounds;
 pub mod store;
 pub mod tls;
 pub mod transport;

@@ -1,8 +1,10 @@
 //! The agent's Unix socket: JSON lines, peer uid checked, a `hello` first, then requests (served
 //! concurrently, replies matched by id) and subscriptions (handed to the core, which numbers
-//! their events). A bad line (bad JSON, not even UTF-8) gets an error reply, with its request's id
-//! when one could be read, and disturbs neither this connection nor any other client; sessions a client
-//! registered close when it disconnects, and its requests in progress are dropped.
+//! their events). A bad line (bad JSON, not even UTF-8) gets an error reply, with its request's
+//! id when one could be read, and disturbs neither this connection nor any other client; sessions
+//! a client registered close when it disconnects, and its requests in progress are dropped. What
+//! a client may cost in memory is bounded ([`crate::socket_bounds`]): an overlong line is dropped
+//! with a `too_large` error, a client that does not read is disconnected.
 
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
@@ -12,9 +14,10 @@ use claudemesh_protocol::limits::{
     AGENT_PROTOCOL_VERSION, MAX_AGENT_LINE_BYTES, MAX_CONCURRENT_REQUESTS_PER_CONN,
 };
 use claudemesh_protocol::local::{AgentLine, ClientLine, LineError, UnsubscribeReply, parse_client_line};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::api;
 use crate::core::Input;
 use crate::shared::Agent;
+use crate::socket_bounds::{self, ClientRx, LineRead};
 
 /// Accepts clients until `cancel`.
 pub async fn serve(
@@ -53,6 +57,28 @@ fn line(l: &AgentLine) -> String {
     s
 }
 
+/// Writes what is queued for a client until the queue closes or the client is cut off.
+async fn write_lines(mut rx: ClientRx, mut write: OwnedWriteHalf, gone: CancellationToken) {
+    loop {
+        let l = tokio::select! {
+            () = gone.cancelled() => return,
+            l = rx.recv() => match l {
+                Some(l) => l,
+                None => return,
+            },
+        };
+        let ok = tokio::select! {
+            () = gone.cancelled() => return,
+            r = write.write_all(l.as_bytes()) => r.is_ok(),
+        };
+        rx.written(l.len());
+        if !ok {
+            gone.cancel();
+            return;
+        }
+    }
+}
+
 async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationToken) {
     // Only the user who owns the agent's directory may talk to it.
     let own_uid = std::fs::metadata(&agent.paths.dir).map(|m| m.uid()).ok();
@@ -68,15 +94,13 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
         return;
     }
     let conn = agent.next_conn();
-    let (tx, mut rx) = mpsc::channel::<AgentLine>(1024);
-    let writer = tokio::spawn(async move {
-        while let Some(l) = rx.recv().await {
-            if write.write_all(line(&l).as_bytes()).await.is_err() {
-                break;
-            }
-        }
-    });
+    // Cancelled when the agent stops, the client goes, or it stops reading what it is sent.
+    let gone = cancel.child_token();
+    let (tx, rx) = socket_bounds::channel(gone.clone());
+    let writer = tokio::spawn(write_lines(rx, write, gone.clone()));
     if agent.core.send(Input::ConnOpened { conn, tx: tx.clone() }).await.is_err() {
+        gone.cancel();
+        let _ = writer.await;
         return;
     }
     let mut reader = BufReader::new(read);
@@ -86,34 +110,41 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
     let mut work: JoinSet<()> = JoinSet::new();
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS_PER_CONN));
     loop {
-        buf.clear();
-        // Bytes, not text: a line that is not UTF-8 is answered like any bad line.
-        let mut limited = (&mut reader).take(MAX_AGENT_LINE_BYTES as u64 + 1);
-        let n = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = limited.read_until(b'\n', &mut buf) => match r {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = tx.send(AgentLine::err(0, ErrorCode::Invalid, format!("unreadable line: {e}"))).await;
+        let read = tokio::select! {
+            () = gone.cancelled() => break,
+            r = socket_bounds::read_line(&mut reader, &mut buf, MAX_AGENT_LINE_BYTES) => r,
+        };
+        while work.try_join_next().is_some() {}
+        match read {
+            Ok(LineRead::Eof) => break,
+            Err(e) => {
+                let _ =
+                    tx.send(&AgentLine::err(0, ErrorCode::Invalid, format!("unreadable line: {e}"))).await;
+                break;
+            }
+            Ok(LineRead::TooLong(n)) => {
+                let e = AgentLine::err(
+                    0,
+                    ErrorCode::TooLarge,
+                    format!(
+                        "request line of {n} bytes is longer than {MAX_AGENT_LINE_BYTES}; it was dropped"
+                    ),
+                );
+                if tx.send(&e).await.is_err() {
                     break;
                 }
-            },
-        };
-        if n == 0 {
-            break;
+                continue;
+            }
+            Ok(LineRead::Line) => {}
         }
-        while work.try_join_next().is_some() {}
         let msg = match parse_client_line(&buf) {
             Ok(m) => m,
             Err(LineError::Empty) => continue,
-            // The rest of the line was never read: the next one cannot be found.
-            Err(e @ LineError::TooLong { .. }) => {
-                let _ = tx.send(AgentLine::err(0, e.code(), format!("{e}; closing"))).await;
-                break;
-            }
             Err(e) => {
-                let _ =
-                    tx.send(AgentLine::err(e.id().unwrap_or(0), e.code(), format!("bad request: {e}"))).await;
+                let reply = AgentLine::err(e.id().unwrap_or(0), e.code(), format!("bad request: {e}"));
+                if tx.send(&reply).await.is_err() {
+                    break;
+                }
                 continue;
             }
         };
@@ -125,20 +156,26 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
                     protocol: AGENT_PROTOCOL_VERSION,
                     agent_version: env!("CARGO_PKG_VERSION").into(),
                 };
-                let _ = tx.send(hello).await;
+                let _ = tx.send(&hello).await;
             }
             _ if !greeted => {
-                let _ = tx.send(AgentLine::err(0, ErrorCode::Unauthorized, "send hello first")).await;
+                let _ = tx.send(&AgentLine::err(0, ErrorCode::Unauthorized, "send hello first")).await;
             }
             ClientLine::Request { id, call } => {
-                let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                let slot = tokio::select! {
+                    () = gone.cancelled() => break,
+                    s = slots.clone().acquire_owned() => match s {
+                        Ok(s) => s,
+                        Err(_) => break,
+                    },
+                };
                 let (agent, tx) = (agent.clone(), tx.clone());
                 work.spawn(async move {
                     let reply = match api::handle(&agent, conn, call).await {
                         Ok(v) => AgentLine::ok(id, v),
                         Err((code, msg)) => AgentLine::err(id, code, msg),
                     };
-                    let _ = tx.send(reply).await;
+                    let _ = tx.send(&reply).await;
                     drop(slot);
                 });
             }
@@ -150,19 +187,31 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
             }
             ClientLine::Unsubscribe { id } => {
                 let _ = agent.core.send(Input::Unsubscribe { conn, id }).await;
-                let _ = tx
-                    .send(AgentLine::ok(
-                        id,
-                        serde_json::to_value(UnsubscribeReply { unsubscribed: id }).unwrap_or_default(),
-                    ))
-                    .await;
+                let reply = AgentLine::ok(
+                    id,
+                    serde_json::to_value(UnsubscribeReply { unsubscribed: id }).unwrap_or_default(),
+                );
+                let _ = tx.send(&reply).await;
             }
         }
+    }
+    if gone.is_cancelled() && !cancel.is_cancelled() {
+        tracing::warn!(
+            conn,
+            queued = tx.queued_bytes(),
+            "client does not read what it is sent; disconnected"
+        );
     }
     tracing::debug!(conn, "client disconnected");
     work.abort_all();
     while work.join_next().await.is_some() {}
     let _ = agent.core.send(Input::ConnClosed { conn }).await;
     drop(tx);
-    let _ = writer.await;
+    // The core dropped its sender with the connection: the writer ends once the queue is
+    // written, or is cut off if the client does not take it.
+    let mut writer = writer;
+    if tokio::time::timeout(std::time::Duration::from_secs(5), &mut writer).await.is_err() {
+        gone.cancel();
+        let _ = writer.await;
+    }
 }

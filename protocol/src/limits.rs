@@ -120,6 +120,23 @@ pub const DEFAULT_SESSION_GRACE_SECS: u64 = 600;
 pub const SENT_DEFAULT_LIMIT: u32 = 500;
 /// Most sends one `sent` reply carries (a larger `limit` is cut to this).
 pub const SENT_MAX_LIMIT: u32 = 10_000;
+/// Most messages one `inbox` read (no `take`) returns, whatever its `limit`.
+pub const INBOX_PAGE_MAX: u32 = 1000;
+/// Most bytes of message bodies one `inbox` read returns (at least one message always).
+pub const INBOX_PAGE_MAX_BYTES: usize = 2 * 1024 * 1024;
+/// How long the agent keeps a received message once it was seen, by default (its
+/// `inbox_ttl_secs`): as long as the broker queues one.
+pub const DEFAULT_INBOX_TTL_SECS: u64 = QUEUE_TTL_SECS;
+/// How often the agent prunes seen messages past their TTL, by default (also once at start).
+pub const DEFAULT_INBOX_PRUNE_SECS: u64 = 3600;
+/// How long the agent remembers a received message's sender and client message id (and its
+/// msg_id) after the message itself was pruned, counted from when it was sent or received,
+/// whichever is later: the queue TTL and a day of clock skew. A message sent longer ago than
+/// this is refused as a replay, so a pruned message can never be shown again.
+pub const REPLAY_WINDOW_SECS: u64 = QUEUE_TTL_SECS + 24 * 3600;
+/// Bytes of replies and events queued for one agent-socket client that does not read: a line
+/// that would go past it (while others wait) disconnects the client.
+pub const MAX_AGENT_CLIENT_QUEUED_BYTES: usize = 8 * 1024 * 1024;
 /// `check_messages` page size, by default.
 pub const CHECK_MESSAGES_DEFAULT_LIMIT: u32 = 20;
 /// Most characters of message bodies one `check_messages` page carries by default: about

@@ -41,24 +41,45 @@ fn line(m: &InboxMessage) -> String {
     }
 }
 
+/// Messages asked of the agent per page.
+const PAGE: u32 = 500;
+
 pub async fn run(a: InboxArgs) -> anyhow::Result<ExitCode> {
     let mut c = super::agent().await?;
     // No session and no `take`: this reads the user's inbox and holds nothing under a lease.
-    let params = InboxParams { all: a.all, mesh: a.mesh, ..Default::default() };
-    let r: InboxReply = c.request(AgentCall::Inbox(params)).await?;
+    // Page by page, oldest first, so neither side ever holds a whole large inbox in one reply.
+    let mut after = String::new();
+    let mut all = Vec::new();
+    let mut printed = 0usize;
+    loop {
+        let params = InboxParams {
+            all: a.all,
+            mesh: a.mesh.clone(),
+            limit: Some(PAGE),
+            after: Some(after.clone()),
+            ..Default::default()
+        };
+        let r: InboxReply = c.request(AgentCall::Inbox(params)).await?;
+        if a.json {
+            all.extend(r.messages);
+        } else {
+            for m in &r.messages {
+                outln!("{}", line(m))?;
+            }
+            printed += r.messages.len();
+        }
+        match r.next {
+            // An agent from before paging answers without a cursor: that was the whole reply.
+            Some(next) if next != after => after = next,
+            _ => break,
+        }
+    }
     if a.json {
-        // The list of messages, as before the reply carried `more` (always 0 without a limit).
-        crate::out::json(&r.messages)?;
+        crate::out::json(&all)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if r.messages.is_empty() {
+    if printed == 0 {
         outln!("{}", if a.all { "no messages" } else { "no unseen messages (--all shows every one)" })?;
-    }
-    for m in &r.messages {
-        outln!("{}", line(m))?;
-    }
-    if r.more > 0 {
-        outln!("… and {} more", r.more)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -60,13 +60,13 @@ mod tests {
     #[test]
     fn pages_say_how_many_more_wait() {
         let m = crate::hook::sample_message("deploy is green");
-        let r = InboxReply { messages: vec![m.clone()], lease: Some(1), more: 3 };
+        let r = InboxReply { messages: vec![m.clone()], lease: Some(1), more: 3, next: None };
         let t = page_text(&r, None);
         assert!(t.starts_with(
             "1 message(s):\n\n[now] from alice (mem) (from_id: s-a, mesh: team, msg_id: m1):\n    deploy is green\n"
         ));
         assert!(t.ends_with("\n\n3 more waiting: call check_messages again."), "{t}");
-        let r = InboxReply { messages: vec![m], lease: None, more: 0 };
+        let r = InboxReply { messages: vec![m], lease: None, more: 0, next: None };
         assert!(!page_text(&r, None).contains("more waiting"));
         assert_eq!(page_text(&InboxReply::default(), None), "No new messages.");
         assert_eq!(page_text(&InboxReply::default(), Some("x")), "No message x for this session.");

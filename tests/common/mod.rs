@@ -447,6 +447,8 @@ pub fn one_mesh_config(
         }],
         local_broker: None,
         session_grace_secs: None,
+        inbox_ttl_secs: None,
+        inbox_prune_secs: None,
         hosted_services: vec![],
         extra: Default::default(),
     }

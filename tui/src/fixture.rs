@@ -196,7 +196,11 @@ pub fn load(
         }
     };
     reply(s, |p| matches!(p, Pending::Members), json!(members));
-    reply(s, |p| matches!(p, Pending::Inbox), json!(InboxReply { messages: inbox, lease: None, more: 0 }));
+    reply(
+        s,
+        |p| matches!(p, Pending::Inbox),
+        json!(InboxReply { messages: inbox, lease: None, more: 0, next: None }),
+    );
     reply(s, |p| matches!(p, Pending::Sent), json!(SentReply { sent, more: 0 }));
 }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::calls::to_value;
 use super::state::{Lease, MsgKey};
 use super::{Core, now_ms};
-use crate::error::{ApiError, internal};
+use crate::error::ApiError;
 use crate::mesh::{deliverable, resolve_mesh};
 use crate::store::{Delivery, InboxRecord, StoreOp};
 
@@ -59,9 +59,9 @@ impl Core {
         let key = (rec.mesh_id.clone(), rec.message.msg_id.clone());
         self.write(StoreOp::Inbox(rec.clone()));
         if rec.pending || rec.deliveries.values().any(|d| !d.seen) {
-            self.state.live.insert(key, rec);
+            self.state.set_live(key, rec);
         } else {
-            self.state.live.remove(&key);
+            self.state.unset_live(&key);
             self.state.pending_since.remove(&key);
         }
         self.changed();
@@ -92,8 +92,7 @@ impl Core {
     /// Gives every waiting message the sessions that may take it now (a session opened, joined
     /// a group, or the grace of a closed one ran out).
     pub(crate) fn route_pending(&mut self, now: Instant) -> usize {
-        let waiting: Vec<MsgKey> =
-            self.state.live.iter().filter(|(_, r)| r.pending).map(|(k, _)| k.clone()).collect();
+        let waiting: Vec<MsgKey> = self.state.waiting.iter().cloned().collect();
         let mut moved = 0;
         for key in waiting {
             let Some(rec) = self.state.live.get(&key) else { continue };
@@ -122,13 +121,8 @@ impl Core {
 
     /// Pushes every message of `session` that may be pushed now.
     pub(crate) fn push_session(&mut self, session: &str, now: Instant) -> usize {
-        let keys: Vec<MsgKey> = self
-            .state
-            .live
-            .iter()
-            .filter(|(_, r)| r.deliveries.contains_key(session))
-            .map(|(k, _)| k.clone())
-            .collect();
+        // Only unseen deliveries can be pushed.
+        let keys: Vec<MsgKey> = self.state.unseen_of(session).map(|(k, _)| k.clone()).collect();
         keys.iter().filter(|k| self.push_record(k, session, now)).count()
     }
 
@@ -164,8 +158,7 @@ impl Core {
     ) -> Vec<MsgKey> {
         let mut v: Vec<(&InboxRecord, &MsgKey)> = self
             .state
-            .live
-            .iter()
+            .unseen_of(session)
             .filter(|(k, r)| {
                 r.deliveries.get(session).is_some_and(|d| !d.seen && pick(r, d))
                     && !self.state.is_leased(k, session)
@@ -243,7 +236,7 @@ impl Core {
             if let Some(s) = self.state.sessions.get_mut(session) {
                 s.last_active = now;
             }
-            return to_value(&InboxReply { messages, lease, more });
+            return to_value(&InboxReply { messages, lease, more, next: None });
         }
         Err((ErrorCode::Invalid, "take needs the session the messages are shown to".into()))
     }
@@ -294,12 +287,20 @@ impl Core {
     ) -> Result<Value, ApiError> {
         let mut keys: Vec<MsgKey> = self.state.live.keys().filter(|k| ids.contains(&k.1)).cloned().collect();
         if session.is_none() {
-            // The user may mark what no session holds any more (already seen by one).
-            for rec in self.store.inbox_all().map_err(internal)? {
-                let k = (rec.mesh_id.clone(), rec.message.msg_id.clone());
-                if ids.contains(&k.1) && !keys.contains(&k) && !rec.message.seen {
-                    self.state.live.insert(k.clone(), rec);
-                    keys.push(k);
+            // The user may mark what no session holds any more (already seen by one): looked up
+            // by key in each mesh the inbox holds, never by reading the whole inbox.
+            let meshes: Vec<String> = self.state.inbox_total.keys().cloned().collect();
+            for id in ids {
+                for mesh in &meshes {
+                    let k = (mesh.clone(), id.clone());
+                    if keys.contains(&k) {
+                        continue;
+                    }
+                    let Some(rec) = self.inbox_record(&k)? else { continue };
+                    if !rec.message.seen {
+                        self.state.set_live(k.clone(), rec);
+                        keys.push(k);
+                    }
                 }
             }
         }

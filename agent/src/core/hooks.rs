@@ -144,7 +144,7 @@ impl Core {
         let Some(status) = self.state.sessions.get(sid).map(|s| s.info.status) else { return false };
         let now_ms = now_ms();
         // Existence only: no list, no sort (this runs for every waiter on every turn).
-        self.state.live.iter().any(|(k, r)| {
+        self.state.unseen_of(sid).any(|(k, r)| {
             r.deliveries.get(sid).is_some_and(|d| {
                 !d.seen && hook_may_show(d, now_ms) && due(HookEvent::Rewake, r.message.priority, status)
             }) && !self.state.is_leased(k, sid)

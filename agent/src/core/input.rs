@@ -3,8 +3,8 @@
 //! at a time, in arrival order, so no two of them ever race.
 
 use claudemesh_protocol::frames::{Event, FormerMember, MemberInfo, PeerSession, Push, Role};
-use claudemesh_protocol::local::{AgentCall, AgentLine, LinkState, SendState, Topic, WaitOutcome};
-use tokio::sync::{mpsc, oneshot};
+use claudemesh_protocol::local::{AgentCall, LinkState, SendState, Topic, WaitOutcome};
+use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 use crate::mesh::{MeshView, Refusal};
@@ -25,7 +25,7 @@ pub enum Input {
     /// A connection opened: where its lines go.
     ConnOpened {
         conn: u64,
-        tx: mpsc::Sender<AgentLine>,
+        tx: crate::socket_bounds::ClientTx,
     },
     /// `subscribe`: the core writes the reply (snapshot and sequence number) itself, before any
     /// event of the subscription.
@@ -87,7 +87,13 @@ pub enum Input {
     SessionGrace {
         secs: u64,
     },
-    /// Time passed: leases expire, waiting session messages move on.
+    /// How long seen messages are kept, and how often they are pruned (config).
+    Retention {
+        ttl_secs: u64,
+        every_secs: u64,
+    },
+    /// Time passed: leases expire, waiting session messages move on, seen messages past their
+    /// TTL are pruned when a prune is due.
     Tick,
     /// The agent stops: the core commits what it has and returns, releasing the store.
     Stop,

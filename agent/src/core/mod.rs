@@ -20,12 +20,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::error::ApiError;
 use crate::mesh::UplinkCmd;
 use crate::paths::Paths;
+use crate::socket_bounds::QueueError;
 use crate::store::{Store, StoreOp};
 
 pub(crate) mod calls;
 mod delivery;
 mod hooks;
 pub mod input;
+mod prune;
 mod read;
 mod receive;
 mod send;
@@ -71,6 +73,8 @@ pub struct Core {
     dirty: bool,
     next_id: u64,
     pub(crate) session_grace: Duration,
+    /// How long seen messages are kept, how often they are pruned, and when next.
+    pub(crate) retention: prune::Retention,
     pub(crate) paths: Paths,
     pub(crate) started: Instant,
     /// `created_at` of the last send (Unix ms): each new one is later.
@@ -105,7 +109,7 @@ impl Core {
             }
             let key = (rec.mesh_id.clone(), rec.message.msg_id.clone());
             state.pending_since.insert(key.clone(), now);
-            state.live.insert(key, rec);
+            state.set_live(key, rec);
         }
         if !ops.is_empty() {
             tracing::info!(
@@ -123,6 +127,7 @@ impl Core {
             dirty: true,
             next_id: 1,
             session_grace: Duration::from_secs(DEFAULT_SESSION_GRACE_SECS),
+            retention: prune::Retention::default(),
             paths,
             started: Instant::now(),
             last_send_at: 0,
@@ -216,6 +221,7 @@ impl Core {
                 self.publish(topic, Some(&mesh_id), None, &event);
             }
             Input::SessionGrace { secs } => self.session_grace = Duration::from_secs(secs),
+            Input::Retention { ttl_secs, every_secs } => self.retention.set(ttl_secs, every_secs),
             Input::Tick => self.tick(now),
             Input::Stop => {}
         }
@@ -264,16 +270,13 @@ impl Core {
             }
             Effect::Line(conn, line) => {
                 let gone = match self.state.conns.get(&conn) {
-                    Some(c) => match c.tx.try_send(line) {
+                    Some(c) => match c.tx.try_send(&line) {
                         Ok(()) => false,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            tracing::warn!(
-                                conn,
-                                "client is not reading its events; dropping its subscriptions"
-                            );
+                        Err(QueueError::Full) => {
+                            tracing::warn!(conn, "client is not reading its events; disconnecting it");
                             true
                         }
-                        Err(mpsc::error::TrySendError::Closed(_)) => true,
+                        Err(QueueError::Closed) => true,
                     },
                     None => false,
                 };
@@ -403,6 +406,7 @@ impl Core {
             self.release_lease(id, now);
         }
         self.route_pending(now);
+        self.prune_due(now);
     }
 
     /// Receipts to send after the turn, per mesh.

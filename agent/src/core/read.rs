@@ -51,17 +51,20 @@ impl Core {
     }
 
     /// The inbox record `key` as this turn has it: the live copy, else the last write queued this
-    /// turn (not committed yet), else the committed one.
+    /// turn (not committed yet; none if pruned this turn), else the committed one.
     pub(crate) fn inbox_record(&self, key: &MsgKey) -> Result<Option<InboxRecord>, ApiError> {
         if let Some(rec) = self.state.live.get(key) {
             return Ok(Some(rec.clone()));
         }
+        let inbox_key = crate::store::inbox_key(&key.0, &key.1);
         let queued = self.ops.iter().rev().find_map(|op| match op {
-            StoreOp::Inbox(r) if r.mesh_id == key.0 && r.message.msg_id == key.1 => Some(r.clone()),
+            StoreOp::Inbox(r) if r.mesh_id == key.0 && r.message.msg_id == key.1 => Some(Some(r.clone())),
+            // Pruned this turn: gone, whatever the store says until the commit.
+            StoreOp::Prune { inbox_key: k, .. } if *k == inbox_key => Some(None),
             _ => None,
         });
-        if queued.is_some() {
-            return Ok(queued);
+        if let Some(q) = queued {
+            return Ok(q);
         }
         self.store.inbox_get(&key.0, &key.1).map_err(internal)
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use claudemesh_protocol::codec::from_hex_array;
 use claudemesh_protocol::crypto::{MessagePlaintext, open_message};
 use claudemesh_protocol::frames::{Event, Push};
+use claudemesh_protocol::limits::REPLAY_WINDOW_SECS;
 use claudemesh_protocol::local::{InboxMessage, LinkState, LocalEvent, SkillEvent, Topic};
 
 use super::input::UplinkEvent;
@@ -154,9 +155,10 @@ impl Core {
         if self.state.live.contains_key(&key) {
             return;
         }
-        match self.store.inbox_get(mesh_id, &push.msg_id) {
-            Ok(Some(_)) => return,
-            Ok(None) => {}
+        // Stored, or pruned within the replay window: a redelivery (its ack was lost).
+        match self.store.inbox_known(mesh_id, &push.msg_id) {
+            Ok(true) => return,
+            Ok(false) => {}
             Err(e) => {
                 tracing::warn!(error = %e, msg_id = %push.msg_id, "cannot check the inbox for a duplicate")
             }
@@ -179,6 +181,11 @@ impl Core {
             Some(first) => Err(format!(
                 "refused: a replay of message {first} (same sender and client message id) pushed again as a new message"
             )),
+            None => Ok(p),
+        });
+        // Older than the agent remembers senders' message ids: it could be a replay of one pruned.
+        let opened = opened.and_then(|p| match too_old(p.sent_at, now_ms()) {
+            Some(reason) => Err(reason),
             None => Ok(p),
         });
         let (session_name, body, reply_to, meta, priority, sent_at, replay, error) = match opened {
@@ -243,6 +250,21 @@ impl Core {
         });
         pending.or_else(|| self.store.replayed(mesh_id, from_member, client_msg_id).ok().flatten())
     }
+}
+
+/// Why a message sent at `sent_at` (Unix ms, by the sender's clock, from inside the box) is
+/// refused at `now`: sent longer ago than [`REPLAY_WINDOW_SECS`], the agent may have forgotten
+/// it (pruned, its dedupe keys gone), so showing it could show it twice.
+fn too_old(sent_at: u64, now: u64) -> Option<String> {
+    let age = now.saturating_sub(sent_at);
+    (age > REPLAY_WINDOW_SECS * 1000).then(|| {
+        format!(
+            "refused: sent {} days ago by the sender's clock, longer than this agent remembers messages \
+             ({} days): a replay of an old message, or the sender's clock is wrong",
+            age / 86_400_000,
+            REPLAY_WINDOW_SECS / 86_400
+        )
+    })
 }
 
 /// What the box says against what the broker's push says (protocol 2): sender member and

@@ -180,13 +180,7 @@ impl Core {
         for id in leases {
             self.release_lease(id, now);
         }
-        let mine: Vec<_> = self
-            .state
-            .live
-            .iter()
-            .filter(|(_, r)| r.deliveries.get(sid).is_some_and(|d| !d.seen))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mine: Vec<_> = self.state.unseen_of(sid).map(|(k, _)| k.clone()).collect();
         for key in &mine {
             let Some(mut rec) = self.state.live.get(key).cloned() else { continue };
             rec.deliveries.remove(sid);

@@ -44,8 +44,7 @@ impl Core {
     /// `s` as `status` and the `sessions` topic show it.
     pub(crate) fn session_status(&self, s: &LocalSession) -> LocalSessionStatus {
         let sid = &s.info.session_id;
-        let unseen =
-            self.state.live.values().filter(|r| r.deliveries.get(sid).is_some_and(|d| !d.seen)).count();
+        let unseen = self.state.unseen_by_session.get(sid).map_or(0, std::collections::BTreeSet::len);
         self.session_status_with(s, unseen)
     }
 
@@ -85,18 +84,12 @@ impl Core {
 pub(crate) fn build(core: &Core) -> View {
     let mut inbox: HashMap<String, (usize, usize)> =
         core.state.inbox_total.iter().map(|(m, n)| (m.clone(), (*n, 0))).collect();
-    // One pass over the live inbox for every count.
-    let mut unseen: HashMap<&str, usize> = HashMap::new();
-    for r in core.state.live.values() {
-        if !r.message.seen {
-            inbox.entry(r.mesh_id.clone()).or_default().1 += 1;
-        }
-        for (s, d) in &r.deliveries {
-            if !d.seen {
-                *unseen.entry(s.as_str()).or_default() += 1;
-            }
-        }
+    // Every count from the live set's indexes: nothing here walks the inbox.
+    for (m, n) in &core.state.unread {
+        inbox.entry(m.clone()).or_default().1 = *n;
     }
+    let unseen: HashMap<&str, usize> =
+        core.state.unseen_by_session.iter().map(|(s, k)| (s.as_str(), k.len())).collect();
     let mut sessions: Vec<SessionView> = core
         .state
         .sessions

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use claudemesh_protocol::frames::{SessionInfo, Target};
-use claudemesh_protocol::local::{AgentLine, Topic, WaitOutcome};
-use tokio::sync::{mpsc, oneshot};
+use claudemesh_protocol::local::{Topic, WaitOutcome};
+use tokio::sync::oneshot;
 
 use crate::mesh::MeshView;
 use crate::store::InboxRecord;
@@ -88,7 +88,7 @@ pub struct Subscription {
 /// Where the lines of one socket connection go, and its event sequence.
 #[derive(Debug)]
 pub struct ConnOut {
-    pub tx: mpsc::Sender<AgentLine>,
+    pub tx: crate::socket_bounds::ClientTx,
     /// The sequence number of the last event (or `subscribe` reply) written to it.
     pub seq: u64,
 }
@@ -116,8 +116,16 @@ pub struct State {
     pub sessions: HashMap<String, LocalSession>,
     pub subs: Vec<Subscription>,
     pub conns: HashMap<u64, ConnOut>,
-    /// Messages some session has not seen yet, or that wait for a session (`pending`).
+    /// Messages some session has not seen yet, or that wait for a session (`pending`). Changed
+    /// only through [`State::set_live`] and [`State::unset_live`], which keep the three indexes
+    /// below in step, so no hot path walks the whole live set.
     pub live: BTreeMap<MsgKey, InboxRecord>,
+    /// Per session, the live messages it has an unseen delivery of.
+    pub unseen_by_session: HashMap<String, BTreeSet<MsgKey>>,
+    /// The live messages waiting for a session.
+    pub waiting: BTreeSet<MsgKey>,
+    /// Per mesh id, the live messages nobody has seen (`message.seen` unset).
+    pub unread: HashMap<String, usize>,
     /// When a pending message started waiting (for the session grace period).
     pub pending_since: HashMap<MsgKey, Instant>,
     pub leases: HashMap<u64, Lease>,
@@ -130,6 +138,54 @@ pub struct State {
 }
 
 impl State {
+    /// Makes `rec` the live copy of `key`, its indexes following.
+    pub fn set_live(&mut self, key: MsgKey, rec: InboxRecord) {
+        self.unset_live(&key);
+        if rec.pending {
+            self.waiting.insert(key.clone());
+        }
+        for (s, d) in &rec.deliveries {
+            if !d.seen {
+                self.unseen_by_session.entry(s.clone()).or_default().insert(key.clone());
+            }
+        }
+        if !rec.message.seen {
+            *self.unread.entry(rec.mesh_id.clone()).or_default() += 1;
+        }
+        self.live.insert(key, rec);
+    }
+
+    /// Takes `key` out of the live set (and its indexes); returns what it was.
+    pub fn unset_live(&mut self, key: &MsgKey) -> Option<InboxRecord> {
+        let rec = self.live.remove(key)?;
+        self.waiting.remove(key);
+        for (s, d) in &rec.deliveries {
+            if !d.seen
+                && let Some(set) = self.unseen_by_session.get_mut(s)
+            {
+                set.remove(key);
+                if set.is_empty() {
+                    self.unseen_by_session.remove(s);
+                }
+            }
+        }
+        if !rec.message.seen
+            && let Some(n) = self.unread.get_mut(&rec.mesh_id)
+        {
+            *n = n.saturating_sub(1);
+        }
+        Some(rec)
+    }
+
+    /// The live messages `session` has not seen, by key order.
+    pub fn unseen_of(&self, session: &str) -> impl Iterator<Item = (&MsgKey, &InboxRecord)> + '_ {
+        self.unseen_by_session
+            .get(session)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.live.get(k).map(|r| (k, r)))
+    }
+
     /// Whether the message `key` is held by a lease for `session`.
     pub fn is_leased(&self, key: &MsgKey, session: &str) -> bool {
         self.leased.get(key).is_some_and(|s| s.contains(session))

@@ -1,16 +1,15 @@
 //! Batched writes: the delivery core collects what one turn of its loop changed and commits it
 //! in one redb transaction (one fsync) before it answers anyone, so nothing is acknowledged that
 //! is not committed, and a burst of calls costs one commit, not one each. Also the idempotency
-//! keys of local sends, and the startup scan of the live inbox.
+//! keys of local sends.
 
-use std::collections::HashMap;
-
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
+use super::index::Indexes;
 use super::{
-    IDEMPOTENCY, INBOX, InboxRecord, OUTBOX, OutboxRecord, SENT, SendState, SentRecord, Store, StoreError,
-    db_err, index_unseen, key,
+    IDEMPOTENCY, InboxRecord, OUTBOX, OutboxRecord, SENT, SendState, SentRecord, Store, StoreError, db_err,
+    key,
 };
 
 /// One write of a batch.
@@ -28,6 +27,12 @@ pub enum StoreOp {
     Pin { mesh_id: String, member_id: String, pin: super::Pin },
     /// A member's pin forgotten (`member_repin`); a `Pin` later in the batch sets the new one.
     Unpin { mesh_id: String, member_id: String },
+    /// A seen message past its TTL deleted (`mesh_id␟msg_id`), its msg_id and replay key kept
+    /// for `window_ms` more (see [`claudemesh_protocol::limits::REPLAY_WINDOW_SECS`]). A record
+    /// that is live again stays.
+    Prune { inbox_key: String, window_ms: u64 },
+    /// A pruned message's dedupe keys forgotten (their time key).
+    Forget { time_key: String },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -44,23 +49,20 @@ impl Store {
         }
         let w = self.db.begin_write().map_err(db_err)?;
         {
-            let mut inbox = w.open_table(INBOX).map_err(db_err)?;
+            let mut ix = Indexes::open(&w)?;
             let mut outbox = w.open_table(OUTBOX).map_err(db_err)?;
             let mut sent = w.open_table(SENT).map_err(db_err)?;
             let mut idem = w.open_table(IDEMPOTENCY).map_err(db_err)?;
             let mut pins = w.open_table(super::trust::PINS).map_err(db_err)?;
-            let mut replay = w.open_table(super::trust::REPLAY).map_err(db_err)?;
             for op in ops {
                 match op {
                     StoreOp::Inbox(rec) => {
-                        let k = key(&rec.mesh_id, &rec.message.msg_id);
-                        let bytes = serde_json::to_vec(rec).map_err(db_err)?;
-                        inbox.insert(k.as_str(), bytes.as_slice()).map_err(db_err)?;
-                        if let Some((from, client)) = &rec.replay {
-                            let rk = super::trust::replay_key(&rec.mesh_id, from, client);
-                            replay.insert(rk.as_str(), rec.message.msg_id.as_bytes()).map_err(db_err)?;
-                        }
+                        ix.put(rec)?;
                     }
+                    StoreOp::Prune { inbox_key, window_ms } => {
+                        ix.prune(inbox_key, *window_ms)?;
+                    }
+                    StoreOp::Forget { time_key } => ix.forget(time_key)?,
                     StoreOp::Unpin { mesh_id, member_id } => {
                         pins.remove(key(mesh_id, member_id).as_str()).map_err(db_err)?;
                     }
@@ -70,12 +72,21 @@ impl Store {
                     }
                     StoreOp::Outbox(rec) => {
                         let ob = serde_json::to_vec(rec).map_err(db_err)?;
-                        outbox.insert(rec.client_msg_id.as_str(), ob.as_slice()).map_err(db_err)?;
+                        let old = outbox.insert(rec.client_msg_id.as_str(), ob.as_slice()).map_err(db_err)?;
+                        if old.is_none() {
+                            ix.bump("outbox", &rec.mesh_id, 1)?;
+                        }
                         let sb = serde_json::to_vec(&rec.sent_record()).map_err(db_err)?;
                         sent.insert(rec.client_msg_id.as_str(), sb.as_slice()).map_err(db_err)?;
                     }
                     StoreOp::OutboxFinish { client_msg_id, state } => {
-                        outbox.remove(client_msg_id.as_str()).map_err(db_err)?;
+                        let old = outbox
+                            .remove(client_msg_id.as_str())
+                            .map_err(db_err)?
+                            .map(|v| v.value().to_vec());
+                        if let Some(old) = old.and_then(|b| serde_json::from_slice::<OutboxRecord>(&b).ok()) {
+                            ix.bump("outbox", &old.mesh_id, -1)?;
+                        }
                         let old =
                             sent.get(client_msg_id.as_str()).map_err(db_err)?.map(|v| v.value().to_vec());
                         if let Some(bytes) = old
@@ -92,11 +103,6 @@ impl Store {
                         idem.insert(key.as_str(), b.as_slice()).map_err(db_err)?;
                     }
                 }
-            }
-        }
-        for op in ops {
-            if let StoreOp::Inbox(rec) = op {
-                index_unseen(&w, rec)?;
             }
         }
         w.commit().map_err(db_err)
@@ -128,29 +134,5 @@ impl Store {
         };
         w.commit().map_err(db_err)?;
         Ok(n)
-    }
-
-    /// At agent start: every inbox record a session has not seen, or that waits for one, and
-    /// the number of records per mesh id. One scan of the inbox.
-    pub fn inbox_live(&self) -> Result<(Vec<InboxRecord>, HashMap<String, usize>), StoreError> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(INBOX).map_err(db_err)?;
-        let mut live = Vec::new();
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for item in t.iter().map_err(db_err)? {
-            let (k, v) = item.map_err(db_err)?;
-            let rec: InboxRecord = match serde_json::from_slice(v.value()) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(key = k.value(), error = %e, "skipping corrupt agent record");
-                    continue;
-                }
-            };
-            *counts.entry(rec.mesh_id.clone()).or_default() += 1;
-            if rec.pending || rec.deliveries.values().any(|d| !d.seen) {
-                live.push(rec);
-            }
-        }
-        Ok((live, counts))
     }
 }

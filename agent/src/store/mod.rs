@@ -1,6 +1,7 @@
 //! The agent's durable state in `agent.redb`: the inbox (deduplicated by msg_id, with per-session
-//! pushed/seen marks), the outbox (sends accepted locally, kept until the broker acks), and a
-//! record of every send, with its body, for `message_status` and `sent`.
+//! pushed/seen marks, indexed in [`index`], read in pages in [`inbox`], seen messages pruned past
+//! their TTL), the outbox (sends accepted locally, kept until the broker acks), and a record of
+//! every send, with its body, for `message_status` and `sent`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,8 +11,12 @@ use claudemesh_protocol::crypto::MessagePlaintext;
 use claudemesh_protocol::frames::{Envelope, Priority};
 use claudemesh_protocol::local::InboxMessage;
 mod batch;
+mod inbox;
+mod index;
 mod trust;
 pub use batch::StoreOp;
+pub use inbox::{InboxPage, InboxQuery, PruneWork};
+pub use index::{is_live, order_key};
 pub use trust::Pin;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -22,14 +27,21 @@ type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 const INBOX: Table = TableDefinition::new("inbox");
 const OUTBOX: Table = TableDefinition::new("outbox");
 const SENT: Table = TableDefinition::new("sent");
-/// `session␟mesh_id␟msg_id` → nothing, for every delivery not yet seen by its session: what a
-/// hook, a push or `check_messages` of one session reads, without scanning the whole inbox.
-const UNSEEN: Table = TableDefinition::new("unseen");
+/// The first unseen index (`session␟mesh_id␟msg_id`), replaced by [`index::UNSEEN`]: dropped
+/// when a store from before it is opened.
+const OLD_UNSEEN: Table = TableDefinition::new("unseen");
 const META: Table = TableDefinition::new("meta");
 /// Idempotency key of a local `send` → its reply and when it was made.
 const IDEMPOTENCY: Table = TableDefinition::new("idempotency");
-/// Set once UNSEEN covers the whole inbox (stores older than the index get it built at open).
-const UNSEEN_BUILT: &str = "unseen_index_v1";
+/// Set once the indexes and counters of [`index`] cover the whole store (older stores get
+/// them built at open).
+const INDEX_BUILT: &str = "inbox_index_v2";
+/// redb's page cache: the agent's working set is the live inbox and a few pages of the
+/// indexes, so a small cache keeps it small (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// A store file larger than this is compacted at open (pruned pages are reused while the
+/// agent runs, but the file only shrinks then).
+const COMPACT_ABOVE_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -127,33 +139,30 @@ fn key(a: &str, b: &str) -> String {
     format!("{a}\u{1f}{b}")
 }
 
-/// Keeps UNSEEN in step with `rec`'s deliveries inside write transaction `w`. Deliveries are
-/// only ever added or marked, never removed, so each one decides its own key.
-fn index_unseen(w: &redb::WriteTransaction, rec: &InboxRecord) -> Result<(), StoreError> {
-    let mut t = w.open_table(UNSEEN).map_err(db_err)?;
-    for (session, d) in &rec.deliveries {
-        let k = key(session, &key(&rec.mesh_id, &rec.message.msg_id));
-        if d.seen {
-            t.remove(k.as_str()).map_err(db_err)?;
-        } else {
-            t.insert(k.as_str(), &[][..]).map_err(db_err)?;
-        }
-    }
-    Ok(())
+/// The inbox key of a message: `mesh_id␟msg_id`.
+pub fn inbox_key(mesh_id: &str, msg_id: &str) -> String {
+    key(mesh_id, msg_id)
 }
 
 impl Store {
+    /// Opens (or creates) the store, builds the indexes an older store lacks, and compacts a
+    /// large file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
+        let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let mut db =
+            redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|e| open_err(&e))?;
         let w = db.begin_write().map_err(db_err)?;
-        for t in [INBOX, OUTBOX, SENT, UNSEEN, META, IDEMPOTENCY, trust::PINS, trust::REPLAY] {
+        for t in [INBOX, OUTBOX, SENT, META, IDEMPOTENCY, trust::PINS, trust::REPLAY] {
             w.open_table(t).map_err(db_err)?;
         }
-        let built = w.open_table(META).map_err(db_err)?.get(UNSEEN_BUILT).map_err(db_err)?.is_some();
+        let built = w.open_table(META).map_err(db_err)?.get(INDEX_BUILT).map_err(db_err)?.is_some();
         if !built {
-            let recs: Vec<InboxRecord> = {
-                let t = w.open_table(INBOX).map_err(db_err)?;
+            let n = index::Indexes::open(&w)?.rebuild()?;
+            let outbox: Vec<OutboxRecord> = {
+                let t = w.open_table(OUTBOX).map_err(db_err)?;
                 let mut v = Vec::new();
                 for item in t.iter().map_err(db_err)? {
                     let (_, bytes) = item.map_err(db_err)?;
@@ -163,12 +172,28 @@ impl Store {
                 }
                 v
             };
-            for r in &recs {
-                index_unseen(&w, r)?;
+            let mut ix = index::Indexes::open(&w)?;
+            ix.meta.retain(|k, _| !k.starts_with("count\u{1f}outbox\u{1f}")).map_err(db_err)?;
+            for r in &outbox {
+                ix.bump("outbox", &r.mesh_id, 1)?;
             }
-            w.open_table(META).map_err(db_err)?.insert(UNSEEN_BUILT, &b"1"[..]).map_err(db_err)?;
+            ix.meta.insert(INDEX_BUILT, &b"1"[..]).map_err(db_err)?;
+            drop(ix);
+            w.delete_table(OLD_UNSEEN).map_err(db_err)?;
+            tracing::info!(messages = n, "agent store: inbox indexes built");
         }
         w.commit().map_err(db_err)?;
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > COMPACT_ABOVE_BYTES) {
+            let before = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            match db.compact() {
+                Ok(_) => tracing::info!(
+                    before,
+                    after = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+                    "agent store compacted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot compact the agent store"),
+            }
+        }
         // It holds decrypted messages: readable by this user only, whatever the umask made it.
         #[cfg(unix)]
         {
@@ -216,19 +241,12 @@ impl Store {
     /// was new.
     pub fn inbox_insert(&self, rec: &InboxRecord) -> Result<bool, StoreError> {
         let k = key(&rec.mesh_id, &rec.message.msg_id);
-        let bytes = serde_json::to_vec(rec).map_err(db_err)?;
         let w = self.db.begin_write().map_err(db_err)?;
         let new = {
-            let mut t = w.open_table(INBOX).map_err(db_err)?;
-            let exists = t.get(k.as_str()).map_err(db_err)?.is_some();
-            if !exists {
-                t.insert(k.as_str(), bytes.as_slice()).map_err(db_err)?;
-            }
-            !exists
+            let mut ix = index::Indexes::open(&w)?;
+            let exists = ix.inbox.get(k.as_str()).map_err(db_err)?.is_some();
+            !exists && ix.put(rec)?
         };
-        if new {
-            index_unseen(&w, rec)?;
-        }
         w.commit().map_err(db_err)?;
         Ok(new)
     }
@@ -237,103 +255,14 @@ impl Store {
         self.get(INBOX, &key(mesh_id, msg_id))
     }
 
+    /// Replaces a stored record (its indexes follow).
     pub fn inbox_update(&self, rec: &InboxRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(rec).map_err(db_err)?;
-        let w = self.db.begin_write().map_err(db_err)?;
-        {
-            let k = key(&rec.mesh_id, &rec.message.msg_id);
-            w.open_table(INBOX).map_err(db_err)?.insert(k.as_str(), bytes.as_slice()).map_err(db_err)?;
-            index_unseen(&w, rec)?;
-        }
-        w.commit().map_err(db_err)
+        self.apply(&[StoreOp::Inbox(rec.clone())])
     }
 
-    /// A session closed (or, with `None`, every session: the agent starts with none): the
-    /// messages routed to it that it never saw go back to waiting (`pending`), for the next
-    /// matching session to take. Returns the records released, as now stored.
-    pub fn inbox_release(&self, session: Option<&str>) -> Result<Vec<InboxRecord>, StoreError> {
-        let (from, to) = match session {
-            Some(s) => (format!("{s}\u{1f}"), format!("{s}\u{20}")),
-            None => (String::new(), "\u{10ffff}".to_string()),
-        };
-        let w = self.db.begin_write().map_err(db_err)?;
-        let mut released: BTreeMap<String, InboxRecord> = BTreeMap::new();
-        {
-            let mut index = w.open_table(UNSEEN).map_err(db_err)?;
-            let mut inbox = w.open_table(INBOX).map_err(db_err)?;
-            let keys: Vec<String> = index
-                .range(from.as_str()..to.as_str())
-                .map_err(db_err)?
-                .map(|item| item.map(|(k, _)| k.value().to_string()))
-                .collect::<Result<_, _>>()
-                .map_err(db_err)?;
-            for k in keys {
-                index.remove(k.as_str()).map_err(db_err)?;
-                // `session␟mesh␟msg`: the session is everything before the first separator.
-                let Some((owner, inbox_key)) = k.split_once('\u{1f}') else { continue };
-                let Some(bytes) = inbox.get(inbox_key).map_err(db_err)?.map(|v| v.value().to_vec()) else {
-                    continue;
-                };
-                let Ok(mut rec) = serde_json::from_slice::<InboxRecord>(&bytes) else { continue };
-                rec.deliveries.remove(owner);
-                rec.pending = true;
-                let bytes = serde_json::to_vec(&rec).map_err(db_err)?;
-                inbox.insert(inbox_key, bytes.as_slice()).map_err(db_err)?;
-                released.insert(inbox_key.to_string(), rec);
-            }
-        }
-        w.commit().map_err(db_err)?;
-        Ok(released.into_values().collect())
-    }
-
-    /// The inbox records routed to `session` that it has not seen, oldest first: read through
-    /// the UNSEEN index, so the cost follows what is waiting, not the inbox's size.
-    pub fn inbox_unseen(&self, session: &str) -> Result<Vec<InboxRecord>, StoreError> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let index = r.open_table(UNSEEN).map_err(db_err)?;
-        let inbox = r.open_table(INBOX).map_err(db_err)?;
-        // Keys of this session run from `session␟` up to (not including) `session` + U+0020.
-        let (from, to) = (format!("{session}\u{1f}"), format!("{session}\u{20}"));
-        let mut out = Vec::new();
-        for item in index.range(from.as_str()..to.as_str()).map_err(db_err)? {
-            let (k, _) = item.map_err(db_err)?;
-            let inbox_key = &k.value()[from.len()..];
-            let Some(v) = inbox.get(inbox_key).map_err(db_err)? else { continue };
-            match serde_json::from_slice::<InboxRecord>(v.value()) {
-                Ok(rec) => out.push(rec),
-                Err(e) => tracing::warn!(key = inbox_key, error = %e, "skipping corrupt agent record"),
-            }
-        }
-        out.sort_by(|a, b| {
-            (a.message.received_at, &a.message.msg_id).cmp(&(b.message.received_at, &b.message.msg_id))
-        });
-        Ok(out)
-    }
-
-    /// Every inbox record, oldest first by receive time.
-    pub fn inbox_all(&self) -> Result<Vec<InboxRecord>, StoreError> {
-        let mut v: Vec<InboxRecord> = self.all(INBOX)?;
-        v.sort_by(|a, b| {
-            (a.message.received_at, &a.message.msg_id).cmp(&(b.message.received_at, &b.message.msg_id))
-        });
-        Ok(v)
-    }
-
+    /// A new send: into the outbox, and recorded as pending.
     pub fn outbox_put(&self, rec: &OutboxRecord) -> Result<(), StoreError> {
-        let w = self.db.begin_write().map_err(db_err)?;
-        {
-            let ob = serde_json::to_vec(rec).map_err(db_err)?;
-            w.open_table(OUTBOX)
-                .map_err(db_err)?
-                .insert(rec.client_msg_id.as_str(), ob.as_slice())
-                .map_err(db_err)?;
-            let sb = serde_json::to_vec(&rec.sent_record()).map_err(db_err)?;
-            w.open_table(SENT)
-                .map_err(db_err)?
-                .insert(rec.client_msg_id.as_str(), sb.as_slice())
-                .map_err(db_err)?;
-        }
-        w.commit().map_err(db_err)
+        self.apply(&[StoreOp::Outbox(rec.clone())])
     }
 
     /// Replaces a send waiting in the outbox (sealed again, or one more attempt), and the
@@ -343,7 +272,12 @@ impl Store {
         let id = rec.client_msg_id.as_str();
         let w = self.db.begin_write().map_err(db_err)?;
         {
-            w.open_table(OUTBOX).map_err(db_err)?.insert(id, ob.as_slice()).map_err(db_err)?;
+            let new =
+                w.open_table(OUTBOX).map_err(db_err)?.insert(id, ob.as_slice()).map_err(db_err)?.is_none();
+            if new {
+                // Finished meanwhile: it is back in the outbox, and counts again.
+                index::Indexes::open(&w)?.bump("outbox", &rec.mesh_id, 1)?;
+            }
             let mut sent = w.open_table(SENT).map_err(db_err)?;
             let old = sent.get(id).map_err(db_err)?.map(|v| v.value().to_vec());
             if let Some(bytes) = old
@@ -365,27 +299,9 @@ impl Store {
         Ok(v)
     }
 
-    pub fn outbox_count(&self) -> Result<BTreeMap<String, usize>, StoreError> {
-        let mut m = BTreeMap::new();
-        for r in self.all::<OutboxRecord>(OUTBOX)? {
-            *m.entry(r.mesh_id).or_default() += 1;
-        }
-        Ok(m)
-    }
-
     /// Ends a send: out of the outbox, its final state recorded.
     pub fn outbox_finish(&self, client_msg_id: &str, state: SendState) -> Result<(), StoreError> {
-        let Some(mut sent) = self.get::<SentRecord>(SENT, client_msg_id)? else {
-            return self.remove(OUTBOX, client_msg_id);
-        };
-        sent.state = state;
-        let w = self.db.begin_write().map_err(db_err)?;
-        {
-            let sb = serde_json::to_vec(&sent).map_err(db_err)?;
-            w.open_table(SENT).map_err(db_err)?.insert(client_msg_id, sb.as_slice()).map_err(db_err)?;
-            w.open_table(OUTBOX).map_err(db_err)?.remove(client_msg_id).map_err(db_err)?;
-        }
-        w.commit().map_err(db_err)
+        self.apply(&[StoreOp::OutboxFinish { client_msg_id: client_msg_id.to_string(), state }])
     }
 
     /// Every send recorded on this machine (of mesh `mesh_id`, when given), oldest first by
@@ -409,5 +325,7 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod page_tests;
 #[cfg(test)]
 mod tests;

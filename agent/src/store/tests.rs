@@ -69,24 +69,25 @@ fn the_unseen_index_follows_inserts_and_marks() {
 }
 
 #[test]
-fn a_closed_sessions_unseen_messages_wait_for_the_next_one() {
+fn a_delivery_the_record_loses_loses_its_index_entries() {
+    // What the core does when a session closes with a message unseen: the delivery goes, the
+    // record waits again. No index may keep the session's entry.
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(&dir.path().join("a.redb")).unwrap();
     s.inbox_insert(&delivered("m1", &["s1", "s2"])).unwrap();
-    let mut seen = delivered("m2", &["s1"]);
-    seen.deliveries.get_mut("s1").unwrap().seen = true;
-    s.inbox_insert(&seen).unwrap();
-    assert_eq!(s.inbox_release(Some("s1")).unwrap().len(), 1, "only what s1 never saw");
+    let mut m1 = s.inbox_get("mesh", "m1").unwrap().unwrap();
+    m1.deliveries.remove("s1");
+    s.inbox_update(&m1).unwrap();
     assert!(s.inbox_unseen("s1").unwrap().is_empty());
-    let m1 = s.inbox_get("mesh", "m1").unwrap().unwrap();
-    assert!(m1.pending && !m1.deliveries.contains_key("s1"));
     assert_eq!(ids(s.inbox_unseen("s2").unwrap()), ["m1"], "other sessions keep theirs");
-    assert!(!s.inbox_get("mesh", "m2").unwrap().unwrap().pending);
-    assert_eq!(s.inbox_release(Some("s1")).unwrap().len(), 0);
-    // At agent start every session is gone.
-    assert_eq!(s.inbox_release(None).unwrap().len(), 1);
-    assert!(s.inbox_unseen("s2").unwrap().is_empty());
-    assert!(s.inbox_get("mesh", "m1").unwrap().unwrap().deliveries.is_empty());
+    let q = InboxQuery {
+        session: Some("s1".into()),
+        include_seen: true,
+        limit: 10,
+        max_bytes: 1 << 20,
+        ..Default::default()
+    };
+    assert!(s.inbox_page(&q).unwrap().records.is_empty(), "nor its deliveries");
 }
 
 #[test]
@@ -98,14 +99,23 @@ fn a_store_from_before_the_index_gets_it_built_at_open() {
     let mut seen = delivered("m2", &["s1"]);
     seen.deliveries.get_mut("s1").unwrap().seen = true;
     s.inbox_insert(&seen).unwrap();
-    // What an older agent left: no index, no marker.
+    let mut out = outbox("c1");
+    s.outbox_put(&out).unwrap();
+    out.client_msg_id = "c2".into();
+    s.outbox_put(&out).unwrap();
+    // What an older agent left: no indexes, no counters, no marker.
     let w = s.db.begin_write().unwrap();
-    w.delete_table(UNSEEN).unwrap();
-    w.open_table(META).unwrap().remove(UNSEEN_BUILT).unwrap();
+    for t in [index::ORDER, index::LIVE, index::FRESH, index::DELIVERED, index::UNSEEN] {
+        w.delete_table(t).unwrap();
+    }
+    w.open_table(META).unwrap().retain(|_, _| false).unwrap();
     w.commit().unwrap();
     drop(s);
     let s = Store::open(&path).unwrap();
     assert_eq!(ids(s.inbox_unseen("s1").unwrap()), ["m1"]);
+    let (inbox, outbox) = s.counts().unwrap();
+    assert_eq!((inbox.get("mesh"), outbox.get("mesh")), (Some(&2), Some(&2)));
+    assert_eq!(s.inbox_live().unwrap().0.len(), 1);
 }
 
 #[test]
@@ -125,6 +135,35 @@ fn envelope(member: &str) -> claudemesh_protocol::frames::Envelope {
         nonce: "n".into(),
         ciphertext: "c".into(),
     }
+}
+
+fn outbox(id: &str) -> OutboxRecord {
+    OutboxRecord {
+        client_msg_id: id.into(),
+        mesh_id: "mesh".into(),
+        to: "@ops".into(),
+        target: "@ops".into(),
+        priority: Priority::Now,
+        plaintext: MessagePlaintext::new("", "alice", "hello ops"),
+        envelopes: vec![envelope("m_1")],
+        created_at: 7,
+        attempts: 0,
+    }
+}
+
+#[test]
+fn outbox_counts_follow_puts_and_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("a.redb")).unwrap();
+    s.outbox_put(&outbox("c1")).unwrap();
+    s.outbox_put(&outbox("c1")).unwrap(); // the same send again counts once
+    s.outbox_put(&outbox("c2")).unwrap();
+    assert_eq!(s.outbox_count().unwrap().get("mesh"), Some(&2));
+    s.outbox_finish("c1", SendState::Failed { error: "x".into() }).unwrap();
+    s.outbox_finish("c1", SendState::Failed { error: "x".into() }).unwrap();
+    assert_eq!(s.outbox_count().unwrap().get("mesh"), Some(&1));
+    s.outbox_finish("c2", SendState::Failed { error: "x".into() }).unwrap();
+    assert!(s.outbox_count().unwrap().is_empty());
 }
 
 #[test]

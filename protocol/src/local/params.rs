@@ -72,6 +72,12 @@ pub struct InboxParams {
     /// Only this message (seen or not): how a model reads whole a message a hook cut short.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msg_id: Option<String>,
+    /// Page forward, oldest first, through a read (no `take`): the messages after this cursor
+    /// (`""` for the very first), at most `limit` (default and cap
+    /// [`crate::limits::INBOX_PAGE_MAX`]); the reply's `next` continues. Without it a read
+    /// returns the newest `limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// `session_register`: a Claude Code session (or other local peer) comes online.

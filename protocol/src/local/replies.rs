@@ -225,6 +225,9 @@ pub struct InboxReply {
     /// How many more matching messages wait beyond this page.
     #[serde(default)]
     pub more: usize,
+    /// Paging forward (`after`): the cursor of the next page, absent after the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// `confirm`: how many messages became seen. `expired` when the lease is not held any more (it

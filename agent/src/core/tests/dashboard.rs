@@ -7,7 +7,7 @@ use claudemesh_protocol::local::{
     AgentCall, AgentLine, ConfirmReply, InboxParams, InboxReply, LocalEvent, MarkReadReply, SendParams,
     SendReply, SendState, SentRecord, Topic,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{T, setup};
 use crate::core::{Input, UplinkEvent};
@@ -25,7 +25,7 @@ impl T {
         conn: u64,
         session: Option<&str>,
         mesh: Option<&str>,
-    ) -> mpsc::Receiver<AgentLine> {
+    ) -> crate::socket_bounds::ClientRx {
         self.watch_topics(conn, vec![Topic::Messages], session, mesh)
     }
 
@@ -36,8 +36,8 @@ impl T {
         topics: Vec<Topic>,
         session: Option<&str>,
         mesh: Option<&str>,
-    ) -> mpsc::Receiver<AgentLine> {
-        let (tx, rx) = mpsc::channel(256);
+    ) -> crate::socket_bounds::ClientRx {
+        let (tx, rx) = crate::socket_bounds::channel(Default::default());
         self.core.handle(Input::ConnOpened { conn, tx }, self.now);
         let sub = Input::Subscribe {
             conn,
@@ -81,7 +81,7 @@ impl T {
 }
 
 /// The msg_ids of the `messages` events written to a connection so far (replies skipped).
-pub(super) fn arrivals(rx: &mut mpsc::Receiver<AgentLine>) -> Vec<String> {
+pub(super) fn arrivals(rx: &mut crate::socket_bounds::ClientRx) -> Vec<String> {
     let mut out = Vec::new();
     while let Ok(line) = rx.try_recv() {
         if let AgentLine::Event { event, .. } = line
@@ -220,7 +220,7 @@ fn seen_and_read_in_one_turn_both_stay() {
 }
 
 /// The events written to a connection so far (replies skipped).
-fn events(rx: &mut mpsc::Receiver<AgentLine>) -> Vec<LocalEvent> {
+fn events(rx: &mut crate::socket_bounds::ClientRx) -> Vec<LocalEvent> {
     let mut out = Vec::new();
     while let Ok(line) = rx.try_recv() {
         if let AgentLine::Event { event, .. } = line {

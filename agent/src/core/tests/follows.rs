@@ -4,15 +4,14 @@
 
 use claudemesh_protocol::frames::Event;
 use claudemesh_protocol::local::{AgentLine, LocalEvent, Topic};
-use tokio::sync::mpsc;
 
 use super::{MESH, T, setup};
 use crate::core::{Input, UplinkEvent};
 use crate::mesh::UplinkCmd;
 
 impl T {
-    fn follow(&mut self, conn: u64, service: Option<&str>) -> mpsc::Receiver<AgentLine> {
-        let (tx, rx) = mpsc::channel(64);
+    fn follow(&mut self, conn: u64, service: Option<&str>) -> crate::socket_bounds::ClientRx {
+        let (tx, rx) = crate::socket_bounds::channel(Default::default());
         self.core.handle(Input::ConnOpened { conn, tx }, self.now);
         let sub = Input::Subscribe {
             conn,
@@ -40,7 +39,7 @@ impl T {
     }
 }
 
-fn logs(rx: &mut mpsc::Receiver<AgentLine>) -> Vec<String> {
+fn logs(rx: &mut crate::socket_bounds::ClientRx) -> Vec<String> {
     let mut out = vec![];
     while let Ok(l) = rx.try_recv() {
         if let AgentLine::Event { event, .. } = l

@@ -23,6 +23,7 @@ use crate::mesh::MeshView;
 
 mod dashboard;
 mod follows;
+mod prune;
 
 const MESH: &str = "mesh_1";
 
@@ -107,7 +108,7 @@ impl T {
         let id = format!("msg_{}", self.n);
         let mut plain =
             MessagePlaintext::new("s-alice".to_string(), "alice".to_string(), format!("hello {}", self.n))
-                .addressed("m_alice", id.clone(), priority, target.to_string(), 1);
+                .addressed("m_alice", id.clone(), priority, target.to_string(), crate::core::now_ms());
         plain.to_member = "m_bob".into();
         let sealed = seal_message(&plain, self.bob.public(), &self.alice).unwrap();
         let push = Push {
@@ -265,7 +266,7 @@ fn a_closed_sessions_unseen_messages_go_to_the_next_session_and_a_lease_dies_wit
 fn a_hook_skips_a_fresh_push_but_shows_one_left_unseen_past_the_grace() {
     let mut t = setup(&[]);
     t.register(1, "00000001-0000-4000-8000-000000000001");
-    let (tx, _rx) = mpsc::channel(64);
+    let (tx, _rx) = crate::socket_bounds::channel(Default::default());
     t.core.handle(Input::ConnOpened { conn: 1, tx }, t.now);
     let sub = Input::Subscribe {
         conn: 1,

@@ -1,0 +1,89 @@
+//! Core tests of pruning: seen messages past the TTL go, unseen ones stay, and a pruned
+//! message redelivered (same msg_id) or replayed (same box, new msg_id) is never shown again.
+
+use claudemesh_protocol::limits::REPLAY_WINDOW_SECS;
+
+use super::*;
+
+const SID: &str = "00000001-0000-4000-8000-000000000001";
+
+impl T {
+    /// Pushes alice's box `client_id` (sent at `sent_at`) as broker message `msg_id`.
+    fn push_box(&mut self, msg_id: &str, client_id: &str, sent_at: u64) {
+        let target = Target::Member("m_bob".into());
+        let mut plain = MessagePlaintext::new("s-alice".to_string(), "alice".to_string(), "once".to_string())
+            .addressed("m_alice", client_id, Priority::Now, target.to_string(), sent_at);
+        plain.to_member = "m_bob".into();
+        let sealed = seal_message(&plain, self.bob.public(), &self.alice).unwrap();
+        let push = Push {
+            msg_id: msg_id.into(),
+            client_msg_id: client_id.into(),
+            from: PushFrom { member_id: "m_alice".into(), session_id: "s-alice".into() },
+            target,
+            priority: Priority::Now,
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
+            sent_at,
+        };
+        let (stored, mut rx) = oneshot::channel();
+        let event = UplinkEvent::Push { push: Box::new(push), stored };
+        self.core.handle(Input::Uplink { mesh: MESH.into(), event }, self.now);
+        self.core.finish_turn();
+        assert_eq!(rx.try_recv(), Ok(true), "acknowledged");
+    }
+
+    fn take_confirm(&mut self) -> InboxReply {
+        let r = self.take(SID);
+        if let Some(lease) = r.lease {
+            let _: ConfirmReply = self.call(1, AgentCall::Confirm { lease, msg_ids: None }).unwrap();
+        }
+        r
+    }
+
+    fn kept(&self) -> usize {
+        self.core.store.counts().unwrap().0.values().sum()
+    }
+}
+
+#[test]
+fn seen_messages_past_the_ttl_are_pruned_and_never_shown_again() {
+    let mut t = setup(&[]);
+    t.register(1, SID);
+    let now = now_ms();
+    t.push_box("msg_a", "c_a", now);
+    t.push_box("msg_b", "c_b", now);
+    assert_eq!(t.take_confirm().messages.len(), 2);
+    t.push_box("msg_c", "c_c", now); // unseen: kept whatever its age
+    std::thread::sleep(Duration::from_millis(3));
+    t.core.handle(Input::Retention { ttl_secs: 0, every_secs: 3600 }, t.now);
+    t.tick(Duration::from_millis(1));
+    assert_eq!(t.kept(), 1, "the two seen ones went");
+    assert_eq!(t.core.state.inbox_total.get(MESH), Some(&1), "status counts follow");
+    assert!(t.core.store.inbox_get(MESH, "msg_c").unwrap().is_some());
+    // Seen now, but the next prune is due in an hour.
+    t.push_box("msg_d", "c_d", now);
+    assert_eq!(t.take_confirm().messages.len(), 2);
+    std::thread::sleep(Duration::from_millis(3));
+    t.tick(Duration::from_secs(60));
+    assert_eq!(t.kept(), 2, "not due yet");
+    t.tick(Duration::from_secs(3600));
+    assert_eq!(t.kept(), 0);
+
+    // The broker pushes a pruned message again (its ack was lost): a duplicate, dropped.
+    t.push_box("msg_a", "c_a", now);
+    assert_eq!(t.kept(), 0);
+    assert!(t.take(SID).messages.is_empty());
+    // The same box under a new msg_id: a replay, refused.
+    t.push_box("msg_a2", "c_a", now);
+    let r = t.take_confirm();
+    let replay = r.messages.iter().find(|m| m.msg_id == "msg_a2").unwrap();
+    assert!(
+        replay.body.is_empty() && replay.error.as_deref().is_some_and(|e| e.contains("replay")),
+        "{replay:?}"
+    );
+    // Older than the agent remembers ids: refused by its age.
+    t.push_box("msg_old", "c_old", now - (REPLAY_WINDOW_SECS + 60) * 1000);
+    let r = t.take_confirm();
+    let old = r.messages.iter().find(|m| m.msg_id == "msg_old").unwrap();
+    assert!(old.body.is_empty() && old.error.is_some(), "{old:?}");
+}
