@@ -95,6 +95,9 @@ pub struct Opts {
     /// Connection counts for `connections`, comma-separated.
     #[arg(long = "n", global = true, value_delimiter = ',', default_values_t = [1000, 10000])]
     pub n: Vec<usize>,
+    /// Arrival rate of `connections`: new connections started per second.
+    #[arg(long, global = true, default_value_t = 1000)]
+    pub arrival: u32,
     /// Send rate of the latency scenario, messages per second.
     #[arg(long, global = true, default_value_t = 1000)]
     pub rate: u32,

@@ -109,7 +109,10 @@ impl Broker {
                     .args(["--listen", "127.0.0.1:0", "--data"])
                     .arg(&data)
                     .args(["--rate", "1000000000", "--burst", "1000000000"])
-                    .args(["--max-queue", "10000000", "--max-connections", "20000"]);
+                    .args(["--max-queue", "10000000", "--max-connections", "20000"])
+                    // One load generator on one IP: the per-IP pre-auth cap (64) would evict
+                    // its own handshakes in a connect storm.
+                    .args(["--max-unauthenticated", "4096", "--max-unauthenticated-per-ip", "4096"]);
                 c
             }
             Server::Durable | Server::Storeless => {

@@ -101,7 +101,11 @@ async fn connection(
     log: Option<mpsc::Sender<Append>>,
     ids: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
-    let ws = tokio_tungstenite::accept_async(tcp).await?;
+    // The broker's buffer sizes (server.rs), so both pay the same per connection.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024);
+    let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await?;
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<String>(OUT_QUEUE);
     let writer = tokio::spawn(async move {

@@ -69,12 +69,14 @@ impl Report {
         };
         let per = (r.settled.now_kb.saturating_sub(r.before.now_kb)) as f64 * 1024.0 / n as f64;
         println!(
-            "{}: connections n={}: enroll {:.1} s, connect {:.2} s ({:.0}/s); RSS idle {} -> connected {} -> settled {} (peak {}), {:.1} KB/conn; presence to clients {:.1} MB over {:.1} s settle; dropped {}{}",
+            "{}: connections n={}: enroll {:.1} s, connect {:.2} s ({:.0}/s; each p50 {} p99 {}); RSS idle {} -> connected {} -> settled {} (peak {}), {:.1} KB/conn; presence to clients {:.1} MB over {:.1} s settle; dropped {}{}",
             server.name(),
             n,
             r.enroll.as_secs_f64(),
             r.connect.as_secs_f64(),
             n as f64 / r.connect.as_secs_f64(),
+            ms(r.connect_each.p50 as f64),
+            ms(r.connect_each.p99 as f64),
             mb(r.before.now_kb as f64),
             mb(r.connected.now_kb as f64),
             mb(r.settled.now_kb as f64),
@@ -250,10 +252,24 @@ fn rows(o: &Opts, parts: &BTreeMap<Server, Part>) -> Vec<Row> {
         let aim = if n >= 10_000 { "≤ 200 MB at 10,000" } else { "" };
         out.push(Row {
             scenario: what.clone(),
-            measure: "connect + hello, all, per second",
+            measure: "connections completed per second",
             values: Box::new(move |p| pick(p, &|c| c.n as f64 / c.connect.as_secs_f64())),
             format: Box::new(count),
             aim: "",
+        });
+        out.push(Row {
+            scenario: what.clone(),
+            measure: "connect + hello p50",
+            values: Box::new(move |p| pick(p, &|c| c.connect_each.p50 as f64)),
+            format: Box::new(ms),
+            aim: "",
+        });
+        out.push(Row {
+            scenario: what.clone(),
+            measure: "connect + hello p99",
+            values: Box::new(move |p| pick(p, &|c| c.connect_each.p99 as f64)),
+            format: Box::new(ms),
+            aim: "≤ 50 ms at 1,000/s",
         });
         out.push(Row {
             scenario: what.clone(),

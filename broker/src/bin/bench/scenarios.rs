@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use claudemesh_protocol::frames::Target;
-use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -22,7 +21,10 @@ use crate::Opts;
 pub struct ConnResult {
     pub n: usize,
     pub enroll: Duration,
+    /// From the first arrival until every connection had its `hello_ack`.
     pub connect: Duration,
+    /// Connect + hello of each connection, nanoseconds.
+    pub connect_each: Percentiles,
     /// Broker RSS with every member enrolled and nobody connected.
     pub before: Rss,
     /// Right after the last `hello_ack`.
@@ -47,14 +49,43 @@ pub async fn connections(server: Server, o: &Opts, n: usize) -> anyhow::Result<C
     let bytes = Arc::new(AtomicU64::new(0));
     let closed = Arc::new(AtomicU64::new(0));
     let mut held = JoinSet::new();
+    // Arrivals at `o.arrival` per second, each its own task: connect + hello time per
+    // connection, not the time of a batch.
     let t1 = Instant::now();
-    let mut pending =
-        futures_util::stream::iter(&mesh.members).map(|id| connect(&broker.url, id)).buffer_unordered(128);
-    while let Some(ws) = pending.next().await {
-        held.spawn(drain(ws?, bytes.clone(), closed.clone()));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(o.arrival.max(1))));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let times = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<anyhow::Result<()>>(n.max(1));
+    let members = Arc::new(mesh.members);
+    for i in 0..n {
+        tick.tick().await;
+        let (url, times, done) = (broker.url.clone(), times.clone(), done_tx.clone());
+        let (bytes, closed, members) = (bytes.clone(), closed.clone(), members.clone());
+        held.spawn(async move {
+            let t = Instant::now();
+            match connect(&url, &members[i]).await {
+                Ok(ws) => {
+                    if let Ok(mut v) = times.lock() {
+                        v.push(t.elapsed().as_nanos() as u64);
+                    }
+                    let _ = done.send(Ok(())).await;
+                    drain(ws, bytes, closed).await;
+                }
+                Err(e) => {
+                    let _ = done.send(Err(e)).await;
+                }
+            }
+        });
     }
-    drop(pending);
+    for _ in 0..n {
+        match done_rx.recv().await {
+            Some(r) => r?,
+            None => bail!("a connecting task ended without a word"),
+        }
+    }
     let connect = t1.elapsed();
+    let times = times.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    let connect_each = Percentiles::of(times);
     let connected = broker.rss()?;
     // Settle: wait until no presence bytes arrived for a full second (at most 120 s).
     let t2 = Instant::now();
@@ -78,6 +109,7 @@ pub async fn connections(server: Server, o: &Opts, n: usize) -> anyhow::Result<C
         n,
         enroll,
         connect,
+        connect_each,
         before,
         connected,
         settled,
