@@ -179,7 +179,8 @@ async fn main() -> anyhow::Result<()> {
         let members = members.clone();
         async move {
             let d = |s: f64| Duration::from_secs_f64(s);
-            let jobs = members.iter().map(|m| member::drain(w.clone(), m.clone(), d(quiet), d(settle), d(limit)));
+            let jobs =
+                members.iter().map(|m| member::drain(w.clone(), m.clone(), d(quiet), d(settle), d(limit)));
             futures_util::future::join_all(jobs).await
         }
     };

@@ -55,7 +55,13 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(ws: Ws, me: Arc<Member>, ids: Arc<Vec<String>>, ledger: Arc<Ledger>, ack_every: usize) -> Self {
+    pub fn new(
+        ws: Ws,
+        me: Arc<Member>,
+        ids: Arc<Vec<String>>,
+        ledger: Arc<Ledger>,
+        ack_every: usize,
+    ) -> Self {
         let conn = ledger.conn_id();
         ledger.c.connects.fetch_add(1, Relaxed);
         Self {
@@ -105,7 +111,10 @@ impl Link {
     }
 
     /// Handles what [`Link::next`] returned.
-    pub async fn handle(&mut self, m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) -> Flow {
+    pub async fn handle(
+        &mut self,
+        m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Flow {
         let text = match m {
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Close(_))) | None => return Flow::Ended,
@@ -218,8 +227,11 @@ impl Link {
             let j = (me + 1 + rng.below(n - 1)) % n;
             (Target::Member(self.ids[j].clone()), self.me.dm[j].clone(), 1u128 << j)
         };
-        let from_session =
-            if self.sessions.is_empty() { String::new() } else { self.sessions[rng.below(self.sessions.len())].clone() };
+        let from_session = if self.sessions.is_empty() {
+            String::new()
+        } else {
+            self.sessions[rng.below(self.sessions.len())].clone()
+        };
         let req = self.req();
         let f = ClientFrame::Send(Send {
             req,

@@ -132,7 +132,13 @@ pub struct Drained {
 /// Connects with no session, receives and acknowledges until nothing arrived for `quiet` (or
 /// `limit` passed), keeps the connection open another `settle` so the acks are surely read,
 /// and closes. Retries the connect a few times.
-pub async fn drain(w: Arc<World>, me: Arc<Member>, quiet: Duration, settle: Duration, limit: Duration) -> Drained {
+pub async fn drain(
+    w: Arc<World>,
+    me: Arc<Member>,
+    quiet: Duration,
+    settle: Duration,
+    limit: Duration,
+) -> Drained {
     let mut l = None;
     for _ in 0..5 {
         l = link(&w, &me).await;

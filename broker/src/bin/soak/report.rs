@@ -134,7 +134,10 @@ pub fn summary(s: &Summary, c: &Counters) -> bool {
     let repeats = c.repeats.load(Relaxed);
     let m = &s.mem;
     println!();
-    println!("== soak summary: {:.1} min, {} participants, ~{:.0} msg/s target ==", s.minutes, s.participants, s.rate);
+    println!(
+        "== soak summary: {:.1} min, {} participants, ~{:.0} msg/s target ==",
+        s.minutes, s.participants, s.rate
+    );
     println!(
         "memory   broker rss warm {:.1} MB (at {:.0} s), end of traffic {:.1} MB, peak {:.1} MB, after drain {:.1} MB",
         m.warm_mb, m.warm_at, m.end_mb, m.peak_mb, s.after_drain_mb
@@ -203,8 +206,12 @@ mod tests {
     #[test]
     fn slope_of_a_line_in_mb_per_hour() {
         // 1 MB per minute from 60 s on: 60 MB/hour, 9 MB of growth over 9 minutes.
-        let samples: Vec<Sample> = (0..=60)
-            .map(|i| Sample { t: f64::from(i) * 10.0, rss_kb: 10_240 + i * 1024 / 6, store_bytes: 0 })
+        let samples: Vec<Sample> = (0..=60u32)
+            .map(|i| Sample {
+                t: f64::from(i) * 10.0,
+                rss_kb: 10_240 + u64::from(i) * 1024 / 6,
+                store_bytes: 0,
+            })
             .collect();
         let m = memory(&samples, 60.0);
         assert!((m.slope_mb_per_hour - 60.0).abs() < 0.5, "{m:?}");

@@ -41,7 +41,13 @@ pub struct Member {
 
 /// Creates mesh `slug` and enrolls `n` members; the admin takes part too, as participant 0
 /// (a broadcast is addressed to it like to anyone else). Nobody is online afterwards.
-pub async fn participants(url: &str, token: &str, slug: &str, n: usize, body: usize) -> anyhow::Result<Vec<Member>> {
+pub async fn participants(
+    url: &str,
+    token: &str,
+    slug: &str,
+    n: usize,
+    body: usize,
+) -> anyhow::Result<Vec<Member>> {
     let mut c = Client::connect(url).await?;
     let admin = c
         .mesh_create(token, slug, "admin")
@@ -81,7 +87,7 @@ pub async fn participants(url: &str, token: &str, slug: &str, n: usize, body: us
         .try_collect::<Vec<_>>()
         .await?;
     let ids: Vec<Identity> = std::iter::once(admin).chain(enrolled).collect();
-    let plain = MessagePlaintext::new("", "soak", &body_text(body));
+    let plain = MessagePlaintext::new("", "soak", body_text(body));
     let started_at = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let mut out = Vec::with_capacity(ids.len());
     for (idx, me) in ids.iter().enumerate() {
@@ -95,7 +101,8 @@ pub async fn participants(url: &str, token: &str, slug: &str, n: usize, body: us
             .enumerate()
             .map(|(j, to)| if j == idx { Ok(Vec::new()) } else { boxes(&[to]) })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let others: Vec<&Identity> = ids.iter().enumerate().filter(|(j, _)| *j != idx).map(|(_, m)| m).collect();
+        let others: Vec<&Identity> =
+            ids.iter().enumerate().filter(|(j, _)| *j != idx).map(|(_, m)| m).collect();
         out.push((idx, dm, boxes(&others)?));
     }
     Ok(ids
