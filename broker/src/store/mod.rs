@@ -163,11 +163,32 @@ impl<'a> Tx<'a> {
         self.with(table, |t| Ok(t.remove(k.as_bytes())?.is_some()))
     }
 
-    /// Every key and value of a table, in key order.
-    pub fn scan_all(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    /// Every key of a table, in key order; the values are not copied.
+    pub fn keys_all(&self, table: Table) -> Result<Vec<String>, StoreError> {
         self.with(table, |t| {
             let mut out = Vec::new();
             for item in t.iter()? {
+                let (k, _) = item?;
+                out.push(key_string(k.value()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Keys and values under `prefix␟` that sort before `prefix␟below`, in key order: with
+    /// time-ordered ids, the records older than an id floor, without reading the newer ones.
+    pub fn scan_below(
+        &self,
+        table: Table,
+        prefix: &str,
+        below: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let (lo, _) = prefix_range(prefix);
+        let mut hi = lo.clone();
+        hi.extend_from_slice(below.as_bytes());
+        self.with(table, |t| {
+            let mut out = Vec::new();
+            for item in t.range(lo.as_slice()..hi.as_slice())? {
                 let (k, v) = item?;
                 out.push((key_string(k.value()), v.value().to_vec()));
             }
