@@ -266,10 +266,19 @@ fn make_private(path: &Path) -> Result<(), StoreError> {
     f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(err)
 }
 
-/// Opens (creating if needed, 0600) the store and every table.
-pub fn open(path: &Path) -> Result<Database, StoreError> {
+/// Page cache of the store unless configured otherwise. redb's own default is 1 GiB, which a
+/// busy broker fills as its file grows with the messages it keeps for the queue TTL: resident
+/// memory then climbs for hours. The hot pages (queue heads, recent messages, members) fit in
+/// far less.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Opens (creating if needed, 0600) the store and every table, caching at most `cache_bytes`
+/// of its pages in memory.
+pub fn open(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     make_private(path)?;
-    let db = Database::create(path)
+    let db = redb::Builder::new()
+        .set_cache_size(cache_bytes)
+        .create(path)
         .map_err(|e| StoreError::Open { path: path.to_path_buf(), source: Box::new(e) })?;
     let txn = db.begin_write()?;
     for t in ALL_TABLES {
