@@ -102,6 +102,9 @@ pub struct ServeArgs {
     /// Connections allowed per mesh.
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
+    /// Memory (MiB) the store may use to cache its pages.
+    #[arg(long, default_value_t = crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024))]
+    store_cache_mb: usize,
     /// Seconds from accept until the WebSocket upgrade (and TLS handshake) must be complete.
     #[arg(long, default_value_t = claudemesh_protocol::limits::HANDSHAKE_TIMEOUT_SECS as f64)]
     handshake_timeout_secs: f64,
@@ -217,6 +220,7 @@ where
             cfg.send_rate_per_sec = a.rate;
             cfg.send_burst = a.burst;
             cfg.max_connections_per_mesh = a.max_connections;
+            cfg.store_cache_bytes = a.store_cache_mb.saturating_mul(1024 * 1024);
             cfg.handshake_timeout = Duration::from_secs_f64(a.handshake_timeout_secs);
             cfg.hello_timeout = Duration::from_secs_f64(a.hello_timeout_secs);
             cfg.max_unauthenticated = a.max_unauthenticated;
@@ -399,7 +403,7 @@ pub fn mesh_create(
 ) -> anyhow::Result<()> {
     crate::config::create_private_dir(data).with_context(|| format!("cannot create {}", data.display()))?;
     let cfg = BrokerConfig::new(data);
-    let db = store::open(&cfg.db_path()).context(
+    let db = store::open(&cfg.db_path(), cfg.store_cache_bytes).context(
         "is the broker running? stop it, or create the mesh with `claudemesh mesh create` through it",
     )?;
     let (mesh, member) =

@@ -55,6 +55,8 @@ pub struct BrokerConfig {
     pub expiry_interval: Duration,
     /// Largest write batch committed at once.
     pub max_commit_batch: usize,
+    /// Memory the store may use to cache pages ([`crate::store::DEFAULT_CACHE_BYTES`]).
+    pub store_cache_bytes: usize,
     /// Two agents with one member key: this many replacements of the member's connection by a
     /// different agent instance within `key_in_use_window` stop the one that started later.
     pub key_in_use_replacements: usize,
@@ -109,6 +111,7 @@ impl BrokerConfig {
             sweep_interval: Duration::from_secs(5),
             expiry_interval: Duration::from_secs(60),
             max_commit_batch: 1024,
+            store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             key_in_use_replacements: 3,
             key_in_use_window: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(limits::HANDSHAKE_TIMEOUT_SECS),

@@ -98,9 +98,9 @@ pub async fn serve(
     crate::config::create_private_dir(&config.data_dir)
         .map_err(|source| BrokerError::DataDir { path: config.data_dir.display().to_string(), source })?;
     let admin_token = ensure_admin_token(&config.admin_token_file)?;
-    let db = store::open(&config.db_path())?;
+    let db = store::open(&config.db_path(), config.store_cache_bytes)?;
     let mut snapshot = store::load(&db)?;
-    let db = Arc::new(store::Db::new(&config.db_path(), db));
+    let db = Arc::new(store::Db::new(&config.db_path(), db, config.store_cache_bytes));
     let metrics = Arc::new(Metrics::default());
     let (store, writer) = store::writer::start(
         db,

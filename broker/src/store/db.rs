@@ -18,6 +18,8 @@ use super::{StoreError, Table};
 #[derive(Debug)]
 pub struct Db {
     path: PathBuf,
+    /// The page cache a reopen asks for again ([`super::open`]).
+    cache_bytes: usize,
     /// `None` while the writer reopens the file (or after a reopen failed).
     slot: RwLock<Option<Arc<Database>>>,
 }
@@ -26,9 +28,9 @@ pub struct Db {
 const READERS_GONE: Duration = Duration::from_secs(5);
 
 impl Db {
-    /// Wraps `db`, opened from `path`.
-    pub fn new(path: &Path, db: Database) -> Self {
-        Self { path: path.to_path_buf(), slot: RwLock::new(Some(Arc::new(db))) }
+    /// Wraps `db`, opened from `path` with a `cache_bytes` page cache.
+    pub fn new(path: &Path, db: Database, cache_bytes: usize) -> Self {
+        Self { path: path.to_path_buf(), cache_bytes, slot: RwLock::new(Some(Arc::new(db))) }
     }
 
     /// The current handle, or [`StoreError::Reopening`] while there is none.
@@ -66,7 +68,7 @@ impl Db {
                 }
             }
         }
-        let db = super::open(&self.path)?;
+        let db = super::open(&self.path, self.cache_bytes)?;
         *self.slot.write().map_err(|_| StoreError::Reopening)? = Some(Arc::new(db));
         Ok(())
     }

@@ -223,11 +223,32 @@ impl<'a> Tx<'a> {
         self.with(table, |t| Ok(t.remove(k.as_bytes())?.is_some()))
     }
 
-    /// Every key and value of a table, in key order.
-    pub fn scan_all(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    /// Every key of a table, in key order; the values are not copied.
+    pub fn keys_all(&self, table: Table) -> Result<Vec<String>, StoreError> {
         self.with(table, |t| {
             let mut out = Vec::new();
             for item in t.iter()? {
+                let (k, _) = item?;
+                out.push(key_string(k.value()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Keys and values under `prefix␟` that sort before `prefix␟below`, in key order: with
+    /// time-ordered ids, the records older than an id floor, without reading the newer ones.
+    pub fn scan_below(
+        &self,
+        table: Table,
+        prefix: &str,
+        below: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let (lo, _) = prefix_range(prefix);
+        let mut hi = lo.clone();
+        hi.extend_from_slice(below.as_bytes());
+        self.with(table, |t| {
+            let mut out = Vec::new();
+            for item in t.range(lo.as_slice()..hi.as_slice())? {
                 let (k, v) = item?;
                 out.push((key_string(k.value()), v.value().to_vec()));
             }
@@ -305,15 +326,18 @@ fn make_private(path: &Path) -> Result<(), StoreError> {
     f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(err)
 }
 
-/// redb's page cache, bytes. redb's default (1 GiB) let the broker's RSS climb from 89 to
-/// 419 MB under a DM load; the hot pages (queue tails, recent messages) fit in far less.
-pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Page cache of the store unless configured otherwise. redb's own default is 1 GiB, which a
+/// busy broker fills as its file grows with the messages it keeps for the queue TTL: resident
+/// memory then climbs for hours. The hot pages (queue heads, recent messages, members) fit in
+/// far less.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Opens (creating if needed, 0600) the store and every table, with a [`CACHE_BYTES`] cache.
-pub fn open(path: &Path) -> Result<Database, StoreError> {
+/// Opens (creating if needed, 0600) the store and every table, caching at most `cache_bytes`
+/// of its pages in memory.
+pub fn open(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     make_private(path)?;
-    let db = Database::builder()
-        .set_cache_size(CACHE_BYTES)
+    let db = redb::Builder::new()
+        .set_cache_size(cache_bytes)
         .create(path)
         .map_err(|e| StoreError::Open { path: path.to_path_buf(), source: Box::new(e) })?;
     let txn = db.begin_write()?;

@@ -1,0 +1,246 @@
+//! Mesh set-up for the soak: a mesh with a signed invite and enrolled members, each member's
+//! pre-encrypted boxes (one per sender and target, reused for every send), its pool of session
+//! ids, authenticated connections, and a small seeded random source.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow, bail};
+use claudemesh_broker::testkit::{Client, Identity};
+use claudemesh_protocol::codec::to_hex;
+use claudemesh_protocol::crypto::{MemberKeypair, MessagePlaintext, fan_out, random_bytes, sign_hello};
+use claudemesh_protocol::frames::{
+    AgentInstance, ClientFrame, Envelope, Hello, Role, ServerFrame, decode_server, encode,
+};
+use claudemesh_protocol::invite::InvitePayload;
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A raw client WebSocket.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Session ids per member: sessions are drawn from this pool, so ids come back across
+/// reconnects (as an agent's do) instead of growing the broker's session-owner map forever.
+pub const SESSION_POOL: usize = 4;
+
+/// One participant: its identity, agent instance, session-id pool and pre-encrypted boxes.
+#[derive(Debug)]
+pub struct Member {
+    pub idx: usize,
+    pub id: Identity,
+    pub instance: AgentInstance,
+    pub session_pool: Vec<String>,
+    /// `dm[j]`: the box to participant `j` (empty for `j == idx`).
+    pub dm: Vec<Vec<Envelope>>,
+    /// One box for every other participant (a broadcast reaches every other active member).
+    pub broadcast: Vec<Envelope>,
+}
+
+/// Creates mesh `slug` and enrolls `n` members; the admin takes part too, as participant 0
+/// (a broadcast is addressed to it like to anyone else). Nobody is online afterwards.
+pub async fn participants(
+    url: &str,
+    token: &str,
+    slug: &str,
+    n: usize,
+    body: usize,
+) -> anyhow::Result<Vec<Member>> {
+    let mut c = Client::connect(url).await?;
+    let admin = c
+        .mesh_create(token, slug, "admin")
+        .await?
+        .map_err(|f| anyhow!("mesh_create was refused: {}", encode(&f)))?;
+    c.abort();
+    let (mut ac, ack) = Client::connect_as(url, &admin).await?;
+    if !matches!(ack, ServerFrame::HelloAck { .. }) {
+        bail!("admin hello was refused: {}", encode(&ack));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let payload = InvitePayload {
+        v: 1,
+        broker_url: url.to_string(),
+        mesh_id: admin.mesh_id.clone(),
+        mesh_slug: slug.to_string(),
+        invite_id: "soak".into(),
+        role: Role::Member,
+        groups: vec![],
+        expires_at: now + 3600,
+        max_uses: u32::try_from(n.max(1))?,
+        issuer_pubkey: admin.key.public_hex(),
+    };
+    let invite = payload.sign(&admin.key)?;
+    let req = ac.next_req();
+    let r = ac.request(&ClientFrame::InviteRegister { req, invite: invite.token().into() }).await?;
+    if r != (ServerFrame::Ok { req }) {
+        bail!("invite_register was refused: {}", encode(&r));
+    }
+    ac.abort();
+    let enrolled = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let token = invite.token().to_string();
+            async move { enroll(url, &token, "soak", &format!("soak{i}")).await }
+        })
+        .buffered(8)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let ids: Vec<Identity> = std::iter::once(admin).chain(enrolled).collect();
+    let plain = MessagePlaintext::new("", "soak", body_text(body));
+    let started_at = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let mut out = Vec::with_capacity(ids.len());
+    for (idx, me) in ids.iter().enumerate() {
+        let boxes = |to: &[&Identity]| -> anyhow::Result<Vec<Envelope>> {
+            let list: Vec<(String, [u8; 32])> =
+                to.iter().map(|r| (r.member_id.clone(), *r.key.public())).collect();
+            Ok(fan_out(&plain, &list, &me.key)?)
+        };
+        let dm = ids
+            .iter()
+            .enumerate()
+            .map(|(j, to)| if j == idx { Ok(Vec::new()) } else { boxes(&[to]) })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let others: Vec<&Identity> =
+            ids.iter().enumerate().filter(|(j, _)| *j != idx).map(|(_, m)| m).collect();
+        out.push((idx, dm, boxes(&others)?));
+    }
+    Ok(ids
+        .into_iter()
+        .zip(out)
+        .map(|(id, (idx, dm, broadcast))| Member {
+            idx,
+            id,
+            instance: AgentInstance { id: to_hex(&random_bytes::<16>()), started_at },
+            session_pool: (0..SESSION_POOL).map(|_| uuid()).collect(),
+            dm,
+            broadcast,
+        })
+        .collect())
+}
+
+async fn enroll(url: &str, invite: &str, invite_id: &str, name: &str) -> anyhow::Result<Identity> {
+    let key = MemberKeypair::generate();
+    let mut c = Client::connect(url).await?;
+    let r = c.enroll(invite, &key, invite_id, name).await?;
+    c.abort();
+    match r {
+        ServerFrame::Enrolled { member_id, mesh, .. } => Ok(Identity { mesh_id: mesh.id, member_id, key }),
+        other => bail!("enroll was refused: {}", encode(&other)),
+    }
+}
+
+/// Connects and authenticates with `hello` as the member's agent instance; returns the socket
+/// right after `hello_ack`, or the refusal's error code.
+pub async fn connect(url: &str, m: &Member) -> anyhow::Result<Ws> {
+    tokio::time::timeout(IO_TIMEOUT, connect_inner(url, m)).await.context("connect + hello timed out")?
+}
+
+async fn connect_inner(url: &str, m: &Member) -> anyhow::Result<Ws> {
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+    let challenge = match next_frame(&mut ws).await? {
+        ServerFrame::Welcome { challenge, .. } => challenge,
+        other => bail!("expected welcome, got {}", encode(&other)),
+    };
+    let id = &m.id;
+    let hello = ClientFrame::Hello(Hello {
+        protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
+        mesh_id: id.mesh_id.clone(),
+        member_id: id.member_id.clone(),
+        pubkey: id.key.public_hex(),
+        signature: sign_hello(&id.key, &id.mesh_id, &id.member_id, &challenge),
+        instance: Some(m.instance.clone()),
+    });
+    ws.send(Message::Text(encode(&hello).into())).await?;
+    loop {
+        match next_frame(&mut ws).await? {
+            ServerFrame::HelloAck { .. } => return Ok(ws),
+            ServerFrame::Error(e) => bail!("hello was refused: {} {}", e.code.as_str(), e.message),
+            _ => continue,
+        }
+    }
+}
+
+async fn next_frame(ws: &mut Ws) -> anyhow::Result<ServerFrame> {
+    loop {
+        match ws.next().await {
+            None => bail!("the broker closed the connection"),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(Message::Text(t))) => return Ok(decode_server(t.as_str())?),
+            Some(Ok(Message::Close(c))) => bail!("the broker closed the connection: {c:?}"),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// A `len`-byte ASCII body.
+fn body_text(len: usize) -> String {
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789 ";
+    (0..len).map(|i| char::from(alphabet[(i * 7 + i / 37) % alphabet.len()])).collect()
+}
+
+/// A random lowercase UUID (the shape the broker requires of session ids).
+pub fn uuid() -> String {
+    let h = to_hex(&random_bytes::<16>());
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// splitmix64: a small, seeded random source for traffic choices (not for keys).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn seeded() -> Self {
+        Self(u64::from_le_bytes(random_bytes::<8>()))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`; 0 when `n == 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 { 0 } else { (self.next_u64() % n as u64) as usize }
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A duration uniform in `[lo, hi]` seconds.
+    pub fn secs(&mut self, lo: f64, hi: f64) -> Duration {
+        Duration::from_secs_f64(lo + (hi - lo) * self.unit())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_have_the_session_id_shape() {
+        let s = claudemesh_protocol::frames::SessionInfo {
+            session_id: uuid(),
+            display_name: "x".into(),
+            ..Default::default()
+        };
+        assert!(claudemesh_protocol::names::validate_session(&s).is_ok(), "{}", s.session_id);
+    }
+
+    #[test]
+    fn rng_stays_in_range() {
+        let mut r = Rng::seeded();
+        for _ in 0..1000 {
+            assert!(r.below(7) < 7);
+            let u = r.unit();
+            assert!((0.0..1.0).contains(&u));
+            let d = r.secs(5.0, 30.0).as_secs_f64();
+            assert!((5.0..=30.0).contains(&d));
+        }
+    }
+}
