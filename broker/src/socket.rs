@@ -278,7 +278,7 @@ async fn send_events(
     while start < pending.len() {
         let mut end = start + 1;
         let mut bytes = pending[start].len();
-        while end < pending.len() && bytes + pending[end].len() + 1 <= PRESENCE_FRAME_BYTES {
+        while end < pending.len() && bytes + pending[end].len() < PRESENCE_FRAME_BYTES {
             bytes += pending[end].len() + 1;
             end += 1;
         }

@@ -230,11 +230,20 @@ impl Report {
     }
 }
 
+/// A row's figure in each run of one server.
+type Values = Box<dyn Fn(&Part) -> Vec<f64>>;
+/// Picks one kind of throughput run from a server's results.
+type PickRuns = fn(&Part) -> &Vec<ThroughputResult>;
+/// A latency row: measure, its figure in one run, aim.
+type LatencyRow = (&'static str, fn(&LatencyResult) -> f64, &'static str);
+/// A throughput row: scenario, measure, which runs, deliveries (else acks), aim.
+type ThroughputRow = (String, &'static str, PickRuns, bool, &'static str);
+
 /// One table row: its figure in each run of a server, how to print it, and the aim.
 struct Row {
     scenario: String,
     measure: &'static str,
-    values: Box<dyn Fn(&Part) -> Vec<f64>>,
+    values: Values,
     format: Box<dyn Fn(f64) -> String>,
     aim: &'static str,
 }
@@ -296,7 +305,7 @@ fn rows(o: &Opts, parts: &BTreeMap<Server, Part>) -> Vec<Row> {
         });
     }
     let what = format!("DM latency at {} msg/s", count(f64::from(o.rate)));
-    let lat: [(&'static str, fn(&LatencyResult) -> f64, &'static str); 4] = [
+    let lat: [LatencyRow; 4] = [
         ("one-way p50", |r| r.one_way.p50 as f64, "≤ 1 ms"),
         ("one-way p99", |r| r.one_way.p99 as f64, "≤ 5 ms"),
         ("send → ack p50", |r| r.round_trip.p50 as f64, ""),
@@ -311,7 +320,7 @@ fn rows(o: &Opts, parts: &BTreeMap<Server, Part>) -> Vec<Row> {
             aim,
         });
     }
-    let tp: [(String, &'static str, fn(&Part) -> &Vec<ThroughputResult>, bool, &'static str); 4] = [
+    let tp: [ThroughputRow; 4] = [
         (
             format!("DM throughput, {} pairs, {} B", o.pairs, o.body),
             "delivered DMs/s",
@@ -346,8 +355,7 @@ fn rows(o: &Opts, parts: &BTreeMap<Server, Part>) -> Vec<Row> {
             aim,
         });
     }
-    let rss: [(&'static str, fn(&Part) -> &Vec<ThroughputResult>); 2] =
-        [("DM throughput", |p| &p.dm), ("broadcast", |p| &p.broadcast)];
+    let rss: [(&'static str, PickRuns); 2] = [("DM throughput", |p| &p.dm), ("broadcast", |p| &p.broadcast)];
     for (scenario, pick) in rss {
         out.push(Row {
             scenario: scenario.into(),
