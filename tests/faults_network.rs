@@ -72,7 +72,9 @@ async fn links_recover_from_resets_and_stalls_with_nothing_lost_or_doubled() {
                 proxy.reset_all();
             }
             eprintln!("{fault} at {acked} accepted, {shown} shown ({:?})", started.elapsed());
-            assert!(acked < N && shown < N, "the {fault} came after the stream ended");
+            // Mid-stream means messages still on their way to bob: the sender may already be
+            // done (sends are accepted faster than a reader confirms them).
+            assert!(shown < N, "the {fault} came after every message was shown ({acked} accepted)");
             if fault.ends_with("reset") {
                 // Both links come back through the proxy.
                 wait_mesh_status(&mut a, "alice reconnected", |m| m.link == LinkState::Connected).await;

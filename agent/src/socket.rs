@@ -94,8 +94,9 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
         return;
     }
     let conn = agent.next_conn();
-    // Cancelled when the agent stops, the client goes, or it stops reading what it is sent.
-    let gone = cancel.child_token();
+    // Cancelled when the client goes or stops reading what it is sent; not when the agent
+    // stops, so the replies of that moment (the `shutdown` request's own) are still written.
+    let gone = CancellationToken::new();
     let (tx, rx) = socket_bounds::channel(gone.clone());
     let writer = tokio::spawn(write_lines(rx, write, gone.clone()));
     if agent.core.send(Input::ConnOpened { conn, tx: tx.clone() }).await.is_err() {
@@ -112,6 +113,7 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
     loop {
         let read = tokio::select! {
             () = gone.cancelled() => break,
+            () = cancel.cancelled() => break,
             r = socket_bounds::read_line(&mut reader, &mut buf, MAX_AGENT_LINE_BYTES) => r,
         };
         while work.try_join_next().is_some() {}
@@ -203,6 +205,12 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream, cancel: CancellationT
         );
     }
     tracing::debug!(conn, "client disconnected");
+    if cancel.is_cancelled() {
+        // The agent is stopping: requests already answered (shutdown's own reply) get to
+        // queue their answer before the rest are dropped.
+        let finish = async { while work.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), finish).await;
+    }
     work.abort_all();
     while work.join_next().await.is_some() {}
     let _ = agent.core.send(Input::ConnClosed { conn }).await;

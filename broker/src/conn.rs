@@ -151,7 +151,7 @@ impl Conn {
     /// Re-pushes every queued message of the member, in send order, with backpressure.
     fn spawn_replay(&self, mesh: Arc<Mesh>, member_id: String) {
         let db = self.hub.store.db.clone();
-        let tx = self.out.tx.clone();
+        let out = self.out.clone();
         let kill = self.out.kill.clone();
         tokio::spawn(async move {
             let prefix = key(&[&mesh.id, &member_id]);
@@ -168,7 +168,7 @@ impl Conn {
                 let text = String::from_utf8_lossy(&v).into_owned();
                 tokio::select! {
                     _ = kill.cancelled() => return,
-                    r = tx.send(Outgoing::Frame(text, "push")) => if r.is_err() { return },
+                    sent = out.send_waiting(Outgoing::Frame(text, "push")) => if !sent { return },
                 }
             }
         });

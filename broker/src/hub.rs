@@ -59,7 +59,7 @@ impl ConnHandle {
         let bytes = out.bytes();
         let queued = self.queued.fetch_add(bytes, Relaxed) + bytes;
         if queued > self.max_queued && !matches!(out, Outgoing::Close(..)) {
-            self.queued.fetch_sub(bytes, Relaxed);
+            release(&self.queued, bytes);
             tracing::warn!(conn = self.id, queued, "connection does not read what it is sent; dropping it");
             self.drop_slow();
             return false;
@@ -67,7 +67,7 @@ impl ConnHandle {
         match self.tx.try_send(out) {
             Ok(()) => true,
             Err(e) => {
-                self.queued.fetch_sub(bytes, Relaxed);
+                release(&self.queued, bytes);
                 if matches!(e, mpsc::error::TrySendError::Full(_)) {
                     tracing::warn!(conn = self.id, "connection fell behind its outgoing queue; dropping it");
                     self.drop_slow();
@@ -79,12 +79,41 @@ impl ConnHandle {
 }
 
 impl ConnHandle {
+    /// Queues a frame, waiting (rather than dropping the connection) while the queue is full in
+    /// frames or bytes: for the replay of a member's queue, which may be far larger than the
+    /// bound and is read from the store only as fast as the connection takes it. False once
+    /// the connection is gone.
+    pub async fn send_waiting(&self, out: Outgoing) -> bool {
+        let bytes = out.bytes();
+        // Backpressure on bytes: the writer frees them as it writes (no event to wait on; a
+        // replay is rare and a 2 ms poll costs nothing next to the writes it waits for).
+        while self.queued.load(Relaxed) > 0 && self.queued.load(Relaxed) + bytes > self.max_queued {
+            if self.kill.is_cancelled() {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        self.queued.fetch_add(bytes, Relaxed);
+        if self.tx.send(out).await.is_err() {
+            release(&self.queued, bytes);
+            return false;
+        }
+        true
+    }
+
     fn drop_slow(&self) {
         if !self.kill.is_cancelled() {
             self.metrics.slow_dropped.fetch_add(1, Relaxed);
         }
         self.kill.cancel();
     }
+}
+
+/// Takes `bytes` off a connection's queued count, never below zero (every item is counted in
+/// once by [`ConnHandle::send`] or [`ConnHandle::send_waiting`] and out once by the writer; the
+/// floor keeps a miscount from turning into a huge number that drops a healthy connection).
+pub fn release(queued: &AtomicUsize, bytes: usize) {
+    let _ = queued.fetch_update(Relaxed, Relaxed, |q| Some(q.saturating_sub(bytes)));
 }
 
 impl Outgoing {

@@ -182,7 +182,7 @@ async fn write_loop(
                 flush_at = None;
                 let sent = pending.iter().map(|p| p.len()).sum::<usize>();
                 let r = bounded(limit, send_events(&mut sink, &mut pending, &metrics)).await.map(|_| true);
-                queued.fetch_sub(sent, Relaxed);
+                crate::hub::release(&queued, sent);
                 r
             }
             m = rx.recv() => {
@@ -196,7 +196,7 @@ async fn write_loop(
                         Outgoing::Frame(text, ty) => {
                             metrics.frame_out(ty);
                             let fed = bounded(limit, sink.feed(Message::Text(Utf8Bytes::from(text)))).await;
-                            queued.fetch_sub(bytes, Relaxed);
+                            crate::hub::release(&queued, bytes);
                             if let Err(e) = fed {
                                 r = Err(e);
                                 break;
@@ -208,7 +208,7 @@ async fn write_loop(
                             flush_at.get_or_insert_with(|| Instant::now() + hub.config.presence_batch);
                         }
                         Outgoing::Close(code, reason) => {
-                            queued.fetch_sub(bytes, Relaxed);
+                            crate::hub::release(&queued, bytes);
                             let _ = bounded(limit, send_events(&mut sink, &mut pending, &metrics)).await;
                             let close = CloseFrame { code, reason: Utf8Bytes::from(reason) };
                             let _ = bounded(limit, sink.send(Message::Close(Some(close)))).await;

@@ -166,9 +166,10 @@ async fn meshes_are_isolated() {
     )
     .await;
     assert_eq!(error_code(&r), ErrorCode::NotFound);
-    // Broadcast covers only this mesh: envelopes naming the other mesh's member are refused.
+    // Broadcast covers only this mesh: envelopes naming the other mesh's member are refused as
+    // a recipient set that does not match this mesh's (the agent reseals against its directory).
     let r = send_to(&mut a1, &a1_id, "", Target::Broadcast, &[&a.admin, &b1_id], "x", "i3").await;
-    assert_eq!(error_code(&r), ErrorCode::Invalid);
+    assert_eq!(error_code(&r), ErrorCode::RecipientsChanged);
     // Presence and directory do not leak across meshes.
     let dir = members(&mut a1).await;
     assert!(dir.iter().all(|m| m.member_id != b1_id.member_id));

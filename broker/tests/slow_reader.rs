@@ -231,3 +231,38 @@ async fn new_session_ids_are_bounded_per_member_over_time_while_known_ids_reopen
     // Another member's budget is its own.
     open_session(&mut m.members[1].0, &sid(10, 0), "b", &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_reconnecting_to_a_replayed_queue_is_not_taken_for_a_slow_reader() {
+    let h = Harness::start().await;
+    let mut m = mesh_with(&h, "replay", 2).await;
+    // b goes offline (its connection closed); a stays.
+    let (bc, b) = m.members.remove(1);
+    bc.close().await;
+    let (ac, a) = {
+        let e = &mut m.members[0];
+        (&mut e.0, &e.1)
+    };
+    open_session(ac, &sid(0, 0), "a", &[]).await;
+    // b is offline: these wait in its queue and are replayed when it comes back.
+    for i in 0..50 {
+        let body = format!("queued {i}");
+        let r = send_to(ac, a, &sid(0, 0), Target::Member(b.member_id.clone()), &[&b], &body, &body).await;
+        assert!(matches!(r, ServerFrame::Ack { .. }), "{r:?}");
+    }
+    let (mut bc, ack) = Client::connect_as(h.url(), &b).await.unwrap();
+    assert!(matches!(ack, ServerFrame::HelloAck { .. }), "{ack:?}");
+    for i in 0..50 {
+        let (_, plain) = recv_push(&mut bc, &b, a).await;
+        assert_eq!(plain.body, format!("queued {i}"));
+    }
+    // Frames sent the ordinary way after the replay still go through on the same connection.
+    for i in 0..20 {
+        let body = format!("live {i}");
+        let r = send_to(ac, a, &sid(0, 0), Target::Member(b.member_id.clone()), &[&b], &body, &body).await;
+        assert!(matches!(r, ServerFrame::Ack { .. }), "{r:?}");
+        let (_, plain) = recv_push(&mut bc, &b, a).await;
+        assert_eq!(plain.body, body);
+    }
+    assert_eq!(metric(&h, "claudemesh_slow_dropped_total").await, 0, "a reading member was dropped");
+}
