@@ -45,7 +45,8 @@ struct Args {
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 enum Command {
-    /// Every scenario below, then the results table (3–5 minutes; 10,000 connections dominate).
+    /// Every scenario below on every server, then the results table (about 10 minutes with the
+    /// defaults; the relays report no store commits).
     All,
     /// Hold N authenticated idle connections (distinct members); broker RSS and connect time.
     Connections,

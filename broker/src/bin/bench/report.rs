@@ -134,7 +134,7 @@ impl Report {
             None => String::new(),
         };
         println!(
-            "{what} run {}: delivered {}/s, acked sends {}/s, errors {}; store {:.0} commits/s, mean {:.2} ms; broker RSS under load {}{}{}{}",
+            "{what} run {}: delivered {}/s, acked sends {}/s, errors {}; store {:.0} commits/s, mean {:.2} ms; server RSS under load {}{}{}{}",
             i + 1,
             count(r.delivered_per_s),
             count(r.acked_per_s),
