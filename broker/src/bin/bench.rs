@@ -4,6 +4,8 @@
 
 #[path = "bench/broker.rs"]
 mod broker;
+#[path = "common/child.rs"]
+mod child;
 #[path = "bench/relay.rs"]
 mod relay;
 #[path = "bench/report.rs"]

@@ -5,6 +5,8 @@
 
 #[path = "soak/broker.rs"]
 mod broker;
+#[path = "common/child.rs"]
+mod child;
 #[path = "soak/ledger.rs"]
 mod ledger;
 #[path = "soak/link.rs"]

@@ -2,13 +2,12 @@
 //! fresh data directory, or one of the relay floors (`claudemesh-broker-bench relay`, see
 //! [`super::relay`]); its URL and admin token, its RSS, and a summary of its warning log.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use crate::Opts;
@@ -102,7 +101,7 @@ impl Broker {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let data = dir.join("data");
         let log = std::fs::File::create(dir.join("broker.log")).context("cannot create the broker log")?;
-        let mut cmd = match kind {
+        let cmd = match kind {
             Server::Broker => {
                 let mut c = Command::new(&o.broker);
                 c.arg("serve")
@@ -125,41 +124,10 @@ impl Broker {
                 c
             }
         };
-        let exe = if kind == Server::Broker { o.broker.clone() } else { PathBuf::from("relay") };
-        let mut child = cmd
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "cannot start {}; build it with `cargo build --release -p claudemesh-broker --bins` or pass --broker",
-                    exe.display()
-                )
-            })?;
-        let pid = child.id().context("the broker exited at once")?;
-        let stdout = child.stdout.take().context("the broker's stdout was not captured")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .context("the broker did not print its address within 20 s")?
-            .context("cannot read the broker's stdout")?
-            .context("the broker exited before printing its address (see its log)")?;
-        let url = line
-            .strip_prefix("listening on ")
-            .with_context(|| format!("unexpected first line from the broker: {line:?}"))?
-            .trim()
-            .to_string();
-        if !url.starts_with("ws://127.0.0.1:") {
-            bail!("the broker listens on {url}, expected ws://127.0.0.1:<port>");
-        }
-        // Keep draining stdout so the broker never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let what = if kind == Server::Broker { o.broker.display().to_string() } else { "relay".into() };
+        let (child, pid, url) = crate::child::spawn_listening(cmd, log, &what).await?;
         let token = match kind {
-            Server::Broker => wait_for_token(&data.join("admin.token")).await?,
+            Server::Broker => crate::child::wait_for_token(&data.join("admin.token")).await?,
             Server::Durable | Server::Storeless => String::new(),
         };
         Ok(Self { kind, child, pid, url, token, dir })
@@ -167,17 +135,8 @@ impl Broker {
 
     /// The broker's current and peak resident memory.
     pub fn rss(&self) -> anyhow::Result<Rss> {
-        let path = format!("/proc/{}/status", self.pid);
-        let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        Ok(Rss { now_kb: field("VmRSS:"), peak_kb: field("VmHWM:") })
+        let field = |name: &str| crate::child::status_kb(self.pid, name);
+        Ok(Rss { now_kb: field("VmRSS:")?, peak_kb: field("VmHWM:")? })
     }
 
     /// Reads `/metrics` over plain HTTP on the broker's port.
@@ -241,16 +200,4 @@ impl Drop for Broker {
         let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-async fn wait_for_token(path: &Path) -> anyhow::Result<String> {
-    for _ in 0..500 {
-        if let Ok(t) = std::fs::read_to_string(path)
-            && !t.trim().is_empty()
-        {
-            return Ok(t.trim().to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    bail!("the broker did not write {} within 5 s", path.display())
 }

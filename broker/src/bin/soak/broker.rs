@@ -3,11 +3,10 @@
 //! the warnings in its log.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 /// A running broker child. Killed (and its data directory removed unless kept) when dropped.
@@ -55,56 +54,19 @@ impl Broker {
         let data = dir.join("data");
         let log = std::fs::File::create(dir.join("broker.log")).context("cannot create the broker log")?;
         let (rate, burst) = (format!("{rate}"), format!("{}", rate * 5.0));
-        let mut child = Command::new(exe)
-            .arg("serve")
+        let mut cmd = Command::new(exe);
+        cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(&data)
-            .args(["--rate", &rate, "--burst", &burst])
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "cannot start {}; build it with `cargo build --release -p claudemesh-broker --bins` or pass --broker",
-                    exe.display()
-                )
-            })?;
-        let pid = child.id().context("the broker exited at once")?;
-        let stdout = child.stdout.take().context("the broker's stdout was not captured")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .context("the broker did not print its address within 20 s")?
-            .context("cannot read the broker's stdout")?
-            .context("the broker exited before printing its address (see its log)")?;
-        let url = line
-            .strip_prefix("listening on ")
-            .with_context(|| format!("unexpected first line from the broker: {line:?}"))?
-            .trim()
-            .to_string();
-        if !url.starts_with("ws://127.0.0.1:") {
-            bail!("the broker listens on {url}, expected ws://127.0.0.1:<port>");
-        }
-        // Keep draining stdout so the broker never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let token = wait_for_token(&data.join("admin.token")).await?;
+            .args(["--rate", &rate, "--burst", &burst]);
+        let (child, pid, url) = crate::child::spawn_listening(cmd, log, &exe.display().to_string()).await?;
+        let token = crate::child::wait_for_token(&data.join("admin.token")).await?;
         Ok(Self { child, pid, url, token, dir, keep })
     }
 
     /// The broker's resident memory (VmRSS), kB.
     pub fn rss_kb(&self) -> anyhow::Result<u64> {
-        let path = format!("/proc/{}/status", self.pid);
-        let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("no VmRSS in {path}"))
+        crate::child::status_kb(self.pid, "VmRSS:")
     }
 
     /// Size of the store file, bytes (0 when it cannot be read).
@@ -167,16 +129,4 @@ impl Drop for Broker {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-async fn wait_for_token(path: &Path) -> anyhow::Result<String> {
-    for _ in 0..500 {
-        if let Ok(t) = std::fs::read_to_string(path)
-            && !t.trim().is_empty()
-        {
-            return Ok(t.trim().to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    bail!("the broker did not write {} within 5 s", path.display())
 }

@@ -1,0 +1,78 @@
+//! Starting a server child for the bench and soak binaries (both include this file): spawn it
+//! with its stdout piped and stderr to a log, read the `listening on ws://…` line every server
+//! of ours prints first, keep draining stdout, wait for the admin token file, read its RSS.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Spawns `cmd` (killed on drop, `RUST_LOG=warn`, stderr to `log`) and waits up to 20 s for
+/// its `listening on ws://127.0.0.1:<port>/ws` line. Returns the child, its pid and the URL.
+/// `what` names the program in errors (a path, or "relay").
+pub async fn spawn_listening(
+    mut cmd: Command,
+    log: std::fs::File,
+    what: &str,
+) -> anyhow::Result<(Child, u32, String)> {
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {what}; build it with `cargo build --release -p claudemesh-broker --bins` or pass --broker"
+            )
+        })?;
+    let pid = child.id().context("the server exited at once")?;
+    let stdout = child.stdout.take().context("the server's stdout was not captured")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .context("the server did not print its address within 20 s")?
+        .context("cannot read the server's stdout")?
+        .context("the server exited before printing its address (see its log)")?;
+    let url = line
+        .strip_prefix("listening on ")
+        .with_context(|| format!("unexpected first line from the server: {line:?}"))?
+        .trim()
+        .to_string();
+    if !url.starts_with("ws://127.0.0.1:") {
+        bail!("the server listens on {url}, expected ws://127.0.0.1:<port>");
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, pid, url))
+}
+
+/// Waits up to 5 s for the broker to write its admin token to `path`.
+pub async fn wait_for_token(path: &Path) -> anyhow::Result<String> {
+    for _ in 0..500 {
+        if let Ok(t) = std::fs::read_to_string(path)
+            && !t.trim().is_empty()
+        {
+            return Ok(t.trim().to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("the broker did not write {} within 5 s", path.display())
+}
+
+/// A field of `/proc/<pid>/status` in kB (`VmRSS:`, `VmHWM:`).
+pub fn status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no {field} in {path}"))
+}
