@@ -18,6 +18,8 @@ mod setup;
 mod stats;
 #[path = "bench/traffic.rs"]
 mod traffic;
+#[path = "common/ws.rs"]
+mod ws;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -17,6 +17,8 @@ mod member;
 mod report;
 #[path = "soak/setup.rs"]
 mod setup;
+#[path = "common/ws.rs"]
+mod ws;
 
 use std::path::PathBuf;
 use std::sync::Arc;

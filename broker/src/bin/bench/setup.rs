@@ -2,25 +2,18 @@
 //! members, raw authenticated WebSocket connections, pre-encrypted send frames, and a light
 //! parse of the frames the bench reads on its hot paths.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use claudemesh_broker::testkit::{Client, Identity};
-use claudemesh_protocol::crypto::{MemberKeypair, MessagePlaintext, fan_out, sign_hello};
-use claudemesh_protocol::frames::{
-    ClientFrame, Envelope, Hello, Priority, Role, Send, ServerFrame, Target, decode_server, encode,
-};
+use claudemesh_protocol::crypto::{MemberKeypair, MessagePlaintext, fan_out};
+use claudemesh_protocol::frames::{ClientFrame, Envelope, Priority, Role, Send, ServerFrame, Target, encode};
 use claudemesh_protocol::invite::InvitePayload;
-use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// A raw client WebSocket.
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::ws::Ws;
 
 /// A mesh: its admin and the members enrolled with one invite.
 #[derive(Debug)]
@@ -91,7 +84,7 @@ pub async fn mesh_with(
         .map(|i| {
             let token = invite.token().to_string();
             let invite_id = invite.payload.invite_id.clone();
-            async move { enroll(url, &token, &invite_id, &format!("bench{i}")).await }
+            async move { crate::ws::enroll(url, &token, &invite_id, &format!("bench{i}")).await }
         })
         .buffer_unordered(concurrency.max(1))
         .try_collect::<Vec<_>>()
@@ -99,57 +92,9 @@ pub async fn mesh_with(
     Ok(MeshSetup { admin, members })
 }
 
-async fn enroll(url: &str, invite: &str, invite_id: &str, name: &str) -> anyhow::Result<Identity> {
-    let key = MemberKeypair::generate();
-    let mut c = Client::connect(url).await?;
-    let r = c.enroll(invite, &key, invite_id, name).await?;
-    c.abort();
-    match r {
-        ServerFrame::Enrolled { member_id, mesh, .. } => Ok(Identity { mesh_id: mesh.id, member_id, key }),
-        other => bail!("enroll was refused: {}", encode(&other)),
-    }
-}
-
 /// Connects and authenticates with `hello`; returns the socket right after `hello_ack`.
 pub async fn connect(url: &str, id: &Identity) -> anyhow::Result<Ws> {
-    tokio::time::timeout(IO_TIMEOUT, connect_inner(url, id)).await.context("connect + hello timed out")?
-}
-
-async fn connect_inner(url: &str, id: &Identity) -> anyhow::Result<Ws> {
-    // TCP_NODELAY, as a latency-minded client would set it.
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
-    let challenge = match next_frame(&mut ws).await? {
-        ServerFrame::Welcome { challenge, .. } => challenge,
-        other => bail!("expected welcome, got {}", encode(&other)),
-    };
-    let hello = ClientFrame::Hello(Hello {
-        protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
-        mesh_id: id.mesh_id.clone(),
-        member_id: id.member_id.clone(),
-        pubkey: id.key.public_hex(),
-        signature: sign_hello(&id.key, &id.mesh_id, &id.member_id, &challenge),
-        instance: None,
-    });
-    ws.send(Message::Text(encode(&hello).into())).await?;
-    loop {
-        match next_frame(&mut ws).await? {
-            ServerFrame::HelloAck { .. } => return Ok(ws),
-            ServerFrame::Error(e) => bail!("hello was refused: {:?} {}", e.code, e.message),
-            _ => continue,
-        }
-    }
-}
-
-async fn next_frame(ws: &mut Ws) -> anyhow::Result<ServerFrame> {
-    loop {
-        match ws.next().await {
-            None => bail!("the broker closed the connection"),
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(Message::Text(t))) => return Ok(decode_server(t.as_str())?),
-            Some(Ok(Message::Close(c))) => bail!("the broker closed the connection: {c:?}"),
-            Some(Ok(_)) => continue,
-        }
-    }
+    crate::ws::hello(url, id, None).await
 }
 
 /// Connects every identity, `concurrency` handshakes at a time, keeping their order.

@@ -4,23 +4,16 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use claudemesh_broker::testkit::{Client, Identity};
 use claudemesh_protocol::codec::to_hex;
-use claudemesh_protocol::crypto::{MemberKeypair, MessagePlaintext, fan_out, random_bytes, sign_hello};
-use claudemesh_protocol::frames::{
-    AgentInstance, ClientFrame, Envelope, Hello, Role, ServerFrame, decode_server, encode,
-};
+use claudemesh_protocol::crypto::{MessagePlaintext, fan_out, random_bytes};
+use claudemesh_protocol::frames::{AgentInstance, ClientFrame, Envelope, Role, ServerFrame, encode};
 use claudemesh_protocol::invite::InvitePayload;
-use futures_util::{SinkExt, StreamExt, TryStreamExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use futures_util::{StreamExt, TryStreamExt};
 
 /// A raw client WebSocket.
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::ws::Ws;
 
 /// Session ids per member: sessions are drawn from this pool, so ids come back across
 /// reconnects (as an agent's do) instead of growing the broker's session-owner map forever.
@@ -81,7 +74,7 @@ pub async fn participants(
     let enrolled = futures_util::stream::iter(0..n)
         .map(|i| {
             let token = invite.token().to_string();
-            async move { enroll(url, &token, "soak", &format!("soak{i}")).await }
+            async move { crate::ws::enroll(url, &token, "soak", &format!("soak{i}")).await }
         })
         .buffered(8)
         .try_collect::<Vec<_>>()
@@ -119,58 +112,10 @@ pub async fn participants(
         .collect())
 }
 
-async fn enroll(url: &str, invite: &str, invite_id: &str, name: &str) -> anyhow::Result<Identity> {
-    let key = MemberKeypair::generate();
-    let mut c = Client::connect(url).await?;
-    let r = c.enroll(invite, &key, invite_id, name).await?;
-    c.abort();
-    match r {
-        ServerFrame::Enrolled { member_id, mesh, .. } => Ok(Identity { mesh_id: mesh.id, member_id, key }),
-        other => bail!("enroll was refused: {}", encode(&other)),
-    }
-}
-
 /// Connects and authenticates with `hello` as the member's agent instance; returns the socket
 /// right after `hello_ack`, or the refusal's error code.
 pub async fn connect(url: &str, m: &Member) -> anyhow::Result<Ws> {
-    tokio::time::timeout(IO_TIMEOUT, connect_inner(url, m)).await.context("connect + hello timed out")?
-}
-
-async fn connect_inner(url: &str, m: &Member) -> anyhow::Result<Ws> {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
-    let challenge = match next_frame(&mut ws).await? {
-        ServerFrame::Welcome { challenge, .. } => challenge,
-        other => bail!("expected welcome, got {}", encode(&other)),
-    };
-    let id = &m.id;
-    let hello = ClientFrame::Hello(Hello {
-        protocol: claudemesh_protocol::limits::PROTOCOL_VERSION,
-        mesh_id: id.mesh_id.clone(),
-        member_id: id.member_id.clone(),
-        pubkey: id.key.public_hex(),
-        signature: sign_hello(&id.key, &id.mesh_id, &id.member_id, &challenge),
-        instance: Some(m.instance.clone()),
-    });
-    ws.send(Message::Text(encode(&hello).into())).await?;
-    loop {
-        match next_frame(&mut ws).await? {
-            ServerFrame::HelloAck { .. } => return Ok(ws),
-            ServerFrame::Error(e) => bail!("hello was refused: {} {}", e.code.as_str(), e.message),
-            _ => continue,
-        }
-    }
-}
-
-async fn next_frame(ws: &mut Ws) -> anyhow::Result<ServerFrame> {
-    loop {
-        match ws.next().await {
-            None => bail!("the broker closed the connection"),
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(Message::Text(t))) => return Ok(decode_server(t.as_str())?),
-            Some(Ok(Message::Close(c))) => bail!("the broker closed the connection: {c:?}"),
-            Some(Ok(_)) => continue,
-        }
-    }
+    crate::ws::hello(url, &m.id, Some(m.instance.clone())).await
 }
 
 /// A `len`-byte ASCII body.
