@@ -4,10 +4,8 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use crate::Opts;
@@ -145,22 +143,8 @@ impl Broker {
         if self.kind != Server::Broker {
             return Ok(StoreStats::default());
         }
-        let addr = self.url.trim_start_matches("ws://").trim_end_matches("/ws");
-        let fetch = async {
-            let mut s = tokio::net::TcpStream::connect(addr).await?;
-            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await?;
-            let mut text = String::new();
-            s.read_to_string(&mut text).await?;
-            anyhow::Ok(text)
-        };
-        let text =
-            tokio::time::timeout(Duration::from_secs(5), fetch).await.context("/metrics timed out")??;
-        let value = |name: &str| -> f64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0.0)
-        };
+        let text = crate::child::metrics(&self.url).await?;
+        let value = |name: &str| crate::child::metric(&text, name).unwrap_or(0.0);
         Ok(StoreStats {
             commits: value("claudemesh_commit_batches_total"),
             commit_secs: value("claudemesh_store_commit_seconds_sum"),

@@ -2,13 +2,10 @@
 //! members, raw authenticated WebSocket connections, pre-encrypted send frames, and a light
 //! parse of the frames the bench reads on its hot paths.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use anyhow::{anyhow, bail};
-use claudemesh_broker::testkit::{Client, Identity};
+use anyhow::bail;
+use claudemesh_broker::testkit::Identity;
 use claudemesh_protocol::crypto::{MemberKeypair, MessagePlaintext, fan_out};
-use claudemesh_protocol::frames::{ClientFrame, Envelope, Priority, Role, Send, ServerFrame, Target, encode};
-use claudemesh_protocol::invite::InvitePayload;
+use claudemesh_protocol::frames::{ClientFrame, Envelope, Priority, Send, Target, encode};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
@@ -50,36 +47,7 @@ pub async fn mesh_with(
     n: usize,
     concurrency: usize,
 ) -> anyhow::Result<MeshSetup> {
-    let mut c = Client::connect(url).await?;
-    let admin = c
-        .mesh_create(token, slug, "admin")
-        .await?
-        .map_err(|f| anyhow!("mesh_create was refused: {}", encode(&f)))?;
-    c.abort();
-    let (mut ac, ack) = Client::connect_as(url, &admin).await?;
-    if !matches!(ack, ServerFrame::HelloAck { .. }) {
-        bail!("admin hello was refused: {}", encode(&ack));
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let payload = InvitePayload {
-        v: 1,
-        broker_url: url.to_string(),
-        mesh_id: admin.mesh_id.clone(),
-        mesh_slug: slug.to_string(),
-        invite_id: "bench-all".into(),
-        role: Role::Member,
-        groups: vec![],
-        expires_at: now + 3600,
-        max_uses: u32::try_from(n.max(1))?,
-        issuer_pubkey: admin.key.public_hex(),
-    };
-    let invite = payload.sign(&admin.key)?;
-    let req = ac.next_req();
-    let r = ac.request(&ClientFrame::InviteRegister { req, invite: invite.token().into() }).await?;
-    if r != (ServerFrame::Ok { req }) {
-        bail!("invite_register was refused: {}", encode(&r));
-    }
-    ac.abort();
+    let (admin, invite) = crate::ws::mesh_with_invite(url, token, slug, "bench-all", n).await?;
     let members = futures_util::stream::iter(0..n)
         .map(|i| {
             let token = invite.token().to_string();

@@ -1,13 +1,14 @@
 //! Starting a server child for the bench and soak binaries (both include this file): spawn it
 //! with its stdout piped and stderr to a log, read the `listening on ws://…` line every server
-//! of ours prints first, keep draining stdout, wait for the admin token file, read its RSS.
+//! of ours prints first, keep draining stdout, wait for the admin token file, read its RSS and
+//! its `/metrics`.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Spawns `cmd` (killed on drop, `RUST_LOG=warn`, stderr to `log`) and waits up to 20 s for
@@ -75,4 +76,22 @@ pub fn status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("no {field} in {path}"))
+}
+
+/// The broker's `/metrics` text, read over plain HTTP on the port of its `ws://…/ws` URL (5 s).
+pub async fn metrics(url: &str) -> anyhow::Result<String> {
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/ws");
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).await?;
+        anyhow::Ok(text)
+    };
+    tokio::time::timeout(Duration::from_secs(5), fetch).await.context("/metrics timed out")?
+}
+
+/// The value of the unlabelled metric `name` in a `/metrics` text, if it is there.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())
 }

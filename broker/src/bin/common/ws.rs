@@ -1,13 +1,16 @@
-//! Raw protocol clients for the bench and soak binaries (both include this file): enroll a fresh
-//! key with an invite, connect and authenticate with `hello` (as an agent instance or not), and
+//! Raw protocol clients for the bench and soak binaries (both include this file): create a mesh
+//! with one invite, enroll a fresh key with it, connect and authenticate with `hello` (as an agent instance or not), and
 //! read the next frame.
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use claudemesh_broker::testkit::{Client, Identity};
 use claudemesh_protocol::crypto::{MemberKeypair, sign_hello};
-use claudemesh_protocol::frames::{AgentInstance, ClientFrame, Hello, ServerFrame, decode_server, encode};
+use claudemesh_protocol::frames::{
+    AgentInstance, ClientFrame, Hello, Role, ServerFrame, decode_server, encode,
+};
+use claudemesh_protocol::invite::{InvitePayload, SignedInvite};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -18,6 +21,49 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a connect + hello may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Creates mesh `slug` with the admin token and registers one signed member invite `invite_id`
+/// for `uses` enrollments (an hour long); returns the admin and the invite. Both set-up
+/// connections are dropped again.
+pub async fn mesh_with_invite(
+    url: &str,
+    token: &str,
+    slug: &str,
+    invite_id: &str,
+    uses: usize,
+) -> anyhow::Result<(Identity, SignedInvite)> {
+    let mut c = Client::connect(url).await?;
+    let admin = c
+        .mesh_create(token, slug, "admin")
+        .await?
+        .map_err(|f| anyhow!("mesh_create was refused: {}", encode(&f)))?;
+    c.abort();
+    let (mut ac, ack) = Client::connect_as(url, &admin).await?;
+    if !matches!(ack, ServerFrame::HelloAck { .. }) {
+        bail!("admin hello was refused: {}", encode(&ack));
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let payload = InvitePayload {
+        v: 1,
+        broker_url: url.to_string(),
+        mesh_id: admin.mesh_id.clone(),
+        mesh_slug: slug.to_string(),
+        invite_id: invite_id.to_string(),
+        role: Role::Member,
+        groups: vec![],
+        expires_at: now + 3600,
+        max_uses: u32::try_from(uses.max(1))?,
+        issuer_pubkey: admin.key.public_hex(),
+    };
+    let invite = payload.sign(&admin.key)?;
+    let req = ac.next_req();
+    let r = ac.request(&ClientFrame::InviteRegister { req, invite: invite.token().into() }).await?;
+    if r != (ServerFrame::Ok { req }) {
+        bail!("invite_register was refused: {}", encode(&r));
+    }
+    ac.abort();
+    Ok((admin, invite))
+}
 
 /// Enrolls a fresh key under `name` with the invite token `invite` (id `invite_id`).
 pub async fn enroll(url: &str, invite: &str, invite_id: &str, name: &str) -> anyhow::Result<Identity> {

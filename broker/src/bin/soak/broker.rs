@@ -3,10 +3,8 @@
 //! the warnings in its log.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 /// A running broker child. Killed (and its data directory removed unless kept) when dropped.
@@ -76,22 +74,8 @@ impl Broker {
 
     /// Reads a few gauges from `/metrics` over plain HTTP on the broker's port.
     pub async fn gauges(&self) -> anyhow::Result<Gauges> {
-        let addr = self.url.trim_start_matches("ws://").trim_end_matches("/ws");
-        let fetch = async {
-            let mut s = tokio::net::TcpStream::connect(addr).await?;
-            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await?;
-            let mut text = String::new();
-            s.read_to_string(&mut text).await?;
-            anyhow::Ok(text)
-        };
-        let text =
-            tokio::time::timeout(Duration::from_secs(5), fetch).await.context("/metrics timed out")??;
-        let value = |name: &str| -> f64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(f64::NAN)
-        };
+        let text = crate::child::metrics(&self.url).await?;
+        let value = |name: &str| crate::child::metric(&text, name).unwrap_or(f64::NAN);
         Ok(Gauges {
             connections: value("claudemesh_connections"),
             sessions: value("claudemesh_sessions"),

@@ -4,12 +4,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail};
-use claudemesh_broker::testkit::{Client, Identity};
+use claudemesh_broker::testkit::Identity;
 use claudemesh_protocol::codec::to_hex;
 use claudemesh_protocol::crypto::{MessagePlaintext, fan_out, random_bytes};
-use claudemesh_protocol::frames::{AgentInstance, ClientFrame, Envelope, Role, ServerFrame, encode};
-use claudemesh_protocol::invite::InvitePayload;
+use claudemesh_protocol::frames::{AgentInstance, Envelope};
 use futures_util::{StreamExt, TryStreamExt};
 
 /// A raw client WebSocket.
@@ -41,36 +39,7 @@ pub async fn participants(
     n: usize,
     body: usize,
 ) -> anyhow::Result<Vec<Member>> {
-    let mut c = Client::connect(url).await?;
-    let admin = c
-        .mesh_create(token, slug, "admin")
-        .await?
-        .map_err(|f| anyhow!("mesh_create was refused: {}", encode(&f)))?;
-    c.abort();
-    let (mut ac, ack) = Client::connect_as(url, &admin).await?;
-    if !matches!(ack, ServerFrame::HelloAck { .. }) {
-        bail!("admin hello was refused: {}", encode(&ack));
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let payload = InvitePayload {
-        v: 1,
-        broker_url: url.to_string(),
-        mesh_id: admin.mesh_id.clone(),
-        mesh_slug: slug.to_string(),
-        invite_id: "soak".into(),
-        role: Role::Member,
-        groups: vec![],
-        expires_at: now + 3600,
-        max_uses: u32::try_from(n.max(1))?,
-        issuer_pubkey: admin.key.public_hex(),
-    };
-    let invite = payload.sign(&admin.key)?;
-    let req = ac.next_req();
-    let r = ac.request(&ClientFrame::InviteRegister { req, invite: invite.token().into() }).await?;
-    if r != (ServerFrame::Ok { req }) {
-        bail!("invite_register was refused: {}", encode(&r));
-    }
-    ac.abort();
+    let (admin, invite) = crate::ws::mesh_with_invite(url, token, slug, "soak", n).await?;
     let enrolled = futures_util::stream::iter(0..n)
         .map(|i| {
             let token = invite.token().to_string();
