@@ -29,6 +29,11 @@ pub struct BrokerConfig {
     /// Presence changes per member (`session_open`/`update`/`close`), each fanned out to
     /// every connection of the mesh.
     pub presence_rate: crate::rate::RateRule,
+    /// Presence events (`peer_*`, `member_online`) one connection is sent, a second and in a
+    /// burst. Past it the connection gets one `presence_reset` and no more presence until it
+    /// lists again, so a connect storm costs each connection a bounded number of bytes (O(N)
+    /// in all) instead of one event per join.
+    pub presence_budget: crate::rate::RateRule,
     /// Session ids a member may open for the first time: each is remembered (`session_owner`)
     /// so ids grow at most by this rate, not by how fast a client can invent them.
     pub new_session_rate: crate::rate::RateRule,
@@ -98,6 +103,7 @@ impl BrokerConfig {
             send_burst: 200.0,
             query_rate: crate::rate::RateRule { per_sec: 20.0, burst: 200.0 },
             presence_rate: crate::rate::RateRule { per_sec: 20.0, burst: 200.0 },
+            presence_budget: crate::rate::RateRule { per_sec: 32.0, burst: 256.0 },
             new_session_rate: crate::rate::RateRule { per_sec: 0.2, burst: 200.0 },
             out_queue_bytes: 4 * limits::MAX_WS_MESSAGE_BYTES,
             write_timeout: Duration::from_secs(15),

@@ -43,6 +43,13 @@ impl Conn {
         self.reply(&ServerFrame::error(req, code, message));
     }
 
+    /// The connection is about to be answered a whole list (`list_members`, first-page
+    /// `list_peers`): presence it missed over its budget is in that answer, so it gets
+    /// presence events again. Called before the mesh state is read.
+    pub fn presence_listed(&self) {
+        self.out.presence_stale.store(false, std::sync::atomic::Ordering::Release);
+    }
+
     /// Takes one token of `budget` for this connection's member. When none is left, answers
     /// `req` with `rate_limited` (and `retry_after_ms`) and returns true: the frame is dropped.
     pub fn rate_limited(&self, budget: crate::rate::Budget, req: Option<u64>) -> bool {
@@ -136,9 +143,8 @@ impl Conn {
                     self.hub.metrics.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
-            (!replacing)
-                .then(|| st.members.get(&member_id).map(|m| Event::MemberUpdated(st.member_info(m))))
-                .flatten()
+            (!replacing && st.members.contains_key(&member_id))
+                .then(|| Event::MemberOnline { member_id: member_id.clone(), online: true })
         };
         if let Some(ev) = online_event {
             mesh.lock().presence(&ev);
@@ -195,9 +201,8 @@ impl Conn {
                 s.offline_since.get_or_insert(now);
             }
             // A member that just left or was removed is gone: `member_removed` said so already.
-            if let Some(m) = st.members.get(&a.member_id).filter(|m| !m.removed) {
-                let ev = Event::MemberUpdated(st.member_info(m));
-                st.presence(&ev);
+            if st.members.get(&a.member_id).is_some_and(|m| !m.removed) {
+                st.presence(&Event::MemberOnline { member_id: a.member_id.clone(), online: false });
             }
         }
     }

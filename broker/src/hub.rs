@@ -2,7 +2,7 @@
 //! connections and presence. Each mesh has its own mutex, never held across an `.await`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -25,8 +25,9 @@ pub enum Outgoing {
     /// An encoded frame and its type (for metrics).
     Frame(String, &'static str),
     /// A presence event's JSON (`{"kind":…,"data":…}`), encoded once for every connection
-    /// and batched with others before it goes out.
-    Presence(Arc<str>),
+    /// and batched with others before it goes out; and whether the connection's presence
+    /// budget may shed it ([`Event::is_sheddable`]).
+    Presence(Arc<str>, bool),
     /// Close the connection with this code and reason.
     Close(u16, String),
 }
@@ -50,6 +51,11 @@ pub struct ConnHandle {
     pub max_queued: usize,
     /// Counts the connections dropped for not reading.
     pub metrics: Arc<Metrics>,
+    /// Set by the writer when the connection went over its presence budget (it was sent
+    /// `presence_reset` and is sent no sheddable presence); cleared by the connection's next
+    /// `list_members` or first-page `list_peers`, before the answer is built, so every event
+    /// dropped meanwhile is in that answer.
+    pub presence_stale: Arc<AtomicBool>,
 }
 
 impl ConnHandle {
@@ -121,7 +127,7 @@ impl Outgoing {
     pub fn bytes(&self) -> usize {
         match self {
             Self::Frame(text, _) => text.len(),
-            Self::Presence(json) => json.len(),
+            Self::Presence(json, _) => json.len(),
             Self::Close(_, reason) => reason.len(),
         }
     }
@@ -216,8 +222,9 @@ impl MeshState {
             return;
         }
         let json: Arc<str> = encode(event).into();
+        let sheddable = event.is_sheddable();
         for c in self.conns.values() {
-            c.send(Outgoing::Presence(json.clone()));
+            c.send(Outgoing::Presence(json.clone(), sheddable));
         }
     }
 

@@ -11,6 +11,7 @@ pub mod hub;
 pub mod ids;
 pub mod keyuse;
 pub mod metrics;
+pub mod presence_out;
 pub mod rate;
 pub mod runner;
 pub mod server;

@@ -56,6 +56,9 @@ pub struct Metrics {
     /// Connections dropped for not reading: their outgoing queue passed its byte or frame
     /// bound, or one write took longer than the write timeout.
     pub slow_dropped: AtomicU64,
+    /// Times a connection went over its presence budget and was sent `presence_reset`
+    /// instead of the events (see [`crate::BrokerConfig::presence_budget`]).
+    pub presence_resets: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -79,6 +82,7 @@ impl Default for Metrics {
             preauth_evicted: AtomicU64::new(0),
             preauth_refused: AtomicU64::new(0),
             slow_dropped: AtomicU64::new(0),
+            presence_resets: AtomicU64::new(0),
         }
     }
 }
@@ -140,6 +144,12 @@ impl Metrics {
             "claudemesh_slow_dropped_total",
             "Connections dropped for not reading: outgoing queue over its byte or frame bound, or a write past the write timeout.",
             self.slow_dropped.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "claudemesh_presence_resets_total",
+            "Connections sent presence_reset instead of presence events: presence changed faster than their presence budget.",
+            self.presence_resets.load(Relaxed),
         );
         gauge(
             &mut out,

@@ -20,13 +20,11 @@ use crate::conn::Conn;
 use crate::guard::Slot;
 use crate::handlers;
 use crate::hub::{ConnHandle, Hub, Outgoing};
+use crate::presence_out::{PresenceOut, send_events};
 
 /// Outgoing queue per connection. A connection this far behind is dropped (nothing is lost:
 /// undelivered messages stay queued durably and are re-pushed on reconnect).
 const OUT_QUEUE: usize = 4096;
-
-/// Largest batched presence frame, in bytes of its events.
-const PRESENCE_FRAME_BYTES: usize = 16 * 1024;
 
 /// Runs a connection to completion. `slot` is its entry in the pre-authentication gate: until
 /// `hello`/`enroll` succeeds the connection must authenticate within the hello timeout, is
@@ -39,6 +37,7 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket, slot: Arc<Slot>) {
     let kill = hub.shutdown.child_token();
     let stop = kill.child_token();
     let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let presence_stale = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let out = ConnHandle {
         id: hub.next_conn_id(),
         tx,
@@ -48,8 +47,10 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket, slot: Arc<Slot>) {
         queued: queued.clone(),
         max_queued: hub.config.out_queue_bytes,
         metrics: hub.metrics.clone(),
+        presence_stale: presence_stale.clone(),
     };
-    let writer = tokio::spawn(write_loop(sink, rx, queued, kill.clone(), hub.clone()));
+    let presence = PresenceOut::new(hub.config.presence_budget, presence_stale);
+    let writer = tokio::spawn(write_loop(sink, rx, queued, presence, kill.clone(), hub.clone()));
     let challenge = to_hex(&random_bytes::<32>());
     let mut conn =
         Conn { hub: hub.clone(), out, challenge: challenge.clone(), auth: None, uploads: Default::default() };
@@ -164,12 +165,12 @@ async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Outgoing>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    mut presence: PresenceOut,
     kill: CancellationToken,
     hub: Arc<Hub>,
 ) {
     let metrics = hub.metrics.clone();
     let limit = hub.config.write_timeout;
-    let mut pending: Vec<Arc<str>> = Vec::new();
     let mut flush_at: Option<Instant> = None;
     let mut ping = tokio::time::interval(hub.config.ping_interval);
     ping.tick().await;
@@ -180,8 +181,8 @@ async fn write_loop(
             _ = ping.tick() => bounded(limit, sink.send(Message::Ping(Default::default()))).await.map(|_| true),
             _ = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
                 flush_at = None;
-                let sent = pending.iter().map(|p| p.len()).sum::<usize>();
-                let r = bounded(limit, send_events(&mut sink, &mut pending, &metrics)).await.map(|_| true);
+                let (events, sent) = presence.drain();
+                let r = bounded(limit, send_events(&mut sink, &events, &metrics)).await.map(|_| true);
                 crate::hub::release(&queued, sent);
                 r
             }
@@ -202,14 +203,17 @@ async fn write_loop(
                                 break;
                             }
                         }
-                        Outgoing::Presence(ev) => {
-                            // Counted as queued until its batch is written.
-                            pending.push(ev);
-                            flush_at.get_or_insert_with(|| Instant::now() + hub.config.presence_batch);
+                        Outgoing::Presence(ev, sheddable) => {
+                            // Counted as queued until its batch is written (or it is shed).
+                            crate::hub::release(&queued, presence.take(ev, sheddable, &metrics));
+                            if !presence.is_empty() {
+                                flush_at.get_or_insert_with(|| Instant::now() + hub.config.presence_batch);
+                            }
                         }
                         Outgoing::Close(code, reason) => {
                             crate::hub::release(&queued, bytes);
-                            let _ = bounded(limit, send_events(&mut sink, &mut pending, &metrics)).await;
+                            let (events, _) = presence.drain();
+                            let _ = bounded(limit, send_events(&mut sink, &events, &metrics)).await;
                             let close = CloseFrame { code, reason: Utf8Bytes::from(reason) };
                             let _ = bounded(limit, sink.send(Message::Close(Some(close)))).await;
                             r = Ok(false);
@@ -259,74 +263,5 @@ async fn bounded<T>(
     match tokio::time::timeout(limit, write).await {
         Ok(r) => r.map_err(|_| WriteError::Ws),
         Err(_) => Err(WriteError::Timeout),
-    }
-}
-
-/// Sends the pending presence events as `event`/`events` frames of at most
-/// [`PRESENCE_FRAME_BYTES`] each (one larger event goes alone), so a burst of joins never
-/// grows a connection's write buffer past a few KiB at a time. Events arrive already encoded
-/// as `{"kind":…,"data":…}` objects.
-async fn send_events(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    pending: &mut Vec<Arc<str>>,
-    metrics: &crate::metrics::Metrics,
-) -> Result<(), axum::Error> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let mut start = 0;
-    while start < pending.len() {
-        let mut end = start + 1;
-        let mut bytes = pending[start].len();
-        while end < pending.len() && bytes + pending[end].len() < PRESENCE_FRAME_BYTES {
-            bytes += pending[end].len() + 1;
-            end += 1;
-        }
-        let text = batch_frame(&pending[start..end]);
-        metrics.frame_out(if end - start > 1 { "events" } else { "event" });
-        sink.feed(Message::Text(Utf8Bytes::from(text))).await?;
-        start = end;
-    }
-    pending.clear();
-    sink.flush().await
-}
-
-/// The frame text for encoded events: `{"type":"event",kind,data}` or `{"type":"events",…}`.
-fn batch_frame(events: &[Arc<str>]) -> String {
-    if let [one] = events {
-        // `{"kind":…}` becomes `{"type":"event","kind":…}`.
-        return format!(r#"{{"type":"event",{}"#, one.strip_prefix('{').unwrap_or(one));
-    }
-    let mut s = String::with_capacity(32 + events.iter().map(|e| e.len() + 1).sum::<usize>());
-    s.push_str(r#"{"type":"events","events":["#);
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(e);
-    }
-    s.push_str("]}");
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use claudemesh_protocol::frames::{Event, decode_server, encode};
-
-    #[test]
-    fn batched_event_text_decodes_as_frames() {
-        let a = Event::PeerLeft { member_id: "m".into(), session_id: "s".into() };
-        let b = Event::MemberRemoved {
-            member_id: "m".into(),
-            reason: Default::default(),
-            display_name: "bob".into(),
-        };
-        let enc = |e: &Event| -> Arc<str> { encode(e).into() };
-        assert_eq!(decode_server(&batch_frame(&[enc(&a)])).unwrap(), ServerFrame::Event(a.clone()));
-        assert_eq!(
-            decode_server(&batch_frame(&[enc(&a), enc(&b)])).unwrap(),
-            ServerFrame::Events { events: vec![a, b] }
-        );
     }
 }

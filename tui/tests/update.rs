@@ -511,3 +511,25 @@ fn a_send_cut_off_by_the_agent_going_away_keeps_the_text() {
     assert!(!c.sending);
     assert!(c.error.as_deref().unwrap().contains("broken pipe"));
 }
+
+#[test]
+fn a_member_coming_online_updates_its_row_and_a_presence_reset_reloads_the_members() {
+    let mut s = standard((80, 24));
+    let erin = member_id(4);
+    let online = |s: &State| s.members.iter().find(|m| m.member.member_id == erin).unwrap().member.online;
+    let before = online(&s);
+    let fx = event(
+        &mut s,
+        LocalEvent::Presence {
+            mesh: "team".into(),
+            event: Wire::MemberOnline { member_id: erin.clone(), online: !before },
+        },
+    );
+    assert_eq!(online(&s), !before);
+    assert!(fx.is_empty(), "a compact online change needs no reload: {fx:?}");
+    let fx = event(&mut s, LocalEvent::Presence { mesh: "team".into(), event: Wire::PresenceReset {} });
+    assert!(
+        fx.iter().any(|f| matches!(f, Effect::Call { call: AgentCall::Members { .. }, .. })),
+        "a reset reloads the members: {fx:?}"
+    );
+}

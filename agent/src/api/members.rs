@@ -91,6 +91,34 @@ pub async fn refresh_directories(agent: &Agent, mesh: Option<&str>) {
     }
 }
 
+/// Lists the peers (and the directory) of `mesh`, or of every joined mesh, again where the
+/// broker said `presence_reset` since the last list, and waits (at most 10 s) until the view
+/// has them: a `peers` call or a send by name after a connect storm sees who is there now.
+/// A connected, fresh view answers at once.
+pub async fn refresh_presence(agent: &Agent, mesh: Option<&str>) {
+    let stale: Vec<_> = {
+        let view = agent.view();
+        let ids: Vec<String> = match mesh {
+            Some(m) => view.resolve_mesh(Some(m)).into_iter().collect(),
+            None => view.meshes.keys().cloned().collect(),
+        };
+        ids.iter()
+            .filter_map(|id| view.meshes.get(id))
+            .filter(|v| v.presence_stale && v.link == LinkState::Connected)
+            .map(|v| v.uplink.clone())
+            .collect()
+    };
+    let mut waits = Vec::new();
+    for uplink in stale {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if uplink.send(crate::mesh::UplinkCmd::RefreshPresence(Some(tx))).await.is_ok() {
+            waits.push(rx);
+        }
+    }
+    let all = futures_util::future::join_all(waits);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), all).await;
+}
+
 fn mesh_of(agent: &Agent, mesh: Option<&str>) -> Result<String, ApiError> {
     agent.view().resolve_mesh(mesh)
 }

@@ -41,7 +41,10 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
             to_value(&agent.view().status(&outbox, local_broker))
         }
         AgentCall::Meshes => to_value(&agent.view().mesh_list()),
-        AgentCall::Peers { mesh } => to_value(&agent.view().peers(mesh.as_deref())?),
+        AgentCall::Peers { mesh } => {
+            members::refresh_presence(agent, mesh.as_deref()).await;
+            to_value(&agent.view().peers(mesh.as_deref())?)
+        }
         AgentCall::Members { mesh } => {
             members::refresh_directories(agent, mesh.as_deref()).await;
             to_value(&agent.view().members(mesh.as_deref())?)
@@ -51,6 +54,7 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
             // broker's batched presence said so: ask the broker, then try once more.
             Err((ErrorCode::NotFound, _)) => {
                 members::refresh_directories(agent, p.mesh.as_deref()).await;
+                members::refresh_presence(agent, p.mesh.as_deref()).await;
                 agent.core.call(conn, AgentCall::Send(p)).await
             }
             r => r,

@@ -58,15 +58,16 @@ impl Core {
                 // Granted groups may have changed: what waits for a group may have a session now.
                 self.route_pending(now);
             }
-            UplinkEvent::Peers(sessions) => {
-                // A full list (after a hello): presence subscribers learn the sessions it adds or
-                // changes, so a dashboard that subscribed before the link (re)connected sees the
-                // same peers. Sessions missing from it are not announced as gone: after a broker
-                // restart their agents may not have reconnected yet (they would flap); the broker
-                // says `peer_left` for those that do leave.
+            UplinkEvent::Peers { sessions, refresh, done } => {
+                // A full list: presence subscribers learn the sessions it adds or changes, so a
+                // dashboard that subscribed before the link (re)connected sees the same peers.
+                // After a hello, sessions missing from it are not announced as gone: after a
+                // broker restart their agents may not have reconnected yet (they would flap);
+                // the broker says `peer_left` for those that do leave. After a
+                // `presence_reset` the broker says nothing more of them, so they are.
                 let new: std::collections::HashMap<String, _> =
                     sessions.into_iter().map(|p| (p.session.session_id.clone(), p)).collect();
-                let changes: Vec<Event> = new
+                let mut changes: Vec<Event> = new
                     .values()
                     .filter_map(|p| match v.peers.get(&p.session.session_id) {
                         None => Some(Event::PeerJoined(p.clone())),
@@ -74,7 +75,21 @@ impl Core {
                         Some(_) => None,
                     })
                     .collect();
+                if refresh {
+                    changes.extend(
+                        v.peers.values().filter(|p| !new.contains_key(&p.session.session_id)).map(|p| {
+                            Event::PeerLeft {
+                                member_id: p.member_id.clone(),
+                                session_id: p.session.session_id.clone(),
+                            }
+                        }),
+                    );
+                }
                 v.peers = new;
+                v.presence_stale = false;
+                if let Some(d) = done {
+                    self.effect(Effect::Done(d));
+                }
                 self.changed();
                 for e in changes {
                     let ev = LocalEvent::Presence { mesh: slug.clone(), event: e };
@@ -111,6 +126,10 @@ impl Core {
                 let pins = v.apply_event(&e, at);
                 self.pin(mesh_id, pins);
             }
+            if matches!(e, Event::PresenceReset {}) {
+                self.presence_reset(mesh_id, slug);
+                continue;
+            }
             membership |=
                 matches!(e, Event::MemberJoined(_) | Event::MemberUpdated(_) | Event::MemberRemoved { .. });
             // Presence, receipts and expiries go to `presence` subscribers; service events to
@@ -137,6 +156,23 @@ impl Core {
         self.changed();
         if membership {
             self.route_pending(now);
+        }
+    }
+
+    /// The broker stopped sending this link presence (`presence_reset`): the view is stale
+    /// until the next list. Dashboards watching presence are told, and get a refresh within a
+    /// couple of seconds; without one the agent lists again only when something needs the
+    /// peers (a `peers` call, a name a send cannot resolve), so a connect storm costs idle
+    /// agents nothing.
+    fn presence_reset(&mut self, mesh_id: &str, slug: &str) {
+        let ev = LocalEvent::Presence { mesh: slug.to_string(), event: Event::PresenceReset {} };
+        if self.publish(Topic::Presence, Some(mesh_id), None, &ev) == 0 {
+            return;
+        }
+        if let Some(v) = self.state.meshes.get(mesh_id)
+            && v.uplink.try_send(crate::mesh::UplinkCmd::RefreshPresence(None)).is_err()
+        {
+            tracing::warn!(mesh = %slug, "link queue full; presence is refreshed when next needed");
         }
     }
 

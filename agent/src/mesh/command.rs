@@ -23,6 +23,9 @@ pub enum UplinkCmd {
     Follow(String),
     /// The last local follower of a service's log went away (`mcp_logs_unfollow`).
     Unfollow(String),
+    /// List the directory and peers again after a `presence_reset`: at once for a waiter
+    /// (answered once applied), else within a couple of seconds (`uplink/presence.rs`).
+    RefreshPresence(Option<oneshot::Sender<()>>),
 }
 
 impl std::fmt::Debug for UplinkCmd {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for UplinkCmd {
             UplinkCmd::Frame(_) => "Frame",
             UplinkCmd::Follow(_) => "Follow",
             UplinkCmd::Unfollow(_) => "Unfollow",
+            UplinkCmd::RefreshPresence(_) => "RefreshPresence",
         })
     }
 }

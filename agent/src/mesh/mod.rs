@@ -52,6 +52,9 @@ pub struct MeshView {
     pub cancel: CancellationToken,
     /// Root key, pins and the verdict on every member's key.
     pub trust: MeshTrust,
+    /// The broker sent `presence_reset`: `peers` and members' `online` miss changes until the
+    /// next list (`uplink/presence.rs` refreshes them when needed).
+    pub presence_stale: bool,
     /// Set when an [`UplinkCmd::Queued`] could not be handed to the link (its queue was full):
     /// the link then reads the outbox again, so no committed send waits for a reconnect.
     pub outbox_missed: Arc<AtomicBool>,
@@ -121,6 +124,7 @@ impl MeshView {
             refusal: None,
             uplink,
             cancel,
+            presence_stale: false,
             outbox_missed: Arc::default(),
         }
     }
@@ -153,6 +157,16 @@ impl MeshView {
                 }
                 self.former.remove(&m.member_id);
                 self.members.insert(m.member_id.clone(), m.clone());
+            }
+            Event::MemberOnline { member_id, online } => {
+                if let Some(m) = self.members.get_mut(member_id) {
+                    m.online = *online;
+                }
+                return Vec::new();
+            }
+            Event::PresenceReset {} => {
+                self.presence_stale = true;
+                return Vec::new();
             }
             Event::MemberRemoved { member_id, reason, display_name } => {
                 let (name, pubkey, statements) = self

@@ -33,8 +33,12 @@ pub(super) enum Pending {
     Reply(oneshot::Sender<ServerFrame>),
     Outbox(String),
     Members,
-    /// A page of `list_peers`, with the sessions of the pages before it.
-    Peers(Vec<PeerSession>),
+    /// A page of `list_peers`, with the sessions of the pages before it; `refresh` when the
+    /// walk refreshes presence after a `presence_reset` (not the one after hello).
+    Peers {
+        all: Vec<PeerSession>,
+        refresh: bool,
+    },
     Ignore,
 }
 
@@ -65,6 +69,8 @@ pub(crate) struct Link<'a> {
     pub(super) backlog: bool,
     /// When the last rate-limit wait began: refusals of sends made before it say nothing new.
     pub(super) limited_at: Option<Instant>,
+    /// Presence refreshes after `presence_reset` (`uplink/presence.rs`).
+    pub(super) refresh: super::presence::Refresh,
 }
 
 impl<'a> Link<'a> {
@@ -85,6 +91,7 @@ impl<'a> Link<'a> {
             limited_at: None,
             queue: Default::default(),
             loaded: None,
+            refresh: Default::default(),
         }
     }
 
@@ -145,8 +152,11 @@ impl<'a> Link<'a> {
             self.request(|req| ClientFrame::SessionOpen { req, session: s }, Pending::Ignore).await?;
         }
         self.request(|req| ClientFrame::ListMembers { req }, Pending::Members).await?;
-        self.request(|req| ClientFrame::ListPeers { req, cursor: None, limit: None }, Pending::Peers(vec![]))
-            .await?;
+        self.request(
+            |req| ClientFrame::ListPeers { req, cursor: None, limit: None },
+            Pending::Peers { all: vec![], refresh: false },
+        )
+        .await?;
         // Service logs local subscribers follow: a new connection follows nothing yet.
         let follows: Vec<String> = self
             .agent
@@ -191,6 +201,9 @@ impl<'a> Link<'a> {
                 _ = sleep_until(self.retry_at.unwrap_or(far)), if self.retry_at.is_some() => {
                     self.retry_at = None;
                     self.drain_outbox().await
+                }
+                _ = sleep_until(self.refresh.due.unwrap_or(far)), if self.refresh.due.is_some() => {
+                    self.start_refresh(Instant::now()).await
                 }
                 Some((msg_id, stored)) = self.storing.next(), if !self.storing.is_empty() => {
                     // Acknowledge only what is durably stored (new or a duplicate we already
@@ -254,6 +267,7 @@ impl<'a> Link<'a> {
             UplinkCmd::Unfollow(name) => {
                 self.request(|req| ClientFrame::McpLogsUnfollow { req, name }, Pending::Ignore).await
             }
+            UplinkCmd::RefreshPresence(waiter) => self.ask_refresh(waiter).await,
         }
     }
 
@@ -299,18 +313,23 @@ impl<'a> Link<'a> {
                         }
                         self.drain_outbox().await
                     }
-                    Some(Pending::Peers(mut all)) => {
-                        let ServerFrame::Peers { sessions, next, .. } = other else { return Ok(()) };
+                    Some(Pending::Peers { mut all, refresh }) => {
+                        let ServerFrame::Peers { sessions, next, .. } = other else {
+                            // Refused (rate-limited, say): the view stays stale; the next need
+                            // or reset asks again.
+                            self.refresh.end_failed(refresh);
+                            return Ok(());
+                        };
                         all.extend(sessions);
                         match next {
                             // More pages: presence is reported once, whole.
                             Some(cursor) => {
                                 let build =
                                     |req| ClientFrame::ListPeers { req, cursor: Some(cursor), limit: None };
-                                self.request(build, Pending::Peers(all)).await
+                                self.request(build, Pending::Peers { all, refresh }).await
                             }
                             None => {
-                                report(self.agent, self.mesh_id, UplinkEvent::Peers(all)).await;
+                                self.peers_listed(all, refresh).await;
                                 Ok(())
                             }
                         }

@@ -22,6 +22,7 @@ use crate::shared::Agent;
 
 pub(crate) mod link;
 mod outbox;
+mod presence;
 
 use link::{Link, Pending};
 

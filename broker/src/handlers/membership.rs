@@ -294,6 +294,7 @@ fn own_key(mesh: &Mesh, member_id: &str) -> String {
 /// ones, newest first.
 pub fn list_members(conn: &mut Conn, req: u64) {
     let Some(a) = conn.auth.clone() else { return };
+    conn.presence_listed();
     let st = a.mesh.lock();
     let members = st.active_members().map(|m| st.member_info(m)).collect();
     let former = st.former_members();

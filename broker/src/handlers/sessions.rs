@@ -250,6 +250,9 @@ pub fn list_peers(conn: &mut Conn, req: u64, cursor: Option<String>, limit: Opti
     let limit = limit.map_or(MAX_PEERS_PAGE, |l| (l as usize).clamp(1, MAX_PEERS_PAGE));
     // Room for the frame's own fields and `next` around the sessions.
     let room = MAX_FRAME_BYTES - 1024;
+    if cursor.is_none() {
+        conn.presence_listed();
+    }
     let st = a.mesh.lock();
     let mut ids: Vec<&String> =
         st.sessions.keys().filter(|id| cursor.as_ref().is_none_or(|c| id.as_str() > c.as_str())).collect();

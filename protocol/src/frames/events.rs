@@ -18,6 +18,19 @@ pub enum Event {
     },
     MemberJoined(MemberInfo),
     MemberUpdated(MemberInfo),
+    /// A member's agent connected or disconnected: the compact form of a `member_updated`
+    /// whose only change is `online` (~80 bytes instead of the whole member with its
+    /// statements), sent on every hello and every drop.
+    MemberOnline {
+        member_id: String,
+        online: bool,
+    },
+    /// Presence changed faster than this connection's presence budget: the broker dropped
+    /// the presence events (`peer_*`, `member_online`) meant for it and sends none until it
+    /// lists again (`list_members`, or `list_peers` without a cursor). The client's peers and
+    /// online flags are stale until then; it refreshes when it needs them. Keeps a connect
+    /// storm O(N) in bytes instead of one event per peer per join. No data.
+    PresenceReset {},
     MemberRemoved {
         member_id: String,
         /// Removed by an admin, or left on its own (older brokers: absent, meaning removed).
@@ -83,7 +96,23 @@ impl Event {
                 | Event::PeerLeft { .. }
                 | Event::MemberJoined(_)
                 | Event::MemberUpdated(_)
+                | Event::MemberOnline { .. }
                 | Event::MemberRemoved { .. }
+                | Event::PresenceReset {}
+        )
+    }
+
+    /// Presence a connection can be spared under its presence budget: sessions coming and
+    /// going and members' online flags, which a later `list_peers` / `list_members` restores
+    /// whole. Membership itself (`member_joined`, `member_updated`, `member_removed`) is
+    /// always sent.
+    pub fn is_sheddable(&self) -> bool {
+        matches!(
+            self,
+            Event::PeerJoined(_)
+                | Event::PeerUpdated(_)
+                | Event::PeerLeft { .. }
+                | Event::MemberOnline { .. }
         )
     }
 }

@@ -138,6 +138,8 @@ pub fn all_events() -> Vec<Event> {
         Event::PeerLeft { member_id: "m_1".into(), session_id: "s1".into() },
         Event::MemberJoined(member()),
         Event::MemberUpdated(member()),
+        Event::MemberOnline { member_id: "m_1".into(), online: true },
+        Event::PresenceReset {},
         Event::MemberRemoved {
             member_id: "m_9".into(),
             reason: RemovalReason::Left,

@@ -255,6 +255,21 @@ fn presence(s: &mut State, mesh: &str, e: Wire, fx: &mut Vec<Effect>) {
             let tag = s.tag(Pending::Members);
             fx.push(Effect::Call { tag, call: AgentCall::Members { mesh: None } });
         }
+        Wire::MemberOnline { member_id, online } => {
+            let who = member_label(s, mesh, &member_id);
+            if let Some(m) = s.members.iter_mut().find(|m| m.mesh == mesh && m.member.member_id == member_id)
+            {
+                m.member.online = online;
+            }
+            s.log(mesh, "member", format!("{who} {}", if online { "came online" } else { "went offline" }));
+        }
+        Wire::PresenceReset {} => {
+            // The agent lists the peers again (a dashboard watches) and says what changed; the
+            // members' online flags come with a fresh `members`.
+            s.log(mesh, "peer", "presence changed faster than the broker sends it; refreshing".to_string());
+            let tag = s.tag(Pending::Members);
+            fx.push(Effect::Call { tag, call: AgentCall::Members { mesh: None } });
+        }
         Wire::MemberRemoved { member_id, display_name, reason } => {
             s.members.retain(|m| !(m.mesh == mesh && m.member.member_id == member_id));
             s.log(mesh, "member", format!("{} {reason:?}", text::name(&display_name)).to_lowercase());

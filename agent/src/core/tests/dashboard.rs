@@ -329,7 +329,7 @@ fn a_full_peer_list_reaches_presence_subscribers_as_its_changes() {
     let mut t = setup(&[]);
     let mut dash = t.watch_topics(30, vec![Topic::Presence], None, None);
     let list = |t: &mut T, peers: Vec<PeerSession>| {
-        let event = UplinkEvent::Peers(peers);
+        let event = UplinkEvent::Peers { sessions: peers, refresh: false, done: None };
         t.core.handle(Input::Uplink { mesh: super::MESH.into(), event }, t.now);
         t.core.finish_turn();
     };
@@ -354,4 +354,42 @@ fn a_full_peer_list_reaches_presence_subscribers_as_its_changes() {
     // S2 is missing: not announced as gone (after a broker restart its agent may be on its way
     // back); the broker's own `peer_left` says so when it does leave.
     assert_eq!(got.len(), 2, "{got:?}");
+}
+
+#[test]
+fn a_presence_reset_marks_the_view_stale_and_a_watched_mesh_is_refreshed_whole() {
+    use claudemesh_protocol::frames::{Event, SessionStatus};
+    let mut t = setup(&[]);
+    let uplink = |t: &mut T, event: UplinkEvent| {
+        t.core.handle(Input::Uplink { mesh: super::MESH.into(), event }, t.now);
+        t.core.finish_turn();
+    };
+    let peers = vec![listed(S1, "one", SessionStatus::Idle), listed(S2, "two", SessionStatus::Idle)];
+    uplink(&mut t, UplinkEvent::Peers { sessions: peers, refresh: false, done: None });
+    while t._uplink.try_recv().is_ok() {}
+    // Nobody watches presence: the view goes stale and nothing is listed until it is needed.
+    uplink(&mut t, UplinkEvent::Events(vec![Event::PresenceReset {}]));
+    assert!(t.core.state.meshes[super::MESH].presence_stale);
+    assert!(t._uplink.try_recv().is_err(), "an unwatched mesh is refreshed only on demand");
+    // A dashboard watches: it hears of the reset and the link is asked for a refresh.
+    let mut dash = t.watch_topics(30, vec![Topic::Presence], None, None);
+    uplink(&mut t, UplinkEvent::Events(vec![Event::PresenceReset {}]));
+    let got = events(&mut dash);
+    assert!(
+        got.iter().any(|e| matches!(e, LocalEvent::Presence { event: Event::PresenceReset {}, .. })),
+        "{got:?}"
+    );
+    assert!(matches!(t._uplink.try_recv(), Ok(UplinkCmd::RefreshPresence(None))));
+    // The refresh's list is whole: S2, missing from it, is announced gone; the view is fresh.
+    let (done, applied) = tokio::sync::oneshot::channel();
+    let peers = vec![listed(S1, "one", SessionStatus::Idle)];
+    uplink(&mut t, UplinkEvent::Peers { sessions: peers, refresh: true, done: Some(done) });
+    let got = events(&mut dash);
+    assert!(
+        got.iter().any(|e| matches!(e, LocalEvent::Presence { event: Event::PeerLeft { session_id, .. }, .. } if session_id == S2)),
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(!t.core.state.meshes[super::MESH].presence_stale);
+    assert!(applied.blocking_recv().is_ok(), "the refresh's waiter is answered once applied");
 }
