@@ -216,7 +216,10 @@ impl MeshState {
         self.buckets.entry(member.to_string()).or_insert_with(|| MemberBuckets::new(cfg)).take(budget)
     }
 
-    /// Queues a presence event for every connection of the mesh, encoded once.
+    /// Queues a presence event for every connection of the mesh, encoded once. A sheddable
+    /// event skips the connections over their presence budget (their writer would drop it):
+    /// a join in a storm then costs a flag check per connection, not a queued item and a
+    /// writer wake-up each.
     pub fn presence(&self, event: &Event) {
         if self.conns.is_empty() {
             return;
@@ -224,6 +227,9 @@ impl MeshState {
         let json: Arc<str> = encode(event).into();
         let sheddable = event.is_sheddable();
         for c in self.conns.values() {
+            if sheddable && c.presence_stale.load(std::sync::atomic::Ordering::Acquire) {
+                continue;
+            }
             c.send(Outgoing::Presence(json.clone(), sheddable));
         }
     }
