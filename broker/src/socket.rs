@@ -100,7 +100,9 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket, slot: Arc<Slot>) {
                 deadline = Instant::now() + idle;
                 match msg {
                     Message::Text(t) => {
-                        handle_text(&mut conn, t.as_str()).await;
+                        // Boxed: the handlers' largest state machine then lives on the heap only
+                        // while a frame is handled, not in every idle connection's task.
+                        Box::pin(handle_text(&mut conn, t.as_str())).await;
                         if preauth && conn.auth.is_some() {
                             slot.authenticated();
                         }
