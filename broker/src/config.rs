@@ -103,7 +103,7 @@ impl BrokerConfig {
             send_burst: 200.0,
             query_rate: crate::rate::RateRule { per_sec: 20.0, burst: 200.0 },
             presence_rate: crate::rate::RateRule { per_sec: 20.0, burst: 200.0 },
-            presence_budget: crate::rate::RateRule { per_sec: 32.0, burst: 256.0 },
+            presence_budget: crate::rate::RateRule { per_sec: 32.0, burst: 64.0 },
             new_session_rate: crate::rate::RateRule { per_sec: 0.2, burst: 200.0 },
             out_queue_bytes: 4 * limits::MAX_WS_MESSAGE_BYTES,
             write_timeout: Duration::from_secs(15),

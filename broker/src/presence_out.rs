@@ -71,7 +71,7 @@ impl PresenceOut {
     }
 
     /// The pending events to write, oldest first, and the queued bytes they free once written.
-    /// The pending list's memory goes with them (a burst of 256 events does not stay
+    /// The pending list's memory goes with them (a burst of events does not stay
     /// allocated in every idle connection).
     pub fn drain(&mut self) -> (Vec<Arc<str>>, usize) {
         let events = std::mem::take(&mut self.pending).into_iter().map(|(e, _)| e).collect();
