@@ -111,3 +111,28 @@ async fn online_changes_are_compact_member_online_events() {
     // ~60 bytes on the wire, not the whole member with its statements.
     assert!(encode(&e).len() < 120, "{}", encode(&e));
 }
+
+#[tokio::test]
+async fn a_version_2_agent_is_told_to_upgrade_not_sent_events_it_cannot_decode() {
+    let h = Harness::start().await;
+    let m = mesh_with(&h, "team", 1).await;
+    let (_, id) = m.members.into_iter().next().unwrap();
+    let mut c = Client::connect(h.url()).await.unwrap();
+    let signature =
+        claudemesh_protocol::crypto::sign_hello(&id.key, &id.mesh_id, &id.member_id, &c.challenge);
+    c.send(&ClientFrame::Hello(Hello {
+        protocol: 2,
+        mesh_id: id.mesh_id.clone(),
+        member_id: id.member_id.clone(),
+        pubkey: id.key.public_hex(),
+        signature,
+        instance: None,
+    }))
+    .await
+    .unwrap();
+    let f =
+        c.recv_match(|f| matches!(f, ServerFrame::HelloAck { .. } | ServerFrame::Error(_))).await.unwrap();
+    let ServerFrame::Error(e) = f else { panic!("a version-2 hello was accepted: {f:?}") };
+    assert_eq!(e.code, ErrorCode::Invalid);
+    assert!(e.message.contains("speaks 2") && e.message.contains("upgrade claudemesh"), "{}", e.message);
+}

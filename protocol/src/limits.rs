@@ -1,7 +1,9 @@
 //! The numeric limits of DESIGN §13 and §5–§7, named once so both sides agree on them.
 
-/// Wire protocol version spoken between agents and brokers.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Wire protocol version spoken between agents and brokers: 2 verifies keys end to end; 3 adds
+/// `member_online` and `presence_reset` (the presence budget), which a version-2 agent cannot
+/// decode, so each side refuses an older other with a message saying what to upgrade.
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Version of the agent's local socket protocol (DESIGN §10).
 pub const AGENT_PROTOCOL_VERSION: u32 = 1;
 

@@ -205,7 +205,7 @@ async fn serve(
                 code: ErrorCode::Invalid,
                 message: format!(
                     "the broker at {url} speaks claudemesh protocol {protocol}, and this agent needs \
-                     {PROTOCOL_VERSION} (keys verified end to end): upgrade the broker"
+                     {PROTOCOL_VERSION}: upgrade the broker"
                 ),
             });
         }
