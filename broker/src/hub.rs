@@ -53,8 +53,8 @@ pub struct ConnHandle {
     pub metrics: Arc<Metrics>,
     /// Set by the writer when the connection went over its presence budget (it was sent
     /// `presence_reset` and is sent no sheddable presence); cleared by the connection's next
-    /// `list_members` or first-page `list_peers`, before the answer is built, so every event
-    /// dropped meanwhile is in that answer.
+    /// `list_members` or first-page `list_peers` before the answer is built, so nothing after
+    /// the list is dropped (the two lists together have everything dropped before it).
     pub presence_stale: Arc<AtomicBool>,
 }
 

@@ -66,6 +66,7 @@ impl PresenceOut {
         0
     }
 
+    /// Whether no event waits to be written.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }

@@ -92,9 +92,9 @@ pub async fn refresh_directories(agent: &Agent, mesh: Option<&str>) {
 }
 
 /// Lists the peers (and the directory) of `mesh`, or of every joined mesh, again where the
-/// broker said `presence_reset` since the last list, and waits (at most 10 s) until the view
+/// broker said `presence_reset` since the last list, and waits until the view
 /// has them: a `peers` call or a send by name after a connect storm sees who is there now.
-/// A connected, fresh view answers at once.
+/// A connected, fresh view answers at once; a refresh waits at most [`REFRESH_WAIT`] (5 s).
 pub async fn refresh_presence(agent: &Agent, mesh: Option<&str>) {
     let stale: Vec<_> = {
         let view = agent.view();
@@ -108,16 +108,23 @@ pub async fn refresh_presence(agent: &Agent, mesh: Option<&str>) {
             .map(|v| v.uplink.clone())
             .collect()
     };
-    let mut waits = Vec::new();
-    for uplink in stale {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if uplink.send(crate::mesh::UplinkCmd::RefreshPresence(Some(tx))).await.is_ok() {
-            waits.push(rx);
+    let refresh = async {
+        let mut waits = Vec::new();
+        for uplink in stale {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if uplink.send(crate::mesh::UplinkCmd::RefreshPresence(Some(tx))).await.is_ok() {
+                waits.push(rx);
+            }
         }
-    }
-    let all = futures_util::future::join_all(waits);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), all).await;
+        futures_util::future::join_all(waits).await
+    };
+    // A link that looks connected but no longer answers costs a caller this much, then the
+    // view as it is.
+    let _ = tokio::time::timeout(REFRESH_WAIT, refresh).await;
 }
+
+/// The longest [`refresh_presence`] waits for the broker's lists.
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn mesh_of(agent: &Agent, mesh: Option<&str>) -> Result<String, ApiError> {
     agent.view().resolve_mesh(mesh)

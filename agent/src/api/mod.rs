@@ -46,6 +46,8 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
             to_value(&agent.view().peers(mesh.as_deref())?)
         }
         AgentCall::Members { mesh } => {
+            // Members carry their online flag and session names: stale presence first.
+            members::refresh_presence(agent, mesh.as_deref()).await;
             members::refresh_directories(agent, mesh.as_deref()).await;
             to_value(&agent.view().members(mesh.as_deref())?)
         }

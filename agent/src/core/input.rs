@@ -113,9 +113,9 @@ pub enum UplinkEvent {
     /// A `members` reply: the whole directory. `done` answers once it is applied.
     Directory { members: Vec<MemberInfo>, former: Vec<FormerMember>, done: Option<oneshot::Sender<()>> },
     /// Every page of a `peers` walk: every online session. `refresh` when it follows a
-    /// `presence_reset` (sessions missing from it are announced gone); `done` answers once
-    /// it is applied.
-    Peers { sessions: Vec<PeerSession>, refresh: bool, done: Option<oneshot::Sender<()>> },
+    /// `presence_reset` (sessions missing from it are announced gone); `stale` when another
+    /// reset came during the walk (the view stays stale); `done` answers once it is applied.
+    Peers { sessions: Vec<PeerSession>, refresh: bool, stale: bool, done: Option<oneshot::Sender<()>> },
     /// Presence, membership, receipts, expiries and service events.
     Events(Vec<Event>),
     /// A message from the broker: `stored` answers `true` once it is durably in the inbox (new

@@ -49,7 +49,22 @@ impl Core {
                 self.changed();
             }
             UplinkEvent::Directory { members, former, done } => {
+                let was: Vec<(String, bool)> =
+                    v.members.values().map(|m| (m.member_id.clone(), m.online)).collect();
                 let pins = v.set_directory(members, former, now_ms());
+                // Dashboards keep members' online flags from events: after a `presence_reset`
+                // the broker sent none, so the changes a fresh directory shows are told here.
+                let changed: Vec<Event> = was
+                    .into_iter()
+                    .filter_map(|(id, online)| {
+                        let now = v.members.get(&id)?.online;
+                        (now != online).then_some(Event::MemberOnline { member_id: id, online: now })
+                    })
+                    .collect();
+                for e in changed {
+                    let ev = LocalEvent::Presence { mesh: slug.clone(), event: e };
+                    self.publish(Topic::Presence, Some(mesh_id), None, &ev);
+                }
                 self.pin(mesh_id, pins);
                 if let Some(d) = done {
                     self.effect(Effect::Done(d));
@@ -58,7 +73,7 @@ impl Core {
                 // Granted groups may have changed: what waits for a group may have a session now.
                 self.route_pending(now);
             }
-            UplinkEvent::Peers { sessions, refresh, done } => {
+            UplinkEvent::Peers { sessions, refresh, stale, done } => {
                 // A full list: presence subscribers learn the sessions it adds or changes, so a
                 // dashboard that subscribed before the link (re)connected sees the same peers.
                 // After a hello, sessions missing from it are not announced as gone: after a
@@ -86,7 +101,7 @@ impl Core {
                     );
                 }
                 v.peers = new;
-                v.presence_stale = false;
+                v.presence_stale = stale;
                 if let Some(d) = done {
                     self.effect(Effect::Done(d));
                 }

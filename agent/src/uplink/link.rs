@@ -12,7 +12,7 @@ use claudemesh_protocol::frames::{
 };
 use claudemesh_protocol::limits::{IDLE_TIMEOUT_SECS, PING_INTERVAL_SECS};
 use futures_util::stream::FuturesUnordered;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::Message;
@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 use super::{End, UplinkCmd, report};
 use crate::core::UplinkEvent;
 use crate::shared::Agent;
+
+/// Most message ids in one `client_ack` (~40 bytes each).
+const MAX_ACK_BATCH: usize = 1024;
 
 /// A push handed to the core, acknowledged to the broker once the core says it is stored.
 type StoreWait = std::pin::Pin<Box<dyn std::future::Future<Output = (String, bool)> + Send>>;
@@ -203,17 +206,25 @@ impl<'a> Link<'a> {
                     self.drain_outbox().await
                 }
                 _ = sleep_until(self.refresh.due.unwrap_or(far)), if self.refresh.due.is_some() => {
-                    self.start_refresh(Instant::now()).await
+                    self.refresh_due().await
                 }
-                Some((msg_id, stored)) = self.storing.next(), if !self.storing.is_empty() => {
+                Some(first) = self.storing.next(), if !self.storing.is_empty() => {
                     // Acknowledge only what is durably stored (new or a duplicate we already
-                    // have); the broker keeps the rest and pushes it again.
-                    if stored {
-                        self.send(&ClientFrame::ClientAck { msg_ids: vec![msg_id] }).await
-                    } else {
-                        tracing::error!(%msg_id, "cannot store message; not acknowledging it so the broker keeps it");
-                        Ok(())
+                    // have); the broker keeps the rest and pushes it again. Everything the core
+                    // has stored by now goes in one `client_ack` (one broker write, not one each).
+                    let mut ids = Vec::new();
+                    let mut next = Some(first);
+                    while let Some((msg_id, stored)) = next.take() {
+                        if stored {
+                            ids.push(msg_id);
+                        } else {
+                            tracing::error!(%msg_id, "cannot store message; not acknowledging it so the broker keeps it");
+                        }
+                        if ids.len() < MAX_ACK_BATCH {
+                            next = self.storing.next().now_or_never().flatten();
+                        }
                     }
+                    if ids.is_empty() { Ok(()) } else { self.send(&ClientFrame::ClientAck { msg_ids: ids }).await }
                 }
                 cmd = rx.recv() => match cmd {
                     None => return End::Shutdown,
@@ -324,6 +335,7 @@ impl<'a> Link<'a> {
                         match next {
                             // More pages: presence is reported once, whole.
                             Some(cursor) => {
+                                self.refresh.walking = true;
                                 let build =
                                     |req| ClientFrame::ListPeers { req, cursor: Some(cursor), limit: None };
                                 self.request(build, Pending::Peers { all, refresh }).await
@@ -376,6 +388,11 @@ impl<'a> Link<'a> {
     }
 
     async fn events(&mut self, events: Vec<Event>) -> Result<(), End> {
+        // The broker turned presence back on at the walk's first page: a reset after it means
+        // changes the later pages may not show.
+        if self.refresh.walking && events.iter().any(|e| matches!(e, Event::PresenceReset {})) {
+            self.refresh.reset_in_walk = true;
+        }
         report(self.agent, self.mesh_id, UplinkEvent::Events(events)).await;
         Ok(())
     }

@@ -29,12 +29,18 @@ pub(crate) struct Refresh {
     pub(crate) due: Option<Instant>,
     /// Callers waiting for the refresh in flight (or the next) to be applied.
     waiters: Vec<oneshot::Sender<()>>,
+    /// A `list_peers` walk (after hello or a refresh) got its first page and asked for more.
+    pub(crate) walking: bool,
+    /// A `presence_reset` came during that walk: the list it ends with is not the whole story.
+    pub(crate) reset_in_walk: bool,
 }
 
 impl Refresh {
     /// A refresh's `list_peers` was refused: its waiters are answered (with the view as it
     /// is) and the next need asks again.
     pub(crate) fn end_failed(&mut self, refresh: bool) {
+        self.walking = false;
+        self.reset_in_walk = false;
         if refresh {
             self.running = false;
             self.waiters.clear();
@@ -55,13 +61,25 @@ impl Link<'_> {
                 }
                 self.start_refresh(now).await
             }
-            None if self.refresh.running || self.refresh.due.is_some() => Ok(()),
+            None if self.refresh.due.is_some() => Ok(()),
+            // Also while one runs: the reset that asked may have come after it started.
             None => {
                 let at = self.refresh.last.map_or(now, |l| (l + REFRESH_GAP).max(now));
                 self.refresh.due = Some(at);
                 Ok(())
             }
         }
+    }
+
+    /// The time for a refresh nobody waits for came: it starts, or, while one still runs,
+    /// waits another [`REFRESH_GAP`].
+    pub(crate) async fn refresh_due(&mut self) -> Result<(), End> {
+        let now = Instant::now();
+        if self.refresh.running {
+            self.refresh.due = Some(now + REFRESH_GAP);
+            return Ok(());
+        }
+        self.start_refresh(now).await
     }
 
     /// Lists the directory and every page of peers; [`Self::peers_listed`] finishes it.
@@ -78,11 +96,14 @@ impl Link<'_> {
     }
 
     /// The last page of a `list_peers` walk came: the core takes the whole list (after a
-    /// refresh, saying who left since), then the refresh's waiters are answered.
+    /// refresh, saying who left since), still stale if a `presence_reset` came after the first
+    /// page; then the refresh's waiters are answered.
     pub(crate) async fn peers_listed(&mut self, all: Vec<PeerSession>, refresh: bool) {
+        self.refresh.walking = false;
+        let stale = std::mem::take(&mut self.refresh.reset_in_walk);
         let (done, applied) = oneshot::channel();
-        report(self.agent, self.mesh_id, UplinkEvent::Peers { sessions: all, refresh, done: Some(done) })
-            .await;
+        let event = UplinkEvent::Peers { sessions: all, refresh, stale, done: Some(done) };
+        report(self.agent, self.mesh_id, event).await;
         let _ = applied.await;
         if refresh {
             self.refresh.running = false;

@@ -264,11 +264,10 @@ fn presence(s: &mut State, mesh: &str, e: Wire, fx: &mut Vec<Effect>) {
             s.log(mesh, "member", format!("{who} {}", if online { "came online" } else { "went offline" }));
         }
         Wire::PresenceReset {} => {
-            // The agent lists the peers again (a dashboard watches) and says what changed; the
-            // members' online flags come with a fresh `members`.
+            // The agent lists the directory and peers again within 2 s (a dashboard watches) and
+            // says what changed as `peer_*` and `member_online`; asking for `members` here would
+            // turn the broker's presence back on at every reset of a storm.
             s.log(mesh, "peer", "presence changed faster than the broker sends it; refreshing".to_string());
-            let tag = s.tag(Pending::Members);
-            fx.push(Effect::Call { tag, call: AgentCall::Members { mesh: None } });
         }
         Wire::MemberRemoved { member_id, display_name, reason } => {
             s.members.retain(|m| !(m.mesh == mesh && m.member.member_id == member_id));

@@ -329,7 +329,7 @@ fn a_full_peer_list_reaches_presence_subscribers_as_its_changes() {
     let mut t = setup(&[]);
     let mut dash = t.watch_topics(30, vec![Topic::Presence], None, None);
     let list = |t: &mut T, peers: Vec<PeerSession>| {
-        let event = UplinkEvent::Peers { sessions: peers, refresh: false, done: None };
+        let event = UplinkEvent::Peers { sessions: peers, refresh: false, stale: false, done: None };
         t.core.handle(Input::Uplink { mesh: super::MESH.into(), event }, t.now);
         t.core.finish_turn();
     };
@@ -365,7 +365,7 @@ fn a_presence_reset_marks_the_view_stale_and_a_watched_mesh_is_refreshed_whole()
         t.core.finish_turn();
     };
     let peers = vec![listed(S1, "one", SessionStatus::Idle), listed(S2, "two", SessionStatus::Idle)];
-    uplink(&mut t, UplinkEvent::Peers { sessions: peers, refresh: false, done: None });
+    uplink(&mut t, UplinkEvent::Peers { sessions: peers, refresh: false, stale: false, done: None });
     while t._uplink.try_recv().is_ok() {}
     // Nobody watches presence: the view goes stale and nothing is listed until it is needed.
     uplink(&mut t, UplinkEvent::Events(vec![Event::PresenceReset {}]));
@@ -383,7 +383,7 @@ fn a_presence_reset_marks_the_view_stale_and_a_watched_mesh_is_refreshed_whole()
     // The refresh's list is whole: S2, missing from it, is announced gone; the view is fresh.
     let (done, applied) = tokio::sync::oneshot::channel();
     let peers = vec![listed(S1, "one", SessionStatus::Idle)];
-    uplink(&mut t, UplinkEvent::Peers { sessions: peers, refresh: true, done: Some(done) });
+    uplink(&mut t, UplinkEvent::Peers { sessions: peers, refresh: true, stale: false, done: Some(done) });
     let got = events(&mut dash);
     assert!(
         got.iter().any(|e| matches!(e, LocalEvent::Presence { event: Event::PeerLeft { session_id, .. }, .. } if session_id == S2)),
@@ -392,4 +392,8 @@ fn a_presence_reset_marks_the_view_stale_and_a_watched_mesh_is_refreshed_whole()
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(!t.core.state.meshes[super::MESH].presence_stale);
     assert!(applied.blocking_recv().is_ok(), "the refresh's waiter is answered once applied");
+    // A reset came during a multi-page walk: its list is taken, the view stays stale.
+    let peers = vec![listed(S1, "one", SessionStatus::Idle)];
+    uplink(&mut t, UplinkEvent::Peers { sessions: peers, refresh: true, stale: true, done: None });
+    assert!(t.core.state.meshes[super::MESH].presence_stale);
 }
