@@ -57,6 +57,15 @@ impl OneShot {
             .map_err(|e| unreachable(e.to_string()))?;
         let mut c = Self { ws, url: url.into(), challenge: String::new() };
         match c.next().await? {
+            ServerFrame::Welcome { protocol, .. } if protocol < PROTOCOL_VERSION => {
+                return Err(JoinError::Refused {
+                    code: "invalid".into(),
+                    message: format!(
+                        "the broker at {url} speaks claudemesh protocol {protocol}, and this claudemesh \
+                         needs {PROTOCOL_VERSION}: upgrade the broker"
+                    ),
+                });
+            }
             ServerFrame::Welcome { challenge, .. } => c.challenge = challenge,
             other => return Err(JoinError::Protocol(other.type_name().into())),
         }

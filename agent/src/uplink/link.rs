@@ -35,12 +35,18 @@ pub(crate) type Ws =
 pub(super) enum Pending {
     Reply(oneshot::Sender<ServerFrame>),
     Outbox(String),
-    Members,
+    /// `list_members`; `refresh` when a presence refresh asked (a refusal keeps the view stale).
+    Members {
+        refresh: bool,
+    },
     /// A page of `list_peers`, with the sessions of the pages before it; `refresh` when the
-    /// walk refreshes presence after a `presence_reset` (not the one after hello).
+    /// walk refreshes presence after a `presence_reset` (not the one after hello); `since`,
+    /// once the first page came, the link's count of resets then (a later one means the
+    /// walk's pages may miss changes).
     Peers {
         all: Vec<PeerSession>,
         refresh: bool,
+        since: Option<u64>,
     },
     Ignore,
 }
@@ -154,10 +160,10 @@ impl<'a> Link<'a> {
         for s in sessions {
             self.request(|req| ClientFrame::SessionOpen { req, session: s }, Pending::Ignore).await?;
         }
-        self.request(|req| ClientFrame::ListMembers { req }, Pending::Members).await?;
+        self.request(|req| ClientFrame::ListMembers { req }, Pending::Members { refresh: false }).await?;
         self.request(
             |req| ClientFrame::ListPeers { req, cursor: None, limit: None },
-            Pending::Peers { all: vec![], refresh: false },
+            Pending::Peers { all: vec![], refresh: false, since: None },
         )
         .await?;
         // Service logs local subscribers follow: a new connection follows nothing yet.
@@ -310,7 +316,11 @@ impl<'a> Link<'a> {
                         Ok(())
                     }
                     Some(Pending::Outbox(id)) => self.outbox_reply(id, other).await,
-                    Some(Pending::Members) => {
+                    Some(Pending::Members { refresh }) => {
+                        if !matches!(other, ServerFrame::Members { .. }) && refresh {
+                            // The online flags were not listed: the refresh ends stale.
+                            self.refresh.members_failed = true;
+                        }
                         if let ServerFrame::Members { members, former, .. } = other {
                             // Applied before the parked pushes are opened against it.
                             let (done, applied) = oneshot::channel();
@@ -324,7 +334,7 @@ impl<'a> Link<'a> {
                         }
                         self.drain_outbox().await
                     }
-                    Some(Pending::Peers { mut all, refresh }) => {
+                    Some(Pending::Peers { mut all, refresh, since }) => {
                         let ServerFrame::Peers { sessions, next, .. } = other else {
                             // Refused (rate-limited, say): the view stays stale; the next need
                             // or reset asks again.
@@ -332,16 +342,19 @@ impl<'a> Link<'a> {
                             return Ok(());
                         };
                         all.extend(sessions);
+                        // A reset received before the first page came from changes that page
+                        // shows; one after it, from changes later pages may not.
+                        let since = since.unwrap_or(self.refresh.resets);
                         match next {
                             // More pages: presence is reported once, whole.
                             Some(cursor) => {
-                                self.refresh.walking = true;
                                 let build =
                                     |req| ClientFrame::ListPeers { req, cursor: Some(cursor), limit: None };
-                                self.request(build, Pending::Peers { all, refresh }).await
+                                self.request(build, Pending::Peers { all, refresh, since: Some(since) }).await
                             }
                             None => {
-                                self.peers_listed(all, refresh).await;
+                                let stale = self.refresh.resets > since;
+                                self.peers_listed(all, refresh, stale).await;
                                 Ok(())
                             }
                         }
@@ -371,7 +384,8 @@ impl<'a> Link<'a> {
             let first = self.parked.is_empty();
             self.parked.push(p);
             if first {
-                self.request(|req| ClientFrame::ListMembers { req }, Pending::Members).await?;
+                self.request(|req| ClientFrame::ListMembers { req }, Pending::Members { refresh: false })
+                    .await?;
             }
             return Ok(());
         }
@@ -388,11 +402,9 @@ impl<'a> Link<'a> {
     }
 
     async fn events(&mut self, events: Vec<Event>) -> Result<(), End> {
-        // The broker turned presence back on at the walk's first page: a reset after it means
-        // changes the later pages may not show.
-        if self.refresh.walking && events.iter().any(|e| matches!(e, Event::PresenceReset {})) {
-            self.refresh.reset_in_walk = true;
-        }
+        // Counted for the `list_peers` walks in flight (see `Pending::Peers::since`).
+        let resets = events.iter().filter(|e| matches!(e, Event::PresenceReset {})).count();
+        self.refresh.resets += resets as u64;
         report(self.agent, self.mesh_id, UplinkEvent::Events(events)).await;
         Ok(())
     }

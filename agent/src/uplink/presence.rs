@@ -29,20 +29,20 @@ pub(crate) struct Refresh {
     pub(crate) due: Option<Instant>,
     /// Callers waiting for the refresh in flight (or the next) to be applied.
     waiters: Vec<oneshot::Sender<()>>,
-    /// A `list_peers` walk (after hello or a refresh) got its first page and asked for more.
-    pub(crate) walking: bool,
-    /// A `presence_reset` came during that walk: the list it ends with is not the whole story.
-    pub(crate) reset_in_walk: bool,
+    /// `presence_reset` events this connection received: a walk that sees the count move
+    /// after its first page ends stale.
+    pub(crate) resets: u64,
+    /// The running refresh's `list_members` was refused: it ends stale.
+    pub(crate) members_failed: bool,
 }
 
 impl Refresh {
     /// A refresh's `list_peers` was refused: its waiters are answered (with the view as it
     /// is) and the next need asks again.
     pub(crate) fn end_failed(&mut self, refresh: bool) {
-        self.walking = false;
-        self.reset_in_walk = false;
         if refresh {
             self.running = false;
+            self.members_failed = false;
             self.waiters.clear();
         }
     }
@@ -87,20 +87,21 @@ impl Link<'_> {
         self.refresh.running = true;
         self.refresh.last = Some(now);
         self.refresh.due = None;
-        self.request(|req| ClientFrame::ListMembers { req }, Pending::Members).await?;
+        self.refresh.members_failed = false;
+        self.request(|req| ClientFrame::ListMembers { req }, Pending::Members { refresh: true }).await?;
         self.request(
             |req| ClientFrame::ListPeers { req, cursor: None, limit: None },
-            Pending::Peers { all: vec![], refresh: true },
+            Pending::Peers { all: vec![], refresh: true, since: None },
         )
         .await
     }
 
     /// The last page of a `list_peers` walk came: the core takes the whole list (after a
-    /// refresh, saying who left since), still stale if a `presence_reset` came after the first
-    /// page; then the refresh's waiters are answered.
-    pub(crate) async fn peers_listed(&mut self, all: Vec<PeerSession>, refresh: bool) {
-        self.refresh.walking = false;
-        let stale = std::mem::take(&mut self.refresh.reset_in_walk);
+    /// refresh, saying who left since), still `stale` if a `presence_reset` came after the
+    /// first page (or the refresh's `list_members` was refused); then the refresh's waiters
+    /// are answered.
+    pub(crate) async fn peers_listed(&mut self, all: Vec<PeerSession>, refresh: bool, stale: bool) {
+        let stale = stale || (refresh && std::mem::take(&mut self.refresh.members_failed));
         let (done, applied) = oneshot::channel();
         let event = UplinkEvent::Peers { sessions: all, refresh, stale, done: Some(done) };
         report(self.agent, self.mesh_id, event).await;
