@@ -511,24 +511,3 @@ fn a_send_cut_off_by_the_agent_going_away_keeps_the_text() {
     assert!(!c.sending);
     assert!(c.error.as_deref().unwrap().contains("broken pipe"));
 }
-
-#[test]
-fn a_member_coming_online_updates_its_row_and_a_presence_reset_is_only_logged() {
-    let mut s = standard((80, 24));
-    let erin = member_id(4);
-    let online = |s: &State| s.members.iter().find(|m| m.member.member_id == erin).unwrap().member.online;
-    let before = online(&s);
-    let fx = event(
-        &mut s,
-        LocalEvent::Presence {
-            mesh: "team".into(),
-            event: Wire::MemberOnline { member_id: erin.clone(), online: !before },
-        },
-    );
-    assert_eq!(online(&s), !before);
-    assert!(fx.is_empty(), "a compact online change needs no reload: {fx:?}");
-    let fx = event(&mut s, LocalEvent::Presence { mesh: "team".into(), event: Wire::PresenceReset {} });
-    // No reload: the agent's refresh says what changed; a `members` call at every reset would
-    // turn the broker's presence back on in a storm, only to be reset again.
-    assert!(fx.is_empty(), "{fx:?}");
-}
