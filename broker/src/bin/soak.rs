@@ -211,9 +211,7 @@ async fn main() -> anyhow::Result<()> {
         leftover: verified.iter().map(|d| d.pushes).sum(),
         unreachable: drained.iter().chain(&verified).filter(|d| !d.connected).count(),
         end_gauges: gauges,
-        warnings: log.warnings,
-        log_errors: log.errors,
-        first_warning: log.first,
+        log,
     };
     let pass = report::summary(&s, &ledger.c);
     if !pass {

@@ -53,16 +53,6 @@ pub struct Rss {
     pub peak_kb: u64,
 }
 
-/// What the broker logged at warn level or above during a scenario.
-#[derive(Debug, Clone, Default)]
-pub struct LogSummary {
-    pub warnings: usize,
-    pub errors: usize,
-    /// "connection fell behind its outgoing queue; dropping it" lines.
-    pub fell_behind: usize,
-    pub first: Option<String>,
-}
-
 /// Store counters from the broker's `/metrics`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoreStats {
@@ -157,20 +147,8 @@ impl Broker {
     }
 
     /// Counts warnings and errors in the broker's log so far.
-    pub fn log_summary(&self) -> LogSummary {
-        let text = std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
-        let mut s = LogSummary::default();
-        for line in text.lines() {
-            let warn = line.contains(" WARN ");
-            let error = line.contains(" ERROR ");
-            s.warnings += usize::from(warn);
-            s.errors += usize::from(error);
-            s.fell_behind += usize::from(line.contains("fell behind"));
-            if (warn || error) && s.first.is_none() {
-                s.first = Some(line.chars().take(200).collect());
-            }
-        }
-        s
+    pub fn log_summary(&self) -> crate::child::LogSummary {
+        crate::child::log_summary(&self.dir.join("broker.log"))
     }
 
     /// Kills the broker and waits for it to exit.

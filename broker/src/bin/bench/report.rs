@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::broker::{LogSummary, Server};
+use super::broker::Server;
+use super::child::LogSummary;
 use super::scenarios::{ConnResult, LatencyResult, ThroughputResult};
 use super::stats::{Spread, count, mb, ms};
 use crate::Opts;

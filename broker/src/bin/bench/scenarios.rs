@@ -10,7 +10,8 @@ use claudemesh_protocol::frames::Target;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::broker::{Broker, LogSummary, Rss, Server};
+use super::broker::{Broker, Rss, Server};
+use super::child::LogSummary;
 use super::setup::{MeshSetup, SendTemplate, body, connect, connect_all, envelopes, mesh_for};
 use super::stats::Percentiles;
 use super::traffic::{Counters, LatencyLog, drain, pipelined_sender, rate_sender, receiver};

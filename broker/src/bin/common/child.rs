@@ -66,6 +66,34 @@ pub async fn wait_for_token(path: &Path) -> anyhow::Result<String> {
     bail!("the broker did not write {} within 5 s", path.display())
 }
 
+/// What a server child logged at warn level or above.
+#[derive(Debug, Clone, Default)]
+pub struct LogSummary {
+    pub warnings: usize,
+    pub errors: usize,
+    /// "connection fell behind its outgoing queue; dropping it" lines.
+    pub fell_behind: usize,
+    /// The first warning or error line (200 characters at most).
+    pub first: Option<String>,
+}
+
+/// Counts the warnings and errors in the log file at `path` so far (none if it is unreadable).
+pub fn log_summary(path: &Path) -> LogSummary {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut s = LogSummary::default();
+    for line in text.lines() {
+        let warn = line.contains(" WARN ");
+        let error = line.contains(" ERROR ");
+        s.warnings += usize::from(warn);
+        s.errors += usize::from(error);
+        s.fell_behind += usize::from(line.contains("fell behind"));
+        if (warn || error) && s.first.is_none() {
+            s.first = Some(line.chars().take(200).collect());
+        }
+    }
+    s
+}
+
 /// A field of `/proc/<pid>/status` in kB (`VmRSS:`, `VmHWM:`).
 pub fn status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");

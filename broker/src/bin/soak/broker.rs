@@ -27,14 +27,6 @@ pub struct Gauges {
     pub expired: f64,
 }
 
-/// What the broker logged at warn level or above.
-#[derive(Debug, Clone, Default)]
-pub struct LogSummary {
-    pub warnings: usize,
-    pub errors: usize,
-    pub first: Option<String>,
-}
-
 /// The broker binary next to this executable (both are built into `target/release`).
 pub fn default_broker_path() -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe().context("cannot find this executable's path")?;
@@ -85,19 +77,8 @@ impl Broker {
     }
 
     /// Counts warnings and errors in the broker's log so far.
-    pub fn log_summary(&self) -> LogSummary {
-        let text = std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
-        let mut s = LogSummary::default();
-        for line in text.lines() {
-            let warn = line.contains(" WARN ");
-            let error = line.contains(" ERROR ");
-            s.warnings += usize::from(warn);
-            s.errors += usize::from(error);
-            if (warn || error) && s.first.is_none() {
-                s.first = Some(line.chars().take(200).collect());
-            }
-        }
-        s
+    pub fn log_summary(&self) -> crate::child::LogSummary {
+        crate::child::log_summary(&self.dir.join("broker.log"))
     }
 
     /// Where the data directory and log are (kept after exit with `--keep`).

@@ -124,9 +124,8 @@ pub struct Summary {
     pub leftover: u64,
     pub unreachable: usize,
     pub end_gauges: Option<Gauges>,
-    pub warnings: usize,
-    pub log_errors: usize,
-    pub first_warning: Option<String>,
+    /// What the broker logged at warn level or above.
+    pub log: crate::child::LogSummary,
 }
 
 /// Prints the summary; returns whether the run passed (no loss, no repeats).
@@ -179,11 +178,17 @@ pub fn summary(s: &Summary, c: &Counters) -> bool {
     );
     if let Some(g) = s.end_gauges {
         println!(
-            "broker   at the end: connections {} sessions {} queue depth {} expired {}; log: {} warnings, {} errors",
-            g.connections, g.sessions, g.queue_depth, g.expired, s.warnings, s.log_errors
+            "broker   at the end: connections {} sessions {} queue depth {} expired {}; log: {} warnings, {} errors, {} fell behind",
+            g.connections,
+            g.sessions,
+            g.queue_depth,
+            g.expired,
+            s.log.warnings,
+            s.log.errors,
+            s.log.fell_behind
         );
     }
-    if let Some(w) = &s.first_warning {
+    if let Some(w) = &s.log.first {
         println!("         first warning: {w}");
     }
     if c.malformed.load(Relaxed) > 0 {
