@@ -14,19 +14,7 @@ use common::*;
 /// Signs and registers an invite as the mesh admin; returns its link.
 async fn invite(w: &World, id: &str, uses: u32) -> String {
     let (mut ac, _) = Client::connect_as(&w.url(), &w.admin).await.unwrap();
-    let p = InvitePayload {
-        v: 1,
-        broker_url: w.url(),
-        mesh_id: w.mesh_id.clone(),
-        mesh_slug: "team".into(),
-        invite_id: id.into(),
-        role: Role::Member,
-        groups: vec![],
-        expires_at: 4_000_000_000,
-        max_uses: uses,
-        issuer_pubkey: w.admin.key.public_hex(),
-    };
-    let inv = p.sign(&w.admin.key).unwrap();
+    let inv = w.invite_payload(id, uses).sign(&w.admin.key).unwrap();
     let req = ac.next_req();
     assert_eq!(
         ac.request(&ClientFrame::InviteRegister { req, invite: inv.token().into() }).await.unwrap(),

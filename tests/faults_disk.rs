@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use broker_proc::{BrokerProcess, world_on};
 use claudemesh_broker::testkit::Client;
-use claudemesh_protocol::frames::{ClientFrame, ErrorCode, Role, ServerFrame};
-use claudemesh_protocol::invite::InvitePayload;
+use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
 use common::*;
 use faults::*;
 use stream::{End, Stream};
@@ -76,19 +75,7 @@ fn fill(dir: &Path) -> PathBuf {
 
 /// A signed invite `id` of the world's mesh.
 fn invite(w: &World, id: &str) -> String {
-    let p = InvitePayload {
-        v: 1,
-        broker_url: w.url(),
-        mesh_id: w.mesh_id.clone(),
-        mesh_slug: "team".into(),
-        invite_id: id.into(),
-        role: Role::Member,
-        groups: vec![],
-        expires_at: 4_000_000_000,
-        max_uses: 1,
-        issuer_pubkey: w.admin.key.public_hex(),
-    };
-    p.sign(&w.admin.key).unwrap().token().to_string()
+    w.invite_payload(id, 1).sign(&w.admin.key).unwrap().token().to_string()
 }
 
 /// The admin registers invites `prefix-0`, `prefix-1`, … (each one broker write) until one is

@@ -6,6 +6,7 @@
 //! `CLAUDEMESH_FUZZ_WRITE_CORPUS=1` rewrites the generated seeds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 mod fuzzing;
 
 use std::sync::{Arc, LazyLock};
@@ -69,18 +70,7 @@ const INVITE_TOKENS: &[&[u8]] = &[
 ];
 
 fn payload(issuer: &MemberKeypair) -> InvitePayload {
-    InvitePayload {
-        v: 1,
-        broker_url: "wss://mesh.example.com/ws".into(),
-        mesh_id: "mesh_1".into(),
-        mesh_slug: "team".into(),
-        invite_id: "inv_1".into(),
-        role: Role::Member,
-        groups: vec![GroupRole { name: "ops".into(), role: Some("lead".into()) }],
-        expires_at: 2_000_000_000,
-        max_uses: 3,
-        issuer_pubkey: issuer.public_hex(),
-    }
+    common::invite_payload(issuer)
 }
 
 /// With `CLAUDEMESH_FUZZ_WRITE_CORPUS=1`, writes the seeds made from signed invites.

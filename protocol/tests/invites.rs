@@ -2,24 +2,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! the wrong issuer.
 
+mod common;
+
 use claudemesh_protocol::codec::{from_b64url, to_b64url};
 use claudemesh_protocol::crypto::MemberKeypair;
-use claudemesh_protocol::frames::{GroupRole, Role};
 use claudemesh_protocol::invite::{InviteError, InvitePayload, parse_invite};
 
 fn payload(issuer: &MemberKeypair) -> InvitePayload {
-    InvitePayload {
-        v: 1,
-        broker_url: "wss://mesh.example.com/ws".into(),
-        mesh_id: "mesh_1".into(),
-        mesh_slug: "team".into(),
-        invite_id: "inv_1".into(),
-        role: Role::Member,
-        groups: vec![GroupRole { name: "ops".into(), role: Some("lead".into()) }],
-        expires_at: 2_000_000_000,
-        max_uses: 3,
-        issuer_pubkey: issuer.public_hex(),
-    }
+    common::invite_payload(issuer)
 }
 
 #[test]

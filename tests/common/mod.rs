@@ -78,23 +78,28 @@ impl World {
         self.broker = Some(b);
     }
 
-    /// Enrolls a new member and writes its agent config dir; returns the paths.
-    pub async fn member(&self, name: &str) -> Paths {
-        let (mut ac, _) = Client::connect_as(&self.url(), &self.admin).await.unwrap();
-        let invite_id = format!("inv-{name}");
-        let p = InvitePayload {
+    /// Invite `id` of the world's mesh (role member, no groups, `max_uses` uses, far expiry),
+    /// issued by its admin; sign it with `self.admin.key`.
+    pub fn invite_payload(&self, id: &str, max_uses: u32) -> InvitePayload {
+        InvitePayload {
             v: 1,
             broker_url: self.url(),
             mesh_id: self.mesh_id.clone(),
             mesh_slug: "team".into(),
-            invite_id: invite_id.clone(),
+            invite_id: id.into(),
             role: Role::Member,
             groups: vec![],
             expires_at: 4_000_000_000,
-            max_uses: 1,
+            max_uses,
             issuer_pubkey: self.admin.key.public_hex(),
-        };
-        let inv = p.sign(&self.admin.key).unwrap();
+        }
+    }
+
+    /// Enrolls a new member and writes its agent config dir; returns the paths.
+    pub async fn member(&self, name: &str) -> Paths {
+        let (mut ac, _) = Client::connect_as(&self.url(), &self.admin).await.unwrap();
+        let invite_id = format!("inv-{name}");
+        let inv = self.invite_payload(&invite_id, 1).sign(&self.admin.key).unwrap();
         let req = ac.next_req();
         assert_eq!(
             ac.request(&ClientFrame::InviteRegister { req, invite: inv.token().into() }).await.unwrap(),

@@ -403,3 +403,21 @@ pub fn all_server() -> Vec<ServerFrame> {
         },
     ]
 }
+
+/// A member invite of mesh `mesh_1` (group `ops` as lead, 3 uses) issued by `issuer`.
+pub fn invite_payload(
+    issuer: &claudemesh_protocol::crypto::MemberKeypair,
+) -> claudemesh_protocol::invite::InvitePayload {
+    claudemesh_protocol::invite::InvitePayload {
+        v: 1,
+        broker_url: "wss://mesh.example.com/ws".into(),
+        mesh_id: "mesh_1".into(),
+        mesh_slug: "team".into(),
+        invite_id: "inv_1".into(),
+        role: Role::Member,
+        groups: vec![GroupRole { name: "ops".into(), role: Some("lead".into()) }],
+        expires_at: 2_000_000_000,
+        max_uses: 3,
+        issuer_pubkey: issuer.public_hex(),
+    }
+}
