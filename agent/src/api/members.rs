@@ -80,13 +80,20 @@ pub async fn refresh_directory(agent: &Agent, mesh_id: &str) -> bool {
     }
 }
 
-/// [`refresh_directory`] for `mesh`, or for every joined mesh.
-pub async fn refresh_directories(agent: &Agent, mesh: Option<&str>) {
-    let ids: Vec<String> = match mesh {
+/// `mesh`'s id, or every joined mesh's (none when `mesh` names no joined mesh).
+fn mesh_ids(agent: &Agent, mesh: Option<&str>) -> Vec<String> {
+    match mesh {
         Some(m) => agent.view().resolve_mesh(Some(m)).into_iter().collect(),
         None => agent.view().meshes.keys().cloned().collect(),
-    };
-    for id in ids {
+    }
+}
+
+/// Fresh members for `mesh`, or for every joined mesh, and fresh presence where the broker
+/// said `presence_reset`: one `list_members` per mesh ([`refresh_presence`] lists them with
+/// the peers where presence was stale, [`refresh_directory`] the rest).
+pub async fn refresh_directories(agent: &Agent, mesh: Option<&str>) {
+    let listed = refresh_presence(agent, mesh).await;
+    for id in mesh_ids(agent, mesh).into_iter().filter(|id| !listed.contains(id)) {
         refresh_directory(agent, &id).await;
     }
 }
@@ -95,22 +102,21 @@ pub async fn refresh_directories(agent: &Agent, mesh: Option<&str>) {
 /// broker said `presence_reset` since the last list, and waits until the view
 /// has them: a `peers` call or a send by name after a connect storm sees who is there now.
 /// A connected, fresh view answers at once; a refresh waits at most [`REFRESH_WAIT`] (5 s).
-pub async fn refresh_presence(agent: &Agent, mesh: Option<&str>) {
+/// Returns the meshes it asked to refresh.
+pub async fn refresh_presence(agent: &Agent, mesh: Option<&str>) -> Vec<String> {
     let stale: Vec<_> = {
         let view = agent.view();
-        let ids: Vec<String> = match mesh {
-            Some(m) => view.resolve_mesh(Some(m)).into_iter().collect(),
-            None => view.meshes.keys().cloned().collect(),
-        };
-        ids.iter()
+        mesh_ids(agent, mesh)
+            .iter()
             .filter_map(|id| view.meshes.get(id))
             .filter(|v| v.presence_stale && v.link == LinkState::Connected)
-            .map(|v| v.uplink.clone())
+            .map(|v| (v.config.id.clone(), v.uplink.clone()))
             .collect()
     };
+    let ids = stale.iter().map(|(id, _)| id.clone()).collect();
     let refresh = async {
         let mut waits = Vec::new();
-        for uplink in stale {
+        for (_, uplink) in stale {
             let (tx, rx) = tokio::sync::oneshot::channel();
             if uplink.send(crate::mesh::UplinkCmd::RefreshPresence(Some(tx))).await.is_ok() {
                 waits.push(rx);
@@ -121,6 +127,7 @@ pub async fn refresh_presence(agent: &Agent, mesh: Option<&str>) {
     // A link that looks connected but no longer answers costs a caller this much, then the
     // view as it is.
     let _ = tokio::time::timeout(REFRESH_WAIT, refresh).await;
+    ids
 }
 
 /// The longest [`refresh_presence`] waits for the broker's lists.

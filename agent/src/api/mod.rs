@@ -46,8 +46,6 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
             to_value(&agent.view().peers(mesh.as_deref())?)
         }
         AgentCall::Members { mesh } => {
-            // Members carry their online flag and session names: stale presence first.
-            members::refresh_presence(agent, mesh.as_deref()).await;
             members::refresh_directories(agent, mesh.as_deref()).await;
             to_value(&agent.view().members(mesh.as_deref())?)
         }
@@ -56,7 +54,6 @@ pub async fn handle(agent: &Agent, conn: u64, call: AgentCall) -> Result<Value, 
             // broker's batched presence said so: ask the broker, then try once more.
             Err((ErrorCode::NotFound, _)) => {
                 members::refresh_directories(agent, p.mesh.as_deref()).await;
-                members::refresh_presence(agent, p.mesh.as_deref()).await;
                 agent.core.call(conn, AgentCall::Send(p)).await
             }
             r => r,
