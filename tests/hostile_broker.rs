@@ -267,16 +267,27 @@ async fn a_hostile_broker_cannot_substitute_reflect_replay_or_raise_priority() {
     assert!(h.sends.try_recv().is_err(), "nothing was sealed to the broker's key");
 
     // A message from alice, honest: stored and opened, with the in-box priority.
-    h.inject.send(push(&alice, &bob.key, &bob.id, "m1", "c1", Priority::Low, Priority::Now)).unwrap();
+    let first = push(&alice, &bob.key, &bob.id, "m1", "c1", Priority::Low, Priority::Now);
+    h.inject.send(first.clone()).unwrap();
     assert_eq!(inbox_error(&mut c, "m1").await, None);
     let r = read_inbox(&mut c, None).await;
     let m1 = r.messages.iter().find(|m| m.msg_id == "m1").unwrap();
     assert_eq!(m1.priority, Priority::Low, "the broker raised the priority; the box's wins");
     assert_eq!(m1.from_name, "alice");
+    // Alice's agent resending c1 sealed again (its first attempt reached bob before the
+    // broker's commit failed): a duplicate, not shown again and not stored.
+    h.inject.send(push(&alice, &bob.key, &bob.id, "m1-retry", "c1", Priority::Low, Priority::Low)).unwrap();
     // Replay: the same box under a new msg_id.
-    h.inject.send(push(&alice, &bob.key, &bob.id, "m2", "c1", Priority::Low, Priority::Low)).unwrap();
+    let ServerFrame::Push(mut replay) = first else { unreachable!("push() builds a push") };
+    replay.msg_id = "m2".into();
+    h.inject.send(ServerFrame::Push(replay)).unwrap();
     let e = inbox_error(&mut c, "m2").await.expect("a replay is refused");
     assert!(e.contains("replay of message m1"), "{e}");
+    let r = read_inbox(&mut c, None).await;
+    assert!(
+        !r.messages.iter().any(|m| m.msg_id == "m1-retry"),
+        "a resealed retry is dropped as a duplicate (pushed before m2, so handled by now)"
+    );
 
     // Reflection: bob sends to alice; the broker pushes bob's own box back as if alice sent it.
     let reply: claudemesh_protocol::local::SendReply =

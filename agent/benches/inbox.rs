@@ -41,6 +41,7 @@ fn record(i: usize) -> InboxRecord {
         deliveries: [(session, Delivery { pushed: false, pushed_at: None, seen })].into_iter().collect(),
         pending: false,
         replay: None,
+        box_nonce: None,
     }
 }
 

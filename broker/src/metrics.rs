@@ -59,6 +59,9 @@ pub struct Metrics {
     /// Times a connection went over its presence budget and was sent `presence_reset`
     /// instead of the events (see [`crate::BrokerConfig::presence_budget`]).
     pub presence_resets: AtomicU64,
+    /// Copies pushed to online recipients before a commit that then failed: the sender was
+    /// told to send again, and the recipients drop the retry as a duplicate.
+    pub pushes_uncommitted: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -83,6 +86,7 @@ impl Default for Metrics {
             preauth_refused: AtomicU64::new(0),
             slow_dropped: AtomicU64::new(0),
             presence_resets: AtomicU64::new(0),
+            pushes_uncommitted: AtomicU64::new(0),
         }
     }
 }
@@ -168,6 +172,12 @@ impl Metrics {
             "claudemesh_messages_routed_total",
             "Per-recipient copies pushed to an online member.",
             self.messages_routed.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "claudemesh_pushes_uncommitted_total",
+            "Per-recipient copies pushed before a commit that failed (the sender was told to send again).",
+            self.pushes_uncommitted.load(Relaxed),
         );
         counter(
             &mut out,

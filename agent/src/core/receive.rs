@@ -12,7 +12,7 @@ use claudemesh_protocol::local::{InboxMessage, LinkState, LocalEvent, SkillEvent
 
 use super::input::UplinkEvent;
 use super::{Core, Effect, now_ms};
-use crate::store::{InboxRecord, StoreOp};
+use crate::store::{FirstArrival, InboxRecord, StoreOp};
 
 impl Core {
     pub(crate) fn uplink(&mut self, mesh_id: &str, event: UplinkEvent, now: Instant) {
@@ -227,10 +227,20 @@ impl Core {
         };
         let own_member = v.config.member_id.clone();
         let opened = opened.and_then(|p| check_box(&p, push, &own_member).map(|()| p));
-        // A replay: the same box (same sender and client message id) under a new msg_id.
-        let opened = opened.and_then(|p| match self.replay_of(mesh_id, &p.from_member, &p.client_msg_id) {
+        // The same sender and client message id again under a new msg_id: the same box is a
+        // replay (refused, with the reason); a box sealed again is the sender's retry of a send
+        // the broker pushed before it failed to store it, so this copy is a duplicate: dropped,
+        // and acknowledged so the broker forgets it.
+        let first =
+            opened.as_ref().ok().and_then(|p| self.replay_of(mesh_id, &p.from_member, &p.client_msg_id));
+        if let Some(first) = first.as_ref().filter(|f| !f.same_box(&push.nonce)) {
+            tracing::info!(msg_id = %push.msg_id, first = %first.msg_id, "a resent message already in the inbox; dropped as a duplicate");
+            return;
+        }
+        let opened = opened.and_then(|p| match first {
             Some(first) => Err(format!(
-                "refused: a replay of message {first} (same sender and client message id) pushed again as a new message"
+                "refused: a replay of message {} (same sender and client message id) pushed again as a new message",
+                first.msg_id
             )),
             None => Ok(p),
         });
@@ -239,6 +249,7 @@ impl Core {
             Some(reason) => Err(reason),
             None => Ok(p),
         });
+        let box_nonce = opened.is_ok().then(|| push.nonce.clone());
         let (session_name, body, reply_to, meta, priority, sent_at, replay, error) = match opened {
             Ok(p) => {
                 let claim = (p.from_name != sender_name).then_some(p.from_name);
@@ -283,19 +294,20 @@ impl Core {
             deliveries: Default::default(),
             pending: false,
             replay,
+            box_nonce,
         };
         self.deliver_new(rec, None, now);
     }
 
-    /// The msg_id a message with this sender and client message id first arrived as: in this
-    /// turn's writes, or in the store.
-    fn replay_of(&self, mesh_id: &str, from_member: &str, client_msg_id: &str) -> Option<String> {
+    /// How a message with this sender and client message id first arrived: in this turn's
+    /// writes, or in the store.
+    fn replay_of(&self, mesh_id: &str, from_member: &str, client_msg_id: &str) -> Option<FirstArrival> {
         let pending = self.ops.iter().find_map(|op| match op {
             StoreOp::Inbox(r)
                 if r.mesh_id == mesh_id
                     && r.replay.as_ref().is_some_and(|(f, c)| f == from_member && c == client_msg_id) =>
             {
-                Some(r.message.msg_id.clone())
+                Some(FirstArrival { msg_id: r.message.msg_id.clone(), nonce: r.box_nonce.clone() })
             }
             _ => None,
         });

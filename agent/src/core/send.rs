@@ -233,6 +233,7 @@ impl Core {
             deliveries: Default::default(),
             pending: false,
             replay: None,
+            box_nonce: None,
         };
         // Routed like any message, except to the session that sent it.
         self.deliver_new(rec, Some(&plaintext.from_session), now);

@@ -6,7 +6,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::trust::{REPLAY, replay_key};
+use super::trust::{FirstArrival, REPLAY, replay_key};
 use super::{INBOX, InboxRecord, META, StoreError, Table, db_err, key};
 
 /// `{received_at:016x}␟msg_id␟mesh_id` → nothing: every inbox record, oldest first (ties by
@@ -128,7 +128,8 @@ impl<'t> Indexes<'t> {
         }
         if let Some((from, client)) = &rec.replay {
             let rk = replay_key(&rec.mesh_id, from, client);
-            self.replay.insert(rk.as_str(), rec.message.msg_id.as_bytes()).map_err(db_err)?;
+            let first = FirstArrival::encode(&rec.message.msg_id, rec.box_nonce.as_deref());
+            self.replay.insert(rk.as_str(), first.as_bytes()).map_err(db_err)?;
         }
         Ok(new)
     }

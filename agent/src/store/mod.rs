@@ -17,7 +17,7 @@ mod trust;
 pub use batch::StoreOp;
 pub use inbox::{InboxPage, InboxQuery, PruneWork};
 pub use index::{is_live, order_key};
-pub use trust::Pin;
+pub use trust::{FirstArrival, Pin};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -84,6 +84,11 @@ pub struct InboxRecord {
     /// msg_id is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<(String, String)>,
+    /// The nonce of the box it came in (with `replay`): a second box with the same sender and
+    /// client message id and the same nonce is the broker replaying this one; another nonce is
+    /// the sender's retry, sealed again (see [`FirstArrival`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub box_nonce: Option<String>,
 }
 
 /// A send accepted by the agent and not yet acknowledged by the broker.

@@ -28,6 +28,7 @@ fn rec(i: usize, session: &str, seen: bool) -> InboxRecord {
         deliveries: [(session.to_string(), Delivery { pushed: false, pushed_at: None, seen })].into(),
         pending: false,
         replay: Some(("m".into(), format!("c{i}"))),
+        box_nonce: Some(format!("n{i}")),
     }
 }
 
@@ -114,7 +115,10 @@ fn pruning_takes_seen_messages_past_the_cutoff_and_remembers_their_ids() {
     assert!(s.inbox_get("mesh-a", "m00000").unwrap().is_some(), "unseen: kept");
     // Its msg_id and its sender's client id are still known: a redelivery is a duplicate.
     assert!(s.inbox_known("mesh-b", "m00001").unwrap());
-    assert_eq!(s.replayed("mesh-b", "m", "c1").unwrap().as_deref(), Some("m00001"));
+    assert_eq!(
+        s.replayed("mesh-b", "m", "c1").unwrap(),
+        Some(FirstArrival { msg_id: "m00001".into(), nonce: Some("n1".into()) })
+    );
     assert!(s.prune_work(1_005, 2_000, 1000).unwrap().records.is_empty(), "nothing left to prune");
     // Until the window is over (from its sent or received time, whichever is later).
     assert!(s.prune_work(0, 11_000, 1000).unwrap().forget.is_empty());
@@ -124,7 +128,11 @@ fn pruning_takes_seen_messages_past_the_cutoff_and_remembers_their_ids() {
     s.apply(&ops).unwrap();
     assert!(!s.inbox_known("mesh-b", "m00001").unwrap());
     assert!(s.replayed("mesh-b", "m", "c1").unwrap().is_none());
-    assert_eq!(s.replayed("mesh-a", "m", "c0").unwrap().as_deref(), Some("m00000"), "kept with its message");
+    assert_eq!(
+        s.replayed("mesh-a", "m", "c0").unwrap().map(|f| f.msg_id).as_deref(),
+        Some("m00000"),
+        "kept with its message"
+    );
     // Pages never show a pruned message.
     let q = InboxQuery { include_seen: true, limit: 100, max_bytes: 1 << 20, ..Default::default() };
     assert_eq!(walk(&s, q).len(), 18);

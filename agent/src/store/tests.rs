@@ -27,6 +27,7 @@ fn rec(id: &str) -> InboxRecord {
         deliveries: Default::default(),
         pending: true,
         replay: None,
+        box_nonce: None,
     }
 }
 

@@ -11,7 +11,8 @@ use super::{Store, StoreError, db_err, key};
 
 /// `mesh_id␟member_id` → [`Pin`].
 pub(super) const PINS: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("pins");
-/// `mesh_id␟from_member␟client_msg_id` → the msg_id it first arrived as.
+/// `mesh_id␟from_member␟client_msg_id` → the msg_id it first arrived as, then `␟` and the
+/// nonce of its box (records from before nonces were kept: the msg_id alone).
 pub(super) const REPLAY: TableDefinition<'static, &'static str, &'static [u8]> =
     TableDefinition::new("replay");
 
@@ -27,6 +28,38 @@ pub struct Pin {
     /// A verified removal or leave was seen: the key never comes back.
     #[serde(default)]
     pub removed: bool,
+}
+
+/// How a message first arrived, from the replay index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstArrival {
+    pub msg_id: String,
+    /// The nonce of its box; `None` for records stored before nonces were kept.
+    pub nonce: Option<String>,
+}
+
+impl FirstArrival {
+    /// The replay-index value: `msg_id`, or `msg_id␟nonce`.
+    pub(super) fn encode(msg_id: &str, nonce: Option<&str>) -> String {
+        match nonce {
+            Some(n) => key(msg_id, n),
+            None => msg_id.to_string(),
+        }
+    }
+
+    fn decode(v: &[u8]) -> Self {
+        let v = String::from_utf8_lossy(v);
+        match v.split_once(super::index::SEP) {
+            Some((id, n)) => Self { msg_id: id.to_string(), nonce: Some(n.to_string()) },
+            None => Self { msg_id: v.into_owned(), nonce: None },
+        }
+    }
+
+    /// Whether a box with `nonce` is a replay of this arrival (the same box) rather than its
+    /// sender's retry sealed again. Without a stored nonce, every second box counts as a replay.
+    pub fn same_box(&self, nonce: &str) -> bool {
+        self.nonce.as_deref().is_none_or(|n| n == nonce)
+    }
 }
 
 /// The replay-index key of a message.
@@ -60,16 +93,16 @@ impl Store {
         self.remove(PINS, &key(mesh_id, member_id))
     }
 
-    /// The msg_id under which a message with this (sender, client message id) first arrived.
+    /// How a message with this (sender, client message id) first arrived, if it did.
     pub fn replayed(
         &self,
         mesh_id: &str,
         from_member: &str,
         client_msg_id: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<FirstArrival>, StoreError> {
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(REPLAY).map_err(db_err)?;
         let k = replay_key(mesh_id, from_member, client_msg_id);
-        Ok(t.get(k.as_str()).map_err(db_err)?.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        Ok(t.get(k.as_str()).map_err(db_err)?.map(|v| FirstArrival::decode(v.value())))
     }
 }

@@ -68,6 +68,9 @@ pub(crate) struct Link<'a> {
     /// Ids the last read of the outbox returned: their `Queued` commands, still on their way,
     /// are not queued twice. `None` until the first read.
     pub(super) loaded: Option<std::collections::HashSet<String>>,
+    /// Queued sends sealed for this attempt and never sent: every other send is sealed again
+    /// before it goes out (`uplink/outbox.rs`, `seal_again`).
+    pub(super) fresh: std::collections::HashSet<String>,
     parked: Vec<Push>,
     /// No outbox send before this instant (the broker's `retry_after_ms`, or the pace).
     pub(super) retry_at: Option<Instant>,
@@ -100,6 +103,7 @@ impl<'a> Link<'a> {
             limited_at: None,
             queue: Default::default(),
             loaded: None,
+            fresh: Default::default(),
             refresh: Default::default(),
         }
     }

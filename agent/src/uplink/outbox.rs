@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use claudemesh_protocol::codec::from_hex_array;
 use claudemesh_protocol::crypto::fan_out;
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ErrorFrame, Send, ServerFrame, Target};
 use tokio::sync::oneshot;
@@ -53,6 +54,7 @@ impl Link<'_> {
     pub(super) fn queued(&mut self, rec: OutboxRecord) {
         let Some(loaded) = &self.loaded else { return };
         if !loaded.contains(&rec.client_msg_id) && !self.inflight.contains_key(&rec.client_msg_id) {
+            self.fresh.insert(rec.client_msg_id.clone());
             self.queue.insert((rec.created_at, rec.client_msg_id.clone()), rec);
         }
     }
@@ -80,8 +82,11 @@ impl Link<'_> {
                 self.backlog = true;
                 break;
             }
-            let Some((_, rec)) = self.queue.pop_first() else { break };
+            let Some((_, mut rec)) = self.queue.pop_first() else { break };
             let id = rec.client_msg_id.clone();
+            if !self.fresh.remove(&id) {
+                self.seal_again(&mut rec);
+            }
             let Ok(target) = rec.target.parse::<Target>() else {
                 let error = format!("the stored target {:?} cannot be read", rec.target);
                 self.finish(&id, SendState::Failed { error }).await;
@@ -103,6 +108,40 @@ impl Link<'_> {
             self.retry_at = Some(Instant::now() + pace);
         }
         Ok(())
+    }
+
+    /// Seals a send that may have gone out before again, with fresh nonces, to the same
+    /// members: read back from the outbox (a new connection, a restart) or queued again after
+    /// the broker could not store it. The broker pushes to online recipients before its
+    /// commit's disk sync, so an earlier attempt may have reached them under a msg_id the
+    /// broker then lost; a recipient drops this retry as a duplicate (same sender and client
+    /// message id, another nonce) and still refuses a broker's replay of the first box (the
+    /// same nonce). A member no longer in the directory, or whose key is not trusted now,
+    /// keeps its old envelope (the broker answers `recipients_changed` if it is gone, and the
+    /// send is resealed as a whole).
+    fn seal_again(&self, rec: &mut OutboxRecord) {
+        let view = self.agent.view();
+        let Some(v) = view.meshes.get(self.mesh_id) else { return };
+        for e in rec.envelopes.iter_mut() {
+            let Some(pk) = v
+                .members
+                .get(&e.member_id)
+                .filter(|_| v.trust.usable(&e.member_id).is_ok())
+                .and_then(|m| from_hex_array::<32>("pubkey", &m.pubkey).ok())
+            else {
+                continue;
+            };
+            match fan_out(&rec.plaintext, &[(e.member_id.clone(), pk)], &v.key) {
+                Ok(mut sealed) => {
+                    if let Some(n) = sealed.pop() {
+                        *e = n;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, member = %e.member_id, "cannot seal a resend again; sending the first box")
+                }
+            }
+        }
     }
 
     /// A send the broker asked to retry goes back in the queue, in its place.
@@ -218,6 +257,7 @@ impl Link<'_> {
         match fan_out(&rec.plaintext, &to, &v.key) {
             Ok(env) => {
                 rec.envelopes = env;
+                self.fresh.insert(id.to_string());
                 if let Err(e) = self.agent.store.outbox_update(&rec) {
                     tracing::warn!(error = %e, "cannot store a resealed send; sending it anyway");
                 }

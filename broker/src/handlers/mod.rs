@@ -5,6 +5,7 @@ pub mod auth;
 pub mod expiry;
 pub mod membership;
 pub mod messaging;
+pub mod send;
 pub mod services;
 pub mod sessions;
 pub mod skills;
@@ -17,7 +18,7 @@ use crate::conn::Conn;
 use crate::rate::Budget;
 
 /// The per-member budget a frame spends before it is handled (`send` spends its own in
-/// [`messaging::send`], after its checks): lists and presence changes cost the broker work for
+/// [`send::send`], after its checks): lists and presence changes cost the broker work for
 /// every peer, so a member asking faster than its rule gets `rate_limited`.
 fn budget(frame: &ClientFrame) -> Option<Budget> {
     use ClientFrame as C;
@@ -49,7 +50,7 @@ pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) {
         C::SessionOpen { req, session } => sessions::open(conn, req, session).await,
         C::SessionUpdate { req, session_id, patch } => sessions::update(conn, req, session_id, patch).await,
         C::SessionClose { req, session_id } => sessions::close(conn, req, session_id).await,
-        C::Send(s) => messaging::send(conn, s).await,
+        C::Send(s) => send::send(conn, s).await,
         C::ClientAck { msg_ids } => messaging::client_ack(conn, msg_ids).await,
         C::Receipt { msg_ids, state } => messaging::receipt(conn, msg_ids, state).await,
         C::MessageStatus { req, msg_id } => messaging::message_status(conn, req, msg_id).await,

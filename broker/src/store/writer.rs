@@ -3,6 +3,9 @@
 //! runs each job's completion in submission order. A failed commit fails every job in the
 //! batch, so nothing is acknowledged that is not durable; after an I/O failure (a full disk)
 //! the writer reopens the file before the next batch, so writes work again once space returns.
+//! Between the last apply and the commit each job may act on what it wrote
+//! ([`Job::before_commit`]): a send pushes to online recipients there, so the push does not
+//! wait for the disk sync, while its sender is acknowledged only after it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +57,10 @@ pub trait Job: Send {
     /// Runs inside the batch's write transaction. Domain refusals are part of the job's own
     /// outcome and must write nothing; an `Err` is a storage failure that aborts the batch.
     fn apply(&mut self, tx: &Tx<'_>, state: &mut WriterState) -> Result<(), StoreError>;
+    /// Runs once every job of the batch applied without error, just before the commit (and its
+    /// fsync): only for effects that are safe if the commit then fails, because nothing
+    /// acknowledged depends on them. Default: nothing.
+    fn before_commit(&mut self) {}
     /// Runs after the commit (or with what failed the batch).
     fn finish(self: Box<Self>, committed: Result<(), &WriteFailure>);
 }
@@ -244,6 +251,9 @@ fn commit_batch(
         for j in batch.iter_mut() {
             j.apply(&tx, state)?;
         }
+    }
+    for j in batch.iter_mut() {
+        j.before_commit();
     }
     txn.commit()?;
     Ok(())

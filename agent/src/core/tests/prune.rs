@@ -1,5 +1,6 @@
 //! Core tests of pruning: seen messages past the TTL go, unseen ones stay, and a pruned
-//! message redelivered (same msg_id) or replayed (same box, new msg_id) is never shown again.
+//! message redelivered (same msg_id), resent (sealed again, new msg_id) or replayed (same box,
+//! new msg_id) is never shown again; a resent message is dropped before it is pruned too.
 
 use claudemesh_protocol::limits::REPLAY_WINDOW_SECS;
 
@@ -8,14 +9,22 @@ use super::*;
 const SID: &str = "00000001-0000-4000-8000-000000000001";
 
 impl T {
-    /// Pushes alice's box `client_id` (sent at `sent_at`) as broker message `msg_id`.
-    fn push_box(&mut self, msg_id: &str, client_id: &str, sent_at: u64) {
+    /// Pushes alice's box `client_id` (sent at `sent_at`, sealed now) as broker message
+    /// `msg_id`; returns the push.
+    fn push_box(&mut self, msg_id: &str, client_id: &str, sent_at: u64) -> Push {
+        let push = self.seal_box(msg_id, client_id, sent_at);
+        self.deliver(push.clone());
+        push
+    }
+
+    /// Alice's box `client_id`, sealed now, as broker message `msg_id`.
+    fn seal_box(&self, msg_id: &str, client_id: &str, sent_at: u64) -> Push {
         let target = Target::Member("m_bob".into());
         let mut plain = MessagePlaintext::new("s-alice".to_string(), "alice".to_string(), "once".to_string())
             .addressed("m_alice", client_id, Priority::Now, target.to_string(), sent_at);
         plain.to_member = "m_bob".into();
         let sealed = seal_message(&plain, self.bob.public(), &self.alice).unwrap();
-        let push = Push {
+        Push {
             msg_id: msg_id.into(),
             client_msg_id: client_id.into(),
             from: PushFrom { member_id: "m_alice".into(), session_id: "s-alice".into() },
@@ -24,7 +33,11 @@ impl T {
             nonce: sealed.nonce,
             ciphertext: sealed.ciphertext,
             sent_at,
-        };
+        }
+    }
+
+    /// Hands `push` to the core as the broker would; asserts it was acknowledged.
+    fn deliver(&mut self, push: Push) {
         let (stored, mut rx) = oneshot::channel();
         let event = UplinkEvent::Push { push: Box::new(push), stored };
         self.core.handle(Input::Uplink { mesh: MESH.into(), event }, self.now);
@@ -50,7 +63,7 @@ fn seen_messages_past_the_ttl_are_pruned_and_never_shown_again() {
     let mut t = setup(&[]);
     t.register(1, SID);
     let now = now_ms();
-    t.push_box("msg_a", "c_a", now);
+    let first_a = t.push_box("msg_a", "c_a", now);
     t.push_box("msg_b", "c_b", now);
     assert_eq!(t.take_confirm().messages.len(), 2);
     t.push_box("msg_c", "c_c", now); // unseen: kept whatever its age
@@ -73,8 +86,12 @@ fn seen_messages_past_the_ttl_are_pruned_and_never_shown_again() {
     t.push_box("msg_a", "c_a", now);
     assert_eq!(t.kept(), 0);
     assert!(t.take(SID).messages.is_empty());
+    // Sealed again under a new msg_id: its sender's retry, a duplicate, dropped.
+    t.push_box("msg_a1", "c_a", now);
+    assert_eq!(t.kept(), 0);
+    assert!(t.take(SID).messages.is_empty());
     // The same box under a new msg_id: a replay, refused.
-    t.push_box("msg_a2", "c_a", now);
+    t.deliver(Push { msg_id: "msg_a2".into(), ..first_a });
     let r = t.take_confirm();
     let replay = r.messages.iter().find(|m| m.msg_id == "msg_a2").unwrap();
     assert!(
@@ -86,4 +103,35 @@ fn seen_messages_past_the_ttl_are_pruned_and_never_shown_again() {
     let r = t.take_confirm();
     let old = r.messages.iter().find(|m| m.msg_id == "msg_old").unwrap();
     assert!(old.body.is_empty() && old.error.is_some(), "{old:?}");
+}
+
+#[test]
+fn a_resent_message_is_dropped_as_a_duplicate_and_the_same_box_again_is_a_replay() {
+    // The broker pushes before its commit's sync; a failed commit makes the sender resend,
+    // sealed again, and the broker gives it a new msg_id.
+    let mut t = setup(&[]);
+    t.register(1, SID);
+    let now = now_ms();
+    let first = t.push_box("msg_1", "c_1", now);
+    let shown = t.take_confirm();
+    assert_eq!(ids(&shown), ["msg_1"]);
+    t.push_box("msg_1b", "c_1", now);
+    assert!(t.take(SID).messages.is_empty(), "the resend is not shown again");
+    assert!(t.core.store.inbox_get(MESH, "msg_1b").unwrap().is_none(), "nor stored");
+    assert_eq!(t.kept(), 1);
+    // Within one turn too: both arrive before the turn commits.
+    let a = t.seal_box("msg_2", "c_2", now);
+    let b = t.seal_box("msg_2b", "c_2", now);
+    for p in [a, b] {
+        let (stored, _rx) = oneshot::channel();
+        let event = UplinkEvent::Push { push: Box::new(p), stored };
+        t.core.handle(Input::Uplink { mesh: MESH.into(), event }, t.now);
+    }
+    t.core.finish_turn();
+    assert_eq!(ids(&t.take_confirm()), ["msg_2"]);
+    // A broker replaying the first box under a new id: stored refused, with the reason.
+    t.deliver(Push { msg_id: "msg_1r".into(), ..first });
+    let r = t.take_confirm();
+    let replay = r.messages.iter().find(|m| m.msg_id == "msg_1r").unwrap();
+    assert!(replay.error.as_deref().is_some_and(|e| e.contains("replay of message msg_1")), "{replay:?}");
 }
