@@ -58,6 +58,7 @@ pub struct Stream {
     paused: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
     sent: Vec<String>,
+    from: End,
     to: End,
 }
 
@@ -119,7 +120,7 @@ impl Stream {
         let (pause, pause_rx) = watch::channel(false);
         let (paused_tx, paused) = watch::channel(false);
         let reader = tokio::spawn(read_loop(to.clone(), shared.clone(), pause_rx, paused_tx, stop_rx));
-        Self { shared, senders, reader, pause, paused, stop, sent: bodies, to }
+        Self { shared, senders, reader, pause, paused, stop, sent: bodies, from, to }
     }
 
     /// Sends accepted so far.
@@ -182,9 +183,11 @@ impl Stream {
             eprintln!("{} more shown after every accepted send was", shown.len() - settle);
         }
         let (lost, doubled) = lost_and_doubled(&acked, &shown);
+        if !lost.is_empty() {
+            explain_lost(&self.from, &self.to, &lost).await;
+        }
         let sent: std::collections::BTreeSet<&String> = self.sent.iter().collect();
         let strange = shown.iter().filter(|b| !sent.contains(b)).cloned().collect();
-        let _ = self.to;
         Outcome { lost, doubled, strange, acked: acked.len(), shown: shown.len() }
     }
 }
@@ -288,6 +291,62 @@ async fn read_loop(
                 shared.failed(format!("confirm: {other:?}"));
                 c = None;
             }
+        }
+    }
+}
+
+/// Prints where each of the first few lost bodies is: the sender's record of it (pending in the
+/// outbox, accepted as which msg_id, failed), the broker's per-recipient state, and whether the
+/// receiving agent has it in its inbox (seen or not). For a failure's message: a loss is then
+/// placed at the sender, the broker or the receiver.
+async fn explain_lost(from: &End, to: &End, lost: &[String]) {
+    let look = lost.iter().take(5).collect::<Vec<_>>();
+    let sent = match AgentClient::connect(&from.paths, "fault-explain").await {
+        Ok(mut c) => {
+            let call =
+                AgentCall::Sent { mesh: None, limit: Some(claudemesh_protocol::limits::SENT_MAX_LIMIT) };
+            match c.request::<claudemesh_protocol::local::SentReply>(call).await {
+                Ok(r) => r.sent,
+                Err(e) => {
+                    eprintln!("lost: cannot list the sender's sends: {e}");
+                    vec![]
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("lost: cannot reach the sender's agent: {e}");
+            vec![]
+        }
+    };
+    let mut inbox = Vec::new();
+    if let Ok(mut c) = AgentClient::connect(&to.paths, "fault-explain").await {
+        let mut after = Some(String::new());
+        while let Some(cursor) = after.take() {
+            let call = AgentCall::Inbox(InboxParams { all: true, after: Some(cursor), ..Default::default() });
+            match c.request::<InboxReply>(call).await {
+                Ok(r) => {
+                    inbox.extend(r.messages);
+                    after = r.next;
+                }
+                Err(e) => eprintln!("lost: cannot page the receiver's inbox: {e}"),
+            }
+        }
+    }
+    for body in look {
+        let rec = sent.iter().find(|r| &r.body == body);
+        let msg = inbox.iter().find(|m| &m.body == body);
+        eprintln!(
+            "lost {body}: sender's record {:?}; receiver's inbox {:?}",
+            rec.map(|r| (&r.client_msg_id, &r.state)),
+            msg.map(|m| (&m.msg_id, m.seen, &m.error, m.received_at))
+        );
+        if let Some(r) = rec
+            && matches!(r.state, claudemesh_protocol::local::SendState::Accepted { .. })
+            && let Ok(mut c) = AgentClient::connect(&from.paths, "fault-explain").await
+        {
+            let call = AgentCall::MessageStatus { msg_id: r.client_msg_id.clone() };
+            let st = c.request::<claudemesh_protocol::local::MessageStatusReply>(call).await;
+            eprintln!("lost {body}: broker says {:?}", st.map(|s| (s.recipient_states, s.broker_error)));
         }
     }
 }
