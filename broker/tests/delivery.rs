@@ -101,6 +101,36 @@ async fn broker_restart_between_ack_and_delivery_loses_nothing() {
     assert_no_push(&mut bob, 300).await;
 }
 
+/// An agent resends what it was not acked for as soon as it is back, possibly before it opens
+/// its sessions again: after a broker restart the send names a session the broker has no live
+/// entry for. It is the member's own (the owner is remembered), so the send is accepted; another
+/// member naming it is refused. (Found by `tests/faults_crash.rs`: the refusal made the agent
+/// fail a send it had accepted, a message lost.)
+#[tokio::test]
+async fn a_resend_after_a_restart_may_name_its_session_before_the_session_is_open_again() {
+    const SID: &str = "5e550000-0000-4000-8000-0000000000a1";
+    let h = Harness::start().await;
+    let mut m = mesh_with(&h, "team", 2).await;
+    let (bob, bob_id) = m.members.pop().unwrap();
+    let (mut alice, alice_id) = m.members.pop().unwrap();
+    open_session(&mut alice, SID, "alice-desk", &[]).await;
+    let t = Target::Member(bob_id.member_id.clone());
+    let r = send_to(&mut alice, &alice_id, SID, t.clone(), &[&bob_id], "before", "r0").await;
+    assert!(matches!(r, ServerFrame::Ack { .. }), "{r:?}");
+    drop((alice, bob, m));
+    let h = h.restart().await;
+    let (mut alice, _) = Client::connect_as(h.url(), &alice_id).await.unwrap();
+    let (mut bob, _) = Client::connect_as(h.url(), &bob_id).await.unwrap();
+    let r = send_to(&mut alice, &alice_id, SID, t, &[&bob_id], "resent", "r1").await;
+    assert!(matches!(r, ServerFrame::Ack { .. }), "its own session, not open yet: {r:?}");
+    let alice_t = Target::Member(alice_id.member_id.clone());
+    let r = send_to(&mut bob, &bob_id, SID, alice_t.clone(), &[&alice_id], "spoof", "s1").await;
+    assert_eq!(error_code(&r), ErrorCode::Invalid, "another member's session: {r:?}");
+    let never = "5e550000-0000-4000-8000-0000000000ff";
+    let r = send_to(&mut bob, &bob_id, never, alice_t, &[&alice_id], "unknown", "s2").await;
+    assert_eq!(error_code(&r), ErrorCode::Invalid, "a session nobody opened: {r:?}");
+}
+
 #[tokio::test]
 async fn graceful_shutdown_closes_with_1001() {
     let h = Harness::start().await;

@@ -3,7 +3,8 @@
 //! batch, before its disk sync ([`crate::store::writer::Job::before_commit`]); the sender's
 //! `ack` only after the sync. If that commit fails, the sender is told to send again and
 //! recipients may hold a push of a message the broker never stored: they drop the retry as a
-//! duplicate by its sender and client message id (docs/protocol.md, *Delivery*).
+//! duplicate by its sender and client message id (docs/protocol.md, *Durability* and *Message
+//! plaintext*).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -127,16 +128,20 @@ pub async fn send(conn: &mut Conn, s: Send) {
     if s.client_msg_id.is_empty() || s.client_msg_id.len() > 128 || s.client_msg_id.contains(SEP) {
         return conn.error(Some(req), ErrorCode::Invalid, "client_msg_id must be 1-128 characters");
     }
+    // The sending session must be one this member owns: open, or opened before and closed or
+    // not reopened yet (a resend after a broker restart can come before its session_open; a
+    // message sent just before its session closed is still from it). Another member's session
+    // is refused.
     {
         let st = a.mesh.lock();
-        if !s.from_session.is_empty()
-            && st.sessions.get(&s.from_session).is_none_or(|x| x.member_id != a.member_id)
-        {
+        let sid = &s.from_session;
+        let owner = st.sessions.get(sid).map(|x| &x.member_id).or_else(|| st.session_owner.get(sid));
+        if !sid.is_empty() && owner != Some(&a.member_id) {
             drop(st);
             return conn.error(
                 Some(req),
                 ErrorCode::Invalid,
-                format!("from_session {} is not an open session of yours", s.from_session),
+                format!("from_session {sid} is not a session of yours"),
             );
         }
     }
@@ -282,7 +287,8 @@ impl Job for SendJob {
 
     /// Pushes to the recipients online now, before the sync: a recipient's agent stores and
     /// acknowledges it while the disk syncs (its `client_ack` lands in a later batch, after
-    /// this commit). Remembers which connection each copy went to (see `finish`).
+    /// this commit). Remembers which connection each copy went to (see `finish`). Each frame
+    /// is copied (at most the send's 4 MiB of envelopes) so `finish` can push it again.
     fn before_commit(&mut self) {
         let Some(Persisted::New) = &self.outcome else { return };
         let st = self.mesh.lock();
@@ -305,13 +311,14 @@ impl Job for SendJob {
         let frame = match (committed, outcome) {
             (Ok(()), Some(Persisted::New)) => {
                 let copies = pushes.len() as u64;
-                let mut routed = pushed_to.iter().flatten().count() as u64;
+                // Recipients that got a push at all (once each, however many times it went).
+                let mut routed = 0;
                 let st = mesh.lock();
-                for (p, sent) in pushes.into_iter().zip(pushed_to.into_iter().chain(std::iter::repeat(None)))
-                {
-                    if let Some(c) = st.conns.get(&p.member).filter(|c| Some(c.id) != sent)
-                        && c.send(Outgoing::Frame(p.text, "push"))
-                    {
+                let sent_to = pushed_to.into_iter().chain(std::iter::repeat(None));
+                for (p, sent) in pushes.into_iter().zip(sent_to) {
+                    let again = st.conns.get(&p.member).filter(|c| Some(c.id) != sent);
+                    let pushed_now = again.is_some_and(|c| c.send(Outgoing::Frame(p.text, "push")));
+                    if sent.is_some() || pushed_now {
                         routed += 1;
                     }
                 }
