@@ -16,7 +16,7 @@ use claudemesh_protocol::frames::{
     decode_client, encode,
 };
 use claudemesh_protocol::invite::InvitePayload;
-use claudemesh_protocol::limits::PROTOCOL_VERSION;
+use claudemesh_protocol::limits::MIN_BROKER_PROTOCOL;
 use claudemesh_protocol::local::{AgentCall, MemberEntry, TrustState};
 use claudemesh_protocol::trust::{STATEMENT_VERSION, SignedStatement, Statement, member_id_for};
 use common::*;
@@ -108,8 +108,9 @@ async fn hostile_broker(directory: Vec<MemberInfo>) -> Hostile {
         // One agent connection at a time is all this test needs.
         let (tcp, _) = listener.accept().await.unwrap();
         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        // The oldest protocol an agent still talks to (a version-3 broker pushes after its sync).
         let welcome = ServerFrame::Welcome {
-            protocol: PROTOCOL_VERSION,
+            protocol: MIN_BROKER_PROTOCOL,
             challenge: "00".repeat(32),
             broker_version: "hostile".into(),
             public_url: None,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use claudemesh_protocol::crypto::{MemberKeypair, sign_enroll};
 use claudemesh_protocol::frames::{ClientFrame, Enroll, ServerFrame, decode_server, encode};
 use claudemesh_protocol::invite::SignedInvite;
-use claudemesh_protocol::limits::PROTOCOL_VERSION;
+use claudemesh_protocol::limits::{MIN_BROKER_PROTOCOL, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -57,12 +57,12 @@ impl OneShot {
             .map_err(|e| unreachable(e.to_string()))?;
         let mut c = Self { ws, url: url.into(), challenge: String::new() };
         match c.next().await? {
-            ServerFrame::Welcome { protocol, .. } if protocol < PROTOCOL_VERSION => {
+            ServerFrame::Welcome { protocol, .. } if protocol < MIN_BROKER_PROTOCOL => {
                 return Err(JoinError::Refused {
                     code: "invalid".into(),
                     message: format!(
                         "the broker at {url} speaks claudemesh protocol {protocol}, and this claudemesh \
-                         needs {PROTOCOL_VERSION}: upgrade the broker"
+                         needs {MIN_BROKER_PROTOCOL} or later: upgrade the broker"
                     ),
                 });
             }

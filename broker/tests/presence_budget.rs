@@ -112,27 +112,38 @@ async fn online_changes_are_compact_member_online_events() {
     assert!(encode(&e).len() < 120, "{}", encode(&e));
 }
 
+/// Agents older than the broker's protocol are told to upgrade: version 2 cannot decode the
+/// presence budget's events; version 3 does not seal resends again, so a push the broker made
+/// before a failed commit would come back as a false replay alarm.
 #[tokio::test]
-async fn a_version_2_agent_is_told_to_upgrade_not_sent_events_it_cannot_decode() {
+async fn agents_of_versions_2_and_3_are_told_to_upgrade() {
     let h = Harness::start().await;
     let m = mesh_with(&h, "team", 1).await;
     let (_, id) = m.members.into_iter().next().unwrap();
-    let mut c = Client::connect(h.url()).await.unwrap();
-    let signature =
-        claudemesh_protocol::crypto::sign_hello(&id.key, &id.mesh_id, &id.member_id, &c.challenge);
-    c.send(&ClientFrame::Hello(Hello {
-        protocol: 2,
-        mesh_id: id.mesh_id.clone(),
-        member_id: id.member_id.clone(),
-        pubkey: id.key.public_hex(),
-        signature,
-        instance: None,
-    }))
-    .await
-    .unwrap();
-    let f =
-        c.recv_match(|f| matches!(f, ServerFrame::HelloAck { .. } | ServerFrame::Error(_))).await.unwrap();
-    let ServerFrame::Error(e) = f else { panic!("a version-2 hello was accepted: {f:?}") };
-    assert_eq!(e.code, ErrorCode::Invalid);
-    assert!(e.message.contains("speaks 2") && e.message.contains("upgrade claudemesh"), "{}", e.message);
+    for old in [2, 3] {
+        let mut c = Client::connect(h.url()).await.unwrap();
+        let signature =
+            claudemesh_protocol::crypto::sign_hello(&id.key, &id.mesh_id, &id.member_id, &c.challenge);
+        c.send(&ClientFrame::Hello(Hello {
+            protocol: old,
+            mesh_id: id.mesh_id.clone(),
+            member_id: id.member_id.clone(),
+            pubkey: id.key.public_hex(),
+            signature,
+            instance: None,
+        }))
+        .await
+        .unwrap();
+        let f = c
+            .recv_match(|f| matches!(f, ServerFrame::HelloAck { .. } | ServerFrame::Error(_)))
+            .await
+            .unwrap();
+        let ServerFrame::Error(e) = f else { panic!("a version-{old} hello was accepted: {f:?}") };
+        assert_eq!(e.code, ErrorCode::Invalid);
+        assert!(
+            e.message.contains(&format!("speaks {old}")) && e.message.contains("upgrade claudemesh"),
+            "{}",
+            e.message
+        );
+    }
 }

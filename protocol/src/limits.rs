@@ -2,8 +2,14 @@
 
 /// Wire protocol version spoken between agents and brokers: 2 verifies keys end to end; 3 adds
 /// `member_online` and `presence_reset` (the presence budget), which a version-2 agent cannot
-/// decode, so each side refuses an older other with a message saying what to upgrade.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// decode; 4 has the broker push before its commit's sync, which is safe only with agents that
+/// seal every resend again and drop a resealed copy as a duplicate. A broker refuses an agent
+/// older than this with a message saying what to upgrade.
+pub const PROTOCOL_VERSION: u32 = 4;
+/// The oldest broker an agent of [`PROTOCOL_VERSION`] talks to: version 3 (it pushes after the
+/// sync, which version-4 agents handle as well), so upgrading an agent does not wait for its
+/// team's broker.
+pub const MIN_BROKER_PROTOCOL: u32 = 3;
 /// Version of the agent's local socket protocol (DESIGN §10).
 pub const AGENT_PROTOCOL_VERSION: u32 = 1;
 

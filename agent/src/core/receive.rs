@@ -202,6 +202,12 @@ impl Core {
     /// id against replays), then routes it. A message that cannot be opened, or whose box does
     /// not match the push, is stored with the reason, never dropped and never trusted.
     fn receive(&mut self, mesh_id: &str, slug: &str, push: &Push, now: Instant) {
+        // The broker names messages; a name that cannot be a store key part (empty, long, a
+        // control character such as the key separator) is a broken or hostile broker's: dropped.
+        if push.msg_id.is_empty() || push.msg_id.len() > 128 || push.msg_id.contains(char::is_control) {
+            tracing::warn!(msg_id = ?push.msg_id, "a push with an unusable msg_id; dropped");
+            return;
+        }
         let key = (mesh_id.to_string(), push.msg_id.clone());
         if self.state.live.contains_key(&key) {
             return;

@@ -49,7 +49,8 @@ impl FirstArrival {
 
     fn decode(v: &[u8]) -> Self {
         let v = String::from_utf8_lossy(v);
-        match v.split_once(super::index::SEP) {
+        // The nonce is base64 (no separator); the msg_id came from the broker and might hold one.
+        match v.rsplit_once(super::index::SEP) {
             Some((id, n)) => Self { msg_id: id.to_string(), nonce: Some(n.to_string()) },
             None => Self { msg_id: v.into_owned(), nonce: None },
         }

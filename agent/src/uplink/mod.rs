@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use claudemesh_protocol::crypto::{random_bytes, sign_hello};
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ErrorFrame, Hello, ServerFrame};
-use claudemesh_protocol::limits::PROTOCOL_VERSION;
+use claudemesh_protocol::limits::{MIN_BROKER_PROTOCOL, PROTOCOL_VERSION};
 use claudemesh_protocol::local::LinkState;
 use claudemesh_protocol::trust::SignedStatement;
 use tokio::sync::mpsc;
@@ -200,12 +200,12 @@ async fn serve(
     let mut link = Link::new(agent, mesh_id, ws);
     // welcome → hello → hello_ack
     let (challenge, mut public_url) = match link.next_frame(Duration::from_secs(15)).await {
-        Ok(ServerFrame::Welcome { protocol, .. }) if protocol < PROTOCOL_VERSION => {
+        Ok(ServerFrame::Welcome { protocol, .. }) if protocol < MIN_BROKER_PROTOCOL => {
             return End::Refused(Refusal {
                 code: ErrorCode::Invalid,
                 message: format!(
                     "the broker at {url} speaks claudemesh protocol {protocol}, and this agent needs \
-                     {PROTOCOL_VERSION}: upgrade the broker"
+                     {MIN_BROKER_PROTOCOL} or later: upgrade the broker"
                 ),
             });
         }

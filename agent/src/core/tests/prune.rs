@@ -129,6 +129,10 @@ fn a_resent_message_is_dropped_as_a_duplicate_and_the_same_box_again_is_a_replay
     }
     t.core.finish_turn();
     assert_eq!(ids(&t.take_confirm()), ["msg_2"]);
+    // A broker naming a message with the store's key separator: dropped, not stored.
+    t.deliver(Push { msg_id: "msg\u{1f}x".into(), ..first.clone() });
+    assert!(t.take(SID).messages.is_empty());
+    assert_eq!(t.kept(), 2);
     // A broker replaying the first box under a new id: stored refused, with the reason.
     t.deliver(Push { msg_id: "msg_1r".into(), ..first });
     let r = t.take_confirm();
