@@ -153,7 +153,9 @@ async fn service_server_lists_calls_follows_rides_out_outages_and_exits() {
         }
     }
     assert!(ok, "no call succeeded after the broker came back");
-    wait_connected(&mut a).await;
+    // Alice's agent comes back on its own backoff: after this ~12 s outage its next wait can be
+    // 8-16 s (base 16 s, 50-100 % jitter), longer than `wait_connected` waits.
+    wait_mesh_status(&mut a, "alice's link back after the outage", |m| m.link == LinkState::Connected).await;
     if !changed(&mut late.tools_changed).await {
         late.child.start_kill().unwrap();
         let (_, err) = late.exited().await;
