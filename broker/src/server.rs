@@ -28,6 +28,11 @@ use crate::metrics::Metrics;
 use crate::store::{self, WriterState};
 use crate::{handlers, socket};
 
+/// Each WebSocket connection's read buffer (bytes; it grows for a larger frame) and write
+/// threshold: idle connections hold about this much each, so it sets most of what 10,000 cost
+/// (docs/performance.md, *Connections*). The bench's relay floors use it too.
+pub const WS_BUFFER_BYTES: usize = 4 * 1024;
+
 /// Why the broker could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -231,8 +236,8 @@ async fn ws_handler(
     // far less through (`preauth_bytes`).
     ws.max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
         // Bytes tungstenite may hold unwritten for a peer that stopped reading: one largest
         // message and change; past it the write fails and the connection is dropped.
         .max_write_buffer_size(2 * MAX_WS_MESSAGE_BYTES)

@@ -103,8 +103,8 @@ async fn connection(
 ) -> anyhow::Result<()> {
     // The broker's buffer sizes (server.rs), so both pay the same per connection.
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024);
+        .read_buffer_size(claudemesh_broker::server::WS_BUFFER_BYTES)
+        .write_buffer_size(claudemesh_broker::server::WS_BUFFER_BYTES);
     let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await?;
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<String>(OUT_QUEUE);
