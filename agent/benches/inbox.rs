@@ -42,6 +42,7 @@ fn record(i: usize) -> InboxRecord {
         pending: false,
         replay: None,
         box_nonce: None,
+        resent_as: Vec::new(),
     }
 }
 

@@ -323,7 +323,9 @@ impl Core {
             rec.message.seen = true;
             rec.pending = false;
             if !was_seen && rec.message.error.is_none() {
-                receipts.entry(rec.mesh_id.clone()).or_default().push(rec.message.msg_id.clone());
+                let ids = receipts.entry(rec.mesh_id.clone()).or_default();
+                ids.push(rec.message.msg_id.clone());
+                ids.extend(rec.resent_as.iter().cloned());
             }
             self.state.pending_since.remove(k);
             self.put(rec);

@@ -241,6 +241,7 @@ impl Core {
             opened.as_ref().ok().and_then(|p| self.replay_of(mesh_id, &p.from_member, &p.client_msg_id));
         if let Some(first) = first.as_ref().filter(|f| !f.same_box(&push.nonce)) {
             tracing::info!(msg_id = %push.msg_id, first = %first.msg_id, "a resent message already in the inbox; dropped as a duplicate");
+            self.resent_as(mesh_id, &first.msg_id, &push.msg_id);
             return;
         }
         let opened = opened.and_then(|p| match first {
@@ -301,8 +302,42 @@ impl Core {
             pending: false,
             replay,
             box_nonce,
+            resent_as: Vec::new(),
         };
         self.deliver_new(rec, None, now);
+    }
+
+    /// The sender's resend of message `first` came as `resent` and was dropped: the sender
+    /// knows the message by `resent`, so it hears `seen` for it when `first` is seen, or now if
+    /// `first` was seen already (or pruned, which only seen messages are).
+    fn resent_as(&mut self, mesh_id: &str, first: &str, resent: &str) {
+        // Live (unseen) records are current; else this turn's last write of it; else the store.
+        let key = (mesh_id.to_string(), first.to_string());
+        let written = || {
+            self.ops.iter().rev().find_map(|op| match op {
+                StoreOp::Inbox(r) if r.mesh_id == mesh_id && r.message.msg_id == first => Some(r.clone()),
+                _ => None,
+            })
+        };
+        let rec = self
+            .state
+            .live
+            .get(&key)
+            .cloned()
+            .or_else(written)
+            .or_else(|| self.store.inbox_get(mesh_id, first).ok().flatten());
+        match rec {
+            Some(mut rec) if !rec.message.seen => {
+                if !rec.resent_as.iter().any(|r| r == resent) {
+                    rec.resent_as.push(resent.to_string());
+                    self.put(rec);
+                }
+            }
+            _ => self.receipts(std::collections::BTreeMap::from([(
+                mesh_id.to_string(),
+                vec![resent.to_string()],
+            )])),
+        }
     }
 
     /// How a message with this sender and client message id first arrived: in this turn's

@@ -234,6 +234,7 @@ impl Core {
             pending: false,
             replay: None,
             box_nonce: None,
+            resent_as: Vec::new(),
         };
         // Routed like any message, except to the session that sent it.
         self.deliver_new(rec, Some(&plaintext.from_session), now);

@@ -89,6 +89,10 @@ pub struct InboxRecord {
     /// the sender's retry, sealed again (see [`FirstArrival`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub box_nonce: Option<String>,
+    /// The msg_ids the broker gave this message's resends, dropped as duplicates: their sender
+    /// knows the message by the last of them, so each is reported `seen` with this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resent_as: Vec<String>,
 }
 
 /// A send accepted by the agent and not yet acknowledged by the broker.

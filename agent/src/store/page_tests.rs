@@ -29,6 +29,7 @@ fn rec(i: usize, session: &str, seen: bool) -> InboxRecord {
         pending: false,
         replay: Some(("m".into(), format!("c{i}"))),
         box_nonce: Some(format!("n{i}")),
+        resent_as: Vec::new(),
     }
 }
 

@@ -28,6 +28,7 @@ fn rec(id: &str) -> InboxRecord {
         pending: true,
         replay: None,
         box_nonce: None,
+        resent_as: Vec::new(),
     }
 }
 

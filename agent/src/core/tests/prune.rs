@@ -139,3 +139,31 @@ fn a_resent_message_is_dropped_as_a_duplicate_and_the_same_box_again_is_a_replay
     let replay = r.messages.iter().find(|m| m.msg_id == "msg_1r").unwrap();
     assert!(replay.error.as_deref().is_some_and(|e| e.contains("replay of message msg_1")), "{replay:?}");
 }
+
+/// The `seen` receipts the core asked its links to send since the last call.
+fn receipts_sent(t: &mut T) -> Vec<String> {
+    let mut ids = Vec::new();
+    while let Ok(cmd) = t._uplink.try_recv() {
+        if let UplinkCmd::Receipt(r) = cmd {
+            ids.extend(r);
+        }
+    }
+    ids
+}
+
+#[test]
+fn a_dropped_resend_is_reported_seen_under_the_id_its_sender_knows() {
+    let mut t = setup(&[]);
+    t.register(1, SID);
+    let now = now_ms();
+    // Unseen when the resend comes: both ids are reported seen when the message is.
+    t.push_box("msg_u", "c_u", now);
+    t.push_box("msg_u2", "c_u", now);
+    receipts_sent(&mut t);
+    assert_eq!(ids(&t.take_confirm()), ["msg_u"], "shown once");
+    assert_eq!(receipts_sent(&mut t), ["msg_u", "msg_u2"]);
+    // Seen already: the resend's id is reported seen at once, and nothing is shown.
+    t.push_box("msg_u3", "c_u", now);
+    assert_eq!(receipts_sent(&mut t), ["msg_u3"]);
+    assert!(t.take(SID).messages.is_empty());
+}
