@@ -181,10 +181,16 @@ async fn service_server_lists_calls_follows_rides_out_outages_and_exits() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("no longer available"), "{err}");
 
-    // A service that is not there cannot be served: exit 1 at once, saying so.
-    let s = ServiceMcp::start(&bob.paths, "nothing-here", "team").await;
-    let (code, err) = s.exited().await;
-    assert_eq!(code, Some(1), "{err}");
+    // A service that is not there cannot be served: exit 1 at once, saying so. (At once means
+    // possibly before an MCP client's `initialize` is answered, so no handshake is attempted.)
+    let out = std::process::Command::new(EXE)
+        .args(["mcp", "--service", "nothing-here", "--mesh", "team"])
+        .env("CLAUDEMESH_CONFIG_DIR", &bob.paths.dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("no service nothing-here that you may use on mesh team"), "{err}");
     // Nor on a mesh this member has not joined.
     let out = std::process::Command::new(EXE)
