@@ -29,8 +29,10 @@ use crate::store::{self, WriterState};
 use crate::{handlers, socket};
 
 /// Each WebSocket connection's read buffer (bytes; it grows for a larger frame) and write
-/// threshold: idle connections hold about this much each, so it sets most of what 10,000 cost
-/// (docs/performance.md, *Connections*). The bench's relay floors use it too.
+/// threshold: a connection that has only said hello holds about this much each, so it sets most
+/// of what 10,000 idle ones cost. tungstenite keeps the write buffer at the largest frame a
+/// connection was sent, so one that got a large list or push holds more (docs/performance.md,
+/// *Design changes proposed*, 5). The bench's relay floors use it too.
 pub const WS_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Why the broker could not start or stopped abnormally.

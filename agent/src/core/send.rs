@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use claudemesh_protocol::crypto::{MessagePlaintext, fan_out};
 use claudemesh_protocol::frames::{ErrorCode, Priority, Target};
-use claudemesh_protocol::limits::{MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_BYTES};
+use claudemesh_protocol::limits::{
+    MAX_BODY_BYTES, MAX_ENVELOPE_CIPHERTEXT_B64, MAX_IDEMPOTENCY_KEY_BYTES, MAX_SEND_ENVELOPE_BYTES,
+};
 use claudemesh_protocol::local::{InboxMessage, LocalEvent, SendParams, SendReply, SendState, Topic};
 use serde_json::Value;
 
@@ -93,6 +95,15 @@ impl Core {
             now_ms(),
         );
         plaintext.reply_to = p.reply_to;
+        // Sealed before anything is delivered or queued, so a body the broker would refuse is
+        // refused here, at once, with nothing done.
+        let envelopes = if to.is_empty() {
+            Vec::new()
+        } else {
+            let env = fan_out(&plaintext, &to, &key).map_err(|e| (ErrorCode::Invalid, e.to_string()))?;
+            check_sealed(&env, plaintext.body.len())?;
+            env
+        };
         let local = siblings.len();
         if !siblings.is_empty() {
             self.deliver_to_siblings(&mesh_id, &slug, &own_member, &target, p.priority, &plaintext, now);
@@ -107,8 +118,6 @@ impl Core {
             untrusted,
         };
         if !to.is_empty() {
-            let envelopes =
-                fan_out(&plaintext, &to, &key).map_err(|e| (ErrorCode::Invalid, e.to_string()))?;
             let rec = OutboxRecord {
                 client_msg_id,
                 mesh_id: mesh_id.clone(),
@@ -239,4 +248,36 @@ impl Core {
         // Routed like any message, except to the session that sent it.
         self.deliver_new(rec, Some(&plaintext.from_session), now);
     }
+}
+
+/// The broker's size rules for sealed envelopes (`limits::MAX_ENVELOPE_CIPHERTEXT_B64` each,
+/// `MAX_SEND_ENVELOPE_BYTES` in all), checked where the sender can still be told: a body under
+/// [`MAX_BODY_BYTES`] can exceed them once JSON-escaped (quotes, backslashes and control
+/// characters take two to six bytes each) or sealed for many recipients. `body_len` is bytes.
+fn check_sealed(
+    envelopes: &[claudemesh_protocol::frames::Envelope],
+    body_len: usize,
+) -> Result<(), (ErrorCode, String)> {
+    let largest = envelopes.iter().map(|e| e.ciphertext.len()).max().unwrap_or(0);
+    if largest > MAX_ENVELOPE_CIPHERTEXT_B64 {
+        return Err((
+            ErrorCode::TooLarge,
+            format!(
+                "message is {body_len} bytes but {largest} bytes sealed (quotes, backslashes and control characters \
+                 count two to six bytes each once encoded), at most {MAX_ENVELOPE_CIPHERTEXT_B64}: shorten it"
+            ),
+        ));
+    }
+    let total: usize = envelopes.iter().map(|e| e.ciphertext.len() + e.nonce.len()).sum();
+    if total > MAX_SEND_ENVELOPE_BYTES {
+        return Err((
+            ErrorCode::TooLarge,
+            format!(
+                "message sealed for {} recipients is {total} bytes, at most {MAX_SEND_ENVELOPE_BYTES}: shorten it or \
+                 send to fewer members",
+                envelopes.len()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -24,6 +24,7 @@ use crate::mesh::MeshView;
 mod dashboard;
 mod follows;
 mod prune;
+mod sealed;
 
 const MESH: &str = "mesh_1";
 
