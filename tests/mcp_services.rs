@@ -183,24 +183,12 @@ async fn service_server_lists_calls_follows_rides_out_outages_and_exits() {
 
     // A service that is not there cannot be served: exit 1 at once, saying so. (At once means
     // possibly before an MCP client's `initialize` is answered, so no handshake is attempted.)
-    let out = std::process::Command::new(EXE)
-        .args(["mcp", "--service", "nothing-here", "--mesh", "team"])
-        .env("CLAUDEMESH_CONFIG_DIR", &bob.paths.dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = refused_at_start(&bob.paths, "nothing-here", "team");
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("no service nothing-here that you may use on mesh team"), "{err}");
     // Nor on a mesh this member has not joined.
-    let out = std::process::Command::new(EXE)
-        .args(["mcp", "--service", "tools", "--mesh", "nosuch"])
-        .env("CLAUDEMESH_CONFIG_DIR", &bob.paths.dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = refused_at_start(&bob.paths, "tools", "nosuch");
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("not a member of mesh nosuch; joined: team"), "{err}");
 
     undeploy(&mut a, "tools").await;
@@ -306,4 +294,16 @@ async fn python_mcp_sdk_lists_a_services_tools() {
     undeploy(&mut a, "tools").await;
     bob.stop().await;
     admin.stop().await;
+}
+
+/// Runs `claudemesh mcp --service NAME --mesh MESH` with nothing on stdin: its exit code and
+/// stderr (for a server that should refuse before serving).
+fn refused_at_start(paths: &claudemesh_agent::Paths, service: &str, mesh: &str) -> (Option<i32>, String) {
+    let out = std::process::Command::new(EXE)
+        .args(["mcp", "--service", service, "--mesh", mesh])
+        .env("CLAUDEMESH_CONFIG_DIR", &paths.dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
