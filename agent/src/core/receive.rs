@@ -311,21 +311,7 @@ impl Core {
     /// knows the message by `resent`, so it hears `seen` for it when `first` is seen, or now if
     /// `first` was seen already (or pruned, which only seen messages are).
     fn resent_as(&mut self, mesh_id: &str, first: &str, resent: &str) {
-        // Live (unseen) records are current; else this turn's last write of it; else the store.
-        let key = (mesh_id.to_string(), first.to_string());
-        let written = || {
-            self.ops.iter().rev().find_map(|op| match op {
-                StoreOp::Inbox(r) if r.mesh_id == mesh_id && r.message.msg_id == first => Some(r.clone()),
-                _ => None,
-            })
-        };
-        let rec = self
-            .state
-            .live
-            .get(&key)
-            .cloned()
-            .or_else(written)
-            .or_else(|| self.store.inbox_get(mesh_id, first).ok().flatten());
+        let rec = self.inbox_record(&(mesh_id.to_string(), first.to_string())).ok().flatten();
         match rec {
             Some(mut rec) if !rec.message.seen => {
                 if !rec.resent_as.iter().any(|r| r == resent) {

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use claudemesh_protocol::crypto::{MessagePlaintext, fan_out};
+use claudemesh_protocol::crypto::{EnvelopeSizeError, MessagePlaintext, check_envelope_sizes, fan_out};
 use claudemesh_protocol::frames::{ErrorCode, Priority, Target};
 use claudemesh_protocol::limits::{
     MAX_BODY_BYTES, MAX_ENVELOPE_CIPHERTEXT_B64, MAX_IDEMPOTENCY_KEY_BYTES, MAX_SEND_ENVELOPE_BYTES,
@@ -250,34 +250,25 @@ impl Core {
     }
 }
 
-/// The broker's size rules for sealed envelopes (`limits::MAX_ENVELOPE_CIPHERTEXT_B64` each,
-/// `MAX_SEND_ENVELOPE_BYTES` in all), checked where the sender can still be told: a body under
-/// [`MAX_BODY_BYTES`] can exceed them once JSON-escaped (quotes, backslashes and control
-/// characters take two to six bytes each) or sealed for many recipients. `body_len` is bytes.
+/// The broker's size rules for sealed envelopes
+/// ([`claudemesh_protocol::crypto::check_envelope_sizes`]), checked where the sender can still be
+/// told: a body under [`MAX_BODY_BYTES`] can exceed them once JSON-escaped (quotes, backslashes
+/// and control characters take two to six bytes each) or sealed for many recipients.
+/// `body_len` is bytes.
 fn check_sealed(
     envelopes: &[claudemesh_protocol::frames::Envelope],
     body_len: usize,
 ) -> Result<(), (ErrorCode, String)> {
-    let largest = envelopes.iter().map(|e| e.ciphertext.len()).max().unwrap_or(0);
-    if largest > MAX_ENVELOPE_CIPHERTEXT_B64 {
-        return Err((
-            ErrorCode::TooLarge,
-            format!(
-                "message is {body_len} bytes but {largest} bytes sealed (quotes, backslashes and control characters \
-                 count two to six bytes each once encoded), at most {MAX_ENVELOPE_CIPHERTEXT_B64}: shorten it"
-            ),
-        ));
-    }
-    let total: usize = envelopes.iter().map(|e| e.ciphertext.len() + e.nonce.len()).sum();
-    if total > MAX_SEND_ENVELOPE_BYTES {
-        return Err((
-            ErrorCode::TooLarge,
-            format!(
-                "message sealed for {} recipients is {total} bytes, at most {MAX_SEND_ENVELOPE_BYTES}: shorten it or \
-                 send to fewer members",
-                envelopes.len()
-            ),
-        ));
-    }
-    Ok(())
+    let message = match check_envelope_sizes(envelopes) {
+        Ok(()) => return Ok(()),
+        Err(EnvelopeSizeError::Box { len, .. }) => format!(
+            "message is {body_len} bytes but {len} bytes sealed (quotes, backslashes and control characters \
+             count two to six bytes each once encoded), at most {MAX_ENVELOPE_CIPHERTEXT_B64}: shorten it"
+        ),
+        Err(EnvelopeSizeError::Total { total, count }) => format!(
+            "message sealed for {count} recipients is {total} bytes, at most {MAX_SEND_ENVELOPE_BYTES}: shorten it or \
+             send to fewer members"
+        ),
+    };
+    Err((ErrorCode::TooLarge, message))
 }

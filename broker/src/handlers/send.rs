@@ -10,10 +10,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use claudemesh_protocol::crypto::{EnvelopeSizeError, check_envelope_sizes};
 use claudemesh_protocol::frames::{
     DeliveryState, ErrorCode, Push, PushFrom, Send, ServerFrame, Target, encode,
 };
-use claudemesh_protocol::limits::{MAX_ENVELOPE_CIPHERTEXT_B64, MAX_ENVELOPES, MAX_SEND_ENVELOPE_BYTES};
+use claudemesh_protocol::limits::{MAX_ENVELOPES, MAX_SEND_ENVELOPE_BYTES};
 
 use crate::conn::Conn;
 use crate::hub::{ConnHandle, Mesh, Outgoing};
@@ -85,23 +86,23 @@ fn check_envelopes(s: &Send, want: &BTreeSet<String>) -> Result<(), (ErrorCode, 
     if s.envelopes.len() > MAX_ENVELOPES {
         return Err((ErrorCode::TooLarge, format!("at most {MAX_ENVELOPES} envelopes per send")));
     }
-    if let Some(big) = s.envelopes.iter().find(|e| e.ciphertext.len() > MAX_ENVELOPE_CIPHERTEXT_B64) {
-        return Err((
-            ErrorCode::TooLarge,
-            format!(
-                "the box for {} is {} bytes; a message body is at most {} KiB",
-                big.member_id,
-                big.ciphertext.len(),
-                claudemesh_protocol::limits::MAX_BODY_BYTES / 1024
-            ),
-        ));
-    }
-    let total: usize = s.envelopes.iter().map(|e| e.ciphertext.len() + e.nonce.len()).sum();
-    if total > MAX_SEND_ENVELOPE_BYTES {
-        return Err((
-            ErrorCode::TooLarge,
-            format!("envelopes total {total} bytes, at most {MAX_SEND_ENVELOPE_BYTES}"),
-        ));
+    match check_envelope_sizes(&s.envelopes) {
+        Ok(()) => {}
+        Err(EnvelopeSizeError::Box { member_id, len }) => {
+            return Err((
+                ErrorCode::TooLarge,
+                format!(
+                    "the box for {member_id} is {len} bytes; a message body is at most {} KiB",
+                    claudemesh_protocol::limits::MAX_BODY_BYTES / 1024
+                ),
+            ));
+        }
+        Err(EnvelopeSizeError::Total { total, .. }) => {
+            return Err((
+                ErrorCode::TooLarge,
+                format!("envelopes total {total} bytes, at most {MAX_SEND_ENVELOPE_BYTES}"),
+            ));
+        }
     }
     let got: BTreeSet<String> = s.envelopes.iter().map(|e| e.member_id.clone()).collect();
     if got.len() != s.envelopes.len() {

@@ -11,7 +11,7 @@ use super::keys::{ed25519_pk_to_x25519, random_bytes};
 use super::{CryptoError, MemberKeypair, PublicKey};
 use crate::codec::{from_b64, from_b64_array, to_b64};
 use crate::frames::{Envelope, Priority};
-use crate::limits::MAX_BODY_BYTES;
+use crate::limits::{MAX_BODY_BYTES, MAX_ENVELOPE_CIPHERTEXT_B64, MAX_SEND_ENVELOPE_BYTES};
 
 /// Protocol 2: everything a recipient acts on is inside the box.
 pub const PLAINTEXT_VERSION: u32 = 2;
@@ -189,6 +189,30 @@ pub fn fan_out(
             Ok(Envelope { member_id: member_id.clone(), nonce: to_b64(&nonce), ciphertext: to_b64(&ct) })
         })
         .collect()
+}
+
+/// Why a send's envelopes are too large for a broker: one box over
+/// [`MAX_ENVELOPE_CIPHERTEXT_B64`] (base64 bytes), or all of them (ciphertext and nonce) over
+/// [`MAX_SEND_ENVELOPE_BYTES`]. The broker enforces it; the agent checks it before it accepts a
+/// send, since a body under [`MAX_BODY_BYTES`] can exceed it once JSON-escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvelopeSizeError {
+    /// The first box over the limit: its member and base64 length.
+    Box { member_id: String, len: usize },
+    /// The sum over all `count` envelopes.
+    Total { total: usize, count: usize },
+}
+
+/// Checks `envelopes` against the broker's size rules (see [`EnvelopeSizeError`]).
+pub fn check_envelope_sizes(envelopes: &[Envelope]) -> Result<(), EnvelopeSizeError> {
+    if let Some(big) = envelopes.iter().find(|e| e.ciphertext.len() > MAX_ENVELOPE_CIPHERTEXT_B64) {
+        return Err(EnvelopeSizeError::Box { member_id: big.member_id.clone(), len: big.ciphertext.len() });
+    }
+    let total: usize = envelopes.iter().map(|e| e.ciphertext.len() + e.nonce.len()).sum();
+    if total > MAX_SEND_ENVELOPE_BYTES {
+        return Err(EnvelopeSizeError::Total { total, count: envelopes.len() });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

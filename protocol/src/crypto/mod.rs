@@ -8,8 +8,8 @@ mod vault;
 
 pub use keys::{MemberKeypair, PublicKey, RunnerKeypair, ed25519_pk_to_x25519, random_bytes};
 pub use message::{
-    MessagePlaintext, PLAINTEXT_VERSION, SealedEnvelope, fan_out, open_message, seal_message,
-    seal_message_with_nonce,
+    EnvelopeSizeError, MessagePlaintext, PLAINTEXT_VERSION, SealedEnvelope, check_envelope_sizes, fan_out,
+    open_message, seal_message, seal_message_with_nonce,
 };
 pub use sign::{
     enroll_transcript, hello_transcript, sign_enroll, sign_hello, verify_enroll, verify_hello,
