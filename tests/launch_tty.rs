@@ -1,8 +1,9 @@
 //! `claudemesh launch` in a real terminal: an interactive shell in a private tmux server runs
 //! launch as a user would, against a real broker and agent process, with the stand-in `claude`
 //! (tests/standin/claude.rs) on PATH. `claude` sees the terminal's size and is told of a resize
-//! (SIGWINCH); Ctrl-Z stops launch and `claude` together and `fg` continues both; a `claude`
-//! that leaves the terminal raw and crashes gets launch's exit code 139 and the terminal modes
+//! (SIGWINCH); Ctrl-Z stops launch and `claude` together and `fg` continues both, as it does
+//! when `claude` stops itself (Claude Code's own Ctrl-Z); a `claude` that leaves the terminal raw
+//! and crashes gets launch's exit code 139 and the terminal modes
 //! back as they were.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -121,6 +122,17 @@ async fn claude_owns_the_terminal_and_gets_it_back_sane() {
     until(&t, "fg did not continue both", || state(launch) != "T" && state(claude) != "T").await;
     assert!(t.cmd(&["resize-window", "-t", "t", "-x", "90", "-y", "25"]).status.success());
     assert_eq!(home.wait_record("winch", 2).await["size"], "25 90", "still claude's terminal after fg");
+
+    // claude stops itself alone: launch stops too, so the shell has the job stopped again;
+    // `fg` continues both.
+    let stops = |t: &Tmux| t.screen().matches("Stopped").count();
+    let before = stops(&t);
+    kill(Pid::from_raw(claude as i32), Signal::SIGUSR2).unwrap();
+    until(&t, "launch did not stop with claude", || state(launch) == "T" && state(claude) == "T").await;
+    until(&t, "the shell did not report the job stopped again", || stops(&t) > before).await;
+    t.run("fg");
+    until(&t, "fg did not continue both again", || state(launch) != "T" && state(claude) != "T").await;
+    home.wait_record("cont", 1).await;
 
     // claude leaves the terminal raw without echo and crashes: launch exits 139 and the
     // terminal modes are those from before.

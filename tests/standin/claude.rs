@@ -5,7 +5,9 @@
 //! without a terminal); in `wait` mode also each resize it is told of (SIGWINCH). Then, as
 //! `$STANDIN_MODE` says: `exit:N` exits with N (the default is 0), `segv` and `kill` crash it
 //! with that signal, `wait` runs until a signal ends it — SIGUSR1 first leaves the terminal raw
-//! without echo and then crashes (SIGSEGV), as a crashing Claude Code would.
+//! without echo and then crashes (SIGSEGV), as a crashing Claude Code would; SIGUSR2 makes it
+//! stop itself (SIGTSTP), as Claude Code does on its own Ctrl-Z in raw mode, and record `cont`
+//! once it is continued.
 
 use std::io::Write;
 
@@ -56,6 +58,7 @@ async fn run() -> anyhow::Result<()> {
     // Handlers first, so that a test that saw the start record may signal at once.
     let mut winch = signal(SignalKind::window_change())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     let env: serde_json::Map<String, Value> = std::env::vars()
         .filter(|(k, _)| k.starts_with("CLAUDEMESH_") || k == "MCP_TIMEOUT" || k == "MAX_MCP_OUTPUT_TOKENS")
         .map(|(k, v)| (k, Value::String(v)))
@@ -79,6 +82,10 @@ async fn run() -> anyhow::Result<()> {
                     let raw = std::process::Command::new("stty").args(["raw", "-echo"]).status()?;
                     record(&json!({"event": "raw", "ok": raw.success()}))?;
                     segv()?;
+                }
+                _ = usr2.recv() => {
+                    raise(Signal::SIGTSTP)?;
+                    record(&json!({"event": "cont"}))?;
                 }
             }
         },

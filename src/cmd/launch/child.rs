@@ -152,15 +152,36 @@ fn wait(pid: Pid) -> anyhow::Result<Ended> {
             Ok(WaitStatus::Exited(_, code)) => return Ok(Ended::Exited(code)),
             Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Ended::Killed(sig)),
             Ok(WaitStatus::Stopped(..)) => {
-                // A stop from the terminal stopped launch too, and the `fg` that continued
-                // launch continued `claude` first: only a `claude` still stopped stopped alone.
-                if still_stopped(pid) {
+                // A stop from the terminal stopped launch too, and the `fg` that continues both
+                // may wake launch a moment before `claude`: only a `claude` that stays stopped
+                // while launch runs stopped alone.
+                if stopped_alone(pid, STOP_SETTLE) {
                     let _ = kill(Pid::this(), Signal::SIGSTOP);
                 }
             }
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).context("cannot wait for claude"),
         }
+    }
+}
+
+/// How long a stopped `claude` must stay stopped, with launch running, before launch takes it
+/// for a stop of `claude`'s own and stops itself. `fg` continues the job's processes one after
+/// another in one `kill(-pgid, SIGCONT)`, so the gap is far shorter than this.
+const STOP_SETTLE: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// Whether `pid` stays stopped for `settle` (checked every 10 ms): a `claude` that a job-control
+/// continue is about to wake is seen running again within it.
+fn stopped_alone(pid: Pid, settle: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if !still_stopped(pid) {
+            return false;
+        }
+        if start.elapsed() >= settle {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -186,5 +207,53 @@ mod tests {
         assert_eq!(Ended::Killed(Signal::SIGSEGV).code(), ExitCode::from(139));
         assert_eq!(Ended::Killed(Signal::SIGTERM).code(), ExitCode::from(143));
         assert_eq!(signal_code(Signal::SIGKILL), ExitCode::from(137));
+    }
+
+    /// A `sleep` child stopped with SIGSTOP; killed and reaped on drop.
+    struct Stopped(std::process::Child);
+
+    impl Stopped {
+        fn start() -> Self {
+            let c = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+            let pid = Pid::from_raw(c.id() as i32);
+            kill(pid, Signal::SIGSTOP).unwrap();
+            let s = Self(c);
+            let t = std::time::Instant::now();
+            while !still_stopped(s.pid()) {
+                assert!(t.elapsed() < std::time::Duration::from_secs(5), "sleep never stopped");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            s
+        }
+        fn pid(&self) -> Pid {
+            Pid::from_raw(self.0.id() as i32)
+        }
+    }
+
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_child_that_stays_stopped_stopped_alone() {
+        let c = Stopped::start();
+        assert!(stopped_alone(c.pid(), std::time::Duration::from_millis(100)));
+    }
+
+    /// The race CI found: `fg` woke launch first, launch saw `claude` still stopped and stopped
+    /// itself again ("Stopped (signal)"). A child continued during the settle is not alone.
+    #[test]
+    fn a_child_continued_a_moment_later_did_not_stop_alone() {
+        let c = Stopped::start();
+        let pid = c.pid();
+        let cont = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            kill(pid, Signal::SIGCONT).unwrap();
+        });
+        assert!(!stopped_alone(pid, std::time::Duration::from_secs(2)));
+        cont.join().unwrap();
     }
 }
