@@ -20,6 +20,7 @@ pub mod socket;
 pub mod store;
 pub mod testkit;
 pub mod tls;
+pub mod upgrade;
 
 pub use config::BrokerConfig;
 pub use server::{BrokerError, TlsFiles, serve};

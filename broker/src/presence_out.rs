@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use claudemesh_protocol::frames::{Event, encode};
 use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::metrics::Metrics;
 use crate::rate::{RateRule, TokenBucket};
+use crate::upgrade::WebSocket;
 
 /// Largest batched presence frame, in bytes of its events.
 pub const PRESENCE_FRAME_BYTES: usize = 4 * 1024;
@@ -87,7 +88,7 @@ pub async fn send_events(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     pending: &[Arc<str>],
     metrics: &Metrics,
-) -> Result<(), axum::Error> {
+) -> Result<(), WsError> {
     if pending.is_empty() {
         return Ok(());
     }
@@ -101,7 +102,7 @@ pub async fn send_events(
         }
         let text = batch_frame(&pending[start..end]);
         metrics.frame_out(if end - start > 1 { "events" } else { "event" });
-        sink.feed(Message::Text(Utf8Bytes::from(text))).await?;
+        crate::socket::feed_text(sink, text).await?;
         start = end;
     }
     sink.flush().await

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use claudemesh_protocol::codec::to_hex;
 use claudemesh_protocol::crypto::random_bytes;
 use claudemesh_protocol::limits::{CLOSE_GOING_AWAY, MAX_WS_MESSAGE_BYTES};
 use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,12 +29,12 @@ use crate::metrics::Metrics;
 use crate::store::{self, WriterState};
 use crate::{handlers, socket};
 
-/// Each WebSocket connection's read buffer (bytes; it grows for a larger frame) and write
-/// threshold: a connection that has only said hello holds about this much each, so it sets most
-/// of what 10,000 idle ones cost. tungstenite keeps the write buffer at the largest frame a
-/// connection was sent, so one that got a large list or push holds more (docs/performance.md,
-/// *Design changes proposed*, 5). The bench's relay floors use it too.
-pub const WS_BUFFER_BYTES: usize = 4 * 1024;
+/// Each WebSocket connection's read buffer (bytes) and write threshold: a connection that has
+/// only said hello holds about this much each, so it sets most of what 10,000 idle ones cost.
+/// tungstenite keeps each buffer at the largest frame it held, so messages larger than this go
+/// as fragments of [`claudemesh_protocol::ws::FRAGMENT_BYTES`] (the same size) both ways. The
+/// bench's relay floors use it too.
+pub const WS_BUFFER_BYTES: usize = claudemesh_protocol::ws::FRAGMENT_BYTES;
 
 /// Why the broker could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -219,9 +220,9 @@ struct AppState {
 async fn ws_handler(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    mut req: Request,
 ) -> Response {
-    let Ok(ws) = ws else {
+    let Some(ws) = crate::upgrade::Upgrade::from_request(&mut req) else {
         return (
             axum::http::StatusCode::OK,
             "claudemesh broker: connect with a WebSocket client (claudemesh join <invite>)\n",
@@ -233,17 +234,21 @@ async fn ws_handler(
     }
     let hub = s.hub.clone();
     let tracker = s.tracker.clone();
-    // Frames up to twice the protocol limit are read and answered with `too_large`; beyond
-    // that the socket is closed (1009) without buffering more. Before hello the guard lets
-    // far less through (`preauth_bytes`).
-    ws.max_message_size(MAX_WS_MESSAGE_BYTES)
-        .max_frame_size(MAX_WS_MESSAGE_BYTES)
+    ws.on_upgrade(ws_config(), move |websocket| tracker.track_future(socket::run(hub, websocket, peer.slot)))
+}
+
+/// Each connection's WebSocket limits. Frames up to twice the protocol limit are read and
+/// answered with `too_large`; beyond that the socket is closed (1009) without buffering more.
+/// Before hello the guard lets far less through (`preauth_bytes`).
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_WS_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_WS_MESSAGE_BYTES))
         .read_buffer_size(WS_BUFFER_BYTES)
         .write_buffer_size(WS_BUFFER_BYTES)
         // Bytes tungstenite may hold unwritten for a peer that stopped reading: one largest
         // message and change; past it the write fails and the connection is dropped.
         .max_write_buffer_size(2 * MAX_WS_MESSAGE_BYTES)
-        .on_upgrade(move |websocket| tracker.track_future(socket::run(hub, websocket, peer.slot)))
 }
 
 /// Periodic work: end sessions past their reconnect grace, expire old messages.

@@ -5,15 +5,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use claudemesh_protocol::codec::to_hex;
 use claudemesh_protocol::crypto::random_bytes;
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ServerFrame, decode_client};
 use claudemesh_protocol::limits::{CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN, PROTOCOL_VERSION};
+use claudemesh_protocol::ws::{FRAGMENT_BYTES, text_messages};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::Conn;
@@ -21,6 +25,7 @@ use crate::guard::Slot;
 use crate::handlers;
 use crate::hub::{ConnHandle, Hub, Outgoing};
 use crate::presence_out::{PresenceOut, send_events};
+use crate::upgrade::WebSocket;
 
 /// Outgoing queue per connection. A connection this far behind is dropped (nothing is lost:
 /// undelivered messages stay queued durably and are re-pushed on reconnect).
@@ -109,7 +114,8 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket, slot: Arc<Slot>) {
                     }
                     Message::Binary(_) => conn.error(None, ErrorCode::Invalid, "binary frames are not part of the protocol: bundle bytes go base64 in upload_chunk"),
                     Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => {}
+                    // Raw frames are never yielded by a read (tungstenite joins fragments).
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                 }
             }
         }
@@ -164,7 +170,7 @@ async fn handle_text(conn: &mut Conn, text: &str) {
 /// `queued` (bytes waiting, see [`ConnHandle::send`]) drops as items leave the queue; a peer
 /// that stops reading is dropped by one bound or the other, never buffered without limit.
 async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Outgoing>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
     mut presence: PresenceOut,
@@ -198,7 +204,7 @@ async fn write_loop(
                     match m {
                         Outgoing::Frame(text, ty) => {
                             metrics.frame_out(ty);
-                            let fed = bounded(limit, sink.feed(Message::Text(Utf8Bytes::from(text)))).await;
+                            let fed = bounded(limit, feed_text(&mut sink, text)).await;
                             crate::hub::release(&queued, bytes);
                             if let Err(e) = fed {
                                 r = Err(e);
@@ -216,7 +222,7 @@ async fn write_loop(
                             crate::hub::release(&queued, bytes);
                             let (events, _) = presence.drain();
                             let _ = bounded(limit, send_events(&mut sink, &events, &metrics)).await;
-                            let close = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+                            let close = CloseFrame { code: code.into(), reason: Utf8Bytes::from(reason) };
                             let _ = bounded(limit, sink.send(Message::Close(Some(close)))).await;
                             r = Ok(false);
                             break;
@@ -257,10 +263,20 @@ enum WriteError {
     Timeout,
 }
 
+/// Feeds one frame's text to `sink` (not flushed): as one message, or as fragments when it is
+/// larger than [`FRAGMENT_BYTES`] so the connection's write buffer stays that small
+/// ([`claudemesh_protocol::ws`]).
+pub(crate) async fn feed_text(sink: &mut SplitSink<WebSocket, Message>, text: String) -> Result<(), WsError> {
+    for m in text_messages(text, FRAGMENT_BYTES) {
+        sink.feed(m).await?;
+    }
+    Ok(())
+}
+
 /// One write, or [`WriteError::Timeout`] after `limit`.
 async fn bounded<T>(
     limit: Duration,
-    write: impl std::future::Future<Output = Result<T, axum::Error>>,
+    write: impl std::future::Future<Output = Result<T, WsError>>,
 ) -> Result<T, WriteError> {
     match tokio::time::timeout(limit, write).await {
         Ok(r) => r.map_err(|_| WriteError::Ws),

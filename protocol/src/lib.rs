@@ -1,5 +1,6 @@
 //! claudemesh-protocol: everything agents and brokers must agree on, with no I/O — wire
-//! frames, agent-socket frames, crypto, invites, scopes, names and limits.
+//! frames, agent-socket frames, crypto, invites, scopes, names, limits and how a frame goes
+//! over WebSocket.
 
 pub mod codec;
 pub mod crypto;
@@ -13,5 +14,6 @@ pub mod sharing;
 pub mod text;
 pub mod trust;
 pub mod vault_ref;
+pub mod ws;
 
 pub use frames::{ClientFrame, ServerFrame, decode_client, decode_server, encode};

@@ -11,6 +11,7 @@ use claudemesh_protocol::frames::{
     encode,
 };
 use claudemesh_protocol::limits::{IDLE_TIMEOUT_SECS, PING_INTERVAL_SECS};
+use claudemesh_protocol::ws::{FRAGMENT_BYTES, text_messages};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
@@ -113,12 +114,15 @@ impl<'a> Link<'a> {
         self.req
     }
 
-    /// Writes one frame; a failure ends the connection.
+    /// Writes one frame; a failure ends the connection. A frame larger than
+    /// [`FRAGMENT_BYTES`] goes as fragments, so the broker's read buffer for this connection
+    /// stays that small ([`claudemesh_protocol::ws`]).
     pub(crate) async fn send(&mut self, f: &ClientFrame) -> Result<(), End> {
-        self.ws
-            .send(Message::Text(encode(f).into()))
-            .await
-            .map_err(|e| End::Lost(format!("send failed: {e}")))
+        let lost = |e: tokio_tungstenite::tungstenite::Error| End::Lost(format!("send failed: {e}"));
+        for m in text_messages(encode(f), FRAGMENT_BYTES) {
+            self.ws.feed(m).await.map_err(lost)?;
+        }
+        self.ws.flush().await.map_err(lost)
     }
 
     pub(super) async fn request(

@@ -100,6 +100,11 @@ pub struct Opts {
     /// Connection counts for `connections`, comma-separated.
     #[arg(long = "n", global = true, value_delimiter = ',', default_values_t = [1000, 10000])]
     pub n: Vec<usize>,
+    /// In `connections` (broker only), once settled: every held connection asks `list_members`
+    /// once (an answer of ~200 bytes per member), then the broker's RSS is read again: what
+    /// large frames leave behind in per-connection buffers.
+    #[arg(long, global = true)]
+    pub list_members: bool,
     /// Arrival rate of `connections`: new connections started per second.
     #[arg(long, global = true, default_value_t = 1000)]
     pub arrival: u32,

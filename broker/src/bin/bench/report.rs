@@ -88,6 +88,19 @@ impl Report {
             r.dropped,
             log_note(&r.log)
         );
+        if let Some(l) = &r.lists {
+            let per = (l.rss.now_kb.saturating_sub(r.settled.now_kb)) as f64 * 1024.0 / n as f64;
+            println!(
+                "{}: connections n={}: after list_members ({} answers, {:.1} KB each): RSS {} (+{:.1} KB/conn over settled), peak {}",
+                server.name(),
+                n,
+                l.answered,
+                l.bytes as f64 / l.answered.max(1) as f64 / 1024.0,
+                mb(l.rss.now_kb as f64),
+                per / 1024.0,
+                mb(l.rss.peak_kb as f64),
+            );
+        }
         if r.dropped > 0 {
             self.notes.push(format!(
                 "{}: connections n={n}: the server closed {} held connections",

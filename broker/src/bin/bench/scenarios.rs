@@ -35,9 +35,40 @@ pub struct ConnResult {
     pub settle: Duration,
     /// Bytes the broker sent to the idle connections (presence) after their `hello_ack`.
     pub presence_bytes: u64,
+    /// After every connection got one `list_members` answer (`--list-members`).
+    pub lists: Option<Lists>,
     /// Connections the broker closed while they were held open.
     pub dropped: u64,
     pub log: LogSummary,
+}
+
+/// What the held connections' `list_members` round cost the broker.
+#[derive(Debug, Clone)]
+pub struct Lists {
+    /// Answers received (one per connection that was still open).
+    pub answered: u64,
+    /// Bytes of all answers (and any presence meanwhile).
+    pub bytes: u64,
+    /// Broker RSS once every answer arrived and a second passed.
+    pub rss: Rss,
+}
+
+/// Has every held connection ask `list_members` once and waits (120 s at most) for the answers.
+async fn list_members(
+    broker: &Broker,
+    go: &tokio::sync::watch::Sender<bool>,
+    listed: &AtomicU64,
+    bytes: &AtomicU64,
+    n: usize,
+) -> anyhow::Result<Lists> {
+    let before = bytes.load(Relaxed);
+    go.send_replace(true);
+    let t = Instant::now();
+    while listed.load(Relaxed) < n as u64 && t.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(Lists { answered: listed.load(Relaxed), bytes: bytes.load(Relaxed) - before, rss: broker.rss()? })
 }
 
 pub async fn connections(server: Server, o: &Opts, n: usize) -> anyhow::Result<ConnResult> {
@@ -58,10 +89,13 @@ pub async fn connections(server: Server, o: &Opts, n: usize) -> anyhow::Result<C
     let times = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<anyhow::Result<()>>(n.max(1));
     let members = Arc::new(mesh.members);
+    let (list_tx, list_rx) = tokio::sync::watch::channel(false);
+    let listed = Arc::new(AtomicU64::new(0));
     for i in 0..n {
         tick.tick().await;
         let (url, times, done) = (broker.url.clone(), times.clone(), done_tx.clone());
         let (bytes, closed, members) = (bytes.clone(), closed.clone(), members.clone());
+        let (list_rx, listed) = (list_rx.clone(), listed.clone());
         held.spawn(async move {
             let t = Instant::now();
             match connect(&url, &members[i]).await {
@@ -70,7 +104,7 @@ pub async fn connections(server: Server, o: &Opts, n: usize) -> anyhow::Result<C
                         v.push(t.elapsed().as_nanos() as u64);
                     }
                     let _ = done.send(Ok(())).await;
-                    drain(ws, bytes, closed).await;
+                    drain(ws, bytes, closed, list_rx, listed).await;
                 }
                 Err(e) => {
                     let _ = done.send(Err(e)).await;
@@ -101,6 +135,12 @@ pub async fn connections(server: Server, o: &Opts, n: usize) -> anyhow::Result<C
     }
     let settle = t2.elapsed();
     let settled = broker.rss()?;
+    let presence_bytes = bytes.load(Relaxed);
+    let lists = if o.list_members && server == Server::Broker {
+        Some(list_members(&broker, &list_tx, &listed, &bytes, n).await?)
+    } else {
+        None
+    };
     let log = broker.log_summary();
     let dropped = closed.load(Relaxed);
     // Kill the broker first so the teardown is not a presence storm of its own.
@@ -115,7 +155,8 @@ pub async fn connections(server: Server, o: &Opts, n: usize) -> anyhow::Result<C
         connected,
         settled,
         settle,
-        presence_bytes: bytes.load(Relaxed),
+        presence_bytes,
+        lists,
         dropped,
         log,
     })

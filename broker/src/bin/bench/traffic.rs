@@ -262,11 +262,38 @@ async fn send_stamped(
 }
 
 /// Keeps an idle connection alive: reads (and answers pings) until it ends, counting bytes.
-pub async fn drain(mut ws: Ws, bytes: Arc<AtomicU64>, closed: Arc<AtomicU64>) {
-    while let Some(Ok(m)) = ws.next().await {
-        bytes.fetch_add(m.len() as u64, Relaxed);
-        if matches!(m, Message::Close(_)) {
-            break;
+/// Once `list` turns true, asks for `list_members` once (`list_members` answers are this
+/// bench's large frames: every member, so ~200 bytes each) and counts its answer in `listed`.
+pub async fn drain(
+    mut ws: Ws,
+    bytes: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
+    mut list: tokio::sync::watch::Receiver<bool>,
+    listed: Arc<AtomicU64>,
+) {
+    let mut asked = false;
+    loop {
+        tokio::select! {
+            m = ws.next() => {
+                let Some(Ok(m)) = m else { break };
+                bytes.fetch_add(m.len() as u64, Relaxed);
+                match &m {
+                    Message::Close(_) => break,
+                    Message::Text(t) if t.as_str().starts_with(r#"{"type":"members""#) => {
+                        listed.fetch_add(1, Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+            ok = async { list.wait_for(|go| *go).await.is_ok() }, if !asked => {
+                asked = true;
+                if ok {
+                    let text = encode(&ClientFrame::ListMembers { req: 1 });
+                    if ws.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
         }
     }
     closed.fetch_add(1, Relaxed);
