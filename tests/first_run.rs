@@ -121,6 +121,11 @@ async fn up_invite_join_message_reboot_down() {
     assert!(again.contains("nothing needed changing"), "{again}");
     assert!(again.contains("mesh local: connected"), "{again}");
     assert!(!again.contains("created mesh"), "{again}");
+    // Another --name for the existing mesh is not taken silently.
+    let renamed = alice.ok(&["up", "--yes", "--no-tui", "--name", "alicia"]);
+    assert!(renamed.contains(r#"you are already "alice" in mesh local"#), "{renamed}");
+    assert!(renamed.contains("claudemesh launch --name alicia"), "{renamed}");
+    assert!(!alice.ok(&["up", "--yes", "--no-tui", "--name", "alice"]).contains("already"));
 
     let link = alice.ok(&["invite", "create", "--uses", "1"]);
     let link = link.lines().find(|l| l.starts_with("claudemesh://join/")).unwrap().to_string();

@@ -34,6 +34,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
     if wants_broker {
         configure_broker(&paths, &mut cfg, &a, &mut did)?;
     }
+    let mut notes: Vec<String> = Vec::new();
     // Start the agent (it starts the broker) and wait until the broker answers.
     let mut agent = super::agent().await?;
     if let Some(b) = cfg.local_broker.clone() {
@@ -41,12 +42,12 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
         let slug = a.mesh.clone().unwrap_or_else(|| DEFAULT_MESH.into());
         let local_url = b.local_url();
         let have =
-            cfg.meshes.iter().any(|m| m.broker_url == local_url && (a.mesh.is_none() || m.slug == slug));
-        if !have {
-            create_mesh(&paths, &b, &slug, a.name.as_deref(), &mut did).await?;
+            cfg.meshes.iter().find(|m| m.broker_url == local_url && (a.mesh.is_none() || m.slug == slug));
+        match have {
+            None => create_mesh(&paths, &b, &slug, a.name.as_deref(), &mut did).await?,
+            Some(m) => notes.extend(name_unchanged(a.name.as_deref(), &m.slug, &m.display_name)),
         }
     }
-    let mut notes: Vec<String> = Vec::new();
     if !a.no_claude {
         offer_install(a.yes, &mut did, &mut notes)?;
     }
@@ -82,6 +83,16 @@ async fn settled_status(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// What to say when `--name` asks for another name in a mesh that already exists: the name a
+/// member enrolled with is signed into its enrollment statement, so `up` does not change it.
+fn name_unchanged(asked: Option<&str>, slug: &str, current: &str) -> Option<String> {
+    let asked = asked.filter(|n| *n != current)?;
+    Some(format!(
+        "you are already {current:?} in mesh {slug}: --name only names you in a mesh `up` creates, so \
+         {asked:?} was not used (to show another name for a session: `claudemesh launch --name {asked}`)"
+    ))
 }
 
 /// Writes (or re-enables, or updates) `local_broker` in config.json.
