@@ -2,7 +2,9 @@
 //! hand the connection to [`link`]. Links recover on their own: every lost connection
 //! and every refusal retries with jittered exponential backoff (1 s growing to 5 min), except
 //! two that no retry can fix — the member was removed (`revoked`), or another agent uses this
-//! member's key (`key_in_use`); those wait for a config change or an agent restart.
+//! member's key (`key_in_use`); those wait for a config change or an agent restart. A link to
+//! the broker this agent runs itself (`claudemesh up`) retries at once when that broker starts
+//! again, however long its backoff had grown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,6 +132,7 @@ pub async fn run(
         cancel.cancelled().await;
         return;
     }
+    let mut local = agent.local_broker.subscribe();
     loop {
         set_link(&agent, &mesh_id, LinkState::Connecting, None).await;
         let mut connected = false;
@@ -166,6 +169,26 @@ pub async fn run(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = sleep(wait) => {}
+            _ = local_broker_started(&mut local, &config.broker_url) => {
+                // Its downtime said nothing about the next one: start over from a short wait.
+                backoff = Backoff::default();
+            }
+        }
+    }
+}
+
+/// Waits until the broker this agent runs itself starts (again) at `url` (state `running`
+/// reported after the last look at `local`); never returns for a mesh on another broker.
+async fn local_broker_started(
+    local: &mut tokio::sync::watch::Receiver<Option<claudemesh_protocol::local::LocalBrokerStatus>>,
+    url: &str,
+) {
+    loop {
+        if local.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if local.borrow_and_update().as_ref().is_some_and(|b| b.url == url && b.state == "running") {
+            return;
         }
     }
 }
@@ -308,6 +331,43 @@ mod tests {
                 "{code:?} is retried"
             );
         }
+    }
+
+    fn broker(url: &str, state: &str) -> Option<claudemesh_protocol::local::LocalBrokerStatus> {
+        Some(claudemesh_protocol::local::LocalBrokerStatus {
+            state: state.into(),
+            listen: String::new(),
+            url: url.into(),
+            public_url: None,
+            pid: None,
+            restarts: 0,
+            last_exit: None,
+            log: Default::default(),
+        })
+    }
+
+    /// A link waiting out its backoff wakes when its own local broker runs again, not for
+    /// another broker's news nor for a broker that is only restarting.
+    #[tokio::test]
+    async fn a_link_wakes_when_its_local_broker_starts_again() {
+        let url = "ws://127.0.0.1:7900/ws";
+        let (tx, mut rx) = tokio::sync::watch::channel(broker(url, "running"));
+        rx.borrow_and_update();
+        let wait = local_broker_started(&mut rx, url);
+        tokio::pin!(wait);
+        let wakes = |f: std::pin::Pin<&mut _>| futures_util::FutureExt::now_or_never(f).is_some();
+        tx.send_replace(broker(url, "restarting"));
+        tx.send_replace(broker("ws://127.0.0.1:7901/ws", "running"));
+        tokio::task::yield_now().await;
+        assert!(!wakes(wait.as_mut()), "not for restarting, nor for another broker");
+        tx.send_replace(broker(url, "running"));
+        assert!(wakes(wait.as_mut()), "its own broker runs again");
+        // With no local broker at all, it never wakes.
+        let (tx, mut rx) = tokio::sync::watch::channel(None);
+        rx.borrow_and_update();
+        drop(tx);
+        let never = local_broker_started(&mut rx, url);
+        assert!(tokio::time::timeout(Duration::from_millis(100), never).await.is_err());
     }
 
     #[test]
