@@ -1,7 +1,9 @@
 //! A hostile broker, written here and speaking the real protocol to a real agent: it lists keys
 //! of its own, reflects a member's message back to it, replays a message under a new msg_id and
 //! raises a message's priority. Each is refused with a reason the person can read; nothing it
-//! forges is shown as from the claimed sender.
+//! forges is shown as from the claimed sender. It serves the directory one member per page (the
+//! agent joins the pages before it verifies them), and a broker whose pages never advance is
+//! refused after two pages, not followed forever.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -87,23 +89,36 @@ impl Who {
     }
 }
 
+/// How the hostile broker answers a paged `list_members` (one without `limit` gets it whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paging {
+    /// One member per page, in member_id order, as a real broker pages.
+    One,
+    /// The first member again and again, always with the same `next`.
+    Stuck,
+}
+
 /// What the hostile broker saw and lets the test do.
 struct Hostile {
     url: String,
     directory: Arc<Mutex<Vec<MemberInfo>>>,
+    /// `list_members` frames the agent sent.
+    listed: Arc<std::sync::atomic::AtomicUsize>,
     /// Frames to push to the connected agent.
     inject: mpsc::UnboundedSender<ServerFrame>,
     /// `send` frames the agent made.
     sends: mpsc::UnboundedReceiver<claudemesh_protocol::frames::Send>,
 }
 
-async fn hostile_broker(directory: Vec<MemberInfo>) -> Hostile {
+async fn hostile_broker(directory: Vec<MemberInfo>, paging: Paging) -> Hostile {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     let directory = Arc::new(Mutex::new(directory));
     let (inject, mut injected) = mpsc::unbounded_channel::<ServerFrame>();
     let (sent, sends) = mpsc::unbounded_channel();
     let dir = directory.clone();
+    let listed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let lists = listed.clone();
     tokio::spawn(async move {
         // One agent connection at a time is all this test needs.
         let (tcp, _) = listener.accept().await.unwrap();
@@ -131,8 +146,23 @@ async fn hostile_broker(directory: Vec<MemberInfo>) -> Hostile {
                             services: vec![],
                             runner_pubkey: None,
                         },
-                        ClientFrame::ListMembers { req } => {
-                            ServerFrame::Members { req, members: dir.lock().unwrap().clone(), former: vec![] }
+                        ClientFrame::ListMembers { req, cursor, limit } => {
+                            lists.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let mut all = dir.lock().unwrap().clone();
+                            all.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+                            let (members, next) = match (limit, paging) {
+                                (None, _) => (all, None),
+                                (Some(_), Paging::One) => {
+                                    let after: Vec<MemberInfo> = all
+                                        .into_iter()
+                                        .filter(|m| cursor.as_ref().is_none_or(|c| m.member_id > *c))
+                                        .collect();
+                                    let next = (after.len() > 1).then(|| after[0].member_id.clone());
+                                    (after.into_iter().take(1).collect(), next)
+                                }
+                                (Some(_), Paging::Stuck) => (all[..1].to_vec(), Some(all[0].member_id.clone())),
+                            };
+                            ServerFrame::Members { req, members, former: vec![], next }
                         }
                         ClientFrame::ListPeers { req, .. } => ServerFrame::Peers { req, sessions: vec![], next: None },
                         ClientFrame::Send(s) => {
@@ -152,7 +182,7 @@ async fn hostile_broker(directory: Vec<MemberInfo>) -> Hostile {
             }
         }
     });
-    Hostile { url, directory, inject, sends }
+    Hostile { url, directory, listed, inject, sends }
 }
 
 /// Bob's agent config: joined with the founder's invite, so the founder is its root.
@@ -244,7 +274,7 @@ async fn a_hostile_broker_cannot_substitute_reflect_replay_or_raise_priority() {
     let carol = Who { key: evil, id: member_id_for("aa"), name: "carol", invite: None };
     let mut carol_info = carol.info();
     carol_info.role = Role::Member;
-    let mut h = hostile_broker(vec![founder.info(), alice.info(), bob.info(), carol_info]).await;
+    let mut h = hostile_broker(vec![founder.info(), alice.info(), bob.info(), carol_info], Paging::One).await;
     let paths = bob_paths(dir.path(), &h.url, &bob, &founder);
     let agent = RunningAgent::start(&paths).await;
     let mut c = agent.client().await;
@@ -355,4 +385,24 @@ async fn a_hostile_broker_cannot_substitute_reflect_replay_or_raise_priority() {
     let e = inbox_error(&mut c, "m4").await.expect("a message from a changed key is refused");
     assert!(e.contains("not trusted"), "{e}");
     agent.stop().await;
+}
+
+/// A broker whose directory pages never advance (the same member and the same `next` each
+/// time) is refused after its second page: the agent stays connected and does not page on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_pages_that_never_advance_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let founder = Who::new("fay", None);
+    let bob = Who::new("bob", Some(&founder.key));
+    let h = hostile_broker(vec![founder.info(), bob.info()], Paging::Stuck).await;
+    let paths = bob_paths(dir.path(), &h.url, &bob, &founder);
+    let agent = RunningAgent::start(&paths).await;
+    let mut c = agent.client().await;
+    wait_connected(&mut c).await;
+    // A listing of its own, answered from the cached view once the broker's is refused.
+    let _ = members(&mut c).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let listed = h.listed.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((2..=6).contains(&listed), "two pages per listing, then refused: {listed} list_members");
+    assert_eq!(link_state(&mut c).await, claudemesh_protocol::local::LinkState::Connected);
 }

@@ -1,5 +1,6 @@
 //! Membership changes: removal by an admin and `leave`, the former members a `members` reply
-//! lists, display names unique among active members, and `hello` refusals an agent can retry.
+//! lists, the directory in pages, display names unique among active members, and `hello`
+//! refusals an agent can retry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -43,6 +44,62 @@ async fn former_members_are_listed_newest_first_and_survive_a_restart() {
     let h = h.restart().await;
     let (mut ac, _) = Client::connect_as(h.url(), &admin).await.unwrap();
     assert_eq!(directory(&mut ac).await.1, former);
+}
+
+/// One `list_members` page: (members' ids, former members' ids, next).
+async fn page(
+    c: &mut Client,
+    cursor: Option<&str>,
+    limit: Option<u32>,
+) -> (Vec<String>, Vec<String>, Option<String>) {
+    let req = c.next_req();
+    let cursor = cursor.map(str::to_string);
+    match c.request(&ClientFrame::ListMembers { req, cursor, limit }).await.unwrap() {
+        ServerFrame::Members { members, former, next, .. } => (
+            members.into_iter().map(|m| m.member_id).collect(),
+            former.into_iter().map(|f| f.member_id).collect(),
+            next,
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_directory_comes_in_pages_in_member_id_order() {
+    let h = Harness::start().await;
+    let mut m = mesh_with(&h, "team", 5).await;
+    let gone = m.members[4].1.member_id.clone();
+    assert!(matches!(remove_member(&mut m.admin_conn, &gone).await, ServerFrame::Ok { .. }));
+    let (whole, former, next) = page(&mut m.admin_conn, None, None).await;
+    assert_eq!(
+        (whole.len(), former.clone(), next),
+        (5, vec![gone.clone()], None),
+        "no limit: all of it at once"
+    );
+    let mut sorted = whole.clone();
+    sorted.sort();
+
+    // Pages of two: every active member once, in order; the former ones on the first page.
+    let (mut got, mut cursor, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let (ids, former, next) = page(&mut m.admin_conn, cursor.as_deref(), Some(2)).await;
+        assert!(ids.len() <= 2, "{ids:?}");
+        assert_eq!(former, if pages == 0 { vec![gone.clone()] } else { vec![] }, "page {pages}");
+        got.extend(ids);
+        pages += 1;
+        match next {
+            Some(n) => {
+                assert_eq!(Some(&n), got.last(), "next is the page's last id");
+                cursor = Some(n);
+            }
+            None => break,
+        }
+    }
+    assert_eq!((got, pages), (sorted.clone(), 3));
+    // A limit of 0 is taken as 1; a cursor past the end gives an empty last page.
+    assert_eq!(page(&mut m.admin_conn, None, Some(0)).await.0, sorted[..1]);
+    let last = sorted.last().unwrap().clone();
+    assert_eq!(page(&mut m.admin_conn, Some(&last), Some(2)).await, (vec![], vec![], None));
 }
 
 /// Sends `leave` and returns the reply.

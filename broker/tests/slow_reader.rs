@@ -190,7 +190,7 @@ async fn list_requests_past_the_query_rate_get_rate_limited_with_a_retry_hint() 
 
 async fn members_or_error(c: &mut Client) -> Result<usize, ErrorCode> {
     let req = c.next_req();
-    match c.request(&ClientFrame::ListMembers { req }).await.unwrap() {
+    match c.request(&ClientFrame::ListMembers { req, cursor: None, limit: None }).await.unwrap() {
         ServerFrame::Members { members, .. } => Ok(members.len()),
         f => Err(error_code(&f)),
     }

@@ -32,6 +32,10 @@ pub const HELLO_TIMEOUT_SECS: u64 = 10;
 pub const MAX_PRESENCE_BYTES_PER_MEMBER: usize = 256 * 1024;
 /// Most sessions one `peers` page carries, and the page size when `list_peers` names none.
 pub const MAX_PEERS_PAGE: usize = 1000;
+/// Most members one paged `members` answer carries (each is about 1 KB with its signed
+/// statements, so a page stays far under [`MAX_FRAME_BYTES`]); agents ask for pages of this
+/// size. An unpaged directory passed the 8 MiB WebSocket cap at about 8,000 members.
+pub const MAX_MEMBERS_PAGE: usize = 500;
 /// Largest message body (plaintext, UTF-8 bytes) a sender may put in a box.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest base64 ciphertext of one envelope: a 64 KiB body, up to 16 KiB of other plaintext

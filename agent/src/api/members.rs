@@ -68,7 +68,7 @@ pub async fn refresh_directory(agent: &Agent, mesh_id: &str) -> bool {
     if !connected {
         return false;
     }
-    match request(agent, mesh_id, Box::new(|req| ClientFrame::ListMembers { req })).await {
+    match request(agent, mesh_id, Box::new(crate::uplink::members::list_members)).await {
         Ok(ServerFrame::Members { members, former, .. }) => {
             // Applied (and in the snapshot) before this returns.
             let (done, applied) = tokio::sync::oneshot::channel();

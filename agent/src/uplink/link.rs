@@ -84,6 +84,9 @@ pub(crate) struct Link<'a> {
     pub(super) limited_at: Option<Instant>,
     /// Presence refreshes after `presence_reset` (`uplink/presence.rs`).
     pub(super) refresh: super::presence::Refresh,
+    /// The pages of a `list_members` listing received so far (members, former), by the `req`
+    /// of the page asked for next (`uplink/members.rs`).
+    pub(super) member_pages: HashMap<u64, super::members::Paged>,
 }
 
 impl<'a> Link<'a> {
@@ -106,10 +109,11 @@ impl<'a> Link<'a> {
             loaded: None,
             fresh: Default::default(),
             refresh: Default::default(),
+            member_pages: HashMap::new(),
         }
     }
 
-    fn next_req(&mut self) -> u64 {
+    pub(super) fn next_req(&mut self) -> u64 {
         self.req += 1;
         self.req
     }
@@ -168,7 +172,7 @@ impl<'a> Link<'a> {
         for s in sessions {
             self.request(|req| ClientFrame::SessionOpen { req, session: s }, Pending::Ignore).await?;
         }
-        self.request(|req| ClientFrame::ListMembers { req }, Pending::Members { refresh: false }).await?;
+        self.request(super::members::list_members, Pending::Members { refresh: false }).await?;
         self.request(
             |req| ClientFrame::ListPeers { req, cursor: None, limit: None },
             Pending::Peers { all: vec![], refresh: false, since: None },
@@ -317,6 +321,8 @@ impl<'a> Link<'a> {
                 Ok(())
             }
             other => {
+                // A page of the directory waits for the rest (`uplink/members.rs`).
+                let Some(other) = self.whole_members(other).await? else { return Ok(()) };
                 let Some(req) = other.req() else { return Ok(()) };
                 match self.pending.remove(&req) {
                     Some(Pending::Reply(tx)) => {
@@ -392,8 +398,7 @@ impl<'a> Link<'a> {
             let first = self.parked.is_empty();
             self.parked.push(p);
             if first {
-                self.request(|req| ClientFrame::ListMembers { req }, Pending::Members { refresh: false })
-                    .await?;
+                self.request(super::members::list_members, Pending::Members { refresh: false }).await?;
             }
             return Ok(());
         }

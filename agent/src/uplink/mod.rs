@@ -23,6 +23,7 @@ use crate::mesh::Refusal;
 use crate::shared::Agent;
 
 pub(crate) mod link;
+pub(crate) mod members;
 mod outbox;
 mod presence;
 

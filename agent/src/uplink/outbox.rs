@@ -229,11 +229,13 @@ impl Link<'_> {
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();
-        self.request(|req| ClientFrame::ListMembers { req }, Pending::Reply(tx)).await?;
+        self.request(super::members::list_members, Pending::Reply(tx)).await?;
         // Wait for the directory inline (other frames are handled when the loop resumes).
         let (members, former) = loop {
             let f = self.next_frame(Duration::from_secs(15)).await?;
-            if let ServerFrame::Members { req, members, former } = &f
+            // Pages of this listing (or another) are joined first.
+            let Some(f) = self.whole_members(f).await? else { continue };
+            if let ServerFrame::Members { req, members, former, .. } = &f
                 && self.pending.get(req).is_some_and(|p| matches!(p, Pending::Reply(_)))
             {
                 self.pending.remove(req);

@@ -88,7 +88,7 @@ impl Link<'_> {
         self.refresh.last = Some(now);
         self.refresh.due = None;
         self.refresh.members_failed = false;
-        self.request(|req| ClientFrame::ListMembers { req }, Pending::Members { refresh: true }).await?;
+        self.request(super::members::list_members, Pending::Members { refresh: true }).await?;
         self.request(
             |req| ClientFrame::ListPeers { req, cursor: None, limit: None },
             Pending::Peers { all: vec![], refresh: true, since: None },

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use claudemesh_protocol::frames::{ErrorCode, Event, GroupRole, RemovalReason, Role, ServerFrame, encode};
-use claudemesh_protocol::limits::{CLOSE_POLICY, MAX_GROUPS};
+use claudemesh_protocol::limits::{CLOSE_POLICY, MAX_GROUPS, MAX_MEMBERS_PAGE};
 use claudemesh_protocol::names::validate_group_name;
 use claudemesh_protocol::trust::SignedStatement;
 
@@ -291,13 +291,31 @@ fn own_key(mesh: &Mesh, member_id: &str) -> String {
 }
 
 /// `list_members`: the active members (the directory senders encrypt against) and the former
-/// ones, newest first.
-pub fn list_members(conn: &mut Conn, req: u64) {
+/// ones, newest first. With `limit` one page, in `member_id` order after `cursor`, of at most
+/// `limit` (capped at [`MAX_MEMBERS_PAGE`]) members, `next` set when more follow and `former` on
+/// the first page only; without, the whole directory (what agents before paging ask for).
+pub fn list_members(conn: &mut Conn, req: u64, cursor: Option<String>, limit: Option<u32>) {
     let Some(a) = conn.auth.clone() else { return };
-    conn.presence_listed();
+    if cursor.is_none() {
+        conn.presence_listed();
+    }
     let st = a.mesh.lock();
-    let members = st.active_members().map(|m| st.member_info(m)).collect();
-    let former = st.former_members();
+    let Some(limit) = limit else {
+        let members = st.active_members().map(|m| st.member_info(m)).collect();
+        let former = st.former_members();
+        drop(st);
+        conn.reply(&ServerFrame::Members { req, members, former, next: None });
+        return;
+    };
+    let limit = (limit as usize).clamp(1, MAX_MEMBERS_PAGE);
+    let mut after: Vec<&MemberRecord> = st
+        .active_members()
+        .filter(|m| cursor.as_ref().is_none_or(|c| m.member_id.as_str() > c.as_str()))
+        .collect();
+    after.sort_unstable_by(|x, y| x.member_id.cmp(&y.member_id));
+    let next = (after.len() > limit).then(|| after[limit - 1].member_id.clone());
+    let members = after.iter().take(limit).map(|m| st.member_info(m)).collect();
+    let former = if cursor.is_none() { st.former_members() } else { Vec::new() };
     drop(st);
-    conn.reply(&ServerFrame::Members { req, members, former });
+    conn.reply(&ServerFrame::Members { req, members, former, next });
 }

@@ -55,7 +55,7 @@ pub async fn dispatch(conn: &mut Conn, frame: ClientFrame) {
         C::Receipt { msg_ids, state } => messaging::receipt(conn, msg_ids, state).await,
         C::MessageStatus { req, msg_id } => messaging::message_status(conn, req, msg_id).await,
         C::ListPeers { req, cursor, limit } => sessions::list_peers(conn, req, cursor, limit),
-        C::ListMembers { req } => membership::list_members(conn, req),
+        C::ListMembers { req, cursor, limit } => membership::list_members(conn, req, cursor, limit),
         C::MeshCreate { req, slug, admin_token, pubkey, display_name } => {
             admin::mesh_create(conn, req, slug, admin_token, pubkey, display_name).await
         }

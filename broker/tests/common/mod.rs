@@ -137,7 +137,7 @@ pub async fn open_session(c: &mut Client, session_id: &str, name: &str, groups: 
 /// The member directory as seen by `c`.
 pub async fn members(c: &mut Client) -> Vec<MemberInfo> {
     let req = c.next_req();
-    match c.request(&ClientFrame::ListMembers { req }).await.unwrap() {
+    match c.request(&ClientFrame::ListMembers { req, cursor: None, limit: None }).await.unwrap() {
         ServerFrame::Members { members, .. } => members,
         other => panic!("{other:?}"),
     }
@@ -146,7 +146,7 @@ pub async fn members(c: &mut Client) -> Vec<MemberInfo> {
 /// The member directory as seen by `c`, with the former members (left or removed).
 pub async fn directory(c: &mut Client) -> (Vec<MemberInfo>, Vec<FormerMember>) {
     let req = c.next_req();
-    match c.request(&ClientFrame::ListMembers { req }).await.unwrap() {
+    match c.request(&ClientFrame::ListMembers { req, cursor: None, limit: None }).await.unwrap() {
         ServerFrame::Members { members, former, .. } => (members, former),
         other => panic!("{other:?}"),
     }

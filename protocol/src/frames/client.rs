@@ -169,8 +169,16 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// The member directory. With `limit` (at most [`crate::limits::MAX_MEMBERS_PAGE`]) one
+    /// page of it in `member_id` order, after `cursor`; without, the whole directory in one
+    /// frame, as brokers before paging answered and as older agents ask.
     ListMembers {
         req: u64,
+        /// The `next` of the previous page: members after this id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
 
     // Admin

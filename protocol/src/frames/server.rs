@@ -207,6 +207,10 @@ pub enum ServerFrame {
         /// [`crate::limits::MAX_FORMER_MEMBERS`]), so a send to one says why it cannot go.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         former: Vec<FormerMember>,
+        /// More members follow (a paged `list_members`): ask again with this as `cursor`.
+        /// Absent on the last page; `former` comes with the first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     Event(Event),
     /// Several events at once (presence is batched per connection).

@@ -288,7 +288,7 @@ pub async fn drain(
             ok = async { list.wait_for(|go| *go).await.is_ok() }, if !asked => {
                 asked = true;
                 if ok {
-                    let text = encode(&ClientFrame::ListMembers { req: 1 });
+                    let text = encode(&ClientFrame::ListMembers { req: 1, cursor: None, limit: None });
                     if ws.send(Message::Text(text.into())).await.is_err() {
                         break;
                     }
