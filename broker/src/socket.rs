@@ -190,7 +190,7 @@ async fn write_loop(
             _ = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
                 flush_at = None;
                 let (events, sent) = presence.drain();
-                let r = bounded(limit, send_events(&mut sink, &events, &metrics)).await.map(|_| true);
+                let r = bounded(limit, Box::pin(send_events(&mut sink, &events, &metrics))).await.map(|_| true);
                 crate::hub::release(&queued, sent);
                 r
             }
@@ -204,7 +204,11 @@ async fn write_loop(
                     match m {
                         Outgoing::Frame(text, ty) => {
                             metrics.frame_out(ty);
-                            let fed = bounded(limit, feed_text(&mut sink, text)).await;
+                            let fed = if text.len() <= FRAGMENT_BYTES {
+                                bounded(limit, sink.feed(Message::Text(Utf8Bytes::from(text)))).await
+                            } else {
+                                bounded(limit, Box::pin(feed_text(&mut sink, text))).await
+                            };
                             crate::hub::release(&queued, bytes);
                             if let Err(e) = fed {
                                 r = Err(e);
@@ -221,7 +225,7 @@ async fn write_loop(
                         Outgoing::Close(code, reason) => {
                             crate::hub::release(&queued, bytes);
                             let (events, _) = presence.drain();
-                            let _ = bounded(limit, send_events(&mut sink, &events, &metrics)).await;
+                            let _ = bounded(limit, Box::pin(send_events(&mut sink, &events, &metrics))).await;
                             let close = CloseFrame { code: code.into(), reason: Utf8Bytes::from(reason) };
                             let _ = bounded(limit, sink.send(Message::Close(Some(close)))).await;
                             r = Ok(false);
@@ -265,7 +269,8 @@ enum WriteError {
 
 /// Feeds one frame's text to `sink` (not flushed): as one message, or as fragments when it is
 /// larger than [`FRAGMENT_BYTES`] so the connection's write buffer stays that small
-/// ([`claudemesh_protocol::ws`]).
+/// ([`claudemesh_protocol::ws`]). The writer boxes this future (and `send_events`): their state
+/// then lives on the heap only while a write is under way, not in every idle connection's task.
 pub(crate) async fn feed_text(sink: &mut SplitSink<WebSocket, Message>, text: String) -> Result<(), WsError> {
     for m in text_messages(text, FRAGMENT_BYTES) {
         sink.feed(m).await?;
