@@ -228,7 +228,8 @@ pub fn still_member(a: &Authed) -> Option<String> {
     }
 }
 
-fn truncate_reason(s: &str) -> String {
+/// `s` cut to a WebSocket close reason's limit (123 bytes), at a character boundary.
+pub(crate) fn truncate_reason(s: &str) -> String {
     // Close reasons are limited to 123 bytes.
     let mut end = s.len().min(120);
     while !s.is_char_boundary(end) {

@@ -222,12 +222,16 @@ async fn ws_handler(
     ConnectInfo(peer): ConnectInfo<Peer>,
     mut req: Request,
 ) -> Response {
-    let Some(ws) = crate::upgrade::Upgrade::from_request(&mut req) else {
-        return (
-            axum::http::StatusCode::OK,
-            "claudemesh broker: connect with a WebSocket client (claudemesh join <invite>)\n",
-        )
-            .into_response();
+    let ws = match crate::upgrade::Upgrade::from_request(&mut req) {
+        crate::upgrade::Asked::Upgrade(ws) => ws,
+        crate::upgrade::Asked::Refused(r) => return r,
+        crate::upgrade::Asked::Other => {
+            return (
+                axum::http::StatusCode::OK,
+                "claudemesh broker: connect with a WebSocket client (claudemesh join <invite>)\n",
+            )
+                .into_response();
+        }
     };
     if s.stop.is_cancelled() {
         return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();

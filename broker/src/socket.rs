@@ -8,7 +8,9 @@ use std::time::Duration;
 use claudemesh_protocol::codec::to_hex;
 use claudemesh_protocol::crypto::random_bytes;
 use claudemesh_protocol::frames::{ClientFrame, ErrorCode, ServerFrame, decode_client};
-use claudemesh_protocol::limits::{CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN, PROTOCOL_VERSION};
+use claudemesh_protocol::limits::{
+    CLOSE_INVALID_DATA, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN, PROTOCOL_VERSION,
+};
 use claudemesh_protocol::ws::{FRAGMENT_BYTES, text_messages};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -101,7 +103,17 @@ pub async fn run(hub: Arc<Hub>, socket: WebSocket, slot: Arc<Slot>) {
                 break;
             }
             msg = stream.next() => {
-                let Some(Ok(msg)) = msg else { break };
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
+                        // Say why before going (RFC 6455 §7.1.7); a dropped connection gets nothing.
+                        if let Some((code, why)) = read_error_close(&e) {
+                            conn.out.send(Outgoing::Close(code, crate::conn::truncate_reason(&why)));
+                        }
+                        break;
+                    }
+                    None => break,
+                };
                 deadline = Instant::now() + idle;
                 match msg {
                     Message::Text(t) => {
@@ -265,6 +277,18 @@ enum WriteError {
     /// The WebSocket failed or closed (the peer went away).
     Ws,
     Timeout,
+}
+
+/// The close a read error calls for: the frame code and a reason for a peer that broke the
+/// framing rules, sent invalid UTF-8 or a message over the cap; `None` when the connection
+/// itself failed (nothing can be sent).
+fn read_error_close(e: &WsError) -> Option<(u16, String)> {
+    match e {
+        WsError::Protocol(p) => Some((CLOSE_PROTOCOL_ERROR, format!("protocol error: {p}"))),
+        WsError::Utf8(_) => Some((CLOSE_INVALID_DATA, "a text message that is not UTF-8".into())),
+        WsError::Capacity(c) => Some((CLOSE_TOO_BIG, c.to_string())),
+        _ => None,
+    }
 }
 
 /// Feeds one frame's text to `sink` (not flushed): as one message, or as fragments when it is

@@ -266,6 +266,11 @@ impl Client {
         }
     }
 
+    /// Sends any WebSocket message as it is, raw frames included (to break the framing rules).
+    pub async fn ws_message(&mut self, m: Message) {
+        let _ = self.ws.send(m).await;
+    }
+
     /// Sends a binary frame (only uploads use them).
     pub async fn ws_binary(&mut self, data: Vec<u8>) {
         let _ = self.ws.send(Message::Binary(data.into())).await;

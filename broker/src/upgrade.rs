@@ -22,23 +22,51 @@ pub struct Upgrade {
     on_upgrade: OnUpgrade,
 }
 
+/// What a request asked for, as far as WebSockets go.
+#[derive(Debug)]
+pub enum Asked {
+    /// A valid opening handshake: answer it with [`Upgrade::on_upgrade`].
+    Upgrade(Upgrade),
+    /// No WebSocket upgrade asked for (a plain `GET` from a browser or `curl`).
+    Other,
+    /// An upgrade to WebSocket asked for with a handshake that cannot be accepted: answer this
+    /// (400, or 426 with `Sec-WebSocket-Version: 13` for another version, RFC 6455 §4.2.2, §4.4).
+    Refused(Response),
+}
+
 impl Upgrade {
-    /// The upgrade a request asks for: `GET` with `Connection: upgrade`, `Upgrade: websocket`,
-    /// `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`, on a connection hyper can upgrade.
-    /// `None` for any other request (a plain `GET /` from a browser or `curl`).
-    pub fn from_request(req: &mut Request) -> Option<Self> {
+    /// Reads a request's opening handshake (RFC 6455 §4.2.1): `GET` with `Connection: upgrade`,
+    /// `Upgrade: websocket`, `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key` of 16 bytes
+    /// in base64, on a connection hyper can upgrade (HTTP/1.1).
+    pub fn from_request(req: &mut Request) -> Asked {
         let h = req.headers();
-        let asks = req.method() == Method::GET
-            && has_token(h, header::CONNECTION, "upgrade")
-            && has_token(h, header::UPGRADE, "websocket")
-            && h.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes() == b"13");
-        let key = h.get(header::SEC_WEBSOCKET_KEY)?;
-        if !asks {
-            return None;
+        if !has_token(h, header::UPGRADE, "websocket") {
+            return Asked::Other;
         }
-        let accept = derive_accept_key(key.as_bytes());
-        let on_upgrade = req.extensions_mut().remove::<OnUpgrade>()?;
-        Some(Self { accept, on_upgrade })
+        if req.method() != Method::GET || !has_token(h, header::CONNECTION, "upgrade") {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "a WebSocket upgrade is a GET with `Connection: Upgrade`",
+            );
+        }
+        if h.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v.as_bytes() != b"13") {
+            let mut r = refuse(StatusCode::UPGRADE_REQUIRED, "this broker speaks WebSocket version 13");
+            if let Asked::Refused(r) = &mut r {
+                r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            }
+            return r;
+        }
+        let key = h.get(header::SEC_WEBSOCKET_KEY).map(HeaderValue::as_bytes).unwrap_or_default();
+        if !is_key(key) {
+            return refuse(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key must be 16 bytes in base64");
+        }
+        let accept = derive_accept_key(key);
+        match req.extensions_mut().remove::<OnUpgrade>() {
+            Some(on_upgrade) => Asked::Upgrade(Self { accept, on_upgrade }),
+            None => {
+                refuse(StatusCode::BAD_REQUEST, "this connection cannot be upgraded (HTTP/1.1 is needed)")
+            }
+        }
     }
 
     /// Answers `101 Switching Protocols` and, once hyper has handed the connection over, runs
@@ -67,6 +95,19 @@ impl Upgrade {
         }
         response
     }
+}
+
+/// A refusal with a one-line plain-text reason.
+fn refuse(status: StatusCode, why: &'static str) -> Asked {
+    let mut r = Response::new(Body::from(format!("{why}\n")));
+    *r.status_mut() = status;
+    Asked::Refused(r)
+}
+
+/// Whether `key` is a `Sec-WebSocket-Key`: base64 of 16 bytes (RFC 6455 §4.1, point 7).
+fn is_key(key: &[u8]) -> bool {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(key).is_ok_and(|k| k.len() == 16)
 }
 
 /// Whether the comma-separated header `name` holds `token` (case-insensitive), as in
@@ -99,24 +140,49 @@ mod tests {
         ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
     ];
 
+    fn asked(r: &mut Request) -> Result<Upgrade, u16> {
+        match Upgrade::from_request(r) {
+            Asked::Upgrade(u) => Ok(u),
+            Asked::Other => Err(200),
+            Asked::Refused(r) => Err(r.status().as_u16()),
+        }
+    }
+
     #[test]
     fn a_websocket_request_is_accepted_with_the_rfc_key() {
-        let u = Upgrade::from_request(&mut request(&OK)).expect("an upgrade");
+        let u = asked(&mut request(&OK)).expect("an upgrade");
         // RFC 6455 §1.3's example.
         assert_eq!(u.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
-    fn other_requests_are_not_upgrades() {
-        for (left_out, (name, _)) in OK.iter().enumerate() {
-            let h: Vec<_> = OK.iter().enumerate().filter(|(i, _)| *i != left_out).map(|(_, h)| *h).collect();
-            assert!(Upgrade::from_request(&mut request(&h)).is_none(), "without {name}");
-        }
-        let mut v12 = OK;
-        v12[2] = ("sec-websocket-version", "12");
-        assert!(Upgrade::from_request(&mut request(&v12)).is_none());
+    fn bad_handshakes_are_refused_with_the_rfc_status() {
+        let without =
+            |name: &str| -> Vec<(&str, &str)> { OK.iter().filter(|(n, _)| *n != name).copied().collect() };
+        let with = |name: &str, value: &'static str| -> Vec<(&'static str, &'static str)> {
+            OK.iter().map(|&(n, v)| if n == name { (n, value) } else { (n, v) }).collect()
+        };
+        // Not asking for a WebSocket at all: the broker's plain page.
+        assert_eq!(asked(&mut request(&without("upgrade"))).err(), Some(200));
+        // Asking, badly.
+        assert_eq!(asked(&mut request(&without("connection"))).err(), Some(400));
+        assert_eq!(asked(&mut request(&without("sec-websocket-key"))).err(), Some(400));
+        assert_eq!(asked(&mut request(&with("sec-websocket-key", "x"))).err(), Some(400));
+        assert_eq!(asked(&mut request(&without("sec-websocket-version"))).err(), Some(426));
+        let mut v8 = request(&with("sec-websocket-version", "8"));
+        let Asked::Refused(r) = Upgrade::from_request(&mut v8) else { panic!("refused") };
+        assert_eq!(
+            (r.status().as_u16(), r.headers()[header::SEC_WEBSOCKET_VERSION].as_bytes()),
+            (426, &b"13"[..])
+        );
         let mut post = request(&OK);
         *post.method_mut() = Method::POST;
-        assert!(Upgrade::from_request(&mut post).is_none());
+        assert_eq!(asked(&mut post).err(), Some(400));
+        // A connection hyper cannot upgrade (no OnUpgrade, as for HTTP/1.0).
+        let mut b = Request::builder().method(Method::GET).uri("/");
+        for (k, v) in OK {
+            b = b.header(k, v);
+        }
+        assert_eq!(asked(&mut b.body(Body::empty()).unwrap()).err(), Some(400));
     }
 }

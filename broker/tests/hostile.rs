@@ -1,10 +1,11 @@
 //! Bad input gets a clear error and disturbs nothing: malformed JSON, wrong types, oversized
-//! frames, unknown types, frames before hello, binary frames; plus /health and /metrics.
+//! frames, unknown types, frames before hello, binary frames, broken WebSocket framing; plus
+//! /health and /metrics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use claudemesh_broker::testkit::Client;
+use claudemesh_broker::testkit::{Client, ClientError};
 use claudemesh_protocol::frames::*;
 use claudemesh_protocol::limits::MAX_FRAME_BYTES;
 use common::*;
@@ -259,4 +260,45 @@ async fn health_reports_the_public_url() {
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["public_url"], "wss://mesh.example.com/ws");
+}
+
+/// The close that ends `c`: its code and reason (`""` when the connection just ended).
+async fn close_reason(c: &mut Client) -> String {
+    loop {
+        match c.recv().await {
+            Ok(_) => continue,
+            Err(ClientError::Closed(reason)) => return reason.unwrap_or_default(),
+            Err(e) => return format!("error: {e}"),
+        }
+    }
+}
+
+/// Broken WebSocket framing gets a close frame saying why (RFC 6455 §7.4.1), not a bare TCP
+/// close: a new text message inside a fragmented one (1002), text that is not UTF-8 (1007).
+#[tokio::test]
+async fn broken_framing_is_closed_with_the_rfc_code() {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let h = Harness::start().await;
+    let admin = h.mesh("team").await;
+
+    let (mut c, _) = Client::connect_as(h.url(), &admin).await.unwrap();
+    c.ws_message(Message::Frame(Frame::message(&b"{\"type\":"[..], OpCode::Data(Data::Text), false))).await;
+    c.ws_message(Message::Text("{}".into())).await;
+    let reason = close_reason(&mut c).await;
+    assert!(reason.starts_with("1002 protocol error"), "{reason}");
+
+    let (mut c, _) = Client::connect_as(h.url(), &admin).await.unwrap();
+    c.ws_message(Message::Frame(Frame::message(&[0xff, 0xfe][..], OpCode::Data(Data::Text), true))).await;
+    let reason = close_reason(&mut c).await;
+    assert!(reason.starts_with("1007"), "{reason}");
+
+    // The broker is fine for everyone else.
+    let (mut ok, _) = Client::connect_as(h.url(), &admin).await.unwrap();
+    let req = ok.next_req();
+    assert!(matches!(
+        ok.request(&ClientFrame::MeshInfo { req }).await.unwrap(),
+        ServerFrame::MeshInfo { .. }
+    ));
 }

@@ -169,6 +169,10 @@ pub const CLOSE_REPLACED: u16 = 4000;
 pub const CLOSE_POLICY: u16 = 1008;
 /// Close code for a frame too large (1009), also for too much sent before hello.
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a peer that broke the WebSocket framing rules (RFC 6455 §7.4.1).
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code for a text message that is not UTF-8 (RFC 6455 §7.4.1).
+pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// Close code "try again later" (1013): an unauthenticated connection evicted at a cap.
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
 /// Close code on broker shutdown.
