@@ -20,6 +20,15 @@ use crate::paths::Paths;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Restart backoff: starts at 1 s, doubles, at most 30 s; a run of a minute resets it.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A run at least this long was healthy: the next restart after it waits 1 s again.
+const HEALTHY_RUN: Duration = Duration::from_secs(10);
+
+/// Returns once something accepts TCP connections at `addr` (tried every 50 ms).
+async fn listening(addr: &str) {
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 fn yes() -> bool {
     true
@@ -128,7 +137,7 @@ pub async fn supervise(
     let mut restarts = 0u32;
     let mut backoff = Duration::from_secs(1);
     let mut last_exit: Option<String> = None;
-    loop {
+    'supervise: loop {
         let want = desired.borrow_and_update().clone().filter(|c| c.enabled);
         let Some(cfg) = want else {
             status.send_replace(None);
@@ -154,24 +163,34 @@ pub async fn supervise(
                 // Held until the broker should stop: `Child::wait` would otherwise close it.
                 let stdin = child.stdin.take();
                 tracing::info!(listen = %cfg.listen, pid = child.id(), "local broker started");
-                status.send_replace(Some(report("running", child.id(), &last_exit, restarts)));
-                tokio::select! {
-                    _ = shutdown.cancelled() => {
-                        let how = stop(child, stdin).await;
-                        tracing::info!(how = %how, "local broker stopped with the agent");
-                        return;
-                    }
-                    r = desired.changed() => {
-                        let how = stop(child, stdin).await;
-                        tracing::info!(how = %how, "local broker stopped: its settings changed");
-                        if r.is_err() { return }
-                        continue;
-                    }
-                    s = child.wait() => {
-                        drop(stdin);
-                        match s {
-                            Ok(s) => format!("exited ({s})"),
-                            Err(e) => format!("cannot wait for it: {e}"),
+                // `running` once it accepts connections: links of this agent retry the moment
+                // they see it (`uplink::local_broker_started`).
+                status.send_replace(Some(report("starting", child.id(), &last_exit, restarts)));
+                let (addr, pid) = (cfg.local_addr(), child.id());
+                let mut up = false;
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {
+                            let how = stop(child, stdin).await;
+                            tracing::info!(how = %how, "local broker stopped with the agent");
+                            return;
+                        }
+                        r = desired.changed() => {
+                            let how = stop(child, stdin).await;
+                            tracing::info!(how = %how, "local broker stopped: its settings changed");
+                            if r.is_err() { return }
+                            continue 'supervise;
+                        }
+                        s = child.wait() => {
+                            drop(stdin);
+                            break match s {
+                                Ok(s) => format!("exited ({s})"),
+                                Err(e) => format!("cannot wait for it: {e}"),
+                            };
+                        }
+                        _ = listening(&addr), if !up => {
+                            up = true;
+                            status.send_replace(Some(report("running", pid, &last_exit, restarts)));
                         }
                     }
                 }
@@ -181,7 +200,7 @@ pub async fn supervise(
         tracing::error!(listen = %cfg.listen, why = %ended, log = %log.display(), "local broker ended; restarting");
         last_exit = Some(ended);
         restarts += 1;
-        if started.elapsed() > Duration::from_secs(60) {
+        if started.elapsed() >= HEALTHY_RUN {
             backoff = Duration::from_secs(1);
         }
         status.send_replace(Some(report("restarting", None, &last_exit, restarts)));
@@ -208,6 +227,20 @@ mod tests {
         assert_eq!(cfg("0.0.0.0:7912").local_url(), "ws://127.0.0.1:7912/ws");
         assert_eq!(cfg("[::]:7900").local_url(), "ws://[::1]:7900/ws");
         assert_eq!(cfg("localhost:80").local_url(), "ws://localhost:80/ws");
+    }
+
+    /// `running` waits for the port: `listening` returns only once something accepts there.
+    #[tokio::test]
+    async fn listening_waits_for_the_port_to_accept() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let wait = listening(&addr);
+        tokio::pin!(wait);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), wait.as_mut()).await.is_err(),
+            "nothing listens yet"
+        );
+        let _l = tokio::net::TcpListener::bind(&addr).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), wait).await.expect("it listens now");
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl<'a> Link<'a> {
                 }
                 Some(Ok(Message::Close(c))) => return Err(End::Lost(close_reason(c))),
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(End::Lost(e.to_string())),
+                Some(Err(e)) => return Err(End::Lost(read_error(&e))),
                 None => return Err(End::Lost("connection closed".into())),
             }
         }
@@ -260,7 +260,7 @@ impl<'a> Link<'a> {
                         },
                         Some(Ok(Message::Close(c))) => Err(End::Lost(close_reason(c))),
                         Some(Ok(_)) => Ok(()),
-                        Some(Err(e)) => Err(End::Lost(e.to_string())),
+                        Some(Err(e)) => Err(End::Lost(read_error(&e))),
                         None => Err(End::Lost("connection closed".into())),
                     }
                 }
@@ -420,6 +420,20 @@ impl<'a> Link<'a> {
         self.refresh.resets += resets as u64;
         report(self.agent, self.mesh_id, UplinkEvent::Events(events)).await;
         Ok(())
+    }
+}
+
+/// Why a read ended, in words for `status`: a connection that was reset or dropped reads as
+/// the broker going away, not as tungstenite's protocol wording.
+fn read_error(e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error as E;
+    use tokio_tungstenite::tungstenite::error::ProtocolError as P;
+    match e {
+        E::Protocol(P::ResetWithoutClosingHandshake) | E::ConnectionClosed | E::AlreadyClosed => {
+            "the broker went away (connection closed without a goodbye)".into()
+        }
+        E::Io(io) => format!("the connection to the broker failed: {io}"),
+        other => other.to_string(),
     }
 }
 

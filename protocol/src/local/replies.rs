@@ -102,7 +102,8 @@ pub struct LocalSessionStatus {
 /// The local broker `claudemesh up` runs under the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalBrokerStatus {
-    /// `running`, `restarting` (waiting to start again after an exit) or `stopped`.
+    /// `starting` (started, not accepting connections yet), `running`, `restarting` (waiting to
+    /// start again after an exit) or `stopped`.
     pub state: String,
     pub listen: String,
     pub url: String,
