@@ -284,10 +284,12 @@ pub struct MeshArgs {
 pub struct SendArgs {
     /// A session or member name or id, `@group`, or `*`.
     pub to: String,
-    /// The message text; `-` reads it from stdin (`echo hi | claudemesh send bob -`).
+    /// The message text, at most 64 KiB (less for text full of quotes, backslashes or control
+    /// characters, which take more room once encoded); `-` reads it from stdin (`echo hi |
+    /// claudemesh send bob -`). From stdin or a file, one trailing newline is dropped.
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     pub message: Option<String>,
-    /// Read the message from this file.
+    /// Read the message from this file (as with `-`, one trailing newline is dropped).
     #[arg(long, value_name = "PATH")]
     pub file: Option<std::path::PathBuf>,
     /// now (interrupts), next (at the next turn boundary), low (when the model asks).

@@ -122,9 +122,9 @@ async fn up_invite_join_message_reboot_down() {
     assert!(again.contains("mesh local: connected"), "{again}");
     assert!(!again.contains("created mesh"), "{again}");
     // Another --name for the existing mesh is not taken silently.
-    let renamed = alice.ok(&["up", "--yes", "--no-tui", "--name", "alicia"]);
+    let renamed = alice.ok(&["up", "--yes", "--no-tui", "--name", "Dr. Who"]);
     assert!(renamed.contains(r#"you are already "alice" in mesh local"#), "{renamed}");
-    assert!(renamed.contains("claudemesh launch --name alicia"), "{renamed}");
+    assert!(renamed.contains("claudemesh launch --name 'Dr. Who'"), "{renamed}");
     assert!(!alice.ok(&["up", "--yes", "--no-tui", "--name", "alice"]).contains("already"));
 
     let link = alice.ok(&["invite", "create", "--uses", "1"]);

@@ -18,7 +18,10 @@ pub async fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if peers.is_empty() {
-        outln!("nobody online (check `claudemesh status` for the link state)")?;
+        outln!(
+            "no Claude Code sessions open (a session joins with `claudemesh launch`; `claudemesh \
+             members` shows who is online, `claudemesh status` the link)"
+        )?;
     }
     for p in &peers {
         let s = &p.peer.session;

@@ -91,7 +91,9 @@ fn name_unchanged(asked: Option<&str>, slug: &str, current: &str) -> Option<Stri
     let asked = asked.filter(|n| *n != current)?;
     Some(format!(
         "you are already {current:?} in mesh {slug}: --name only names you in a mesh `up` creates, so \
-         {asked:?} was not used (to show another name for a session: `claudemesh launch --name {asked}`)"
+         {asked:?} was not used. A member keeps the name it joined with (it is signed into its \
+         enrollment); a session can show another: `claudemesh launch --name {}`",
+        crate::claude_hooks::shell_quote(asked)
     ))
 }
 

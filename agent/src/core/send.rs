@@ -259,15 +259,21 @@ fn check_sealed(
     envelopes: &[claudemesh_protocol::frames::Envelope],
     body_len: usize,
 ) -> Result<(), (ErrorCode, String)> {
+    // Sealed size grows in step with the body (plus a little of its own), so about this much of
+    // a body like this one fits; 3 % off for that little.
+    let fits = |sealed: usize, limit: usize| body_len.saturating_mul(limit) / sealed.max(1) / 100 * 97;
     let message = match check_envelope_sizes(envelopes) {
         Ok(()) => return Ok(()),
         Err(EnvelopeSizeError::Box { len, .. }) => format!(
-            "message is {body_len} bytes but {len} bytes sealed (quotes, backslashes and control characters \
-             count two to six bytes each once encoded), at most {MAX_ENVELOPE_CIPHERTEXT_B64}: shorten it"
+            "message is {body_len} bytes, but quotes, backslashes and control characters take two to six \
+             bytes each once encoded: sealed it is {len} bytes, at most {MAX_ENVELOPE_CIPHERTEXT_B64}; about \
+             {} bytes of text like this fit: shorten it (nothing was sent)",
+            fits(len, MAX_ENVELOPE_CIPHERTEXT_B64)
         ),
         Err(EnvelopeSizeError::Total { total, count }) => format!(
-            "message sealed for {count} recipients is {total} bytes, at most {MAX_SEND_ENVELOPE_BYTES}: shorten it or \
-             send to fewer members"
+            "message sealed for {count} recipients is {total} bytes, at most {MAX_SEND_ENVELOPE_BYTES}: \
+             shorten it to about {} bytes or send to fewer members (nothing was sent)",
+            fits(total, MAX_SEND_ENVELOPE_BYTES)
         ),
     };
     Err((ErrorCode::TooLarge, message))

@@ -21,12 +21,19 @@ fn a_body_too_large_once_sealed_is_refused_at_once_not_queued_then_failed() {
         idempotency_key: None,
     };
     let max = claudemesh_protocol::limits::MAX_BODY_BYTES;
-    for body in ["\"".repeat(max), "\u{1}".repeat(max)] {
-        let (code, message) = t.call::<SendReply>(1, AgentCall::Send(send(body))).unwrap_err();
+    for c in ["\"", "\u{1}"] {
+        let (code, message) = t.call::<SendReply>(1, AgentCall::Send(send(c.repeat(max)))).unwrap_err();
         assert_eq!(code, ErrorCode::TooLarge, "{message}");
-        assert!(message.contains("sealed") && message.contains("shorten it"), "{message}");
+        assert!(message.contains("shorten it") && message.contains("nothing was sent"), "{message}");
+        // The size it says fits does fit.
+        let fits: usize =
+            message.split("about ").nth(1).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
+        assert!(fits > max / 8, "{message}");
+        let ok: SendReply = t.call(1, AgentCall::Send(send(c.repeat(fits)))).unwrap();
+        assert!(ok.id.is_some(), "{fits} bytes of {c:?} fit");
     }
-    assert_eq!(t.core.store.outbox_for(MESH).unwrap().len(), 0, "nothing queued");
+    let queued = t.core.store.outbox_for(MESH).unwrap().len();
+    assert_eq!(queued, 2, "the two that fit, nothing of the refused ones");
     let ok: SendReply = t.call(1, AgentCall::Send(send("x".repeat(max)))).unwrap();
     assert!(ok.id.is_some());
 }
