@@ -36,13 +36,8 @@ async fn links_recover_from_resets_and_stalls_with_nothing_lost_or_doubled() {
     within(240, async {
         let w = World::start().await;
         let proxy = Proxy::start(&w.addr).await;
-        let (alice_paths, bob_paths) = (w.member("alice").await, w.member("bob").await);
-        set_broker_url(&alice_paths, &proxy.url());
-        set_broker_url(&bob_paths, &proxy.url());
-        let (alice, bob) = (AgentProcess::start(&alice_paths).await, AgentProcess::start(&bob_paths).await);
-        let (mut a, mut b) = (alice.client().await, bob.client().await);
-        wait_connected(&mut a).await;
-        wait_connected(&mut b).await;
+        let (alice_paths, _alice, mut a, bob_paths, _bob, mut b) =
+            two_agents_with(&w, |p| set_broker_url(p, &proxy.url())).await;
         register(&mut b, BOB_SID, "bob-desk", &[]).await;
         register(&mut a, ALICE_SID, "alice-desk", &[]).await;
         wait_peer(&mut a, "bob-desk").await;

@@ -17,7 +17,7 @@ use broker_proc::set_broker_url;
 use claudemesh_protocol::frames::Priority;
 use claudemesh_protocol::ws::FRAGMENT_BYTES;
 use common::*;
-use faults::within;
+use faults::{two_agents_with, within};
 use proxy::Proxy;
 
 /// One WebSocket frame's header as it went over the wire.
@@ -100,13 +100,8 @@ async fn large_frames_go_as_fragments_both_ways_and_arrive_whole() {
     within(120, async {
         let w = World::start().await;
         let proxy = Proxy::recording(&w.addr).await;
-        let (alice_paths, bob_paths) = (w.member("alice").await, w.member("bob").await);
-        set_broker_url(&alice_paths, &proxy.url());
-        set_broker_url(&bob_paths, &proxy.url());
-        let (alice, bob) = (AgentProcess::start(&alice_paths).await, AgentProcess::start(&bob_paths).await);
-        let (mut a, mut b) = (alice.client().await, bob.client().await);
-        wait_connected(&mut a).await;
-        wait_connected(&mut b).await;
+        let (_, _alice, mut a, _, _bob, mut b) =
+            two_agents_with(&w, |p| set_broker_url(p, &proxy.url())).await;
         register(&mut b, "000000f1-5e55-4000-8000-000000000000", "bob-desk", &[]).await;
         wait_peer(&mut a, "bob-desk").await;
 

@@ -20,7 +20,18 @@ use crate::common::{AgentProcess, World, send_call, wait_connected};
 /// alice and bob, each with a running agent connected to the world's broker, and a client of
 /// each: `(alice paths, alice, a, bob paths, bob, b)`.
 pub async fn two_agents(w: &World) -> (Paths, AgentProcess, AgentClient, Paths, AgentProcess, AgentClient) {
+    two_agents_with(w, |_| {}).await
+}
+
+/// [`two_agents`], with `prepare` run on each config dir before its agent starts (to point it
+/// at a proxy, say).
+pub async fn two_agents_with(
+    w: &World,
+    prepare: impl Fn(&Paths),
+) -> (Paths, AgentProcess, AgentClient, Paths, AgentProcess, AgentClient) {
     let (alice_paths, bob_paths) = (w.member("alice").await, w.member("bob").await);
+    prepare(&alice_paths);
+    prepare(&bob_paths);
     let alice = AgentProcess::start(&alice_paths).await;
     let bob = AgentProcess::start(&bob_paths).await;
     let (mut a, mut b) = (alice.client().await, bob.client().await);
