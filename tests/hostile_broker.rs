@@ -104,6 +104,9 @@ struct Hostile {
     directory: Arc<Mutex<Vec<MemberInfo>>>,
     /// `list_members` frames the agent sent.
     listed: Arc<std::sync::atomic::AtomicUsize>,
+    /// How many of the next `send`s to refuse with `recipients_changed`, and of the next
+    /// `list_members` with `rate_limited`.
+    refuse: Arc<Mutex<(usize, usize)>>,
     /// Frames to push to the connected agent.
     inject: mpsc::UnboundedSender<ServerFrame>,
     /// `send` frames the agent made.
@@ -119,6 +122,16 @@ async fn hostile_broker(directory: Vec<MemberInfo>, paging: Paging) -> Hostile {
     let dir = directory.clone();
     let listed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let lists = listed.clone();
+    let refuse = Arc::new(Mutex::new((0usize, 0usize)));
+    let refusing = refuse.clone();
+    let refused = |req: u64, code: claudemesh_protocol::frames::ErrorCode| {
+        ServerFrame::Error(claudemesh_protocol::frames::ErrorFrame {
+            req: Some(req),
+            code,
+            message: "refused by the test".into(),
+            retry_after_ms: Some(50),
+        })
+    };
     tokio::spawn(async move {
         // One agent connection at a time is all this test needs.
         let (tcp, _) = listener.accept().await.unwrap();
@@ -135,7 +148,12 @@ async fn hostile_broker(directory: Vec<MemberInfo>, paging: Paging) -> Hostile {
             let frame = tokio::select! {
                 f = injected.recv() => match f { Some(f) => f, None => return },
                 m = ws.next() => {
-                    let Some(Ok(Message::Text(t))) = m else { continue };
+                    let t = match m {
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(_)) => continue,
+                        // The agent went away: this broker serves one connection only.
+                        Some(Err(_)) | None => return,
+                    };
                     let Ok(frame) = decode_client(t.as_str()) else { continue };
                     match frame {
                         ClientFrame::Hello(h) => ServerFrame::HelloAck {
@@ -146,6 +164,13 @@ async fn hostile_broker(directory: Vec<MemberInfo>, paging: Paging) -> Hostile {
                             services: vec![],
                             runner_pubkey: None,
                         },
+                        ClientFrame::ListMembers { req, .. } if take_one(&refusing, |r| &mut r.1) => {
+                            refused(req, claudemesh_protocol::frames::ErrorCode::RateLimited)
+                        }
+                        ClientFrame::Send(s) if take_one(&refusing, |r| &mut r.0) => {
+                            let _ = sent.send(s.clone());
+                            refused(s.req, claudemesh_protocol::frames::ErrorCode::RecipientsChanged)
+                        }
                         ClientFrame::ListMembers { req, cursor, limit } => {
                             lists.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let mut all = dir.lock().unwrap().clone();
@@ -182,7 +207,18 @@ async fn hostile_broker(directory: Vec<MemberInfo>, paging: Paging) -> Hostile {
             }
         }
     });
-    Hostile { url, directory, listed, inject, sends }
+    Hostile { url, directory, listed, refuse, inject, sends }
+}
+
+/// Takes one from the counter `pick` selects, if it is above zero.
+fn take_one(r: &Mutex<(usize, usize)>, pick: impl Fn(&mut (usize, usize)) -> &mut usize) -> bool {
+    let mut r = r.lock().unwrap();
+    let n = pick(&mut r);
+    if *n == 0 {
+        return false;
+    }
+    *n -= 1;
+    true
 }
 
 /// Bob's agent config: joined with the founder's invite, so the founder is its root.
@@ -404,5 +440,38 @@ async fn directory_pages_that_never_advance_are_refused() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let listed = h.listed.load(std::sync::atomic::Ordering::Relaxed);
     assert!((2..=6).contains(&listed), "two pages per listing, then refused: {listed} list_members");
+    assert_eq!(link_state(&mut c).await, claudemesh_protocol::local::LinkState::Connected);
+}
+
+/// A send refused as `recipients_changed` is sealed again against a fresh directory; when that
+/// listing is itself refused (`rate_limited`), the send waits a second and goes again instead
+/// of the link waiting for a directory that will not come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_directory_reseals_and_a_refused_listing_does_not_stall_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let founder = Who::new("fay", None);
+    let alice = Who::new("alice", Some(&founder.key));
+    let bob = Who::new("bob", Some(&founder.key));
+    let mut h = hostile_broker(vec![founder.info(), alice.info(), bob.info()], Paging::One).await;
+    let paths = bob_paths(dir.path(), &h.url, &bob, &founder);
+    let agent = RunningAgent::start(&paths).await;
+    let mut c = agent.client().await;
+    wait_connected(&mut c).await;
+    wait_trust(&mut c, "alice", TrustState::Verified).await;
+
+    *h.refuse.lock().unwrap() = (2, 1);
+    let lists_before = h.listed.load(std::sync::atomic::Ordering::Relaxed);
+    let _: claudemesh_protocol::local::SendReply =
+        c.request(send_call("alice", "after a stale directory", Priority::Now, None)).await.unwrap();
+    let mut sends = vec![];
+    for i in 0..3 {
+        let s = tokio::time::timeout(Duration::from_secs(20), h.sends.recv()).await;
+        sends.push(s.unwrap_or_else(|_| panic!("send {} never came", i + 1)).unwrap());
+    }
+    assert!(sends.iter().all(|s| s.client_msg_id == sends[0].client_msg_id), "one message, three tries");
+    assert!(
+        h.listed.load(std::sync::atomic::Ordering::Relaxed) > lists_before,
+        "the directory was listed again"
+    );
     assert_eq!(link_state(&mut c).await, claudemesh_protocol::local::LinkState::Connected);
 }

@@ -18,7 +18,7 @@ use crate::paths::Paths;
 
 /// How long a stopping broker gets to finish its commits before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// Restart backoff: starts at 1 s, doubles, at most 30 s; a run of a minute resets it.
+/// Restart backoff: starts at 1 s, doubles, at most 30 s; a run of [`HEALTHY_RUN`] resets it.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A run at least this long was healthy: the next restart after it waits 1 s again.
 const HEALTHY_RUN: Duration = Duration::from_secs(10);

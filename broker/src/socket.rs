@@ -283,7 +283,9 @@ enum WriteError {
 /// framing rules, sent invalid UTF-8 or a message over the cap; `None` when the connection
 /// itself failed (nothing can be sent).
 fn read_error_close(e: &WsError) -> Option<(u16, String)> {
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
     match e {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
         WsError::Protocol(p) => Some((CLOSE_PROTOCOL_ERROR, format!("protocol error: {p}"))),
         WsError::Utf8(_) => Some((CLOSE_INVALID_DATA, "a text message that is not UTF-8".into())),
         WsError::Capacity(c) => Some((CLOSE_TOO_BIG, c.to_string())),

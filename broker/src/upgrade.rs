@@ -52,7 +52,9 @@ impl Upgrade {
         if h.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v.as_bytes() != b"13") {
             let mut r = refuse(StatusCode::UPGRADE_REQUIRED, "this broker speaks WebSocket version 13");
             if let Asked::Refused(r) = &mut r {
+                // RFC 6455 §4.4 names the version; RFC 9110 §15.5.22 wants the protocol in a 426.
                 r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+                r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
             }
             return r;
         }
@@ -101,6 +103,7 @@ impl Upgrade {
 fn refuse(status: StatusCode, why: &'static str) -> Asked {
     let mut r = Response::new(Body::from(format!("{why}\n")));
     *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     Asked::Refused(r)
 }
 
@@ -175,6 +178,7 @@ mod tests {
             (r.status().as_u16(), r.headers()[header::SEC_WEBSOCKET_VERSION].as_bytes()),
             (426, &b"13"[..])
         );
+        assert_eq!(r.headers()[header::UPGRADE], "websocket");
         let mut post = request(&OK);
         *post.method_mut() = Method::POST;
         assert_eq!(asked(&mut post).err(), Some(400));

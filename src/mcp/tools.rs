@@ -52,7 +52,7 @@ fn messaging() -> Vec<Tool> {
             object(
                 json!({
                     "to": {"type": "string", "description": "Session or member name or id, @group, or *"},
-                    "message": {"type": "string", "description": "The message text"},
+                    "message": {"type": "string", "description": "The message text, at most 64 KiB (less if full of quotes, backslashes or control characters)"},
                     "priority": {"type": "string", "enum": ["now", "next", "low"], "default": "next",
                         "description": "now: interrupts the recipient; next: at its next turn boundary (default); low: only when it checks messages"}
                 }),

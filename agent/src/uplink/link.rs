@@ -430,7 +430,7 @@ fn read_error(e: &tokio_tungstenite::tungstenite::Error) -> String {
     use tokio_tungstenite::tungstenite::error::ProtocolError as P;
     match e {
         E::Protocol(P::ResetWithoutClosingHandshake) | E::ConnectionClosed | E::AlreadyClosed => {
-            "the broker went away (connection closed without a goodbye)".into()
+            "the broker went away: the connection closed without a goodbye".into()
         }
         E::Io(io) => format!("the connection to the broker failed: {io}"),
         other => other.to_string(),

@@ -29,7 +29,13 @@ impl Link<'_> {
     /// members, the first page's `former`, `req` the last request's. `None` while pages are
     /// outstanding. A listing past [`MAX_DIRECTORY_MEMBERS`] comes back as an `invalid` error.
     pub(super) async fn whole_members(&mut self, f: ServerFrame) -> Result<Option<ServerFrame>, End> {
-        let ServerFrame::Members { req, mut members, mut former, mut next } = f else { return Ok(Some(f)) };
+        let ServerFrame::Members { req, mut members, mut former, mut next } = f else {
+            // A refused page ends its listing: the pages before it go too.
+            if let Some(req) = f.req() {
+                self.member_pages.remove(&req);
+            }
+            return Ok(Some(f));
+        };
         if members.is_empty() {
             // A page with nothing on it ends the listing, whatever its `next` says.
             next = None;
@@ -40,9 +46,8 @@ impl Link<'_> {
         {
             before.append(&mut members);
             members = before;
-            if former.is_empty() {
-                former = before_former;
-            }
+            // The first page's, as the broker sends them (later pages have none).
+            former = before_former;
             after = Some(cursor);
         }
         let refused = if members.len() > MAX_DIRECTORY_MEMBERS {
@@ -67,8 +72,11 @@ impl Link<'_> {
         let Some(cursor) = next else {
             return Ok(Some(ServerFrame::Members { req, members, former, next: None }));
         };
-        // Nobody waits for this listing any more (the request was dropped): stop paging.
+        // Nobody waits for this listing any more (gone, or a caller that gave up): stop paging.
         let Some(p) = self.pending.remove(&req) else { return Ok(None) };
+        if matches!(&p, super::link::Pending::Reply(tx) if tx.is_closed()) {
+            return Ok(None);
+        }
         let req = self.next_req();
         self.pending.insert(req, p);
         self.member_pages.insert(req, Paged { members, former, cursor: cursor.clone() });

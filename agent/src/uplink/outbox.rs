@@ -228,22 +228,26 @@ impl Link<'_> {
             self.finish(id, SendState::Failed { error: why.to_string() }).await;
             return Ok(());
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         self.request(super::members::list_members, Pending::Reply(tx)).await?;
-        // Wait for the directory inline (other frames are handled when the loop resumes).
-        let (members, former) = loop {
+        // Wait inline for this listing's own answer (its pages joined, `rx` follows it from page
+        // to page); every frame meanwhile, another caller's listing included, is handled as
+        // usual.
+        let reply = loop {
             let f = self.next_frame(Duration::from_secs(15)).await?;
-            // Pages of this listing (or another) are joined first.
-            let Some(f) = self.whole_members(f).await? else { continue };
-            if let ServerFrame::Members { req, members, former, .. } = &f
-                && self.pending.get(req).is_some_and(|p| matches!(p, Pending::Reply(_)))
-            {
-                self.pending.remove(req);
-                break (members.clone(), former.clone());
-            }
             Box::pin(self.frame(f)).await?;
+            match rx.try_recv() {
+                Ok(reply) => break reply,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+                Err(oneshot::error::TryRecvError::Closed) => return Ok(()),
+            }
         };
-        drop(rx);
+        let ServerFrame::Members { members, former, .. } = reply else {
+            // Refused (rate-limited, say): try this send again in a second, resealed then.
+            self.retry_at = Some(Instant::now() + Duration::from_secs(1));
+            self.requeue(Some(rec));
+            return Ok(());
+        };
         // Resealed against the fresh directory, which the core takes too.
         let Some(mut v) = self.agent.view().meshes.get(self.mesh_id).cloned() else { return Ok(()) };
         v.set_directory(members.clone(), former.clone(), crate::core::now_ms());
