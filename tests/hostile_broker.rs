@@ -221,6 +221,19 @@ fn take_one(r: &Mutex<(usize, usize)>, pick: impl Fn(&mut (usize, usize)) -> &mu
     true
 }
 
+/// Bob's agent on `url` (see [`bob_paths`]), started and connected, with a client.
+async fn bob_connected(
+    dir: &std::path::Path,
+    url: &str,
+    bob: &Who,
+    founder: &Who,
+) -> (RunningAgent, claudemesh_agent::AgentClient) {
+    let agent = RunningAgent::start(&bob_paths(dir, url, bob, founder)).await;
+    let mut c = agent.client().await;
+    wait_connected(&mut c).await;
+    (agent, c)
+}
+
 /// Bob's agent config: joined with the founder's invite, so the founder is its root.
 fn bob_paths(dir: &std::path::Path, url: &str, bob: &Who, founder: &Who) -> Paths {
     let paths = Paths::new(dir.join("agent-bob"));
@@ -311,10 +324,7 @@ async fn a_hostile_broker_cannot_substitute_reflect_replay_or_raise_priority() {
     let mut carol_info = carol.info();
     carol_info.role = Role::Member;
     let mut h = hostile_broker(vec![founder.info(), alice.info(), bob.info(), carol_info], Paging::One).await;
-    let paths = bob_paths(dir.path(), &h.url, &bob, &founder);
-    let agent = RunningAgent::start(&paths).await;
-    let mut c = agent.client().await;
-    wait_connected(&mut c).await;
+    let (agent, mut c) = bob_connected(dir.path(), &h.url, &bob, &founder).await;
 
     // Verified by the chain: the founder (root) and alice (the founder's invite).
     let a = wait_trust(&mut c, "alice", TrustState::Verified).await;
@@ -431,10 +441,7 @@ async fn directory_pages_that_never_advance_are_refused() {
     let founder = Who::new("fay", None);
     let bob = Who::new("bob", Some(&founder.key));
     let h = hostile_broker(vec![founder.info(), bob.info()], Paging::Stuck).await;
-    let paths = bob_paths(dir.path(), &h.url, &bob, &founder);
-    let agent = RunningAgent::start(&paths).await;
-    let mut c = agent.client().await;
-    wait_connected(&mut c).await;
+    let (_agent, mut c) = bob_connected(dir.path(), &h.url, &bob, &founder).await;
     // A listing of its own, answered from the cached view once the broker's is refused.
     let _ = members(&mut c).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -453,10 +460,7 @@ async fn a_stale_directory_reseals_and_a_refused_listing_does_not_stall_the_link
     let alice = Who::new("alice", Some(&founder.key));
     let bob = Who::new("bob", Some(&founder.key));
     let mut h = hostile_broker(vec![founder.info(), alice.info(), bob.info()], Paging::One).await;
-    let paths = bob_paths(dir.path(), &h.url, &bob, &founder);
-    let agent = RunningAgent::start(&paths).await;
-    let mut c = agent.client().await;
-    wait_connected(&mut c).await;
+    let (_agent, mut c) = bob_connected(dir.path(), &h.url, &bob, &founder).await;
     wait_trust(&mut c, "alice", TrustState::Verified).await;
 
     *h.refuse.lock().unwrap() = (2, 1);

@@ -216,11 +216,7 @@ async fn write_loop(
                     match m {
                         Outgoing::Frame(text, ty) => {
                             metrics.frame_out(ty);
-                            let fed = if text.len() <= FRAGMENT_BYTES {
-                                bounded(limit, sink.feed(Message::Text(Utf8Bytes::from(text)))).await
-                            } else {
-                                bounded(limit, Box::pin(feed_text(&mut sink, text))).await
-                            };
+                            let fed = bounded(limit, feed_text(&mut sink, text)).await;
                             crate::hub::release(&queued, bytes);
                             if let Err(e) = fed {
                                 r = Err(e);
@@ -295,13 +291,19 @@ fn read_error_close(e: &WsError) -> Option<(u16, String)> {
 
 /// Feeds one frame's text to `sink` (not flushed): as one message, or as fragments when it is
 /// larger than [`FRAGMENT_BYTES`] so the connection's write buffer stays that small
-/// ([`claudemesh_protocol::ws`]). The writer boxes this future (and `send_events`): their state
-/// then lives on the heap only while a write is under way, not in every idle connection's task.
+/// ([`claudemesh_protocol::ws`]). The fragmenting loop is boxed: its state lives on the heap
+/// only while a large write is under way, not in every idle connection's writer task.
 pub(crate) async fn feed_text(sink: &mut SplitSink<WebSocket, Message>, text: String) -> Result<(), WsError> {
-    for m in text_messages(text, FRAGMENT_BYTES) {
-        sink.feed(m).await?;
+    if text.len() <= FRAGMENT_BYTES {
+        return sink.feed(Message::Text(Utf8Bytes::from(text))).await;
     }
-    Ok(())
+    Box::pin(async move {
+        for m in text_messages(text, FRAGMENT_BYTES) {
+            sink.feed(m).await?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// One write, or [`WriteError::Timeout`] after `limit`.

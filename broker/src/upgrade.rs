@@ -44,30 +44,32 @@ impl Upgrade {
             return Asked::Other;
         }
         if req.method() != Method::GET || !has_token(h, header::CONNECTION, "upgrade") {
-            return refuse(
+            return Asked::Refused(refuse(
                 StatusCode::BAD_REQUEST,
                 "a WebSocket upgrade is a GET with `Connection: Upgrade`",
-            );
+            ));
         }
         if h.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v.as_bytes() != b"13") {
             let mut r = refuse(StatusCode::UPGRADE_REQUIRED, "this broker speaks WebSocket version 13");
-            if let Asked::Refused(r) = &mut r {
-                // RFC 6455 §4.4 names the version; RFC 9110 §15.5.22 wants the protocol in a 426.
-                r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-                r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            }
-            return r;
+            // RFC 6455 §4.4 names the version; RFC 9110 §15.5.22 wants the protocol in a 426.
+            r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            return Asked::Refused(r);
         }
         let key = h.get(header::SEC_WEBSOCKET_KEY).map(HeaderValue::as_bytes).unwrap_or_default();
         if !is_key(key) {
-            return refuse(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key must be 16 bytes in base64");
+            return Asked::Refused(refuse(
+                StatusCode::BAD_REQUEST,
+                "Sec-WebSocket-Key must be 16 bytes in base64",
+            ));
         }
         let accept = derive_accept_key(key);
         match req.extensions_mut().remove::<OnUpgrade>() {
             Some(on_upgrade) => Asked::Upgrade(Self { accept, on_upgrade }),
-            None => {
-                refuse(StatusCode::BAD_REQUEST, "this connection cannot be upgraded (HTTP/1.1 is needed)")
-            }
+            None => Asked::Refused(refuse(
+                StatusCode::BAD_REQUEST,
+                "this connection cannot be upgraded (HTTP/1.1 is needed)",
+            )),
         }
     }
 
@@ -100,11 +102,11 @@ impl Upgrade {
 }
 
 /// A refusal with a one-line plain-text reason.
-fn refuse(status: StatusCode, why: &'static str) -> Asked {
+fn refuse(status: StatusCode, why: &'static str) -> Response {
     let mut r = Response::new(Body::from(format!("{why}\n")));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    Asked::Refused(r)
+    r
 }
 
 /// Whether `key` is a `Sec-WebSocket-Key`: base64 of 16 bytes (RFC 6455 §4.1, point 7).

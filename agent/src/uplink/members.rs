@@ -18,8 +18,13 @@ pub const MAX_DIRECTORY_MEMBERS: usize = 200_000;
 
 /// The first `list_members` of a listing (req `req`), asking for a page.
 pub(crate) fn list_members(req: u64) -> ClientFrame {
+    page(req, None)
+}
+
+/// A `list_members` asking for the page after `cursor`.
+fn page(req: u64, cursor: Option<String>) -> ClientFrame {
     // MAX_MEMBERS_PAGE is 500: it fits a u32.
-    ClientFrame::ListMembers { req, cursor: None, limit: Some(MAX_MEMBERS_PAGE as u32) }
+    ClientFrame::ListMembers { req, cursor, limit: Some(MAX_MEMBERS_PAGE as u32) }
 }
 
 impl Link<'_> {
@@ -80,8 +85,7 @@ impl Link<'_> {
         let req = self.next_req();
         self.pending.insert(req, p);
         self.member_pages.insert(req, Paged { members, former, cursor: cursor.clone() });
-        let limit = Some(MAX_MEMBERS_PAGE as u32);
-        self.send(&ClientFrame::ListMembers { req, cursor: Some(cursor), limit }).await?;
+        self.send(&page(req, Some(cursor))).await?;
         Ok(None)
     }
 }
