@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use claudemesh_protocol::crypto::{EnvelopeSizeError, check_envelope_sizes};
-use claudemesh_protocol::frames::{
-    DeliveryState, ErrorCode, Push, PushFrom, Send, ServerFrame, Target, encode,
-};
+use claudemesh_protocol::frames::{ErrorCode, Push, PushFrom, Send, ServerFrame, Target, encode};
 use claudemesh_protocol::limits::{MAX_ENVELOPES, MAX_SEND_ENVELOPE_BYTES};
 
 use crate::conn::Conn;
@@ -22,15 +20,15 @@ use crate::ids::{msg_id, now_ms};
 use crate::metrics::Metrics;
 use crate::store::writer::Job;
 use crate::store::{
-    IDEMPOTENCY, IdemRecord, MESSAGES, MessageRecord, QUEUE, RECIPIENTS, RecipientState, SEP, StoreError, Tx,
-    WriteFailure, WriterState, key,
+    IDEMPOTENCY, IdemRecord, MESSAGES, MessageRecord, QUEUE, SEP, StoreError, Tx, WriteFailure, WriterState,
+    key,
 };
 
-/// One recipient's copy of a send, prepared before it reaches the writer.
+/// One recipient's copy of a send, prepared before it reaches the writer. Its delivery state
+/// gets a row only when it moves past queued ([`MessageRecord::recipients`]).
 struct QueuedPush {
     member: String,
     queue_key: String,
-    recipient_key: String,
     /// The encoded `push` frame: stored as the queue value and sent as is.
     text: String,
 }
@@ -178,15 +176,12 @@ pub async fn send(conn: &mut Conn, s: Send) {
         target: s.target.to_string(),
         priority: s.priority,
         sent_at: now,
+        recipients: s.envelopes.iter().map(|e| e.member_id.clone()).collect(),
     };
     let rec_key = key(&[&mesh_id, &id]);
     let ack = IdemRecord { msg_id: id.clone(), recipients: s.envelopes.len() as u32, online, at: now };
-    let encoded = (
-        to_json(&rec_key, &rec),
-        to_json(&rec_key, &RecipientState { state: DeliveryState::Queued, at: now }),
-        to_json(&ikey, &ack),
-    );
-    let (Ok(rec_json), Ok(queued_json), Ok(ack_json)) = encoded else {
+    let encoded = (to_json(&rec_key, &rec), to_json(&ikey, &ack));
+    let (Ok(rec_json), Ok(ack_json)) = encoded else {
         return conn.error(
             Some(req),
             ErrorCode::Internal,
@@ -207,12 +202,7 @@ pub async fn send(conn: &mut Conn, s: Send) {
                 ciphertext: e.ciphertext,
                 sent_at: now,
             }));
-            QueuedPush {
-                queue_key: key(&[&mesh_id, &e.member_id, &id]),
-                recipient_key: key(&[&mesh_id, &id, &e.member_id]),
-                member: e.member_id,
-                text,
-            }
+            QueuedPush { queue_key: key(&[&mesh_id, &e.member_id, &id]), member: e.member_id, text }
         })
         .collect();
 
@@ -222,8 +212,8 @@ pub async fn send(conn: &mut Conn, s: Send) {
         ikey,
         rec_key,
         rec_json,
-        queued_json,
         ack_json,
+        sender,
         ack,
         pushes,
         max_queue: conn.hub.config.max_queue_per_member,
@@ -250,8 +240,9 @@ struct SendJob {
     ikey: String,
     rec_key: String,
     rec_json: Vec<u8>,
-    queued_json: Vec<u8>,
     ack_json: Vec<u8>,
+    /// The sending member (remembered by the writer for receipts).
+    sender: String,
     ack: IdemRecord,
     pushes: Vec<QueuedPush>,
     max_queue: u32,
@@ -278,10 +269,10 @@ impl Job for SendJob {
         tx.put_raw(MESSAGES, &self.rec_key, &self.rec_json)?;
         for p in &self.pushes {
             tx.put_raw(QUEUE, &p.queue_key, p.text.as_bytes())?;
-            tx.put_raw(RECIPIENTS, &p.recipient_key, &self.queued_json)?;
             state.add_depth(&self.mesh_id, &p.member, 1);
         }
         tx.put_raw(IDEMPOTENCY, &self.ikey, &self.ack_json)?;
+        state.remember_sender(&self.rec_key, &self.sender);
         self.outcome = Some(Persisted::New);
         Ok(())
     }

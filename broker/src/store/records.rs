@@ -91,7 +91,7 @@ pub struct InviteRecord {
 }
 
 /// A message's metadata, kept for `message_status` until it expires. Per-recipient state
-/// lives in its own rows ([`RecipientState`]) so an ack rewrites one small row.
+/// lives in its own rows ([`RecipientState`]) so an ack writes one small row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRecord {
     pub msg_id: String,
@@ -101,6 +101,11 @@ pub struct MessageRecord {
     pub target: String,
     pub priority: Priority,
     pub sent_at: u64,
+    /// Its recipients' member ids. One without a [`RecipientState`] row is queued: the row is
+    /// written when its state first moves (delivered, seen, expired), not at the send. Empty in
+    /// records written before this field, whose recipients all got a row at the send.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 /// One recipient's delivery state of one message.

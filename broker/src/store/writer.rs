@@ -7,7 +7,7 @@
 //! ([`Job::before_commit`]): a send pushes to online recipients there, so the push does not
 //! wait for the disk sync, while its sender is acknowledged only after it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -18,11 +18,20 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Db, StoreError, Tx, WriteFailure};
 use crate::metrics::Metrics;
 
+/// How many recent messages' senders [`WriterState`] remembers: acks come within
+/// milliseconds of a push, so this covers about a second of sends at the broker's rate.
+const RECENT_SENDERS: usize = 16_384;
+
 /// State only the writer thread touches, kept consistent with committed data.
 #[derive(Debug, Default)]
 pub struct WriterState {
     /// Undelivered messages per mesh, then per member (looked up without allocating).
     queue_depth: HashMap<String, HashMap<String, u32>>,
+    /// Sender member of the latest messages, by `mesh␟msg_id` (their record's key): a
+    /// `client_ack` learns whom to send a receipt without reading the message record.
+    senders: HashMap<String, String>,
+    /// Keys of `senders`, oldest first (evicted past [`RECENT_SENDERS`]).
+    sender_order: VecDeque<String>,
 }
 
 impl WriterState {
@@ -32,7 +41,24 @@ impl WriterState {
         for ((mesh, member), d) in depths {
             queue_depth.entry(mesh).or_default().insert(member, d);
         }
-        Self { queue_depth }
+        Self { queue_depth, ..Default::default() }
+    }
+
+    /// Remembers that the message stored under `record_key` (`mesh␟msg_id`) is from `sender`.
+    /// Only for a message written in this batch or earlier: a failed batch rebuilds the state.
+    pub fn remember_sender(&mut self, record_key: &str, sender: &str) {
+        if self.sender_order.len() >= RECENT_SENDERS
+            && let Some(old) = self.sender_order.pop_front()
+        {
+            self.senders.remove(&old);
+        }
+        self.senders.insert(record_key.to_string(), sender.to_string());
+        self.sender_order.push_back(record_key.to_string());
+    }
+
+    /// The sender of the message under `record_key`, if it is one of the latest.
+    pub fn recent_sender(&self, record_key: &str) -> Option<&str> {
+        self.senders.get(record_key).map(String::as_str)
     }
 
     pub fn depth(&self, mesh: &str, member: &str) -> u32 {
