@@ -127,6 +127,12 @@ impl Broker {
         Ok(Rss { now_kb: field("VmRSS:")?, peak_kb: field("VmHWM:")? })
     }
 
+    /// CPU the server has used so far: (whole process, its `store-writer` thread), in clock
+    /// ticks (the relays have no such thread: 0).
+    pub fn cpu(&self) -> anyhow::Result<(u64, u64)> {
+        crate::child::cpu_ticks(self.pid, "store-writer")
+    }
+
     /// Reads `/metrics` over plain HTTP on the broker's port.
     /// The relays have no store counters: zeros.
     pub async fn store_stats(&self) -> anyhow::Result<StoreStats> {

@@ -148,13 +148,15 @@ impl Report {
             None => String::new(),
         };
         println!(
-            "{what} run {}: delivered {}/s, acked sends {}/s, errors {}; store {:.0} commits/s, mean {:.2} ms; server RSS under load {}{}{}{}",
+            "{what} run {}: delivered {}/s, acked sends {}/s, errors {}; store {:.0} commits/s, mean {:.2} ms; server CPU {:.1} µs per delivery ({:.1} in the store writer); server RSS under load {}{}{}{}",
             i + 1,
             count(r.delivered_per_s),
             count(r.acked_per_s),
             r.errors,
             r.commits_per_s,
             r.mean_commit_ms,
+            r.cpu_us_per_delivery,
+            r.writer_us_per_delivery,
             mb(r.rss_under_load.now_kb as f64),
             errors,
             failed,
@@ -367,6 +369,16 @@ fn rows(o: &Opts, parts: &BTreeMap<Server, Part>) -> Vec<Row> {
             }),
             format: Box::new(count),
             aim,
+        });
+    }
+    let cpu: [(&'static str, PickRuns); 2] = [("DM throughput", |p| &p.dm), ("broadcast", |p| &p.broadcast)];
+    for (scenario, pick) in cpu {
+        out.push(Row {
+            scenario: scenario.into(),
+            measure: "server CPU per delivery (µs)",
+            values: Box::new(move |p| pick(p).iter().map(|r| r.cpu_us_per_delivery).collect()),
+            format: Box::new(|v| format!("{v:.1}")),
+            aim: "",
         });
     }
     let rss: [(&'static str, PickRuns); 2] = [("DM throughput", |p| &p.dm), ("broadcast", |p| &p.broadcast)];

@@ -242,6 +242,10 @@ pub struct ThroughputResult {
     /// Store commits (fsyncs) per second and their mean duration, over the measured window.
     pub commits_per_s: f64,
     pub mean_commit_ms: f64,
+    /// Server CPU (user + system) per delivered push over the measured window, µs; and the
+    /// part of it in the broker's store writer thread (0 for the relays).
+    pub cpu_us_per_delivery: f64,
+    pub writer_us_per_delivery: f64,
     pub log: LogSummary,
 }
 
@@ -308,10 +312,13 @@ async fn measure(
 ) -> anyhow::Result<ThroughputResult> {
     tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
     let s0 = broker.store_stats().await?;
+    let cpu0 = broker.cpu()?;
     let (d0, a0, t0) = (c.delivered.load(Relaxed), c.acked.load(Relaxed), Instant::now());
     tokio::time::sleep(Duration::from_secs_f64(o.secs)).await;
     let (d1, a1, secs) = (c.delivered.load(Relaxed), c.acked.load(Relaxed), t0.elapsed().as_secs_f64());
+    let cpu1 = broker.cpu()?;
     let (commits_per_s, mean_commit_ms) = broker.store_stats().await?.rate_since(&s0, secs);
+    let per_delivery = |ticks: u64| ticks as f64 * 1e6 / clock_ticks_per_s() / (d1 - d0).max(1) as f64;
     if !broker.alive() {
         bail!("the broker process exited during the run: {:?}", broker.log_summary().first);
     }
@@ -340,6 +347,14 @@ async fn measure(
         rss_under_load,
         commits_per_s,
         mean_commit_ms,
+        cpu_us_per_delivery: per_delivery(cpu1.0.saturating_sub(cpu0.0)),
+        writer_us_per_delivery: per_delivery(cpu1.1.saturating_sub(cpu0.1)),
         log,
     })
+}
+
+/// Clock ticks per second of `/proc` CPU times (`USER_HZ`): 100 on every Linux this runs on
+/// (the kernel ABI fixes it for x86 and arm64).
+fn clock_ticks_per_s() -> f64 {
+    100.0
 }

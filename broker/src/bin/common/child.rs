@@ -106,6 +106,33 @@ pub fn status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {field} in {path}"))
 }
 
+/// CPU time (user + system, in clock ticks) a process has used, and the part of it used by
+/// its threads named `thread` (`/proc/<pid>/task/*/comm`), from `/proc/<pid>/stat` (fields 14
+/// and 15, proc(5)).
+#[allow(dead_code, reason = "the bench reads CPU per delivery; the soak, which shares this file, does not")]
+pub fn cpu_ticks(pid: u32, thread: &str) -> anyhow::Result<(u64, u64)> {
+    let ticks = |path: &str| -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+        // The command name (field 2) may hold spaces: count fields after its closing ')'.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let f: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+        match f[..] {
+            [u, s] => Ok(u + s),
+            _ => anyhow::bail!("no CPU times in {path}"),
+        }
+    };
+    let total = ticks(&format!("/proc/{pid}/stat"))?;
+    let mut named = 0;
+    let tasks = format!("/proc/{pid}/task");
+    for t in std::fs::read_dir(&tasks).with_context(|| format!("cannot read {tasks}"))?.flatten() {
+        let dir = t.path();
+        if std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == thread) {
+            named += ticks(&dir.join("stat").display().to_string()).unwrap_or(0);
+        }
+    }
+    Ok((total, named))
+}
+
 /// The broker's `/metrics` text, read over plain HTTP on the port of its `ws://…/ws` URL (5 s).
 pub async fn metrics(url: &str) -> anyhow::Result<String> {
     let addr = url.trim_start_matches("ws://").trim_end_matches("/ws");
