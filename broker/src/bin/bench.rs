@@ -56,9 +56,10 @@ enum Command {
     Connections,
     /// One sender, one receiver at a fixed rate: one-way and send→ack latency percentiles.
     Latency,
-    /// Sender/receiver pairs sending pipelined DMs: delivered DMs per second.
+    /// Sender/receiver pairs sending pipelined DMs: delivered DMs per second, and the server's
+    /// CPU per delivery (user + system from /proc, with the broker's store writer thread apart)
     DmThroughput,
-    /// One sender broadcasting to receivers: push deliveries per second.
+    /// One sender broadcasting to receivers: push deliveries per second, and CPU per delivery
     Broadcast,
     /// Serve a relay floor on 127.0.0.1:0 until killed (what `--servers durable,storeless`
     /// start; run by hand to drive it with another load generator).

@@ -148,7 +148,7 @@ impl Report {
             None => String::new(),
         };
         println!(
-            "{what} run {}: delivered {}/s, acked sends {}/s, errors {}; store {:.0} commits/s, mean {:.2} ms; server CPU {:.1} µs per delivery ({:.1} in the store writer); server RSS under load {}{}{}{}",
+            "{what} run {}: delivered {}/s, acked sends {}/s, errors {}; store {:.0} commits/s, mean {:.2} ms; server CPU {:.1} µs per delivery{}; server RSS under load {}{}{}{}",
             i + 1,
             count(r.delivered_per_s),
             count(r.acked_per_s),
@@ -156,7 +156,7 @@ impl Report {
             r.commits_per_s,
             r.mean_commit_ms,
             r.cpu_us_per_delivery,
-            r.writer_us_per_delivery,
+            r.writer_us_per_delivery.map(|w| format!(" ({w:.1} in the store writer)")).unwrap_or_default(),
             mb(r.rss_under_load.now_kb as f64),
             errors,
             failed,

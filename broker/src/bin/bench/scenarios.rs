@@ -243,9 +243,9 @@ pub struct ThroughputResult {
     pub commits_per_s: f64,
     pub mean_commit_ms: f64,
     /// Server CPU (user + system) per delivered push over the measured window, µs; and the
-    /// part of it in the broker's store writer thread (0 for the relays).
+    /// part of it in the broker's store writer thread (`None` for the relays, which have none).
     pub cpu_us_per_delivery: f64,
-    pub writer_us_per_delivery: f64,
+    pub writer_us_per_delivery: Option<f64>,
     pub log: LogSummary,
 }
 
@@ -335,6 +335,7 @@ async fn measure(
         first_failure.get_or_insert(why);
     }
     let log = broker.log_summary();
+    let kind = broker.kind;
     broker.stop().await;
     tasks.shutdown().await;
     Ok(ThroughputResult {
@@ -348,7 +349,7 @@ async fn measure(
         commits_per_s,
         mean_commit_ms,
         cpu_us_per_delivery: per_delivery(cpu1.0.saturating_sub(cpu0.0)),
-        writer_us_per_delivery: per_delivery(cpu1.1.saturating_sub(cpu0.1)),
+        writer_us_per_delivery: (kind == Server::Broker).then(|| per_delivery(cpu1.1.saturating_sub(cpu0.1))),
         log,
     })
 }
