@@ -206,12 +206,7 @@ async fn receipts_and_message_status() {
 #[tokio::test]
 async fn seen_before_the_client_ack_stays_seen_and_the_copy_still_leaves_the_queue() {
     let h = Harness::start().await;
-    let mut m = mesh_with(&h, "team", 2).await;
-    let (mut bob, bob_id) = m.members.pop().unwrap();
-    let (mut alice, alice_id) = m.members.pop().unwrap();
-    let t = Target::Member(bob_id.member_id.clone());
-    send_to(&mut alice, &alice_id, "", t, &[&bob_id], "read first", "sb1").await;
-    let (p, _) = recv_push(&mut bob, &bob_id, &alice_id).await;
+    let (mut alice, _, mut bob, bob_id, p) = dm_pushed(&h, "read first", "sb1").await;
     let is_receipt = |f: &ServerFrame| matches!(f, ServerFrame::Event(Event::Receipt { .. }));
     // Bob reports it seen while his copy is still queued (no client_ack yet).
     bob.send(&ClientFrame::Receipt { msg_ids: vec![p.msg_id.clone()], state: ReceiptState::Seen })
@@ -222,12 +217,7 @@ async fn seen_before_the_client_ack_stays_seen_and_the_copy_still_leaves_the_que
     // The late client_ack takes the copy out of the queue but does not move seen back.
     ack(&mut bob, vec![p.msg_id.clone()]).await;
     assert_no_receipt(&mut alice, 300).await;
-    let req = alice.next_req();
-    let ServerFrame::MessageStatus { recipients, .. } =
-        alice.request(&ClientFrame::MessageStatus { req, msg_id: p.msg_id.clone() }).await.unwrap()
-    else {
-        panic!()
-    };
+    let recipients = status_of(&mut alice, &p.msg_id).await;
     assert_eq!(recipients.len(), 1);
     assert_eq!(recipients[0].state, DeliveryState::Seen);
     bob.close().await;
@@ -238,24 +228,14 @@ async fn seen_before_the_client_ack_stays_seen_and_the_copy_still_leaves_the_que
 #[tokio::test]
 async fn a_client_cannot_claim_delivered() {
     let h = Harness::start().await;
-    let mut m = mesh_with(&h, "team", 2).await;
-    let (mut bob, bob_id) = m.members.pop().unwrap();
-    let (mut alice, alice_id) = m.members.pop().unwrap();
-    let t = Target::Member(bob_id.member_id.clone());
-    send_to(&mut alice, &alice_id, "", t, &[&bob_id], "queued", "dl1").await;
-    let (p, _) = recv_push(&mut bob, &bob_id, &alice_id).await;
+    let (mut alice, _, mut bob, _, p) = dm_pushed(&h, "queued", "dl1").await;
     // Delivered means stored by the recipient's agent, which only its client_ack proves.
     bob.send(&ClientFrame::Receipt { msg_ids: vec![p.msg_id.clone()], state: ReceiptState::Delivered })
         .await
         .unwrap();
     let r = bob.recv_match(|f| matches!(f, ServerFrame::Error(_))).await.unwrap();
     assert_eq!(error_code(&r), ErrorCode::Invalid, "{r:?}");
-    let req = alice.next_req();
-    let ServerFrame::MessageStatus { recipients, .. } =
-        alice.request(&ClientFrame::MessageStatus { req, msg_id: p.msg_id }).await.unwrap()
-    else {
-        panic!()
-    };
+    let recipients = status_of(&mut alice, &p.msg_id).await;
     assert_eq!(recipients[0].state, DeliveryState::Queued, "the refused receipt changed nothing");
     assert_no_receipt(&mut alice, 300).await;
 }

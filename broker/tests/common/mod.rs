@@ -220,6 +220,26 @@ pub async fn send_to(
 }
 
 /// Waits for the next push and decrypts it.
+/// Alice and bob, online in a fresh two-member mesh `team`, and alice's DM `body` (client
+/// message id `cid`) as pushed to bob.
+pub async fn dm_pushed(h: &Harness, body: &str, cid: &str) -> (Client, Identity, Client, Identity, Push) {
+    let mut m = mesh_with(h, "team", 2).await;
+    let (mut bob, bob_id) = m.members.pop().unwrap();
+    let (mut alice, alice_id) = m.members.pop().unwrap();
+    let t = Target::Member(bob_id.member_id.clone());
+    send_to(&mut alice, &alice_id, "", t, &[&bob_id], body, cid).await;
+    let (p, _) = recv_push(&mut bob, &bob_id, &alice_id).await;
+    (alice, alice_id, bob, bob_id, p)
+}
+
+/// The sender's `message_status` of `msg_id`: its recipients' states.
+pub async fn status_of(sender: &mut Client, msg_id: &str) -> Vec<RecipientStatus> {
+    let req = sender.next_req();
+    let r = sender.request(&ClientFrame::MessageStatus { req, msg_id: msg_id.to_string() }).await.unwrap();
+    let ServerFrame::MessageStatus { recipients, .. } = r else { panic!("{r:?}") };
+    recipients
+}
+
 pub async fn recv_push(c: &mut Client, me: &Identity, sender: &Identity) -> (Push, MessagePlaintext) {
     let f = c.recv_match(|f| matches!(f, ServerFrame::Push(_))).await.unwrap();
     let ServerFrame::Push(p) = f else { unreachable!() };
