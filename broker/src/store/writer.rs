@@ -205,7 +205,8 @@ pub fn start(
     metrics: Arc<Metrics>,
     max_batch: usize,
 ) -> std::io::Result<(StoreHandle, JoinHandle<()>)> {
-    let (tx, rx) = mpsc::channel::<Box<dyn Job>>(max_batch * 4);
+    // Room for the batch being committed and the next one: senders wait beyond that.
+    let (tx, rx) = mpsc::channel::<Box<dyn Job>>(max_batch * 2);
     let db2 = db.clone();
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
