@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use claudemesh_broker::testkit::Client;
+use claudemesh_broker::testkit::{Client, Identity};
 use claudemesh_protocol::frames::*;
 use common::*;
 
@@ -223,6 +223,32 @@ async fn seen_before_the_client_ack_stays_seen_and_the_copy_still_leaves_the_que
     bob.close().await;
     let (mut bob, _) = Client::connect_as(h.url(), &bob_id).await.unwrap();
     assert_no_push(&mut bob, 300).await;
+}
+
+#[tokio::test]
+async fn a_broadcast_to_more_members_than_a_record_lists_keeps_every_state() {
+    let h = Harness::start().await;
+    // 20 recipients: past the 16 a message record lists, so each gets a row at the send.
+    let mut m = mesh_with(&h, "team", 20).await;
+    let (mut alice, alice_id) = m.members.remove(0);
+    let (mut bob, bob_id) = m.members.remove(0);
+    let mut to: Vec<&Identity> = m.members.iter().map(|(_, id)| id).collect();
+    to.push(&bob_id);
+    to.push(&m.admin);
+    let r = send_to(&mut alice, &alice_id, "", Target::Broadcast, &to, "to all", "big1").await;
+    let ServerFrame::Ack { msg_id, recipients: 20, .. } = r else { panic!("{r:?}") };
+    let (p, _) = recv_push(&mut bob, &bob_id, &alice_id).await;
+    ack(&mut bob, vec![p.msg_id.clone()]).await;
+    let is_receipt = |f: &ServerFrame| matches!(f, ServerFrame::Event(Event::Receipt { .. }));
+    let r = alice.recv_match(is_receipt).await.unwrap();
+    assert!(matches!(r, ServerFrame::Event(Event::Receipt { state: ReceiptState::Delivered, .. })), "{r:?}");
+    let states = status_of(&mut alice, &msg_id).await;
+    assert_eq!(states.len(), 20);
+    for s in &states {
+        let want =
+            if s.member_id == bob_id.member_id { DeliveryState::Delivered } else { DeliveryState::Queued };
+        assert_eq!(s.state, want, "{}", s.member_id);
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use claudemesh_protocol::crypto::{EnvelopeSizeError, check_envelope_sizes};
-use claudemesh_protocol::frames::{ErrorCode, Push, PushFrom, Send, ServerFrame, Target, encode};
+use claudemesh_protocol::frames::{
+    DeliveryState, ErrorCode, Push, PushFrom, Send, ServerFrame, Target, encode,
+};
 use claudemesh_protocol::limits::{MAX_ENVELOPES, MAX_SEND_ENVELOPE_BYTES};
 
 use crate::conn::Conn;
@@ -20,12 +22,13 @@ use crate::ids::{msg_id, now_ms};
 use crate::metrics::Metrics;
 use crate::store::writer::Job;
 use crate::store::{
-    IDEMPOTENCY, IdemRecord, MESSAGES, MessageRecord, QUEUE, SEP, StoreError, Tx, WriteFailure, WriterState,
-    key,
+    IDEMPOTENCY, IdemRecord, MESSAGES, MessageRecord, QUEUE, RECIPIENTS, RecipientState, SEP, StoreError, Tx,
+    WriteFailure, WriterState, key,
 };
 
 /// One recipient's copy of a send, prepared before it reaches the writer. Its delivery state
-/// gets a row only when it moves past queued ([`MessageRecord::recipients`]).
+/// gets a row when it moves past queued, or at the send for a large fan-out
+/// ([`MAX_LISTED_RECIPIENTS`]).
 struct QueuedPush {
     member: String,
     queue_key: String,
@@ -36,6 +39,17 @@ struct QueuedPush {
 /// JSON of a record stored under `key`.
 pub(super) fn to_json<T: serde::Serialize>(key: &str, v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|source| StoreError::Decode { key: key.into(), source })
+}
+
+/// Most recipients a message record lists ([`MessageRecord::recipients`]). A send to more
+/// writes a `queued` state row per recipient instead (the record format older brokers wrote),
+/// so that reading a record, which each receipt may do, never decodes a long list: a 10,000
+/// member broadcast's list would make every one of its 10,000 acks parse 250 KB.
+const MAX_LISTED_RECIPIENTS: usize = 16;
+
+/// Whether a send to `n` recipients lists them in its record (else: a row each).
+fn inline_recipients(n: usize) -> bool {
+    n <= MAX_LISTED_RECIPIENTS
 }
 
 /// What the persist step of a send decided.
@@ -176,12 +190,18 @@ pub async fn send(conn: &mut Conn, s: Send) {
         target: s.target.to_string(),
         priority: s.priority,
         sent_at: now,
-        recipients: s.envelopes.iter().map(|e| e.member_id.clone()).collect(),
+        recipients: if inline_recipients(s.envelopes.len()) {
+            s.envelopes.iter().map(|e| e.member_id.clone()).collect()
+        } else {
+            Vec::new()
+        },
     };
     let rec_key = key(&[&mesh_id, &id]);
     let ack = IdemRecord { msg_id: id.clone(), recipients: s.envelopes.len() as u32, online, at: now };
-    let encoded = (to_json(&rec_key, &rec), to_json(&ikey, &ack));
-    let (Ok(rec_json), Ok(ack_json)) = encoded else {
+    let queued_row = (!inline_recipients(s.envelopes.len()))
+        .then(|| to_json(&rec_key, &RecipientState { state: DeliveryState::Queued, at: now }));
+    let encoded = (to_json(&rec_key, &rec), to_json(&ikey, &ack), queued_row.transpose());
+    let (Ok(rec_json), Ok(ack_json), Ok(queued_json)) = encoded else {
         return conn.error(
             Some(req),
             ErrorCode::Internal,
@@ -213,6 +233,7 @@ pub async fn send(conn: &mut Conn, s: Send) {
         rec_key,
         rec_json,
         ack_json,
+        queued_json,
         sender,
         ack,
         pushes,
@@ -241,6 +262,9 @@ struct SendJob {
     rec_key: String,
     rec_json: Vec<u8>,
     ack_json: Vec<u8>,
+    /// A `queued` state row for each recipient, when there are too many to list in the
+    /// record ([`inline_recipients`]).
+    queued_json: Option<Vec<u8>>,
     /// The sending member (remembered by the writer for receipts).
     sender: String,
     ack: IdemRecord,
@@ -269,6 +293,9 @@ impl Job for SendJob {
         tx.put_raw(MESSAGES, &self.rec_key, &self.rec_json)?;
         for p in &self.pushes {
             tx.put_raw(QUEUE, &p.queue_key, p.text.as_bytes())?;
+            if let Some(row) = &self.queued_json {
+                tx.put_raw(RECIPIENTS, &key(&[&self.mesh_id, &self.ack.msg_id, &p.member]), row)?;
+            }
             state.add_depth(&self.mesh_id, &p.member, 1);
         }
         tx.put_raw(IDEMPOTENCY, &self.ikey, &self.ack_json)?;

@@ -29,7 +29,9 @@ pub const MESSAGES: Table = TableDefinition::new("messages");
 pub const QUEUE: Table = TableDefinition::new("queue");
 pub const IDEMPOTENCY: Table = TableDefinition::new("idempotency");
 pub const SESSION_OWNERS: Table = TableDefinition::new("session_owners");
-/// Per-recipient delivery state: `mesh␟msg_id␟member` → `{state, at}`.
+/// Per-recipient delivery state: `mesh␟msg_id␟member` → `{state, at}`, from the state's first
+/// move on (a send to more than 16 members writes a `queued` row for each at once;
+/// [`MessageRecord::recipients`]).
 pub const RECIPIENTS: Table = TableDefinition::new("recipients");
 /// Services deployed on the broker: `mesh␟name` → [`crate::services::ServiceRecord`].
 pub const SERVICES: Table = TableDefinition::new("services");

@@ -101,9 +101,10 @@ pub struct MessageRecord {
     pub target: String,
     pub priority: Priority,
     pub sent_at: u64,
-    /// Its recipients' member ids. One without a [`RecipientState`] row is queued: the row is
-    /// written when its state first moves (delivered, seen, expired), not at the send. Empty in
-    /// records written before this field, whose recipients all got a row at the send.
+    /// Its recipients' member ids, for a send to at most 16 members. One without a
+    /// [`RecipientState`] row is queued: the row is written when its state first moves
+    /// (delivered, seen, expired), not at the send. Empty for a larger fan-out and in records
+    /// written before this field: then every recipient got a `queued` row at the send.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
 }

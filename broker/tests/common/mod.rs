@@ -219,7 +219,6 @@ pub async fn send_to(
     .unwrap()
 }
 
-/// Waits for the next push and decrypts it.
 /// Alice and bob, online in a fresh two-member mesh `team`, and alice's DM `body` (client
 /// message id `cid`) as pushed to bob.
 pub async fn dm_pushed(h: &Harness, body: &str, cid: &str) -> (Client, Identity, Client, Identity, Push) {
@@ -240,6 +239,7 @@ pub async fn status_of(sender: &mut Client, msg_id: &str) -> Vec<RecipientStatus
     recipients
 }
 
+/// Waits for the next push and decrypts it.
 pub async fn recv_push(c: &mut Client, me: &Identity, sender: &Identity) -> (Push, MessagePlaintext) {
     let f = c.recv_match(|f| matches!(f, ServerFrame::Push(_))).await.unwrap();
     let ServerFrame::Push(p) = f else { unreachable!() };
