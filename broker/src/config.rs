@@ -60,9 +60,11 @@ pub struct BrokerConfig {
     pub expiry_interval: Duration,
     /// Largest write batch committed at once, in jobs (a send or an ack frame each). Larger
     /// batches spread each commit's fixed cost (the B-tree pages every batch rewrites) over more
-    /// messages: under saturation 4,096 gave 1.24-1.35x the DMs/s of 1,024 at ~140 ms commits,
-    /// 16,384 no more at ~540 ms (docs/performance.md, *Changes*). Below saturation a batch is
-    /// whatever waited, so this does not add latency at ordinary rates.
+    /// messages: under saturation 4,096 gave 1.21-1.30x the DMs/s of 1,024 at 104-113 ms
+    /// commits, 16,384 no more at ~540 ms (docs/performance.md, *Changes*). Below saturation a
+    /// batch is whatever waited, so this does not add latency at ordinary rates. The memory
+    /// sends may hold while they wait is bounded apart
+    /// ([`crate::store::writer::MAX_PENDING_BYTES`]).
     pub max_commit_batch: usize,
     /// Memory the store may use to cache pages ([`crate::store::DEFAULT_CACHE_BYTES`]).
     pub store_cache_bytes: usize,

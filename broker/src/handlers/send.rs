@@ -226,6 +226,9 @@ pub async fn send(conn: &mut Conn, s: Send) {
         })
         .collect();
 
+    // What the job holds until it finishes: its rows and a frame per recipient (each copied
+    // once more while the push is on its way).
+    let bytes = rec_json.len() + ack_json.len() + pushes.iter().map(|p| 2 * p.text.len()).sum::<usize>();
     let job = SendJob {
         req,
         mesh_id,
@@ -244,7 +247,7 @@ pub async fn send(conn: &mut Conn, s: Send) {
         outcome: None,
         pushed_to: Vec::new(),
     };
-    if conn.hub.store.submit(Box::new(job)).await.is_err() {
+    if conn.hub.store.submit_sized(Box::new(job), bytes).await.is_err() {
         conn.error(
             Some(req),
             ErrorCode::Unavailable,

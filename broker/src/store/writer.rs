@@ -13,13 +13,14 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use redb::{Database, Durability};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::{Db, StoreError, Tx, WriteFailure};
 use crate::metrics::Metrics;
 
-/// How many recent messages' senders [`WriterState`] remembers: acks come within
-/// milliseconds of a push, so this covers about a second of sends at the broker's rate.
+/// How many recent messages' senders [`WriterState`] remembers (for every mesh together): acks
+/// come within milliseconds of a push, so this covers the acks of online recipients at half a
+/// second of sends at the broker's top rate; a miss reads the message record.
 const RECENT_SENDERS: usize = 16_384;
 
 /// State only the writer thread touches, kept consistent with committed data.
@@ -45,7 +46,10 @@ impl WriterState {
     }
 
     /// Remembers that the message stored under `record_key` (`mesh␟msg_id`) is from `sender`.
-    /// Only for a message written in this batch or earlier: a failed batch rebuilds the state.
+    /// For a message written in this batch. If the batch then fails, the entry may stay (a
+    /// failed batch rebuilds the state only when it can read the store): harmless, because
+    /// message ids are never reused and a receipt is sent only for a message whose state row
+    /// or queued copy proves it was committed.
     pub fn remember_sender(&mut self, record_key: &str, sender: &str) {
         if self.sender_order.len() >= RECENT_SENDERS
             && let Some(old) = self.sender_order.pop_front()
@@ -134,12 +138,46 @@ where
     Box::new(FnJob { apply: Some(apply), out: None, finish })
 }
 
+/// Bytes of sends that may wait for the writer at once (queued, or in the batch it is
+/// committing) before further senders wait: a job count alone bounds nothing when one send
+/// may carry 4 MiB of envelopes. Held from [`StoreHandle::submit_sized`] until the job's
+/// `finish`.
+pub const MAX_PENDING_BYTES: usize = 256 << 20;
+
+/// Budget granularity: permits are KiB.
+const PERMIT_BYTES: usize = 1024;
+
 /// Cheap handle to the store: submit jobs, or read directly.
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Box<dyn Job>>,
+    /// [`MAX_PENDING_BYTES`] in KiB permits.
+    pending: Arc<Semaphore>,
+    /// Permits in all of `pending` (a larger job takes them all).
+    pending_kib: u32,
     /// For reads; the writer may replace the handle inside after an I/O failure.
     pub db: Arc<Db>,
+}
+
+/// A job holding its share of the pending-bytes budget until it has finished.
+struct Held {
+    job: Box<dyn Job>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Job for Held {
+    fn apply(&mut self, tx: &Tx<'_>, state: &mut WriterState) -> Result<(), StoreError> {
+        self.job.apply(tx, state)
+    }
+
+    fn before_commit(&mut self) {
+        self.job.before_commit();
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), &WriteFailure>) {
+        let Held { job, _permit } = *self;
+        job.finish(committed);
+    }
 }
 
 impl std::fmt::Debug for dyn Job {
@@ -178,6 +216,14 @@ impl StoreHandle {
         self.tx.send(job).await.map_err(|_| StoreError::Closed)
     }
 
+    /// Queues a job that holds `bytes` in memory until it finishes (a send's rows and push
+    /// frames): waits first while sends holding [`MAX_PENDING_BYTES`] are pending.
+    pub async fn submit_sized(&self, job: Box<dyn Job>, bytes: usize) -> Result<(), StoreError> {
+        let kib = u32::try_from(bytes.div_ceil(PERMIT_BYTES)).unwrap_or(u32::MAX).clamp(1, self.pending_kib);
+        let permit = self.pending.clone().acquire_many_owned(kib).await.map_err(|_| StoreError::Closed)?;
+        self.submit(Box::new(Held { job, _permit: permit })).await
+    }
+
     /// Runs `apply` in the next batch and waits for its commit.
     pub async fn write<T, A>(&self, apply: A) -> Result<T, StoreError>
     where
@@ -197,21 +243,36 @@ impl StoreHandle {
     }
 }
 
-/// Starts the writer thread. It stops, after committing what it already took, once every
-/// [`StoreHandle`] is dropped.
+/// Starts the writer thread, committing batches of at most `max_batch` jobs, with
+/// [`MAX_PENDING_BYTES`] for sends waiting. It stops, after committing what it already took,
+/// once every [`StoreHandle`] is dropped.
 pub fn start(
     db: Arc<Db>,
     state: WriterState,
     metrics: Arc<Metrics>,
     max_batch: usize,
 ) -> std::io::Result<(StoreHandle, JoinHandle<()>)> {
-    // Room for the batch being committed and the next one: senders wait beyond that.
-    let (tx, rx) = mpsc::channel::<Box<dyn Job>>(max_batch * 2);
+    start_with_budget(db, state, metrics, max_batch, MAX_PENDING_BYTES)
+}
+
+/// [`start`] with `pending_bytes` for sends waiting (at least 1 KiB).
+pub fn start_with_budget(
+    db: Arc<Db>,
+    state: WriterState,
+    metrics: Arc<Metrics>,
+    max_batch: usize,
+    pending_bytes: usize,
+) -> std::io::Result<(StoreHandle, JoinHandle<()>)> {
+    // Room for the next batch while one commits (which has left the queue): senders wait
+    // beyond that, and beyond the bytes budget.
+    let (tx, rx) = mpsc::channel::<Box<dyn Job>>(max_batch);
+    let pending_kib = u32::try_from(pending_bytes / PERMIT_BYTES).unwrap_or(u32::MAX).max(1);
+    let pending = Arc::new(Semaphore::new(pending_kib as usize));
     let db2 = db.clone();
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || run(&db2, state, rx, &metrics, max_batch))?;
-    Ok((StoreHandle { tx, db }, handle))
+    Ok((StoreHandle { tx, pending, pending_kib, db }, handle))
 }
 
 fn run(
@@ -284,4 +345,48 @@ fn commit_batch(
     }
     txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn sends_past_the_pending_bytes_wait_until_earlier_ones_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let db = Arc::new(Db::new(&path, super::super::open(&path, 1 << 20).unwrap(), 1 << 20));
+        let metrics = Arc::new(Metrics::default());
+        let (store, _writer) = start_with_budget(db, WriterState::default(), metrics, 16, 64 * 1024).unwrap();
+        // A first send of 48 KiB, held inside the writer until released.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (done, first_done) = oneshot::channel();
+        let first = job(
+            move |_, _| {
+                let _ = hold.recv();
+                Ok(())
+            },
+            move |r| {
+                let _ = done.send(r.is_ok());
+            },
+        );
+        store.submit_sized(first, 48 * 1024).await.unwrap();
+        // A second of 32 KiB does not fit in the 16 KiB left: it waits for the first.
+        let s2 = store.clone();
+        let second =
+            tokio::spawn(async move { s2.submit_sized(job(|_, _| Ok(()), |_| {}), 32 * 1024).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!second.is_finished(), "a send was queued past the pending-bytes budget");
+        release.send(()).unwrap();
+        assert!(first_done.await.unwrap());
+        tokio::time::timeout(Duration::from_secs(5), second).await.unwrap().unwrap().unwrap();
+        // One send larger than the whole budget takes all of it rather than waiting forever.
+        store.write(|_, _| Ok(())).await.unwrap();
+        let big = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.submit_sized(job(|_, _| Ok(()), |_| {}), 1 << 20),
+        );
+        big.await.unwrap().unwrap();
+    }
 }
