@@ -56,9 +56,7 @@ async fn unacked_pushes_are_redelivered_and_acked_ones_are_not() {
     // Once acked it is gone for good.
     ack(&mut bob, vec![again.msg_id]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    bob.close().await;
-    let (mut bob, _) = Client::connect_as(h.url(), &bob_id).await.unwrap();
-    assert_no_push(&mut bob, 300).await;
+    reconnect_gets_nothing(&h, bob, &bob_id).await;
 }
 
 #[tokio::test]
@@ -220,9 +218,7 @@ async fn seen_before_the_client_ack_stays_seen_and_the_copy_still_leaves_the_que
     let recipients = status_of(&mut alice, &p.msg_id).await;
     assert_eq!(recipients.len(), 1);
     assert_eq!(recipients[0].state, DeliveryState::Seen);
-    bob.close().await;
-    let (mut bob, _) = Client::connect_as(h.url(), &bob_id).await.unwrap();
-    assert_no_push(&mut bob, 300).await;
+    reconnect_gets_nothing(&h, bob, &bob_id).await;
 }
 
 #[tokio::test]

@@ -239,6 +239,13 @@ pub async fn status_of(sender: &mut Client, msg_id: &str) -> Vec<RecipientStatus
     recipients
 }
 
+/// Closes `c` (member `me`), connects again and checks nothing is pushed: its queue is empty.
+pub async fn reconnect_gets_nothing(h: &Harness, c: Client, me: &Identity) {
+    c.close().await;
+    let (mut again, _) = Client::connect_as(h.url(), me).await.unwrap();
+    assert_no_push(&mut again, 300).await;
+}
+
 /// Waits for the next push and decrypts it.
 pub async fn recv_push(c: &mut Client, me: &Identity, sender: &Identity) -> (Push, MessagePlaintext) {
     let f = c.recv_match(|f| matches!(f, ServerFrame::Push(_))).await.unwrap();
