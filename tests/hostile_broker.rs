@@ -35,6 +35,14 @@ struct Who {
     invite: Option<String>,
 }
 
+/// The mesh's founder fay, and alice and bob enrolled with invites she signed.
+fn fay_alice_bob() -> (Who, Who, Who) {
+    let founder = Who::new("fay", None);
+    let alice = Who::new("alice", Some(&founder.key));
+    let bob = Who::new("bob", Some(&founder.key));
+    (founder, alice, bob)
+}
+
 impl Who {
     fn new(name: &'static str, issuer: Option<&MemberKeypair>) -> Self {
         let key = MemberKeypair::generate();
@@ -315,9 +323,7 @@ async fn inbox_error(c: &mut claudemesh_agent::AgentClient, msg_id: &str) -> Opt
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_broker_cannot_substitute_reflect_replay_or_raise_priority() {
     let dir = tempfile::tempdir().unwrap();
-    let founder = Who::new("fay", None);
-    let alice = Who::new("alice", Some(&founder.key));
-    let bob = Who::new("bob", Some(&founder.key));
+    let (founder, alice, bob) = fay_alice_bob();
     // The broker lists its own key under carol's name with nothing that chains it to the root.
     let evil = MemberKeypair::generate();
     let carol = Who { key: evil, id: member_id_for("aa"), name: "carol", invite: None };
@@ -456,9 +462,7 @@ async fn directory_pages_that_never_advance_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_directory_reseals_and_a_refused_listing_does_not_stall_the_link() {
     let dir = tempfile::tempdir().unwrap();
-    let founder = Who::new("fay", None);
-    let alice = Who::new("alice", Some(&founder.key));
-    let bob = Who::new("bob", Some(&founder.key));
+    let (founder, alice, bob) = fay_alice_bob();
     let mut h = hostile_broker(vec![founder.info(), alice.info(), bob.info()], Paging::One).await;
     let (_agent, mut c) = bob_connected(dir.path(), &h.url, &bob, &founder).await;
     wait_trust(&mut c, "alice", TrustState::Verified).await;

@@ -32,6 +32,8 @@ use crate::store::{
 struct QueuedPush {
     member: String,
     queue_key: String,
+    /// Its state row's key, when the send writes a `queued` row per recipient.
+    recipient_key: Option<String>,
     /// The encoded `push` frame: stored as the queue value and sent as is.
     text: String,
 }
@@ -182,6 +184,7 @@ pub async fn send(conn: &mut Conn, s: Send) {
     let mesh_id = a.mesh.id.clone();
     let sender = a.member_id.clone();
     let ikey = key(&[&mesh_id, &sender, &s.client_msg_id]);
+    let listed = inline_recipients(s.envelopes.len());
     let rec = MessageRecord {
         msg_id: id.clone(),
         client_msg_id: s.client_msg_id.clone(),
@@ -190,7 +193,7 @@ pub async fn send(conn: &mut Conn, s: Send) {
         target: s.target.to_string(),
         priority: s.priority,
         sent_at: now,
-        recipients: if inline_recipients(s.envelopes.len()) {
+        recipients: if listed {
             s.envelopes.iter().map(|e| e.member_id.clone()).collect()
         } else {
             Vec::new()
@@ -198,8 +201,8 @@ pub async fn send(conn: &mut Conn, s: Send) {
     };
     let rec_key = key(&[&mesh_id, &id]);
     let ack = IdemRecord { msg_id: id.clone(), recipients: s.envelopes.len() as u32, online, at: now };
-    let queued_row = (!inline_recipients(s.envelopes.len()))
-        .then(|| to_json(&rec_key, &RecipientState { state: DeliveryState::Queued, at: now }));
+    let queued_row =
+        (!listed).then(|| to_json(&rec_key, &RecipientState { state: DeliveryState::Queued, at: now }));
     let encoded = (to_json(&rec_key, &rec), to_json(&ikey, &ack), queued_row.transpose());
     let (Ok(rec_json), Ok(ack_json), Ok(queued_json)) = encoded else {
         return conn.error(
@@ -222,7 +225,12 @@ pub async fn send(conn: &mut Conn, s: Send) {
                 ciphertext: e.ciphertext,
                 sent_at: now,
             }));
-            QueuedPush { queue_key: key(&[&mesh_id, &e.member_id, &id]), member: e.member_id, text }
+            QueuedPush {
+                queue_key: key(&[&mesh_id, &e.member_id, &id]),
+                recipient_key: (!listed).then(|| key(&[&mesh_id, &id, &e.member_id])),
+                member: e.member_id,
+                text,
+            }
         })
         .collect();
 
@@ -296,8 +304,8 @@ impl Job for SendJob {
         tx.put_raw(MESSAGES, &self.rec_key, &self.rec_json)?;
         for p in &self.pushes {
             tx.put_raw(QUEUE, &p.queue_key, p.text.as_bytes())?;
-            if let Some(row) = &self.queued_json {
-                tx.put_raw(RECIPIENTS, &key(&[&self.mesh_id, &self.ack.msg_id, &p.member]), row)?;
+            if let (Some(k), Some(row)) = (&p.recipient_key, &self.queued_json) {
+                tx.put_raw(RECIPIENTS, k, row)?;
             }
             state.add_depth(&self.mesh_id, &p.member, 1);
         }

@@ -30,9 +30,9 @@ pub struct WriterState {
     queue_depth: HashMap<String, HashMap<String, u32>>,
     /// Sender member of the latest messages, by `mesh␟msg_id` (their record's key): a
     /// `client_ack` learns whom to send a receipt without reading the message record.
-    senders: HashMap<String, String>,
+    senders: HashMap<Arc<str>, String>,
     /// Keys of `senders`, oldest first (evicted past [`RECENT_SENDERS`]).
-    sender_order: VecDeque<String>,
+    sender_order: VecDeque<Arc<str>>,
 }
 
 impl WriterState {
@@ -56,8 +56,9 @@ impl WriterState {
         {
             self.senders.remove(&old);
         }
-        self.senders.insert(record_key.to_string(), sender.to_string());
-        self.sender_order.push_back(record_key.to_string());
+        let k: Arc<str> = Arc::from(record_key);
+        self.senders.insert(k.clone(), sender.to_string());
+        self.sender_order.push_back(k);
     }
 
     /// The sender of the message under `record_key`, if it is one of the latest.

@@ -371,25 +371,22 @@ fn rows(o: &Opts, parts: &BTreeMap<Server, Part>) -> Vec<Row> {
             aim,
         });
     }
-    let cpu: [(&'static str, PickRuns); 2] = [("DM throughput", |p| &p.dm), ("broadcast", |p| &p.broadcast)];
-    for (scenario, pick) in cpu {
-        out.push(Row {
-            scenario: scenario.into(),
-            measure: "server CPU per delivery (µs)",
-            values: Box::new(move |p| pick(p).iter().map(|r| r.cpu_us_per_delivery).collect()),
-            format: Box::new(|v| format!("{v:.1}")),
-            aim: "",
-        });
-    }
-    let rss: [(&'static str, PickRuns); 2] = [("DM throughput", |p| &p.dm), ("broadcast", |p| &p.broadcast)];
-    for (scenario, pick) in rss {
-        out.push(Row {
-            scenario: scenario.into(),
-            measure: "RSS under load",
-            values: Box::new(move |p| pick(p).iter().map(|r| r.rss_under_load.now_kb as f64).collect()),
-            format: Box::new(mb),
-            aim: "",
-        });
+    let runs: [(&'static str, PickRuns); 2] = [("DM throughput", |p| &p.dm), ("broadcast", |p| &p.broadcast)];
+    type Measure = (&'static str, fn(&ThroughputResult) -> f64, fn(f64) -> String);
+    let measures: [Measure; 2] = [
+        ("server CPU per delivery (µs)", |r| r.cpu_us_per_delivery, |v| format!("{v:.1}")),
+        ("RSS under load", |r| r.rss_under_load.now_kb as f64, mb),
+    ];
+    for (measure, value, format) in measures {
+        for (scenario, pick) in runs {
+            out.push(Row {
+                scenario: scenario.into(),
+                measure,
+                values: Box::new(move |p| pick(p).iter().map(value).collect()),
+                format: Box::new(format),
+                aim: "",
+            });
+        }
     }
     out
 }

@@ -318,7 +318,7 @@ async fn measure(
     let (d1, a1, secs) = (c.delivered.load(Relaxed), c.acked.load(Relaxed), t0.elapsed().as_secs_f64());
     let cpu1 = broker.cpu()?;
     let (commits_per_s, mean_commit_ms) = broker.store_stats().await?.rate_since(&s0, secs);
-    let per_delivery = |ticks: u64| ticks as f64 * 1e6 / clock_ticks_per_s() / (d1 - d0).max(1) as f64;
+    let per_delivery = |ticks: u64| ticks as f64 * 1e6 / CLOCK_TICKS_PER_S / (d1 - d0).max(1) as f64;
     if !broker.alive() {
         bail!("the broker process exited during the run: {:?}", broker.log_summary().first);
     }
@@ -356,6 +356,4 @@ async fn measure(
 
 /// Clock ticks per second of `/proc` CPU times (`USER_HZ`): 100 on every Linux this runs on
 /// (the kernel ABI fixes it for x86 and arm64).
-fn clock_ticks_per_s() -> f64 {
-    100.0
-}
+const CLOCK_TICKS_PER_S: f64 = 100.0;
